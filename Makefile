@@ -1,0 +1,50 @@
+# Every target creates .venv and installs the locked set on first use, so a fresh
+# machine needs only python3.11 and make.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CONFIG ?= configs/default.yaml
+
+.PHONY: install run test lint format lab bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name customs-targeting --display-name "customs-targeting" >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the whole chain on the embedded default (simulated declarations)
+run: $(STAMP)
+	$(BIN)/targeting run --config $(CONFIG)
+
+## test: lint, type checks and the whole test suite
+test: $(STAMP) lint
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/mypy
+	$(BIN)/python tools/check_notebooks_stripped.py notebooks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix pipeline tests bench
+	$(BIN)/ruff format pipeline tests bench
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+## lock: re-resolve requirements.lock from pyproject.toml (needs network)
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra lab --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) outputs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,390 @@
+"""Experiment configuration: pydantic models of a YAML file, and `load(path, overrides)`.
+
+A config is data. Every CLI verb takes `--config FILE` and repeated `--set section.key=value`;
+values given with `--set` are parsed as YAML scalars (``--set tune.n_trials=0``,
+``--set serve.channels.red=0.03``). Unknown keys are rejected, naming the key and the file.
+Loading has no side effects: nothing is created until a stage writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A config file or an override that cannot be used; the message names the file and key."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SimulateConfig(Section):
+    """Parameters of the synthetic declaration stream (pipeline/ingest/simulate.py)."""
+
+    rows: int = Field(200_000, gt=0, description="declarations to generate")
+    start: dt.date = Field(dt.date(2023, 1, 1), description="first lodging day")
+    days: int = Field(730, gt=0, description="length of the period in days")
+    importers: int = Field(8_000, gt=0, description="importers at the start of the period")
+    new_importer_share: float = Field(
+        0.25, ge=0, le=1, description="extra importers that appear during the period, as a share"
+    )
+    declarants: int = Field(300, gt=0, description="customs brokers")
+    complicit_declarant_share: float = Field(0.03, ge=0, le=1)
+    sellers: int = Field(6_000, gt=0, description="foreign sellers")
+    offices: int = Field(12, gt=0, description="customs offices")
+    aeo_share: float = Field(0.06, ge=0, le=1, description="AEO-certified share of importers")
+    fraud_rate: float = Field(0.04, ge=0, le=1, description="target share of fraudulent declarations")
+    capacity_rate: float = Field(
+        0.05, ge=0, le=1, description="each office's daily inspection capacity, as a share of its flow"
+    )
+    random_rate: float = Field(
+        0.005, ge=0, le=1, description="probability of the historical policy's random draw"
+    )
+    detection_rate: float = Field(
+        0.85, ge=0, le=1, description="probability that an inspection of a fraud finds it"
+    )
+    result_delay_days: float = Field(
+        14.0, ge=0, description="mean delay between selection and a known result"
+    )
+    drift_start: float = Field(
+        0.5, ge=0, le=1, description="point of the period where the emerging scheme starts"
+    )
+
+
+class DataConfig(Section):
+    """Where declarations and outcomes come from, and in which format."""
+
+    source: Literal["simulate", "files"] = "simulate"
+    format: Literal["canonical", "kcs"] = "canonical"
+    declarations: Path | None = Field(None, description="canonical declarations (CSV/Parquet)")
+    outcomes: Path | None = Field(None, description="canonical outcomes (CSV/Parquet)")
+    kcs_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "data" / "external" / "Customs-Declaration-Datasets",
+        description="folder holding the KCS files",
+    )
+    kcs_files: list[str] = Field(
+        default_factory=lambda: ["df_syn_train_eng.csv", "df_syn_valid_eng.csv"]
+    )
+    column_mapping: dict[str, str] = Field(
+        default_factory=dict, description="your column name -> canonical column name"
+    )
+
+
+class FeaturesConfig(Section):
+    """Point-in-time feature stages (pipeline/features/)."""
+
+    stages: list[Literal["profiles", "valuation", "history", "calendar", "raw"]] = Field(
+        default_factory=lambda: ["raw", "profiles", "valuation", "history", "calendar"]
+    )
+    reporting_delay_days: float = Field(
+        0.0, ge=0, description="days added to result_at before an outcome counts as known"
+    )
+    missing_result_delay_days: float = Field(
+        30.0, ge=0, description="when result_at is absent (KCS): lodged_at plus this delay"
+    )
+    profile_keys: list[str] = Field(
+        default_factory=lambda: [
+            "importer",
+            "declarant",
+            "seller",
+            "hs6",
+            "hs4",
+            "hs2",
+            "origin_country",
+            "departure_country",
+            "office",
+            "transport_mode",
+        ]
+    )
+    cross_keys: list[list[str]] = Field(
+        default_factory=lambda: [
+            ["importer", "hs6"],
+            ["origin_country", "hs6"],
+            ["office", "hs6"],
+            ["declarant", "importer"],
+            ["departure_country", "origin_country", "transport_mode"],
+        ]
+    )
+    prior_strength: float = Field(
+        10.0, gt=0, description="pseudo-controls of the parent rate in the smoothed hit rate"
+    )
+    random_stratum_only: bool = Field(
+        False, description="profile rates from the random stratum only, inverse-propensity weighted"
+    )
+    valuation_min_support: int = Field(
+        20, gt=0, description="past declarations needed before a reference price is trusted"
+    )
+    history_windows_days: list[int] = Field(default_factory=lambda: [30, 90])
+
+
+class SplitConfig(Section):
+    """Time windows: train / calibration / validation / test, with a label-latency gap."""
+
+    train_start: dt.date | None = None
+    train_end: dt.date | None = Field(None, description="end-exclusive; None: derived from shares")
+    calibration_days: int = Field(30, ge=0)
+    valid_days: int = Field(60, gt=0)
+    test_days: int = Field(60, gt=0)
+    gap_days: float = Field(14.0, ge=0, description="gap between windows = label delay")
+    folds: int = Field(2, ge=1, description="rolling (prequential) folds for tuning")
+
+
+class TuneConfig(Section):
+    """Optuna study over XGBoost parameters (pipeline/train/tune.py)."""
+
+    n_trials: int = Field(20, ge=0, description="0: train with train.params as they are")
+    timeout_s: float | None = Field(None, gt=0)
+    objective: Literal["average_precision", "precision_at", "revenue_at"] = "average_precision"
+    at_rate: float = Field(0.05, gt=0, le=1, description="n % for precision_at / revenue_at")
+    storage: str | None = Field(
+        None, description="None: SQLite file in output_dir; a path ending .journal; any RDB URL"
+    )
+    study_name: str | None = None
+    pruning: bool = True
+    workers: int = Field(1, ge=1)
+    tune_imbalance: bool = Field(False, description="treat train.imbalance as a hyperparameter")
+
+
+class TrainConfig(Section):
+    """Final fit (pipeline/train/fit.py)."""
+
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "learning_rate": 0.1,
+            "max_depth": 6,
+            "min_child_weight": 1.0,
+            "subsample": 0.9,
+            "colsample_bytree": 0.9,
+        }
+    )
+    num_boost_round: int = Field(400, gt=0)
+    early_stopping_rounds: int = Field(30, gt=0)
+    imbalance: Literal[
+        "none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity"
+    ] = "none"
+    calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    revenue_model: bool = Field(True, description="rank by P(hit) x E[revenue | hit] if revenue")
+    device: Literal["cpu", "cuda"] = "cpu"
+    engine: Literal["memory", "dask"] = "memory"
+    n_jobs: int = Field(2, ge=1)
+
+
+class TrackingConfig(Section):
+    """MLflow: the only place the tracking URI is decided (train/tracking.py applies it)."""
+
+    uri: str | None = Field(
+        None, description="None: MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db"
+    )
+    experiment: str = "customs-targeting"
+    registered_model: str = "customs-targeting"
+
+
+class RuleConfig(Section):
+    """A risk criterion: declarations matching every condition go red (or are flagged)."""
+
+    name: str
+    column: str
+    values: list[str] = Field(default_factory=list, description="match when the column is one of")
+    prefix: list[str] = Field(default_factory=list, description="match when it starts with one of")
+
+
+class EvaluateConfig(Section):
+    """Metrics, baselines and explanations for the reviewer (pipeline/evaluate/)."""
+
+    rates: list[float] = Field(default_factory=lambda: [0.01, 0.02, 0.05, 0.10])
+    bootstrap: int = Field(200, ge=0)
+    shap_sample: int = Field(2_000, gt=0)
+    top_dependence: int = Field(4, ge=0)
+    red_waterfalls: int = Field(3, ge=0)
+    rules: list[RuleConfig] = Field(default_factory=list, description="baseline risk criteria")
+
+
+class ServeConfig(Section):
+    """Channels, capacities and policies of the selectivity export (pipeline/serve/)."""
+
+    channels: dict[str, float] = Field(
+        default_factory=lambda: {"red": 0.02, "yellow": 0.06},
+        description="channel -> target share of declarations; the rest is green",
+    )
+    per_office: bool = Field(False, description="cut-offs per office from daily capacities")
+    office_capacity: dict[str, float] = Field(
+        default_factory=dict, description="office -> red controls per day (with per_office)"
+    )
+    aeo_factor: float = Field(0.5, ge=0, description="multiplier on AEO traders' selection rate")
+    random_rate: float = Field(0.005, ge=0, le=1)
+    random_key: str = Field("customs-targeting", description="key of the reproducible random draw")
+    rules: list[RuleConfig] = Field(default_factory=list)
+    reference_days: int = Field(60, gt=0, description="recent window the cut-offs are set on")
+    reasons: int = Field(3, ge=0, description="reason codes returned for red and yellow rows")
+    invalid_channel: str = "manual"
+    score_last_days: int = Field(30, gt=0, description="`run` scores this last stretch of data")
+
+
+class BacktestConfig(Section):
+    """Policy replays over time (pipeline/evaluate/backtest.py)."""
+
+    step_days: int = Field(7, gt=0)
+    retrain_every_steps: int = Field(4, gt=0)
+    weeks: int = Field(52, gt=0)
+    warmup_days: int = Field(180, gt=0)
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class MonitorConfig(Section):
+    """Drift alarms (pipeline/evaluate/monitor.py)."""
+
+    recent_days: int = Field(30, gt=0)
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alarm: float = Field(0.25, gt=0)
+    fail_on: Literal["warn", "alarm", "never"] = "alarm"
+
+
+class Config(Section):
+    """One experiment."""
+
+    name: str = "default"
+    seed: int = 42
+    output_dir: Path = Field(Path("outputs/default"), description="where every artefact goes")
+    data: DataConfig = Field(default_factory=DataConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)  # type: ignore[arg-type]
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)  # type: ignore[arg-type]
+    train: TrainConfig = Field(default_factory=TrainConfig)  # type: ignore[arg-type]
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)  # type: ignore[arg-type]
+    serve: ServeConfig = Field(default_factory=ServeConfig)  # type: ignore[arg-type]
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)  # type: ignore[arg-type]
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)  # type: ignore[arg-type]
+
+    @field_validator("output_dir")
+    @classmethod
+    def _relative_to_project(cls, value: Path) -> Path:
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @property
+    def paths(self) -> Paths:
+        """Where each artefact of this experiment lives (nothing is created here)."""
+        return Paths(self.output_dir)
+
+
+class Paths:
+    """The artefact layout under `output_dir`, in one place so every stage agrees."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.declarations = self.data / "declarations.parquet"
+        self.outcomes = self.data / "outcomes.parquet"
+        self.ground_truth = self.data / "ground_truth.parquet"
+        self.quarantine = self.data / "quarantine.csv"
+        self.features = root / "features" / "feature_set.parquet"
+        self.manifest = root / "features" / "manifest.csv"
+        self.snapshot = root / "features" / "snapshot"
+        self.study = root / "optuna.db"
+        self.report = root / "report" / "report.html"
+        self.explanations = root / "explain"
+        self.thresholds = root / "selectivity.json"
+        self.scored = root / "scored.parquet"
+        self.backtest = root / "backtest"
+        self.monitor = root / "monitor"
+        self.last_run = root / "last_run.json"
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse an override's value the way YAML would (numbers, booleans, lists, null)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"--set {override!r}: expected section.key=value")
+    dotted, _, value = override.partition("=")
+    keys = [k for k in dotted.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set {override!r}: empty key")
+    node = raw
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {override!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = _parse_scalar(value)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  unknown key {key!r}")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply `section.key=value` overrides, and validate.
+
+    Relative data paths in the file are resolved against the project root, so a config works
+    from any working directory.
+    """
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        file = Path(path)
+        source = str(file)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file}: expected a mapping at the top level")
+        raw = loaded or {}
+    for override in overrides or []:
+        _apply_override(raw, override)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    data = config.data
+    for name in ("declarations", "outcomes", "kcs_dir"):
+        value = getattr(data, name)
+        if value is not None and not value.is_absolute():
+            setattr(data, name, PROJECT_ROOT / value)
+    return config
+
+
+def to_yaml(config: Config) -> str:
+    """The fully resolved config as YAML (logged with every run)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(config: Config) -> dict[str, str]:
+    """`section.key` -> value, for MLflow params."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            out[prefix] = str(node)
+
+    walk("", config.model_dump(mode="json"))
+    return out

@@ -1,0 +1,1 @@
+"""Metrics, SHAP explanations, the reviewer report, backtests and monitoring."""

@@ -1,0 +1,1 @@
+"""Pure, point-in-time feature stages and the training-set builder."""

@@ -1,0 +1,1 @@
+"""Everything that reads the outside world into the canonical schema."""
