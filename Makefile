@@ -44,7 +44,7 @@ bench: $(STAMP)
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs network)
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra lab --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra lab --extra scale --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) outputs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache

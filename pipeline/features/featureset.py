@@ -1,0 +1,111 @@
+"""The FeatureSet: model inputs and the training metadata of declarations, row-aligned.
+
+Produced by `features.build`; consumed by `train`, `evaluate` and `serve`. Every Series and `X`
+share one RangeIndex, in the order of `lodged_at` (ties by `declaration_id`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+META_COLUMNS = (
+    "declaration_id",
+    "lodged_at",
+    "office",
+    "y",
+    "revenue_recovered",
+    "sample_weight",
+    "selection_reason",
+    "label_known_at",
+)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features and labels of declarations.
+
+    Attributes:
+        X: model inputs: float columns and pandas ``category`` columns (XGBoost native).
+        declaration_id: identifier, string.
+        lodged_at: lodging time.
+        office: customs office (for per-office metrics and capacities).
+        y: 1.0 hit, 0.0 inspected without finding, NaN when no outcome is known.
+        revenue_recovered: revenue of the control; NaN where unknown or absent from the data.
+        sample_weight: inverse selection probability where known (random stratum), else 1.0.
+        selection_reason: why the declaration was selected; NaN when it was not.
+        label_known_at: when the label became usable (result_at + reporting delay); NaT if none.
+        manifest: one row per column of X: name, dtype, stage, description.
+    """
+
+    X: pd.DataFrame
+    declaration_id: pd.Series
+    lodged_at: pd.Series
+    office: pd.Series
+    y: pd.Series
+    revenue_recovered: pd.Series
+    sample_weight: pd.Series
+    selection_reason: pd.Series
+    label_known_at: pd.Series
+    manifest: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        n = len(self.X)
+        for f in fields(self):
+            if f.name in ("X", "manifest"):
+                continue
+            value = getattr(self, f.name)
+            if len(value) != n:
+                raise ValueError(f"FeatureSet.{f.name} has {len(value)} rows, X has {n}")
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def labelled(self) -> pd.Series:
+        """Rows whose outcome is known."""
+        return self.y.notna()
+
+    def subset(self, mask: pd.Series | np.ndarray) -> FeatureSet:
+        """Rows where `mask` is true, re-indexed from 0."""
+        keep = np.asarray(mask, dtype=bool)
+
+        def take(s: pd.Series) -> pd.Series:
+            return s[keep].reset_index(drop=True)
+
+        return FeatureSet(
+            X=self.X[keep].reset_index(drop=True),
+            declaration_id=take(self.declaration_id),
+            lodged_at=take(self.lodged_at),
+            office=take(self.office),
+            y=take(self.y),
+            revenue_recovered=take(self.revenue_recovered),
+            sample_weight=take(self.sample_weight),
+            selection_reason=take(self.selection_reason),
+            label_known_at=take(self.label_known_at),
+            manifest=self.manifest,
+        )
+
+    def meta(self) -> pd.DataFrame:
+        """The metadata columns as one frame."""
+        return pd.DataFrame({name: getattr(self, name) for name in META_COLUMNS})
+
+    def to_parquet(self, path: Path, manifest_path: Path) -> None:
+        """Write X and the metadata to one Parquet file, and the manifest to CSV."""
+        overlap = set(self.X.columns) & set(META_COLUMNS)
+        if overlap:
+            raise ValueError(f"feature names clash with metadata columns: {sorted(overlap)}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat([self.meta(), self.X], axis=1).to_parquet(path, index=False)
+        self.manifest.to_csv(manifest_path, index=False)
+
+    @classmethod
+    def read_parquet(cls, path: Path, manifest_path: Path) -> FeatureSet:
+        """Read what `to_parquet` wrote (categories and dtypes are kept by Parquet)."""
+        frame = pd.read_parquet(path)
+        manifest = pd.read_csv(manifest_path)
+        X = frame[list(manifest["name"])]
+        return cls(X=X, manifest=manifest, **{name: frame[name] for name in META_COLUMNS})
