@@ -1,0 +1,51 @@
+"""Capacity metrics: what the top n % of a ranking catches.
+
+The tuning objective and the reviewer's metrics share these functions (evaluate imports train,
+never the reverse). Rankings are by score, descending; ties are broken by position, so a
+ranking is reproducible. The controlled set at rate n is the first ceil(n x N) declarations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def top_count(n_rows: int, rate: float) -> int:
+    """How many declarations a control rate allows (at least one when there are any)."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"control rate must be in (0, 1], got {rate}")
+    return min(n_rows, max(1, math.ceil(rate * n_rows))) if n_rows else 0
+
+
+def top_mask(score: ArrayLike, rate: float) -> np.ndarray:
+    """Boolean mask of the declarations controlled at `rate` (highest scores first)."""
+    s = np.asarray(score, dtype=float)
+    order = np.argsort(-s, kind="stable")
+    mask = np.zeros(len(s), dtype=bool)
+    mask[order[: top_count(len(s), rate)]] = True
+    return mask
+
+
+def precision_at(y: ArrayLike, score: ArrayLike, rate: float) -> float:
+    """Hit rate among the controlled top `rate` share."""
+    hits = np.asarray(y, dtype=float)
+    if len(hits) == 0:
+        return float("nan")
+    return float(hits[top_mask(score, rate)].mean())
+
+
+def recall_at(y: ArrayLike, score: ArrayLike, rate: float) -> float:
+    """Share of all hits that fall in the controlled top `rate` share."""
+    hits = np.asarray(y, dtype=float)
+    total = hits.sum()
+    return float(hits[top_mask(score, rate)].sum() / total) if total > 0 else float("nan")
+
+
+def revenue_at(revenue: ArrayLike, score: ArrayLike, rate: float) -> float:
+    """Share of all recoverable revenue that falls in the controlled top `rate` share."""
+    money = np.nan_to_num(np.asarray(revenue, dtype=float), nan=0.0)
+    total = money.sum()
+    return float(money[top_mask(score, rate)].sum() / total) if total > 0 else float("nan")
