@@ -38,7 +38,7 @@ DECLARATION_COLUMNS: tuple[Column, ...] = (
     Column("quantity", "float", True, "quantity in supplementary units", True, 0.0),
     Column("net_mass_kg", "float", True, "net mass in kilograms", False, 0.0),
     Column("declared_value", "float", True, "declared customs value", False, 0.0),
-    Column("duty_rate", "float", True, "ad valorem duty rate as a fraction (0.08 = 8 %)", False, 0.0),
+    Column("duty_rate", "float", True, "ad valorem duty rate, a fraction (0.08 = 8 %)", False, 0.0),
     Column("declared_duty", "float", True, "duty declared by the trader", True, 0.0),
     Column("aeo", "bool", True, "importer is an Authorised Economic Operator"),
 )

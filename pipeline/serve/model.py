@@ -95,7 +95,7 @@ class TargetingModel:
         return p * np.clip(np.asarray(revenue, dtype=float), 0.0, None)
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:
-        """Per-feature contributions to the margin (TreeSHAP via pred_contribs); last column bias."""
+        """Per-feature contributions to the margin (TreeSHAP, pred_contribs); last column: bias."""
         matrix = xgb.DMatrix(self.prepare(X), enable_categorical=True)
         return np.asarray(self.booster.predict(matrix, pred_contribs=True))
 
