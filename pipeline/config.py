@@ -228,6 +228,10 @@ class ServeConfig(Section):
     reasons: int = Field(3, ge=0, description="reason codes returned for red and yellow rows")
     invalid_channel: str = "manual"
     score_last_days: int = Field(30, gt=0, description="`run` scores this last stretch of data")
+    random_channel: str = Field("red", description="channel of the random draw's declarations")
+    rank_by: Literal["auto", "probability", "expected_revenue"] = Field(
+        "auto", description="score to rank by; auto: expected revenue when the model has one"
+    )
 
 
 class BacktestConfig(Section):
