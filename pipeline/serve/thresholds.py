@@ -1,0 +1,637 @@
+"""Capacity -> channel cut-offs; the selectivity export (`selectivity.json`) and its validation.
+
+Pure functions of DataFrames, except `Thresholds.save` / `Thresholds.load` (the export file).
+
+How a declaration gets its channel (the same code runs at export time on the reference window
+and at serving time on new declarations, `assign_channels`):
+
+1. **Random draw** (compliance measurement): selected when the keyed hash of its declaration id
+   falls below ``random.rate`` (`random_draw`, algorithm below). Channel ``random.channel``
+   (red), selection reason ``random``, selection probability = the rate. The draw is checked
+   first so that the random stratum is a uniform sample of every declaration, rules included.
+2. **Mandatory rules** (risk criteria): a declaration whose column matches one of the rule's
+   values (or starts with one of its prefixes) goes red, reason = the rule's name.
+3. **The model**: the channels are taken in order of severity (red, then yellow...); a
+   declaration goes to the first channel whose cut-off it reaches, else to green.
+
+Cut-offs. Each cut-off is a pair ``(score, margin)``: a declaration reaches it when its score is
+higher, or equal with a booster margin at least as high. The margin orders declarations exactly as
+the calibrated probability does (calibration is monotone) and breaks the ties that isotonic
+calibration creates on its plateaus, so shares are met to the declaration. ``null`` means nobody.
+Cut-offs are set on a reference window so that *all* red controls (random + rules + model) make
+the red target share, and red + yellow make red + yellow targets.
+
+AEO policy. Authorised Economic Operators get their own, stricter cut-offs: on the declarations
+not taken by the random draw or a rule, the model selects AEO declarations at ``factor`` times the
+rate of the others, and the two rates are solved together so that the overall share stays at the
+target: ``q_other = K / (factor x n_aeo + n_other)``, ``q_aeo = factor x q_other``, where ``K`` is
+the number of model selections the channel needs.
+
+Per office. With ``per_office``, each office seen in the reference window gets its own cut-offs:
+its red rate is ``office_capacity[office] / (its declarations per day)`` (capped at 1) when a
+capacity is given, else the global red rate; other channels keep their global rates. An office
+absent from the export (a new office) uses the global cut-offs.
+
+The random draw, reproducible by any system from the declaration id alone:
+
+- key bytes ``k`` = the first 16 characters (ASCII) of the hex SHA-256 of the UTF-8 ``key``;
+- ``h0`` = SipHash-2-4 with key ``k`` of the UTF-8 bytes of the declaration id (64-bit result,
+  key read as two little-endian 64-bit words, as in the reference implementation);
+- ``h`` = the splitmix64 finaliser of ``h0`` (all arithmetic modulo 2^64):
+  ``h ^= h >> 30; h *= 0xBF58476D1CE4E5B9; h ^= h >> 27; h *= 0x94D049BB133111EB; h ^= h >> 31``;
+- selected when ``h < floor(rate x 2^64)`` (every declaration when rate is 1).
+
+This is exactly `pandas.util.hash_array(ids, hash_key=k, categorize=False)` (vectorised in C);
+tests/test_serve_thresholds.py checks it against an independent pure-Python SipHash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pandas as pd
+
+from pipeline.config import RuleConfig, ServeConfig
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_FILE = "selectivity.schema.json"
+DEFAULT_CHANNEL = "green"
+RANDOM_REASON = "random"
+MODEL_REASON = "model"
+RANDOM_ALGORITHM = "siphash-2-4+splitmix64 (pandas.util.hash_array), key = sha256(key)[:16]"
+
+Cutoff = dict[str, float | None]  # {"score": ..., "margin": ...}; None: nobody reaches it
+
+
+class ThresholdsError(ValueError):
+    """A selectivity file that cannot be used: invalid, inconsistent, or made for another model."""
+
+
+# --- the random draw -------------------------------------------------------------------------
+
+
+def random_key_bytes(key: str) -> str:
+    """The 16-character hash key derived from the configured key (see the module docstring)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def random_hash(declaration_ids: pd.Series | np.ndarray, key: str) -> np.ndarray:
+    """The keyed 64-bit hash of each declaration id (uint64), as documented above."""
+    ids = pd.Series(declaration_ids, copy=False).astype("string").fillna("")
+    values = ids.to_numpy(dtype=object)
+    return np.asarray(
+        pd.util.hash_array(values, hash_key=random_key_bytes(key), categorize=False),
+        dtype=np.uint64,
+    )
+
+
+def random_draw(declaration_ids: pd.Series | np.ndarray, key: str, rate: float) -> np.ndarray:
+    """True where the declaration falls in the random stratum (probability `rate`)."""
+    if rate >= 1.0:
+        return np.ones(len(declaration_ids), dtype=bool)
+    # rate x 2^64 is exact in binary floating point; int() floors it.
+    limit = np.uint64(int(rate * 2.0**64))
+    return random_hash(declaration_ids, key) < limit
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+
+def rule_matches(declarations: pd.DataFrame, rules: list[RuleConfig]) -> pd.Series:
+    """The name of the first rule each declaration matches (string dtype, <NA> when none)."""
+    matched = pd.Series(pd.NA, index=declarations.index, dtype="string")
+    for rule in reversed(rules):  # the first rule in the list wins: assign it last
+        if rule.column not in declarations.columns:
+            raise ThresholdsError(
+                f"rule {rule.name!r}: column {rule.column!r} is not in the declarations "
+                f"(columns: {', '.join(map(str, declarations.columns))})"
+            )
+        text = declarations[rule.column].astype("string")
+        hit = text.isin(rule.values).fillna(False)
+        if rule.prefix:
+            hit |= text.str.startswith(tuple(rule.prefix)).fillna(False)
+        matched = matched.mask(hit.to_numpy(dtype=bool), rule.name)
+    return matched
+
+
+# --- cut-offs --------------------------------------------------------------------------------
+
+
+def _top_k_cutoff(score: np.ndarray, margin: np.ndarray, k: int) -> Cutoff:
+    """The (score, margin) of the k-th highest declaration: exactly k reach it, barring ties."""
+    if k <= 0 or len(score) == 0:
+        return {"score": None, "margin": None}
+    order = np.lexsort((margin, score))  # ascending by score, then margin
+    row = order[max(len(score) - k, 0)]
+    return {"score": float(score[row]), "margin": float(margin[row])}
+
+
+def _reaches(score: np.ndarray, margin: np.ndarray, cut_score: Any, cut_margin: Any) -> np.ndarray:
+    """True where (score, margin) >= the cut-off, lexicographically; NaN cut-offs: nobody."""
+    cs = np.asarray(cut_score, dtype=float)
+    cm = np.asarray(cut_margin, dtype=float)
+    return (score > cs) | ((score == cs) & (margin >= cm))
+
+
+def group_cutoffs(
+    score: np.ndarray,
+    margin: np.ndarray,
+    forced: np.ndarray,
+    aeo: np.ndarray,
+    rates: dict[str, float],
+    aeo_factor: float,
+) -> dict[str, dict[str, Cutoff]]:
+    """Cut-offs of one group of declarations (all, or one office) meeting `rates`.
+
+    `forced` rows (random draw, rules) are red already and count towards the red share;
+    `rates` are in order of severity. Returns {"cutoffs": ..., "aeo_cutoffs": ...} by channel.
+    """
+    n = len(score)
+    eligible = ~forced
+    is_aeo = eligible & aeo
+    other = eligible & ~aeo
+    n_aeo, n_other = int(is_aeo.sum()), int(other.sum())
+    n_forced = int(forced.sum())
+    cutoffs: dict[str, Cutoff] = {}
+    aeo_cutoffs: dict[str, Cutoff] = {}
+    cumulative = 0.0
+    for channel, rate in rates.items():
+        cumulative += rate
+        wanted = min(max(round(cumulative * n) - n_forced, 0), n_aeo + n_other)
+        denominator = aeo_factor * n_aeo + n_other
+        k_aeo = min(n_aeo, round(aeo_factor * n_aeo * wanted / denominator)) if denominator else 0
+        k_other = min(n_other, wanted - k_aeo)
+        k_aeo = min(n_aeo, wanted - k_other)  # other declarations exhausted: AEO take the rest
+        cutoffs[channel] = _top_k_cutoff(score[other], margin[other], k_other)
+        aeo_cutoffs[channel] = _top_k_cutoff(score[is_aeo], margin[is_aeo], k_aeo)
+    return {"cutoffs": cutoffs, "aeo_cutoffs": aeo_cutoffs}
+
+
+def office_rates(
+    office: pd.Series, days: float, serve: ServeConfig
+) -> dict[str, dict[str, float | None]]:
+    """Per-office rates: red from the office's daily capacity and its daily flow."""
+    channels = list(serve.channels)
+    flow = office.astype("string").value_counts(dropna=True) / max(days, 1e-9)
+    out: dict[str, dict[str, float | None]] = {}
+    for name, per_day in flow.items():
+        rates: dict[str, float] = dict(serve.channels)
+        capacity = serve.office_capacity.get(str(name))
+        if capacity is not None and channels:
+            rates[channels[0]] = min(1.0, capacity / float(per_day))
+        total = sum(rates.values())
+        if total > 1.0:  # capacity beyond the flow: the lighter channels shrink
+            rates = _cap_rates(rates)
+        out[str(name)] = {
+            "daily_flow": float(per_day),
+            "capacity": capacity,
+            **{f"rate.{c}": r for c, r in rates.items()},
+        }
+    return out
+
+
+def _cap_rates(rates: dict[str, float]) -> dict[str, float]:
+    """Rates in order of severity, each cut so that their sum stays within 1."""
+    left = 1.0
+    capped: dict[str, float] = {}
+    for channel, rate in rates.items():
+        capped[channel] = min(rate, left)
+        left -= capped[channel]
+    return capped
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The selectivity export: everything a selectivity system needs to reproduce the channels."""
+
+    document: dict[str, Any]
+
+    # --- accessors ----------------------------------------------------------------------------
+    @property
+    def channels(self) -> dict[str, float]:
+        """Channel -> target share, in order of severity."""
+        return {c["name"]: float(c["rate"]) for c in self.document["channels"]}
+
+    @property
+    def booster_sha256(self) -> str:
+        """Fingerprint of the booster the cut-offs were set for."""
+        return str(self.document["model"]["booster_sha256"])
+
+    @property
+    def model_uri(self) -> str | None:
+        """Where the model lives (an MLflow URI or a local TargetingModel folder)."""
+        uri = self.document["model"].get("uri")
+        return str(uri) if uri else None
+
+    @property
+    def rank_by(self) -> str:
+        """`probability` or `expected_revenue`: what the `score` column holds."""
+        return str(self.document["rank_by"])
+
+    @property
+    def random_rate(self) -> float:
+        """Probability of the random draw."""
+        return float(self.document["random"]["rate"])
+
+    @property
+    def rules(self) -> list[RuleConfig]:
+        """Mandatory rules, in priority order."""
+        return [RuleConfig(**rule) for rule in self.document["rules"]]
+
+    @property
+    def reasons(self) -> int:
+        """Reason codes given to red and yellow rows."""
+        return int(self.document["serving"]["reasons"])
+
+    @property
+    def invalid_channel(self) -> str:
+        """Channel of declarations that fail validation."""
+        return str(self.document["serving"]["invalid_channel"])
+
+    @property
+    def default_channel(self) -> str:
+        """Channel of declarations that reach no cut-off."""
+        return str(self.document["serving"]["default_channel"])
+
+    def check_model(self, booster_sha256: str) -> None:
+        """Refuse a model other than the one the cut-offs were set for."""
+        if booster_sha256 != self.booster_sha256:
+            model = self.document["model"]
+            raise ThresholdsError(
+                "the selectivity file was made for another model: it names "
+                f"{model.get('name')} version {model.get('version')} ({model.get('uri')}) with "
+                f"booster sha256 {self.booster_sha256[:12]}..., the loaded booster has "
+                f"{booster_sha256[:12]}...; export the thresholds again for this model"
+            )
+
+    # --- file ---------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        """The export as JSON text."""
+        return json.dumps(self.document, indent=2, allow_nan=False) + "\n"
+
+    def save(self, path: Path) -> Path:
+        """Validate, then write atomically (temporary file in the same folder, then rename)."""
+        validate_document(self.document)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(self.to_json())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def from_document(
+        cls, document: dict[str, Any], booster_sha256: str | None = None
+    ) -> Thresholds:
+        """Validate a parsed export (schema, ordering, rates; model hash when given)."""
+        validate_document(document)
+        thresholds = cls(document)
+        if booster_sha256 is not None:
+            thresholds.check_model(booster_sha256)
+        return thresholds
+
+    @classmethod
+    def load(cls, path: Path, booster_sha256: str | None = None) -> Thresholds:
+        """Read and validate a selectivity file; refuse it if made for another booster."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"selectivity file not found: {path}")
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ThresholdsError(f"{path}: not valid JSON: {exc}") from exc
+        try:
+            return cls.from_document(document, booster_sha256)
+        except ThresholdsError as exc:
+            raise ThresholdsError(f"{path}: {exc}") from exc
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of selectivity.json (package data)."""
+    text = resources.files("pipeline.serve").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _cutoff_key(cut: Cutoff) -> tuple[float, float]:
+    if cut["score"] is None:
+        return (np.inf, np.inf)
+    return (float(cut["score"]), float(cut["margin"] if cut["margin"] is not None else -np.inf))
+
+
+def validate_document(document: dict[str, Any]) -> None:
+    """JSON Schema, then what a schema cannot say: cut-offs ordered by severity, rates in [0, 1]."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [
+            f"  {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:10]
+        ]
+        raise ThresholdsError("selectivity file does not match its schema:\n" + "\n".join(lines))
+    if document["schema_version"] != SCHEMA_VERSION:
+        raise ThresholdsError(
+            f"schema version {document['schema_version']} is not {SCHEMA_VERSION}"
+        )
+    names = [c["name"] for c in document["channels"]]
+    if sum(c["rate"] for c in document["channels"]) > 1.0 + 1e-9:
+        raise ThresholdsError("channel rates add up to more than 1")
+    groups: list[tuple[str, dict[str, Any]]] = [("global", document["cutoffs"])]
+    groups += [(f"office {o}", g) for o, g in document["offices"].items()]
+    for label, group in groups:
+        for kind in ("cutoffs", "aeo_cutoffs"):
+            cuts = group[kind]
+            missing = [c for c in names if c not in cuts]
+            if missing:
+                raise ThresholdsError(f"{label} {kind}: no cut-off for channel(s) {missing}")
+            for severe, lighter in itertools.pairwise(names):
+                if _cutoff_key(cuts[severe]) < _cutoff_key(cuts[lighter]):
+                    raise ThresholdsError(
+                        f"{label} {kind}: the {severe} cut-off {cuts[severe]} is below the "
+                        f"{lighter} cut-off {cuts[lighter]} (cut-offs must be ordered)"
+                    )
+        rates = group.get("rates", {})
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ThresholdsError(f"{label}: channel rates add up to more than 1")
+
+
+# --- computing and applying ------------------------------------------------------------------
+
+
+def forced_selection(
+    declarations: pd.DataFrame, random_rate: float, random_key: str, rules: list[RuleConfig]
+) -> tuple[np.ndarray, pd.Series]:
+    """Random stratum mask, and the first matching rule's name (<NA> when none)."""
+    drawn = random_draw(declarations["declaration_id"], random_key, random_rate)
+    return drawn, rule_matches(declarations, rules)
+
+
+def _aeo_flags(declarations: pd.DataFrame) -> np.ndarray:
+    if "aeo" not in declarations.columns:
+        return np.zeros(len(declarations), dtype=bool)
+    flags = declarations["aeo"].astype("boolean").fillna(False)
+    return np.asarray(flags.to_numpy(dtype=bool))
+
+
+def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) -> dict[str, Any]:
+    """The channel part of the export from a scored reference window.
+
+    `reference`: one row per declaration with `declaration_id`, `office`, `aeo`, `score`,
+    `margin`, `probability`, `expected_revenue` and the columns the rules name; `days`: the
+    window's length, for daily flows and capacities. Returns the `channels`, `cutoffs`, `offices`,
+    `aeo`, `random` and `rules` entries of the document.
+    """
+    if reference.empty:
+        raise ThresholdsError("the reference window holds no declarations")
+    score = reference["score"].to_numpy(dtype=float)
+    margin = reference["margin"].to_numpy(dtype=float)
+    drawn, rule = forced_selection(reference, serve.random_rate, serve.random_key, serve.rules)
+    forced = drawn | rule.notna().to_numpy()
+    aeo = _aeo_flags(reference)
+    rates = dict(serve.channels)
+    glob = group_cutoffs(score, margin, forced, aeo, rates, serve.aeo_factor)
+    offices: dict[str, Any] = {}
+    if serve.per_office:
+        office = reference["office"].astype("string").fillna("")
+        per_office = office_rates(office, days, serve)
+        codes, names = pd.factorize(office)
+        for i, name in enumerate(names):
+            rows = codes == i
+            meta = per_office[str(name)]
+            o_rates = {c: float(meta[f"rate.{c}"] or 0.0) for c in rates}
+            cuts = group_cutoffs(
+                score[rows], margin[rows], forced[rows], aeo[rows], o_rates, serve.aeo_factor
+            )
+            offices[str(name)] = {
+                "rates": o_rates,
+                "daily_flow": meta["daily_flow"],
+                "capacity": meta["capacity"],
+                **cuts,
+            }
+    return {
+        "channels": [{"name": c, "rate": float(r)} for c, r in rates.items()],
+        "cutoffs": {"rates": rates, **glob},
+        "offices": offices,
+        "aeo": {
+            "factor": serve.aeo_factor,
+            "method": "separate cut-offs; AEO model-selection rate = factor x the others' rate, "
+            "overall share kept at the target",
+        },
+        "random": {
+            "rate": serve.random_rate,
+            "key": serve.random_key,
+            "algorithm": RANDOM_ALGORITHM,
+            "channel": serve.random_channel,
+            "reason": RANDOM_REASON,
+        },
+        "rules": [rule.model_dump(mode="json") for rule in serve.rules],
+        "serving": {
+            "reasons": serve.reasons,
+            "invalid_channel": serve.invalid_channel,
+            "default_channel": DEFAULT_CHANNEL,
+        },
+    }
+
+
+def _cutoff_arrays(
+    document: dict[str, Any], channel: str, office: pd.Series, aeo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (score, margin) cut-off of a channel: the office's when it has one, else global."""
+
+    def value(cut: Cutoff, part: str) -> float:
+        v = cut[part]
+        return np.nan if v is None else float(v)
+
+    glob = document["cutoffs"]
+    cut_score = np.where(
+        aeo, value(glob["aeo_cutoffs"][channel], "score"), value(glob["cutoffs"][channel], "score")
+    )
+    cut_margin = np.where(
+        aeo,
+        value(glob["aeo_cutoffs"][channel], "margin"),
+        value(glob["cutoffs"][channel], "margin"),
+    )
+    offices: dict[str, Any] = document["offices"]
+    if offices:
+        known = office.isin(list(offices)).to_numpy(dtype=bool)
+        if known.any():
+            for part, target in (("score", cut_score), ("margin", cut_margin)):
+                other = office.map(
+                    {o: value(g["cutoffs"][channel], part) for o, g in offices.items()}
+                )
+                special = office.map(
+                    {o: value(g["aeo_cutoffs"][channel], part) for o, g in offices.items()}
+                )
+                per_row = np.where(aeo, special.to_numpy(dtype=float), other.to_numpy(dtype=float))
+                target[known] = per_row[known]
+    return cut_score, cut_margin
+
+
+def assign_channels(
+    thresholds: Thresholds,
+    declarations: pd.DataFrame,
+    score: np.ndarray,
+    margin: np.ndarray,
+) -> pd.DataFrame:
+    """Channel, selection reason and selection probability of each declaration.
+
+    `declarations` holds `declaration_id`, `office`, `aeo` and the columns the rules name,
+    row-aligned with `score` and `margin`. Returns a frame on the same index.
+    """
+    document = thresholds.document
+    office = declarations["office"].astype("string").fillna("")
+    aeo = _aeo_flags(declarations)
+    channel = np.full(len(declarations), thresholds.default_channel, dtype=object)
+    open_rows = np.ones(len(declarations), dtype=bool)
+    for name in thresholds.channels:
+        cut_score, cut_margin = _cutoff_arrays(document, name, office, aeo)
+        reached = open_rows & _reaches(score, margin, cut_score, cut_margin)
+        channel[reached] = name
+        open_rows &= ~reached
+    reason = np.full(len(declarations), MODEL_REASON, dtype=object)
+    reason[open_rows] = None
+    probability = np.full(len(declarations), np.nan)
+    random_policy = document["random"]
+    drawn, rule = forced_selection(
+        declarations, float(random_policy["rate"]), str(random_policy["key"]), thresholds.rules
+    )
+    ruled = rule.notna().to_numpy(dtype=bool) & ~drawn
+    red = next(iter(thresholds.channels), thresholds.default_channel)
+    channel[ruled] = red
+    reason[ruled] = rule.to_numpy(dtype=object)[ruled]
+    probability[ruled] = 1.0
+    channel[drawn] = random_policy["channel"]
+    reason[drawn] = RANDOM_REASON
+    probability[drawn] = float(random_policy["rate"])
+    return pd.DataFrame(
+        {"channel": channel, "selection_reason": reason, "selection_probability": probability},
+        index=declarations.index,
+    )
+
+
+def channel_kpis(
+    channels: pd.DataFrame,
+    probability: np.ndarray,
+    expected_revenue: np.ndarray,
+    targets: dict[str, float],
+    days: float,
+) -> dict[str, Any]:
+    """Realised shares and expected hit rate / revenue of each channel, from calibrated scores.
+
+    Expected hit rate = mean calibrated probability of the channel's declarations; expected
+    revenue = sum of P(hit) x E[revenue | hit] (absent when the model has no revenue part).
+    """
+    n = len(channels)
+    frame = pd.DataFrame(
+        {
+            "channel": channels["channel"].to_numpy(),
+            "reason": channels["selection_reason"].to_numpy(),
+            "p": probability,
+            "revenue": expected_revenue,
+        }
+    )
+    has_revenue = bool(np.isfinite(expected_revenue).any())
+    out: dict[str, Any] = {}
+    names = [*targets, DEFAULT_CHANNEL]
+    grouped = frame.groupby("channel", sort=False)
+    for name in names:
+        rows = grouped.get_group(name) if name in grouped.groups else frame.iloc[:0]
+        entry: dict[str, Any] = {
+            "target": targets.get(name),
+            "declarations": len(rows),
+            "share": len(rows) / n if n else 0.0,
+            "per_day": len(rows) / max(days, 1e-9),
+            "expected_hit_rate": float(rows["p"].mean()) if len(rows) else None,
+            "expected_hits": float(rows["p"].sum()),
+            "by_reason": {str(k): int(v) for k, v in rows["reason"].value_counts().items()},
+        }
+        if has_revenue:
+            entry["expected_revenue"] = float(np.nansum(rows["revenue"]))
+            entry["expected_revenue_per_control"] = (
+                float(np.nanmean(rows["revenue"])) if len(rows) else None
+            )
+        out[name] = entry
+    return {"declarations": n, "days": days, "channels": out}
+
+
+def new_document(
+    policy: dict[str, Any],
+    *,
+    model: dict[str, Any],
+    rank_by: str,
+    manifest_sha256: str,
+    windows: dict[str, Any],
+    features: dict[str, Any],
+    snapshot: dict[str, Any],
+    kpis: dict[str, Any],
+    created_at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Assemble the export document from its parts (see selectivity.schema.json)."""
+    stamp = created_at or dt.datetime.now(dt.UTC)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": stamp.isoformat(timespec="seconds"),
+        "model": model,
+        "rank_by": rank_by,
+        "feature_manifest_sha256": manifest_sha256,
+        "windows": windows,
+        "features": features,
+        "snapshot": snapshot,
+        **policy,
+        "kpis": kpis,
+    }
+
+
+def manifest_sha256(manifest: pd.DataFrame) -> str:
+    """Fingerprint of the feature manifest (names, dtypes, stages, in order)."""
+    columns = [c for c in ("name", "dtype", "stage") if c in manifest.columns]
+    text = manifest[columns].astype(str).to_csv(index=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReferenceWindow:
+    """The stretch of declarations the cut-offs are set on: lodged in (start, end]."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def days(self) -> float:
+        """Length in days."""
+        return float((self.end - self.start) / pd.Timedelta(days=1))
+
+    def contains(self, lodged_at: pd.Series) -> np.ndarray:
+        """True for declarations lodged inside the window."""
+        return np.asarray(((lodged_at > self.start) & (lodged_at <= self.end)).to_numpy(bool))
+
+
+def reference_window(lodged_at: pd.Series, serve: ServeConfig) -> ReferenceWindow:
+    """The last `reference_days` before the held-out stretch (`score_last_days`) of the data.
+
+    The held-out stretch is what `run.incoming_declarations` scores (lodged after
+    max - score_last_days); the reference window ends where it begins.
+    """
+    last = pd.Timestamp(lodged_at.max())
+    end = last - pd.Timedelta(days=serve.score_last_days)
+    start = end - pd.Timedelta(days=serve.reference_days)
+    first = pd.Timestamp(lodged_at.min()) - pd.Timedelta(microseconds=1)
+    if start < first:
+        start = first  # a short history: the whole of it
+    return ReferenceWindow(start=start, end=end)

@@ -1,0 +1,173 @@
+"""Shared builders for the serving tests: small declaration streams, scored reference windows,
+and a small real TargetingModel (XGBoost, isotonic calibration) trained on real features."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import RuleConfig, ServeConfig
+
+OFFICES = ("ICN01", "PUS02", "SEL03", "GMP04")
+
+
+def reference_frame(rows: int = 20_000, seed: int = 0, ties: bool = True) -> pd.DataFrame:
+    """A scored reference window: ids, office, AEO flag, rule columns, score and margin.
+
+    With `ties`, scores are rounded to two decimals, as isotonic calibration's plateaus make them.
+    """
+    rng = np.random.default_rng(seed)
+    margin = rng.normal(-3.0, 1.5, rows)
+    probability = 1.0 / (1.0 + np.exp(-margin))
+    if ties:
+        probability = np.round(probability, 2)
+    revenue = probability * rng.lognormal(6.0, 1.0, rows)
+    return pd.DataFrame(
+        {
+            "declaration_id": [f"D{seed}-{i:07d}" for i in range(rows)],
+            "lodged_at": pd.Timestamp("2024-03-01")
+            + pd.to_timedelta(rng.uniform(0, 60, rows), unit="D"),
+            "office": rng.choice(OFFICES, rows, p=[0.4, 0.3, 0.2, 0.1]),
+            "aeo": rng.random(rows) < 0.1,
+            "importer": [f"IMP{i}" for i in rng.integers(0, 500, rows)],
+            "hs_code": [f"{c:06d}" for c in rng.integers(10_000, 999_999, rows)],
+            "margin": margin,
+            "probability": probability,
+            "expected_revenue": revenue,
+            "score": probability,
+        },
+        index=pd.RangeIndex(rows) * 3 + 7,  # odd index on purpose
+    )
+
+
+def serve_config(**changes: Any) -> ServeConfig:
+    """The default serving config with some values changed."""
+    return ServeConfig().model_copy(update=changes)
+
+
+def watch_list_rules() -> list[RuleConfig]:
+    """A watch-listed importer and a prohibited HS chapter."""
+    return [
+        RuleConfig(name="watch-listed importer", column="importer", values=["IMP7", "IMP11"]),
+        RuleConfig(name="prohibited chapter 93", column="hs_code", prefix=["93"]),
+    ]
+
+
+def siphash24(key: bytes, message: bytes) -> int:
+    """Reference SipHash-2-4 (Aumasson & Bernstein), written independently of pandas."""
+    mask = (1 << 64) - 1
+
+    def rotl(x: int, b: int) -> int:
+        return ((x << b) | (x >> (64 - b))) & mask
+
+    k0 = int.from_bytes(key[:8], "little")
+    k1 = int.from_bytes(key[8:16], "little")
+    v0, v1 = k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D
+    v2, v3 = k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573
+
+    def rounds(n: int) -> None:
+        nonlocal v0, v1, v2, v3
+        for _ in range(n):
+            v0 = (v0 + v1) & mask
+            v1 = rotl(v1, 13) ^ v0
+            v0 = rotl(v0, 32)
+            v2 = (v2 + v3) & mask
+            v3 = rotl(v3, 16) ^ v2
+            v0 = (v0 + v3) & mask
+            v3 = rotl(v3, 21) ^ v0
+            v2 = (v2 + v1) & mask
+            v1 = rotl(v1, 17) ^ v2
+            v2 = rotl(v2, 32)
+
+    tail = len(message) % 8
+    for i in range(0, len(message) - tail, 8):
+        m = int.from_bytes(message[i : i + 8], "little")
+        v3 ^= m
+        rounds(2)
+        v0 ^= m
+    last = (len(message) & 0xFF) << 56 | int.from_bytes(message[len(message) - tail :], "little")
+    v3 ^= last
+    rounds(2)
+    v0 ^= last
+    v2 ^= 0xFF
+    rounds(4)
+    return (v0 ^ v1 ^ v2 ^ v3) & mask
+
+
+def splitmix_finaliser(h: int) -> int:
+    """The 64-bit finaliser the documented draw applies after SipHash."""
+    mask = (1 << 64) - 1
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & mask
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & mask
+    h ^= h >> 31
+    return h
+
+
+def declarations(rows: int, seed: int, start: dt.date = dt.date(2024, 1, 1), days: int = 120):
+    """Canonical declarations (every column of the contract) with a planted undervaluation."""
+    rng = np.random.default_rng(seed)
+    lodged = pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.uniform(0, days, rows)), unit="D")
+    hs = rng.choice(["850440", "610910", "940360", "300490", "870323"], rows)
+    mass = rng.lognormal(5, 1, rows)
+    price = pd.Series(hs).map(
+        {"850440": 40.0, "610910": 12.0, "940360": 8.0, "300490": 90.0, "870323": 30.0}
+    )
+    importer = rng.integers(0, 300, rows)
+    fraudster = importer % 10 == 0
+    under = fraudster & (rng.random(rows) < 0.6)
+    value = mass * price.to_numpy() * rng.lognormal(0, 0.2, rows) * np.where(under, 0.35, 1.0)
+    duty_rate = pd.Series(hs).map(
+        {"850440": 0.08, "610910": 0.13, "940360": 0.0, "300490": 0.05, "870323": 0.08}
+    )
+    frame = pd.DataFrame(
+        {
+            "declaration_id": [f"S{seed}-{i:06d}" for i in range(rows)],
+            "lodged_at": lodged,
+            "office": rng.choice(OFFICES, rows),
+            "importer": [f"IMP{i}" for i in importer],
+            "declarant": [f"BRK{i}" for i in rng.integers(0, 30, rows)],
+            "seller": [f"SEL{i}" for i in rng.integers(0, 200, rows)],
+            "hs_code": [f"{h}{rng.integers(0, 99):02d}00" for h in hs],
+            "origin_country": rng.choice(["CN", "VN", "US", "DE", "JP"], rows),
+            "departure_country": rng.choice(["CN", "VN", "US", "DE", "JP"], rows),
+            "transport_mode": rng.choice(["sea", "air", "road"], rows),
+            "quantity": np.round(mass / 2),
+            "net_mass_kg": mass,
+            "declared_value": value,
+            "duty_rate": duty_rate.to_numpy(),
+            "declared_duty": value * duty_rate.to_numpy(),
+            "aeo": (importer % 13 == 0) & ~fraudster,
+        }
+    )
+    frame.attrs["undervalued"] = under
+    return frame
+
+
+def outcomes(declared: pd.DataFrame, seed: int, control_rate: float = 0.3) -> pd.DataFrame:
+    """Inspection outcomes of a random share of the declarations (hits where undervalued)."""
+    rng = np.random.default_rng(seed + 1)
+    under = np.asarray(declared.attrs["undervalued"], dtype=bool)
+    controlled = rng.random(len(declared)) < control_rate
+    hit = under & (rng.random(len(declared)) < 0.9) | (rng.random(len(declared)) < 0.02)
+    picked = declared.loc[controlled]
+    selected = picked["lodged_at"] + pd.Timedelta(hours=1)
+    return pd.DataFrame(
+        {
+            "declaration_id": picked["declaration_id"].to_numpy(),
+            "selected_at": selected.to_numpy(),
+            "selection_reason": "random",
+            "selection_probability": control_rate,
+            "inspected": True,
+            "hit": hit[controlled],
+            "fraud_type": np.where(hit[controlled], "undervaluation", None),
+            "revenue_recovered": np.where(
+                hit[controlled], picked["declared_value"].to_numpy() * 0.1, 0.0
+            ),
+            "result_at": (selected + pd.Timedelta(days=7)).to_numpy(),
+        }
+    )

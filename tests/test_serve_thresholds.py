@@ -1,0 +1,228 @@
+"""Channel cut-offs, the reproducible random draw, rules, AEO policy and the export file."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_serve import (
+    reference_frame,
+    serve_config,
+    siphash24,
+    splitmix_finaliser,
+    watch_list_rules,
+)
+
+from pipeline.serve.thresholds import (
+    RANDOM_REASON,
+    Thresholds,
+    ThresholdsError,
+    assign_channels,
+    channel_kpis,
+    compute_cutoffs,
+    new_document,
+    random_draw,
+    random_hash,
+    random_key_bytes,
+)
+
+SHA = "ab" * 32
+
+
+def _document(reference: pd.DataFrame, **changes: Any) -> dict[str, Any]:
+    serve = serve_config(**changes)
+    policy = compute_cutoffs(reference, serve, days=60.0)
+    return new_document(
+        policy,
+        model={
+            "name": "m",
+            "version": "1",
+            "uri": "runs:/x/targeting_model",
+            "booster_sha256": SHA,
+        },
+        rank_by="probability",
+        manifest_sha256="cd" * 32,
+        windows={"reference": ["2024-03-01", "2024-04-30"]},
+        features={"config": {}, "descriptions": {}},
+        snapshot={"uri": None, "path": None},
+        kpis={},
+    )
+
+
+def _shares(reference: pd.DataFrame, document: dict[str, Any]) -> pd.DataFrame:
+    thresholds = Thresholds.from_document(document)
+    return assign_channels(
+        thresholds,
+        reference,
+        reference["score"].to_numpy(),
+        reference["margin"].to_numpy(),
+    )
+
+
+@pytest.mark.parametrize("ties", [True, False])
+@pytest.mark.parametrize("aeo_factor", [1.0, 0.5])
+def test_realised_shares_meet_targets_on_the_reference_window(ties: bool, aeo_factor: float):
+    reference = reference_frame(20_000, seed=1, ties=ties)
+    document = _document(
+        reference, rules=watch_list_rules(), random_rate=0.005, aeo_factor=aeo_factor
+    )
+    channels = _shares(reference, document)
+    shares = channels["channel"].value_counts(normalize=True)
+    assert abs(shares.get("red", 0.0) - 0.02) <= 0.005
+    assert abs(shares.get("yellow", 0.0) - 0.06) <= 0.005
+    assert channels.index.equals(reference.index)
+    # random and rule selections are red and count towards the red share
+    forced = channels["selection_reason"].isin([RANDOM_REASON, "watch-listed importer"])
+    assert forced.any()
+    assert (channels.loc[forced, "channel"] == "red").all()
+
+
+def test_aeo_declarations_are_selected_at_the_factor_of_the_others():
+    reference = reference_frame(40_000, seed=2, ties=False)
+    document = _document(reference, aeo_factor=0.5, random_rate=0.0)
+    channels = _shares(reference, document)
+    controlled = channels["channel"].isin(["red", "yellow"])
+    aeo = reference["aeo"].to_numpy()
+    rate_aeo = controlled[aeo].mean()
+    rate_other = controlled[~aeo].mean()
+    assert rate_aeo == pytest.approx(0.5 * rate_other, abs=0.005)
+    assert controlled.mean() == pytest.approx(0.08, abs=0.005)
+    # stricter: the AEO cut-offs are above the others'
+    for channel in ("red", "yellow"):
+        assert (
+            document["cutoffs"]["aeo_cutoffs"][channel]["score"]
+            >= document["cutoffs"]["cutoffs"][channel]["score"]
+        )
+
+
+def test_per_office_red_rate_follows_daily_capacity():
+    reference = reference_frame(30_000, seed=3, ties=False)
+    capacity = {"ICN01": 10.0, "PUS02": 3.0}  # red controls per day
+    document = _document(
+        reference, per_office=True, office_capacity=capacity, random_rate=0.0, aeo_factor=1.0
+    )
+    channels = _shares(reference, document)
+    for office, per_day in capacity.items():
+        rows = (reference["office"] == office).to_numpy()
+        flow = rows.sum() / 60.0
+        red_share = (channels.loc[rows, "channel"] == "red").mean()
+        assert red_share == pytest.approx(per_day / flow, abs=0.005)
+        assert document["offices"][office]["rates"]["red"] == pytest.approx(per_day / flow)
+    # an office without capacity keeps the global rate; an unknown office uses global cut-offs
+    rows = (reference["office"] == "SEL03").to_numpy()
+    assert (channels.loc[rows, "channel"] == "red").mean() == pytest.approx(0.02, abs=0.005)
+    new_office = reference.assign(office="NEW99")
+    fallback = _shares(new_office, document)
+    assert fallback["channel"].eq("red").mean() == pytest.approx(0.02, abs=0.005)
+
+
+def test_rules_send_matches_to_red_with_the_rule_name():
+    reference = reference_frame(5_000, seed=4)
+    document = _document(reference, rules=watch_list_rules(), random_rate=0.0)
+    channels = _shares(reference, document)
+    watched = reference["importer"].isin(["IMP7", "IMP11"]).to_numpy()
+    chapter = reference["hs_code"].str.startswith("93").to_numpy()
+    assert watched.any() and chapter.any()
+    assert (channels.loc[watched, "selection_reason"] == "watch-listed importer").all()
+    assert (channels.loc[chapter & ~watched, "selection_reason"] == "prohibited chapter 93").all()
+    assert (channels.loc[watched | chapter, "channel"] == "red").all()
+    assert (channels.loc[watched, "selection_probability"] == 1.0).all()
+
+
+def test_random_draw_is_deterministic_and_matches_its_probability():
+    ids = pd.Series([f"DECL-{i:09d}" for i in range(200_000)])
+    rate = 0.01
+    first = random_draw(ids, "secret", rate)
+    again = random_draw(ids.copy(), "secret", rate)
+    np.testing.assert_array_equal(first, again)
+    # a declaration's draw depends on its id only, not on the batch or its order
+    shuffled = ids.sample(frac=1.0, random_state=3)
+    np.testing.assert_array_equal(
+        random_draw(shuffled, "secret", rate), first[shuffled.index.to_numpy()]
+    )
+    np.testing.assert_array_equal(random_draw(ids[:10], "secret", rate), first[:10])
+    # binomial: within 4.5 standard deviations of n x rate
+    n = len(ids)
+    sd = math.sqrt(n * rate * (1 - rate))
+    assert abs(first.sum() - n * rate) < 4.5 * sd
+    # another key draws another stratum; nested rates give nested strata
+    other = random_draw(ids, "another key", rate)
+    assert (first & other).sum() < 3 * n * rate * rate + 4.5 * sd
+    wider = random_draw(ids, "secret", 0.05)
+    assert (wider | ~first).all()
+    assert random_draw(ids[:5], "secret", 1.0).all()
+    assert not random_draw(ids[:5], "secret", 0.0).any()
+
+
+def test_random_draw_follows_the_documented_algorithm():
+    ids = ["DECL-000000001", "20240101-ICN-42", "", "δήλωση-7", "x" * 23]
+    key = random_key_bytes("customs-targeting")
+    assert len(key.encode("ascii")) == 16
+    expected = [splitmix_finaliser(siphash24(key.encode(), i.encode("utf-8"))) for i in ids]
+    assert random_hash(pd.Series(ids), "customs-targeting").tolist() == expected
+
+
+def _saved(tmp_path: Path, document: dict[str, Any]) -> Path:
+    return Thresholds(document).save(tmp_path / "selectivity.json")
+
+
+def test_export_round_trips_and_is_written_atomically(tmp_path: Path):
+    reference = reference_frame(3_000, seed=5)
+    document = _document(reference, rules=watch_list_rules())
+    path = _saved(tmp_path, document)
+    assert [p.name for p in tmp_path.iterdir()] == ["selectivity.json"]  # no temporary left
+    loaded = Thresholds.load(path, booster_sha256=SHA)
+    assert loaded.document == json.loads(json.dumps(document))
+    assert [r.name for r in loaded.rules] == ["watch-listed importer", "prohibited chapter 93"]
+
+
+def test_a_file_made_for_another_model_is_refused(tmp_path: Path):
+    path = _saved(tmp_path, _document(reference_frame(2_000, seed=6)))
+    with pytest.raises(ThresholdsError, match="another model"):
+        Thresholds.load(path, booster_sha256="ef" * 32)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["channels"][0].update(rate=1.5), "schema"),
+        (lambda d: d["cutoffs"]["cutoffs"].update(red={"score": 0.0, "margin": -9.0}), "ordered"),
+        (lambda d: d["channels"].append({"name": "blue", "rate": 0.95}), "more than 1"),
+        (lambda d: d["model"].pop("booster_sha256"), "schema"),
+        (lambda d: d["random"].update(rate=-0.1), "schema"),
+    ],
+)
+def test_invalid_files_are_refused_with_a_clear_error(tmp_path: Path, change: Any, message: str):
+    document = _document(reference_frame(2_000, seed=7))
+    change(document)
+    path = tmp_path / "selectivity.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(ThresholdsError, match=message):
+        Thresholds.load(path)
+    with pytest.raises(ThresholdsError):
+        Thresholds(document).save(tmp_path / "other.json")
+    assert not (tmp_path / "other.json").exists()
+
+
+def test_kpis_report_shares_and_expected_hit_rates():
+    reference = reference_frame(10_000, seed=8, ties=False)
+    document = _document(reference)
+    channels = _shares(reference, document)
+    kpis = channel_kpis(
+        channels,
+        reference["probability"].to_numpy(),
+        reference["expected_revenue"].to_numpy(),
+        {"red": 0.02, "yellow": 0.06},
+        days=60.0,
+    )
+    red, green = kpis["channels"]["red"], kpis["channels"]["green"]
+    assert red["expected_hit_rate"] > kpis["channels"]["yellow"]["expected_hit_rate"]
+    assert kpis["channels"]["yellow"]["expected_hit_rate"] > green["expected_hit_rate"]
+    total = sum(c["declarations"] for c in kpis["channels"].values())
+    assert total == len(reference)
+    assert red["expected_revenue"] > 0
