@@ -255,6 +255,11 @@ class Thresholds:
         return int(self.document["serving"]["reasons"])
 
     @property
+    def reason_method(self) -> str:
+        """`treeshap` (exact, pred_contribs) or `approximate` (approx_contribs)."""
+        return str(self.document["serving"].get("reason_method", "treeshap"))
+
+    @property
     def invalid_channel(self) -> str:
         """Channel of declarations that fail validation."""
         return str(self.document["serving"]["invalid_channel"])
@@ -442,6 +447,7 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
         "rules": [rule.model_dump(mode="json") for rule in serve.rules],
         "serving": {
             "reasons": serve.reasons,
+            "reason_method": serve.reason_method,
             "invalid_channel": serve.invalid_channel,
             "default_channel": DEFAULT_CHANNEL,
         },

@@ -1,0 +1,218 @@
+"""Scoring throughput against a bare `Booster.inplace_predict` on the same prepared matrix.
+
+    .venv/bin/python bench/score.py [--rows 1000000] [--trees 200] [--threads 2]
+
+Measures, on the same feature matrix of `--rows` declarations (best of `--repeat` runs):
+- bare: `booster.inplace_predict(prepared, predict_type="margin")` on the already prepared matrix;
+- scores + channels: `Scorer.score_features` without reason codes (preparation, margin,
+  calibration, expected revenue, random draw, rules, per-office/AEO cut-offs);
+- + reasons (approximate): the same with reason codes for red and yellow rows from
+  `approx_contribs` (Saabas);
+- + reasons (TreeSHAP): the same with exact TreeSHAP reason codes (`pred_contribs`).
+Targets: scores + channels >= 0.7x bare; with reason codes >= 0.3x bare.
+
+The matrix comes from the project's simulator and feature builder when `--source simulate`
+(default when they are importable), else from a synthetic matrix shaped like the feature set
+(numeric columns plus office / origin / HS-chapter / transport categories).
+Prints the figures and writes bench/results/score.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.config import FeaturesConfig, ServeConfig  # noqa: E402
+from pipeline.serve.model import Calibration, TargetingModel  # noqa: E402
+from pipeline.serve.scorer import Scorer, model_scores, prepare  # noqa: E402
+from pipeline.serve.thresholds import Thresholds, compute_cutoffs, new_document  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "score.json"
+
+
+def synthetic(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Declarations (id, office, AEO, importer, HS code), a feature matrix and labels."""
+    rng = np.random.default_rng(seed)
+    numeric = 56
+    X = pd.DataFrame(
+        rng.normal(size=(rows, numeric)).astype(np.float32),
+        columns=[f"feature_{i:02d}" for i in range(numeric)],
+    )
+    X["unit_value_log_ratio_hs6_origin"] = rng.normal(0, 0.6, rows)
+    X["importer_hit_rate"] = rng.beta(1, 20, rows)
+    offices = np.array([f"OFF{i:02d}" for i in range(12)])
+    office = offices[rng.integers(0, 12, rows)]
+    X["office"] = pd.Categorical(office)
+    X["origin_country"] = pd.Categorical(rng.integers(0, 60, rows).astype(str))
+    X["hs2"] = pd.Categorical(rng.integers(1, 98, rows).astype(str))
+    X["transport_mode"] = pd.Categorical(rng.choice(["sea", "air", "road", "rail", "post"], rows))
+    logit = (
+        -3.5
+        - 2.0 * X["unit_value_log_ratio_hs6_origin"]
+        + 8.0 * X["importer_hit_rate"]
+        + 0.5 * X["feature_00"] * X["feature_01"]
+        + (X["hs2"].cat.codes.to_numpy() % 7 == 0) * 0.8
+    )
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(float)
+    declarations = pd.DataFrame(
+        {
+            "declaration_id": pd.Series(np.arange(rows)).map("D{:010d}".format),
+            "office": office,
+            "aeo": rng.random(rows) < 0.06,
+            "importer": rng.integers(0, 8000, rows).astype(str),
+            "hs_code": rng.integers(10_000_000, 99_999_999, rows).astype(str),
+        }
+    )
+    return declarations, X, y.to_numpy()
+
+
+def train(X: pd.DataFrame, y: np.ndarray, trees: int, threads: int, seed: int) -> TargetingModel:
+    """A booster of `trees` trees (depth 6) with an isotonic-style calibration."""
+    sample = min(len(X), 200_000)
+    matrix = xgb.DMatrix(X.iloc[:sample], y[:sample], enable_categorical=True)
+    booster = xgb.train(
+        {
+            "objective": "binary:logistic",
+            "max_depth": 6,
+            "learning_rate": 0.1,
+            "tree_method": "hist",
+            "nthread": threads,
+            "seed": seed,
+        },
+        matrix,
+        num_boost_round=trees,
+    )
+    knots = np.linspace(0, 1, 21)
+    return TargetingModel(
+        booster=booster,
+        calibration=Calibration("isotonic", list(knots), list(np.round(knots, 1))),
+        feature_names=list(X.columns),
+        categories=TargetingModel.categories_of(X),
+    )
+
+
+def thresholds_for(
+    model: TargetingModel, declarations: pd.DataFrame, X: pd.DataFrame, method: str, reasons: int
+) -> Thresholds:
+    """Cut-offs set on the benchmark matrix itself (red 2 %, yellow 6 %, random 0.5 %)."""
+    serve = ServeConfig(reasons=reasons, reason_method=method)  # type: ignore[arg-type]
+    scores = model_scores(model, X, "probability")
+    policy = compute_cutoffs(pd.concat([declarations, scores], axis=1), serve, days=30.0)
+    document = new_document(
+        policy,
+        model={
+            "name": "bench",
+            "version": "0",
+            "uri": None,
+            "booster_sha256": model.booster_sha256(),
+        },
+        rank_by="probability",
+        manifest_sha256="0" * 64,
+        windows={},
+        features={"config": {}, "descriptions": {}},
+        snapshot={},
+        kpis={},
+    )
+    return Thresholds.from_document(document)
+
+
+def best_of(repeat: int, action: Callable[[], Any]) -> tuple[float, Any]:
+    """Fastest wall time of `repeat` runs, and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = action()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--treeshap-repeat", type=int, default=1, help="runs of the (slow) exact TreeSHAP case"
+    )
+    args = parser.parse_args()
+
+    declarations, X, y = synthetic(args.rows, args.seed)
+    model = train(X, y, args.trees, args.threads, args.seed)
+    model.booster.set_param({"nthread": args.threads})
+    prepared = prepare(model, X)
+    scorer = Scorer(
+        model,
+        None,
+        thresholds_for(model, declarations, X, "treeshap", 0),
+        FeaturesConfig(),  # type: ignore[arg-type]
+    )
+
+    def bare() -> Any:
+        return model.booster.inplace_predict(prepared, predict_type="margin")
+
+    cases: dict[str, dict[str, Any]] = {}
+    t_bare, _ = best_of(args.repeat, bare)
+    cases["bare inplace_predict"] = {"seconds": t_bare}
+    t_scores, scored = best_of(args.repeat, lambda: scorer.score_features(declarations, X))
+    cases["scores + channels"] = {"seconds": t_scores, "target": 0.7}
+    shares = scored["channel"].value_counts(normalize=True).round(4).to_dict()
+    for method, repeat in (("approximate", args.repeat), ("treeshap", args.treeshap_repeat)):
+        scorer.thresholds = thresholds_for(model, declarations, X, method, 3)
+        seconds, with_reasons = best_of(repeat, lambda: scorer.score_features(declarations, X))
+        explained = int(with_reasons["reasons"].notna().sum())
+        cases[f"+ reasons ({method})"] = {
+            "seconds": seconds,
+            "target": 0.3,
+            "rows_with_reasons": explained,
+        }
+    for case in cases.values():
+        case["rows_per_second"] = args.rows / case["seconds"]
+        case["ratio_to_bare"] = t_bare / case["seconds"]
+        if "target" in case:
+            case["meets_target"] = case["ratio_to_bare"] >= case["target"]
+
+    print(f"{args.rows:,} declarations, {args.trees} trees (depth 6), {args.threads} threads")
+    print(f"channel shares: {shares}")
+    print(f"{'case':<28}{'seconds':>9}{'rows/s':>14}{'x bare':>9}  target")
+    for name, case in cases.items():
+        target = case.get("target")
+        verdict = (
+            "" if target is None else f">= {target} {'ok' if case['meets_target'] else 'MISSED'}"
+        )
+        print(
+            f"{name:<28}{case['seconds']:>9.3f}{case['rows_per_second']:>14,.0f}"
+            f"{case['ratio_to_bare']:>9.2f}  {verdict}"
+        )
+    result = {
+        "rows": args.rows,
+        "trees": args.trees,
+        "threads": args.threads,
+        "features": X.shape[1],
+        "channel_shares": shares,
+        "cases": cases,
+        "xgboost": xgb.__version__,
+        "machine": platform.platform(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

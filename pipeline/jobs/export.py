@@ -1,0 +1,220 @@
+"""`targeting export`: channel cut-offs of a run's model -> selectivity.json, logged with the run.
+
+The cut-offs are set on the reference window: the last `serve.reference_days` of the feature set
+before the held-out stretch that `run` scores (`serve.score_last_days`). The export is validated,
+written atomically, logged to the MLflow run with the feature snapshot (artefact ``snapshot``) and
+the scorer pyfunc (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.features.featureset import FeatureSet
+from pipeline.jobs import JobResult
+from pipeline.serve.model import TargetingModel
+from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
+from pipeline.serve.thresholds import (
+    Thresholds,
+    ThresholdsError,
+    assign_channels,
+    channel_kpis,
+    compute_cutoffs,
+    manifest_sha256,
+    new_document,
+    reference_window,
+)
+
+MODEL_ARTIFACT = "targeting_model"
+SNAPSHOT_ARTIFACT = "snapshot"
+THRESHOLDS_ARTIFACT = "selectivity"
+
+
+def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
+    """The canonical declarations of the reference window, in the order of `ids`."""
+    from pipeline.ingest.readers import load_inputs
+
+    declarations = load_inputs(config).declarations
+    wanted = ids.astype(str).to_numpy()
+    position = pd.Index(declarations["declaration_id"].astype(str)).get_indexer(wanted)
+    if (position < 0).any():
+        missing = wanted[position < 0][:5]
+        raise ValueError(
+            f"{(position < 0).sum()} declarations of the feature set are not in the declarations "
+            f"table (e.g. {', '.join(missing)}); rebuild the features"
+        )
+    return declarations.iloc[position].reset_index(drop=True)
+
+
+def reference_scores(
+    config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
+) -> tuple[pd.DataFrame, Any]:
+    """The reference window's declarations with their margin, probability and score."""
+    window = reference_window(feature_set.lodged_at, config.serve)
+    rows = window.contains(feature_set.lodged_at)
+    if not rows.any():
+        raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
+    X = feature_set.X.loc[rows].reset_index(drop=True)
+    declarations = _reference_declarations(config, feature_set.declaration_id[rows])
+    scores = model_scores(model, X, rank_by)
+    return pd.concat([declarations, scores], axis=1), window
+
+
+def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[str]:
+    targets = {c["name"]: c["rate"] for c in document["channels"]}
+    lines = [f"selectivity file: {path}", f"ranked by {document['rank_by']}; cut-offs (score):"]
+    for name in targets:
+        cut = document["cutoffs"]["cutoffs"][name]["score"]
+        aeo = document["cutoffs"]["aeo_cutoffs"][name]["score"]
+        lines.append(
+            f"  {name:<8} {'-' if cut is None else f'{cut:.4g}':>10}   AEO "
+            f"{'-' if aeo is None else f'{aeo:.4g}':>10}"
+        )
+    if document["offices"]:
+        lines.append(f"  per-office cut-offs for {len(document['offices'])} offices")
+    lines.append(
+        f"reference window: {kpis['declarations']:,} declarations over {kpis['days']:.0f} days; "
+        "realised share vs target, expected hit rate:"
+    )
+    for name, entry in kpis["channels"].items():
+        target = "" if entry["target"] is None else f" (target {entry['target']:.1%})"
+        hit = entry["expected_hit_rate"]
+        revenue = entry.get("expected_revenue_per_control")
+        lines.append(
+            f"  {name:<8} {entry['share']:6.2%}{target:<16} hit rate "
+            f"{'-' if hit is None else f'{hit:.1%}'}"
+            + ("" if revenue is None else f", expected revenue per control {revenue:,.0f}")
+        )
+    return lines
+
+
+def export(config: Config, run_id: str | None = None, out: Path | None = None) -> JobResult:
+    """Compute the cut-offs of a run's model (default: the last trained) and write the export."""
+    from pipeline.train import tracking
+
+    tracking.configure(config)
+    last: dict[str, Any] = {}
+    if run_id is None:
+        last = dict(tracking.read_last_run(config))
+        run_id = str(last["run_id"])
+    model = tracking.load_model(run_id)
+    for path in (config.paths.features, config.paths.manifest):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `targeting features` first")
+    if not config.paths.snapshot.exists():
+        raise FileNotFoundError(
+            f"feature snapshot {config.paths.snapshot} not found: run `targeting features` first"
+        )
+    feature_set = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    rank_by = resolve_rank_by(model, config.serve.rank_by)
+    reference, window = reference_scores(config, model, feature_set, rank_by)
+
+    policy = compute_cutoffs(reference, config.serve, window.days)
+    tracking.log_artifacts(run_id, config.paths.snapshot, SNAPSHOT_ARTIFACT)
+    manifest = feature_set.manifest
+    descriptions = (
+        dict(zip(manifest["name"].astype(str), manifest["description"].astype(str), strict=True))
+        if "description" in manifest.columns
+        else {}
+    )
+    windows = {
+        **{str(k): v for k, v in dict(model.info.get("windows", {})).items()},
+        "reference": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+    }
+    document = new_document(
+        policy,
+        model={
+            "name": model.info.get("registered_model", config.tracking.registered_model),
+            "version": _version(model.info.get("version", last.get("version"))),
+            "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
+            "run_id": run_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "booster_sha256": model.booster_sha256(),
+        },
+        rank_by=rank_by,
+        manifest_sha256=manifest_sha256(manifest),
+        windows=_jsonable(windows),
+        features={
+            "config": config.features.model_dump(mode="json"),
+            "descriptions": descriptions,
+        },
+        snapshot={
+            "path": str(config.paths.snapshot.resolve()),
+            "uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}",
+        },
+        kpis={},
+    )
+    draft = Thresholds(document)
+    channels = assign_channels(
+        draft, reference, reference["score"].to_numpy(), reference["margin"].to_numpy()
+    )
+    document["kpis"] = channel_kpis(
+        channels,
+        reference["probability"].to_numpy(),
+        reference["expected_revenue"].to_numpy(),
+        draft.channels,
+        window.days,
+    )
+    target = Path(out) if out is not None else config.paths.thresholds
+    try:
+        Thresholds(document).save(target)
+    except ThresholdsError as exc:
+        raise ValueError(f"the computed export is not valid: {exc}") from exc
+
+    tracking.log_artifacts(run_id, target, THRESHOLDS_ARTIFACT)
+    with tempfile.TemporaryDirectory() as scratch:
+        model_folder = Path(scratch) / MODEL_ARTIFACT
+        model.save(model_folder)
+        scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, target)
+    kpis = document["kpis"]
+    metrics = {
+        f"serve.{name}.reference_share": float(entry["share"])
+        for name, entry in kpis["channels"].items()
+    }
+    metrics.update(
+        {
+            f"serve.{name}.expected_hit_rate": float(entry["expected_hit_rate"])
+            for name, entry in kpis["channels"].items()
+            if entry["expected_hit_rate"] is not None
+        }
+    )
+    tracking.log_metrics(run_id, metrics)
+
+    lines = _lines(document, kpis, target)
+    lines.append(f"scorer pyfunc: {scorer_uri} (mlflow models serve -m {scorer_uri})")
+    return JobResult(
+        stage="export",
+        outputs={"thresholds": target},
+        figures={
+            "run_id": run_id,
+            "scorer_uri": scorer_uri,
+            "rank_by": rank_by,
+            "shares": {n: e["share"] for n, e in kpis["channels"].items()},
+            "targets": draft.channels,
+        },
+        lines=lines,
+    )
+
+
+def _version(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Windows as JSON: timestamps and dates as ISO text, containers walked."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, pd.Timestamp | np.datetime64) or hasattr(value, "isoformat"):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
