@@ -12,6 +12,7 @@ import pandas as pd
 from pipeline.config import RuleConfig, ServeConfig
 
 OFFICES = ("ICN01", "PUS02", "SEL03", "GMP04")
+PRICES = {"850440": 40.0, "610910": 12.0, "940360": 8.0, "300490": 90.0, "870323": 30.0}
 
 
 def reference_frame(rows: int = 20_000, seed: int = 0, ties: bool = True) -> pd.DataFrame:
@@ -114,9 +115,7 @@ def declarations(rows: int, seed: int, start: dt.date = dt.date(2024, 1, 1), day
     lodged = pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.uniform(0, days, rows)), unit="D")
     hs = rng.choice(["850440", "610910", "940360", "300490", "870323"], rows)
     mass = rng.lognormal(5, 1, rows)
-    price = pd.Series(hs).map(
-        {"850440": 40.0, "610910": 12.0, "940360": 8.0, "300490": 90.0, "870323": 30.0}
-    )
+    price = pd.Series(hs).map(PRICES)
     importer = rng.integers(0, 300, rows)
     fraudster = importer % 10 == 0
     under = fraudster & (rng.random(rows) < 0.6)
@@ -144,14 +143,22 @@ def declarations(rows: int, seed: int, start: dt.date = dt.date(2024, 1, 1), day
             "aeo": (importer % 13 == 0) & ~fraudster,
         }
     )
-    frame.attrs["undervalued"] = under
     return frame
+
+
+def undervalued(frame: pd.DataFrame) -> np.ndarray:
+    """Declarations where `declarations` planted an undervaluation (value < 60 % of price)."""
+    price = frame["hs_code"].astype(str).str[:6].map(PRICES).to_numpy(dtype=float)
+    ratio = frame["declared_value"].to_numpy(dtype=float) / (
+        frame["net_mass_kg"].to_numpy(dtype=float) * price
+    )
+    return ratio < 0.6
 
 
 def outcomes(declared: pd.DataFrame, seed: int, control_rate: float = 0.3) -> pd.DataFrame:
     """Inspection outcomes of a random share of the declarations (hits where undervalued)."""
     rng = np.random.default_rng(seed + 1)
-    under = np.asarray(declared.attrs["undervalued"], dtype=bool)
+    under = undervalued(declared)
     controlled = rng.random(len(declared)) < control_rate
     hit = under & (rng.random(len(declared)) < 0.9) | (rng.random(len(declared)) < 0.02)
     picked = declared.loc[controlled]
@@ -171,3 +178,68 @@ def outcomes(declared: pd.DataFrame, seed: int, control_rate: float = 0.3) -> pd
             "result_at": (selected + pd.Timedelta(days=7)).to_numpy(),
         }
     )
+
+
+def labelled_training(feature_set: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of a FeatureSet whose outcome is known: X and y."""
+    known = feature_set.y.notna().to_numpy()
+    return feature_set.X.loc[known], feature_set.y[known].to_numpy(dtype=float)
+
+
+def train_model(X: pd.DataFrame, y: np.ndarray, seed: int = 0, rounds: int = 30) -> Any:
+    """A small real TargetingModel: XGBoost on native categories, isotonic calibration."""
+    import xgboost as xgb
+    from sklearn.isotonic import IsotonicRegression
+
+    from pipeline.serve.model import Calibration, TargetingModel
+
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "eta": 0.2, "seed": seed, "nthread": 1},
+        xgb.DMatrix(X, y, enable_categorical=True),
+        num_boost_round=rounds,
+    )
+    raw = booster.inplace_predict(X)
+    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, y)
+    return TargetingModel(
+        booster=booster,
+        calibration=Calibration(
+            "isotonic",
+            list(map(float, isotonic.X_thresholds_)),
+            list(map(float, isotonic.y_thresholds_)),
+        ),
+        feature_names=list(X.columns),
+        categories=TargetingModel.categories_of(X),
+        info={"windows": {"train": ["2024-01-01", "2024-03-01"]}},
+    )
+
+
+def thresholds_document(
+    model: Any, reference: pd.DataFrame, serve: ServeConfig, descriptions: dict[str, str]
+) -> dict[str, Any]:
+    """An export document for `model`, cut-offs set on a scored reference window."""
+    from pipeline.config import FeaturesConfig
+    from pipeline.serve.thresholds import compute_cutoffs, new_document
+
+    policy = compute_cutoffs(reference, serve, days=30.0)
+    return new_document(
+        policy,
+        model={
+            "name": "test-model",
+            "version": "1",
+            "uri": None,
+            "booster_sha256": model.booster_sha256(),
+        },
+        rank_by="probability",
+        manifest_sha256="0" * 64,
+        windows={"reference": ["2024-03-01", "2024-04-01"]},
+        features={"config": FeaturesConfig().model_dump(mode="json"), "descriptions": descriptions},
+        snapshot={"uri": None, "path": None},
+        kpis={},
+    )
+
+
+def make_snapshot(history: pd.DataFrame, inspected: pd.DataFrame, config: Any) -> Any:
+    """The serving snapshot of a history, built by the feature builder."""
+    from pipeline.features import build
+
+    return build.build_snapshot(history, inspected, config)

@@ -1,0 +1,161 @@
+"""The scorer as an MLflow pyfunc, served over REST by `mlflow models serve` on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_serve import (
+    declarations,
+    labelled_training,
+    make_snapshot,
+    outcomes,
+    serve_config,
+    thresholds_document,
+    train_model,
+)
+
+from pipeline.config import FeaturesConfig
+from pipeline.serve.scorer import Scorer, log_scorer, model_scores
+from pipeline.serve.thresholds import Thresholds
+
+build = pytest.importorskip("pipeline.features.build")
+pytest.importorskip("pipeline.ingest.schema")
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-serve")]
+START_TIMEOUT_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def tracking(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow SQLite store in tmp_path, artefacts beside it; the old URI restored after."""
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("serve", artifact_location=str(tmp_path / "artifacts"))
+    mlflow.set_experiment(experiment_id=experiment)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _post(url: str, payload: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+def _wait_for_ping(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"mlflow models serve exited: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise AssertionError(f"no /ping answer within {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
+
+
+def _comparable(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records"))
+    return records
+
+
+def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, tracking: str):
+    config = FeaturesConfig()
+    history = declarations(3_000, seed=21, start=dt.date(2024, 1, 1), days=90)
+    inspected = outcomes(history, seed=21)
+    feature_set = build.build_feature_set(history, inspected, config)
+    X, y = labelled_training(feature_set)
+    model = train_model(X, y, rounds=15)
+    reference = pd.concat(
+        [
+            history.set_index("declaration_id")
+            .loc[feature_set.declaration_id.astype(str)]
+            .reset_index(),
+            model_scores(model, feature_set.X, "probability"),
+        ],
+        axis=1,
+    )
+    document = thresholds_document(model, reference, serve_config(), {})
+    thresholds = Thresholds(document)
+    snapshot = make_snapshot(history, inspected, config)
+    model.save(tmp_path / "model")
+    snapshot.save(tmp_path / "snapshot")
+    thresholds.save(tmp_path / "selectivity.json")
+
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+    uri = log_scorer(
+        run_id, tmp_path / "model", tmp_path / "snapshot", tmp_path / "selectivity.json"
+    )
+    assert uri == f"runs:/{run_id}/scorer"
+
+    batch = declarations(40, seed=22, start=dt.date(2024, 4, 1), days=3)
+    batch.loc[3, "declared_value"] = -1.0  # invalid: must come back manual, not vanish
+    batch.loc[5, "office"] = "NEW-OFFICE"
+    in_process = Scorer(model, snapshot, thresholds, config).score(batch)
+    loaded = mlflow.pyfunc.load_model(uri).predict(batch)
+    pd.testing.assert_frame_equal(loaded.reset_index(drop=True), in_process)
+
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # the server starts `uvicorn` by name: the interpreter's own bin/ first on the PATH
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    with log.open("wb") as sink:
+        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        try:
+            _wait_for_ping(f"http://127.0.0.1:{port}/ping", server, log)
+            split = json.loads(batch.to_json(orient="split", date_format="iso", index=False))
+            answer = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": split})
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=20)
+    served = pd.DataFrame(answer["predictions"])
+    assert len(served) == len(batch)
+    expected = pd.DataFrame(_comparable(in_process))
+    assert served["declaration_id"].tolist() == expected["declaration_id"].tolist()
+    assert served["channel"].tolist() == expected["channel"].tolist()
+    assert served["channel"].iloc[3] == "manual"
+    np.testing.assert_allclose(
+        served["probability"].astype(float), expected["probability"].astype(float), rtol=1e-6
+    )
+    for column in ("selection_reason", "reasons", "error"):
+        assert served[column].tolist() == expected[column].tolist(), column
