@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 
 from pipeline.config import FeaturesConfig
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.scorer import OUTPUT_COLUMNS, Scorer, model_scores, prepare, reason_codes
 from pipeline.serve.thresholds import Thresholds, ThresholdsError
 
 build = pytest.importorskip("pipeline.features.build")
 pytest.importorskip("pipeline.ingest.schema")
+# The scorer needs the feature builder and the validator (other stages' modules).
+from pipeline.serve.scorer import OUTPUT_COLUMNS, Scorer, model_scores, prepare, reason_codes  # noqa: E402
 
 HISTORY_START = dt.date(2024, 1, 1)
 
