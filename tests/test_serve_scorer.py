@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -211,3 +212,27 @@ def test_one_row_in_one_row_out(world: World, rows: list[int], damage: list[tupl
     sent = batch["declaration_id"].astype(object).where(batch["declaration_id"].notna(), None)
     same = [a == b for a, b in zip(scored["declaration_id"], sent, strict=True) if b is not None]
     assert all(same)
+
+
+def test_from_files_loads_what_the_export_names_and_refuses_another_model(
+    world: World, tmp_path: Path
+):
+    world.model.save(tmp_path / "model")
+    world.scorer.snapshot.save(tmp_path / "snapshot")
+    document = json.loads(world.thresholds.to_json())
+    document["model"]["uri"] = str(tmp_path / "model")
+    document["snapshot"] = {"path": str(tmp_path / "snapshot"), "uri": None}
+    path = Thresholds(document).save(tmp_path / "selectivity.json")
+
+    loaded = Scorer.from_files(path)
+    batch = world.incoming.iloc[:300]
+    pd.testing.assert_frame_equal(loaded.score(batch), world.scorer.score(batch))
+
+    X, y = labelled_training(world.feature_set)
+    train_model(X, y, seed=9, rounds=8).save(tmp_path / "other")
+    with pytest.raises(ThresholdsError, match="another model"):
+        Scorer.from_files(path, model_uri=str(tmp_path / "other"))
+    document["snapshot"] = {"path": str(tmp_path / "nowhere"), "uri": None}
+    Thresholds(document).save(path)
+    with pytest.raises(FileNotFoundError, match="snapshot"):
+        Scorer.from_files(path)

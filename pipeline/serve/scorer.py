@@ -340,17 +340,18 @@ class Scorer:
             out["error"] = str(exc)
             return out
         quarantined = report.quarantined
+        bad_rows = quarantined["row"].to_numpy(dtype=int) if len(quarantined) else np.array([], int)
         if len(quarantined):
-            positions = quarantined["row"].to_numpy(dtype=int)
-            out.loc[positions, "error"] = quarantined["reason"].astype(str).to_numpy()
+            reasons = quarantined["reason"].astype(str).groupby(quarantined["row"]).agg("; ".join)
+            out.loc[reasons.index.to_numpy(dtype=int), "error"] = reasons.to_numpy()
         if clean.empty:
             return out
-        positions = _positions(clean, frame)
         try:
+            positions = _positions(clean, frame, bad_rows)
             scored = self.score_clean(clean.reset_index(drop=True))
         except Exception as exc:  # keep the promise: every row back, with the reason
             logger.exception("scoring failed")
-            out.loc[positions, "error"] = f"scoring failed: {exc}"
+            out.loc[out["error"].isna(), "error"] = f"scoring failed: {exc}"
             return out
         for column in ("score", "probability", "selection_probability"):
             out.loc[positions, column] = scored[column].to_numpy(dtype=float)
@@ -410,12 +411,24 @@ class Scorer:
         )
 
 
-def _positions(clean: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
-    """Input positions of the validated rows (validation keeps the input's RangeIndex labels)."""
+def _positions(clean: pd.DataFrame, frame: pd.DataFrame, quarantined: np.ndarray) -> np.ndarray:
+    """Input positions of the validated rows.
+
+    Validation keeps the input's (Range)index labels; should it renumber the clean rows instead,
+    they are the rows not quarantined, in input order.
+    """
     index = clean.index
-    if len(index) and index.is_unique and index.isin(frame.index).all():
+    if (
+        index.is_unique
+        and index.isin(frame.index).all()
+        and not index.isin(quarantined).any()
+        and index.is_monotonic_increasing
+    ):
         return np.asarray(index, dtype=int)
-    raise RuntimeError("validation did not keep the row positions of the input")
+    rest = np.setdiff1d(np.arange(len(frame)), quarantined)
+    if len(rest) == len(clean):
+        return rest
+    raise RuntimeError("validation lost track of the input rows")
 
 
 def _snapshot_folder(
