@@ -1,0 +1,797 @@
+"""The reviewer's report: one self-contained HTML page per run, figures embedded as base64 PNG.
+
+A reviewer decides from it whether a model may go to the selectivity system: data windows, the
+metrics table with intervals against baselines, calibration, lift and gain, breakdowns,
+explanations, the feature manifest, warnings and a model card. Pure: `render_report` returns the
+HTML text; the job writes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, select_autoescape
+
+from pipeline.evaluate.explain import Explanations
+
+RANK_METRICS = ("roc_auc", "average_precision", "brier")
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows; frames are tidy, figures are PNG bytes."""
+
+    title: str
+    run_id: str
+    model_summary: dict[str, str]
+    windows: pd.DataFrame  # window, start, end, declarations, labelled, hits
+    metrics: pd.DataFrame  # population, model, rate, metric, value, low, high
+    calibration: pd.DataFrame  # predicted, observed
+    gain: pd.DataFrame  # share, gain, oracle_gain, lift[, revenue_gain]
+    breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)  # dimension -> frame
+    proportionality: dict[str, pd.DataFrame] = field(default_factory=dict)
+    explanations: Explanations | None = None
+    local_figures: dict[str, bytes] = field(default_factory=dict)
+    manifest: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, psi
+    feature_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, auc
+    model_card: dict[str, str] = field(default_factory=dict)
+    headline_rate: float = 0.05
+
+
+# --- warnings ---------------------------------------------------------------------------------
+
+
+def review_warnings(
+    importance: pd.DataFrame | None,
+    dominance: pd.DataFrame | None,
+    feature_auc: pd.DataFrame | None,
+    drift: pd.DataFrame | None,
+    *,
+    psi_warn: float = 0.1,
+    psi_alarm: float = 0.25,
+    auc_limit: float = 0.95,
+    mass_limit: float = 0.6,
+    dominance_limit: float = 0.5,
+    min_feature_share: float = 0.05,
+) -> list[str]:
+    """What a reviewer must look at before approving: leakage, entity dominance, drift."""
+    out: list[str] = []
+    if importance is not None and len(importance):
+        heavy = importance.loc[importance["share"] > mass_limit]
+        out += [
+            f"Possible leakage: {r.feature} carries {r.share:.0%} of all SHAP mass "
+            f"(limit {mass_limit:.0%})."
+            for r in heavy.itertuples()
+        ]
+    if feature_auc is not None and len(feature_auc):
+        strong = feature_auc.loc[feature_auc["auc"] > auc_limit]
+        out += [
+            f"Possible leakage: {r.feature} alone ranks the test labels with AUC {r.auc:.3f} "
+            f"(limit {auc_limit})."
+            for r in strong.itertuples()
+        ]
+    if dominance is not None and len(dominance) and importance is not None and len(importance):
+        relevant = set(importance.loc[importance["share"] >= min_feature_share, "feature"])
+        dominated = dominance.loc[
+            dominance["feature"].isin(relevant) & (dominance["share"] > dominance_limit)
+        ].drop_duplicates("feature")
+        out += [
+            f"Feature {r.feature} is dominated by one entity: {r.entity_column} = {r.entity} "
+            f"carries {r.share:.0%} of its SHAP mass."
+            for r in dominated.itertuples()
+        ]
+    if drift is not None and len(drift):
+        for r in drift.loc[drift["psi"] >= psi_warn].itertuples():
+            level = "alarm" if r.psi >= psi_alarm else "warning"
+            out.append(
+                f"Drift {level}: {r.feature} has PSI {r.psi:.2f} between the training and "
+                "test windows."
+            )
+    return out
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def calibration_figure(calibration: pd.DataFrame) -> bytes:
+    """Reliability diagram: observed hit rate against predicted probability."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    top = float(max(calibration[["predicted", "observed"]].max().max(), 0.05)) * 1.05
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", label="perfectly calibrated")
+    ax.plot(calibration["predicted"], calibration["observed"], marker="o", label="model")
+    ax.set_xlabel("predicted probability of a hit")
+    ax.set_ylabel("observed hit rate")
+    ax.set_title("Calibration (quantile bins)")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def gain_figure(gain: pd.DataFrame, rates: Sequence[float]) -> bytes:
+    """Cumulative gain (with the oracle and random lines) and lift."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    left.plot(gain["share"], gain["gain"], label="hits caught (model)")
+    if "revenue_gain" in gain:
+        left.plot(gain["share"], gain["revenue_gain"], label="revenue caught (model)")
+    left.plot(gain["share"], gain["oracle_gain"], color="black", linestyle=":", label="oracle")
+    left.plot([0, 1], [0, 1], color="grey", linestyle="--", label="random")
+    for rate in rates:
+        left.axvline(rate, color="#cccccc", linewidth=0.8)
+    left.set_xlabel("share of declarations controlled")
+    left.set_ylabel("share caught")
+    left.set_title("Cumulative gain")
+    left.legend(loc="lower right")
+    near = gain.loc[gain["share"] <= max(max(rates, default=0.1) * 3, 0.05)]
+    right.plot(near["share"], near["lift"], marker=".")
+    right.axhline(1.0, color="grey", linestyle="--")
+    right.set_xlabel("share of declarations controlled")
+    right.set_ylabel("lift over random")
+    right.set_title("Lift at the top of the ranking")
+    return _png(fig)
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    if pd.isna(value):
+        return "–"
+    if pd.isna(low) or pd.isna(high):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
+    """One population's capacity metrics: rows model x rate, cells "value [low, high]"."""
+    part = metrics.loc[
+        (metrics["population"] == population)
+        & metrics["rate"].notna()
+        & ~metrics["metric"].isin(RANK_METRICS)
+    ].copy()
+    if part.empty:
+        return pd.DataFrame()
+    part["cell"] = [
+        _interval(v, lo, hi)
+        for v, lo, hi in zip(part["value"], part["low"], part["high"], strict=True)
+    ]
+    part["n %"] = [f"{r:.1%}" for r in part["rate"]]
+    order = list(dict.fromkeys(part["metric"]))
+    table = part.pivot_table(
+        index=["model", "rate", "n %"], columns="metric", values="cell", aggfunc="first", sort=False
+    )
+    table = table[[m for m in order if m in table.columns]]
+    return table.sort_index(level="rate").reset_index().drop(columns="rate")
+
+
+def rank_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
+    """One population's ranking metrics (ROC-AUC, PR-AUC, Brier) by model."""
+    part = metrics.loc[
+        (metrics["population"] == population) & metrics["metric"].isin(RANK_METRICS)
+    ].copy()
+    if part.empty:
+        return pd.DataFrame()
+    part["cell"] = [
+        _interval(v, lo, hi)
+        for v, lo, hi in zip(part["value"], part["low"], part["high"], strict=True)
+    ]
+    table = part.pivot_table(
+        index="model", columns="metric", values="cell", aggfunc="first", sort=False
+    )
+    return table[[m for m in RANK_METRICS if m in table.columns]].reset_index()
+
+
+def headline(
+    metrics: pd.DataFrame, shown: Sequence[str] = ("precision", "recall", "revenue")
+) -> pd.DataFrame:
+    """Point values of the main capacity metrics: rows population x model, columns metric@n."""
+    part = metrics.loc[metrics["metric"].isin(shown) & metrics["rate"].notna()].copy()
+    if part.empty:
+        return pd.DataFrame()
+    part["column"] = [f"{m}@{r:.1%}" for m, r in zip(part["metric"], part["rate"], strict=True)]
+    table = part.pivot_table(
+        index=["population", "model"], columns="column", values="value", aggfunc="first", sort=False
+    )
+    return table
+
+
+def _frame_html(frame: pd.DataFrame, floats: str = "{:.3f}", index: bool = False) -> str:
+    if frame is None or frame.empty:
+        return "<p class='muted'>nothing to show</p>"
+    formatters = {
+        c: (lambda v, f=floats: "–" if pd.isna(v) else f.format(v))
+        for c in frame.columns
+        if pd.api.types.is_float_dtype(frame[c])
+    }
+    return frame.to_html(
+        index=index, classes="grid", border=0, na_rep="–", formatters=formatters, escape=True
+    )
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
+
+TOC = (
+    ("summary", "Summary"),
+    ("windows", "Data windows"),
+    ("metrics", "Metrics"),
+    ("calibration", "Calibration & gain"),
+    ("breakdowns", "Breakdowns"),
+    ("explanations", "Explanations"),
+    ("warnings", "Warnings"),
+    ("manifest", "Features"),
+    ("card", "Model card"),
+)
+
+POPULATION_TEXT = {
+    "inspected": "Declarations of the test window with a known outcome, ranked among themselves "
+    "(the usual published evaluation; it overstates hit rates, the labels being selective).",
+    "all declarations (ground truth)": "Every declaration of the test window, labelled with the "
+    "simulator's ground truth: what the model catches among all frauds, not only among the "
+    "inspected ones.",
+    "random stratum (IPW)": "True rates estimated on the random-selection stratum, weighted by "
+    "inverse selection probability; the model's cut-off is set on all declarations.",
+}
+
+
+def _proportion_table(frame: pd.DataFrame) -> pd.DataFrame:
+    view = frame[["group", "declarations", "selected", "selected_share"]].copy()
+    overall = view["selected"].sum() / max(view["declarations"].sum(), 1)
+    view["ratio_to_overall"] = view["selected_share"] / overall if overall > 0 else np.nan
+    return view.sort_values("declarations", ascending=False)
+
+
+def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 0.1)) -> str:
+    """The whole report as one self-contained HTML string."""
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
+    populations = [
+        {
+            "name": str(p),
+            "description": POPULATION_TEXT.get(str(p), ""),
+            "capacity": _frame_html(capacity_pivot(data.metrics, str(p))),
+            "ranking": _frame_html(rank_pivot(data.metrics, str(p))),
+        }
+        for p in dict.fromkeys(data.metrics["population"])
+    ]
+    curve_figures = []
+    if len(data.calibration):
+        curve_figures.append(
+            {
+                "img": _img(calibration_figure(data.calibration), "calibration"),
+                "caption": "Reliability of the calibrated probability on the test window.",
+            }
+        )
+    if len(data.gain):
+        curve_figures.append(
+            {
+                "img": _img(gain_figure(data.gain, list(rates)), "gain and lift"),
+                "caption": "Cumulative gain and lift; vertical lines mark the configured rates.",
+            }
+        )
+    shap_figures: list[dict[str, Any]] = []
+    families_html = "<p class='muted'>no explanations</p>"
+    method = ""
+    if data.explanations is not None:
+        method = data.explanations.method
+        families_html = _frame_html(data.explanations.families)
+        captions = {
+            "shap_families": "SHAP mass by feature family (manifest stage).",
+            "shap_bar": "Global importance: mean |SHAP| per feature.",
+            "shap_beeswarm": "Beeswarm: each dot a declaration, colour the feature's value.",
+        }
+        for name, png in data.explanations.figures.items():
+            caption = captions.get(name, f"Dependence: {name.removeprefix('dependence_')}")
+            shap_figures.append({"img": _img(png, name), "caption": caption})
+    local_figures = [
+        {"img": _img(png, name), "caption": name.replace("_", " ")}
+        for name, png in data.local_figures.items()
+    ]
+    head = headline(data.metrics)
+    return template.render(
+        title=data.title,
+        run_id=data.run_id,
+        toc=TOC,
+        model_summary=data.model_summary,
+        warnings=data.warnings,
+        notes=data.notes,
+        headline_html=_frame_wrapped(head),
+        windows_html=_frame_html(data.windows),
+        populations=populations,
+        curve_figures=curve_figures,
+        headline_rate=f"{data.headline_rate:.0%}",
+        breakdowns=[(k, _frame_html(v)) for k, v in data.breakdowns.items()],
+        explanation_method=method,
+        families_html=families_html,
+        shap_figures=shap_figures,
+        local_figures=local_figures,
+        drift_html=_frame_html(data.drift),
+        auc_html=_frame_html(data.feature_auc),
+        manifest_html=_frame_html(data.manifest),
+        model_card=data.model_card,
+        proportionality=[
+            (k, _frame_html(_proportion_table(v))) for k, v in data.proportionality.items()
+        ],
+    )
+
+
+def _frame_wrapped(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p class='muted'>nothing to show</p>"
+    return _frame_html(frame.reset_index())
+
+
+def html_tables(frames: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """Frames rendered as the report's HTML tables (for notebooks)."""
+    return {name: _frame_html(frame) for name, frame in frames.items()}
+
+
+# --- assessment: every figure of the report from a model and its feature set --------------------
+
+PRIMARY_POPULATIONS = ("all declarations (ground truth)", "inspected")
+ENTITY_COLUMNS = ("importer", "declarant", "seller")
+
+
+@dataclass
+class Assessment:
+    """The report's content and the tidy metrics table behind it."""
+
+    metrics: pd.DataFrame
+    report: ReportData
+    explanations: Explanations | None
+
+
+def parse_windows(
+    info: Mapping[str, Any], lodged_at: pd.Series, test_days: int
+) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], list[str]]:
+    """The model's windows as (start, end) timestamps; a test window derived when absent.
+
+    Accepts ``{"test": {"start": ..., "end": ...}}`` and ``{"test": [start, end]}``.
+    """
+    notes: list[str] = []
+    windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    for name, window in dict(info.get("windows") or {}).items():
+        if isinstance(window, Mapping):
+            start, end = window.get("start"), window.get("end")
+        elif isinstance(window, Sequence) and not isinstance(window, str) and len(window) == 2:
+            start, end = window
+        else:
+            continue
+        if start is not None and end is not None:
+            windows[str(name)] = (pd.Timestamp(start), pd.Timestamp(end))
+    if "test" not in windows:
+        end = pd.Timestamp(lodged_at.max()) + pd.Timedelta(seconds=1)
+        windows["test"] = (end - pd.Timedelta(days=test_days), end)
+        notes.append(
+            f"The model records no test window: the last {test_days} days of the feature set "
+            "are used, which may overlap its training data."
+        )
+    return windows, notes
+
+
+def in_window(lodged_at: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
+    stamps = pd.to_datetime(lodged_at)
+    start, end = window
+    if stamps.dt.tz is not None:
+        start = start.tz_localize(stamps.dt.tz) if start.tzinfo is None else start
+        end = end.tz_localize(stamps.dt.tz) if end.tzinfo is None else end
+    return ((stamps >= start) & (stamps < end)).to_numpy()
+
+
+def model_score(model: Any, X: pd.DataFrame, rank_by: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Tie-free ranking score, calibrated probability and what the ranking is by."""
+    from pipeline.evaluate.metrics import strict_score
+
+    probability = model.predict_proba(X)
+    margin = model.margin(X)
+    use_revenue = rank_by == "expected_revenue" or (
+        rank_by == "auto" and model.revenue_booster is not None
+    )
+    if use_revenue and model.revenue_booster is not None:
+        ranking = model.expected_revenue(X, probability)
+        return strict_score(ranking, margin), probability, "expected revenue"
+    return strict_score(probability, margin), probability, "probability of a hit"
+
+
+def _with_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
+    return frame.assign(population=population)[
+        ["population", "model", "rate", "metric", "value", "low", "high"]
+    ]
+
+
+def _selection_rows(frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    share = float(frame.loc[frame["metric"] == "control_share", "value"].iloc[0])
+    return frame.assign(model=model, rate=share)
+
+
+def assess(
+    model: Any,
+    features: Any,
+    config: Any,
+    *,
+    declarations: pd.DataFrame | None = None,
+    ground_truth: pd.DataFrame | None = None,
+    champion: tuple[str, Any] | None = None,
+    run_id: str = "",
+    local_ids: Sequence[str] = (),
+) -> Assessment:
+    """Metrics against baselines, explanations and warnings of `model` on its test window.
+
+    Args:
+        model: the TargetingModel under review.
+        features: the FeatureSet of every declaration (windows are cut from it).
+        config: the experiment Config (evaluate, serve, train, monitor, split sections).
+        declarations: canonical declarations (rules, AEO, origin, HS code, entity ids).
+        ground_truth: the simulator's truth (fraud, revenue_recoverable) when there is one.
+        champion: (name, model) of the registered champion, compared with a paired bootstrap.
+        local_ids: declarations to explain one by one (waterfalls), on top of a red sample.
+    """
+    from pipeline.evaluate import explain as ex
+    from pipeline.evaluate import metrics as mx
+
+    ev = config.evaluate
+    rates = [float(r) for r in ev.rates]
+    seed = int(config.seed)
+    notes: list[str] = []
+    windows, window_notes = parse_windows(model.info, features.lodged_at, config.split.test_days)
+    notes += window_notes
+    test = features.subset(in_window(features.lodged_at, windows["test"]))
+    if len(test) == 0:
+        raise ValueError(
+            f"test window {windows['test'][0]} .. {windows['test'][1]} holds no declaration "
+            f"of the feature set"
+        )
+    train = (
+        features.subset(in_window(features.lodged_at, windows["train"]))
+        if "train" in windows
+        else None
+    )
+    decl = None
+    if declarations is not None:
+        decl = (
+            declarations.drop_duplicates("declaration_id")
+            .set_index("declaration_id")
+            .reindex(test.declaration_id.astype(str).to_numpy())
+            .reset_index()
+        )
+
+    score, probability, ranked_by = model_score(model, test.X, config.serve.rank_by)
+    scores: dict[str, np.ndarray] = {"model": score}
+    probabilities = {"model": probability}
+    compare: list[tuple[str, str]] = []
+    if champion is not None:
+        name, champ = champion
+        missing = sorted(set(champ.feature_names) - set(test.X.columns))
+        if missing:
+            notes.append(f"Champion {name} skipped: it needs features absent here ({missing[:5]}).")
+        else:
+            scores[name], probabilities[name], _ = model_score(champ, test.X, config.serve.rank_by)
+            compare.append(("model", name))
+    raw_columns = [
+        c
+        for c in features.manifest.loc[features.manifest["stage"] == "raw", "name"]
+        if c in test.X.columns
+    ]
+    if train is not None and raw_columns and train.labelled.sum() > 0:
+        known = train.labelled.to_numpy()
+        params = {
+            k: v
+            for k, v in config.train.params.items()
+            if k in ("learning_rate", "max_depth", "min_child_weight", "subsample")
+        }
+        scores["raw XGBoost"] = mx.raw_xgboost_score(
+            train.X.loc[known, raw_columns].reset_index(drop=True),
+            train.y[known].to_numpy(dtype=float),
+            test.X[raw_columns],
+            params=params,
+            rounds=min(config.train.num_boost_round, 200),
+            seed=seed,
+            n_jobs=config.train.n_jobs,
+        )
+        compare.append(("model", "raw XGBoost"))
+    else:
+        notes.append("Raw XGBoost baseline skipped: no raw columns or no training window.")
+    if ev.rules and decl is not None:
+        scores["rules"] = mx.rules_score(decl, ev.rules, seed)
+    elif not ev.rules:
+        notes.append("Rules baseline skipped: no risk criteria in evaluate.rules.")
+
+    parts: list[pd.DataFrame] = []
+    labelled = test.labelled.to_numpy()
+    y_obs = test.y.to_numpy(dtype=float)
+    revenue_obs = test.revenue_recovered.to_numpy(dtype=float)
+    has_revenue = bool(np.isfinite(revenue_obs[labelled]).any())
+    if labelled.sum() > 0:
+        rev = revenue_obs[labelled] if has_revenue else None
+        table = mx.metrics_table(
+            y_obs[labelled],
+            {k: v[labelled] for k, v in scores.items()},
+            rates,
+            revenue=rev,
+            probabilities={k: v[labelled] for k, v in probabilities.items()},
+            replicates=ev.bootstrap,
+            seed=seed,
+            compare=compare,
+        )
+        parts += [
+            _with_population(table, "inspected"),
+            _with_population(mx.random_baseline(y_obs[labelled], rates, rev), "inspected"),
+        ]
+
+    truth = None
+    if ground_truth is not None:
+        truth = (
+            ground_truth.drop_duplicates("declaration_id")
+            .set_index("declaration_id")
+            .reindex(test.declaration_id.astype(str).to_numpy())
+        )
+        if truth["fraud"].isna().any():
+            notes.append(
+                f"{int(truth['fraud'].isna().sum())} test declarations have no ground truth and "
+                "are left out of the true figures."
+            )
+    population_truth = "all declarations (ground truth)"
+    if truth is not None and truth["fraud"].notna().any():
+        known = truth["fraud"].notna().to_numpy()
+        y_true = truth["fraud"].to_numpy()[known].astype(float)
+        money = truth["revenue_recoverable"].to_numpy(dtype=float)[known]
+        controlled = labelled[known]
+        policy_share = float(controlled.mean())
+        truth_rates = sorted(set(rates) | ({round(policy_share, 4)} if policy_share > 0 else set()))
+        table = mx.metrics_table(
+            y_true,
+            {k: v[known] for k, v in scores.items()},
+            truth_rates,
+            revenue=money,
+            replicates=ev.bootstrap,
+            seed=seed,
+            compare=compare,
+        )
+        parts += [
+            _with_population(table, population_truth),
+            _with_population(mx.random_baseline(y_true, truth_rates, money), population_truth),
+        ]
+        if controlled.any():
+            policy = mx.selection_metrics(
+                y_true, controlled, revenue=money, replicates=ev.bootstrap, seed=seed
+            )
+            parts.append(
+                _with_population(_selection_rows(policy, "historical policy"), population_truth)
+            )
+            offices = test.office.astype("string").to_numpy()[known]
+            capacity = pd.Series(controlled).groupby(offices).sum().astype(float)
+            quota = mx.quota_mask(score[known], offices, capacity.to_dict())
+            at_capacity = mx.selection_metrics(
+                y_true, quota, revenue=money, replicates=ev.bootstrap, seed=seed
+            )
+            parts.append(
+                _with_population(
+                    _selection_rows(at_capacity, "model at office capacity"), population_truth
+                )
+            )
+    stratum = (test.selection_reason.astype("string") == "random").fillna(False).to_numpy()
+    stratum &= labelled
+    if stratum.sum() > 0:
+        for rate in rates:
+            chosen = mx.top_mask(score, rate)
+            est = mx.ipw_estimates(
+                y_obs[stratum],
+                test.sample_weight.to_numpy(dtype=float)[stratum],
+                chosen[stratum],
+                replicates=ev.bootstrap,
+                seed=seed,
+            )
+            est = est.loc[est["metric"] != "stratum_selected"].assign(rate=rate, model="model")
+            est.loc[est["metric"] == "population_hit_rate", ["model", "metric"]] = [
+                "random",
+                "precision",
+            ]
+            parts.append(_with_population(est, "random stratum (IPW)"))
+    metrics = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    # curves and breakdowns on the most honest population available
+    if truth is not None and truth["fraud"].notna().any():
+        keep = truth["fraud"].notna().to_numpy()
+        y_main = truth["fraud"].to_numpy()[keep].astype(float)
+        money_main: np.ndarray | None = truth["revenue_recoverable"].to_numpy(dtype=float)[keep]
+    else:
+        keep = labelled
+        y_main = y_obs[keep]
+        money_main = revenue_obs[keep] if has_revenue else None
+    calibration = (
+        mx.calibration_table(y_obs[labelled], probability[labelled])
+        if labelled.sum() > 1
+        else pd.DataFrame(columns=["predicted", "observed"])
+    )
+    gain = mx.gain_curve(y_main, score[keep], money_main) if keep.sum() else pd.DataFrame()
+    headline_rate = min(rates, key=lambda r: abs(r - 0.05))
+    groups: dict[str, pd.Series] = {"office": test.office}
+    if "hs2" in test.X.columns:
+        groups["HS chapter"] = test.X["hs2"]
+    elif decl is not None and "hs_code" in decl:
+        groups["HS chapter"] = decl["hs_code"].astype("string").str[:2]
+    groups["month"] = pd.to_datetime(test.lodged_at).dt.strftime("%Y-%m")
+    breakdowns = {}
+    if keep.sum():
+        for name, group in groups.items():
+            frame = mx.breakdown(
+                y_main,
+                score[keep],
+                group.reset_index(drop=True)[keep],
+                [headline_rate],
+                money_main,
+            )
+            breakdowns[name] = frame.drop(columns="rate")
+    proportionality = {}
+    prop_groups: dict[str, pd.Series] = {"office": test.office}
+    if decl is not None:
+        for column, label in (("aeo", "AEO status"), ("origin_country", "origin")):
+            if column in decl:
+                prop_groups[label] = decl[column]
+    for label, group in prop_groups.items():
+        frame = mx.breakdown(
+            np.nan_to_num(y_obs), score, group.reset_index(drop=True), [headline_rate]
+        )
+        proportionality[label] = frame
+
+    # explanations and the warnings that need them
+    explanations = ex.global_explanations(
+        model,
+        test.X,
+        test.declaration_id,
+        features.manifest,
+        sample=ev.shap_sample,
+        top_dependence=ev.top_dependence,
+        seed=seed,
+    )
+    red = ex.red_sample(score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, seed)
+    chosen_rows = list(red)
+    if local_ids:
+        ids = test.declaration_id.astype(str)
+        chosen_rows += list(np.flatnonzero(ids.isin([str(i) for i in local_ids]).to_numpy()))
+    _, local_figures = ex.waterfalls(
+        model, test.X.iloc[chosen_rows], test.declaration_id.iloc[chosen_rows]
+    )
+    sample_ids = explanations.values["declaration_id"]
+    position = pd.Series(np.arange(len(test)), index=test.declaration_id.astype(str).to_numpy())
+    rows = position.reindex(sample_ids.astype(str).to_numpy()).to_numpy()
+    entity_frame = pd.DataFrame(index=range(len(rows)))
+    for column in ENTITY_COLUMNS:
+        if decl is not None and column in decl:
+            entity_frame[column] = decl[column].to_numpy()[rows]
+    for column in test.X.columns:
+        if isinstance(test.X[column].dtype, pd.CategoricalDtype):
+            entity_frame[column] = test.X[column].to_numpy()[rows]
+    dominance = ex.dominance(explanations.values, entity_frame, model.feature_names)
+    feature_auc = pd.DataFrame(columns=["feature", "auc"])
+    drift = pd.DataFrame(columns=["feature", "psi"])
+    if train is not None and len(train):
+        drift = mx.psi_table(train.X[model.feature_names], test.X[model.feature_names])
+        tl = train.labelled.to_numpy()
+        if tl.sum() and labelled.sum():
+            feature_auc = mx.single_feature_auc(
+                train.X.loc[tl, model.feature_names],
+                train.y[tl].to_numpy(dtype=float),
+                test.X.loc[labelled, model.feature_names],
+                y_obs[labelled],
+            )
+    warnings = review_warnings(
+        explanations.importance,
+        dominance,
+        feature_auc,
+        drift,
+        psi_warn=config.monitor.psi_warn,
+        psi_alarm=config.monitor.psi_alarm,
+    )
+
+    windows_table = _windows_table(features, windows)
+    summary = {
+        "model": f"XGBoost ({model.booster.num_boosted_rounds()} trees, "
+        f"{len(model.feature_names)} features), calibration {model.calibration.method}",
+        "ranked by": ranked_by,
+        "test window": f"{windows['test'][0].date()} .. {windows['test'][1].date()} "
+        f"({len(test):,} declarations, {int(labelled.sum()):,} with an outcome)",
+        "ground truth": "yes (simulator)" if truth is not None else "no",
+        "random stratum": f"{int(stratum.sum())} declarations",
+        "bootstrap": f"{ev.bootstrap} replicates, seed {seed}",
+    }
+    card = model_card(config, test, labelled, has_revenue, truth is not None, windows)
+    report = ReportData(
+        title=f"Targeting model review: {config.name}",
+        run_id=run_id,
+        model_summary=summary,
+        windows=windows_table,
+        metrics=metrics,
+        calibration=calibration,
+        gain=gain,
+        breakdowns=breakdowns,
+        proportionality=proportionality,
+        explanations=explanations,
+        local_figures=local_figures,
+        manifest=features.manifest,
+        warnings=warnings,
+        notes=notes,
+        drift=drift,
+        feature_auc=feature_auc,
+        model_card=card,
+        headline_rate=headline_rate,
+    )
+    return Assessment(metrics=metrics, report=report, explanations=explanations)
+
+
+def _windows_table(
+    features: Any, windows: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]]
+) -> pd.DataFrame:
+    rows = []
+    for name, window in windows.items():
+        inside = in_window(features.lodged_at, window)
+        y = features.y.to_numpy(dtype=float)[inside]
+        rows.append(
+            {
+                "window": name,
+                "start": str(window[0].date()),
+                "end (exclusive)": str(window[1].date()),
+                "declarations": int(inside.sum()),
+                "with outcome": int(np.isfinite(y).sum()),
+                "hits": int(np.nansum(y)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def model_card(
+    config: Any,
+    test: Any,
+    labelled: np.ndarray,
+    has_revenue: bool,
+    has_truth: bool,
+    windows: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]],
+) -> dict[str, str]:
+    """Intended use, data and limitations, in a reviewer's words."""
+    span = ", ".join(f"{k} {v[0].date()}..{v[1].date()}" for k, v in windows.items())
+    return {
+        "Intended use": "Rank import declarations by risk so that a customs selectivity system "
+        "sends the top of the ranking to documentary or physical control within each office's "
+        "capacity. A decision aid for risk analysts, not an automatic sanction: every control "
+        "is carried out and judged by an officer.",
+        "Data": f"Experiment {config.name!r}; windows {span}. Labels are inspection outcomes "
+        f"({int(labelled.sum()):,} known in the test window)"
+        + ("; revenue recovered is recorded" if has_revenue else "; no revenue in the data")
+        + ("; the simulator's ground truth gives true figures." if has_truth else "."),
+        "Limitations": "Labels exist only for controlled declarations: metrics on inspected "
+        "declarations overstate what the model finds in the whole flow, and the model learns "
+        "the past policy's blind spots. Only the random stratum (and, on simulated data, the "
+        "ground truth) measures true rates. Fraud patterns drift; retrain and monitor. Scores "
+        "are calibrated on a past window and may be dishonest after drift.",
+        "Proportionality": "Selection rates by AEO status, origin and office below: a group "
+        "selected far above the overall rate must be justified by its risk, not by its "
+        "identity alone. Keep a random stratum so compliance is measured on everyone.",
+    }

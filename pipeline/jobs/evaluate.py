@@ -1,0 +1,131 @@
+"""`targeting evaluate`: metrics against baselines and the reviewer's HTML report for one run.
+
+Reads the run's model, the feature set, the declarations and (on the simulator) the ground truth;
+computes everything with `evaluate.report.assess`; writes `report.html`, `metrics.csv` and
+`metrics.json` under `config.paths.report`'s folder; logs them and the headline metrics to the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.jobs import JobResult
+
+REPORT_ARTIFACT = "report"
+HEADLINE_METRICS = ("precision", "recall", "revenue")
+
+
+def champion_model(config: Config, run_id: str) -> tuple[str, Any] | None:
+    """The registered model's `champion` alias, unless absent or the run under review itself."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.train import tracking
+
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(
+            config.tracking.registered_model, "champion"
+        )
+    except MlflowException:
+        return None
+    if not version.run_id or version.run_id == run_id:
+        return None
+    return f"champion v{version.version}", tracking.load_model(version.run_id)
+
+
+def metric_key(population: str, model: str, metric: str, rate: float) -> str:
+    """An MLflow metric name: eval.<population>.<model>.<metric>_at_<n>pct."""
+
+    def clean(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_").lower()
+
+    short = {"all declarations (ground truth)": "true", "random stratum (IPW)": "ipw"}
+    suffix = "" if pd.isna(rate) else f"_at_{rate * 100:g}pct".replace(".", "_")
+    return f"eval.{short.get(population, clean(population))}.{clean(model)}.{metric}{suffix}"
+
+
+def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
+    """The headline table as text: population x model, precision / recall / revenue at each n."""
+    from pipeline.evaluate.report import headline
+
+    table = headline(metrics.loc[metrics["rate"].isin(rates)], HEADLINE_METRICS)
+    if table.empty:
+        return ["no labelled declaration in the test window: no metrics"]
+    with pd.option_context("display.width", 250, "display.max_columns", 50):
+        return table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+
+
+def evaluate(config: Config, run_id: str | None = None) -> JobResult:
+    """Evaluate a run (default: the last `train` run) and write the reviewer's report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pipeline.evaluate.report import assess, render_report
+    from pipeline.features.featureset import FeatureSet
+    from pipeline.ingest.readers import load_inputs
+    from pipeline.train import tracking
+
+    tracking.configure(config)
+    if run_id is None:
+        run_id = str(dict(tracking.read_last_run(config))["run_id"])
+    model = tracking.load_model(run_id)
+    features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    inputs = load_inputs(config)
+    assessment = assess(
+        model,
+        features,
+        config,
+        declarations=inputs.declarations,
+        ground_truth=inputs.ground_truth,
+        champion=champion_model(config, run_id),
+        run_id=run_id,
+    )
+    html = render_report(assessment.report, config.evaluate.rates)
+    folder: Path = config.paths.report.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    config.paths.report.write_text(html, encoding="utf-8")
+    metrics = assessment.metrics
+    csv_path = folder / "metrics.csv"
+    json_path = folder / "metrics.json"
+    metrics.to_csv(csv_path, index=False)
+    json_path.write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "warnings": assessment.report.warnings,
+                "notes": assessment.report.notes,
+                "metrics": json.loads(metrics.to_json(orient="records")),
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    flat = {
+        metric_key(r.population, r.model, r.metric, r.rate): float(r.value)
+        for r in metrics.itertuples()
+        if pd.notna(r.value) and not str(r.model).startswith(("random",))
+    }
+    tracking.log_metrics(run_id, flat)
+    tracking.log_artifacts(run_id, folder, REPORT_ARTIFACT)
+
+    rates = [float(r) for r in config.evaluate.rates]
+    lines = headline_lines(metrics, rates)
+    lines += [f"warning: {w}" for w in assessment.report.warnings]
+    lines.append(f"report: {config.paths.report}")
+    return JobResult(
+        stage="evaluate",
+        outputs={"report": config.paths.report, "metrics": csv_path, "metrics_json": json_path},
+        figures={
+            "run_id": run_id,
+            "headline": "\n".join(headline_lines(metrics, rates)),
+            "warnings": len(assessment.report.warnings),
+            **{k: v for k, v in flat.items() if ".model." in k},
+        },
+        lines=lines,
+    )

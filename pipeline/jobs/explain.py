@@ -1,0 +1,108 @@
+"""`targeting explain`: SHAP explanations of a run, written under `config.paths.explanations`.
+
+Global views on a seeded sample of the test window (mean |SHAP| bar, beeswarm, dependence plots,
+SHAP mass by feature family), local waterfalls for the declarations asked for by id and for a
+sample of red-channel declarations. Values as Parquet, tables as CSV, figures as PNG; all logged
+to the run under `explain/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.jobs import JobResult
+
+EXPLAIN_ARTIFACT = "explain"
+
+
+def explain(
+    config: Config, run_id: str | None = None, declarations: list[str] | None = None
+) -> JobResult:
+    """Explain a run's model (default: the last `train` run) globally and for chosen ids."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pipeline.evaluate import explain as ex
+    from pipeline.evaluate.report import in_window, model_score, parse_windows
+    from pipeline.features.featureset import FeatureSet
+    from pipeline.train import tracking
+
+    tracking.configure(config)
+    if run_id is None:
+        run_id = str(dict(tracking.read_last_run(config))["run_id"])
+    model = tracking.load_model(run_id)
+    features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    windows, _ = parse_windows(model.info, features.lodged_at, config.split.test_days)
+    test = features.subset(in_window(features.lodged_at, windows["test"]))
+    if len(test) == 0:
+        raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")
+    ev = config.evaluate
+    found = ex.global_explanations(
+        model,
+        test.X,
+        test.declaration_id,
+        features.manifest,
+        sample=ev.shap_sample,
+        top_dependence=ev.top_dependence,
+        seed=config.seed,
+    )
+
+    wanted = [str(d) for d in declarations or []]
+    ids = features.declaration_id.astype(str)
+    missing = sorted(set(wanted) - set(ids))
+    if missing:
+        raise ValueError(
+            f"{config.paths.features}: column declaration_id has no row for {missing[:10]}"
+            + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        )
+    score, _, _ = model_score(model, test.X, config.serve.rank_by)
+    red = ex.red_sample(
+        score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
+    )
+    chosen = pd.concat(
+        [
+            features.X.loc[ids.isin(wanted).to_numpy()],
+            test.X.iloc[red],
+        ]
+    )
+    chosen_ids = pd.concat(
+        [features.declaration_id[ids.isin(wanted).to_numpy()], test.declaration_id.iloc[red]]
+    )
+    local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids)
+    local_values.insert(
+        1, "why", ["requested"] * int(ids.isin(wanted).sum()) + ["red channel sample"] * len(red)
+    )
+
+    folder: Path = config.paths.explanations
+    figures_dir = folder / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    found.values.to_parquet(folder / "shap_values.parquet", index=False)
+    local_values.to_parquet(folder / "local_values.parquet", index=False)
+    found.importance.to_csv(folder / "importance.csv", index=False)
+    found.families.to_csv(folder / "families.csv", index=False)
+    for name, png in {**found.figures, **local_figures}.items():
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        (figures_dir / f"{safe}.png").write_bytes(png)
+    tracking.log_artifacts(run_id, folder, EXPLAIN_ARTIFACT)
+
+    top = found.importance.head(5)
+    lines = [f"SHAP ({found.method}) on {len(found.values):,} declarations of the test window"]
+    lines += [f"  {r.feature:<32} {r.stage:<10} {r.share:6.1%}" for r in top.itertuples()]
+    lines += [
+        "families: " + ", ".join(f"{r.stage} {r.share:.0%}" for r in found.families.itertuples())
+    ]
+    lines.append(f"{len(local_figures)} waterfalls; explanations: {folder}")
+    return JobResult(
+        stage="explain",
+        outputs={"explanations": folder},
+        figures={
+            "method": found.method,
+            "top_feature": str(top["feature"].iloc[0]) if len(top) else "",
+            "families": {r.stage: float(np.round(r.share, 4)) for r in found.families.itertuples()},
+        },
+        lines=lines,
+    )
