@@ -253,8 +253,36 @@ class MonitorConfig(Section):
     """Drift alarms (pipeline/evaluate/monitor.py)."""
 
     recent_days: int = Field(30, gt=0)
-    psi_warn: float = Field(0.1, gt=0)
-    psi_alarm: float = Field(0.25, gt=0)
+    recent_end: dt.date | None = Field(
+        None, description="end (exclusive) of the recent window; None: after the last declaration"
+    )
+    metric: Literal["psi", "ks", "wasserstein"] = Field(
+        "psi", description="statistic that sets a numeric feature's level (categories: PSI)"
+    )
+    bins: int = Field(10, ge=2, description="PSI: quantile bins of the reference window")
+    max_levels: int = Field(
+        20, ge=1, description="PSI of a category: its most frequent reference levels, rest 'other'"
+    )
+    psi_warn: float = Field(0.1, gt=0, description="PSI < 0.1 stable, 0.1-0.25 moderate shift")
+    psi_alarm: float = Field(0.25, gt=0, description="PSI > 0.25 major shift")
+    ks_warn: float = Field(0.1, gt=0)
+    ks_alarm: float = Field(0.2, gt=0)
+    wasserstein_warn: float = Field(0.1, gt=0, description="in reference standard deviations")
+    wasserstein_alarm: float = Field(0.25, gt=0)
+    exclude_stages: list[str] = Field(
+        default_factory=lambda: ["calendar"],
+        description="feature stages (manifest) reported but never raising a level: the calendar "
+        "moves by construction between two windows",
+    )
+    exclude_features: list[str] = Field(default_factory=list)
+    min_rows: int = Field(100, gt=0, description="fewer rows in a window: reported, not judged")
+    confidence: float = Field(0.95, gt=0, lt=1, description="of the random stratum's interval")
+    interval: Literal["wilson", "clopper_pearson"] = "wilson"
+    performance_level: Literal["warn", "alarm"] = Field(
+        "alarm",
+        description="level raised when the model's expected hit rate falls outside the "
+        "random stratum's interval",
+    )
     fail_on: Literal["warn", "alarm", "never"] = "alarm"
 
 

@@ -1,0 +1,469 @@
+"""Drift of features and scores, and the model's performance measured on the random stratum.
+
+Pure functions of DataFrames: `jobs/monitor.py` reads the feature set and the model, calls
+`monitor_report`, and writes the report.
+
+Drift is measured between a **reference** window (the rows the model was trained on) and a
+**recent** window (the last days of declarations):
+
+- **PSI**, population stability index, ``sum((q - p) ln(q / p))`` over bins, where ``p`` and ``q``
+  are the reference and recent shares of a bin. Numbers: quantile bins of the reference window
+  (missing values get their own bin); categories: the most frequent reference levels, the rest
+  pooled as ``other`` (an unseen level lands there too), so a code list of thousands of importers
+  does not turn sampling noise into drift. Shares are floored at 1e-4 so an empty bin stays
+  finite. The usual bands: **< 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift**
+  (``monitor.psi_warn`` / ``monitor.psi_alarm``).
+- For numbers, two alternatives that need no binning: the **Kolmogorov-Smirnov** statistic (the
+  largest gap between the two cumulative distributions, 0..1) and the **Wasserstein** distance
+  (the mean shift needed to turn one distribution into the other), reported raw and in reference
+  standard deviations so that one threshold fits every feature. ``monitor.metric`` chooses the
+  statistic that sets a numeric feature's level; categories always use PSI.
+
+Performance: the random stratum (``selection_reason == "random"``) is a uniform sample of all
+declarations, so its hit rate estimates the population's hit rate without the selection bias
+of rule and model controls. Its interval (Wilson or Clopper-Pearson) is compared with the hit
+rate the model expects on the same declarations (the mean calibrated probability); an expected
+rate outside the interval means the model no longer describes the stream.
+
+Levels: ``ok`` < ``warn`` < ``alarm``. The report's level is the highest of the score's, the
+judged features' and the performance check's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from pipeline.config import MonitorConfig
+
+Level = Literal["ok", "warn", "alarm"]
+LEVELS: tuple[Level, ...] = ("ok", "warn", "alarm")
+RANDOM_REASON = "random"
+SCORE = "score"
+SHARE_FLOOR = 1e-4
+MISSING = "<missing>"
+OTHER = "<other>"
+
+DRIFT_COLUMNS = [
+    "variable",
+    "role",
+    "kind",
+    "stage",
+    "rows_reference",
+    "rows_recent",
+    "missing_reference",
+    "missing_recent",
+    "psi",
+    "ks",
+    "ks_pvalue",
+    "wasserstein",
+    "wasserstein_std",
+    "metric",
+    "value",
+    "judged",
+    "level",
+]
+
+
+def worst(levels: Iterable[str]) -> Level:
+    """The highest level among `levels` (``ok`` when there are none)."""
+    rank = max((LEVELS.index(level) for level in levels), default=0)
+    return LEVELS[rank]
+
+
+def reaches(level: str, threshold: str) -> bool:
+    """Whether `level` is at or above `threshold` (``never`` is never reached)."""
+    if threshold == "never":
+        return False
+    return LEVELS.index(level) >= LEVELS.index(threshold)
+
+
+def band(value: float, warn: float, alarm: float) -> Level:
+    """``alarm`` above `alarm`, ``warn`` above `warn`, else ``ok`` (NaN: ``ok``)."""
+    if np.isnan(value):
+        return "ok"
+    if value > alarm:
+        return "alarm"
+    return "warn" if value > warn else "ok"
+
+
+def is_numeric(values: pd.Series) -> bool:
+    """Numbers are binned by quantiles; categories, booleans and strings by level."""
+    return (
+        pd.api.types.is_numeric_dtype(values.dtype)
+        and not pd.api.types.is_bool_dtype(values.dtype)
+        and not isinstance(values.dtype, pd.CategoricalDtype)
+    )
+
+
+def _psi_from_shares(p: np.ndarray, q: np.ndarray) -> float:
+    p = np.maximum(p, SHARE_FLOOR)
+    q = np.maximum(q, SHARE_FLOOR)
+    return float(((q - p) * np.log(q / p)).sum())
+
+
+def psi_numeric(reference: ArrayLike, recent: ArrayLike, bins: int = 10) -> float:
+    """PSI of a number over quantile bins of the reference (missing values: their own bin)."""
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(recent, dtype=float)
+    if len(ref) == 0 or len(cur) == 0:
+        return float("nan")
+    finite = ref[np.isfinite(ref)]
+    inner = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    edges = np.unique(np.quantile(finite, inner)) if len(finite) else np.array([])
+
+    def shares(values: np.ndarray) -> np.ndarray:
+        # right-closed bins, so a heavy point mass (zeros) sits in one bin in both windows
+        codes = np.where(
+            np.isfinite(values), np.searchsorted(edges, values, side="left"), len(edges) + 1
+        )
+        return np.bincount(codes, minlength=len(edges) + 2) / len(values)
+
+    return _psi_from_shares(shares(ref), shares(cur))
+
+
+def _levels(values: pd.Series) -> pd.Series:
+    return values.astype("string").fillna(MISSING)
+
+
+def psi_categorical(reference: pd.Series, recent: pd.Series, max_levels: int = 20) -> float:
+    """PSI of a category over its `max_levels` most frequent reference levels, rest pooled."""
+    if len(reference) == 0 or len(recent) == 0:
+        return float("nan")
+    ref = _levels(reference)
+    cur = _levels(recent)
+    kept = ref.value_counts().index[:max_levels]
+    ref_share = ref.where(ref.isin(kept), OTHER).value_counts(normalize=True)
+    cur_share = cur.where(cur.isin(kept), OTHER).value_counts(normalize=True)
+    bins = ref_share.index.union(cur_share.index)
+    p = ref_share.reindex(bins, fill_value=0.0).to_numpy(dtype=float)
+    q = cur_share.reindex(bins, fill_value=0.0).to_numpy(dtype=float)
+    return _psi_from_shares(p, q)
+
+
+def psi(reference: pd.Series, recent: pd.Series, bins: int = 10, max_levels: int = 20) -> float:
+    """PSI of one variable between two windows (numbers by quantile bins, categories by level)."""
+    if is_numeric(reference):
+        return psi_numeric(reference.to_numpy(dtype=float), recent.to_numpy(dtype=float), bins)
+    return psi_categorical(reference, recent, max_levels)
+
+
+@dataclass(frozen=True)
+class Distance:
+    """Binning-free distances between two samples of a number (NaN where a side is empty)."""
+
+    ks: float
+    ks_pvalue: float
+    wasserstein: float
+    wasserstein_std: float
+
+
+def distances(reference: ArrayLike, recent: ArrayLike) -> Distance:
+    """Kolmogorov-Smirnov statistic (asymptotic p-value) and Wasserstein distance, finite values.
+
+    ``wasserstein_std`` divides the distance by the reference's standard deviation, so one
+    threshold fits features of any unit (infinite when a constant reference moved).
+    """
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(recent, dtype=float)
+    ref = ref[np.isfinite(ref)]
+    cur = cur[np.isfinite(cur)]
+    if len(ref) == 0 or len(cur) == 0:
+        nan = float("nan")
+        return Distance(nan, nan, nan, nan)
+    ks = stats.ks_2samp(ref, cur, method="asymp")
+    distance = float(stats.wasserstein_distance(ref, cur))
+    spread = float(ref.std())
+    scaled = distance / spread if spread > 0 else 0.0 if distance == 0 else float("inf")
+    return Distance(float(ks.statistic), float(ks.pvalue), distance, scaled)
+
+
+def _thresholds(config: MonitorConfig, metric: str) -> tuple[float, float]:
+    if metric == "ks":
+        return config.ks_warn, config.ks_alarm
+    if metric == "wasserstein":
+        return config.wasserstein_warn, config.wasserstein_alarm
+    return config.psi_warn, config.psi_alarm
+
+
+def drift_row(
+    name: str,
+    reference: pd.Series,
+    recent: pd.Series,
+    config: MonitorConfig,
+    *,
+    role: str = "feature",
+    stage: str = "",
+    judged: bool = True,
+) -> dict[str, object]:
+    """Every drift statistic of one variable, the statistic that judges it, and its level."""
+    numeric = is_numeric(reference) and is_numeric(recent)
+    value_psi = psi(reference, recent, config.bins, config.max_levels)
+    nan = float("nan")
+    dist = (
+        distances(reference.to_numpy(dtype=float), recent.to_numpy(dtype=float))
+        if numeric
+        else Distance(nan, nan, nan, nan)
+    )
+    metric = config.metric if numeric else "psi"
+    value = {
+        "psi": value_psi,
+        "ks": dist.ks,
+        "wasserstein": dist.wasserstein_std,
+    }[metric]
+    enough = min(len(reference), len(recent)) >= config.min_rows
+    judged = judged and enough
+    level = band(value, *_thresholds(config, metric)) if judged else "ok"
+    return {
+        "variable": name,
+        "role": role,
+        "kind": "numeric" if numeric else "category",
+        "stage": stage,
+        "rows_reference": len(reference),
+        "rows_recent": len(recent),
+        "missing_reference": float(reference.isna().mean()) if len(reference) else nan,
+        "missing_recent": float(recent.isna().mean()) if len(recent) else nan,
+        "psi": value_psi,
+        "ks": dist.ks,
+        "ks_pvalue": dist.ks_pvalue,
+        "wasserstein": dist.wasserstein,
+        "wasserstein_std": dist.wasserstein_std,
+        "metric": metric,
+        "value": value,
+        "judged": judged,
+        "level": level,
+    }
+
+
+def drift_table(
+    reference: pd.DataFrame,
+    recent: pd.DataFrame,
+    config: MonitorConfig,
+    *,
+    stages: dict[str, str] | None = None,
+    reference_score: ArrayLike | None = None,
+    recent_score: ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Tidy drift table: one row per feature shared by both windows, and one for the score.
+
+    `stages` maps a feature to its stage (from the feature manifest); features of
+    ``config.exclude_stages`` or named in ``config.exclude_features`` are reported but not
+    judged. Rows are ordered score first, then by level and value, highest first.
+    """
+    stages = stages or {}
+    rows = []
+    if reference_score is not None and recent_score is not None:
+        rows.append(
+            drift_row(
+                SCORE,
+                pd.Series(np.asarray(reference_score, dtype=float)),
+                pd.Series(np.asarray(recent_score, dtype=float)),
+                config,
+                role="score",
+                stage="model",
+            )
+        )
+    excluded_stages = set(config.exclude_stages)
+    excluded = set(config.exclude_features)
+    for column in reference.columns:
+        if column not in recent.columns:
+            continue
+        stage = str(stages.get(str(column), ""))
+        rows.append(
+            drift_row(
+                str(column),
+                reference[column],
+                recent[column],
+                config,
+                stage=stage,
+                judged=stage not in excluded_stages and str(column) not in excluded,
+            )
+        )
+    table = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+    if table.empty:
+        return table
+    table["_role"] = (table["role"] != "score").astype(int)
+    table["_level"] = -table["level"].map(LEVELS.index)
+    table["_value"] = -table["value"].fillna(-np.inf)
+    table = table.sort_values(["_role", "_level", "_value", "variable"], kind="stable")
+    return table.drop(columns=["_role", "_level", "_value"]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class StratumCheck:
+    """The random stratum's hit rate, its interval, and the rate the model expects there."""
+
+    rows: int
+    hits: int
+    hit_rate: float
+    low: float
+    high: float
+    expected_hit_rate: float
+    method: str
+    confidence: float
+    level: Level
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values, for JSON and MLflow."""
+        return dict(self.__dict__)
+
+
+def proportion_interval(
+    hits: int, rows: int, confidence: float = 0.95, method: str = "wilson"
+) -> tuple[float, float]:
+    """Wilson score or Clopper-Pearson (exact) interval of a binomial proportion."""
+    if rows == 0:
+        return float("nan"), float("nan")
+    kind = "exact" if method == "clopper_pearson" else "wilson"
+    interval = stats.binomtest(int(hits), int(rows)).proportion_ci(confidence, method=kind)
+    return float(interval.low), float(interval.high)
+
+
+def random_stratum_check(
+    hit: ArrayLike,
+    selection_reason: ArrayLike,
+    expected: ArrayLike,
+    config: MonitorConfig,
+    known: ArrayLike | None = None,
+) -> StratumCheck:
+    """Hit rate of the random stratum (rows with a known label) against the model's expectation.
+
+    `hit` is 1/0 (NaN where unknown), `expected` the model's calibrated probability, `known`
+    restricts to labels known at the end of the window. Level ``config.performance_level`` when
+    the expected rate falls outside the interval, ``ok`` otherwise or with no random control.
+    """
+    y = np.asarray(hit, dtype=float)
+    reason = pd.Series(np.asarray(selection_reason, dtype=object)).astype("string")
+    rows = reason.eq(RANDOM_REASON).fillna(False).to_numpy(dtype=bool) & np.isfinite(y)
+    if known is not None:
+        rows &= np.asarray(known, dtype=bool)
+    n = int(rows.sum())
+    hits = int(y[rows].sum())
+    p = np.asarray(expected, dtype=float)
+    expected_rate = float(p[rows].mean()) if n else float("nan")
+    low, high = proportion_interval(hits, n, config.confidence, config.interval)
+    outside = n > 0 and not low <= expected_rate <= high
+    level: Level = config.performance_level if outside else "ok"
+    return StratumCheck(
+        rows=n,
+        hits=hits,
+        hit_rate=hits / n if n else float("nan"),
+        low=low,
+        high=high,
+        expected_hit_rate=expected_rate,
+        method=config.interval,
+        confidence=config.confidence,
+        level=level,
+    )
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """Drift table, random-stratum check and the overall level of one recent window."""
+
+    drift: pd.DataFrame
+    stratum: StratumCheck
+    level: Level
+    reference: tuple[pd.Timestamp, pd.Timestamp]
+    recent: tuple[pd.Timestamp, pd.Timestamp]
+
+    def headline(self) -> str:
+        """One line for a scheduler's log."""
+        judged = self.drift[self.drift["judged"]]
+        counts = judged["level"].value_counts()
+        score = self.drift.loc[self.drift["role"] == "score", "level"]
+        s = self.stratum
+        return (
+            f"monitor {self.level.upper()}: recent {self.recent[0]:%Y-%m-%d}.."
+            f"{self.recent[1]:%Y-%m-%d} vs reference {self.reference[0]:%Y-%m-%d}.."
+            f"{self.reference[1]:%Y-%m-%d}; score {score.iloc[0] if len(score) else 'n/a'}; "
+            f"features alarm {int(counts.get('alarm', 0))}, warn {int(counts.get('warn', 0))}; "
+            f"random stratum {s.hits}/{s.rows} = {s.hit_rate:.3f} "
+            f"[{s.low:.3f}, {s.high:.3f}] vs expected {s.expected_hit_rate:.3f} ({s.level})"
+        )
+
+    def to_markdown(self, top: int = 20) -> str:
+        """A short human report: level, random stratum, score and the most drifted features."""
+        s = self.stratum
+        shown = self.drift.head(top)
+        lines = [
+            f"# Monitoring report: {self.level.upper()}",
+            "",
+            f"- reference window: {self.reference[0]} .. {self.reference[1]}",
+            f"- recent window: {self.recent[0]} .. {self.recent[1]}",
+            "- PSI bands: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift",
+            "",
+            "## Random stratum (unbiased performance estimate)",
+            "",
+            f"{s.hits} hits in {s.rows} random controls: hit rate {s.hit_rate:.4f}, "
+            f"{s.confidence:.0%} {s.method} interval [{s.low:.4f}, {s.high:.4f}]; "
+            f"the model expects {s.expected_hit_rate:.4f} -> **{s.level}**",
+            "",
+            f"## Drift (top {len(shown)} of {len(self.drift)})",
+            "",
+            "| variable | role | stage | psi | ks | wasserstein (sd) | level |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in shown.itertuples(index=False):
+            level = row.level if row.judged else f"{row.level} (not judged)"
+            lines.append(
+                f"| {row.variable} | {row.role} | {row.stage} | {row.psi:.3f} | "
+                f"{row.ks:.3f} | {row.wasserstein_std:.3f} | {level} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def window_bounds(
+    lodged_at: pd.Series, days: int, end: pd.Timestamp | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The recent window ``[end - days, end)``; `end` defaults to just after the last lodging."""
+    if end is None:
+        end = pd.Timestamp(lodged_at.max()) + pd.Timedelta(microseconds=1)
+    return end - pd.Timedelta(days=days), end
+
+
+def monitor_report(
+    reference: pd.DataFrame,
+    recent: pd.DataFrame,
+    config: MonitorConfig,
+    *,
+    reference_score: ArrayLike,
+    recent_score: ArrayLike,
+    recent_hit: ArrayLike,
+    recent_selection_reason: ArrayLike,
+    recent_known: ArrayLike | None = None,
+    stages: dict[str, str] | None = None,
+    reference_window: tuple[pd.Timestamp, pd.Timestamp],
+    recent_window: tuple[pd.Timestamp, pd.Timestamp],
+) -> MonitorReport:
+    """Drift of features and score between two windows, and the random-stratum check.
+
+    `reference` / `recent`: feature frames of the two windows; `*_score`: the model's calibrated
+    probability on each row (the random-stratum check compares the recent one with the hits).
+    """
+    drift = drift_table(
+        reference,
+        recent,
+        config,
+        stages=stages,
+        reference_score=reference_score,
+        recent_score=recent_score,
+    )
+    stratum = random_stratum_check(
+        recent_hit, recent_selection_reason, recent_score, config, recent_known
+    )
+    judged = drift.loc[drift["judged"], "level"] if not drift.empty else pd.Series([], dtype=str)
+    level = worst([*judged.tolist(), stratum.level])
+    return MonitorReport(
+        drift=drift,
+        stratum=stratum,
+        level=level,
+        reference=reference_window,
+        recent=recent_window,
+    )
