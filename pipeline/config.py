@@ -59,6 +59,16 @@ class SimulateConfig(Section):
     drift_start: float = Field(
         0.5, ge=0, le=1, description="point of the period where the emerging scheme starts"
     )
+    emerging_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="share of the frauds after drift_start that belong to the emerging scheme "
+        "(emerging_transshipment); fraud_rate stays the overall rate",
+    )
+    duty_error_rate: float = Field(
+        0.01, ge=0, le=1, description="share of declarations with a clerical error in the duty"
+    )
 
 
 class DataConfig(Section):
@@ -130,8 +140,13 @@ class FeaturesConfig(Section):
 class SplitConfig(Section):
     """Time windows: train / calibration / validation / test, with a label-latency gap."""
 
-    train_start: dt.date | None = None
-    train_end: dt.date | None = Field(None, description="end-exclusive; None: derived from shares")
+    train_start: dt.date | None = Field(None, description="None: the first lodging day")
+    train_end: dt.date | None = Field(
+        None, description="end-exclusive; given: windows laid out forwards from it; None: "
+        "laid out backwards from the end of the data (or from test_end)"
+    )
+    test_start: dt.date | None = Field(None, description="pin the test window's start")
+    test_end: dt.date | None = Field(None, description="pin the test window's end (exclusive)")
     calibration_days: int = Field(30, ge=0)
     valid_days: int = Field(60, gt=0)
     test_days: int = Field(60, gt=0)

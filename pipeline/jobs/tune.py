@@ -1,0 +1,34 @@
+"""`targeting tune`: run or continue the Optuna study, optionally with parallel workers."""
+
+from __future__ import annotations
+
+import optuna
+
+from pipeline.config import Config
+from pipeline.jobs import JobResult
+from pipeline.jobs.train import read_feature_set, windows_of
+from pipeline.train.tune import finished_trials, run_study, storage_url
+
+
+def tune(config: Config, workers: int | None = None) -> JobResult:
+    """Run the study until it holds `tune.n_trials` finished trials (it continues if it exists)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fs = read_feature_set(config)
+    study = run_study(fs, windows_of(config, fs), config, workers=workers, progress=True)
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    lines = [
+        f"study {study.study_name} at {storage_url(config)}: {finished_trials(study)} trials "
+        f"({pruned} pruned)",
+        f"best {config.tune.objective} {study.best_value:.4f}: {study.best_params}",
+        "`targeting train` fits the best parameters and logs the trials to MLflow",
+    ]
+    return JobResult(
+        stage="tune",
+        figures={
+            "best_value": study.best_value,
+            "best_params": study.best_params,
+            "trials": finished_trials(study),
+            "pruned": pruned,
+        },
+        lines=lines,
+    )

@@ -1,0 +1,415 @@
+"""The final fit: XGBoost with early stopping, the booster sliced at its best iteration,
+calibration on a later window, and an optional revenue model.
+
+Everything stateful is fitted inside its own window: the imbalance treatment (samplers, class
+weights) on the training window only, early stopping on the validation window, the calibrator on
+the calibration window. `fit` returns a `TargetingModel` and a plain log dict; it never talks to
+MLflow (`train.tracking` does, at the edge).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from imblearn.over_sampling import SMOTE, SMOTENC
+from imblearn.under_sampling import RandomUnderSampler
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss
+
+from pipeline.config import Config
+from pipeline.features.featureset import FeatureSet
+from pipeline.serve.model import Calibration, TargetingModel
+from pipeline.train.objectives import precision_at, revenue_at
+from pipeline.train.split import Window, Windows, rows_in
+
+IMBALANCE_METHODS = ("none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity")
+REPORT_RATES = (0.01, 0.02, 0.05, 0.10)
+EVAL_METRIC = "aucpr"
+MIN_REVENUE_HITS = 30
+_MISSING_LEVEL = "__missing__"
+
+
+@dataclass
+class FitResult:
+    """The served model and what happened while fitting it (params, metrics, counts, timings)."""
+
+    model: TargetingModel
+    log: dict[str, Any]
+
+
+@dataclass
+class WindowRows:
+    """Model inputs of one window's labelled declarations."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    weight: np.ndarray
+    revenue: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def window_rows(fs: FeatureSet, mask: np.ndarray) -> WindowRows:
+    """The rows of `fs` selected by `mask` (labelled rows only are expected)."""
+    keep = np.asarray(mask, dtype=bool)
+    return WindowRows(
+        X=fs.X.loc[keep].reset_index(drop=True),
+        y=fs.y.to_numpy(dtype=float)[keep],
+        weight=fs.sample_weight.fillna(1.0).to_numpy(dtype=float)[keep],
+        revenue=fs.revenue_recovered.to_numpy(dtype=float)[keep],
+    )
+
+
+def split_params(params: dict[str, Any], config: Config) -> tuple[dict[str, Any], str]:
+    """XGBoost parameters (objective, seed, threads, device added) and the imbalance method.
+
+    `params` may carry ``imbalance`` (a tuned choice); otherwise `config.train.imbalance` holds.
+    """
+    imbalance = str(params.get("imbalance", config.train.imbalance))
+    if imbalance not in IMBALANCE_METHODS:
+        raise ValueError(
+            f"unknown imbalance method {imbalance!r}; choose one of {IMBALANCE_METHODS}"
+        )
+    booster = {k: v for k, v in params.items() if k != "imbalance"}
+    booster.update(
+        objective="binary:logistic",
+        eval_metric=EVAL_METRIC,
+        tree_method="hist",
+        seed=config.seed,
+        nthread=config.train.n_jobs,
+        device=config.train.device,
+    )
+    return booster, imbalance
+
+
+def _smotenc(rows: WindowRows, seed: int) -> WindowRows:
+    """SMOTE-NC on the training window: NaN imputed inside the window first (median; a
+    placeholder level for categories), synthetic rows appended; original rows kept as they were."""
+    X = rows.X
+    categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+    numeric = [c for c in X.columns if c not in categorical]
+    filled = X.assign(
+        **{c: X[c].astype(object).where(X[c].notna(), _MISSING_LEVEL) for c in categorical},
+        **{
+            c: X[c].astype(float).fillna(X[c].median() if X[c].notna().any() else 0.0)
+            for c in numeric
+        },
+    )
+    positives = int((rows.y == 1).sum())
+    if positives < 2:
+        raise ValueError(f"smotenc needs at least 2 hits in the training window, found {positives}")
+    k = min(5, positives - 1)
+    sampler: SMOTENC | SMOTE
+    if categorical and numeric:
+        sampler = SMOTENC(
+            categorical_features=[X.columns.get_loc(c) for c in categorical],
+            k_neighbors=k,
+            random_state=seed,
+        )
+    elif numeric:
+        sampler = SMOTE(k_neighbors=k, random_state=seed)
+    else:
+        raise ValueError("smotenc needs at least one numeric feature")
+    resampled, y_new = sampler.fit_resample(filled, rows.y.astype(int))
+    synthetic = pd.DataFrame(resampled).iloc[len(X) :].reset_index(drop=True)
+    synthetic = synthetic.assign(
+        **{c: pd.Categorical(synthetic[c], categories=X[c].cat.categories) for c in categorical},
+        **{c: synthetic[c].astype(float) for c in numeric},
+    )[list(X.columns)]
+    extra = len(synthetic)
+    return WindowRows(
+        X=pd.concat([X, synthetic], ignore_index=True),
+        y=np.concatenate([rows.y, np.asarray(y_new, dtype=float)[len(X) :]]),
+        weight=np.concatenate([np.ones(len(X)), np.ones(extra)]),
+        revenue=np.concatenate([rows.revenue, np.full(extra, np.nan)]),
+    )
+
+
+def rebalance(rows: WindowRows, method: str, seed: int) -> tuple[WindowRows, dict[str, Any]]:
+    """Apply the imbalance treatment to the training window; returns rows and extra params.
+
+    Weights are the FeatureSet's inverse selection probabilities only for ``inverse_propensity``;
+    every other method trains unweighted.
+    """
+    plain = WindowRows(rows.X, rows.y, np.ones(len(rows)), rows.revenue)
+    if method == "none":
+        return plain, {}
+    if method == "inverse_propensity":
+        return rows, {}
+    if method == "scale_pos_weight":
+        positives = float((rows.y == 1).sum())
+        negatives = float((rows.y == 0).sum())
+        return plain, {"scale_pos_weight": negatives / positives if positives else 1.0}
+    if method == "undersample":
+        # Sample row positions rather than the frame so that category dtypes survive untouched.
+        sampler = RandomUnderSampler(random_state=seed)
+        sampler.fit_resample(np.arange(len(rows)).reshape(-1, 1), rows.y.astype(int))
+        keep = np.sort(sampler.sample_indices_)
+        return WindowRows(
+            rows.X.iloc[keep].reset_index(drop=True),
+            rows.y[keep],
+            np.ones(len(keep)),
+            rows.revenue[keep],
+        ), {}
+    if method == "smotenc":
+        return _smotenc(rows, seed), {}
+    raise ValueError(f"unknown imbalance method {method!r}")
+
+
+def dmatrix(rows: WindowRows, weighted: bool = True) -> xgb.DMatrix:
+    """An XGBoost matrix with native categorical support."""
+    return xgb.DMatrix(
+        rows.X,
+        label=rows.y,
+        weight=rows.weight if weighted else None,
+        enable_categorical=True,
+    )
+
+
+def train_booster(
+    dtrain: xgb.DMatrix,
+    dvalid: xgb.DMatrix,
+    params: dict[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    callbacks: list[xgb.callback.TrainingCallback] | None = None,
+) -> tuple[xgb.Booster, int]:
+    """Boost with early stopping on the validation matrix; the booster sliced at the best round."""
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=num_boost_round,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=early_stopping_rounds,
+        callbacks=callbacks,
+        verbose_eval=False,
+    )
+    best = int(booster.best_iteration)
+    return booster[: best + 1], best
+
+
+def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
+    """Raw log-odds of a booster on a frame."""
+    return np.asarray(booster.inplace_predict(X, predict_type="margin"), dtype=float)
+
+
+def calibrate(margins: np.ndarray, y: np.ndarray, method: str) -> Calibration:
+    """Fit the calibration on a held-out window's margins and labels."""
+    if method == "none":
+        return Calibration(method="none")
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"the calibration window needs hits and non-hits, it has {len(y)} rows, "
+            f"{int(np.sum(y))} hits"
+        )
+    if method == "isotonic":
+        raw = 1.0 / (1.0 + np.exp(-margins))
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+        return Calibration(
+            method="isotonic",
+            knots_x=[float(v) for v in iso.X_thresholds_],
+            knots_y=[float(v) for v in iso.y_thresholds_],
+        )
+    if method == "platt":
+        logistic = LogisticRegression(C=1e6).fit(margins.reshape(-1, 1), y.astype(int))
+        return Calibration(
+            method="platt",
+            platt_a=float(logistic.coef_[0, 0]),
+            platt_b=float(logistic.intercept_[0]),
+        )
+    raise ValueError(f"unknown calibration method {method!r}")
+
+
+def objective_value(
+    objective: str, y: np.ndarray, score: np.ndarray, revenue: np.ndarray, at_rate: float
+) -> float:
+    """The tuning objective on one window: average precision, precision@n% or revenue@n%."""
+    if objective == "average_precision":
+        return float(average_precision_score(y, score)) if y.sum() > 0 else 0.0
+    if objective == "precision_at":
+        return precision_at(y, score, at_rate)
+    if objective == "revenue_at":
+        return revenue_at(np.where(y == 1, revenue, 0.0), score, at_rate)
+    raise ValueError(f"unknown objective {objective!r}")
+
+
+def window_metrics(
+    rows: WindowRows, raw: np.ndarray, calibrated: np.ndarray, has_revenue: bool
+) -> dict[str, float]:
+    """Ranking and calibration figures of one window (labelled rows)."""
+    y = rows.y
+    out: dict[str, float] = {"labelled": float(len(y)), "hits": float(y.sum())}
+    if len(y) == 0:
+        return out
+    if 0 < y.sum() < len(y):
+        out["average_precision"] = float(average_precision_score(y, calibrated))
+    for rate in REPORT_RATES:
+        out[f"precision_at_{round(rate * 100)}"] = precision_at(y, calibrated, rate)
+        if has_revenue:
+            money = np.where(y == 1, rows.revenue, 0.0)
+            out[f"revenue_at_{round(rate * 100)}"] = revenue_at(money, calibrated, rate)
+    out["brier_raw"] = float(brier_score_loss(y, raw))
+    out["brier_calibrated"] = float(brier_score_loss(y, calibrated))
+    out["mean_score"] = float(calibrated.mean())
+    out["hit_rate"] = float(y.mean())
+    return out
+
+
+def has_revenue(fs: FeatureSet) -> bool:
+    """Whether any hit in the data has a recorded revenue."""
+    hits = fs.y.to_numpy(dtype=float) == 1
+    return bool(np.isfinite(fs.revenue_recovered.to_numpy(dtype=float)[hits]).any())
+
+
+def fit_revenue_model(
+    train: WindowRows, valid: WindowRows, config: Config
+) -> tuple[xgb.Booster | None, str]:
+    """E[revenue | hit]: a Tweedie XGBoost regressor on the training window's hits.
+
+    Returns (None, reason) when the data cannot support one.
+    """
+    if not config.train.revenue_model:
+        return None, "disabled (train.revenue_model is false)"
+    on_train = (train.y == 1) & np.isfinite(train.revenue)
+    if on_train.sum() < MIN_REVENUE_HITS:
+        return None, (
+            f"skipped: {int(on_train.sum())} hits with revenue in the training window "
+            f"(need {MIN_REVENUE_HITS}); the data has no usable revenue"
+        )
+    params = {
+        "objective": "reg:tweedie",
+        "tweedie_variance_power": 1.5,
+        "learning_rate": 0.1,
+        "max_depth": 4,
+        "min_child_weight": 5.0,
+        "tree_method": "hist",
+        "seed": config.seed,
+        "nthread": config.train.n_jobs,
+        "device": config.train.device,
+    }
+    dtrain = xgb.DMatrix(
+        train.X.loc[on_train],
+        label=np.clip(train.revenue[on_train], 0, None),
+        enable_categorical=True,
+    )
+    on_valid = (valid.y == 1) & np.isfinite(valid.revenue)
+    if on_valid.sum() >= 10:
+        dvalid = xgb.DMatrix(
+            valid.X.loc[on_valid],
+            label=np.clip(valid.revenue[on_valid], 0, None),
+            enable_categorical=True,
+        )
+        booster, best = train_booster(
+            dtrain, dvalid, params, config.train.num_boost_round, config.train.early_stopping_rounds
+        )
+        return booster, f"tweedie regressor on {int(on_train.sum())} hits, {best + 1} trees"
+    booster = xgb.train(params, dtrain, num_boost_round=100)
+    return booster, f"tweedie regressor on {int(on_train.sum())} hits, 100 trees (few valid hits)"
+
+
+def fit(fs: FeatureSet, windows: Windows, params: dict[str, Any], config: Config) -> FitResult:
+    """Fit, slice, calibrate (and add a revenue model): the model to serve and its log."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    booster_params, imbalance = split_params(params, config)
+    masks = {
+        w.name: rows_in(fs, w, windows.labels_known_by(w))
+        for w in (windows.train, windows.valid, windows.calibration, windows.test)
+    }
+    rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
+    for name in ("train", "valid"):
+        if rows[name].y.sum() == 0:
+            window: Window = getattr(windows, name)
+            raise ValueError(
+                f"{window} has {len(rows[name])} labelled declarations and no hit: "
+                "cannot fit or early-stop; widen the window (split.*)"
+            )
+    if config.train.calibration != "none" and len(rows["calibration"]) == 0:
+        raise ValueError(
+            f"{windows.calibration} has no labelled declaration: set split.calibration_days > 0 "
+            "or train.calibration: none"
+        )
+    train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
+    booster_params.update(extra)
+    timings["prepare_s"] = time.perf_counter() - started
+
+    tick = time.perf_counter()
+    booster, best = train_booster(
+        dmatrix(train_rows),
+        dmatrix(rows["valid"], weighted=False),
+        booster_params,
+        config.train.num_boost_round,
+        config.train.early_stopping_rounds,
+    )
+    timings["boost_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    calibration = (
+        calibrate(
+            margin(booster, rows["calibration"].X), rows["calibration"].y, config.train.calibration
+        )
+        if config.train.calibration != "none"
+        else Calibration(method="none")
+    )
+    timings["calibrate_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    revenue_ok = has_revenue(fs)
+    if revenue_ok:
+        revenue_booster, revenue_note = fit_revenue_model(rows["train"], rows["valid"], config)
+    else:
+        revenue_booster, revenue_note = None, "skipped: the data has no revenue"
+    timings["revenue_s"] = time.perf_counter() - tick
+
+    metrics: dict[str, dict[str, float]] = {}
+    for name in ("valid", "calibration", "test"):
+        part = rows[name]
+        m = margin(booster, part.X) if len(part) else np.empty(0)
+        raw = 1.0 / (1.0 + np.exp(-m))
+        metrics[name] = window_metrics(part, raw, calibration.apply(m), revenue_ok)
+    timings["total_s"] = time.perf_counter() - started
+
+    info: dict[str, Any] = {
+        "params": booster_params,
+        "windows": windows.as_dict(),
+        "best_iteration": best,
+        "imbalance": imbalance,
+        "objective": config.tune.objective,
+        "calibration": calibration.method,
+        "revenue_model": revenue_note,
+        "registered_model": config.tracking.registered_model,
+        "seed": config.seed,
+    }
+    model = TargetingModel(
+        booster=booster,
+        calibration=calibration,
+        feature_names=[str(c) for c in fs.X.columns],
+        categories=TargetingModel.categories_of(rows["train"].X),
+        revenue_booster=revenue_booster,
+        info=info,
+    )
+    log: dict[str, Any] = {
+        "params": booster_params,
+        "imbalance": imbalance,
+        "best_iteration": best,
+        "windows": windows.as_dict(),
+        "rows": {
+            name: {
+                "lodged": int(getattr(windows, name).contains(fs.lodged_at).sum()),
+                "labelled": len(part),
+                "fitted": len(train_rows) if name == "train" else len(part),
+            }
+            for name, part in rows.items()
+        },
+        "metrics": metrics,
+        "revenue_model": revenue_note,
+        "timings": timings,
+    }
+    return FitResult(model=model, log=log)

@@ -1,0 +1,199 @@
+"""Time windows by lodging date, with a gap equal to the label delay.
+
+Windows are start-inclusive and end-exclusive. The final fit uses, in time order::
+
+    train | gap | valid (early stopping) | gap | calibration | gap | test
+
+and tuning uses prequential (rolling) folds: an expanding training window, then a validation
+block after a gap. A window's labelled rows count only when their label was known before the next
+window starts (`rows_in`): a model deployed at that moment could not have used a later label. The
+last `holdout_days` of data belong to no window: they play the declarations scored after training.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import SplitConfig
+from pipeline.features.featureset import FeatureSet
+
+
+class SplitError(ValueError):
+    """A window that is empty, overlaps another or lies outside the data."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of lodging time: `start <= lodged_at < end`."""
+
+    name: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    def contains(self, lodged_at: pd.Series) -> np.ndarray:
+        """Boolean mask of the declarations lodged in the window."""
+        times = pd.to_datetime(lodged_at)
+        return np.asarray((times >= self.start) & (times < self.end), dtype=bool)
+
+    @property
+    def days(self) -> float:
+        """Length of the window in days."""
+        return (self.end - self.start) / pd.Timedelta(days=1)
+
+    def as_dict(self) -> dict[str, str]:
+        """ISO start and end, for logs and the export file."""
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M})"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The four windows of a final fit, in time order."""
+
+    train: Window
+    valid: Window
+    calibration: Window
+    test: Window
+
+    def ordered(self) -> tuple[Window, ...]:
+        """The windows in time order (an empty calibration window is left out)."""
+        every = (self.train, self.valid, self.calibration, self.test)
+        return tuple(w for w in every if w.end > w.start)
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        """Window name -> {start, end}."""
+        return {w.name: w.as_dict() for w in (self.train, self.valid, self.calibration, self.test)}
+
+    def labels_known_by(self, window: Window) -> pd.Timestamp | None:
+        """The moment a window's labels must be known by: the next window's start (test: none)."""
+        following = self.ordered()
+        names = [w.name for w in following]
+        if window.name not in names or window.name == following[-1].name:
+            return None
+        return following[names.index(window.name) + 1].start
+
+
+def _day(value: object) -> pd.Timestamp:
+    return pd.Timestamp(value)
+
+
+def data_span(lodged_at: pd.Series, holdout_days: int = 0) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First lodging day and the end (exclusive) of the usable data, after the held-out days."""
+    times = pd.to_datetime(lodged_at)
+    if times.isna().all():
+        raise SplitError("lodged_at has no dates: cannot place time windows")
+    first = times.min().normalize()
+    end = times.max().normalize() + pd.Timedelta(days=1) - pd.Timedelta(days=holdout_days)
+    if end <= first:
+        raise SplitError(
+            f"the data spans {first:%Y-%m-%d}..{times.max():%Y-%m-%d}: nothing is left after "
+            f"holding out the last {holdout_days} days"
+        )
+    return first, end
+
+
+def _check(
+    windows: list[Window], gap: pd.Timedelta, lodged_at: pd.Series, end: pd.Timestamp
+) -> None:
+    """Refuse an empty window, a window past the data, or two windows closer than the gap."""
+    times = pd.to_datetime(lodged_at)
+    for window in windows:
+        if window.end <= window.start:
+            raise SplitError(f"{window} is empty: its end is not after its start")
+        if window.end > end:
+            raise SplitError(f"{window} reaches past the usable data, which ends {end:%Y-%m-%d}")
+        if not window.contains(times).any():
+            raise SplitError(f"{window} holds no declaration")
+    for before, after in itertools.pairwise(windows):
+        if after.start < before.end:
+            raise SplitError(f"{after} overlaps {before}")
+        if after.start - before.end < gap:
+            raise SplitError(
+                f"{after} starts {(after.start - before.end) / pd.Timedelta(days=1):g} days after "
+                f"{before}; the gap (label delay) is {gap / pd.Timedelta(days=1):g} days"
+            )
+
+
+def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 0) -> Windows:
+    """Train, validation, calibration and test windows over the lodging dates.
+
+    With `config.train_end`, windows are laid out forwards from it (valid after a gap, then
+    calibration, then test; `test_start` / `test_end` may pin the test window). Without it they are
+    laid out backwards from the end of the usable data (or from `test_end`). `train_start`
+    defaults to the first lodging day. A calibration window of 0 days is allowed (no calibration).
+    """
+    first, end = data_span(lodged_at, holdout_days)
+    gap = pd.Timedelta(days=config.gap_days)
+    valid_len = pd.Timedelta(days=config.valid_days)
+    cal_len = pd.Timedelta(days=config.calibration_days)
+    test_len = pd.Timedelta(days=config.test_days)
+    explicit_test_start = _day(config.test_start) if config.test_start else None
+    explicit_test_end = _day(config.test_end) if config.test_end else None
+
+    if config.train_end is not None:
+        train_end = _day(config.train_end)
+        valid = Window("valid", train_end + gap, train_end + gap + valid_len)
+        cal_start = valid.end + (gap if config.calibration_days else pd.Timedelta(0))
+        calibration = Window("calibration", cal_start, cal_start + cal_len)
+        test_start = explicit_test_start or (calibration.end + gap)
+        test_end = explicit_test_end or min(test_start + test_len, end)
+    else:
+        test_end = explicit_test_end or end
+        test_start = explicit_test_start or (test_end - test_len)
+        cal_end = test_start - gap
+        calibration = Window("calibration", cal_end - cal_len, cal_end)
+        valid_end = calibration.start - (gap if config.calibration_days else pd.Timedelta(0))
+        valid = Window("valid", valid_end - valid_len, valid_end)
+        train_end = valid.start - gap
+    train_start = _day(config.train_start) if config.train_start else first
+    train = Window("train", train_start, train_end)
+    test = Window("test", test_start, test_end)
+    windows = [train, valid, *([calibration] if config.calibration_days else []), test]
+    _check(windows, gap, lodged_at, end)
+    if not config.calibration_days:
+        calibration = Window("calibration", valid.end, valid.end)
+    return Windows(train=train, valid=valid, calibration=calibration, test=test)
+
+
+def rolling_folds(
+    lodged_at: pd.Series, config: SplitConfig, windows: Windows
+) -> list[tuple[Window, Window]]:
+    """Prequential folds for tuning, oldest first: expanding train, gap, a validation block.
+
+    The last fold is the final fit's (train, valid) pair; each earlier fold moves the validation
+    block back by its own length. Nothing after the validation window is ever used.
+    """
+    gap = pd.Timedelta(days=config.gap_days)
+    length = windows.valid.end - windows.valid.start
+    folds: list[tuple[Window, Window]] = []
+    for back in range(config.folds - 1, -1, -1):
+        valid = Window(
+            f"fold{config.folds - 1 - back}-valid",
+            windows.valid.start - back * length,
+            windows.valid.end - back * length,
+        )
+        train = Window(
+            f"fold{config.folds - 1 - back}-train", windows.train.start, valid.start - gap
+        )
+        _check([train, valid], gap, lodged_at, windows.valid.end)
+        folds.append((train, valid))
+    return folds
+
+
+def rows_in(fs: FeatureSet, window: Window, labels_known_by: pd.Timestamp | None) -> np.ndarray:
+    """Labelled declarations lodged in `window` whose label was known before `labels_known_by`.
+
+    None means every known label counts (evaluation on the test window). A row without a
+    `label_known_at` is left out when a bound is given.
+    """
+    mask = window.contains(fs.lodged_at) & fs.y.notna().to_numpy()
+    if labels_known_by is not None:
+        known = pd.to_datetime(fs.label_known_at)
+        mask &= np.asarray((known < labels_known_by).fillna(False), dtype=bool)
+    return np.asarray(mask, dtype=bool)

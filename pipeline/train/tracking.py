@@ -1,0 +1,349 @@
+"""The MLflow adapter: the only module that writes to MLflow.
+
+The tracking URI is decided here and nowhere else: `tracking.uri` from the config, else the
+environment's MLFLOW_TRACKING_URI, else a SQLite file in the project folder (``mlflow.db``) whose
+artefacts go to ``mlartifacts/`` beside it, so nothing lands in the working directory. Nothing
+happens at import; `configure` applies the URI when a job asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.validation import (
+    MAX_ENTITY_KEY_LENGTH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VAL_LENGTH,
+)
+
+from pipeline.config import PROJECT_ROOT, Config, flatten, to_yaml
+from pipeline.serve.model import TargetingModel
+from pipeline.train.fit import FitResult
+
+MODEL_ARTIFACT = "targeting_model"
+XGBOOST_ARTIFACT = "xgboost_model"
+CHALLENGER = "challenger"
+PACKAGES = ("xgboost", "scikit-learn", "imbalanced-learn", "optuna", "mlflow", "pandas", "numpy")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where a training run landed: its id, the model's URI, its registry version."""
+
+    run_id: str
+    model_uri: str
+    version: str
+    experiment_id: str
+
+
+def tracking_uri(config: Config) -> str:
+    """The tracking URI this config resolves to (nothing is applied)."""
+    return (
+        config.tracking.uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    )
+
+
+def _sqlite_folder(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).parent
+
+
+def configure(config: Config) -> str:
+    """Apply the tracking URI, create the experiment if needed, and return the URI.
+
+    With a SQLite store the experiment's artefact location is `<db folder>/mlartifacts`.
+    """
+    # No network on the targets we run on: never wait for usage telemetry.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = tracking_uri(config)
+    folder = _sqlite_folder(uri)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    name = config.tracking.experiment
+    if client.get_experiment_by_name(name) is None:
+        location = (folder / "mlartifacts" / name).as_uri() if folder is not None else None
+        client.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)
+    return uri
+
+
+def ui_command(config: Config) -> str:
+    """The shell command that opens the MLflow UI on this config's store."""
+    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri(config))}"
+
+
+@contextmanager
+def start_parent_run(config: Config, run_name: str | None = None) -> Iterator[str]:
+    """Open the run that holds a training (and its trials as nested runs); yields its id."""
+    configure(config)
+    with mlflow.start_run(run_name=run_name or config.name) as run:
+        yield run.info.run_id
+
+
+def _batches(
+    items: Sequence[Any], size: int = MAX_PARAMS_TAGS_PER_BATCH
+) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _param(key: str, value: Any) -> Param:
+    text = str(value)
+    if len(text) > MAX_PARAM_VAL_LENGTH:
+        text = text[: MAX_PARAM_VAL_LENGTH - 15] + "...[truncated]"
+    return Param(key[:MAX_ENTITY_KEY_LENGTH], text)
+
+
+def log_params(run_id: str, params: dict[str, Any]) -> None:
+    """Log params in batches, values truncated to MLflow's length limit."""
+    client = MlflowClient()
+    entries = [_param(k, v) for k, v in params.items()]
+    for batch in _batches(entries):
+        client.log_batch(run_id, params=list(batch))
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log finite numeric metrics to a run (NaN and None are left out)."""
+    client = MlflowClient()
+    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+    entries = [
+        Metric(k[:MAX_ENTITY_KEY_LENGTH], float(v), now, step)
+        for k, v in metrics.items()
+        if v is not None and np.isfinite(float(v))
+    ]
+    for batch in _batches(entries, 1000):
+        client.log_batch(run_id, metrics=list(batch))
+
+
+def set_tags(run_id: str, tags: dict[str, Any]) -> None:
+    """Set tags on a run (values truncated to MLflow's limit)."""
+    client = MlflowClient()
+    entries = [
+        RunTag(k[:MAX_ENTITY_KEY_LENGTH], str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()
+    ]
+    for batch in _batches(entries):
+        client.log_batch(run_id, tags=list(batch))
+
+
+def log_artifacts(run_id: str, local_path: Path, artifact_path: str | None = None) -> None:
+    """Log a file or a folder as artefacts of a run."""
+    client = MlflowClient()
+    path = Path(local_path)
+    if path.is_dir():
+        client.log_artifacts(run_id, str(path), artifact_path)
+    else:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def data_fingerprint(frames: Sequence[pd.DataFrame | pd.Series]) -> str:
+    """sha256 over the values, index, column names and dtypes of the frames, in order."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        table = frame.to_frame() if isinstance(frame, pd.Series) else frame
+        digest.update(json.dumps([[str(c), str(t)] for c, t in table.dtypes.items()]).encode())
+        digest.update(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """The project's git commit (with '-dirty' for local changes), 'unknown' outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit or "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape a model."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _flat_metrics(log: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for window, values in log.get("metrics", {}).items():
+        out.update({f"{window}.{k}": float(v) for k, v in values.items()})
+    for window, counts in log.get("rows", {}).items():
+        out.update({f"rows.{window}.{k}": float(v) for k, v in counts.items()})
+    out.update(
+        {f"seconds.{k.removesuffix('_s')}": float(v) for k, v in log.get("timings", {}).items()}
+    )
+    out["best_iteration"] = float(log.get("best_iteration", np.nan))
+    return out
+
+
+def log_trials(parent_run_id: str, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
+    """Each trial as a nested run under the parent: params, objective value, state, trees."""
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    for trial in trials:
+        run = client.create_run(
+            experiment_id,
+            run_name=f"trial {trial.number}",
+            tags={
+                MLFLOW_PARENT_RUN_ID: parent_run_id,
+                "optuna.state": trial.state.name,
+                "optuna.trial": str(trial.number),
+            },
+        )
+        log_params(run.info.run_id, dict(trial.params))
+        metrics = {"value": trial.value} if trial.value is not None else {}
+        trees = trial.user_attrs.get("trees")
+        if trees:
+            metrics["trees"] = float(np.mean(trees))
+        if trial.duration is not None:
+            metrics["seconds"] = trial.duration.total_seconds()
+        log_metrics(run.info.run_id, metrics)
+        client.set_terminated(
+            run.info.run_id, "FINISHED" if trial.state.name == "COMPLETE" else "KILLED"
+        )
+
+
+def _signature_frame(X: pd.DataFrame) -> pd.DataFrame:
+    """Category columns as strings: MLflow signatures reject pandas `category` dtypes."""
+    cast = {
+        c: X[c].astype("string") for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)
+    }
+    return X.assign(**cast) if cast else X
+
+
+def log_training(
+    config: Config,
+    fit_result: FitResult,
+    manifest: pd.DataFrame,
+    data_fingerprint: str,
+    study: optuna.Study | None = None,
+    sample: pd.DataFrame | None = None,
+) -> RunInfo:
+    """Log a fit to the active run: config, params, fingerprint, commit, versions, manifest,
+    metrics, the model bundle and the xgboost flavour, registered as `challenger`."""
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_training needs an active run: wrap it in start_parent_run")
+    run_id = run.info.run_id
+    model = fit_result.model
+    mlflow.log_text(to_yaml(config), "config.yaml")
+    mlflow.log_text(manifest.to_csv(index=False), "features/manifest.csv")
+    mlflow.log_text(json.dumps(fit_result.log, indent=2, default=str), "fit_log.json")
+    params = dict(flatten(config))
+    params.update({f"fit.{k}": v for k, v in fit_result.log["params"].items()})
+    params["fit.imbalance"] = fit_result.log["imbalance"]
+    log_params(run_id, params)
+    log_metrics(run_id, _flat_metrics(fit_result.log))
+    tags = {
+        "data_fingerprint": data_fingerprint,
+        "git_commit": git_commit(),
+        "revenue_model": fit_result.log.get("revenue_model", ""),
+        **{f"version.{k}": v for k, v in package_versions().items()},
+    }
+    if study is not None:
+        tags.update(
+            study_name=study.study_name,
+            study_trials=str(len(study.trials)),
+            study_best_value=str(study.best_value) if study.best_trials else "",
+        )
+    set_tags(run_id, tags)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / MODEL_ARTIFACT
+        model.save(folder)
+        mlflow.log_artifacts(str(folder), MODEL_ARTIFACT)
+
+    frame = _signature_frame(model.prepare(sample)) if sample is not None else None
+    signature = (
+        infer_signature(frame, model.margin(sample))
+        if frame is not None and sample is not None
+        else None
+    )
+    import xgboost as xgb
+
+    info = mlflow.xgboost.log_model(
+        model.booster,
+        name=XGBOOST_ARTIFACT,
+        signature=signature,
+        registered_model_name=config.tracking.registered_model,
+        pip_requirements=[f"xgboost=={xgb.__version__}"],
+        await_registration_for=0,
+    )
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(config.tracking.registered_model, CHALLENGER, version)
+    set_tags(
+        run_id,
+        {
+            "registered_model": config.tracking.registered_model,
+            "model_version": version,
+            "xgboost_model_uri": info.model_uri,
+        },
+    )
+    return RunInfo(
+        run_id=run_id,
+        model_uri=f"runs:/{run_id}/{MODEL_ARTIFACT}",
+        version=version,
+        experiment_id=run.info.experiment_id,
+    )
+
+
+def load_model(run_id: str) -> TargetingModel:
+    """The TargetingModel bundle logged with a run."""
+    with tempfile.TemporaryDirectory() as scratch:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=MODEL_ARTIFACT, dst_path=scratch
+        )
+        return TargetingModel.load(Path(local))
+
+
+def write_last_run(config: Config, info: RunInfo) -> Path:
+    """Record the last training run for the jobs that follow (export, evaluate...)."""
+    path = config.paths.last_run
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**asdict(info), "tracking_uri": tracking_uri(config)}
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return path
+
+
+def read_last_run(config: Config) -> dict[str, Any]:
+    """The last training run of this config: run_id, model_uri, version."""
+    path = config.paths.last_run
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `targeting train` first (or pass --run-id)")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
