@@ -1,0 +1,274 @@
+"""The simulator: canonical form, the statistics it promises, the drift, the policy, the job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_simulate import ROWS, small_config, small_stream
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import load
+from pipeline.ingest.columns import (
+    DECLARATION_COLUMNS,
+    GROUND_TRUTH_COLUMNS,
+    HS_LEVELS,
+    OUTCOME_COLUMNS,
+    SELECTION_REASONS,
+)
+from pipeline.ingest.simulate import EMERGING, FRAUD_TYPES, simulate, summary
+from pipeline.jobs.simulate import simulate as simulate_job
+
+KIND_CHECKS = {
+    "id": pd.api.types.is_object_dtype,
+    "hs": pd.api.types.is_object_dtype,
+    "timestamp": lambda d: str(d) == "datetime64[ns]",
+    "category": lambda d: isinstance(d, pd.CategoricalDtype),
+    "float": lambda d: str(d) == "float64",
+    "bool": lambda d: str(d) == "bool",
+}
+
+
+@pytest.mark.parametrize(
+    ("table", "columns"),
+    [
+        ("declarations", DECLARATION_COLUMNS),
+        ("outcomes", OUTCOME_COLUMNS),
+        ("ground_truth", GROUND_TRUTH_COLUMNS),
+    ],
+)
+def test_tables_follow_the_column_contract(table: str, columns: tuple) -> None:
+    frame = getattr(small_stream(), table)
+    for column in columns:
+        assert column.name in frame.columns, f"{table}.{column.name} missing"
+        dtype = frame[column.name].dtype
+        assert KIND_CHECKS[column.kind](dtype), f"{table}.{column.name} has dtype {dtype}"
+        if isinstance(dtype, pd.CategoricalDtype):
+            assert all(isinstance(c, str) for c in dtype.categories), f"{table}.{column.name}"
+        if not column.nullable:
+            assert frame[column.name].notna().all(), f"{table}.{column.name} has nulls"
+        if column.minimum is not None:
+            assert (frame[column.name].dropna() >= column.minimum).all(), f"{table}.{column.name}"
+
+
+def test_declarations_are_sorted_unique_and_hs_levels_are_prefixes() -> None:
+    declarations = small_stream().declarations
+    assert len(declarations) == ROWS
+    assert declarations["lodged_at"].is_monotonic_increasing
+    assert declarations["declaration_id"].is_unique
+    assert declarations["declaration_id"].map(type).eq(str).all()
+    codes = declarations["hs_code"]
+    assert codes.map(type).eq(str).all() and codes.str.fullmatch(r"\d{10}").all()
+    for level in HS_LEVELS:
+        digits = int(level[2:])
+        assert (declarations[level].astype(str) == codes.str[:digits]).all(), level
+    assert ((declarations["duty_rate"] >= 0) & (declarations["duty_rate"] < 1)).all()
+    lodged = declarations["lodged_at"]
+    assert lodged.min() >= pd.Timestamp("2023-01-01")
+    assert lodged.max() < pd.Timestamp("2023-01-01") + pd.Timedelta(days=365)
+
+
+def test_ground_truth_covers_every_declaration_in_order() -> None:
+    data = small_stream()
+    truth = data.ground_truth
+    assert truth["declaration_id"].tolist() == data.declarations["declaration_id"].tolist()
+    assert set(truth["fraud_type"].cat.categories) == set(FRAUD_TYPES)
+    assert (truth["fraud"] == (truth["fraud_type"] != "none")).all()
+    assert (truth["revenue_recoverable"] >= 0).all()
+    assert (truth.loc[~truth["fraud"], "revenue_recoverable"] == 0).all()
+    assert (truth["critical"] == (truth["fraud_type"] == "prohibited")).all()
+    # Every scheme occurs, and revenue frauds carry revenue.
+    counts = truth["fraud_type"].value_counts()
+    assert (counts[list(FRAUD_TYPES)] > 0).all(), counts
+    revenue_frauds = truth["fraud_type"].isin(["misclassification", "origin", EMERGING])
+    assert (truth.loc[revenue_frauds, "revenue_recoverable"] > 0).mean() > 0.95
+
+
+@pytest.mark.parametrize("fraud_rate", [0.04, 0.10])
+def test_fraud_rate_is_near_the_configured_rate(fraud_rate: float) -> None:
+    truth = small_stream(fraud_rate=fraud_rate).ground_truth
+    tolerance = 4 * np.sqrt(fraud_rate * (1 - fraud_rate) / ROWS) + 0.002
+    assert abs(truth["fraud"].mean() - fraud_rate) < tolerance
+
+
+@pytest.mark.parametrize("random_rate", [0.005, 0.02])
+def test_random_stratum_has_the_known_probability(random_rate: float) -> None:
+    outcomes = small_stream(random_rate=random_rate).outcomes
+    random_draw = outcomes["selection_reason"] == "random"
+    expected = random_rate * ROWS
+    assert abs(random_draw.sum() - expected) < 4 * np.sqrt(expected)
+    assert (outcomes.loc[random_draw, "selection_probability"] == random_rate).all()
+    assert outcomes.loc[~random_draw, "selection_probability"].isna().all()
+    assert set(outcomes["selection_reason"].astype(str)) <= set(SELECTION_REASONS)
+    assert {"rule", "intelligence"} <= set(outcomes["selection_reason"].astype(str))
+
+
+def test_aeo_importers_are_clearly_more_compliant() -> None:
+    figures = summary(small_stream())
+    assert figures["fraud_rate_aeo"] < 0.4 * figures["fraud_rate_non_aeo"]
+
+
+@pytest.mark.parametrize("drift_start", [0.3, 0.6])
+def test_emerging_scheme_appears_at_drift_start(drift_start: float) -> None:
+    data = small_stream(drift_start=drift_start)
+    lodged = data.declarations["lodged_at"]
+    drift = pd.Timestamp("2023-01-01") + pd.Timedelta(days=drift_start * 365)
+    truth = data.ground_truth
+    emerging = truth["fraud_type"] == EMERGING
+    after = (lodged >= drift).to_numpy()
+    assert not emerging[~after].any()
+    share_after = emerging[after].sum() / truth["fraud"][after].sum()
+    assert share_after > 0.15  # configured 0.25 of the frauds after drift_start
+    # The scheme routes through one transit country, declared as the origin.
+    declared = data.declarations.loc[emerging.to_numpy()]
+    assert declared["origin_country"].nunique() == 1
+    assert (
+        declared["origin_country"].astype(str) == declared["departure_country"].astype(str)
+    ).all()
+    true_origin = truth.loc[emerging, "true_origin_country"].astype(str)
+    assert (true_origin != declared["origin_country"].astype(str)).all()
+
+
+def test_historical_policy_has_a_blind_spot_for_the_emerging_scheme() -> None:
+    data = small_stream()
+    truth, outcomes = data.ground_truth, data.outcomes
+    by_policy = outcomes.loc[outcomes["selection_reason"] != "random", "declaration_id"]
+    selected = truth["declaration_id"].isin(by_policy)
+    classic = truth["fraud_type"].isin(["undervaluation", "misclassification", "origin"])
+    emerging = truth["fraud_type"] == EMERGING
+    clean = ~truth["fraud"]
+    # Rules and officers find classic schemes far above chance, the emerging one much less.
+    assert selected[classic].mean() > 3 * selected[clean].mean()
+    assert selected[emerging].mean() < 0.6 * selected[classic].mean()
+
+
+def test_same_seed_same_frames_other_seed_other_frames() -> None:
+    config = small_config(rows=3_000)
+    first, again, other = simulate(config, 3), simulate(config, 3), simulate(config, 4)
+    for table in ("declarations", "outcomes", "ground_truth"):
+        pd.testing.assert_frame_equal(getattr(first, table), getattr(again, table))
+    assert not first.declarations["declared_value"].equals(other.declarations["declared_value"])
+    assert not first.ground_truth["fraud"].equals(other.ground_truth["fraud"])
+
+
+def test_outcomes_only_for_selected_declarations_within_capacity() -> None:
+    data = small_stream()
+    declarations, outcomes = data.declarations, data.outcomes
+    assert outcomes["declaration_id"].is_unique
+    assert outcomes["declaration_id"].isin(declarations["declaration_id"]).all()
+    joined = outcomes.merge(
+        declarations[["declaration_id", "office", "lodged_at"]], on="declaration_id"
+    )
+    joined["date"] = joined["lodged_at"].dt.normalize()
+    joined["random"] = joined["selection_reason"] == "random"
+    per_day = joined.groupby(["office", "date"], observed=True).agg(
+        controls=("declaration_id", "size"), random=("random", "sum")
+    )
+    capacity = data.capacity.assign(office=lambda f: f["office"].astype(str)).set_index(
+        ["office", "date"]
+    )["capacity"]
+    per_day.index = per_day.index.set_levels(per_day.index.levels[0].astype(str), level=0)
+    limit = np.maximum(capacity.reindex(per_day.index).to_numpy(), per_day["random"].to_numpy())
+    assert (per_day["controls"].to_numpy() <= limit).all()
+    # Capacity binds: most office-days with capacity use it, so the share is near capacity_rate.
+    assert 0.5 * 0.05 < len(outcomes) / len(declarations) < 0.05 + 0.01
+
+
+def test_outcome_times_revenue_and_hits_are_consistent() -> None:
+    data = small_stream()
+    outcomes = data.outcomes
+    lodged = data.declarations.set_index("declaration_id")["lodged_at"]
+    assert (
+        outcomes["selected_at"].to_numpy() >= lodged.loc[outcomes["declaration_id"]].to_numpy()
+    ).all()
+    assert (outcomes["result_at"] > outcomes["selected_at"]).all()
+    assert (outcomes["revenue_recovered"] >= 0).all()
+    assert (outcomes.loc[~outcomes["hit"], "revenue_recovered"] == 0).all()
+    assert (outcomes.loc[~outcomes["hit"], "fraud_type"] == "none").all()
+    truth = data.ground_truth.set_index("declaration_id").loc[outcomes["declaration_id"]]
+    assert truth.loc[outcomes["hit"].to_numpy(), "fraud"].all()
+    # Detection below 1: some inspected frauds are missed.
+    missed = truth["fraud"].to_numpy() & ~outcomes["hit"].to_numpy()
+    assert missed.any()
+    recovered = outcomes["revenue_recovered"].to_numpy()
+    assert np.allclose(
+        recovered[outcomes["hit"]], truth["revenue_recoverable"][outcomes["hit"].to_numpy()]
+    )
+    figures = summary(data)
+    assert figures["hit_rate"] > 2 * figures["fraud_rate"]  # the policy beats chance
+
+
+def test_declared_duty_is_value_times_rate_but_for_clerical_errors() -> None:
+    declarations = small_stream().declarations
+    expected = (declarations["declared_value"] * declarations["duty_rate"]).round(2)
+    off = ~np.isclose(declarations["declared_duty"], expected, atol=0.011)
+    assert 0 < off.mean() < 0.03
+
+
+def test_output_validates_against_the_schema() -> None:
+    schema = pytest.importorskip("pipeline.ingest.schema")
+    data = small_stream()
+    validated = schema.validate(data.declarations, data.outcomes)
+    for report in validated.reports:
+        assert report.rows_quarantined == 0, report.summary()
+    assert validated.declarations["declaration_id"].tolist() == (
+        data.declarations["declaration_id"].tolist()
+    )
+    assert len(validated.outcomes) == len(data.outcomes)
+
+
+def test_job_writes_three_parquet_tables(tmp_path: Path) -> None:
+    config = load(overrides=[f"output_dir={tmp_path}", "simulate.days=120"])
+    result = simulate_job(config, rows=4_000, seed=5)
+    assert set(result.outputs) == {"declarations", "outcomes", "ground_truth"}
+    for name, path in result.outputs.items():
+        assert path == config.paths.data / f"{name}.parquet" and path.is_file()
+    declarations = pd.read_parquet(result.outputs["declarations"])
+    assert len(declarations) == 4_000
+    assert isinstance(declarations["importer"].dtype, pd.CategoricalDtype)
+    assert result.figures["rows"] == 4_000
+    text = "\n".join(result.lines)
+    for word in (
+        "rows",
+        "period",
+        "fraud rate",
+        "inspection rate",
+        "hit rate",
+        "random",
+        "revenue",
+    ):
+        assert word in text
+
+
+def test_cli_simulate_writes_to_out(tmp_path: Path) -> None:
+    out = tmp_path / "tmp"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--rows",
+            "5000",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--set",
+            f"output_dir={tmp_path}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "fraud rate" in result.output
+    truth = pd.read_parquet(out / "ground_truth.parquet")
+    assert len(truth) == 5_000
+    outcomes = pd.read_parquet(out / "outcomes.parquet")
+    assert outcomes["declaration_id"].isin(truth["declaration_id"]).all()
+
+
+def test_cli_rejects_a_non_positive_row_count(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["simulate", "--rows", "0", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "rows" in result.output
