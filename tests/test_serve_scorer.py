@@ -31,7 +31,14 @@ from pipeline.serve.thresholds import Thresholds, ThresholdsError
 build = pytest.importorskip("pipeline.features.build")
 pytest.importorskip("pipeline.ingest.schema")
 # The scorer needs the feature builder and the validator (other stages' modules).
-from pipeline.serve.scorer import OUTPUT_COLUMNS, Scorer, model_scores, prepare, reason_codes  # noqa: E402
+from pipeline.serve.scorer import (  # noqa: E402
+    OUTPUT_COLUMNS,
+    Scorer,
+    model_scores,
+    prepare,
+    reason_codes,
+    reason_phrases,
+)
 
 HISTORY_START = dt.date(2024, 1, 1)
 
@@ -236,3 +243,15 @@ def test_from_files_loads_what_the_export_names_and_refuses_another_model(
     Thresholds(document).save(path)
     with pytest.raises(FileNotFoundError, match="snapshot"):
         Scorer.from_files(path)
+
+
+def test_reason_phrases_speak_customs():
+    values = pd.Series([-0.97, 0.3, np.nan])
+    undervalued = reason_phrases("unit_value_log_ratio_hs6_origin", values, None)
+    assert undervalued[0] == "unit value 62 % below the reference for this HS6 and origin"
+    assert undervalued[1] == "unit value 35 % above the reference for this HS6 and origin"
+    assert undervalued[2].endswith("not known")
+    rate = reason_phrases("origin_country_x_hs6_hit_rate", pd.Series([0.125]), None)
+    assert rate[0] == "past hit rate of this origin x HS6: 12 %"
+    office = reason_phrases("office", pd.Series(["ICN01"], dtype="category"), "customs office")
+    assert office[0] == "customs office: ICN01"

@@ -105,6 +105,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         last = dict(tracking.read_last_run(config))
         run_id = str(last["run_id"])
     model = tracking.load_model(run_id)
+    tags = mlflow.MlflowClient().get_run(run_id).data.tags
     for path in (config.paths.features, config.paths.manifest):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run `targeting features` first")
@@ -131,8 +132,13 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     document = new_document(
         policy,
         model={
-            "name": model.info.get("registered_model", config.tracking.registered_model),
-            "version": _version(model.info.get("version", last.get("version"))),
+            "name": tags.get(
+                "registered_model",
+                model.info.get("registered_model", config.tracking.registered_model),
+            ),
+            "version": _version(
+                tags.get("model_version", model.info.get("version", last.get("version")))
+            ),
             "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
             "run_id": run_id,
             "tracking_uri": mlflow.get_tracking_uri(),

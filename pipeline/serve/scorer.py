@@ -123,67 +123,100 @@ def model_scores(model: TargetingModel, X: pd.DataFrame, rank_by: str) -> pd.Dat
 # --- reason codes ----------------------------------------------------------------------------
 
 
-def _percent(value: pd.Series) -> pd.Series:
-    return (value * 100).round(0).astype("Int64").astype("string")
+ENTITY_WORDS = {
+    "hs6": "HS6",
+    "hs4": "HS4",
+    "hs2": "HS2",
+    "hs": "HS code",
+    "origin_country": "origin",
+    "origin": "origin",
+    "departure_country": "departure country",
+    "departure": "departure country",
+    "transport_mode": "transport mode",
+    "importer": "importer",
+    "declarant": "declarant",
+    "seller": "seller",
+    "office": "office",
+}
+PROFILE_SUFFIXES = (
+    "_hit_rate",
+    "_hits",
+    "_controls",
+    "_declarations",
+    "_days_since_hit",
+    "_revenue_per_control",
+)
+
+
+def _who(key: str) -> str:
+    """'origin_country_x_hs6' -> 'origin x HS6' (the entity a profile is about)."""
+    parts = [ENTITY_WORDS.get(part, part.replace("_", " ")) for part in key.split("_x_")]
+    return " x ".join(parts)
 
 
 def _scope(name: str) -> str:
-    """'hs6_origin_country' -> 'this HS6 and origin'."""
-    words = {
-        "hs6": "HS6",
-        "hs4": "HS4",
-        "hs2": "HS2",
-        "origin": "origin",
-        "origin_country": "origin",
-        "departure": "departure country",
-        "departure_country": "departure country",
-        "importer": "importer",
-        "declarant": "declarant",
-        "seller": "seller",
-        "office": "office",
-        "transport_mode": "transport mode",
-    }
-    found = [label for key, label in words.items() if key in name.split("_") or key in name]
+    """'unit_value_log_ratio_hs6_origin' -> 'this HS6 and origin'."""
+    tokens = name.split("_")
+    found = [ENTITY_WORDS[t] for t in tokens if t in ENTITY_WORDS and t != "hs"]
     unique = list(dict.fromkeys(found))
     return "this " + " and ".join(unique) if unique else "comparable declarations"
+
+
+def _number(values: pd.Series, digits: int = 0) -> pd.Series:
+    rounded = values.round(digits)
+    text = rounded.astype("Int64" if digits == 0 else "Float64").astype("string")
+    return text.fillna("unknown")
 
 
 def reason_phrases(feature: str, values: pd.Series, description: str | None) -> pd.Series:
     """A short phrase in customs words for one feature's values (vectorised over declarations).
 
-    Known feature families get a sentence (unit-value gaps, hit rates, newness flags); the rest
-    are described by their manifest description and value.
+    Known feature families get a sentence (unit-value gaps, risk profiles, newness flags); the
+    others read as their manifest description and value.
     """
     name = feature.lower()
-    numeric = pd.to_numeric(values, errors="coerce") if values.dtype != object else None
-    if numeric is not None and numeric.notna().any():
-        if ("unit_value" in name or "price" in name) and ("log_ratio" in name or "ratio" in name):
-            gap = np.expm1(numeric) if "log" in name else numeric - 1.0
-            direction = pd.Series(np.where(gap < 0, "below", "above"), index=values.index)
+    categorical = isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object
+    label = description or feature.replace("_", " ")
+    if categorical:
+        return label + ": " + values.astype("string").fillna("missing")
+    x = pd.to_numeric(values, errors="coerce").astype(float)
+    phrase = _numeric_phrase(feature, name, x, label)
+    return phrase.where(x.notna(), label + ": not known")
+
+
+def _numeric_phrase(feature: str, name: str, x: pd.Series, label: str) -> pd.Series:
+    """`reason_phrases` for a numeric feature (missing values handled by the caller)."""
+    if "unit_value" in name or "price" in name:
+        if "log" in name and "ratio" in name:
+            gap = pd.Series(np.expm1(x), index=x.index)
+        elif "ratio" in name:
+            gap = x - 1.0
+        else:
+            gap = None
+        if gap is not None:
+            side = pd.Series(np.where(gap < 0, "below", "above"), index=x.index)
             return (
                 "unit value "
-                + _percent(gap.abs()).fillna("?")
+                + _number(gap.abs() * 100)
                 + " % "
-                + direction
+                + side
                 + " the reference for "
                 + _scope(name)
             )
-        if "hit_rate" in name:
-            return (
-                _scope(name).replace("this ", "")
-                + " past hit rate "
-                + _percent(numeric).fillna("?")
-                + " %"
-            )
-        if name.startswith(("new_", "is_new")) or name.endswith("_new"):
-            flag = numeric.fillna(0) > 0
-            label = description or feature.replace("_", " ")
-            return pd.Series(np.where(flag, label, "not " + label), index=values.index)
-    label = description or feature.replace("_", " ")
-    text = values.astype("string").fillna("missing")
-    if numeric is not None and numeric.notna().any():
-        text = numeric.round(3).astype("string").fillna("missing")
-    return label + ": " + text
+    for suffix in PROFILE_SUFFIXES:
+        if name.endswith(suffix):
+            who = _who(feature[: -len(suffix)])
+            if suffix == "_hit_rate":
+                return "past hit rate of this " + who + ": " + _number(x * 100) + " %"
+            if suffix == "_days_since_hit":
+                return "last hit of this " + who + " " + _number(x) + " days ago"
+            if suffix == "_revenue_per_control":
+                return "revenue recovered per control of this " + who + ": " + _number(x)
+            return _number(x) + " past " + suffix.strip("_").replace("_", " ") + " of this " + who
+    if name.endswith("_new") or name.startswith(("new_", "is_new")):
+        flag = pd.Series(np.where(x.fillna(0) > 0, "yes", "no"), index=x.index)
+        return label + ": " + flag
+    return label + ": " + _number(x, 3)
 
 
 def reason_codes(
