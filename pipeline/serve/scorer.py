@@ -373,14 +373,13 @@ class Scorer:
             out["error"] = str(exc)
             return out
         quarantined = report.quarantined
-        bad_rows = quarantined["row"].to_numpy(dtype=int) if len(quarantined) else np.array([], int)
-        if len(quarantined):
+        if len(quarantined):  # `row` is the 1-based row number in the input
             reasons = quarantined["reason"].astype(str).groupby(quarantined["row"]).agg("; ".join)
-            out.loc[reasons.index.to_numpy(dtype=int), "error"] = reasons.to_numpy()
+            out.loc[reasons.index.to_numpy(dtype=int) - 1, "error"] = reasons.to_numpy()
         if clean.empty:
             return out
         try:
-            positions = _positions(clean, frame, bad_rows)
+            positions = _positions(clean, report)
             scored = self.score_clean(clean.reset_index(drop=True))
         except Exception as exc:  # keep the promise: every row back, with the reason
             logger.exception("scoring failed")
@@ -444,24 +443,13 @@ class Scorer:
         )
 
 
-def _positions(clean: pd.DataFrame, frame: pd.DataFrame, quarantined: np.ndarray) -> np.ndarray:
-    """Input positions of the validated rows.
-
-    Validation keeps the input's (Range)index labels; should it renumber the clean rows instead,
-    they are the rows not quarantined, in input order.
-    """
-    index = clean.index
-    if (
-        index.is_unique
-        and index.isin(frame.index).all()
-        and not index.isin(quarantined).any()
-        and index.is_monotonic_increasing
-    ):
-        return np.asarray(index, dtype=int)
-    rest = np.setdiff1d(np.arange(len(frame)), quarantined)
-    if len(rest) == len(clean):
-        return rest
-    raise RuntimeError("validation lost track of the input rows")
+def _positions(clean: pd.DataFrame, report: Any) -> np.ndarray:
+    """Input positions of the validated rows (validation sorts them by time, and reports the
+    1-based input row of each kept row in `kept_rows`)."""
+    kept = np.asarray(report.kept_rows, dtype=np.int64) - 1
+    if len(kept) != len(clean):
+        raise RuntimeError("validation did not report the input row of every kept row")
+    return kept
 
 
 def _snapshot_folder(
