@@ -1,0 +1,265 @@
+"""Read declarations and outcomes from CSV or Parquet into canonical frames, and write tables.
+
+`read_table` reads one file (CSV in UTF-8 with or without a BOM, or Parquet, by extension) and
+renames the user's columns to canonical ones; whole-file problems raise `DataError` naming the
+file. `load_inputs` reads what a config points at (simulated tables, the user's files or the KCS
+files) and validates it. Writing the quarantine is left to jobs (`write_quarantine`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.ingest.columns import (
+    DECLARATION_COLUMNS,
+    GROUND_TRUTH_COLUMNS,
+    OUTCOME_COLUMNS,
+)
+from pipeline.ingest.schema import (
+    OTHER_DELIMITERS,
+    DataError,
+    ValidationReport,
+    empty_outcomes,
+    validate,
+)
+
+logger = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+# Text columns keep every spelling but the blank and explicit null markers; "NA" is not among
+# them because it is Namibia's country code.
+TEXT_NULLS = ("", "NULL", "null", "NaN", "nan", "None", "<NA>", "#N/A", "N/A", "n/a")
+NUMBER_NULLS = (*TEXT_NULLS, "NA", "#NA", "-NaN", "-nan", "1.#IND", "1.#QNAN", "-1.#IND")
+TEXT_COLUMNS = frozenset(
+    c.name
+    for c in (*DECLARATION_COLUMNS, *OUTCOME_COLUMNS, *GROUND_TRUTH_COLUMNS)
+    if c.kind in ("id", "category", "hs")
+)
+
+
+def _first_undecodable_line(path: Path) -> tuple[int, str]:
+    """Line number (1-based) and byte of the first line that is not UTF-8 (after a failure)."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, f"0x{raw[exc.start]:02x}"
+    return 0, "?"
+
+
+def _not_utf8(path: Path) -> DataError:
+    line, byte = _first_undecodable_line(path)
+    return DataError(
+        f"{path}: not UTF-8 text (byte {byte} on line {line}); save the file as UTF-8 "
+        "(for example from Excel: 'CSV UTF-8')"
+    )
+
+
+def _csv_header(path: Path) -> list[str]:
+    """Column names from the first line; refuses empty files and wrong delimiters."""
+    with path.open("rb") as handle:
+        first = handle.readline(1 << 20)
+    if not first.strip():
+        raise DataError(f"{path}: the file is empty (no header line)")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    header = next(csv.reader([text.rstrip("\r\n")]))
+    if len(header) == 1:
+        found = [d for d in OTHER_DELIMITERS if d in text]
+        if found:
+            raise DataError(
+                f"{path}: everything is in one column ({header[0][:80]!r}); the file looks "
+                f"delimited by {found[0]!r}, not ','. Save it comma-separated."
+            )
+    return header
+
+
+def _read_csv(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
+    header = _csv_header(path)
+    canonical = {name: mapping.get(name, name) for name in header}
+    text = {name for name in header if canonical[name] in TEXT_COLUMNS}
+    try:
+        return pd.read_csv(
+            path,
+            encoding="utf-8-sig",
+            dtype=dict.fromkeys(text, str),
+            keep_default_na=False,
+            na_values={name: TEXT_NULLS if name in text else NUMBER_NULLS for name in header},
+            low_memory=False,
+        )
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV: {exc}") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise DataError(f"{path}: cannot be read as Parquet: {exc}") from None
+
+
+def read_table(path: Path, column_mapping: dict[str, str] | None = None) -> pd.DataFrame:
+    """One CSV or Parquet file, its columns renamed by `column_mapping` (yours -> canonical)."""
+    path = Path(path)
+    mapping = dict(column_mapping or {})
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{path}: is a folder, expected a CSV or Parquet file")
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        frame = _read_csv(path, mapping)
+    elif suffix in PARQUET_SUFFIXES:
+        frame = _read_parquet(path)
+    else:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; expected .csv or .parquet")
+    if len(frame.columns) == 0:
+        raise DataError(f"{path}: the file is empty (no columns)")
+    if len(frame) == 0:
+        raise DataError(f"{path}: header only, no data rows (columns: {', '.join(frame.columns)})")
+    present = {source: target for source, target in mapping.items() if source in frame.columns}
+    clashes = [
+        f"{source!r} -> {target!r}"
+        for source, target in present.items()
+        if target in frame.columns and target != source and target not in present
+    ]
+    if clashes:
+        raise DataError(
+            f"{path}: data.column_mapping renames onto columns the file already has: "
+            + ", ".join(clashes)
+        )
+    return frame.rename(columns=present)
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write CSV or Parquet by extension, atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if suffix in CSV_SUFFIXES:
+            frame.to_csv(temporary, index=False)
+        else:
+            frame.to_parquet(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_quarantine(reports: list[ValidationReport], path: Path) -> int:
+    """Write every quarantined row (table, source, row, reason, values) as CSV; return the count.
+
+    With nothing quarantined, no file is written and a stale one from an earlier run is removed.
+    """
+    path = Path(path)
+    parts = [
+        report.quarantined.assign(table=report.table, source=report.source)
+        for report in reports
+        if not report.quarantined.empty
+    ]
+    if not parts:
+        path.unlink(missing_ok=True)
+        return 0
+    rows = pd.concat(parts, ignore_index=True)
+    first = ["table", "source", "row", "reason"]
+    rows = rows[first + [c for c in rows.columns if c not in first]]
+    write_table(rows, path)
+    return len(rows)
+
+
+@dataclass
+class Inputs:
+    """Validated declarations and outcomes, the ground truth (simulated data only), the reports."""
+
+    declarations: pd.DataFrame
+    outcomes: pd.DataFrame
+    ground_truth: pd.DataFrame | None
+    reports: list[ValidationReport]
+
+    def summary(self) -> str:
+        """The validation reports, and the ground truth's size when there is one."""
+        lines = [report.summary() for report in self.reports]
+        if self.ground_truth is not None:
+            lines.append(f"ground truth: {len(self.ground_truth):,} rows")
+        return "\n".join(lines)
+
+
+def _simulated(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    paths = config.paths
+    missing = [p for p in (paths.declarations, paths.outcomes) if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"simulated tables not found: {', '.join(map(str, missing))}. Run "
+            "`targeting simulate --config <your config file>` first (it writes them there)."
+        )
+    ground_truth = read_table(paths.ground_truth) if paths.ground_truth.is_file() else None
+    return read_table(paths.declarations), read_table(paths.outcomes), ground_truth
+
+
+def _ground_truth(frame: pd.DataFrame, declarations: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Ground truth of the kept declarations, declaration_id as str (evaluation only)."""
+    missing = [c.name for c in GROUND_TRUTH_COLUMNS if c.name not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: ground truth column(s) missing: {', '.join(missing)}")
+    out = frame.assign(declaration_id=frame["declaration_id"].astype(str))
+    kept = out["declaration_id"].isin(declarations["declaration_id"])
+    return out.loc[kept].reset_index(drop=True)
+
+
+def load_inputs(config: Config) -> Inputs:
+    """Read what `config.data` points at, validate it, and return the canonical tables."""
+    data = config.data
+    ground_truth: pd.DataFrame | None = None
+    if data.source == "simulate":
+        declarations, outcomes, ground_truth = _simulated(config)
+        sources = (str(config.paths.declarations), str(config.paths.outcomes))
+    elif data.format == "kcs":
+        from pipeline.ingest.kcs import read_kcs
+
+        files = [data.kcs_dir / name for name in data.kcs_files]
+        declarations, outcomes = read_kcs(files)
+        names = "+".join(data.kcs_files)
+        sources = (names, names)
+    else:
+        if data.declarations is None:
+            raise DataError(
+                "data.source is 'files' but data.declarations is not set: give the path of your "
+                "declarations file (CSV or Parquet) in the config"
+            )
+        declarations = read_table(data.declarations, data.column_mapping)
+        outcomes = (
+            read_table(data.outcomes, data.column_mapping) if data.outcomes is not None else None
+        )
+        sources = (str(data.declarations), str(data.outcomes))
+    tables = validate(
+        declarations, outcomes, source_declarations=sources[0], source_outcomes=sources[1]
+    )
+    if ground_truth is not None:
+        ground_truth = _ground_truth(
+            ground_truth, tables.declarations, str(config.paths.ground_truth)
+        )
+    clean_outcomes = tables.outcomes if outcomes is not None else empty_outcomes()
+    for report in tables.reports:
+        if report.rows_quarantined:
+            logger.warning(report.summary())
+    return Inputs(tables.declarations, clean_outcomes, ground_truth, tables.reports)

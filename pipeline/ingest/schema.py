@@ -1,0 +1,579 @@
+"""The canonical schema in force: type coercion, checks, and quarantine of bad rows.
+
+`validate_declarations` and `validate_outcomes` turn any frame that carries the contract's columns
+(pipeline/ingest/columns.py) into the canonical dtypes:
+
+- declaration_id: object of str; hs_code: object of str (digits only, leading zeros kept);
+- timestamps: datetime64[ns], tz-naive (tz-aware input is converted to UTC first);
+- entity and category columns: pandas ``category`` of str (fast groupbys downstream);
+- floats: float64; aeo / inspected / hit: bool; hs2 / hs4 / hs6 (category) derived from hs_code.
+
+A problem with the whole table (a required column missing, everything in one column) raises
+`DataError`. A problem with a row sends the row to quarantine with one reason naming the column
+(``"net_mass_kg: negative (-3.0)"``); the other rows go on. Variable parts of a reason always sit
+in its final parentheses, so reasons can be counted by kind. Every check is vectorised: text
+columns are factorized once and checked on their distinct values only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipeline.ingest.columns import (
+    DECLARATION_COLUMNS,
+    HS_LEVELS,
+    OUTCOME_COLUMNS,
+    SELECTION_REASONS,
+    Column,
+)
+
+FRAME_SOURCE = "<frame>"
+HS_MIN_DIGITS = 6
+HS_MAX_DIGITS = 10
+TRUE_TEXTS = frozenset({"true", "t", "yes", "y", "1"})
+FALSE_TEXTS = frozenset({"false", "f", "no", "n", "0"})
+OTHER_DELIMITERS = (";", "\t", "|")
+
+
+class DataError(ValueError):
+    """A problem with a whole file or table; the message names the file and the column(s)."""
+
+
+@dataclass
+class ValidationReport:
+    """What validation kept and quarantined for one table.
+
+    `quarantined` holds the bad rows' original values, `row` (1-based data-row number in the
+    source) and `reason`. `kept_rows` gives the source row number of each kept row, in the order
+    of the validated frame (which is sorted by time), so callers can map results back.
+    """
+
+    table: str
+    source: str
+    rows_in: int
+    rows_kept: int
+    quarantined: pd.DataFrame
+    kept_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Rows sent to quarantine."""
+        return len(self.quarantined)
+
+    def reason_counts(self) -> pd.Series:
+        """Quarantined rows per kind of reason (the reason without its final parentheses)."""
+        if self.quarantined.empty:
+            return pd.Series(dtype="int64", name="rows")
+        kinds = (
+            self.quarantined["reason"].astype(str).str.replace(r"\s*\([^()]*\)$", "", regex=True)
+        )
+        return kinds.value_counts().rename("rows")
+
+    def summary(self) -> str:
+        """One line of counts, then one line per kind of reason."""
+        lines = [
+            f"{self.table} ({self.source}): {self.rows_in:,} rows in, {self.rows_kept:,} kept, "
+            f"{self.rows_quarantined:,} quarantined"
+        ]
+        lines.extend(f"  {count:>9,}  {kind}" for kind, count in self.reason_counts().items())
+        return "\n".join(lines)
+
+
+@dataclass
+class ValidatedTables:
+    """Validated declarations and outcomes, and the report of each table."""
+
+    declarations: pd.DataFrame
+    outcomes: pd.DataFrame
+    reports: list[ValidationReport]
+
+    def summary(self) -> str:
+        """The reports' summaries, one after the other."""
+        return "\n".join(report.summary() for report in self.reports)
+
+
+class _Verdicts:
+    """First reason per row: a later check never overwrites an earlier one."""
+
+    def __init__(self, n: int) -> None:
+        self.reason = np.full(n, None, dtype=object)
+        self.bad = np.zeros(n, dtype=bool)
+
+    def flag(self, mask: np.ndarray, message: str | Callable[[np.ndarray], np.ndarray]) -> None:
+        """Give rows in `mask` (not yet bad) a reason: a text, or a function of their positions."""
+        new = np.flatnonzero(mask & ~self.bad)
+        if len(new) == 0:
+            return
+        self.reason[new] = message if isinstance(message, str) else message(new)
+        self.bad[new] = True
+
+
+def _quoted(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Values as they appear in a reason: text in quotes, numbers as they are."""
+    series = pd.Series(np.asarray(values, dtype=object))
+    texts = series.astype(str)
+    is_text = series.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)  # few bad rows only
+    return np.where(is_text, "'" + texts + "'", texts).astype(object)
+
+
+def _reasons(prefix: str, shown: np.ndarray, suffix: str = "") -> np.ndarray:
+    """`prefix (shown suffix)` for each shown value."""
+    return (prefix + " (" + pd.Series(shown, dtype=object).astype(str) + suffix + ")").to_numpy(
+        dtype=object
+    )
+
+
+def _at(values: np.ndarray, codes: np.ndarray, missing: object = None) -> np.ndarray:
+    """`values[codes]`, with `missing` where the code is -1 (null)."""
+    has = codes >= 0
+    if values.dtype == bool:
+        out = np.zeros(len(codes), dtype=bool)
+    else:
+        out = np.full(len(codes), missing, dtype=object)
+    out[has] = values[codes[has]]
+    return out
+
+
+def _nulled(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """An object copy of `values` with None where `mask` is true."""
+    out = np.asarray(values, dtype=object).copy()
+    out[mask] = None
+    return out
+
+
+def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
+    """Distinct values as stripped text; integral floats lose their '.0' (30.0 -> '30')."""
+    index = pd.Index(uniques)
+    if len(index) == 0:
+        return np.empty(0, dtype=object)
+    if pd.api.types.is_float_dtype(index.dtype):
+        values = index.to_numpy(dtype=float)
+        integral = np.isfinite(values) & (np.floor(values) == values)
+        texts = index.astype(str).to_numpy(dtype=object)
+        if integral.any():
+            texts[integral] = values[integral].astype(np.int64).astype(str).astype(object)
+        return texts
+    return pd.Series(index.astype(str), dtype=object).str.strip().to_numpy(dtype=object)
+
+
+def _text_codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (-1 for null or blank) into distinct stripped texts of a column."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy().astype(np.int64)
+        raw = series.cat.categories
+    else:
+        factor_codes, raw = pd.factorize(series, use_na_sentinel=True)
+        codes = factor_codes.astype(np.int64)
+    texts = _as_text(raw)
+    texts_or_null = _nulled(texts, texts == "")
+    remap, uniques = pd.factorize(pd.Series(texts_or_null, dtype=object), use_na_sentinel=True)
+    new_codes = _at(remap.astype(np.int64), codes, -1).astype(np.int64)
+    return new_codes, np.asarray(uniques, dtype=object)
+
+
+def _sorted_categorical(codes: np.ndarray, uniques: np.ndarray) -> pd.Categorical:
+    """A categorical with sorted string levels (stable levels whatever the row order)."""
+    order = np.argsort(uniques.astype(str), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    sorted_codes = _at(rank, codes, -1).astype(np.int64)
+    categories = pd.Index(uniques[order], dtype=object)
+    return pd.Categorical.from_codes(sorted_codes, categories=categories)
+
+
+def _categorical_of(values: np.ndarray, categories: list[str] | None = None) -> pd.Categorical:
+    """Category of str from an object array of str/None (levels sorted unless given)."""
+    if categories is not None:
+        return pd.Categorical(values, categories=pd.Index(categories, dtype=object))
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    return _sorted_categorical(codes.astype(np.int64), np.asarray(uniques, dtype=object))
+
+
+def _coerce_id(series: pd.Series, column: str, verdicts: _Verdicts) -> np.ndarray:
+    codes, uniques = _text_codes(series)
+    verdicts.flag(codes < 0, f"{column}: missing")
+    return _at(uniques, codes)
+
+
+def _coerce_category(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd.Categorical:
+    codes, uniques = _text_codes(series)
+    if not col.nullable:
+        verdicts.flag(codes < 0, f"{col.name}: missing")
+    return _sorted_categorical(codes, uniques)
+
+
+def _coerce_selection_reason(series: pd.Series, verdicts: _Verdicts) -> pd.Categorical:
+    """Selection reasons, case-insensitive, to the fixed levels of SELECTION_REASONS."""
+    codes, uniques = _text_codes(series)
+    lowered = pd.Series(uniques, dtype=object).str.lower().to_numpy(dtype=object)
+    known = np.isin(lowered, list(SELECTION_REASONS))
+    verdicts.flag(codes < 0, "selection_reason: missing")
+    allowed = ", ".join(SELECTION_REASONS)
+    unknown = (codes >= 0) & ~_at(known, codes)
+    verdicts.flag(
+        unknown,
+        lambda idx: _reasons(
+            "selection_reason: unknown value", _quoted(uniques[codes[idx]]), f"; expected {allowed}"
+        ),
+    )
+    values = _at(_nulled(lowered, ~known), codes)
+    return _categorical_of(values, list(SELECTION_REASONS))
+
+
+def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
+    """HS codes: separators '.' and ' ' dropped; odd lengths 5/7/9 lost a leading zero."""
+    codes, uniques = _text_codes(series)
+    verdicts.flag(codes < 0, "hs_code: missing")
+    cleaned = pd.Series(uniques, dtype=object).str.replace(r"[.\s]", "", regex=True)
+    lengths = cleaned.str.len().to_numpy(dtype=np.int64) if len(cleaned) else np.zeros(0, int)
+    digits = cleaned.str.fullmatch(r"\d+").fillna(False).to_numpy(dtype=bool)
+    padded = np.where(digits & np.isin(lengths, (5, 7, 9)), "0" + cleaned, cleaned).astype(object)
+    lengths = np.where(digits & np.isin(lengths, (5, 7, 9)), lengths + 1, lengths)
+    problem = np.full(len(uniques), None, dtype=object)
+    problem[~digits] = "hs_code: not digits"
+    problem[digits & (lengths < HS_MIN_DIGITS)] = "hs_code: too short, expected 6-10 digits"
+    problem[digits & (lengths > HS_MAX_DIGITS)] = "hs_code: too long, expected 6-10 digits"
+    bad_unique = pd.notna(problem)
+    verdicts.flag(
+        _at(bad_unique, codes),
+        lambda idx: (problem[codes[idx]] + " (" + _quoted(uniques[codes[idx]]) + ")").astype(
+            object
+        ),
+    )
+    return _at(_nulled(padded, bad_unique), codes)
+
+
+def _coerce_timestamp(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd.Series:
+    """ISO 8601 first (fast); other spellings parsed one by one ('mixed') only where ISO fails."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        parsed = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        unparseable = np.zeros(len(series), dtype=bool)
+    elif pd.api.types.is_datetime64_dtype(series.dtype):
+        parsed = series
+        unparseable = np.zeros(len(series), dtype=bool)
+    else:
+        text = series if series.dtype == object else series.astype("string")
+        present = text.notna().to_numpy() & (text.astype(str).str.strip() != "").to_numpy()
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+        failed = parsed.isna().to_numpy() & present
+        if failed.any():
+            parsed = parsed.copy()
+            parsed[failed] = pd.to_datetime(text[failed], errors="coerce", format="mixed", utc=True)
+        parsed = parsed.dt.tz_localize(None)
+        unparseable = parsed.isna().to_numpy() & present
+    parsed = parsed.astype("datetime64[ns]")
+    original = series
+    verdicts.flag(
+        unparseable,
+        lambda idx: _reasons(f"{col.name}: not a date", _quoted(original.to_numpy()[idx])),
+    )
+    if not col.nullable:
+        verdicts.flag(parsed.isna().to_numpy(), f"{col.name}: missing")
+    return parsed.reset_index(drop=True)
+
+
+def _coerce_float(series: pd.Series, col: Column, verdicts: _Verdicts) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        unparseable = np.zeros(len(values), dtype=bool)
+    else:
+        numbers = pd.to_numeric(series, errors="coerce")
+        present = series.notna().to_numpy()
+        failed = numbers.isna().to_numpy() & present
+        if failed.any():  # retry the failures without surrounding blanks
+            stripped = series[failed].astype(str).str.strip()
+            numbers = numbers.astype("float64").copy()
+            numbers[failed] = pd.to_numeric(stripped.replace("", np.nan), errors="coerce")
+            present[np.flatnonzero(failed)[stripped.eq("").to_numpy()]] = False
+        values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+        unparseable = np.isnan(values) & present
+    original = series.to_numpy()
+    verdicts.flag(
+        unparseable, lambda idx: _reasons(f"{col.name}: not a number", _quoted(original[idx]))
+    )
+    verdicts.flag(
+        np.isinf(values), lambda idx: _reasons(f"{col.name}: not finite", values[idx].astype(str))
+    )
+    if not col.nullable:
+        verdicts.flag(np.isnan(values), f"{col.name}: missing")
+    if col.minimum is not None:
+        below = values < col.minimum
+        word = "negative" if col.minimum == 0 else f"below {col.minimum:g}"
+        verdicts.flag(below, lambda idx: _reasons(f"{col.name}: {word}", values[idx].astype(str)))
+    return values
+
+
+def _coerce_bool(series: pd.Series, col: Column, verdicts: _Verdicts) -> np.ndarray:
+    """Booleans from bool, 0/1 or text (true/false, yes/no, t/f, y/n, 1/0, any case)."""
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
+        return series.to_numpy(dtype=bool)
+    codes, uniques = _text_codes(series)
+    lowered = pd.Series(uniques, dtype=object).str.lower()
+    truth = lowered.isin(TRUE_TEXTS).to_numpy(dtype=bool)
+    falsity = lowered.isin(FALSE_TEXTS).to_numpy(dtype=bool)
+    has = codes >= 0
+    verdicts.flag(
+        has & ~_at(truth | falsity, codes),
+        lambda idx: _reasons(f"{col.name}: not true/false", _quoted(uniques[codes[idx]])),
+    )
+    values = _at(truth, codes)
+    verdicts.flag(~has, f"{col.name}: missing")
+    return values
+
+
+def _empty_column(col: Column, n: int) -> pd.Series | pd.Categorical | np.ndarray:
+    """An all-null column of the canonical dtype (optional columns absent from the input)."""
+    if col.kind == "timestamp":
+        return pd.Series(pd.NaT, index=pd.RangeIndex(n), dtype="datetime64[ns]")
+    if col.kind == "float":
+        return np.full(n, np.nan)
+    if col.kind == "bool":
+        return np.zeros(n, dtype=bool)
+    if col.kind == "category":
+        levels = list(SELECTION_REASONS) if col.name == "selection_reason" else []
+        return pd.Categorical([None] * n, categories=pd.Index(levels, dtype=object))
+    return np.full(n, None, dtype=object)
+
+
+def _require(frame: pd.DataFrame, columns: tuple[Column, ...], table: str, source: str) -> None:
+    """Raise DataError when required columns are missing (and say why, when we can tell)."""
+    missing = [c.name for c in columns if c.required and c.name not in frame.columns]
+    if not missing:
+        return
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        found = [d for d in OTHER_DELIMITERS if d in header]
+        if found:
+            raise DataError(
+                f"{source}: everything is in one column ({header[:80]!r}); the file looks "
+                f"delimited by {found[0]!r}, not ','. Save it comma-separated."
+            )
+    shown = ", ".join(map(str, frame.columns[:30]))
+    raise DataError(
+        f"{source}: {table} required column(s) missing: {', '.join(missing)} "
+        f"(found: {shown}). Map your own names with data.column_mapping."
+    )
+
+
+def _coerce_all(
+    frame: pd.DataFrame, columns: tuple[Column, ...], verdicts: _Verdicts
+) -> dict[str, object]:
+    """Every contract column in its canonical dtype (absent optional columns all-null)."""
+    out: dict[str, object] = {}
+    n = len(frame)
+    for col in columns:
+        if col.name not in frame.columns:
+            out[col.name] = _empty_column(col, n)
+            continue
+        series = frame[col.name].reset_index(drop=True)
+        if col.kind == "id":
+            out[col.name] = _coerce_id(series, col.name, verdicts)
+        elif col.kind == "hs":
+            out[col.name] = _coerce_hs(series, verdicts)
+        elif col.kind == "timestamp":
+            out[col.name] = _coerce_timestamp(series, col, verdicts)
+        elif col.kind == "float":
+            out[col.name] = _coerce_float(series, col, verdicts)
+        elif col.kind == "bool":
+            out[col.name] = _coerce_bool(series, col, verdicts)
+        elif col.name == "selection_reason":
+            out[col.name] = _coerce_selection_reason(series, verdicts)
+        else:
+            out[col.name] = _coerce_category(series, col, verdicts)
+    return out
+
+
+def _flag_duplicates(ids: np.ndarray, verdicts: _Verdicts, what: str) -> None:
+    """Quarantine every row whose id repeats an earlier, otherwise valid row's id."""
+    eligible = np.flatnonzero(~verdicts.bad)
+    if len(eligible) == 0:
+        return
+    codes, _ = pd.factorize(pd.Series(ids[eligible], dtype=object))
+    _, first_index = np.unique(codes, return_index=True)
+    first_position = eligible[first_index][codes]
+    repeat = np.zeros(len(ids), dtype=bool)
+    repeat[eligible] = first_position != eligible
+    first_row = np.zeros(len(ids), dtype=np.int64)
+    first_row[eligible] = first_position + 1
+
+    def message(idx: np.ndarray) -> np.ndarray:
+        shown = _quoted(ids[idx]) + ", first at row " + first_row[idx].astype(str)
+        return _reasons(f"declaration_id: {what}", shown)
+
+    verdicts.flag(repeat, message)
+
+
+def _finish(
+    frame: pd.DataFrame,
+    columns: tuple[Column, ...],
+    coerced: dict[str, object],
+    verdicts: _Verdicts,
+    sort_by: list[str],
+    table: str,
+    source: str,
+    derived: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Kept rows in canonical dtypes, sorted, fresh index; the report with the quarantine."""
+    keep = np.flatnonzero(~verdicts.bad)
+    kept = pd.DataFrame(
+        {name: pd.Series(coerced[name]).iloc[keep].to_numpy() for name in sort_by},
+        index=pd.RangeIndex(len(keep)),
+    )
+    order = kept.sort_values(sort_by, kind="stable").index.to_numpy()
+    take = keep[order]
+    data: dict[str, object] = {}
+    for col in columns:
+        values = coerced[col.name]
+        if isinstance(values, pd.Categorical):
+            data[col.name] = values.take(take)
+        elif isinstance(values, pd.Series):
+            data[col.name] = values.to_numpy()[take]
+        else:
+            data[col.name] = np.asarray(values)[take]
+    contract = {c.name for c in columns} | set(derived)  # derived columns are recomputed
+    for name in frame.columns:
+        if name not in contract:
+            data[name] = frame[name].iloc[take].to_numpy()
+    result = pd.DataFrame(data, index=pd.RangeIndex(len(take)))
+    bad = np.flatnonzero(verdicts.bad)
+    quarantined = frame.iloc[bad].reset_index(drop=True)
+    quarantined.insert(0, "reason", verdicts.reason[bad].astype(str))
+    quarantined.insert(0, "row", bad + 1)
+    report = ValidationReport(
+        table=table,
+        source=source,
+        rows_in=len(frame),
+        rows_kept=len(result),
+        quarantined=quarantined,
+        kept_rows=take + 1,
+    )
+    return result, report
+
+
+def add_hs_levels(frame: pd.DataFrame) -> pd.DataFrame:
+    """A new frame with hs2/hs4/hs6 (category) cut from hs_code (computed on distinct codes)."""
+    codes, uniques = pd.factorize(frame["hs_code"], use_na_sentinel=True)
+    texts = pd.Series(np.asarray(uniques, dtype=object), dtype=object).astype(str)
+    out = frame.copy(deep=False)
+    for level in HS_LEVELS:
+        digits = int(level[2:])
+        cut = texts.str[:digits].to_numpy(dtype=object)
+        level_codes, level_uniques = pd.factorize(pd.Series(cut, dtype=object))
+        row_codes = _at(level_codes.astype(np.int64), codes.astype(np.int64), -1)
+        out[level] = pd.Series(
+            _sorted_categorical(
+                row_codes.astype(np.int64), np.asarray(level_uniques, dtype=object)
+            ),
+            index=frame.index,
+        )
+    return out
+
+
+def validate_declarations(
+    frame: pd.DataFrame, source: str = FRAME_SOURCE
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Canonical declarations (sorted by lodged_at, declaration_id) and the report."""
+    _require(frame, DECLARATION_COLUMNS, "declarations", source)
+    verdicts = _Verdicts(len(frame))
+    coerced = _coerce_all(frame, DECLARATION_COLUMNS, verdicts)
+    _flag_duplicates(np.asarray(coerced["declaration_id"]), verdicts, "duplicate")
+    clean, report = _finish(
+        frame,
+        DECLARATION_COLUMNS,
+        coerced,
+        verdicts,
+        ["lodged_at", "declaration_id"],
+        "declarations",
+        source,
+        derived=HS_LEVELS,
+    )
+    with_levels = add_hs_levels(clean)
+    ordered = [c.name for c in DECLARATION_COLUMNS] + list(HS_LEVELS)
+    rest = [c for c in with_levels.columns if c not in ordered]
+    return with_levels[ordered + rest], report
+
+
+def validate_outcomes(
+    frame: pd.DataFrame, declarations: pd.DataFrame, source: str = FRAME_SOURCE
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Canonical outcomes of validated `declarations` (sorted by selected_at) and the report."""
+    _require(frame, OUTCOME_COLUMNS, "outcomes", source)
+    verdicts = _Verdicts(len(frame))
+    coerced = _coerce_all(frame, OUTCOME_COLUMNS, verdicts)
+    ids = np.asarray(coerced["declaration_id"])
+    probability = np.asarray(coerced["selection_probability"], dtype=float)
+    verdicts.flag(
+        (probability <= 0) | (probability > 1),
+        lambda idx: _reasons("selection_probability: outside (0, 1]", probability[idx].astype(str)),
+    )
+    inspected = np.asarray(coerced["inspected"], dtype=bool)
+    hit = np.asarray(coerced["hit"], dtype=bool)
+    verdicts.flag(hit & ~inspected, "hit: true but inspected is false")
+
+    known = pd.Index(declarations["declaration_id"].astype(str).to_numpy(dtype=object))
+    position = known.get_indexer(pd.Index(ids.astype(str)))
+    verdicts.flag(
+        position < 0,
+        lambda idx: _reasons("declaration_id: no such declaration", _quoted(ids[idx])),
+    )
+    lodged = pd.Series(pd.to_datetime(declarations["lodged_at"]).to_numpy()).to_numpy()
+    lodged_of = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
+    lodged_of[position >= 0] = lodged[position[position >= 0]]
+    selected = pd.Series(coerced["selected_at"]).to_numpy(dtype="datetime64[ns]")
+    result = pd.Series(coerced["result_at"]).to_numpy(dtype="datetime64[ns]")
+    verdicts.flag(
+        selected < lodged_of,
+        lambda idx: _reasons(
+            "selected_at: before the declaration was lodged",
+            pd.Series(selected[idx]).astype(str) + " < " + pd.Series(lodged_of[idx]).astype(str),
+        ),
+    )
+    verdicts.flag(
+        result < selected,
+        lambda idx: _reasons(
+            "result_at: before selected_at",
+            pd.Series(result[idx]).astype(str) + " < " + pd.Series(selected[idx]).astype(str),
+        ),
+    )
+    _flag_duplicates(ids, verdicts, "second outcome for the declaration")
+    return _finish(
+        frame,
+        OUTCOME_COLUMNS,
+        coerced,
+        verdicts,
+        ["selected_at", "declaration_id"],
+        "outcomes",
+        source,
+    )
+
+
+def empty_outcomes() -> pd.DataFrame:
+    """An outcomes table with no rows, in the canonical columns and dtypes."""
+    columns: dict[str, object] = {c.name: _empty_column(c, 0) for c in OUTCOME_COLUMNS}
+    return pd.DataFrame(columns, index=pd.RangeIndex(0))
+
+
+def validate(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame | None = None,
+    *,
+    source_declarations: str = FRAME_SOURCE,
+    source_outcomes: str = FRAME_SOURCE,
+) -> ValidatedTables:
+    """Validate both tables: declarations first, then outcomes against the kept declarations."""
+    clean_declarations, declaration_report = validate_declarations(
+        declarations, source_declarations
+    )
+    reports = [declaration_report]
+    if outcomes is None:
+        clean_outcomes = empty_outcomes()
+    else:
+        clean_outcomes, outcome_report = validate_outcomes(
+            outcomes, clean_declarations, source_outcomes
+        )
+        reports.append(outcome_report)
+    return ValidatedTables(clean_declarations, clean_outcomes, reports)

@@ -1,0 +1,76 @@
+"""`targeting validate`: check a user's declarations (and outcomes) against the contract.
+
+Reads the files (canonical with `data.column_mapping`, or KCS), validates them, writes the
+quarantined rows next to the input (`<stem>.quarantine.csv`) and returns the summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.ingest import schema
+from pipeline.ingest.readers import read_table, write_quarantine
+from pipeline.jobs import JobResult
+
+FORMATS = ("canonical", "kcs")
+
+
+def _write(
+    reports: list[schema.ValidationReport], target: Path, fallback: Path
+) -> tuple[int, Path]:
+    """Write the quarantine to `target`, or to `fallback` when `target`'s folder is read-only."""
+    try:
+        return write_quarantine(reports, target), target
+    except PermissionError:
+        return write_quarantine(reports, fallback), fallback
+
+
+def validate(
+    config: Config,
+    input: Path,
+    outcomes: Path | None = None,
+    format: str = "canonical",
+    quarantine: Path | None = None,
+) -> JobResult:
+    """Validate `input` (and `outcomes`); write quarantined rows; summarise what was kept."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    input = Path(input)
+    if format == "kcs":
+        if outcomes is not None:
+            raise ValueError("--outcomes is not used with --format kcs: KCS files carry outcomes")
+        from pipeline.ingest.kcs import read_kcs
+
+        declarations, outcome_frame = read_kcs([input])
+        outcome_source = f"{input} (labels)"
+    else:
+        declarations = read_table(input, config.data.column_mapping)
+        outcome_frame = (
+            read_table(Path(outcomes), config.data.column_mapping) if outcomes is not None else None
+        )
+        outcome_source = str(outcomes)
+    tables = schema.validate(
+        declarations,
+        outcome_frame,
+        source_declarations=str(input),
+        source_outcomes=outcome_source,
+    )
+    name = f"{input.stem}.quarantine.csv"
+    target = Path(quarantine) if quarantine is not None else input.with_name(name)
+    written, target = _write(tables.reports, target, config.paths.data / name)
+    lines = tables.summary().splitlines()
+    if written:
+        lines.append(f"quarantine: {written:,} rows written to {target}")
+    else:
+        lines.append("quarantine: no rows quarantined")
+    figures = {
+        report.table: {
+            "rows_in": report.rows_in,
+            "rows_kept": report.rows_kept,
+            "quarantined": report.rows_quarantined,
+        }
+        for report in tables.reports
+    }
+    outputs = {"quarantine": target} if written else {}
+    return JobResult(stage="validate", outputs=outputs, figures=figures, lines=lines)
