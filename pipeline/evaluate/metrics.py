@@ -466,6 +466,7 @@ def breakdown(
         agg["rate"] = rate
         frames.append(agg.reset_index())
     out = pd.concat(frames, ignore_index=True)
+    out["positives"] = out["positives"].round().astype("int64")
     if revenue is None:
         out = out.drop(columns=["revenue"])
     auc = (

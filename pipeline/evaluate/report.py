@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
 
 from pipeline.evaluate.explain import Explanations
 
@@ -182,8 +183,11 @@ def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
     table = part.pivot_table(
         index=["model", "rate", "n %"], columns="metric", values="cell", aggfunc="first", sort=False
     )
-    table = table[[m for m in order if m in table.columns]]
-    return table.sort_index(level="rate").reset_index().drop(columns="rate")
+    table = table[[m for m in order if m in table.columns]].reset_index()
+    table["order"] = _model_order(table["model"])
+    table = table.sort_values(["order", "rate"], kind="stable")
+    table.columns.name = None
+    return table.drop(columns=["order", "rate"])
 
 
 def rank_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
@@ -200,39 +204,89 @@ def rank_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
     table = part.pivot_table(
         index="model", columns="metric", values="cell", aggfunc="first", sort=False
     )
-    return table[[m for m in RANK_METRICS if m in table.columns]].reset_index()
-
-
-def headline(
-    metrics: pd.DataFrame, shown: Sequence[str] = ("precision", "recall", "revenue")
-) -> pd.DataFrame:
-    """Point values of the main capacity metrics: rows population x model, columns metric@n."""
-    part = metrics.loc[metrics["metric"].isin(shown) & metrics["rate"].notna()].copy()
-    if part.empty:
-        return pd.DataFrame()
-    part["column"] = [f"{m}@{r:.1%}" for m, r in zip(part["metric"], part["rate"], strict=True)]
-    table = part.pivot_table(
-        index=["population", "model"], columns="column", values="value", aggfunc="first", sort=False
-    )
+    table = table[[m for m in RANK_METRICS if m in table.columns]].reset_index()
+    table.columns.name = None
     return table
 
 
-def _frame_html(frame: pd.DataFrame, floats: str = "{:.3f}", index: bool = False) -> str:
+def _model_order(models: pd.Series) -> pd.Series:
+    """Sort key: the model first, then the champion, baselines, random, and differences last."""
+
+    def key(name: str) -> int:
+        if " - " in name:
+            return 6
+        if name == "model" or name.startswith("model "):
+            return 0
+        if name.startswith("champion"):
+            return 1
+        if name in ("historical policy",):
+            return 2
+        if name == "random":
+            return 5
+        return 3
+
+    return models.map(key)
+
+
+def headline(
+    metrics: pd.DataFrame,
+    shown: Sequence[str] = ("precision", "recall", "revenue"),
+    rates: Sequence[float] | None = None,
+    population: str | None = None,
+) -> pd.DataFrame:
+    """Point values of the main capacity metrics: rows population x model, columns metric@n.
+
+    `rates` keeps only those rates; `population` only that population (index: model).
+    """
+    keep = metrics["metric"].isin(shown) & metrics["rate"].notna()
+    if rates is not None:
+        keep &= metrics["rate"].isin(list(rates))
+    if population is not None:
+        keep &= metrics["population"] == population
+    part = metrics.loc[keep].copy()
+    if part.empty:
+        return pd.DataFrame()
+    part["column"] = [f"{m}@{r:.0%}" for m, r in zip(part["metric"], part["rate"], strict=True)]
+    part["order"] = _model_order(part["model"])
+    part = part.sort_values(["order"], kind="stable")
+    index = ["model"] if population is not None else ["population", "model"]
+    table = part.pivot_table(
+        index=index, columns="column", values="value", aggfunc="first", sort=False
+    )
+    table.columns.name = None
+    return table
+
+
+def primary_population(metrics: pd.DataFrame) -> str | None:
+    """The most honest population present: ground truth, else the inspected declarations."""
+    present = set(metrics["population"]) if len(metrics) else set()
+    return next((p for p in PRIMARY_POPULATIONS if p in present), None)
+
+
+def _frame_html(
+    frame: pd.DataFrame,
+    floats: str = "{:.3f}",
+    index: bool = False,
+    empty: str = "<p class='muted'>nothing to show</p>",
+) -> Markup:
+    """A frame as an HTML table (cells escaped by pandas), safe to place in the template."""
     if frame is None or frame.empty:
-        return "<p class='muted'>nothing to show</p>"
+        return Markup(empty)
     formatters = {
         c: (lambda v, f=floats: "–" if pd.isna(v) else f.format(v))
         for c in frame.columns
         if pd.api.types.is_float_dtype(frame[c])
     }
-    return frame.to_html(
-        index=index, classes="grid", border=0, na_rep="–", formatters=formatters, escape=True
+    return Markup(
+        frame.to_html(
+            index=index, classes="grid", border=0, na_rep="–", formatters=formatters, escape=True
+        )
     )
 
 
-def _img(png: bytes, alt: str) -> str:
+def _img(png: bytes, alt: str) -> Markup:
     data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return Markup(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -278,7 +332,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
             "name": str(p),
             "description": POPULATION_TEXT.get(str(p), ""),
             "capacity": _frame_html(capacity_pivot(data.metrics, str(p))),
-            "ranking": _frame_html(rank_pivot(data.metrics, str(p))),
+            "ranking": _frame_html(rank_pivot(data.metrics, str(p)), empty=""),
         }
         for p in dict.fromkeys(data.metrics["population"])
     ]
@@ -298,7 +352,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
             }
         )
     shap_figures: list[dict[str, Any]] = []
-    families_html = "<p class='muted'>no explanations</p>"
+    families_html = Markup("<p class='muted'>no explanations</p>")
     method = ""
     if data.explanations is not None:
         method = data.explanations.method
@@ -315,7 +369,8 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         {"img": _img(png, name), "caption": name.replace("_", " ")}
         for name, png in data.local_figures.items()
     ]
-    head = headline(data.metrics)
+    primary = primary_population(data.metrics)
+    head = headline(data.metrics, rates=rates, population=primary)
     return template.render(
         title=data.title,
         run_id=data.run_id,
@@ -324,6 +379,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         warnings=data.warnings,
         notes=data.notes,
         headline_html=_frame_wrapped(head),
+        headline_population=primary or "",
         windows_html=_frame_html(data.windows),
         populations=populations,
         curve_figures=curve_figures,
@@ -343,9 +399,9 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
     )
 
 
-def _frame_wrapped(frame: pd.DataFrame) -> str:
+def _frame_wrapped(frame: pd.DataFrame) -> Markup:
     if frame.empty:
-        return "<p class='muted'>nothing to show</p>"
+        return Markup("<p class='muted'>nothing to show</p>")
     return _frame_html(frame.reset_index())
 
 
@@ -565,7 +621,7 @@ def assess(
         money = truth["revenue_recoverable"].to_numpy(dtype=float)[known]
         controlled = labelled[known]
         policy_share = float(controlled.mean())
-        truth_rates = sorted(set(rates) | ({round(policy_share, 4)} if policy_share > 0 else set()))
+        truth_rates = sorted(set(rates) | ({policy_share} if policy_share > 0 else set()))
         table = mx.metrics_table(
             y_true,
             {k: v[known] for k, v in scores.items()},

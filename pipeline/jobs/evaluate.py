@@ -54,11 +54,19 @@ def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
     """The headline table as text: population x model, precision / recall / revenue at each n."""
     from pipeline.evaluate.report import headline
 
-    table = headline(metrics.loc[metrics["rate"].isin(rates)], HEADLINE_METRICS)
+    table = headline(metrics, HEADLINE_METRICS, rates=rates)
     if table.empty:
         return ["no labelled declaration in the test window: no metrics"]
     with pd.option_context("display.width", 250, "display.max_columns", 50):
-        return table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+        lines = table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+    policies = metrics.loc[
+        metrics["model"].isin(["historical policy", "model at office capacity"])
+        & metrics["metric"].isin(["precision", "recall", "revenue"])
+    ]
+    for name, part in policies.groupby("model", sort=False):
+        values = ", ".join(f"{r.metric} {r.value:.3f}" for r in part.itertuples())
+        lines.append(f"{name} (control share {part['rate'].iloc[0]:.1%}): {values}")
+    return lines
 
 
 def evaluate(config: Config, run_id: str | None = None) -> JobResult:

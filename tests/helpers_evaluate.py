@@ -1,0 +1,252 @@
+"""Builders for the evaluation tests: a small FeatureSet with selective labels, a random stratum
+and ground truth; canonical declarations row-aligned with it; a small real TargetingModel."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config, RuleConfig
+from pipeline.features.featureset import FeatureSet
+
+START = pd.Timestamp("2024-01-01")
+WINDOWS = {
+    "train": {"start": "2024-01-01", "end": "2024-03-10"},
+    "calibration": {"start": "2024-03-10", "end": "2024-03-24"},
+    "test": {"start": "2024-03-24", "end": "2024-04-30"},
+}
+OFFICES = ("ICN01", "PUS02", "SEL03", "GMP04")
+CHAPTERS = ("61", "85", "94", "30", "87", "39")
+RANDOM_PROBABILITY = 0.05
+
+
+def world(rows: int = 6_000, seed: int = 0, leak: bool = False) -> dict[str, Any]:
+    """Declarations, ground truth and the FeatureSet built from them (selective labels).
+
+    The historical policy controls chapters 61 and 85 often, the rest rarely, plus a random
+    stratum with a known probability. With `leak`, a feature copies the outcome.
+    """
+    rng = np.random.default_rng(seed)
+    lodged = START + pd.to_timedelta(np.sort(rng.uniform(0, 120, rows)), unit="D")
+    importer = rng.integers(0, 400, rows)
+    importer_risk = rng.beta(1, 12, 400)[importer]
+    chapter = rng.choice(CHAPTERS, rows)
+    value = rng.lognormal(8, 1, rows)
+    duty = (
+        pd.Series(chapter)
+        .map({"61": 0.13, "85": 0.08, "94": 0.0, "30": 0.05, "87": 0.08, "39": 0.065})
+        .to_numpy()
+    )
+    unit_ratio = rng.lognormal(0, 0.3, rows)
+    logit = -3.6 + 9 * importer_risk + 1.8 * (unit_ratio < 0.7) + 0.6 * (chapter == "61")
+    fraud = rng.random(rows) < 1 / (1 + np.exp(-logit))
+    found = fraud & (rng.random(rows) < 0.85)
+    recoverable = np.where(fraud, value * np.maximum(duty, 0.02) * rng.uniform(0.2, 0.6, rows), 0.0)
+    drawn = rng.random(rows) < RANDOM_PROBABILITY
+    ruled = np.isin(chapter, ["61", "85"]) & (rng.random(rows) < 0.12)
+    other = rng.random(rows) < 0.01
+    controlled = drawn | ruled | other
+    reason = np.where(
+        drawn, "random", np.where(ruled, "rule", np.where(other, "intelligence", None))
+    )
+    ids = pd.Series([f"E{seed}-{i:06d}" for i in range(rows)], dtype="string")
+    office = rng.choice(OFFICES, rows, p=[0.4, 0.3, 0.2, 0.1])
+    origin = rng.choice(["CN", "VN", "US", "DE"], rows)
+    aeo = (importer % 17 == 0) & (importer_risk < 0.05)
+    declarations = pd.DataFrame(
+        {
+            "declaration_id": ids,
+            "lodged_at": lodged,
+            "office": office,
+            "importer": [f"IMP{i}" for i in importer],
+            "declarant": [f"BRK{i}" for i in rng.integers(0, 25, rows)],
+            "seller": [f"SEL{i}" for i in rng.integers(0, 300, rows)],
+            "hs_code": [f"{c}{rng.integers(10, 99)}10" for c in chapter],
+            "origin_country": origin,
+            "aeo": aeo,
+            "declared_value": value,
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "declaration_id": ids,
+            "fraud": fraud,
+            "fraud_type": np.where(fraud, "undervaluation", "none"),
+            "revenue_recoverable": recoverable,
+            "critical": False,
+        }
+    )
+    y = np.where(controlled, found.astype(float), np.nan)
+    X = pd.DataFrame(
+        {
+            "office": pd.Categorical(office),
+            "hs2": pd.Categorical(chapter),
+            "origin_country": pd.Categorical(origin),
+            "log_declared_value": np.log(value),
+            "duty_rate": duty,
+            "importer_hit_rate": importer_risk + rng.normal(0, 0.02, rows),
+            "unit_value_ratio": unit_ratio,
+            "importer_tenure_days": rng.uniform(0, 900, rows),
+        }
+    )
+    stages = ["raw", "raw", "raw", "raw", "raw", "profiles", "valuation", "history"]
+    if leak:
+        X["result_code"] = np.nan_to_num(y, nan=0.5) + rng.normal(0, 0.01, rows)
+        stages.append("history")
+    manifest = pd.DataFrame(
+        {
+            "name": list(X.columns),
+            "dtype": [str(t) for t in X.dtypes],
+            "stage": stages,
+            "description": [f"feature {c}" for c in X.columns],
+        }
+    )
+    features = FeatureSet(
+        X=X,
+        declaration_id=ids,
+        lodged_at=pd.Series(lodged),
+        office=pd.Series(office, dtype="string"),
+        y=pd.Series(y),
+        revenue_recovered=pd.Series(
+            np.where(controlled, np.where(found, recoverable, 0.0), np.nan)
+        ),
+        sample_weight=pd.Series(np.where(drawn, 1 / RANDOM_PROBABILITY, 1.0)),
+        selection_reason=pd.Series(reason, dtype="string"),
+        label_known_at=pd.Series(lodged + pd.Timedelta(days=10)).where(controlled),
+        manifest=manifest,
+    )
+    return {"features": features, "declarations": declarations, "ground_truth": truth}
+
+
+def train_model(features: FeatureSet, seed: int = 0, rounds: int = 25) -> Any:
+    """A small real TargetingModel on the labelled rows of the training window (isotonic)."""
+    import xgboost as xgb
+    from sklearn.isotonic import IsotonicRegression
+
+    from pipeline.serve.model import Calibration, TargetingModel
+
+    lodged = features.lodged_at
+    train = (
+        lodged < pd.Timestamp(WINDOWS["train"]["end"])
+    ).to_numpy() & features.labelled.to_numpy()
+    calib = (
+        (lodged >= pd.Timestamp(WINDOWS["calibration"]["start"]))
+        & (lodged < pd.Timestamp(WINDOWS["calibration"]["end"]))
+    ).to_numpy() & features.labelled.to_numpy()
+    X = features.X
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "seed": seed, "nthread": 1},
+        xgb.DMatrix(X[train], features.y[train], enable_categorical=True),
+        num_boost_round=rounds,
+    )
+    raw = booster.inplace_predict(X[calib])
+    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(
+        raw, features.y[calib]
+    )
+    return TargetingModel(
+        booster=booster,
+        calibration=Calibration(
+            "isotonic",
+            [float(v) for v in isotonic.X_thresholds_],
+            [float(v) for v in isotonic.y_thresholds_],
+        ),
+        feature_names=list(X.columns),
+        categories=TargetingModel.categories_of(X),
+        info={"windows": WINDOWS, "best_iteration": rounds - 1},
+    )
+
+
+def config(tmp_path: Path, **evaluate: Any) -> Config:
+    """A config writing under tmp_path; quick bootstrap; one rule on chapter 61."""
+    cfg = Config(output_dir=tmp_path / "out")
+    cfg.evaluate = cfg.evaluate.model_copy(
+        update={
+            "bootstrap": 50,
+            "shap_sample": 400,
+            "top_dependence": 2,
+            "red_waterfalls": 2,
+            "rules": [RuleConfig(name="textiles", column="hs_code", prefix=["61"])],
+            **evaluate,
+        }
+    )
+    cfg.train = cfg.train.model_copy(update={"num_boost_round": 20, "n_jobs": 1})
+    return cfg
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+def chromium() -> str:
+    """Path of Debian's chromium, installed with apt-get when absent (tests run as root)."""
+    found = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if found:
+        return found
+    subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return shutil.which("chromium") or "/usr/bin/chromium"
+
+
+PROBE = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var out = document.createElement('div');
+  out.id = 'probe';
+  out.setAttribute('data-images', String(imgs.length));
+  out.setAttribute('data-decoded', String(ok));
+  out.setAttribute('data-sections', String(document.querySelectorAll('section').length));
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def rendered_images(html: str, folder: Path) -> dict[str, int]:
+    """Open a copy of the report in headless Chromium; count images and decoded images."""
+    import re
+
+    page = folder / "probe.html"
+    page.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    profile = folder / "chromium-profile"
+    result = subprocess.run(
+        [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    match = re.search(
+        r'id="probe" data-images="(\d+)" data-decoded="(\d+)" data-sections="(\d+)"', result.stdout
+    )
+    if match is None:
+        raise AssertionError(f"no probe in Chromium's DOM; stderr: {result.stderr[-2000:]}")
+    images, decoded, sections = (int(g) for g in match.groups())
+    return {"images": images, "decoded": decoded, "sections": sections}
