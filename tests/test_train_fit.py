@@ -1,0 +1,100 @@
+"""The final fit: early-stopping slice, calibration, imbalance treatments, revenue model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers_train import feature_set, train_config
+from pipeline.train.fit import fit
+from pipeline.train.split import make_windows, rows_in
+
+
+def test_booster_is_sliced_at_its_best_iteration(tmp_path: Path) -> None:
+    fs = feature_set(seed=1)
+    config = train_config(
+        tmp_path,
+        train={"num_boost_round": 300, "early_stopping_rounds": 5, "params": {"learning_rate": 0.5}},
+    )
+    result = fit(fs, make_windows(fs.lodged_at, config.split), {"learning_rate": 0.5}, config)
+    best = result.log["best_iteration"]
+    assert best + 1 < 300  # early stopping did stop early
+    assert result.model.booster.num_boosted_rounds() == best + 1
+    assert result.model.info["best_iteration"] == best
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_calibration_lowers_the_brier_score_of_a_distorted_model(
+    tmp_path: Path, method: str
+) -> None:
+    fs = feature_set(rows=6_000, seed=2)
+    config = train_config(tmp_path, train={"imbalance": "scale_pos_weight", "calibration": method})
+    result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    test = result.log["metrics"]["test"]  # held out: neither fitted nor calibrated on
+    assert result.log["params"]["scale_pos_weight"] > 2
+    assert test["brier_calibrated"] < test["brier_raw"]
+    assert abs(test["mean_score"] - test["hit_rate"]) < 0.05
+    assert result.model.calibration.method == method
+
+
+def test_imbalance_treatments_touch_the_training_window_only(tmp_path: Path) -> None:
+    fs = feature_set(seed=3)
+    config = train_config(tmp_path)
+    windows = make_windows(fs.lodged_at, config.split)
+    train_y = fs.y[rows_in(fs, windows.train, windows.valid.start)]
+    hits, labelled = int(train_y.sum()), len(train_y)
+    rows = {}
+    for method in ("none", "undersample", "smotenc", "inverse_propensity"):
+        result = fit(fs, windows, {**config.train.params, "imbalance": method}, config)
+        rows[method] = result.log["rows"]
+        assert result.model.info["imbalance"] == method
+        proba = result.model.predict_proba(fs.X)
+        assert np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
+    assert rows["none"]["train"]["fitted"] == labelled
+    assert rows["undersample"]["train"]["fitted"] == 2 * hits
+    assert rows["smotenc"]["train"]["fitted"] == 2 * (labelled - hits)
+    for method in rows:  # evaluation windows are never resampled
+        assert rows[method]["valid"] == rows["none"]["valid"]
+        assert rows[method]["test"] == rows["none"]["test"]
+
+
+def test_fit_leaves_the_feature_set_untouched(tmp_path: Path) -> None:
+    fs = feature_set(seed=4)
+    before = pd.util.hash_pandas_object(pd.concat([fs.X, fs.meta()], axis=1)).sum()
+    config = train_config(tmp_path, train={"imbalance": "smotenc"})
+    fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    after = pd.util.hash_pandas_object(pd.concat([fs.X, fs.meta()], axis=1)).sum()
+    assert before == after
+
+
+def test_revenue_model_is_added_when_the_data_has_revenue(tmp_path: Path) -> None:
+    fs = feature_set(seed=5)
+    config = train_config(tmp_path)
+    result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    assert result.model.revenue_booster is not None
+    expected = result.model.expected_revenue(fs.X)
+    assert np.isfinite(expected).all() and (expected >= 0).all()
+    assert "revenue_at_5" in result.log["metrics"]["test"]
+
+
+def test_revenue_model_is_skipped_without_revenue(tmp_path: Path) -> None:
+    fs = feature_set(seed=5, revenue=False)
+    config = train_config(tmp_path)
+    result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    assert result.model.revenue_booster is None
+    assert "no revenue" in result.log["revenue_model"]
+    assert np.isnan(result.model.expected_revenue(fs.X)).all()
+    assert "revenue_at_5" not in result.log["metrics"]["test"]
+
+
+def test_a_validation_window_without_hits_is_refused(tmp_path: Path) -> None:
+    fs = feature_set(seed=6)
+    config = train_config(tmp_path)
+    windows = make_windows(fs.lodged_at, config.split)
+    y = fs.y.where(~windows.valid.contains(fs.lodged_at), 0.0)
+    no_hits = type(fs)(**{**fs.__dict__, "y": y})
+    with pytest.raises(ValueError, match=r"valid \[.*no hit"):
+        fit(no_hits, windows, config.train.params, config)
