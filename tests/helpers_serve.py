@@ -239,7 +239,8 @@ def thresholds_document(
 
 
 def make_snapshot(history: pd.DataFrame, inspected: pd.DataFrame, config: Any) -> Any:
-    """The serving snapshot of a history, built by the feature builder."""
+    """The serving snapshot of a history, as of just after its last declaration."""
     from pipeline.features import build
 
-    return build.build_snapshot(history, inspected, config)
+    as_of = pd.Timestamp(history["lodged_at"].max()) + pd.Timedelta(seconds=1)
+    return build.build_snapshot(history, inspected, config, as_of)

@@ -254,4 +254,15 @@ def test_reason_phrases_speak_customs():
     rate = reason_phrases("origin_country_x_hs6_hit_rate", pd.Series([0.125]), None)
     assert rate[0] == "past hit rate of this origin x HS6: 12 %"
     office = reason_phrases("office", pd.Series(["ICN01"], dtype="category"), "customs office")
-    assert office[0] == "customs office: ICN01"
+    assert office[0] == "office ICN01"
+    per_kg = reason_phrases(
+        "value_per_kg_log_ratio",
+        pd.Series([-1.0, -1.0]),
+        None,
+        pd.DataFrame({"reference_level": [0.0, 2.0]}),
+    )
+    assert per_kg.tolist() == [
+        "value per kg 63 % below the reference for this HS6 and origin",
+        "value per kg 63 % below the reference for this HS4",
+    ]
+    assert reason_phrases("importer_new", pd.Series([1.0]), None)[0].startswith("new importer")

@@ -159,50 +159,84 @@ def _scope(name: str) -> str:
     tokens = name.split("_")
     found = [ENTITY_WORDS[t] for t in tokens if t in ENTITY_WORDS and t != "hs"]
     unique = list(dict.fromkeys(found))
-    return "this " + " and ".join(unique) if unique else "comparable declarations"
+    return "this " + " and ".join(unique) if unique else "this comparable declarations"
 
 
 def _number(values: pd.Series, digits: int = 0) -> pd.Series:
+    """Rounded values as text; whole numbers without decimals."""
     rounded = values.round(digits)
-    text = rounded.astype("Int64" if digits == 0 else "Float64").astype("string")
+    whole = bool(((rounded % 1 == 0) | rounded.isna()).all())
+    text = rounded.astype("Int64" if digits == 0 or whole else "Float64").astype("string")
     return text.fillna("unknown")
 
 
-def reason_phrases(feature: str, values: pd.Series, description: str | None) -> pd.Series:
+RAW_CATEGORY_WORDS = {
+    "office": "office",
+    "hs2": "HS chapter",
+    "origin_country": "origin",
+    "departure_country": "departure country",
+    "transport_mode": "transport mode",
+}
+REFERENCE_SCOPES = {0.0: "this HS6 and origin", 1.0: "this HS6", 2.0: "this HS4"}
+CONTEXT_COLUMNS = ("reference_level",)
+FLAG_PHRASES = {
+    "importer_new": ("new importer (no earlier declaration)", "known importer"),
+    "importer_seller_new": ("first goods from this seller for this importer", "known seller"),
+    "aeo": ("importer is an AEO", "importer is not an AEO"),
+}
+
+
+def reason_phrases(
+    feature: str,
+    values: pd.Series,
+    description: str | None,
+    context: pd.DataFrame | None = None,
+) -> pd.Series:
     """A short phrase in customs words for one feature's values (vectorised over declarations).
 
-    Known feature families get a sentence (unit-value gaps, risk profiles, newness flags); the
-    others read as their manifest description and value.
+    Known feature families get a sentence (value gaps to the reference price, risk profiles,
+    duty, newness flags); the others read as their manifest description and value. `context`
+    (the same rows' ``reference_level``) lets a value gap name its reference.
     """
     name = feature.lower()
     categorical = isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object
     label = description or feature.replace("_", " ")
     if categorical:
-        return label + ": " + values.astype("string").fillna("missing")
+        prefix = RAW_CATEGORY_WORDS.get(name, label + ":")
+        return prefix + " " + values.astype("string").fillna("missing")
     x = pd.to_numeric(values, errors="coerce").astype(float)
-    phrase = _numeric_phrase(feature, name, x, label)
+    phrase = _numeric_phrase(feature, name, x, label, context)
     return phrase.where(x.notna(), label + ": not known")
 
 
-def _numeric_phrase(feature: str, name: str, x: pd.Series, label: str) -> pd.Series:
+def _numeric_phrase(
+    feature: str, name: str, x: pd.Series, label: str, context: pd.DataFrame | None
+) -> pd.Series:
     """`reason_phrases` for a numeric feature (missing values handled by the caller)."""
-    if "unit_value" in name or "price" in name:
-        if "log" in name and "ratio" in name:
-            gap = pd.Series(np.expm1(x), index=x.index)
-        elif "ratio" in name:
-            gap = x - 1.0
-        else:
-            gap = None
-        if gap is not None:
-            side = pd.Series(np.where(gap < 0, "below", "above"), index=x.index)
-            return (
-                "unit value "
-                + _number(gap.abs() * 100)
-                + " % "
-                + side
-                + " the reference for "
-                + _scope(name)
-            )
+    if name in FLAG_PHRASES:
+        yes, no = FLAG_PHRASES[name]
+        return pd.Series(np.where(x > 0, yes, no), index=x.index, dtype=object)
+    basis = next((b for b in ("unit_value", "value_per_kg", "value_per_unit") if b in name), None)
+    if basis is not None and "ratio" in name:
+        gap = pd.Series(np.expm1(x) if "log" in name else x - 1.0, index=x.index)
+        side = pd.Series(np.where(gap < 0, "below", "above"), index=x.index)
+        scope = pd.Series(_scope(name), index=x.index)
+        named = _scope(name) != "this comparable declarations"
+        if not named and context is not None and "reference_level" in context.columns:
+            level = pd.to_numeric(context["reference_level"], errors="coerce")
+            scope = pd.Series(level.to_numpy(), index=x.index).map(REFERENCE_SCOPES)
+            scope = scope.fillna("comparable declarations")
+        words = basis.replace("_", " ")
+        return words + " " + _number(gap.abs() * 100) + " % " + side + " the reference for " + scope
+    if basis is not None and name.endswith("_z"):
+        side = pd.Series(np.where(x < 0, "below", "above"), index=x.index)
+        words = basis.replace("_", " ")
+        return words + " " + _number(x.abs(), 1) + " robust deviations " + side + " its reference"
+    if name == "duty_declared_ratio":
+        return "declared duty " + _number(x * 100) + " % of value x duty rate"
+    if name.startswith("duty_rate_gap"):
+        where = _scope(name).removeprefix("this ")
+        return "duty rate " + _number(x * 100, 1) + " points above the lowest in this " + where
     for suffix in PROFILE_SUFFIXES:
         if name.endswith(suffix):
             who = _who(feature[: -len(suffix)])
@@ -214,8 +248,7 @@ def _numeric_phrase(feature: str, name: str, x: pd.Series, label: str) -> pd.Ser
                 return "revenue recovered per control of this " + who + ": " + _number(x)
             return _number(x) + " past " + suffix.strip("_").replace("_", " ") + " of this " + who
     if name.endswith("_new") or name.startswith(("new_", "is_new")):
-        flag = pd.Series(np.where(x.fillna(0) > 0, "yes", "no"), index=x.index)
-        return label + ": " + flag
+        return label + ": " + pd.Series(np.where(x > 0, "yes", "no"), index=x.index)
     return label + ": " + _number(x, 3)
 
 
@@ -261,7 +294,10 @@ def reason_codes(
             value = pd.to_numeric(raw, errors="coerce").astype(float).round(6).astype(object)
             value = value.where(pd.notna(value), None)
         values[at] = value.to_numpy(dtype=object)
-        phrases[at] = reason_phrases(feature, raw, descriptions.get(feature)).to_numpy(dtype=object)
+        context = X[[c for c in CONTEXT_COLUMNS if c in X.columns]].iloc[rows[at]]
+        context = context.reset_index(drop=True)
+        phrase = reason_phrases(feature, raw, descriptions.get(feature), context)
+        phrases[at] = phrase.to_numpy(dtype=object)
     long = pd.DataFrame(
         {
             "feature": names,

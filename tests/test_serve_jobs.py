@@ -1,0 +1,131 @@
+"""`targeting export` and `targeting score` on a small simulated stream, real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.config import Config, load
+
+pytest.importorskip("pipeline.features.build")
+pytest.importorskip("pipeline.jobs.features")
+pytest.importorskip("pipeline.jobs.train")
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve-jobs")]
+
+
+def _config(tmp_path: Path, *more: str) -> Config:
+    return load(
+        None,
+        [
+            f"output_dir={tmp_path / 'out'}",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "simulate.rows=6000",
+            "simulate.days=240",
+            "simulate.importers=400",
+            "simulate.sellers=300",
+            "simulate.declarants=40",
+            "simulate.offices=4",
+            "split.calibration_days=20",
+            "split.valid_days=30",
+            "split.test_days=30",
+            "split.gap_days=7",
+            "split.folds=1",
+            "tune.n_trials=0",
+            "train.num_boost_round=25",
+            "train.n_jobs=1",
+            "serve.reference_days=40",
+            "serve.score_last_days=20",
+            "serve.rules=[{name: watch-listed office, column: office, values: [OFFICE-NONE]}]",
+            *more,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    from pipeline.jobs.features import features
+
+    from pipeline.jobs.simulate import simulate
+    from pipeline.jobs.train import train
+
+    config = _config(tmp_path_factory.mktemp("serve-jobs"))
+    simulate(config)
+    features(config)
+    train(config)
+    return config
+
+
+def test_export_writes_a_valid_file_logged_with_the_run(trained: Config):
+    from mlflow import MlflowClient
+
+    from pipeline.jobs.export import export
+    from pipeline.serve.thresholds import Thresholds
+    from pipeline.train import tracking
+
+    result = export(trained)
+    path = result.outputs["thresholds"]
+    assert path == trained.paths.thresholds
+    run_id = tracking.read_last_run(trained)["run_id"]
+    model = tracking.load_model(run_id)
+    thresholds = Thresholds.load(path, model.booster_sha256())
+    document = thresholds.document
+    assert document["model"]["uri"] == f"runs:/{run_id}/targeting_model"
+    assert document["snapshot"]["uri"] == f"runs:/{run_id}/snapshot"
+    shares = result.figures["shares"]
+    assert abs(shares["red"] - 0.02) <= 0.005
+    assert abs(shares["yellow"] - 0.06) <= 0.005
+    logged = {a.path for a in MlflowClient().list_artifacts(run_id)}
+    assert {"selectivity", "snapshot"} <= logged
+    assert any("cut-offs" in line for line in result.lines)
+
+
+def test_score_scores_every_row_of_a_file(trained: Config, tmp_path: Path):
+    from pipeline.ingest.readers import load_inputs
+    from pipeline.jobs.export import export
+    from pipeline.jobs.score import score
+
+    export(trained)
+    declarations = load_inputs(trained).declarations
+    start = declarations["lodged_at"].max() - pd.Timedelta(days=20)
+    incoming = declarations.loc[declarations["lodged_at"] > start].reset_index(drop=True)
+    incoming = incoming.astype({"declared_value": object})
+    incoming.loc[0, "declared_value"] = "not a number"
+    source = tmp_path / "incoming.csv"
+    incoming.to_csv(source, index=False)
+    for out in (tmp_path / "scored.csv", tmp_path / "scored.parquet"):
+        result = score(trained, input=source, out=out)
+        scored = pd.read_csv(out) if out.suffix == ".csv" else pd.read_parquet(out)
+        assert len(scored) == len(incoming)
+        assert (
+            scored["declaration_id"].astype(str).tolist()
+            == incoming["declaration_id"].astype(str).tolist()
+        )
+        assert scored.loc[0, "channel"] == "manual"
+        assert "declared_value" in str(scored.loc[0, "error"])
+        red = scored.loc[scored["channel"] == "red", "reasons"]
+        assert all(isinstance(json.loads(r), list) for r in red)
+        assert result.figures["rows"] == len(incoming)
+        assert any("target" in line for line in result.lines)
+
+
+def test_a_threshold_file_for_another_model_is_refused_by_the_score_job(
+    trained: Config, tmp_path: Path
+):
+    from pipeline.jobs.export import export
+    from pipeline.jobs.score import score
+    from pipeline.serve.thresholds import ThresholdsError
+
+    path = export(trained, out=tmp_path / "selectivity.json").outputs["thresholds"]
+    document = json.loads(path.read_text())
+    document["model"]["booster_sha256"] = "0" * 64
+    path.write_text(json.dumps(document))
+    source = tmp_path / "one.parquet"
+    from pipeline.ingest.readers import load_inputs
+
+    load_inputs(trained).declarations.head(5).to_parquet(source)
+    with pytest.raises(ThresholdsError, match="another model"):
+        score(trained, input=source, thresholds=path, out=tmp_path / "x.csv")
