@@ -67,6 +67,7 @@ HUB_CODES: tuple[str, ...] = ("SG", "HK", "AE", "NL")
 WEEKDAY_FACTOR = np.array([1.1, 1.05, 1.0, 1.0, 0.9, 0.25, 0.08])  # Monday .. Sunday
 PREFERENTIAL_FACTOR = 0.25  # duty of a preferential origin, as a share of the general rate
 ANTI_DUMPING_DUTY = 0.15  # extra duty on the emerging scheme's chapters from its source origin
+DUMPING_PRICE_FACTOR = 0.7  # the source's prices in those chapters, relative to its normal ones
 
 
 @dataclass
@@ -217,16 +218,21 @@ def _top_k_weighted(rng: np.random.Generator, weights: np.ndarray, k: int) -> np
 def _declaration_ids(n: int) -> np.ndarray:
     """'SD' + 10 digits in lodging order, built with digit arithmetic (fast at 10M rows)."""
     numbers = np.arange(1, n + 1, dtype=np.int64)
-    powers = 10 ** np.arange(9, -1, -1, dtype=np.int64)
-    digits = ((numbers[:, None] // powers) % 10 + ord("0")).astype(np.uint8)
-    text = np.concatenate([np.full((n, 2), [ord("S"), ord("D")], dtype=np.uint8), digits], axis=1)
+    text = np.empty((n, 12), dtype=np.uint8)
+    text[:, 0], text[:, 1] = ord("S"), ord("D")
+    for position in range(10):  # ten digit columns, each one vectorised over all rows
+        text[:, 11 - position] = numbers % 10 + ord("0")
+        numbers //= 10
     return text.view("S12").ravel().astype("U12").astype(object)
 
 
 def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     """A categorical of str from integer codes, keeping only the labels that occur."""
-    categorical = pd.Categorical.from_codes(codes, categories=pd.Index(labels.astype(object)))
-    return categorical.remove_unused_categories()
+    used = np.bincount(codes, minlength=len(labels)) > 0
+    new_code = np.cumsum(used) - 1
+    return pd.Categorical.from_codes(
+        new_code[codes], categories=pd.Index(labels[used].astype(object))
+    )
 
 
 def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
@@ -276,6 +282,9 @@ def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
     # Reference unit price (per kg) per HS6 x origin.
     origin_factor = rng.normal(0.0, 0.25, (n_hs6, n_countries))
     ref_price = np.exp(cat.hs6_log_price[:, None] + origin_factor).astype(np.float32)
+    # The source sells the emerging chapters at dumping prices (hence its anti-dumping duty), so
+    # transshipped goods show a low unit value for their declared (transit) origin.
+    ref_price[is_emerging_chapter[cat.hs6_chapter], source] *= DUMPING_PRICE_FACTOR
 
     # --- offices ----------------------------------------------------------------------------
     n_offices = config.offices
@@ -403,26 +412,23 @@ def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
     del score
 
     # Scheme of each fraud: base weights x eligibility x the importer's taste.
-    sibling = cat.cheaper_sibling[true_code]
-    pref_claim = pref_substitute[true_origin]
+    rows = np.flatnonzero(fraud)
+    rate_f, origin_f = true_rate[rows], true_origin[rows]
     weights = (
         np.stack(
             [
-                0.5 * (0.15 + (true_rate > 0)),
-                0.25 * (sibling >= 0),
-                0.2 * (~preferential[true_origin] & (true_rate > 0)),
-                0.05 * np.where(cat.chapter_sensitive[chapter], 4.0, 0.3),
+                0.5 * (0.15 + (rate_f > 0)),
+                0.25 * (cat.cheaper_sibling[true_code[rows]] >= 0),
+                0.2 * (~preferential[origin_f] & (rate_f > 0)),
+                0.05 * np.where(cat.chapter_sensitive[chapter[rows]], 4.0, 0.3),
             ],
             axis=1,
         )
-        * scheme_taste[importer]
+        * scheme_taste[importer[rows]]
     )
-    weights[~fraud] = 0.0
     scheme = np.zeros(n, dtype=np.int8)  # index into FRAUD_TYPES
-    total = weights.sum(axis=1)
-    picked = _pick_rows(rng, weights[fraud], total[fraud])
-    scheme[fraud] = picked + 1
-    del weights, total
+    scheme[rows] = _pick_rows(rng, weights, weights.sum(axis=1)) + 1
+    del weights, rows, rate_f, origin_f
 
     # Emerging scheme after drift: weighted by importer propensity, heavier from the source.
     pool = (
@@ -443,10 +449,10 @@ def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
     # What is declared.
     declared_code = true_code.copy()
     is_mis = scheme == FRAUD_TYPES.index("misclassification")
-    declared_code[is_mis] = sibling[is_mis]
+    declared_code[is_mis] = cat.cheaper_sibling[true_code[is_mis]]
     declared_origin = true_origin.copy()
     is_origin = scheme == FRAUD_TYPES.index("origin")
-    declared_origin[is_origin] = pref_claim[is_origin]
+    declared_origin[is_origin] = pref_substitute[true_origin[is_origin]]
     declared_origin[emerging_rows] = transit
     departure[emerging_rows] = transit
     declared_value = true_value.copy()
@@ -474,8 +480,8 @@ def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
     high_value = declared_value > np.quantile(declared_value[sample_rows(rng, n)], 0.98)
     tenure = day - first_day[importer]
     rule_flags = (
-        1.0 * np.isin(declared_origin, high_risk_origins)
-        + 1.0 * np.isin(chapter, rule_chapters)
+        1.0 * np.isin(np.arange(n_countries), high_risk_origins)[declared_origin]
+        + 1.0 * np.isin(np.arange(n_chapters), rule_chapters)[chapter]
         + 0.7 * high_value
         + 0.7 * (is_new[importer] & (tenure < 60))
     )
@@ -504,14 +510,16 @@ def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
     office_day = office.astype(np.int64) * days + day
     random_per_od = np.bincount(office_day[random_draw], minlength=n_offices * days)
     remaining = np.maximum(capacity[office_day] - random_per_od[office_day], 0)
-    order = np.lexsort((-priority, office_day))
+    # Rank the candidates within their office-day, highest priority first; cut at what is left.
+    candidates = np.flatnonzero(np.isfinite(priority))
+    order = candidates[np.lexsort((-priority[candidates], office_day[candidates]))]
     sorted_od = office_day[order]
-    group_start = np.searchsorted(sorted_od, sorted_od, side="left")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - group_start
-    del order, sorted_od, group_start
-    chosen = np.isfinite(priority) & (rank < remaining)
-    del rank, remaining, priority
+    first = np.r_[True, sorted_od[1:] != sorted_od[:-1]]
+    group_start = np.flatnonzero(first)[np.cumsum(first) - 1]
+    rank = np.arange(len(order)) - group_start
+    chosen = np.zeros(n, dtype=bool)
+    chosen[order[rank < remaining[order]]] = True
+    del order, sorted_od, first, group_start, rank, remaining, priority, candidates
     selected = chosen | random_draw
 
     # --- outcomes -------------------------------------------------------------------------------
