@@ -157,7 +157,17 @@ def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
         if integral.any():
             texts[integral] = values[integral].astype(np.int64).astype(str).astype(object)
         return texts
+    if index.dtype == object and index.inferred_type not in ("string", "empty"):
+        # Mixed Python objects (e.g. 71080.0 next to '870323'): distinct values one by one.
+        return np.array([_one_text(v) for v in index], dtype=object)
     return pd.Series(index.astype(str), dtype=object).str.strip().to_numpy(dtype=object)
+
+
+def _one_text(value: object) -> str:
+    """Text of one distinct value; an integral float loses its '.0'."""
+    if isinstance(value, float) and np.isfinite(value) and value == int(value):
+        return str(int(value))
+    return str(value).strip()
 
 
 def _text_codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -407,6 +417,24 @@ def _flag_duplicates(ids: np.ndarray, verdicts: _Verdicts, what: str) -> None:
     verdicts.flag(repeat, message)
 
 
+def _time_then_id_order(times: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions sorting by (time, id). Sorting strings is the slow part, so ids are ranked
+    only where times tie (written here because pandas ranks every id of a multi-key sort)."""
+    order = np.argsort(times.view(np.int64), kind="stable")
+    ordered = times.view(np.int64)[order]
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return order
+    tied = np.zeros(len(order), dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    slots = np.flatnonzero(tied)
+    rows = order[slots]
+    ranks, _ = pd.factorize(pd.Series(ids[rows], dtype=object), sort=True)
+    order[slots] = rows[np.lexsort((ranks, ordered[slots]))]
+    return order
+
+
 def _finish(
     frame: pd.DataFrame,
     columns: tuple[Column, ...],
@@ -419,12 +447,9 @@ def _finish(
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Kept rows in canonical dtypes, sorted, fresh index; the report with the quarantine."""
     keep = np.flatnonzero(~verdicts.bad)
-    kept = pd.DataFrame(
-        {name: pd.Series(coerced[name]).iloc[keep].to_numpy() for name in sort_by},
-        index=pd.RangeIndex(len(keep)),
-    )
-    order = kept.sort_values(sort_by, kind="stable").index.to_numpy()
-    take = keep[order]
+    times = pd.Series(coerced[sort_by[0]]).to_numpy(dtype="datetime64[ns]")[keep]
+    ids = np.asarray(coerced[sort_by[1]], dtype=object)[keep]
+    take = keep[_time_then_id_order(times, ids)]
     data: dict[str, object] = {}
     for col in columns:
         values = coerced[col.name]
