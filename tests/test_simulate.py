@@ -272,3 +272,29 @@ def test_cli_rejects_a_non_positive_row_count(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", "--rows", "0", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "rows" in result.output
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"rows": 1},
+        {"rows": 50, "days": 1},
+        {"rows": 800, "fraud_rate": 0.0},
+        {"rows": 800, "random_rate": 0.0, "capacity_rate": 0.0},
+        {"rows": 800, "importers": 1, "offices": 1, "declarants": 1, "sellers": 1, "aeo_share": 0},
+        {"rows": 800, "drift_start": 1.0},
+    ],
+)
+def test_edge_configurations_give_consistent_tables(changes: dict[str, object]) -> None:
+    config = small_config(**changes)
+    data = simulate(config, 11)
+    declarations, outcomes, truth = data.declarations, data.outcomes, data.ground_truth
+    assert len(declarations) == len(truth) == config.rows
+    assert declarations["declaration_id"].is_unique
+    assert outcomes["declaration_id"].isin(declarations["declaration_id"]).all()
+    if config.fraud_rate == 0:
+        assert not truth["fraud"].any() and not outcomes["hit"].any()
+    if config.random_rate == 0 and config.capacity_rate == 0:
+        assert outcomes.empty
+    if config.drift_start == 1.0:
+        assert not (truth["fraud_type"] == EMERGING).any()
