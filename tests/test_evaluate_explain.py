@@ -1,0 +1,106 @@
+"""SHAP explanations: equal to XGBoost's pred_contribs, additive to the margin, figures drawn."""
+
+from __future__ import annotations
+
+import helpers_evaluate as h
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+from pipeline.evaluate import explain as ex
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def world() -> dict:
+    found = h.world(rows=3000, seed=1)
+    found["model"] = h.train_model(found["features"], rounds=15)
+    return found
+
+
+def test_shap_values_equal_pred_contribs_and_add_up_to_the_margin(world: dict) -> None:
+    model = world["model"]
+    X = world["features"].X.iloc[::7]
+    values, base, method = ex.shap_values(model, X)
+    assert method == "shap.TreeExplainer"  # shap 0.51 reads xgboost 3.2's booster
+    contribs = model.contributions(X)
+    np.testing.assert_allclose(values, contribs[:, :-1], atol=1e-5)
+    np.testing.assert_allclose(base, contribs[0, -1], atol=1e-5)
+    np.testing.assert_allclose(base + values.sum(axis=1), model.margin(X), atol=1e-4)
+    # the categorical columns carry attributions too (native categories, no one-hot)
+    office = model.feature_names.index("office")
+    assert np.abs(values[:, office]).sum() > 0
+
+
+def test_shap_values_of_the_raw_booster_match_a_dmatrix_prediction(world: dict) -> None:
+    model = world["model"]
+    X = model.prepare(world["features"].X.iloc[:50])
+    margin = model.booster.predict(xgb.DMatrix(X, enable_categorical=True), output_margin=True)
+    values, base, _ = ex.shap_values(model, X)
+    np.testing.assert_allclose(base + values.sum(axis=1), margin, atol=1e-4)
+
+
+def test_global_explanations_draw_every_view(world: dict) -> None:
+    features = world["features"]
+    found = ex.global_explanations(
+        world["model"],
+        features.X,
+        features.declaration_id,
+        features.manifest,
+        sample=300,
+        top_dependence=2,
+        seed=0,
+    )
+    assert len(found.values) == 300
+    assert found.values["declaration_id"].is_unique
+    assert found.importance["share"].sum() == pytest.approx(1.0)
+    assert set(found.families["stage"]) == set(features.manifest["stage"])
+    assert found.families["share"].sum() == pytest.approx(1.0)
+    names = set(found.figures)
+    assert {"shap_bar", "shap_beeswarm", "shap_families"} <= names
+    assert len([n for n in names if n.startswith("dependence_")]) == 2
+    assert all(png.startswith(PNG) and len(png) > 2000 for png in found.figures.values())
+    # the seeded sample is reproducible
+    again = ex.global_explanations(
+        world["model"],
+        features.X,
+        features.declaration_id,
+        features.manifest,
+        sample=300,
+        top_dependence=0,
+        seed=0,
+    )
+    pd.testing.assert_frame_equal(found.values, again.values)
+
+
+def test_waterfalls_one_per_declaration(world: dict) -> None:
+    features = world["features"]
+    rows = [5, 17, 230]
+    values, figures = ex.waterfalls(
+        world["model"], features.X.iloc[rows], features.declaration_id.iloc[rows]
+    )
+    assert values["declaration_id"].tolist() == features.declaration_id.iloc[rows].tolist()
+    assert sorted(figures) == sorted(f"waterfall_{i}" for i in values["declaration_id"])
+    assert all(png.startswith(PNG) for png in figures.values())
+    np.testing.assert_allclose(
+        values["margin"], world["model"].margin(features.X.iloc[rows]), atol=1e-4
+    )
+
+
+def test_red_sample_draws_from_the_top_of_the_ranking() -> None:
+    score = np.arange(1000, dtype=float)
+    picked = ex.red_sample(score, 0.02, 5, seed=3)
+    assert len(picked) == 5
+    assert (picked >= 980).all()
+    assert ex.red_sample(score, 0.02, 5, seed=3).tolist() == picked.tolist()
+
+
+def test_dominance_finds_the_entity_that_carries_a_feature() -> None:
+    shap_frame = pd.DataFrame({"a": [5.0, 4.0, 0.1, 0.1, 0.1], "b": [0.2, 0.2, 0.2, 0.2, 0.2]})
+    entities = pd.DataFrame({"importer": ["I1", "I1", "I2", "I3", "I4"]})
+    table = ex.dominance(shap_frame, entities, ["a", "b"]).set_index("feature")
+    assert table.loc["a", "entity"] == "I1"
+    assert table.loc["a", "share"] == pytest.approx(9.0 / 9.3)
+    assert table.loc["b", "share"] == pytest.approx(0.4)

@@ -1,0 +1,146 @@
+"""The reviewer's report: baselines in the metrics table, warnings, and a page that renders."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import helpers_evaluate as h
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.evaluate.report import assess, parse_windows, render_report, review_warnings
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    world = h.world(rows=5000, seed=2)
+    model = h.train_model(world["features"])
+    champion = h.train_model(world["features"], seed=1, rounds=5)
+    cfg = h.config(tmp_path_factory.mktemp("review"))
+    assessment = assess(
+        model,
+        world["features"],
+        cfg,
+        declarations=world["declarations"],
+        ground_truth=world["ground_truth"],
+        champion=("champion v1", champion),
+        run_id="run-under-review",
+        local_ids=[str(world["features"].declaration_id.iloc[-1])],
+    )
+    return {"world": world, "model": model, "config": cfg, "assessment": assessment}
+
+
+def test_metrics_table_holds_the_model_and_every_baseline(reviewed: dict) -> None:
+    metrics = reviewed["assessment"].metrics
+    assert list(metrics.columns) == [
+        "population",
+        "model",
+        "rate",
+        "metric",
+        "value",
+        "low",
+        "high",
+    ]
+    populations = set(metrics["population"])
+    assert populations == {"inspected", "all declarations (ground truth)", "random stratum (IPW)"}
+    truth = metrics.loc[metrics["population"] == "all declarations (ground truth)"]
+    assert {
+        "model",
+        "random",
+        "historical policy",
+        "model at office capacity",
+        "rules",
+        "raw XGBoost",
+        "champion v1",
+        "model - champion v1",
+        "model - raw XGBoost",
+    } <= set(truth["model"])
+    for rate in reviewed["config"].evaluate.rates:
+        rows = truth.loc[(truth["model"] == "model") & np.isclose(truth["rate"], rate)]
+        assert set(rows["metric"]) >= {"precision", "recall", "revenue", "precision_norm"}
+    model_rows = truth.loc[(truth["model"] == "model") & truth["low"].notna()]
+    assert (model_rows["low"] <= model_rows["value"] + 1e-12).all()
+    assert (model_rows["value"] <= model_rows["high"] + 1e-12).all()
+
+
+def test_historical_policy_is_what_was_controlled(reviewed: dict) -> None:
+    world = reviewed["world"]
+    metrics = reviewed["assessment"].metrics
+    policy = metrics.loc[metrics["model"] == "historical policy"].set_index("metric")["value"]
+    fs = world["features"]
+    test = (fs.lodged_at >= pd.Timestamp(h.WINDOWS["test"]["start"])).to_numpy()
+    controlled = fs.y.notna().to_numpy()[test]
+    fraud = world["ground_truth"]["fraud"].to_numpy()[test]
+    assert policy["control_share"] == pytest.approx(controlled.mean())
+    assert policy["precision"] == pytest.approx(fraud[controlled].mean())
+    assert policy["recall"] == pytest.approx(fraud[controlled].sum() / fraud.sum())
+    # the model at the offices' historical capacities controls as many declarations
+    capacity = metrics.loc[metrics["model"] == "model at office capacity"].set_index("metric")
+    assert capacity.loc["control_share", "value"] == pytest.approx(controlled.mean())
+
+
+def test_the_clean_model_raises_no_leakage_warning(reviewed: dict) -> None:
+    warnings = reviewed["assessment"].report.warnings
+    assert not [w for w in warnings if "leakage" in w]
+
+
+def test_a_feature_that_copies_the_outcome_is_flagged(tmp_path: Path) -> None:
+    world = h.world(rows=4000, seed=3, leak=True)
+    model = h.train_model(world["features"])
+    cfg = h.config(tmp_path, bootstrap=0)
+    assessment = assess(model, world["features"], cfg, declarations=world["declarations"])
+    leaks = [w for w in assessment.report.warnings if "leakage" in w]
+    assert leaks and all("result_code" in w for w in leaks)
+
+
+def test_review_warnings_name_dominance_and_drift() -> None:
+    importance = pd.DataFrame({"feature": ["a", "b"], "share": [0.3, 0.7]})
+    dominance = pd.DataFrame(
+        {"feature": ["a"], "entity_column": ["importer"], "entity": ["IMP9"], "share": [0.8]}
+    )
+    drift = pd.DataFrame({"feature": ["a", "b"], "psi": [0.3, 0.01]})
+    warnings = review_warnings(importance, dominance, None, drift)
+    assert any("b carries 70%" in w for w in warnings)
+    assert any("importer = IMP9" in w for w in warnings)
+    assert any("Drift alarm: a" in w for w in warnings)
+    assert not any("Drift" in w and " b " in w for w in warnings)
+
+
+def test_windows_are_read_in_both_forms_and_derived_when_absent() -> None:
+    lodged = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
+    dicts, notes = parse_windows({"windows": h.WINDOWS}, lodged, 30)
+    lists, _ = parse_windows({"windows": {"test": ["2024-03-24", "2024-04-30"]}}, lodged, 30)
+    assert (
+        dicts["test"] == lists["test"] == (pd.Timestamp("2024-03-24"), pd.Timestamp("2024-04-30"))
+    )
+    assert not notes
+    derived, notes = parse_windows({}, lodged, 30)
+    assert derived["test"][1] > lodged.max() >= derived["test"][0]
+    assert notes
+
+
+def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_path: Path) -> None:
+    report = reviewed["assessment"].report
+    html = render_report(report, reviewed["config"].evaluate.rates)
+    expected_images = 2 + len(report.explanations.figures) + len(report.local_figures)
+    assert html.count("<img ") == expected_images
+    assert len(report.local_figures) == 3  # two red-channel declarations and the one asked for
+    for anchor in (
+        "summary",
+        "windows",
+        "metrics",
+        "calibration",
+        "breakdowns",
+        "explanations",
+        "warnings",
+        "manifest",
+        "card",
+    ):
+        assert f'id="{anchor}"' in html and f'href="#{anchor}"' in html
+    assert "importer_hit_rate" in html  # the feature manifest
+    assert "Proportionality" in html and "AEO status" in html
+    assert not re.search(r"&lt;(table|img|p)\b", html)  # fragments are not escaped twice
+    seen = h.rendered_images(html, tmp_path)
+    assert seen == {"images": expected_images, "decoded": expected_images, "sections": 9}
