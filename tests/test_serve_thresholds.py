@@ -29,6 +29,7 @@ from pipeline.serve.thresholds import (
     random_draw,
     random_hash,
     random_key_bytes,
+    reference_window,
 )
 
 SHA = "ab" * 32
@@ -226,3 +227,17 @@ def test_kpis_report_shares_and_expected_hit_rates():
     total = sum(c["declarations"] for c in kpis["channels"].values())
     assert total == len(reference)
     assert red["expected_revenue"] > 0
+
+
+def test_reference_window_ends_where_the_holdout_begins():
+    lodged = pd.Series(pd.date_range("2024-01-01", "2024-06-30", freq="6h"))
+    serve = serve_config(reference_days=30, score_last_days=20)
+    window = reference_window(lodged, serve)
+    assert window.end == lodged.max() - pd.Timedelta(days=20)
+    assert window.days == 30
+    inside = lodged[window.contains(lodged)]
+    assert inside.min() >= window.start and inside.max() < window.end
+    pinned = reference_window(lodged, serve, pd.Timestamp("2024-03-01"))
+    assert pinned.end == pd.Timestamp("2024-03-01") and pinned.days == 30
+    short = reference_window(lodged, serve_config(reference_days=400))
+    assert short.start == lodged.min()

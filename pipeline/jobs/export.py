@@ -57,7 +57,9 @@ def reference_scores(
     config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
 ) -> tuple[pd.DataFrame, Any]:
     """The reference window's declarations with their margin, probability and score."""
-    window = reference_window(feature_set.lodged_at, config.serve)
+    test = dict(model.info.get("windows", {})).get("test", {})
+    end = pd.Timestamp(test["end"]) if isinstance(test, dict) and test.get("end") else None
+    window = reference_window(feature_set.lodged_at, config.serve, end)
     rows = window.contains(feature_set.lodged_at)
     if not rows.any():
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")

@@ -53,7 +53,7 @@ import itertools
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -612,11 +612,10 @@ def manifest_sha256(manifest: pd.DataFrame) -> str:
 
 @dataclass(frozen=True)
 class ReferenceWindow:
-    """The stretch of declarations the cut-offs are set on: lodged in (start, end]."""
+    """The stretch of declarations the cut-offs are set on: lodged in [start, end)."""
 
     start: pd.Timestamp
     end: pd.Timestamp
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def days(self) -> float:
@@ -625,19 +624,19 @@ class ReferenceWindow:
 
     def contains(self, lodged_at: pd.Series) -> np.ndarray:
         """True for declarations lodged inside the window."""
-        return np.asarray(((lodged_at > self.start) & (lodged_at <= self.end)).to_numpy(bool))
+        return np.asarray(((lodged_at >= self.start) & (lodged_at < self.end)).to_numpy(bool))
 
 
-def reference_window(lodged_at: pd.Series, serve: ServeConfig) -> ReferenceWindow:
-    """The last `reference_days` before the held-out stretch (`score_last_days`) of the data.
+def reference_window(
+    lodged_at: pd.Series, serve: ServeConfig, end: pd.Timestamp | None = None
+) -> ReferenceWindow:
+    """The last `reference_days` of the data before `end`.
 
-    The held-out stretch is what `run.incoming_declarations` scores (lodged after
-    max - score_last_days); the reference window ends where it begins.
+    `end`: where the run's held-out stretch begins (the end of its test window); without it,
+    the last `score_last_days` of the data are taken as held out, as `run` scores them.
     """
-    last = pd.Timestamp(lodged_at.max())
-    end = last - pd.Timedelta(days=serve.score_last_days)
-    start = end - pd.Timedelta(days=serve.reference_days)
-    first = pd.Timestamp(lodged_at.min()) - pd.Timedelta(microseconds=1)
-    if start < first:
-        start = first  # a short history: the whole of it
+    if end is None:
+        end = pd.Timestamp(lodged_at.max()) - pd.Timedelta(days=serve.score_last_days)
+    end = pd.Timestamp(end)
+    start = max(end - pd.Timedelta(days=serve.reference_days), pd.Timestamp(lodged_at.min()))
     return ReferenceWindow(start=start, end=end)
