@@ -298,3 +298,14 @@ def test_edge_configurations_give_consistent_tables(changes: dict[str, object]) 
         assert outcomes.empty
     if config.drift_start == 1.0:
         assert not (truth["fraud_type"] == EMERGING).any()
+
+
+def test_written_tables_load_back_through_the_readers(tmp_path: Path) -> None:
+    readers = pytest.importorskip("pipeline.ingest.readers")
+    config = load(overrides=[f"output_dir={tmp_path}", "simulate.days=120"])
+    simulate_job(config, rows=3_000, seed=9)
+    inputs = readers.load_inputs(config)
+    assert all(report.rows_quarantined == 0 for report in inputs.reports), inputs.summary()
+    assert len(inputs.declarations) == 3_000
+    assert inputs.ground_truth is not None and len(inputs.ground_truth) == 3_000
+    assert inputs.outcomes["selection_reason"].astype(str).isin(SELECTION_REASONS).all()
