@@ -33,7 +33,7 @@ def declarations(rows: int = 12, seed: int = 0) -> pd.DataFrame:
             "duty_rate": rng.choice([0.0, 0.08, 0.13], rows),
             "declared_duty": rng.gamma(2.0, 300.0, rows).round(2),
             "aeo": rng.random(rows) < 0.2,
-            "procedure_code": [f"40{i % 2}0" for i in range(rows)],  # an extra column
+            "procedure_code": [f"IM40{i % 2}0" for i in range(rows)],  # an extra column
         },
         index=pd.RangeIndex(100, 100 + rows),  # an odd index: validation must not rely on it
     )
