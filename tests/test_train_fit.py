@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers_train import feature_set, train_config
+
 from pipeline.train.fit import fit
 from pipeline.train.split import make_windows, rows_in
 
@@ -17,7 +17,11 @@ def test_booster_is_sliced_at_its_best_iteration(tmp_path: Path) -> None:
     fs = feature_set(seed=1)
     config = train_config(
         tmp_path,
-        train={"num_boost_round": 300, "early_stopping_rounds": 5, "params": {"learning_rate": 0.5}},
+        train={
+            "num_boost_round": 300,
+            "early_stopping_rounds": 5,
+            "params": {"learning_rate": 0.5},
+        },
     )
     result = fit(fs, make_windows(fs.lodged_at, config.split), {"learning_rate": 0.5}, config)
     best = result.log["best_iteration"]

@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import assume, given
+from helpers_train import feature_set
+from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers_train import feature_set
 from pipeline.config import SplitConfig
 from pipeline.train.split import SplitError, make_windows, rolling_folds, rows_in
 
@@ -78,7 +78,9 @@ def test_rolling_folds_expand_and_never_pass_the_validation_window(
     folds: int, gap: float, seed: int
 ) -> None:
     lodged = _lodged(600, 3_000, seed)
-    config = SplitConfig(valid_days=30, calibration_days=20, test_days=30, gap_days=gap, folds=folds)
+    config = SplitConfig(
+        valid_days=30, calibration_days=20, test_days=30, gap_days=gap, folds=folds
+    )
     windows = make_windows(lodged, config)
     pairs = rolling_folds(lodged, config, windows)
     assert len(pairs) == folds

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from helpers_train import feature_set, train_config
+
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.train.fit import fit

@@ -1,0 +1,163 @@
+"""`targeting train` against a real MLflow SQLite store: what a run records, the registry alias,
+the logged models, and the last-run pointer."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_train import feature_set, train_config
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.jobs.train import train
+from pipeline.train import tracking
+
+# One tracking store and one trained run serve the whole module: keep it on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="train_tracking")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One tuned training run through the job (features read from Parquet)."""
+    tmp = tmp_path_factory.mktemp("tracking")
+    config = train_config(tmp, tune={"n_trials": 3})
+    fs = feature_set(rows=3_000, seed=21)
+    fs.to_parquet(config.paths.features, config.paths.manifest)
+    result = train(config)
+    return {"config": config, "fs": fs, "result": result, "run_id": result.figures["run_id"]}
+
+
+def test_the_run_records_config_fingerprint_commit_and_versions(trained: dict[str, Any]) -> None:
+    config, fs = trained["config"], trained["fs"]
+    tracking.configure(config)
+    run = MlflowClient().get_run(trained["run_id"])
+    tags, params = run.data.tags, run.data.params
+    reread = type(fs).read_parquet(config.paths.features, config.paths.manifest)
+    assert tags["data_fingerprint"] == tracking.data_fingerprint([reread.X, reread.meta()])
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    assert tags["git_commit"] == (commit or "unknown")
+    assert tags["version.xgboost"] == __import__("xgboost").__version__
+    assert params["tune.n_trials"] == "3"
+    assert params["seed"] == str(config.seed)
+    assert "fit.learning_rate" in params
+    assert "test.average_precision" in run.data.metrics
+    artefacts = {a.path for a in MlflowClient().list_artifacts(trained["run_id"])}
+    assert {"config.yaml", "targeting_model", "features", "fit_log.json"} <= artefacts
+    text = mlflow.artifacts.load_text(f"runs:/{trained['run_id']}/config.yaml")
+    assert "n_trials: 3" in text
+
+
+def test_trials_are_nested_runs_of_the_training_run(trained: dict[str, Any]) -> None:
+    tracking.configure(trained["config"])
+    children = mlflow.search_runs(
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{trained['run_id']}'",
+        output_format="list",
+    )
+    assert len(children) == 3
+    assert all("learning_rate" in child.data.params for child in children)
+
+
+def test_the_model_is_registered_as_challenger_and_loads(trained: dict[str, Any]) -> None:
+    config, fs = trained["config"], trained["fs"]
+    tracking.configure(config)
+    name = config.tracking.registered_model
+    version = MlflowClient().get_model_version_by_alias(name, tracking.CHALLENGER)
+    assert str(version.version) == trained["result"].figures["version"]
+    assert version.run_id == trained["run_id"]
+
+    bundle = tracking.load_model(trained["run_id"])
+    booster = mlflow.xgboost.load_model(f"models:/{name}@{tracking.CHALLENGER}")
+    prepared = bundle.prepare(fs.X.head(200))
+    np.testing.assert_allclose(
+        booster.inplace_predict(prepared, predict_type="margin"), bundle.margin(fs.X.head(200))
+    )
+    signature = mlflow.models.get_model_info(f"models:/{name}@{tracking.CHALLENGER}").signature
+    types = {spec.name: str(spec.type) for spec in signature.inputs.inputs}
+    assert set(types) == set(bundle.feature_names)
+    assert "string" in types["hs2"]  # category columns are logged as strings, not `category`
+    assert bundle.booster.num_boosted_rounds() == bundle.info["best_iteration"] + 1
+
+
+def test_last_run_points_at_the_run(trained: dict[str, Any]) -> None:
+    last = tracking.read_last_run(trained["config"])
+    assert last["run_id"] == trained["run_id"]
+    assert last["model_uri"] == f"runs:/{trained['run_id']}/{tracking.MODEL_ARTIFACT}"
+    assert "mlflow ui --backend-store-uri sqlite:///" in trained["result"].figures["ui_command"]
+
+
+def test_a_second_training_moves_the_alias(trained: dict[str, Any]) -> None:
+    config = trained["config"].model_copy(deep=True)
+    config.tune.n_trials = 0
+    result = train(config)
+    name = config.tracking.registered_model
+    alias = MlflowClient().get_model_version_by_alias(name, tracking.CHALLENGER)
+    assert int(alias.version) == int(trained["result"].figures["version"]) + 1
+    assert alias.run_id == result.figures["run_id"] != trained["run_id"]
+    # artefacts live beside the SQLite file, never in the working directory
+    experiment = MlflowClient().get_experiment_by_name(config.tracking.experiment)
+    assert experiment.artifact_location.startswith(
+        (config.output_dir.parent / "mlartifacts").as_uri()
+    )
+
+
+def test_other_jobs_can_add_to_the_run(trained: dict[str, Any], tmp_path: Path) -> None:
+    tracking.configure(trained["config"])
+    report = tmp_path / "report.html"
+    report.write_text("<html></html>")
+    tracking.log_artifacts(trained["run_id"], report, "report")
+    tracking.log_metrics(trained["run_id"], {"evaluate.precision_at_5": 0.5, "nan": float("nan")})
+    tracking.set_tags(trained["run_id"], {"evaluated": "yes"})
+    run = MlflowClient().get_run(trained["run_id"])
+    assert run.data.metrics["evaluate.precision_at_5"] == 0.5
+    assert "nan" not in run.data.metrics
+    assert run.data.tags["evaluated"] == "yes"
+    assert [a.path for a in MlflowClient().list_artifacts(trained["run_id"], "report")] == [
+        "report/report.html"
+    ]
+
+
+def test_fingerprint_follows_the_data() -> None:
+    fs = feature_set(rows=500, seed=1)
+    same = feature_set(rows=500, seed=1)
+    assert tracking.data_fingerprint([fs.X]) == tracking.data_fingerprint([same.X])
+    changed = fs.X.copy()
+    changed.loc[7, "undervaluation"] += 1e-9
+    assert tracking.data_fingerprint([fs.X]) != tracking.data_fingerprint([changed])
+    assert tracking.data_fingerprint([fs.X]) != tracking.data_fingerprint(
+        [fs.X.astype({"noise": "float32"})]
+    )
+
+
+def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = train_config(tmp_path)
+    assert tracking.tracking_uri(config) == f"sqlite:///{tmp_path}/mlflow.db"
+    config.tracking.uri = None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert tracking.tracking_uri(config) == "http://tracking.example:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.tracking_uri(config) == f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+def test_train_without_features_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run `targeting features` first"):
+        train(train_config(tmp_path))
+
+
+def test_log_training_needs_the_parent_run(tmp_path: Path) -> None:
+    from pipeline.train.fit import fit
+    from pipeline.train.split import make_windows
+
+    fs = feature_set(rows=1_500, seed=2)
+    config = train_config(tmp_path)
+    result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    with pytest.raises(RuntimeError, match="start_parent_run"):
+        tracking.log_training(config, result, fs.manifest, "x", None, pd.DataFrame())
