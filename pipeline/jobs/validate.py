@@ -16,13 +16,14 @@ from pipeline.jobs import JobResult
 FORMATS = ("canonical", "kcs")
 
 
-def _write(
+def write_next_to_input(
     reports: list[schema.ValidationReport], target: Path, fallback: Path
 ) -> tuple[int, Path]:
-    """Write the quarantine to `target`, or to `fallback` when `target`'s folder is read-only."""
+    """Write the quarantine to `target`, or to `fallback` when `target` cannot be written
+    (the input sits in a read-only folder, like the shared KCS files)."""
     try:
         return write_quarantine(reports, target), target
-    except PermissionError:
+    except OSError:
         return write_quarantine(reports, fallback), fallback
 
 
@@ -56,9 +57,14 @@ def validate(
         source_declarations=str(input),
         source_outcomes=outcome_source,
     )
-    name = f"{input.stem}.quarantine.csv"
-    target = Path(quarantine) if quarantine is not None else input.with_name(name)
-    written, target = _write(tables.reports, target, config.paths.data / name)
+    if quarantine is not None:
+        target = Path(quarantine)
+        written = write_quarantine(tables.reports, target)
+    else:
+        name = f"{input.stem}.quarantine.csv"
+        written, target = write_next_to_input(
+            tables.reports, input.with_name(name), config.paths.data / name
+        )
     lines = tables.summary().splitlines()
     if written:
         lines.append(f"quarantine: {written:,} rows written to {target}")
