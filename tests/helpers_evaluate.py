@@ -250,3 +250,124 @@ def rendered_images(html: str, folder: Path) -> dict[str, int]:
         raise AssertionError(f"no probe in Chromium's DOM; stderr: {result.stderr[-2000:]}")
     images, decoded, sections = (int(g) for g in match.groups())
     return {"images": images, "decoded": decoded, "sections": sections}
+
+
+# --- an experiment on simulated data, trained and tracked for the job tests ---------------------
+
+
+def features_from(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> FeatureSet:
+    """A small FeatureSet from canonical tables: raw columns and one valuation feature.
+
+    Not the project's feature builder (tested on its own): enough columns for a model that
+    ranks better than chance, with labels, weights and selection reasons from the outcomes.
+    """
+    decl = declarations.sort_values(["lodged_at", "declaration_id"], kind="stable").reset_index(
+        drop=True
+    )
+    found = outcomes.drop_duplicates("declaration_id").set_index("declaration_id")
+    out = found.reindex(decl["declaration_id"].astype(str).to_numpy())
+    inspected = out["inspected"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    unit = np.log(decl["declared_value"].clip(lower=1e-3) / decl["net_mass_kg"].clip(lower=1e-3))
+    hs6 = decl["hs_code"].astype(str).str[:6]
+    X = pd.DataFrame(
+        {
+            "customs_office": decl["office"].astype("string").astype("category"),
+            "hs2": decl["hs_code"].astype(str).str[:2].astype("category"),
+            "origin_country": decl["origin_country"].astype("string").astype("category"),
+            "transport_mode": decl["transport_mode"].astype("string").astype("category"),
+            "log_declared_value": np.log1p(decl["declared_value"].to_numpy(dtype=float)),
+            "duty_rate": decl["duty_rate"].to_numpy(dtype=float),
+            "aeo": decl["aeo"].astype(float).to_numpy(),
+            "unit_value_gap": (unit - unit.groupby(hs6).transform("median")).to_numpy(),
+        }
+    )
+    manifest = pd.DataFrame(
+        {
+            "name": list(X.columns),
+            "dtype": [str(t) for t in X.dtypes],
+            "stage": ["raw"] * 7 + ["valuation"],
+            "description": [f"{c} of the declaration" for c in X.columns],
+        }
+    )
+    reason = out["selection_reason"].astype("string").where(inspected)
+    probability = out["selection_probability"].to_numpy(dtype=float)
+    weight = np.where((reason == "random").fillna(False) & (probability > 0), 1 / probability, 1.0)
+    return FeatureSet(
+        X=X,
+        declaration_id=decl["declaration_id"].astype("string"),
+        lodged_at=decl["lodged_at"],
+        office=decl["office"].astype("string"),
+        y=pd.Series(np.where(inspected, out["hit"].to_numpy(dtype=float), np.nan)),
+        revenue_recovered=pd.Series(
+            np.where(inspected, out["revenue_recovered"].to_numpy(dtype=float), np.nan)
+        ),
+        sample_weight=pd.Series(weight),
+        selection_reason=reason.reset_index(drop=True),
+        label_known_at=pd.Series(pd.to_datetime(out["result_at"]).where(inspected).to_numpy()),
+        manifest=manifest,
+    )
+
+
+def experiment_config(tmp_path: Path, seed: int = 5) -> Config:
+    """A small simulated experiment tracked in a SQLite MLflow store under tmp_path."""
+    from pipeline.config import load
+
+    return load(
+        None,
+        [
+            f"output_dir={tmp_path / 'out'}",
+            f"seed={seed}",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "tracking.experiment=evaluate-tests",
+            "tracking.registered_model=evaluate-tests-model",
+            "simulate.rows=9000",
+            "simulate.days=240",
+            "simulate.importers=700",
+            "simulate.sellers=500",
+            "simulate.declarants=40",
+            "simulate.offices=4",
+            "simulate.random_rate=0.03",
+            "split.calibration_days=20",
+            "split.valid_days=30",
+            "split.test_days=45",
+            "split.gap_days=14",
+            "tune.n_trials=0",
+            "train.num_boost_round=40",
+            "train.early_stopping_rounds=10",
+            "train.n_jobs=1",
+            "evaluate.bootstrap=40",
+            "evaluate.shap_sample=300",
+            "evaluate.top_dependence=1",
+            "evaluate.red_waterfalls=1",
+        ],
+    )
+
+
+def simulated_tables(config: Config) -> Any:
+    """Simulate the experiment's declarations and write the canonical tables where jobs read."""
+    from pipeline.ingest.readers import write_table
+    from pipeline.ingest.simulate import simulate
+
+    data = simulate(config.simulate, config.seed)
+    write_table(data.declarations, config.paths.declarations)
+    write_table(data.outcomes, config.paths.outcomes)
+    write_table(data.ground_truth, config.paths.ground_truth)
+    return data
+
+
+def train_and_track(config: Config, data: Any, params: dict[str, Any] | None = None) -> Any:
+    """Build features, fit with train.fit, log the run with train.tracking; returns RunInfo."""
+    from pipeline.train import tracking
+    from pipeline.train.fit import fit
+    from pipeline.train.split import make_windows
+
+    features = features_from(data.declarations, data.outcomes)
+    features.to_parquet(config.paths.features, config.paths.manifest)
+    windows = make_windows(features.lodged_at, config.split)
+    result = fit(features, windows, params or dict(config.train.params), config)
+    with tracking.start_parent_run(config) as _:
+        info = tracking.log_training(
+            config, result, features.manifest, "test-data", sample=features.X.head(50)
+        )
+    tracking.write_last_run(config, info)
+    return info

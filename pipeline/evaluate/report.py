@@ -556,8 +556,14 @@ def assess(
         for c in features.manifest.loc[features.manifest["stage"] == "raw", "name"]
         if c in test.X.columns
     ]
-    if train is not None and raw_columns and train.labelled.sum() > 0:
-        known = train.labelled.to_numpy()
+    # the baseline learns only from labels known before the test window opens
+    known = np.zeros(0, dtype=bool)
+    if train is not None:
+        known = train.labelled.to_numpy() & (
+            pd.to_datetime(train.label_known_at).isna().to_numpy()
+            | (pd.to_datetime(train.label_known_at) < windows["test"][0]).to_numpy()
+        )
+    if train is not None and raw_columns and known.sum() > 0:
         params = {
             k: v
             for k, v in config.train.params.items()
