@@ -192,7 +192,12 @@ def test_a_file_made_for_another_model_is_refused(tmp_path: Path):
     ("change", "message"),
     [
         (lambda d: d["channels"][0].update(rate=1.5), "schema"),
-        (lambda d: d["cutoffs"]["cutoffs"].update(red={"score": 0.0, "margin": -9.0}), "ordered"),
+        (
+            lambda d: d["cutoffs"]["cutoffs"].update(
+                red={"score": 0.0, "margin": -9.0, "tiebreak": 0.0}
+            ),
+            "ordered",
+        ),
         (lambda d: d["channels"].append({"name": "blue", "rate": 0.95}), "more than 1"),
         (lambda d: d["model"].pop("booster_sha256"), "schema"),
         (lambda d: d["random"].update(rate=-0.1), "schema"),
@@ -241,3 +246,14 @@ def test_reference_window_ends_where_the_holdout_begins():
     assert pinned.end == pd.Timestamp("2024-03-01") and pinned.days == 30
     short = reference_window(lodged, serve_config(reference_days=400))
     assert short.start == lodged.min()
+
+
+def test_shares_are_met_even_when_every_score_ties():
+    reference = reference_frame(10_000, seed=9).assign(score=0.18, margin=-1.5)
+    document = _document(reference, random_rate=0.005, aeo_factor=0.5)
+    channels = _shares(reference, document)
+    shares = channels["channel"].value_counts(normalize=True)
+    assert abs(shares["red"] - 0.02) <= 0.005
+    assert abs(shares["yellow"] - 0.06) <= 0.005
+    again = _shares(reference.iloc[::-1], document)  # the tie-break depends on ids, not order
+    assert again["channel"].reindex(channels.index).equals(channels["channel"])

@@ -14,10 +14,13 @@ and at serving time on new declarations, `assign_channels`):
 3. **The model**: the channels are taken in order of severity (red, then yellow...); a
    declaration goes to the first channel whose cut-off it reaches, else to green.
 
-Cut-offs. Each cut-off is a pair ``(score, margin)``: a declaration reaches it when its score is
-higher, or equal with a booster margin at least as high. The margin orders declarations exactly as
-the calibrated probability does (calibration is monotone) and breaks the ties that isotonic
-calibration creates on its plateaus, so shares are met to the declaration. ``null`` means nobody.
+Cut-offs. Each cut-off is a triple ``(score, margin, tiebreak)``, compared lexicographically: a
+declaration reaches it when its score is higher; or equal with a higher booster margin; or equal
+in both with a tie-break value at least as high. The margin orders declarations exactly as the
+calibrated probability does (calibration is monotone) and breaks the ties that isotonic
+calibration creates on its plateaus; the tie-break value, ``(h >> 11) / 2^53`` with ``h`` the
+keyed hash below computed with the key ``<random key>/tie-break``, settles what is left (a model
+with few distinct scores) reproducibly, so shares are met to the declaration. ``null``: nobody.
 Cut-offs are set on a reference window so that *all* red controls (random + rules + model) make
 the red target share, and red + yellow make red + yellow targets.
 
@@ -71,7 +74,9 @@ RANDOM_REASON = "random"
 MODEL_REASON = "model"
 RANDOM_ALGORITHM = "siphash-2-4+splitmix64 (pandas.util.hash_array), key = sha256(key)[:16]"
 
-Cutoff = dict[str, float | None]  # {"score": ..., "margin": ...}; None: nobody reaches it
+Cutoff = dict[str, float | None]  # {"score", "margin", "tiebreak"}; None: nobody reaches it
+CUTOFF_PARTS = ("score", "margin", "tiebreak")
+TIEBREAK_SUFFIX = "/tie-break"
 
 
 class ThresholdsError(ValueError):
@@ -94,6 +99,12 @@ def random_hash(declaration_ids: pd.Series | np.ndarray, key: str) -> np.ndarray
         pd.util.hash_array(values, hash_key=random_key_bytes(key), categorize=False),
         dtype=np.uint64,
     )
+
+
+def tiebreak_values(declaration_ids: pd.Series | np.ndarray, key: str) -> np.ndarray:
+    """The last tie-break of the ranking: a reproducible value in [0, 1) per declaration id."""
+    hashed = random_hash(declaration_ids, key + TIEBREAK_SUFFIX) >> np.uint64(11)
+    return hashed.astype(np.float64) * 2.0**-53
 
 
 def random_draw(declaration_ids: pd.Series | np.ndarray, key: str, rate: float) -> np.ndarray:
@@ -128,25 +139,30 @@ def rule_matches(declarations: pd.DataFrame, rules: list[RuleConfig]) -> pd.Seri
 # --- cut-offs --------------------------------------------------------------------------------
 
 
-def _top_k_cutoff(score: np.ndarray, margin: np.ndarray, k: int) -> Cutoff:
-    """The (score, margin) of the k-th highest declaration: exactly k reach it, barring ties."""
-    if k <= 0 or len(score) == 0:
-        return {"score": None, "margin": None}
-    order = np.lexsort((margin, score))  # ascending by score, then margin
-    row = order[max(len(score) - k, 0)]
-    return {"score": float(score[row]), "margin": float(margin[row])}
+def _top_k_cutoff(rank: np.ndarray, k: int) -> Cutoff:
+    """The ranking key of the k-th highest declaration: exactly k reach it.
+
+    `rank`: (n, 3) array of score, margin and tie-break value.
+    """
+    if k <= 0 or len(rank) == 0:
+        return dict.fromkeys(CUTOFF_PARTS)
+    order = np.lexsort((rank[:, 2], rank[:, 1], rank[:, 0]))  # ascending, score first
+    row = order[max(len(rank) - k, 0)]
+    return {part: float(rank[row, i]) for i, part in enumerate(CUTOFF_PARTS)}
 
 
-def _reaches(score: np.ndarray, margin: np.ndarray, cut_score: Any, cut_margin: Any) -> np.ndarray:
-    """True where (score, margin) >= the cut-off, lexicographically; NaN cut-offs: nobody."""
-    cs = np.asarray(cut_score, dtype=float)
-    cm = np.asarray(cut_margin, dtype=float)
-    return (score > cs) | ((score == cs) & (margin >= cm))
+def _reaches(rank: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """True where the ranking key >= the cut-off, lexicographically; NaN cut-offs: nobody.
+
+    `rank` and `cut`: (n, 3) arrays of score, margin and tie-break value.
+    """
+    score, margin, tie = rank[:, 0], rank[:, 1], rank[:, 2]
+    cs, cm, ct = cut[:, 0], cut[:, 1], cut[:, 2]
+    return (score > cs) | ((score == cs) & ((margin > cm) | ((margin == cm) & (tie >= ct))))
 
 
 def group_cutoffs(
-    score: np.ndarray,
-    margin: np.ndarray,
+    rank: np.ndarray,
     forced: np.ndarray,
     aeo: np.ndarray,
     rates: dict[str, float],
@@ -157,7 +173,7 @@ def group_cutoffs(
     `forced` rows (random draw, rules) are red already and count towards the red share;
     `rates` are in order of severity. Returns {"cutoffs": ..., "aeo_cutoffs": ...} by channel.
     """
-    n = len(score)
+    n = len(rank)
     eligible = ~forced
     is_aeo = eligible & aeo
     other = eligible & ~aeo
@@ -173,8 +189,8 @@ def group_cutoffs(
         k_aeo = min(n_aeo, round(aeo_factor * n_aeo * wanted / denominator)) if denominator else 0
         k_other = min(n_other, wanted - k_aeo)
         k_aeo = min(n_aeo, wanted - k_other)  # other declarations exhausted: AEO take the rest
-        cutoffs[channel] = _top_k_cutoff(score[other], margin[other], k_other)
-        aeo_cutoffs[channel] = _top_k_cutoff(score[is_aeo], margin[is_aeo], k_aeo)
+        cutoffs[channel] = _top_k_cutoff(rank[other], k_other)
+        aeo_cutoffs[channel] = _top_k_cutoff(rank[is_aeo], k_aeo)
     return {"cutoffs": cutoffs, "aeo_cutoffs": aeo_cutoffs}
 
 
@@ -334,10 +350,13 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-def _cutoff_key(cut: Cutoff) -> tuple[float, float]:
+def _cutoff_key(cut: Cutoff) -> tuple[float, ...]:
     if cut["score"] is None:
-        return (np.inf, np.inf)
-    return (float(cut["score"]), float(cut["margin"] if cut["margin"] is not None else -np.inf))
+        return (np.inf, np.inf, np.inf)
+    return tuple(
+        -np.inf if cut.get(part) is None else float(cut[part])  # type: ignore[arg-type]
+        for part in CUTOFF_PARTS
+    )
 
 
 def validate_document(document: dict[str, Any]) -> None:
@@ -403,13 +422,12 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
     """
     if reference.empty:
         raise ThresholdsError("the reference window holds no declarations")
-    score = reference["score"].to_numpy(dtype=float)
-    margin = reference["margin"].to_numpy(dtype=float)
+    rank = ranking_key(reference, reference["score"], reference["margin"], serve.random_key)
     drawn, rule = forced_selection(reference, serve.random_rate, serve.random_key, serve.rules)
     forced = drawn | rule.notna().to_numpy()
     aeo = _aeo_flags(reference)
     rates = dict(serve.channels)
-    glob = group_cutoffs(score, margin, forced, aeo, rates, serve.aeo_factor)
+    glob = group_cutoffs(rank, forced, aeo, rates, serve.aeo_factor)
     offices: dict[str, Any] = {}
     if serve.per_office:
         office = reference["office"].astype("string").fillna("")
@@ -419,9 +437,7 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
             rows = codes == i
             meta = per_office[str(name)]
             o_rates = {c: float(meta[f"rate.{c}"] or 0.0) for c in rates}
-            cuts = group_cutoffs(
-                score[rows], margin[rows], forced[rows], aeo[rows], o_rates, serve.aeo_factor
-            )
+            cuts = group_cutoffs(rank[rows], forced[rows], aeo[rows], o_rates, serve.aeo_factor)
             offices[str(name)] = {
                 "rates": o_rates,
                 "daily_flow": meta["daily_flow"],
@@ -454,29 +470,42 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
     }
 
 
+def ranking_key(declarations: pd.DataFrame, score: Any, margin: Any, random_key: str) -> np.ndarray:
+    """(n, 3) ranking key of each declaration: score, margin, tie-break value."""
+    return np.column_stack(
+        [
+            np.asarray(score, dtype=float),
+            np.asarray(margin, dtype=float),
+            tiebreak_values(declarations["declaration_id"], random_key),
+        ]
+    )
+
+
 def _cutoff_arrays(
     document: dict[str, Any], channel: str, office: pd.Series, aeo: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row (score, margin) cut-off of a channel: the office's when it has one, else global."""
+) -> np.ndarray:
+    """Per-row cut-off of a channel, (n, 3): the office's when it has one, else the global one."""
 
     def value(cut: Cutoff, part: str) -> float:
-        v = cut[part]
+        v = cut.get(part)
         return np.nan if v is None else float(v)
 
     glob = document["cutoffs"]
-    cut_score = np.where(
-        aeo, value(glob["aeo_cutoffs"][channel], "score"), value(glob["cutoffs"][channel], "score")
-    )
-    cut_margin = np.where(
-        aeo,
-        value(glob["aeo_cutoffs"][channel], "margin"),
-        value(glob["cutoffs"][channel], "margin"),
+    cut = np.column_stack(
+        [
+            np.where(
+                aeo,
+                value(glob["aeo_cutoffs"][channel], part),
+                value(glob["cutoffs"][channel], part),
+            )
+            for part in CUTOFF_PARTS
+        ]
     )
     offices: dict[str, Any] = document["offices"]
     if offices:
         known = office.isin(list(offices)).to_numpy(dtype=bool)
         if known.any():
-            for part, target in (("score", cut_score), ("margin", cut_margin)):
+            for i, part in enumerate(CUTOFF_PARTS):
                 other = office.map(
                     {o: value(g["cutoffs"][channel], part) for o, g in offices.items()}
                 )
@@ -484,8 +513,8 @@ def _cutoff_arrays(
                     {o: value(g["aeo_cutoffs"][channel], part) for o, g in offices.items()}
                 )
                 per_row = np.where(aeo, special.to_numpy(dtype=float), other.to_numpy(dtype=float))
-                target[known] = per_row[known]
-    return cut_score, cut_margin
+                cut[known, i] = per_row[known]
+    return cut
 
 
 def assign_channels(
@@ -504,9 +533,9 @@ def assign_channels(
     aeo = _aeo_flags(declarations)
     channel = np.full(len(declarations), thresholds.default_channel, dtype=object)
     open_rows = np.ones(len(declarations), dtype=bool)
+    rank = ranking_key(declarations, score, margin, str(document["random"]["key"]))
     for name in thresholds.channels:
-        cut_score, cut_margin = _cutoff_arrays(document, name, office, aeo)
-        reached = open_rows & _reaches(score, margin, cut_score, cut_margin)
+        reached = open_rows & _reaches(rank, _cutoff_arrays(document, name, office, aeo))
         channel[reached] = name
         open_rows &= ~reached
     reason = np.full(len(declarations), MODEL_REASON, dtype=object)
