@@ -26,10 +26,10 @@ def explain(
     import matplotlib
 
     matplotlib.use("Agg")
+    import pipeline.train.tracking as tracking
     from pipeline.evaluate import explain as ex
     from pipeline.evaluate.report import in_window, model_score, parse_windows
     from pipeline.features.featureset import FeatureSet
-    from pipeline.train import tracking
 
     tracking.configure(config)
     if run_id is None:
