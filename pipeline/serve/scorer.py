@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -585,7 +586,9 @@ def log_scorer(
         # Copies, so the logged thresholds keep their file name whatever the source path.
         thresholds_copy = Path(scratch) / "selectivity.json"
         thresholds_copy.write_text(Path(thresholds_path).read_text(encoding="utf-8"))
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            # No input example on purpose: MLflow would score it at logging time.
+            warnings.filterwarnings("ignore", message="An input example was not provided")
             mlflow.pyfunc.log_model(
                 name=name,
                 python_model=ScorerModel(),

@@ -93,7 +93,9 @@ def random_key_bytes(key: str) -> str:
 
 def random_hash(declaration_ids: pd.Series | np.ndarray, key: str) -> np.ndarray:
     """The keyed 64-bit hash of each declaration id (uint64), as documented above."""
-    ids = pd.Series(declaration_ids, copy=False).astype("string").fillna("")
+    ids = pd.Series(declaration_ids, copy=False)
+    if ids.dtype != object or ids.isna().any():  # text without gaps goes to the hash as it is
+        ids = ids.astype("string").fillna("")
     values = ids.to_numpy(dtype=object)
     return np.asarray(
         pd.util.hash_array(values, hash_key=random_key_bytes(key), categorize=False),
@@ -533,9 +535,17 @@ def assign_channels(
     aeo = _aeo_flags(declarations)
     channel = np.full(len(declarations), thresholds.default_channel, dtype=object)
     open_rows = np.ones(len(declarations), dtype=bool)
-    rank = ranking_key(declarations, score, margin, str(document["random"]["key"]))
+    ids = declarations["declaration_id"]
+    # The tie-break value is hashed only for rows whose score and margin equal a cut-off's.
+    rank = np.column_stack(
+        [np.asarray(score, float), np.asarray(margin, float), np.full(len(ids), np.nan)]
+    )
     for name in thresholds.channels:
-        reached = open_rows & _reaches(rank, _cutoff_arrays(document, name, office, aeo))
+        cut = _cutoff_arrays(document, name, office, aeo)
+        tied = (rank[:, 0] == cut[:, 0]) & (rank[:, 1] == cut[:, 1]) & np.isnan(rank[:, 2])
+        if tied.any():
+            rank[tied, 2] = tiebreak_values(ids[tied], str(document["random"]["key"]))
+        reached = open_rows & _reaches(rank, cut)
         channel[reached] = name
         open_rows &= ~reached
     reason = np.full(len(declarations), MODEL_REASON, dtype=object)
