@@ -370,3 +370,25 @@ def test_add_hs_levels_returns_a_new_frame() -> None:
     assert levels["hs2"].tolist()[:2] == ["07", "87"] and pd.isna(levels["hs2"].iloc[2])
     assert levels["hs4"].tolist()[:2] == ["0710", "8703"]
     assert levels["hs6"].tolist()[:2] == ["071080", "870323"]
+
+
+def test_a_whole_column_in_another_date_format_is_parsed() -> None:
+    frame = declarations(30)
+    expected = pd.to_datetime(frame["lodged_at"]).dt.floor("min")
+    frame["lodged_at"] = expected.dt.strftime("%d.%m.%Y %H:%M")
+    clean, report = validate_declarations(frame)
+    assert report.rows_quarantined == 0
+    by_id = clean.set_index("declaration_id")["lodged_at"]
+    assert by_id.loc[frame["declaration_id"]].tolist() == expected.tolist()
+
+
+def test_empty_tables_keep_the_canonical_dtypes() -> None:
+    clean, report = validate_declarations(declarations().iloc[:0])
+    full, _ = validate_declarations(declarations())
+    assert report.rows_in == 0 and clean.empty
+    assert clean.columns.tolist() == full.columns.tolist()
+    for name in full.columns:
+        assert type(clean[name].dtype) is type(full[name].dtype), name
+    outs, out_report = validate_outcomes(outcomes(declarations()).iloc[:0], full)
+    pd.testing.assert_series_equal(outs.dtypes, empty_outcomes().dtypes)
+    assert out_report.rows_kept == 0

@@ -17,6 +17,7 @@ columns are factorized once and checked on their distinct values only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -258,7 +259,8 @@ def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
 
 
 def _coerce_timestamp(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd.Series:
-    """ISO 8601 first (fast); other spellings parsed one by one ('mixed') only where ISO fails."""
+    """ISO 8601 first (fast); then the format of the first failure, applied to all failures; then
+    each remaining value on its own ('mixed', slow, only where both failed)."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         parsed = series.dt.tz_convert("UTC").dt.tz_localize(None)
         unparseable = np.zeros(len(series), dtype=bool)
@@ -270,9 +272,20 @@ def _coerce_timestamp(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd
         present = text.notna().to_numpy() & (text.astype(str).str.strip() != "").to_numpy()
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
         failed = parsed.isna().to_numpy() & present
-        if failed.any():
+        for fallback in ("infer", "mixed"):  # one other format for all (fast), then each its own
+            if not failed.any():
+                break
+            with warnings.catch_warnings():  # pandas' format-guessing notes are not for users
+                warnings.simplefilter("ignore", UserWarning)
+                retry = pd.to_datetime(
+                    text[failed],
+                    errors="coerce",
+                    utc=True,
+                    **({"format": "mixed"} if fallback == "mixed" else {}),
+                )
             parsed = parsed.copy()
-            parsed[failed] = pd.to_datetime(text[failed], errors="coerce", format="mixed", utc=True)
+            parsed[failed] = retry
+            failed = parsed.isna().to_numpy() & present
         parsed = parsed.dt.tz_localize(None)
         unparseable = parsed.isna().to_numpy() & present
     parsed = parsed.astype("datetime64[ns]")
