@@ -103,4 +103,5 @@ def test_dominance_finds_the_entity_that_carries_a_feature() -> None:
     table = ex.dominance(shap_frame, entities, ["a", "b"]).set_index("feature")
     assert table.loc["a", "entity"] == "I1"
     assert table.loc["a", "share"] == pytest.approx(9.0 / 9.3)
+    assert table.loc["a", "row_share"] == pytest.approx(0.4)
     assert table.loc["b", "share"] == pytest.approx(0.4)

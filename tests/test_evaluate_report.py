@@ -98,14 +98,24 @@ def test_a_feature_that_copies_the_outcome_is_flagged(tmp_path: Path) -> None:
 def test_review_warnings_name_dominance_and_drift() -> None:
     importance = pd.DataFrame({"feature": ["a", "b"], "share": [0.3, 0.7]})
     dominance = pd.DataFrame(
-        {"feature": ["a"], "entity_column": ["importer"], "entity": ["IMP9"], "share": [0.8]}
+        {
+            "feature": ["a", "a"],
+            "entity_column": ["importer", "transport_mode"],
+            "entity": ["IMP9", "sea"],
+            "share": [0.8, 0.9],
+            "row_share": [0.01, 0.85],  # sea is common: its mass is no dominance
+        }
     )
     drift = pd.DataFrame({"feature": ["a", "b"], "psi": [0.3, 0.01]})
     warnings = review_warnings(importance, dominance, None, drift)
     assert any("b carries 70%" in w for w in warnings)
-    assert any("importer = IMP9" in w for w in warnings)
-    assert any("Drift alarm: a" in w for w in warnings)
-    assert not any("Drift" in w and " b " in w for w in warnings)
+    assert [w for w in warnings if "dominated" in w] == [
+        "Feature a is dominated by one entity: importer = IMP9 carries 80% of its SHAP mass "
+        "with 1.0% of the declarations."
+    ]
+    drift_lines = [w for w in warnings if w.startswith("Drift")]
+    assert len(drift_lines) == 1 and "Drift alarm: 1 feature(s)" in drift_lines[0]
+    assert ": a 0.30" in drift_lines[0] and "b 0.01" not in drift_lines[0]
 
 
 def test_windows_are_read_in_both_forms_and_derived_when_absent() -> None:

@@ -64,6 +64,7 @@ def review_warnings(
     auc_limit: float = 0.95,
     mass_limit: float = 0.6,
     dominance_limit: float = 0.5,
+    dominance_ratio: float = 3.0,
     min_feature_share: float = 0.05,
 ) -> list[str]:
     """What a reviewer must look at before approving: leakage, entity dominance, drift."""
@@ -85,20 +86,26 @@ def review_warnings(
     if dominance is not None and len(dominance) and importance is not None and len(importance):
         relevant = set(importance.loc[importance["share"] >= min_feature_share, "feature"])
         dominated = dominance.loc[
-            dominance["feature"].isin(relevant) & (dominance["share"] > dominance_limit)
+            dominance["feature"].isin(relevant)
+            & (dominance["share"] > dominance_limit)
+            & (dominance["share"] >= dominance_ratio * dominance["row_share"])
         ].drop_duplicates("feature")
         out += [
             f"Feature {r.feature} is dominated by one entity: {r.entity_column} = {r.entity} "
-            f"carries {r.share:.0%} of its SHAP mass."
+            f"carries {r.share:.0%} of its SHAP mass with {r.row_share:.1%} of the declarations."
             for r in dominated.itertuples()
         ]
     if drift is not None and len(drift):
-        for r in drift.loc[drift["psi"] >= psi_warn].itertuples():
-            level = "alarm" if r.psi >= psi_alarm else "warning"
-            out.append(
-                f"Drift {level}: {r.feature} has PSI {r.psi:.2f} between the training and "
-                "test windows."
-            )
+        for level, low, high in (("alarm", psi_alarm, np.inf), ("warning", psi_warn, psi_alarm)):
+            hit = drift.loc[(drift["psi"] >= low) & (drift["psi"] < high)]
+            hit = hit.sort_values("psi", ascending=False)
+            if len(hit):
+                top = ", ".join(f"{r.feature} {r.psi:.2f}" for r in hit.head(8).itertuples())
+                more = f" and {len(hit) - 8} more" if len(hit) > 8 else ""
+                out.append(
+                    f"Drift {level}: {len(hit)} feature(s) with PSI >= {low:g} between the "
+                    f"training and test windows: {top}{more} (table below)."
+                )
     return out
 
 
