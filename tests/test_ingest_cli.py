@@ -131,3 +131,26 @@ def test_job_result_figures(tmp_path: Path) -> None:
     assert result.outputs == {"quarantine": tmp_path / "export.quarantine.csv"}
     with pytest.raises(ValueError, match="--outcomes is not used with --format kcs"):
         validate(config, d, o, format="kcs")
+
+
+def test_committed_samples_show_each_kind_of_problem(tmp_path: Path) -> None:
+    samples = PROJECT / "data" / "samples"
+    target = tmp_path / "q.csv"
+    code, output = _invoke(
+        "--input",
+        str(samples / "declarations.csv"),
+        "--outcomes",
+        str(samples / "outcomes.csv"),
+        "--quarantine",
+        str(target),
+        tmp_path=tmp_path,
+    )
+    assert code == 0, output
+    assert "20 rows in, 18 kept, 2 quarantined" in output
+    assert "7 rows in, 6 kept, 1 quarantined" in output
+    assert pd.read_csv(target)["reason"].tolist() == [
+        "net_mass_kg: negative (-12.5)",
+        "hs_code: not digits ('87O323')",
+        "selection_reason: unknown value ('tip-off'; expected rule, model, random, intelligence, "
+        "unknown)",
+    ]
