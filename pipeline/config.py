@@ -257,11 +257,76 @@ class ServeConfig(Section):
 class BacktestConfig(Section):
     """Policy replays over time (pipeline/evaluate/backtest.py)."""
 
+class PolicyConfig(Section):
+    """One selection policy replayed by the backtest."""
+
+    name: str
+    kind: Literal["historical", "rules", "model"] = Field(
+        "model",
+        description="historical: the recorded controls replayed; rules: the risk criteria only; "
+        "model: the model's ranking",
+    )
+    random_share: float = Field(
+        0.0, ge=0, le=1, description="share of each office's capacity drawn at random first"
+    )
+    explore_share: float = Field(
+        0.0, ge=0, le=1, description="share of capacity spent on uncertainty-driven exploration"
+    )
+    explore: Literal["uncertainty"] = Field(
+        "uncertainty", description="exploration draws declarations with weight p(1-p)"
+    )
+    rules: bool = Field(False, description="apply the risk criteria before the model")
+    retrain_every_steps: int | None = Field(
+        None, ge=0, description="None: backtest.retrain_every_steps; 0: never retrain"
+    )
+    rank_by: Literal["probability", "expected_revenue"] | None = Field(
+        None, description="None: serve.rank_by (auto: expected revenue when the model has one)"
+    )
+
+
+def _default_policies() -> list[PolicyConfig]:
+    return [
+        PolicyConfig(name="historical", kind="historical"),
+        PolicyConfig(name="exploit", kind="model"),
+        PolicyConfig(name="random_5", kind="model", random_share=0.05),
+        PolicyConfig(name="random_10", kind="model", random_share=0.10),
+        PolicyConfig(name="uncertainty_10", kind="model", explore_share=0.10),
+        PolicyConfig(
+            name="random_10_quarterly", kind="model", random_share=0.10, retrain_every_steps=13
+        ),
+    ]
+
+
     step_days: int = Field(7, gt=0)
     retrain_every_steps: int = Field(4, gt=0)
     weeks: int = Field(52, gt=0)
     warmup_days: int = Field(180, gt=0)
-    policies: list[dict[str, Any]] = Field(default_factory=list)
+    policies: list[PolicyConfig] = Field(default_factory=_default_policies)
+    capacity_rate: float | None = Field(
+        None, gt=0, le=1, description="controls per office-day, share of its flow; None: simulate's"
+    )
+    detection_rate: float | None = Field(
+        None, ge=0, le=1, description="P(a control finds a fraud); None: simulate.detection_rate"
+    )
+    result_delay_days: float | None = Field(
+        None, ge=0, description="mean delay to a result; None: simulate.result_delay_days"
+    )
+    valid_days: int = Field(28, gt=0, description="early-stopping window before each retrain")
+    calibration_days: int = Field(28, ge=0, description="calibration window before each retrain")
+    gap_days: float = Field(0.0, ge=0, description="gap between the retraining windows")
+    params: dict[str, Any] | None = Field(None, description="booster params; None: train.params")
+    rules: list[RuleConfig] | None = Field(None, description="None: evaluate.rules")
+    random_key: str = Field("backtest", description="key of the random draw and detection draws")
+    workers: int = Field(1, ge=1, description="policies replayed in parallel processes")
+    n_jobs: int = Field(
+        1,
+        ge=1,
+        description="XGBoost threads per fit in the backtest (on a busy machine one thread per "
+        "process is far faster than two competing ones); parallelism comes from `workers`",
+    )
+    refresh_every_steps: int | None = Field(
+        None, gt=0, description="rebuild the features (new labels) every n steps; None: as retrain"
+    )
 
 
 class MonitorConfig(Section):

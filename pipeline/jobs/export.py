@@ -99,7 +99,7 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
 
 def export(config: Config, run_id: str | None = None, out: Path | None = None) -> JobResult:
     """Compute the cut-offs of a run's model (default: the last trained) and write the export."""
-    from pipeline.train import tracking
+    import pipeline.train.tracking as tracking
 
     tracking.configure(config)
     last: dict[str, Any] = {}

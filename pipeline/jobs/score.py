@@ -61,8 +61,8 @@ def score(
     model: str | None = None,
 ) -> JobResult:
     """Score every declaration of `input`; write the scored rows to `out` (CSV or Parquet)."""
+    import pipeline.train.tracking as tracking
     from pipeline.ingest.readers import write_table
-    from pipeline.train import tracking
 
     tracking.configure(config)
     selectivity = Path(thresholds) if thresholds is not None else config.paths.thresholds
