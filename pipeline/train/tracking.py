@@ -347,3 +347,16 @@ def read_last_run(config: Config) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} not found: run `targeting train` first (or pass --run-id)")
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def start_child_run(parent_run_id: str, run_name: str, tags: dict[str, Any] | None = None) -> str:
+    """Create a run nested under `parent_run_id` (one per backtest policy); returns its id."""
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    labels = {MLFLOW_PARENT_RUN_ID: parent_run_id, **{k: str(v) for k, v in (tags or {}).items()}}
+    return str(client.create_run(experiment_id, run_name=run_name, tags=labels).info.run_id)
+
+
+def end_child_run(run_id: str, status: str = "FINISHED") -> None:
+    """Mark a run made by `start_child_run` as ended."""
+    MlflowClient().set_terminated(run_id, status)
