@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers_simulate import ROWS, small_config, small_stream
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -309,3 +311,43 @@ def test_written_tables_load_back_through_the_readers(tmp_path: Path) -> None:
     assert len(inputs.declarations) == 3_000
     assert inputs.ground_truth is not None and len(inputs.ground_truth) == 3_000
     assert inputs.outcomes["selection_reason"].astype(str).isin(SELECTION_REASONS).all()
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    rows=st.integers(1, 1_500),
+    days=st.integers(1, 60),
+    offices=st.integers(1, 5),
+    capacity_rate=st.floats(0.0, 0.3),
+    random_rate=st.floats(0.0, 0.1),
+)
+def test_policy_invariants_hold_for_any_small_stream(
+    seed: int, rows: int, days: int, offices: int, capacity_rate: float, random_rate: float
+) -> None:
+    config = small_config(
+        rows=rows,
+        days=days,
+        offices=offices,
+        importers=50,
+        sellers=40,
+        declarants=10,
+        capacity_rate=capacity_rate,
+        random_rate=random_rate,
+    )
+    data = simulate(config, seed)
+    declarations, outcomes = data.declarations, data.outcomes
+    assert declarations["lodged_at"].is_monotonic_increasing
+    assert declarations["declaration_id"].is_unique
+    joined = outcomes.merge(declarations[["declaration_id", "office", "lodged_at"]])
+    assert len(joined) == len(outcomes)
+    assert (joined["selected_at"] >= joined["lodged_at"]).all()
+    assert (joined["result_at"] > joined["selected_at"]).all()
+    per_day = joined.assign(
+        office=joined["office"].astype(str),
+        date=joined["lodged_at"].dt.normalize(),
+        random=joined["selection_reason"] == "random",
+    ).groupby(["office", "date"])
+    capacity = data.capacity.set_index(["office", "date"])["capacity"]
+    controls, random_draws = per_day.size(), per_day["random"].sum()
+    limit = np.maximum(capacity.reindex(controls.index).to_numpy(), random_draws.to_numpy())
+    assert (controls.to_numpy() <= limit).all()
