@@ -266,3 +266,25 @@ def test_reason_phrases_speak_customs():
         "value per kg 63 % below the reference for this HS4",
     ]
     assert reason_phrases("importer_new", pd.Series([1.0]), None)[0].startswith("new importer")
+
+
+def test_score_job_summary_counts_manual_reasons_by_kind():
+    from pipeline.jobs.score import summarise
+
+    scored = pd.DataFrame(
+        {
+            "channel": ["red", "green", "green", "manual", "manual", "manual"],
+            "error": [
+                None,
+                None,
+                None,
+                "net_mass_kg: negative (-3.0)",
+                "net_mass_kg: negative (-1)",
+                "x",
+            ],
+        }
+    )
+    lines = summarise(scored, {"red": 0.02, "yellow": 0.06}, "manual")
+    assert lines[0].startswith("6 declarations scored (3 valid)")
+    assert any("red" in line and "33.33%" in line and "target 2.0%" in line for line in lines)
+    assert any(line.strip().startswith("2  net_mass_kg: negative") for line in lines)

@@ -46,7 +46,9 @@ def summarise(scored: pd.DataFrame, targets: dict[str, float], manual: str) -> l
         lines.append(f"  {name:<8} {int(counts.get(name, 0)):>9,}  {share:6.2%}{target}")
     if manual in counts.index:
         errors = scored.loc[scored["channel"] == manual, "error"].astype(str)
-        reasons = errors.str.split(";").str[0].value_counts().head(TOP_MANUAL_REASONS)
+        # A reason's variable part sits in its final parentheses: count reasons by kind.
+        kinds = errors.str.split(";").str[0].str.replace(r"\s*\([^()]*\)$", "", regex=True)
+        reasons = kinds.value_counts().head(TOP_MANUAL_REASONS)
         lines.append(f"  {manual:<8} {int(counts[manual]):>9,}  most common reasons:")
         lines.extend(f"    {count:>7,}  {reason}" for reason, count in reasons.items())
     return lines
