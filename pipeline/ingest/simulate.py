@@ -656,6 +656,14 @@ def summary(data: SimulatedData) -> dict[str, float]:
         "hit_rate_random": float(hits[random_draw].mean()) if random_draw.any() else float("nan"),
         "random_stratum_rate": float(random_draw.sum() / rows) if rows else 0.0,
         "recall": float(hits.sum() / fraud.sum()) if fraud.any() else float("nan"),
+        "emerging_share_of_frauds_after_start": float(
+            emerging.sum() / fraud[(lodged >= first_emerging).to_numpy()].sum()
+        )
+        if emerging.any()
+        else float("nan"),
+        "recall_emerging": float((outcomes["fraud_type"] == EMERGING).sum() / emerging.sum())
+        if emerging.any()
+        else float("nan"),
         "revenue_recoverable": recoverable,
         "revenue_recovered": recovered,
         "revenue_recovered_share": recovered / recoverable if recoverable > 0 else float("nan"),

@@ -54,6 +54,9 @@ def simulate(
         f"inspection rate: {figures['inspection_rate']:.2%}",
         f"hit rate of the historical policy: {figures['hit_rate']:.2%}"
         f" (random stratum {figures['hit_rate_random']:.2%})",
+        f"emerging scheme: {figures['emerging_share_of_frauds_after_start']:.1%} of frauds after"
+        f" its start; the historical policy finds {figures['recall_emerging']:.1%} of it"
+        f" ({figures['recall']:.1%} of all frauds)",
         f"random-stratum share: {figures['random_stratum_rate']:.3%} of declarations",
         f"revenue recovered: {figures['revenue_recovered']:,.0f}"
         f" of {figures['revenue_recoverable']:,.0f} recoverable"
