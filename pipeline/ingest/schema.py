@@ -131,10 +131,10 @@ def _reasons(prefix: str, shown: np.ndarray, suffix: str = "") -> np.ndarray:
 def _at(values: np.ndarray, codes: np.ndarray, missing: object = None) -> np.ndarray:
     """`values[codes]`, with `missing` where the code is -1 (null)."""
     has = codes >= 0
-    if values.dtype == bool:
-        out = np.zeros(len(codes), dtype=bool)
-    else:
+    if values.dtype == object:
         out = np.full(len(codes), missing, dtype=object)
+    else:  # numbers keep their dtype; booleans are False where missing
+        out = np.full(len(codes), 0 if missing is None else missing, dtype=values.dtype)
     out[has] = values[codes[has]]
     return out
 
@@ -182,7 +182,7 @@ def _text_codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     texts = _as_text(raw)
     texts_or_null = _nulled(texts, texts == "")
     remap, uniques = pd.factorize(pd.Series(texts_or_null, dtype=object), use_na_sentinel=True)
-    new_codes = _at(remap.astype(np.int64), codes, -1).astype(np.int64)
+    new_codes = _at(remap.astype(np.int64), codes, -1)
     return new_codes, np.asarray(uniques, dtype=object)
 
 
@@ -191,17 +191,9 @@ def _sorted_categorical(codes: np.ndarray, uniques: np.ndarray) -> pd.Categorica
     order = np.argsort(uniques.astype(str), kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    sorted_codes = _at(rank, codes, -1).astype(np.int64)
+    sorted_codes = _at(rank, codes, -1)
     categories = pd.Index(uniques[order], dtype=object)
     return pd.Categorical.from_codes(sorted_codes, categories=categories)
-
-
-def _categorical_of(values: np.ndarray, categories: list[str] | None = None) -> pd.Categorical:
-    """Category of str from an object array of str/None (levels sorted unless given)."""
-    if categories is not None:
-        return pd.Categorical(values, categories=pd.Index(categories, dtype=object))
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
-    return _sorted_categorical(codes.astype(np.int64), np.asarray(uniques, dtype=object))
 
 
 def _coerce_id(series: pd.Series, column: str, verdicts: _Verdicts) -> np.ndarray:
@@ -232,7 +224,7 @@ def _coerce_selection_reason(series: pd.Series, verdicts: _Verdicts) -> pd.Categ
         ),
     )
     values = _at(_nulled(lowered, ~known), codes)
-    return _categorical_of(values, list(SELECTION_REASONS))
+    return pd.Categorical(values, categories=pd.Index(SELECTION_REASONS, dtype=object))
 
 
 def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
