@@ -1,0 +1,556 @@
+"""Composes the feature stages into a FeatureSet (training) or attaches a Snapshot (serving).
+
+`build_feature_set` gives every declaration its features as of its own lodging time and the
+label of its outcome; `build_snapshot` freezes what is known at a cut-off; `attach` gives new
+declarations their features from a snapshot. Training and serving call the same as-of join
+(`profiles.as_of_sum`): training over every event, serving over the snapshot's latest rows, so a
+declaration lodged just after the cut-off gets the same features either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import FeaturesConfig
+from pipeline.features import history, profiles, valuation
+from pipeline.features.featureset import FeatureSet
+
+# Low-cardinality declaration columns given to the model as categories (never raw trader ids:
+# profiles describe those). KCS extras (``kcs_*``) join when they have few levels.
+RAW_CATEGORIES = ("office", "transport_mode", "origin_country", "departure_country", "hs2")
+RAW_NAMES = {"office": "office_code"}  # `office` is a FeatureSet metadata column
+RAW_FLOATS = ("quantity", "net_mass_kg", "declared_value", "duty_rate", "declared_duty")
+REQUIRED_DECLARATION_COLUMNS = (
+    "declaration_id", "lodged_at", "office", "importer", "declarant", "seller", "hs_code",
+    "origin_country", "departure_country", "transport_mode", "net_mass_kg", "declared_value",
+    "duty_rate", "aeo",
+)
+REQUIRED_OUTCOME_COLUMNS = ("declaration_id", "inspected", "hit")
+HS_DIGITS = {"hs2": 2, "hs4": 4, "hs6": 6}
+
+
+@dataclass
+class Snapshot:
+    """What is known at ``as_of``: profile tables, reference prices and importer history.
+
+    Every table holds the state built from declarations lodged and outcomes known strictly
+    before ``as_of``; `attach` joins it to new declarations.
+    """
+
+    as_of: pd.Timestamp
+    config: dict[str, Any]
+    profiles: dict[str, pd.DataFrame]
+    valuation: valuation.ValuationState
+    history: history.HistoryState
+    categories: dict[str, list[Any]]
+
+    def save(self, folder: Path) -> None:
+        """Write the tables as Parquet and ``snapshot.json`` (as_of, config, categories)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = self._tables()
+        for name, table in tables.items():
+            table.to_parquet(folder / f"{name}.parquet", index=False)
+        document = {
+            "as_of": self.as_of.isoformat(),
+            "config": self.config,
+            "categories": {k: [_plain(v) for v in vs] for k, vs in self.categories.items()},
+            "profiles": sorted(self.profiles),
+            "references": sorted(self.valuation.references),
+            "tables": sorted(tables),
+        }
+        (folder / "snapshot.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        tables = {f"profile__{k}": _storable(v) for k, v in self.profiles.items()}
+        tables.update(
+            {f"reference__{k}": _storable(v) for k, v in self.valuation.references.items()}
+        )
+        tables["lowest_rate"] = _storable(self.valuation.lowest_rate)
+        tables["importers"] = _storable(self.history.importers)
+        tables["pairs"] = _storable(self.history.pairs)
+        tables["recent"] = _storable(self.history.recent)
+        return tables
+
+    @classmethod
+    def load(cls, folder: Path) -> Snapshot:
+        """Read what `save` wrote."""
+        path = folder / "snapshot.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not a feature snapshot folder")
+        document = json.loads(path.read_text(encoding="utf-8"))
+
+        def read(name: str) -> pd.DataFrame:
+            return pd.read_parquet(folder / f"{name}.parquet")
+
+        return cls(
+            as_of=pd.Timestamp(document["as_of"]),
+            config=document["config"],
+            profiles={k: read(f"profile__{k}") for k in document["profiles"]},
+            valuation=valuation.ValuationState(
+                references={k: read(f"reference__{k}") for k in document["references"]},
+                lowest_rate=read("lowest_rate"),
+            ),
+            history=history.HistoryState(
+                importers=read("importers"), pairs=read("pairs"), recent=read("recent")
+            ),
+            categories=document["categories"],
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly category level."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _storable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object key columns as strings (missing kept) so that Parquet stores them."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: v if v is None or v != v else str(v))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _check_columns(frame: pd.DataFrame, required: tuple[str, ...], table: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{table}: required column(s) missing: {', '.join(missing)}")
+
+
+def _with_hs_levels(declarations: pd.DataFrame) -> pd.DataFrame:
+    """hs2/hs4/hs6 as categories, cut from hs_code when the frame lacks them."""
+    missing = [level for level in HS_DIGITS if level not in declarations.columns]
+    if not missing:
+        return declarations
+    code = declarations["hs_code"].astype("string")
+    return declarations.assign(
+        **{lvl: code.str[: HS_DIGITS[lvl]].astype("category") for lvl in missing}
+    )
+
+
+def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
+    """Declarations ordered by (lodged_at, declaration_id), RangeIndex; the input is untouched.
+
+    Only rows sharing an instant with another row are ordered by id (a string sort of millions
+    of ids would cost more than every feature).
+    """
+    _check_columns(declarations, REQUIRED_DECLARATION_COLUMNS, "declarations")
+    lodged = declarations["lodged_at"]
+    if lodged.isna().any():
+        rows = np.flatnonzero(lodged.isna().to_numpy())[:10].tolist()
+        raise ValueError(f"declarations: column lodged_at is missing at rows {rows}")
+    ids = declarations["declaration_id"]
+    if ids.duplicated().any():
+        rows = np.flatnonzero(ids.duplicated().to_numpy())[:10].tolist()
+        raise ValueError(f"declarations: column declaration_id repeats at rows {rows}")
+    times = lodged.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    order = np.argsort(times, kind="stable")
+    sorted_times = times[order]
+    tied = np.zeros(len(order), dtype=bool)
+    same = sorted_times[1:] == sorted_times[:-1]
+    tied[1:] |= same
+    tied[:-1] |= same
+    if tied.any():
+        block = order[tied]
+        key = pd.DataFrame(
+            {"t": sorted_times[tied], "id": ids.to_numpy()[block].astype(str)}
+        ).sort_values(["t", "id"], kind="stable")
+        order[tied] = block[key.index.to_numpy()]
+    out = declarations.iloc[order].reset_index(drop=True)
+    out["declaration_id"] = out["declaration_id"].astype(str)
+    return _with_hs_levels(out)
+
+
+def known_at(
+    outcomes: pd.DataFrame, lodged_at: pd.Series, config: FeaturesConfig
+) -> pd.Series:
+    """When each outcome counts: result_at + reporting delay, else lodged_at + missing delay."""
+    delay = pd.Timedelta(days=config.reporting_delay_days)
+    fallback = lodged_at + pd.Timedelta(days=config.missing_result_delay_days)
+    if "result_at" not in outcomes.columns:
+        return pd.Series(fallback.to_numpy(), index=outcomes.index)
+    result = pd.to_datetime(outcomes["result_at"])
+    return (result + delay).fillna(pd.Series(fallback.to_numpy(), index=outcomes.index))
+
+
+def _aligned_outcomes(
+    outcomes: pd.DataFrame, declarations: pd.DataFrame, config: FeaturesConfig
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Outcomes of known declarations (one per declaration), their rows, and ``known_at``."""
+    _check_columns(outcomes, REQUIRED_OUTCOME_COLUMNS, "outcomes")
+    row = pd.Index(declarations["declaration_id"]).get_indexer(
+        outcomes["declaration_id"].astype(str)
+    )
+    keep = row >= 0
+    out = outcomes.loc[keep].reset_index(drop=True)
+    row = row[keep]
+    lodged = declarations["lodged_at"].iloc[row].reset_index(drop=True)
+    out = out.assign(known_at=known_at(out, lodged, config).to_numpy())
+    for column, default in (
+        ("selection_probability", np.nan),
+        ("revenue_recovered", np.nan),
+        ("selection_reason", "unknown"),
+    ):
+        if column not in out.columns:
+            out[column] = default
+    # One outcome per declaration: the one known last (a later review supersedes).
+    order = np.lexsort((out["known_at"].to_numpy(), row))
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = row[order][1:] != row[order][:-1]
+    chosen = np.sort(order[last])
+    return out.iloc[chosen].reset_index(drop=True), row[chosen]
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+
+
+def _ordered_keys(config: FeaturesConfig) -> list[tuple[str, ...]]:
+    """Profile keys with every HS parent before its child (parents' rates feed children's)."""
+    keys = profiles.profile_keys(config)
+    rank = {("hs2",): 0, ("hs4",): 1, ("hs6",): 2}
+    return sorted(keys, key=lambda k: rank.get(k, 3))
+
+
+def _parent(key: tuple[str, ...], done: dict[str, np.ndarray]) -> str:
+    """Name of the level whose rate a key's rate is shrunk towards."""
+    if len(key) == 1:
+        parent = profiles.HS_PARENT.get(key[0])
+        while parent is not None:
+            if parent in done:
+                return parent
+            parent = profiles.HS_PARENT.get(parent)
+    return "__global__"
+
+
+Totals = Callable[[tuple[str, ...]], pd.DataFrame]
+
+
+def _profile_block(
+    totals_of: Totals, lodged_day: np.ndarray, config: FeaturesConfig
+) -> dict[str, np.ndarray]:
+    """Profile features of every key from a function giving its as-of totals."""
+    rates: dict[str, np.ndarray] = {"__global__": profiles.global_rate(totals_of(()), config)}
+    out: dict[str, np.ndarray] = {}
+    for key in _ordered_keys(config):
+        name = profiles.key_name(key)
+        features, rate = profiles.profile_features(
+            name, totals_of(key), lodged_day, rates[_parent(key, rates)], config
+        )
+        rates[name] = rate
+        out.update({k: v.astype(np.float32) for k, v in features.items()})
+    return out
+
+
+def _totals_frame(
+    sums: np.ndarray, maxes: np.ndarray | None, config: FeaturesConfig
+) -> pd.DataFrame:
+    frame = pd.DataFrame(sums, columns=profiles.event_columns(config), copy=False)
+    frame[profiles.LAST_HIT] = maxes
+    return frame
+
+
+def _raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, list[Any]]:
+    """Category levels of the raw columns given to the model (sorted, so order-free)."""
+    columns = [c for c in RAW_CATEGORIES if c in declarations.columns]
+    columns += [
+        c
+        for c in declarations.columns
+        if c.startswith("kcs_") and declarations[c].nunique() <= config.raw_max_levels
+    ]
+    levels = {}
+    for column in columns:
+        values = declarations[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            present = values.cat.remove_unused_categories().cat.categories
+        else:
+            present = pd.Index(values.dropna().unique())
+        levels[column] = sorted(set(present.astype(str)))
+    return levels
+
+
+def _as_levels(values: pd.Series, levels: list[Any]) -> pd.Categorical:
+    """``values`` as text categories with exactly ``levels`` (others become missing)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        mapping = pd.Index(levels).get_indexer(values.cat.categories.astype(str))
+        codes = values.cat.codes.to_numpy()
+        return pd.Categorical.from_codes(
+            np.where(codes >= 0, mapping[codes], -1), categories=pd.Index(levels)
+        )
+    return pd.Categorical(values.astype(str).where(values.notna()), categories=levels)
+
+
+def _raw(
+    declarations: pd.DataFrame, levels: dict[str, list[Any]]
+) -> tuple[dict[str, pd.Series], dict[str, np.ndarray]]:
+    categories = {c: pd.Series(_as_levels(declarations[c], levels[c])) for c in levels}
+    floats = {
+        c: declarations[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        for c in RAW_FLOATS
+        if c in declarations.columns
+    }
+    return categories, floats
+
+
+def _calendar(declarations: pd.DataFrame) -> dict[str, np.ndarray]:
+    lodged = declarations["lodged_at"].dt
+    return {
+        "day_of_week": lodged.dayofweek.to_numpy(np.float64),
+        "month": lodged.month.to_numpy(np.float64),
+    }
+
+
+def _descriptions(config: FeaturesConfig) -> dict[str, str]:
+    out = {
+        "day_of_week": "day of the week of lodging (0 Monday)",
+        "month": "month of lodging",
+        "quantity": "declared quantity in supplementary units",
+        "net_mass_kg": "declared net mass (kg)",
+        "declared_value": "declared customs value",
+        "duty_rate": "ad valorem duty rate",
+        "declared_duty": "duty declared by the trader",
+    }
+    for key in _ordered_keys(config):
+        out.update(profiles.describe(profiles.key_name(key)))
+    out.update(valuation.describe())
+    out.update(history.describe(config))
+    return out
+
+
+def _assemble(
+    stage_features: dict[str, dict[str, np.ndarray]],
+    categories: dict[str, pd.Series],
+    config: FeaturesConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """X (float32 columns, then categories) and its manifest, in the config's stage order."""
+    descriptions = _descriptions(config)
+    rows = []
+    n = len(next(iter(categories.values()))) if categories else None
+    for stage in config.stages:
+        for name, values in stage_features.get(stage, {}).items():
+            rows.append((name, "float32", stage, descriptions.get(name, name)))
+            n = len(values)
+    floats = [r[0] for r in rows]
+    # One float32 block filled column by column: pandas keeps it as one block, without the
+    # copy that building a frame from a dict of columns makes.
+    block = np.empty((len(floats), n or 0), dtype=np.float32)
+    i = 0
+    for stage in config.stages:
+        features = stage_features.get(stage, {})
+        for name in list(features):
+            block[i] = features.pop(name)
+            i += 1
+    X = pd.DataFrame(block.T, columns=floats, copy=False)
+    for column, series in categories.items():
+        name = RAW_NAMES.get(column, column)
+        X[name] = series.array
+        rows.append((name, "category", "raw", f"declared {column} (category)"))
+    manifest = pd.DataFrame(rows, columns=["name", "dtype", "stage", "description"])
+    return X, manifest
+
+
+def _stage_features(
+    declarations: pd.DataFrame,
+    config: FeaturesConfig,
+    profile_totals: Totals,
+    valuation_of: Callable[[], dict[str, np.ndarray]],
+    history_of: Callable[[], dict[str, np.ndarray]],
+    levels: dict[str, list[Any]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the configured stages; shared by training and serving."""
+    lodged_day = (
+        declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        / profiles.NS_PER_DAY
+    )
+    stages = set(config.stages)
+    features: dict[str, dict[str, np.ndarray]] = {}
+    categories, floats = _raw(declarations, levels) if "raw" in stages else ({}, {})
+    features["raw"] = floats
+    if "profiles" in stages:
+        features["profiles"] = _profile_block(profile_totals, lodged_day, config)
+    if "valuation" in stages:
+        features["valuation"] = valuation_of()
+    if "history" in stages:
+        features["history"] = history_of()
+    if "calendar" in stages:
+        features["calendar"] = _calendar(declarations)
+    return _assemble(features, categories, config)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def build_feature_set(
+    declarations: pd.DataFrame, outcomes: pd.DataFrame, config: FeaturesConfig
+) -> FeatureSet:
+    """Features of every declaration as of its lodging time, and the labels of its outcome.
+
+    Rows are ordered by (lodged_at, declaration_id). ``y`` is 1.0 / 0.0 for declarations with an
+    inspected outcome and NaN otherwise; ``label_known_at`` is when that outcome counts.
+    """
+    decl = _sorted(declarations)
+    out, row = _aligned_outcomes(outcomes, decl, config)
+    events = profiles.outcome_events(decl["lodged_at"], out, row, config)
+    times = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    width = len(profiles.event_columns(config))
+    own = np.ones((len(decl), 1))  # a declaration counts in the activity of its keys
+    event_values = np.zeros((len(events.row), width))
+    event_values[:, 1:] = events.values
+
+    join = profiles.AsOfJoin(
+        times, events.known_at, event_values, events.last_hit_day, own, own_columns=[0]
+    )
+
+    def totals(key: tuple[str, ...]) -> pd.DataFrame:
+        (codes,) = profiles.column_codes([decl], key)
+        sums, maxes = join.by(codes, codes[events.row])
+        return _totals_frame(sums, maxes, config)
+
+    X, manifest = _stage_features(
+        decl,
+        config,
+        totals,
+        lambda: valuation.valuation_features(decl, config),
+        lambda: history.history_features(decl, config),
+        _raw_levels(decl, config),
+    )
+    return FeatureSet(X=X, manifest=manifest, **_labels(decl, out, row))
+
+
+def _labels(
+    declarations: pd.DataFrame, outcomes: pd.DataFrame, row: np.ndarray
+) -> dict[str, pd.Series]:
+    """Metadata and labels row-aligned with the declarations."""
+    n = len(declarations)
+    inspected = outcomes["inspected"].to_numpy(dtype=bool)
+    r = row[inspected]
+    y = np.full(n, np.nan)
+    y[r] = outcomes["hit"].to_numpy(dtype=np.float64)[inspected]
+    label_known_at = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
+    label_known_at.iloc[r] = outcomes["known_at"].to_numpy(dtype="datetime64[ns]")[inspected]
+    revenue = np.full(n, np.nan)
+    revenue[row] = outcomes["revenue_recovered"].to_numpy(dtype=np.float64, na_value=np.nan)
+    weight = np.ones(n)
+    probability = outcomes["selection_probability"].to_numpy(dtype=np.float64, na_value=np.nan)
+    known = probability > 0
+    weight[row[known]] = 1.0 / probability[known]
+    reason = pd.Series(pd.NA, index=range(n), dtype=object)
+    reason.iloc[row] = outcomes["selection_reason"].astype(object).to_numpy()
+    return {
+        "declaration_id": declarations["declaration_id"].reset_index(drop=True),
+        "lodged_at": declarations["lodged_at"].reset_index(drop=True),
+        "office": declarations["office"].reset_index(drop=True),
+        "y": pd.Series(y),
+        "revenue_recovered": pd.Series(revenue),
+        "sample_weight": pd.Series(weight),
+        "selection_reason": reason.astype("category"),
+        "label_known_at": label_known_at,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshot and serving
+
+
+def build_snapshot(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    config: FeaturesConfig,
+    as_of: pd.Timestamp,
+) -> Snapshot:
+    """What is known at ``as_of``: declarations lodged and outcomes known strictly before it."""
+    as_of = pd.Timestamp(as_of)
+    decl = _sorted(declarations)
+    # The category levels are the model's input vocabulary, not statistics: they come from every
+    # declaration given (as in `build_feature_set`), so served categories equal training's.
+    levels = _raw_levels(decl, config)
+    decl = decl.loc[decl["lodged_at"] < as_of].reset_index(drop=True)
+    out, row = _aligned_outcomes(outcomes, decl, config)
+    known = (out["known_at"] < as_of).to_numpy()
+    out, row = out.loc[known].reset_index(drop=True), row[known]
+    events = profiles.outcome_events(decl["lodged_at"], out, row, config)
+    columns = profiles.event_columns(config)
+    tables: dict[str, pd.DataFrame] = {}
+    for key in [(), *profiles.profile_keys(config)]:
+        (codes,) = profiles.column_codes([decl], key)
+        values = np.zeros((len(decl) + len(events.row), len(columns)))
+        values[: len(decl), 0] = 1.0
+        values[len(decl) :, 1:] = events.values
+        frame = pd.DataFrame(values, columns=columns)
+        frame[profiles.LAST_HIT] = np.concatenate(
+            [np.full(len(decl), -np.inf), events.last_hit_day]
+        )
+        group = np.concatenate([codes, codes[events.row]])
+        frame["_row"] = np.concatenate([np.arange(len(decl)), events.row])
+        agg = {c: "sum" for c in columns} | {profiles.LAST_HIT: "max", "_row": "first"}
+        table = frame.groupby(group, sort=True).agg(agg)
+        keys = decl[list(key)].iloc[table["_row"].to_numpy()].astype(object).reset_index(drop=True)
+        tables[profiles.key_name(key) or "__global__"] = pd.concat(
+            [keys, table.drop(columns="_row").reset_index(drop=True)], axis=1
+        )
+    return Snapshot(
+        as_of=as_of,
+        config=config.model_dump(mode="json"),
+        profiles=tables,
+        valuation=valuation.valuation_state(decl, as_of),
+        history=history.history_state(decl, as_of, config),
+        categories=levels,
+    )
+
+
+def attach(
+    declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfig
+) -> FeatureSet:
+    """Features of new declarations from a snapshot (serving); y is NaN.
+
+    Rows come back in (lodged_at, declaration_id) order, none dropped. An entity the snapshot
+    has never seen gets empty totals, hence its parent level's rate.
+    """
+    decl = _sorted(declarations)
+    as_of = snapshot.as_of
+    times = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    at = np.maximum(times, as_of.value)
+    valid_from = as_of.value - 1
+    columns = profiles.event_columns(config)
+
+    def totals(key: tuple[str, ...]) -> pd.DataFrame:
+        table = snapshot.profiles[profiles.key_name(key) or "__global__"]
+        codes, table_codes = profiles.column_codes([decl, table], key)
+        sums, maxes = profiles.as_of_sum(
+            codes, at, table_codes, np.full(len(table), valid_from, np.int64),
+            table[columns].to_numpy(np.float64), table[profiles.LAST_HIT].to_numpy(np.float64),
+        )
+        return _totals_frame(sums, maxes, config)
+
+    X, manifest = _stage_features(
+        decl,
+        config,
+        totals,
+        lambda: valuation.attach_valuation(decl, snapshot.valuation, as_of, config),
+        lambda: history.attach_history(decl, snapshot.history, as_of, config),
+        {k: list(v) for k, v in snapshot.categories.items()},
+    )
+    n = len(decl)
+    empty = pd.DataFrame(
+        {"inspected": np.zeros(0, bool), "hit": np.zeros(0, bool)}
+    ).assign(
+        known_at=pd.Series(dtype="datetime64[ns]"),
+        revenue_recovered=pd.Series(dtype=float),
+        selection_probability=pd.Series(dtype=float),
+        selection_reason=pd.Series(dtype=object),
+    )
+    labels = _labels(decl, empty, np.zeros(0, np.int64))
+    assert len(labels["y"]) == n
+    return FeatureSet(X=X, manifest=manifest, **labels)

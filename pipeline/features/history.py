@@ -1,0 +1,186 @@
+"""Importer history known at lodging: tenure, recent activity, novelty, AEO status.
+
+Counts use lodging order: a declaration counts for declarations of the same importer lodged
+strictly later. Training counts over the whole history with `profiles.as_of_sum`; serving passes
+the snapshot's state (one row per importer, the importer-partner pairs seen, the declarations of
+the last window) through the same function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import FeaturesConfig
+from pipeline.features.profiles import NS_PER_DAY, as_of_sum, column_codes
+
+# Partners whose number of distinct values so far is a feature, and the pair flagged when new.
+PARTNERS = ("hs6", "origin_country", "seller", "declarant")
+NEW_PAIR = "seller"
+
+
+@dataclass(frozen=True)
+class HistoryState:
+    """What serving needs about importers as of a cut-off."""
+
+    importers: pd.DataFrame  # importer, declarations, distinct_<partner>..., first_seen_day
+    pairs: pd.DataFrame  # importer, seller: the importer-seller pairs seen
+    recent: pd.DataFrame  # importer, lodged_at: declarations within the longest window
+
+
+def describe(config: FeaturesConfig) -> dict[str, str]:
+    """Manifest descriptions of the history features."""
+    out = {
+        "importer_tenure_days": "days since the importer's first declaration",
+        "importer_new": "1 when the importer has no earlier declaration",
+        "importer_seller_new": "1 when this importer has never declared goods from this seller",
+        "aeo": "1 when the importer is an Authorised Economic Operator",
+    }
+    for days in config.history_windows_days:
+        out[f"importer_declarations_{days}d"] = f"declarations of the importer in the last {days} days"
+    for partner in PARTNERS:
+        out[f"importer_distinct_{partner}"] = f"distinct {partner} values the importer declared so far"
+    return out
+
+
+def _windows(
+    codes: np.ndarray,
+    times: np.ndarray,
+    config: FeaturesConfig,
+    events: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Declarations of the importer in [t - w, t) for each window w.
+
+    Without ``events`` the declarations count themselves (training); otherwise ``events`` are
+    the snapshot's recent declarations (codes, times). Queries at t - w come before the queries
+    at t in the stream so that an instant shared by both is excluded from both.
+    """
+    windows = config.history_windows_days
+    n = len(codes)
+    q_codes = np.tile(codes, len(windows) + 1)
+    q_times = np.concatenate([times - int(w * NS_PER_DAY) for w in windows] + [times])
+    if events is None:
+        own = np.zeros((n * (len(windows) + 1), 1))
+        own[n * len(windows) :] = 1.0
+        sums, _ = as_of_sum(
+            q_codes, q_times, np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 1)),
+            query_own=own, own_columns=[0],
+        )
+    else:
+        e_codes, e_times = events
+        sums, _ = as_of_sum(q_codes, q_times, e_codes, e_times, np.ones((len(e_codes), 1)))
+    counts = sums[:, 0].reshape(len(windows) + 1, n)
+    return {
+        f"importer_declarations_{w}d": counts[-1] - counts[i] for i, w in enumerate(windows)
+    }
+
+
+def history_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, np.ndarray]:
+    """History features of declarations sorted by lodging time, each as of its own lodging."""
+    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    day = times / NS_PER_DAY
+    (importer,) = column_codes([declarations], ["importer"])
+    own = np.ones((len(declarations), 1 + len(PARTNERS)))
+    for j, partner in enumerate(PARTNERS, start=1):
+        (pair,) = column_codes([declarations], ["importer", partner])
+        ids = pd.factorize(pair)[0]  # numbered in order of first sighting
+        own[:, j] = ids > np.maximum.accumulate(np.concatenate([[-1], ids[:-1]]))
+    empty = np.empty(0, np.int64)
+    sums, _ = as_of_sum(
+        importer, times, empty, empty, np.empty((0, own.shape[1])),
+        query_own=own, own_columns=range(own.shape[1]),
+    )
+    # The earliest lodging of the importer is in the past whenever it has declarations before.
+    first_day = pd.Series(day).groupby(importer, sort=False).transform("min").to_numpy()
+    (pair,) = column_codes([declarations], ["importer", NEW_PAIR])
+    pair_first = pd.Series(times).groupby(pair, sort=False).transform("min").to_numpy()
+    return _assemble(
+        declarations, day, sums, first_day, pair_first == times,
+        _windows(importer, times, config, None),
+    )
+
+
+def _assemble(
+    declarations: pd.DataFrame,
+    day: np.ndarray,
+    sums: np.ndarray,
+    first_day: np.ndarray,
+    new_pair: np.ndarray,
+    windows: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The history features from the as-of counts (shared by training and serving)."""
+    seen = sums[:, 0] > 0
+    out: dict[str, np.ndarray] = {
+        "importer_tenure_days": np.where(seen, day - first_day, np.nan),
+        "importer_new": (~seen).astype(np.float64),
+        "importer_seller_new": new_pair.astype(np.float64),
+        "aeo": declarations["aeo"].to_numpy(dtype=np.float64, na_value=np.nan),
+    }
+    out.update(windows)
+    for j, partner in enumerate(PARTNERS, start=1):
+        out[f"importer_distinct_{partner}"] = sums[:, j]
+    return out
+
+
+def history_state(
+    declarations: pd.DataFrame, as_of: pd.Timestamp, config: FeaturesConfig
+) -> HistoryState:
+    """The importer state after ``declarations`` (all lodged before the cut-off)."""
+    times = declarations["lodged_at"]
+    importers = (
+        pd.DataFrame({"importer": declarations["importer"].astype(object)})
+        .assign(first_seen_day=times.to_numpy(dtype="datetime64[ns]").astype(np.int64) / NS_PER_DAY)
+        .groupby("importer", sort=True, dropna=False)
+        .agg(declarations=("first_seen_day", "size"), first_seen_day=("first_seen_day", "min"))
+    )
+    for partner in PARTNERS:
+        distinct = (
+            declarations[["importer", partner]]
+            .astype(object)
+            .drop_duplicates()
+            .groupby("importer", dropna=False)
+            .size()
+        )
+        importers[f"distinct_{partner}"] = distinct.reindex(importers.index).to_numpy(float)
+    pairs = (
+        declarations[["importer", NEW_PAIR]].astype(object).drop_duplicates().reset_index(drop=True)
+    )
+    longest = max(config.history_windows_days, default=0)
+    cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=longest)
+    recent = declarations.loc[times >= cutoff, ["importer", "lodged_at"]].astype(
+        {"importer": object}
+    )
+    return HistoryState(
+        importers=importers.reset_index(), pairs=pairs, recent=recent.reset_index(drop=True)
+    )
+
+
+def attach_history(
+    declarations: pd.DataFrame, state: HistoryState, as_of: pd.Timestamp, config: FeaturesConfig
+) -> dict[str, np.ndarray]:
+    """History features of new declarations from the state as of ``as_of`` (serving)."""
+    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    day = times / NS_PER_DAY
+    at = np.maximum(times, pd.Timestamp(as_of).value)
+    table = state.importers
+    codes, table_codes, recent_codes = column_codes(
+        [declarations, table, state.recent], ["importer"]
+    )
+    values = np.column_stack(
+        [table["declarations"].to_numpy(float)]
+        + [table[f"distinct_{p}"].to_numpy(float) for p in PARTNERS]
+    )
+    valid_from = np.full(len(table), pd.Timestamp(as_of).value - 1, dtype=np.int64)
+    sums, first = as_of_sum(
+        codes, at, table_codes, valid_from, values,
+        event_maxes=-table["first_seen_day"].to_numpy(float),
+    )
+    assert first is not None
+    recent_times = state.recent["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    windows = _windows(codes, times, config, (recent_codes, recent_times))
+    known = state.pairs.assign(_known=True)
+    pair = declarations[["importer", NEW_PAIR]].astype(object)
+    new_pair = pair.merge(known, on=["importer", NEW_PAIR], how="left")["_known"].isna()
+    return _assemble(declarations, day, sums, -first, new_pair.to_numpy(), windows)

@@ -1,0 +1,330 @@
+"""Entity risk profiles known as of each declaration's lodging time.
+
+A profile is a table ``(key, valid_from, statistics)``: what was known about an importer, an HS
+code, a route... from ``valid_from`` on. Training attaches it to every historical declaration with
+an as-of join on ``lodged_at`` (strictly before); serving attaches the latest row of a snapshot.
+Both go through `as_of_sum`, so a feature cannot see the future in training and differ in
+production.
+
+An outcome counts from ``known_at`` (``result_at`` + reporting delay, or ``lodged_at`` + the
+missing-result delay when there is no result date). A declaration counts in the activity of its
+keys for declarations lodged strictly later: declarations lodged at the same instant do not count
+each other, whatever the row order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import FeaturesConfig
+
+NS_PER_DAY = 86_400 * 10**9
+
+# Event columns summed by the as-of join, and the one column maximised (the last hit).
+SUM_COLUMNS = ("declarations", "controls", "hits", "revenue", "revenue_known")
+RATE_COLUMNS = ("rate_controls", "rate_weight", "rate_hits")
+LAST_HIT = "last_hit_day"
+HS_PARENT = {"hs6": "hs4", "hs4": "hs2"}
+
+
+def key_name(columns: Sequence[str]) -> str:
+    """Feature-name prefix of a profile key: ``importer`` or ``importer_x_hs6``."""
+    return "_x_".join(columns)
+
+
+def profile_keys(config: FeaturesConfig) -> list[tuple[str, ...]]:
+    """Single and cross keys of the config, in order (duplicates removed)."""
+    keys: list[tuple[str, ...]] = [(k,) for k in config.profile_keys]
+    keys += [tuple(k) for k in config.cross_keys]
+    return list(dict.fromkeys(keys))
+
+
+def column_codes(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> list[np.ndarray]:
+    """Integer codes of the key ``columns``, factorised jointly over ``frames``.
+
+    A missing value is a level of its own (a declaration without a seller still has a profile).
+    One frame with category columns uses the category codes directly (no hashing).
+    """
+    sizes = [len(f) for f in frames]
+    combined: np.ndarray | None = None
+    for column in columns:
+        parts = [f[column] for f in frames]
+        if len(parts) == 1 and isinstance(parts[0].dtype, pd.CategoricalDtype):
+            codes = parts[0].cat.codes.to_numpy().astype(np.int64) + 1
+            levels = len(parts[0].cat.categories) + 1
+        else:
+            values = pd.concat([p.astype(object) for p in parts], ignore_index=True)
+            raw, uniques = pd.factorize(values, use_na_sentinel=False)
+            codes, levels = raw.astype(np.int64), len(uniques) + 1
+        if combined is None:
+            combined = codes
+        elif int(combined.max(initial=0) + 1) * levels < 2**62:
+            combined = combined * levels + codes
+        else:  # re-compact before the product overflows
+            combined = pd.factorize(combined)[0].astype(np.int64) * levels + codes
+    if combined is None:
+        combined = np.zeros(sum(sizes), dtype=np.int64)
+    return list(np.split(combined, np.cumsum(sizes)[:-1]))
+
+
+class AsOfJoin:
+    """The as-of join of a profile table on lodging time, prepared once for many keys.
+
+    An event at ``event_times`` is a row of the profile table valid from that instant; each
+    query gets the sums (and maxima) of the events of its key that happened strictly before it.
+    Events are cumulated per key in time order (few rows); queries and events are merged into
+    one stream by time (a query before an event of the same instant, so equal times do not
+    count) and a grouped running maximum of the event rank tells each query the last event of
+    its key before it. Training passes every outcome as an event; serving passes the snapshot's
+    one row per key, valid from before its cut-off. Same result as ``pd.merge_asof(...,
+    allow_exact_matches=False, by=key)`` on the cumulated table, in O(n) after one merge of two
+    time-sorted runs (the stream order depends on times only, so every key shares it).
+
+    ``query_own`` are values the queries contribute to later queries of their key (a declaration
+    counts in the activity of its keys), added to the columns ``own_columns``; queries of the
+    same key and instant never count each other. Times are int64 nanoseconds.
+    """
+
+    def __init__(
+        self,
+        query_times: np.ndarray,
+        event_times: np.ndarray,
+        event_sums: np.ndarray,
+        event_maxes: np.ndarray | None = None,
+        query_own: np.ndarray | None = None,
+        own_columns: Sequence[int] = (),
+    ) -> None:
+        n_query, n_event = len(query_times), len(event_times)
+        self.n_query, self.width = n_query, event_sums.shape[1]
+        self.event_order = np.argsort(event_times, kind="stable")
+        self.event_sums = event_sums[self.event_order]
+        self.event_maxes = None if event_maxes is None else event_maxes[self.event_order]
+        times = np.concatenate([query_times, event_times[self.event_order]])
+        # Stable: a query precedes an event at the same instant; two sorted runs merge in O(n).
+        self.order = np.argsort(times, kind="stable")
+        self.is_query = self.order < n_query
+        self.query_in_stream = self.order[self.is_query]  # query index of each query slot
+        self.slot = np.empty(n_query, dtype=np.int64)  # slot of each query (gathers beat scatters)
+        self.slot[self.query_in_stream] = np.arange(n_query)
+        self.rank = np.where(self.is_query, -1, self.order - n_query)  # event rank; -1: query
+        self.own_columns = list(own_columns)
+        self.own: np.ndarray | None = None
+        self.query_own = query_own
+        self.tied: tuple[np.ndarray, np.ndarray] | None = None
+        if query_own is not None and self.own_columns:
+            self.own = np.zeros((n_query + n_event, len(self.own_columns)))
+            self.own[self.is_query] = query_own[self.query_in_stream]
+            self.tied = _ties(query_times)
+
+    def by(
+        self, query_codes: np.ndarray, event_codes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Sums (queries x columns) and maxima (or None) per query, for one key's codes."""
+        event_codes = event_codes[self.event_order]
+        sums = np.zeros((self.n_query, self.width))
+        maxes = None if self.event_maxes is None else np.full(self.n_query, -np.inf)
+        codes = np.concatenate([query_codes, event_codes])[self.order]
+        frame = pd.DataFrame({"rank": self.rank}, copy=False)
+        own_names: list[str] = []
+        if self.own is not None:
+            own_names = [f"own{j}" for j in range(self.own.shape[1])]
+            for j, name in enumerate(own_names):
+                frame[name] = self.own[:, j]
+        grouped = frame.groupby(codes, sort=False)
+        if len(event_codes):
+            # Index of the last event of the key before each query; -1 reads the zero row.
+            last = grouped["rank"].cummax().to_numpy()[self.is_query][self.slot]
+            cumulated = (
+                pd.DataFrame(self.event_sums, copy=False)
+                .groupby(event_codes, sort=False)
+                .cumsum()
+                .to_numpy()
+            )
+            sums = np.take(np.vstack([cumulated, np.zeros((1, self.width))]), last, axis=0)
+            if self.event_maxes is not None:
+                running = (
+                    pd.Series(self.event_maxes, copy=False)
+                    .groupby(event_codes, sort=False)
+                    .cummax()
+                    .to_numpy()
+                )
+                maxes = np.append(running, -np.inf)[last]
+        if own_names:
+            own_sums = grouped[own_names].cumsum().to_numpy()[self.is_query][self.slot]
+            own_sums -= self._own_and_tied(query_codes)
+            sums[:, self.own_columns] += own_sums
+        return sums, maxes
+
+    def _own_and_tied(self, codes: np.ndarray) -> np.ndarray:
+        """Each query's own values plus those of earlier queries of the same key and instant.
+
+        A running sum counts the rows before it in the stream; declarations lodged at the same
+        instant must not count each other, so their within-instant running sum is taken off.
+        Only rows sharing an instant with another row are grouped (few, unless times are dates).
+        """
+        out = np.array(self.query_own, dtype=np.float64, copy=True)
+        if self.tied is None:
+            return out
+        rows, instant = self.tied
+        group = pd.factorize(instant * (int(codes.max(initial=0)) + 1) + codes[rows])[0]
+        within = pd.DataFrame(out[rows], copy=False).groupby(group, sort=False).cumsum()
+        out[rows] = within.to_numpy()
+        return out
+
+
+def _ties(times: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows (in time order, stable) that share their instant with another row, and instant ids."""
+    order = np.argsort(times, kind="stable")
+    sorted_times = times[order]
+    tied = np.zeros(len(times), dtype=bool)
+    if len(times) > 1:
+        same = sorted_times[1:] == sorted_times[:-1]
+        tied[1:] |= same
+        tied[:-1] |= same
+    if not tied.any():
+        return None
+    return order[tied], pd.factorize(sorted_times[tied])[0].astype(np.int64)
+
+
+def as_of_sum(
+    query_codes: np.ndarray,
+    query_times: np.ndarray,
+    event_codes: np.ndarray,
+    event_times: np.ndarray,
+    event_sums: np.ndarray,
+    event_maxes: np.ndarray | None = None,
+    query_own: np.ndarray | None = None,
+    own_columns: Sequence[int] = (),
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`AsOfJoin` for one key: sums and maxima of the events of each query's key before it."""
+    join = AsOfJoin(query_times, event_times, event_sums, event_maxes, query_own, own_columns)
+    return join.by(query_codes, event_codes)
+
+
+@dataclass(frozen=True)
+class OutcomeEvents:
+    """Inspected outcomes as events: the declaration row they belong to and when they count."""
+
+    row: np.ndarray  # position of the declaration in the (sorted) declarations frame
+    known_at: np.ndarray  # int64 ns
+    values: np.ndarray  # n x (SUM_COLUMNS[1:] + RATE_COLUMNS when random_stratum_only)
+    last_hit_day: np.ndarray  # lodged day of a hit, -inf otherwise
+
+
+def outcome_events(
+    lodged_at: pd.Series,
+    outcomes: pd.DataFrame,
+    row: np.ndarray,
+    config: FeaturesConfig,
+) -> OutcomeEvents:
+    """Events of the inspected outcomes of declarations at positions ``row`` of ``lodged_at``.
+
+    ``outcomes`` is row-aligned with ``row`` and holds a ``known_at`` column.
+    """
+    inspected = outcomes["inspected"].to_numpy(dtype=bool)
+    hit = outcomes["hit"].to_numpy(dtype=bool) & inspected
+    revenue = outcomes["revenue_recovered"].to_numpy(dtype=np.float64)
+    revenue_known = inspected & ~np.isnan(revenue)
+    columns = [
+        inspected.astype(np.float64),
+        hit.astype(np.float64),
+        np.where(revenue_known, revenue, 0.0),
+        revenue_known.astype(np.float64),
+    ]
+    if config.random_stratum_only:
+        probability = outcomes["selection_probability"].to_numpy(dtype=np.float64)
+        reason = outcomes["selection_reason"].astype(object).to_numpy()
+        random = inspected & (reason == "random") & (probability > 0)
+        weight = np.where(random, 1.0 / np.where(random, probability, 1.0), 0.0)
+        columns += [random.astype(np.float64), weight, weight * hit]
+    lodged_day = lodged_at.to_numpy(dtype="datetime64[ns]").astype(np.int64)[row] / NS_PER_DAY
+    keep = inspected
+    return OutcomeEvents(
+        row=row[keep],
+        known_at=outcomes["known_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[keep],
+        values=np.column_stack(columns)[keep],
+        last_hit_day=np.where(hit, lodged_day, -np.inf)[keep],
+    )
+
+
+def event_columns(config: FeaturesConfig) -> list[str]:
+    """Names of the summed profile statistics (the columns of a profile table)."""
+    names = list(SUM_COLUMNS)
+    if config.random_stratum_only:
+        names += list(RATE_COLUMNS)
+    return names
+
+
+def profile_features(
+    name: str,
+    totals: pd.DataFrame,
+    lodged_day: np.ndarray,
+    parent_rate: np.ndarray,
+    config: FeaturesConfig,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Features of one key from its as-of totals; returns (features, smoothed hit rate).
+
+    The hit rate is shrunk towards the parent level's rate with ``prior_strength`` pseudo-controls
+    (empirical Bayes): an entity with 2 controls and 1 hit sits near its parent, not at 50 %.
+    With ``random_stratum_only`` the rate comes from random controls only, each weighted by its
+    inverse selection probability (a self-normalised estimate; the weight of evidence is the
+    number of random controls).
+    """
+    controls = totals["controls"].to_numpy()
+    hits = totals["hits"].to_numpy()
+    if config.random_stratum_only:
+        evidence = totals["rate_controls"].to_numpy()
+        weight = totals["rate_weight"].to_numpy()
+        rate_hits = totals["rate_hits"].to_numpy()
+    else:
+        evidence, weight, rate_hits = controls, controls, hits
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw = np.where(weight > 0, rate_hits / weight, 0.0)
+        k = config.prior_strength
+        smoothed = np.where(
+            np.isnan(parent_rate),
+            np.where(evidence > 0, raw, np.nan),
+            (evidence * raw + k * parent_rate) / (evidence + k),
+        )
+        revenue_known = totals["revenue_known"].to_numpy()
+        per_control = np.where(
+            revenue_known > 0, totals["revenue"].to_numpy() / revenue_known, np.nan
+        )
+    last_hit = totals[LAST_HIT].to_numpy()
+    since = np.where(np.isfinite(last_hit), lodged_day - last_hit, np.nan)
+    features = {
+        f"{name}_declarations": totals["declarations"].to_numpy(),
+        f"{name}_controls": controls,
+        f"{name}_hits": hits,
+        f"{name}_hit_rate": smoothed,
+        f"{name}_revenue_per_control": per_control,
+        f"{name}_days_since_hit": since,
+    }
+    return features, smoothed
+
+
+def global_rate(totals: pd.DataFrame, config: FeaturesConfig) -> np.ndarray:
+    """The all-declarations hit rate known at each time (NaN before the first control)."""
+    if config.random_stratum_only:
+        weight, hits = totals["rate_weight"].to_numpy(), totals["rate_hits"].to_numpy()
+    else:
+        weight, hits = totals["controls"].to_numpy(), totals["hits"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, hits / weight, np.nan)
+
+
+def describe(name: str) -> dict[str, str]:
+    """Manifest descriptions of a key's features."""
+    who = name.replace("_x_", " x ")
+    return {
+        f"{name}_declarations": f"declarations of this {who} lodged before",
+        f"{name}_controls": f"controls of this {who} with a result known before lodging",
+        f"{name}_hits": f"hits among those controls of this {who}",
+        f"{name}_hit_rate": f"hit rate of this {who}, shrunk towards its parent level",
+        f"{name}_revenue_per_control": f"revenue recovered per control of this {who}",
+        f"{name}_days_since_hit": f"days since the last known hit of this {who} was lodged",
+    }
