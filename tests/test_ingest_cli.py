@@ -46,7 +46,7 @@ def test_validate_prints_the_summary_and_writes_the_quarantine(tmp_path: Path) -
     assert "1 net_mass_kg: negative" in output and "1 hs_code: not digits" in output
     # D0005's outcome goes with its quarantined declaration; D0001's has a bad reason.
     assert "6 rows in, 4 kept, 2 quarantined" in output
-    assert "1 declaration_id: no such declaration" in output
+    assert "1 declaration_id: its declaration was quarantined" in output
     assert "1 selection_reason: unknown value" in output
     target = tmp_path / "export.quarantine.csv"
     assert "quarantine: 4 rows written to" in output
@@ -102,7 +102,7 @@ def test_validate_kcs_format(tmp_path: Path) -> None:
     code, output = _invoke("--input", str(path), "--format", "kcs", tmp_path=tmp_path)
     assert code == 0, output
     assert "50 rows in, 49 kept, 1 quarantined" in output
-    assert "no such declaration" in output  # the label of the quarantined declaration
+    assert "its declaration was quarantined" in output  # the label of the bad declaration
     assert (tmp_path / "kcs_eng.quarantine.csv").is_file()
 
 

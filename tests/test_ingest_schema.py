@@ -339,7 +339,7 @@ def test_outcomes_of_a_quarantined_declaration_are_quarantined() -> None:
     frame.iloc[0, frame.columns.get_loc("net_mass_kg")] = -1.0
     tables = validate(frame, outcomes(declarations()))
     assert tables.reports[1].quarantined["reason"].tolist() == [
-        "declaration_id: no such declaration ('D0001')"
+        "declaration_id: its declaration was quarantined ('D0001')"
     ]
     assert "1 quarantined" in tables.summary()
 

@@ -587,6 +587,22 @@ def empty_outcomes() -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(0))
 
 
+def _explain_orphans(outcomes: ValidationReport, declarations: ValidationReport) -> None:
+    """Say so when an outcome's declaration exists but was itself quarantined."""
+    quarantined = outcomes.quarantined
+    if quarantined.empty or declarations.quarantined.empty:
+        return
+    ids = quarantined["declaration_id"].astype(str).str.strip()
+    bad_ids = declarations.quarantined["declaration_id"].astype(str).str.strip()
+    orphan = quarantined["reason"].str.startswith("declaration_id: no such declaration") & ids.isin(
+        bad_ids
+    )
+    if orphan.any():
+        quarantined.loc[orphan, "reason"] = (
+            "declaration_id: its declaration was quarantined (" + _quoted(ids[orphan]) + ")"
+        )
+
+
 def validate(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame | None = None,
@@ -605,5 +621,6 @@ def validate(
         clean_outcomes, outcome_report = validate_outcomes(
             outcomes, clean_declarations, source_outcomes
         )
+        _explain_orphans(outcome_report, declaration_report)
         reports.append(outcome_report)
     return ValidatedTables(clean_declarations, clean_outcomes, reports)
