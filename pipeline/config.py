@@ -135,6 +135,9 @@ class FeaturesConfig(Section):
         20, gt=0, description="past declarations needed before a reference price is trusted"
     )
     history_windows_days: list[int] = Field(default_factory=lambda: [30, 90])
+    raw_max_levels: int = Field(
+        50, gt=0, description="extra declaration columns (kcs_*) join X as categories up to this"
+    )
 
 
 class SplitConfig(Section):
