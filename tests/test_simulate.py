@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,12 @@ def test_emerging_scheme_appears_at_drift_start(drift_start: float) -> None:
     ).all()
     true_origin = truth.loc[emerging, "true_origin_country"].astype(str)
     assert (true_origin != declared["origin_country"].astype(str)).all()
+    # The scenario names the known answers: transit country, chapters, start day.
+    scenario = data.scenario
+    assert set(declared["origin_country"].astype(str)) == {scenario["emerging_transit_country"]}
+    assert set(declared["hs2"].astype(str)) <= set(scenario["emerging_chapters"])
+    assert pd.Timestamp(scenario["drift_start"]) == drift.ceil("D")
+    assert scenario["emerging_transit_country"] in scenario["preferential_origins"]
 
 
 def test_historical_policy_has_a_blind_spot_for_the_emerging_scheme() -> None:
@@ -225,9 +232,12 @@ def test_output_validates_against_the_schema() -> None:
 def test_job_writes_three_parquet_tables(tmp_path: Path) -> None:
     config = load(overrides=[f"output_dir={tmp_path}", "simulate.days=120"])
     result = simulate_job(config, rows=4_000, seed=5)
-    assert set(result.outputs) == {"declarations", "outcomes", "ground_truth"}
-    for name, path in result.outputs.items():
+    assert set(result.outputs) == {"declarations", "outcomes", "ground_truth", "scenario"}
+    for name in ("declarations", "outcomes", "ground_truth"):
+        path = result.outputs[name]
         assert path == config.paths.data / f"{name}.parquet" and path.is_file()
+    scenario = json.loads(result.outputs["scenario"].read_text())
+    assert scenario["emerging_scheme"] == EMERGING
     declarations = pd.read_parquet(result.outputs["declarations"])
     assert len(declarations) == 4_000
     assert isinstance(declarations["importer"].dtype, pd.CategoricalDtype)

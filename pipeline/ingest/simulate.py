@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,13 +73,18 @@ DUMPING_PRICE_FACTOR = 0.7  # the source's prices in those chapters, relative to
 
 @dataclass
 class SimulatedData:
-    """The three tables (canonical form); the offices and their capacity per office and day."""
+    """The three tables (canonical form); offices, capacity per office-day, the hidden scenario.
+
+    `scenario` names the known answers of the laboratory: the emerging scheme's source, transit
+    country and chapters, the historical rules' chapters and origins, preferential origins.
+    """
 
     declarations: pd.DataFrame
     outcomes: pd.DataFrame
     ground_truth: pd.DataFrame
     offices: pd.DataFrame = field(default_factory=pd.DataFrame)
     capacity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scenario: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -610,7 +616,20 @@ def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
             "capacity": capacity,
         }
     )
-    return SimulatedData(declarations, outcomes, ground_truth, offices, capacity_frame)
+    hs2_of = [str(hs2_labels[c]) for c in cat.chapter_number]
+    scenario = {
+        "drift_start": str(np.datetime64(config.start, "D") + int(np.ceil(drift_day))),
+        "emerging_scheme": EMERGING,
+        "emerging_source_country": str(countries[source]),
+        "emerging_transit_country": str(countries[transit]),
+        "emerging_chapters": sorted(hs2_of[c] for c in emerging_chapters),
+        "rule_chapters": sorted(hs2_of[c] for c in rule_chapters),
+        "rule_high_risk_origins": sorted(str(countries[c]) for c in high_risk_origins),
+        "preferential_origins": sorted(str(c) for c in countries[preferential]),
+        "anti_dumping_duty": ANTI_DUMPING_DUTY,
+        "preferential_factor": PREFERENTIAL_FACTOR,
+    }
+    return SimulatedData(declarations, outcomes, ground_truth, offices, capacity_frame, scenario)
 
 
 def sample_rows(rng: np.random.Generator, n: int, size: int = 200_000) -> np.ndarray:

@@ -1,13 +1,15 @@
 """`targeting simulate`: the synthetic declaration stream -> three Parquet tables.
 
 Writes declarations.parquet, outcomes.parquet and ground_truth.parquet (names as in
-`config.Paths`) to `out` (default: `config.paths.data`). Training must never read the ground truth;
-evaluation uses it for true figures.
+`config.Paths`) to `out` (default: `config.paths.data`), and scenario.json (the emerging scheme's
+source, transit country and chapters, the historical rules). Training must never read the ground
+truth or the scenario; evaluation uses them for true figures.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from pipeline.config import Config, SimulateConfig
@@ -17,7 +19,8 @@ from pipeline.jobs import JobResult
 
 
 def write(data: SimulatedData, folder: Path) -> dict[str, Path]:
-    """Write the three tables to `folder` as Parquet; returns table name -> path."""
+    """Write the three tables to `folder` as Parquet (and the scenario's known answers as
+    scenario.json, for research only, like the ground truth); returns name -> path."""
     folder.mkdir(parents=True, exist_ok=True)
     outputs = {
         "declarations": folder / "declarations.parquet",
@@ -27,6 +30,9 @@ def write(data: SimulatedData, folder: Path) -> dict[str, Path]:
     data.declarations.to_parquet(outputs["declarations"], index=False)
     data.outcomes.to_parquet(outputs["outcomes"], index=False)
     data.ground_truth.to_parquet(outputs["ground_truth"], index=False)
+    if data.scenario:
+        outputs["scenario"] = folder / "scenario.json"
+        outputs["scenario"].write_text(json.dumps(data.scenario, indent=2) + "\n")
     return outputs
 
 
