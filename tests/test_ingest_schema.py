@@ -392,3 +392,24 @@ def test_empty_tables_keep_the_canonical_dtypes() -> None:
     outs, out_report = validate_outcomes(outcomes(declarations()).iloc[:0], full)
     pd.testing.assert_series_equal(outs.dtypes, empty_outcomes().dtypes)
     assert out_report.rows_kept == 0
+
+
+def test_dates_without_times_are_compared_by_day() -> None:
+    decls = declarations().assign(lodged_at=lambda f: pd.to_datetime(f["lodged_at"]))
+    decls["lodged_at"] = decls["lodged_at"].dt.normalize() + pd.Timedelta(hours=15)
+    clean, _ = validate_declarations(decls)
+    outs = outcomes(decls)
+    day = pd.to_datetime(outs["selected_at"]).dt.normalize()
+    outs["selected_at"] = day.dt.strftime("%Y-%m-%d")  # same day, recorded without a time
+    outs["result_at"] = outs["selected_at"]
+    outs.iloc[1, outs.columns.get_loc("selected_at")] = (
+        day.iloc[1] - pd.Timedelta(days=1)
+    ).strftime("%Y-%m-%d")
+    kept, report = validate_outcomes(outs, clean)
+    assert report.quarantined["row"].tolist() == [2]
+    assert (
+        report.quarantined["reason"]
+        .iloc[0]
+        .startswith("selected_at: before the declaration was lodged")
+    )
+    assert len(kept) == len(outs) - 1

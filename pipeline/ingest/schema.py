@@ -527,6 +527,15 @@ def validate_declarations(
     return with_levels[ordered + rest], report
 
 
+def _at_resolution_of(earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+    """`earlier` cut to whole days when `later` holds dates only (every value at midnight):
+    a selection recorded as a date is not before a declaration lodged that same morning."""
+    known = later[~np.isnat(later)].view(np.int64)
+    if len(known) and not (known % (86_400 * 10**9)).any():
+        return earlier.astype("datetime64[D]").astype("datetime64[ns]")
+    return earlier
+
+
 def validate_outcomes(
     frame: pd.DataFrame, declarations: pd.DataFrame, source: str = FRAME_SOURCE
 ) -> tuple[pd.DataFrame, ValidationReport]:
@@ -556,14 +565,14 @@ def validate_outcomes(
     selected = pd.Series(coerced["selected_at"]).to_numpy(dtype="datetime64[ns]")
     result = pd.Series(coerced["result_at"]).to_numpy(dtype="datetime64[ns]")
     verdicts.flag(
-        selected < lodged_of,
+        selected < _at_resolution_of(lodged_of, selected),
         lambda idx: _reasons(
             "selected_at: before the declaration was lodged",
             pd.Series(selected[idx]).astype(str) + " < " + pd.Series(lodged_of[idx]).astype(str),
         ),
     )
     verdicts.flag(
-        result < selected,
+        result < _at_resolution_of(selected, result),
         lambda idx: _reasons(
             "result_at: before selected_at",
             pd.Series(result[idx]).astype(str) + " < " + pd.Series(selected[idx]).astype(str),
