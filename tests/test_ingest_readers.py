@@ -216,3 +216,14 @@ def test_load_inputs_of_simulated_tables(tmp_path: Path) -> None:
     assert len(inputs.declarations) == len(decls)
     assert inputs.ground_truth is not None and len(inputs.ground_truth) == len(decls)
     assert "ground truth: 12 rows" in inputs.summary()
+
+
+def test_an_outcomes_file_without_rows_means_no_controls_yet(tmp_path: Path) -> None:
+    d = _write_csv(declarations(), tmp_path / "d.csv")
+    o = tmp_path / "o.parquet"
+    outcomes(declarations()).iloc[:0].to_parquet(o, index=False)
+    with pytest.raises(DataError, match="header only, no data rows"):
+        read_table(o)
+    inputs = load_inputs(_files_config(tmp_path, declarations=d, outcomes=o))
+    assert inputs.outcomes.empty and len(inputs.declarations) == 12
+    assert [r.rows_in for r in inputs.reports] == [12, 0]

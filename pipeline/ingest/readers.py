@@ -26,7 +26,6 @@ from pipeline.ingest.schema import (
     OTHER_DELIMITERS,
     DataError,
     ValidationReport,
-    empty_outcomes,
     validate,
 )
 
@@ -115,8 +114,13 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot be read as Parquet: {exc}") from None
 
 
-def read_table(path: Path, column_mapping: dict[str, str] | None = None) -> pd.DataFrame:
-    """One CSV or Parquet file, its columns renamed by `column_mapping` (yours -> canonical)."""
+def read_table(
+    path: Path, column_mapping: dict[str, str] | None = None, *, allow_empty: bool = False
+) -> pd.DataFrame:
+    """One CSV or Parquet file, its columns renamed by `column_mapping` (yours -> canonical).
+
+    A header without data rows is an error unless `allow_empty` (outcomes: no controls yet).
+    """
     path = Path(path)
     mapping = dict(column_mapping or {})
     if not path.exists():
@@ -132,7 +136,7 @@ def read_table(path: Path, column_mapping: dict[str, str] | None = None) -> pd.D
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .csv or .parquet")
     if len(frame.columns) == 0:
         raise DataError(f"{path}: the file is empty (no columns)")
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise DataError(f"{path}: header only, no data rows (columns: {', '.join(frame.columns)})")
     present = {source: target for source, target in mapping.items() if source in frame.columns}
     clashes = [
@@ -213,7 +217,8 @@ def _simulated(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
             "`targeting simulate --config <your config file>` first (it writes them there)."
         )
     ground_truth = read_table(paths.ground_truth) if paths.ground_truth.is_file() else None
-    return read_table(paths.declarations), read_table(paths.outcomes), ground_truth
+    outcomes = read_table(paths.outcomes, allow_empty=True)  # a stream may have no controls
+    return read_table(paths.declarations), outcomes, ground_truth
 
 
 def _ground_truth(frame: pd.DataFrame, declarations: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -248,7 +253,9 @@ def load_inputs(config: Config) -> Inputs:
             )
         declarations = read_table(data.declarations, data.column_mapping)
         outcomes = (
-            read_table(data.outcomes, data.column_mapping) if data.outcomes is not None else None
+            read_table(data.outcomes, data.column_mapping, allow_empty=True)
+            if data.outcomes is not None
+            else None
         )
         sources = (str(data.declarations), str(data.outcomes))
     tables = validate(
@@ -258,8 +265,7 @@ def load_inputs(config: Config) -> Inputs:
         ground_truth = _ground_truth(
             ground_truth, tables.declarations, str(config.paths.ground_truth)
         )
-    clean_outcomes = tables.outcomes if outcomes is not None else empty_outcomes()
     for report in tables.reports:
         if report.rows_quarantined:
             logger.warning(report.summary())
-    return Inputs(tables.declarations, clean_outcomes, ground_truth, tables.reports)
+    return Inputs(tables.declarations, tables.outcomes, ground_truth, tables.reports)
