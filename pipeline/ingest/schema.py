@@ -180,7 +180,10 @@ def _text_codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         factor_codes, raw = pd.factorize(series, use_na_sentinel=True)
         codes = factor_codes.astype(np.int64)
     texts = _as_text(raw)
-    texts_or_null = _nulled(texts, texts == "")
+    blank = texts == ""
+    if raw.dtype == object and not blank.any() and (texts == np.asarray(raw, dtype=object)).all():
+        return codes, texts  # already clean, distinct text (the usual case): no second pass
+    texts_or_null = _nulled(texts, blank)
     remap, uniques = pd.factorize(pd.Series(texts_or_null, dtype=object), use_na_sentinel=True)
     new_codes = _at(remap.astype(np.int64), codes, -1)
     return new_codes, np.asarray(uniques, dtype=object)
