@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from helpers_ingest import declarations, outcomes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.config import Config, DataConfig
 from pipeline.ingest.readers import (
+    TEXT_NULLS,
     load_inputs,
     read_table,
     write_quarantine,
@@ -227,3 +231,23 @@ def test_an_outcomes_file_without_rows_means_no_controls_yet(tmp_path: Path) -> 
     inputs = load_inputs(_files_config(tmp_path, declarations=d, outcomes=o))
     assert inputs.outcomes.empty and len(inputs.declarations) == 12
     assert [r.rows_in for r in inputs.reports] == [12, 0]
+
+
+@settings(max_examples=25)
+@given(
+    names=st.lists(
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12
+        ).filter(lambda t: t.strip() == t and t not in TEXT_NULLS),
+        min_size=3,
+        max_size=3,
+    ),
+    bom=st.booleans(),
+)
+def test_text_survives_a_csv_round_trip(names: list[str], bom: bool) -> None:
+    frame = declarations(3).assign(importer=names, seller=["0012", "NA", 'a,b "c"'])
+    with tempfile.TemporaryDirectory() as folder:
+        path = _write_csv(frame, Path(folder) / "d.csv", bom=bom)
+        read = read_table(path)
+    assert read["importer"].tolist() == names
+    assert read["seller"].tolist() == ["0012", "NA", 'a,b "c"']
