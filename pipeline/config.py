@@ -90,11 +90,16 @@ class DataConfig(Section):
     )
 
 
+FeatureStage = Literal["raw", "profiles", "valuation", "history", "calendar"]
+FEATURE_STAGES: tuple[FeatureStage, ...] = ("raw", "profiles", "valuation", "history", "calendar")
+
+
 class FeaturesConfig(Section):
     """Point-in-time feature stages (pipeline/features/)."""
 
-    stages: list[Literal["profiles", "valuation", "history", "calendar", "raw"]] = Field(
-        default_factory=lambda: ["raw", "profiles", "valuation", "history", "calendar"]
+    stages: list[FeatureStage] = Field(
+        default_factory=lambda: list(FEATURE_STAGES),
+        description="stages in the order their columns appear in X",
     )
     reporting_delay_days: float = Field(
         0.0, ge=0, description="days added to result_at before an outcome counts as known"

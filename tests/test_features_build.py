@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_features import same_values, simulated, small_config, tiny_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.features.build import Snapshot, attach, build_feature_set, build_snapshot, known_at
-from helpers_features import same_values, simulated, small_config, tiny_tables
 
 DECLARATIONS, OUTCOMES = tiny_tables(400, seed=1)
 CONFIG = small_config()

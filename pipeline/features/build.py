@@ -28,9 +28,20 @@ RAW_CATEGORIES = ("office", "transport_mode", "origin_country", "departure_count
 RAW_NAMES = {"office": "office_code"}  # `office` is a FeatureSet metadata column
 RAW_FLOATS = ("quantity", "net_mass_kg", "declared_value", "duty_rate", "declared_duty")
 REQUIRED_DECLARATION_COLUMNS = (
-    "declaration_id", "lodged_at", "office", "importer", "declarant", "seller", "hs_code",
-    "origin_country", "departure_country", "transport_mode", "net_mass_kg", "declared_value",
-    "duty_rate", "aeo",
+    "declaration_id",
+    "lodged_at",
+    "office",
+    "importer",
+    "declarant",
+    "seller",
+    "hs_code",
+    "origin_country",
+    "departure_country",
+    "transport_mode",
+    "net_mass_kg",
+    "declared_value",
+    "duty_rate",
+    "aeo",
 )
 REQUIRED_OUTCOME_COLUMNS = ("declaration_id", "inspected", "hit")
 HS_DIGITS = {"hs2": 2, "hs4": 4, "hs6": 6}
@@ -172,9 +183,7 @@ def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
     return _with_hs_levels(out)
 
 
-def known_at(
-    outcomes: pd.DataFrame, lodged_at: pd.Series, config: FeaturesConfig
-) -> pd.Series:
+def known_at(outcomes: pd.DataFrame, lodged_at: pd.Series, config: FeaturesConfig) -> pd.Series:
     """When each outcome counts: result_at + reporting delay, else lodged_at + missing delay."""
     delay = pd.Timedelta(days=config.reporting_delay_days)
     fallback = lodged_at + pd.Timedelta(days=config.missing_result_delay_days)
@@ -219,7 +228,7 @@ def _aligned_outcomes(
 def _ordered_keys(config: FeaturesConfig) -> list[tuple[str, ...]]:
     """Profile keys with every HS parent before its child (parents' rates feed children's)."""
     keys = profiles.profile_keys(config)
-    rank = {("hs2",): 0, ("hs4",): 1, ("hs6",): 2}
+    rank: dict[tuple[str, ...], int] = {("hs2",): 0, ("hs4",): 1, ("hs6",): 2}
     return sorted(keys, key=lambda k: rank.get(k, 3))
 
 
@@ -510,9 +519,7 @@ def build_snapshot(
     )
 
 
-def attach(
-    declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfig
-) -> FeatureSet:
+def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfig) -> FeatureSet:
     """Features of new declarations from a snapshot (serving); y is NaN.
 
     Rows come back in (lodged_at, declaration_id) order, none dropped. An entity the snapshot
@@ -529,8 +536,12 @@ def attach(
         table = snapshot.profiles[profiles.key_name(key) or "__global__"]
         codes, table_codes = profiles.column_codes([decl, table], key)
         sums, maxes = profiles.as_of_sum(
-            codes, at, table_codes, np.full(len(table), valid_from, np.int64),
-            table[columns].to_numpy(np.float64), table[profiles.LAST_HIT].to_numpy(np.float64),
+            codes,
+            at,
+            table_codes,
+            np.full(len(table), valid_from, np.int64),
+            table[columns].to_numpy(np.float64),
+            table[profiles.LAST_HIT].to_numpy(np.float64),
         )
         return _totals_frame(sums, maxes, config)
 
@@ -543,9 +554,7 @@ def attach(
         {k: list(v) for k, v in snapshot.categories.items()},
     )
     n = len(decl)
-    empty = pd.DataFrame(
-        {"inspected": np.zeros(0, bool), "hit": np.zeros(0, bool)}
-    ).assign(
+    empty = pd.DataFrame({"inspected": np.zeros(0, bool), "hit": np.zeros(0, bool)}).assign(
         known_at=pd.Series(dtype="datetime64[ns]"),
         revenue_recovered=pd.Series(dtype=float),
         selection_probability=pd.Series(dtype=float),

@@ -39,9 +39,13 @@ def describe(config: FeaturesConfig) -> dict[str, str]:
         "aeo": "1 when the importer is an Authorised Economic Operator",
     }
     for days in config.history_windows_days:
-        out[f"importer_declarations_{days}d"] = f"declarations of the importer in the last {days} days"
+        out[f"importer_declarations_{days}d"] = (
+            f"declarations of the importer in the last {days} days"
+        )
     for partner in PARTNERS:
-        out[f"importer_distinct_{partner}"] = f"distinct {partner} values the importer declared so far"
+        out[f"importer_distinct_{partner}"] = (
+            f"distinct {partner} values the importer declared so far"
+        )
     return out
 
 
@@ -65,16 +69,19 @@ def _windows(
         own = np.zeros((n * (len(windows) + 1), 1))
         own[n * len(windows) :] = 1.0
         sums, _ = as_of_sum(
-            q_codes, q_times, np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 1)),
-            query_own=own, own_columns=[0],
+            q_codes,
+            q_times,
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            np.empty((0, 1)),
+            query_own=own,
+            own_columns=[0],
         )
     else:
         e_codes, e_times = events
         sums, _ = as_of_sum(q_codes, q_times, e_codes, e_times, np.ones((len(e_codes), 1)))
     counts = sums[:, 0].reshape(len(windows) + 1, n)
-    return {
-        f"importer_declarations_{w}d": counts[-1] - counts[i] for i, w in enumerate(windows)
-    }
+    return {f"importer_declarations_{w}d": counts[-1] - counts[i] for i, w in enumerate(windows)}
 
 
 def history_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, np.ndarray]:
@@ -89,15 +96,24 @@ def history_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict
         own[:, j] = ids > np.maximum.accumulate(np.concatenate([[-1], ids[:-1]]))
     empty = np.empty(0, np.int64)
     sums, _ = as_of_sum(
-        importer, times, empty, empty, np.empty((0, own.shape[1])),
-        query_own=own, own_columns=range(own.shape[1]),
+        importer,
+        times,
+        empty,
+        empty,
+        np.empty((0, own.shape[1])),
+        query_own=own,
+        own_columns=range(own.shape[1]),
     )
     # The earliest lodging of the importer is in the past whenever it has declarations before.
     first_day = pd.Series(day).groupby(importer, sort=False).transform("min").to_numpy()
     (pair,) = column_codes([declarations], ["importer", NEW_PAIR])
     pair_first = pd.Series(times).groupby(pair, sort=False).transform("min").to_numpy()
     return _assemble(
-        declarations, day, sums, first_day, pair_first == times,
+        declarations,
+        day,
+        sums,
+        first_day,
+        pair_first == times,
         _windows(importer, times, config, None),
     )
 
@@ -174,7 +190,11 @@ def attach_history(
     )
     valid_from = np.full(len(table), pd.Timestamp(as_of).value - 1, dtype=np.int64)
     sums, first = as_of_sum(
-        codes, at, table_codes, valid_from, values,
+        codes,
+        at,
+        table_codes,
+        valid_from,
+        values,
         event_maxes=-table["first_seen_day"].to_numpy(float),
     )
     assert first is not None

@@ -4,11 +4,11 @@ Reference prices are profile tables too: one row per (commodity group, month), v
 of that month, joined with `profiles.as_of_sum`. Approximation (stated because it matters): the
 reference of a declaration is the count-weighted mean of the monthly medians of its group over
 all months that ended before it was lodged, and its scale the mean of the monthly MADs
-(x 1.4826) weighted by count - 1. Exact medians over every past declaration would need one sort per declaration;
-monthly medians are exact within each month, cost two grouped medians, and are leakage-free
-because a month counts only once it has ended. Coarser groups (hs6, then hs4) use the monthly
-statistics of the finest group (hs6 x origin), pooled the same way, when the finer group has
-fewer than ``valuation_min_support`` past declarations.
+(x 1.4826) weighted by count - 1. Exact medians over every past declaration would need one sort
+per declaration; monthly medians are exact within each month, cost two grouped medians, and are
+leakage-free because a month counts only once it has ended. Coarser groups (hs6, then hs4) use
+the monthly statistics of the finest group (hs6 x origin), pooled the same way, when the finer
+group has fewer than ``valuation_min_support`` past declarations.
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def _log_values(declarations: pd.DataFrame) -> np.ndarray:
                 continue
             amount = declarations[column].to_numpy(dtype=np.float64, na_value=np.nan)
             ok = (amount > 0) & (value > 0)
-            out[:, j] = np.where(ok, np.log(np.where(ok, value, 1.0) / np.where(ok, amount, 1.0)), np.nan)
+            out[:, j] = np.where(
+                ok, np.log(np.where(ok, value, 1.0) / np.where(ok, amount, 1.0)), np.nan
+            )
     return out
 
 
@@ -166,7 +168,9 @@ def _features(
     with np.errstate(invalid="ignore", divide="ignore"):
         out["duty_expected"] = expected
         out["duty_declared_ratio"] = np.where(expected > 0, declared / expected, np.nan)
-    out["duty_rate_gap_hs4"] = np.where(np.isfinite(lowest), rate - np.minimum(rate, lowest), np.nan)
+    out["duty_rate_gap_hs4"] = np.where(
+        np.isfinite(lowest), rate - np.minimum(rate, lowest), np.nan
+    )
     return out
 
 
@@ -194,9 +198,7 @@ def _pick(
     return ref, scale, support, level
 
 
-def valuation_features(
-    declarations: pd.DataFrame, config: FeaturesConfig
-) -> dict[str, np.ndarray]:
+def valuation_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, np.ndarray]:
     """Valuation features of declarations sorted by lodging time, each as of its lodging."""
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     events = monthly_events(declarations)
@@ -208,7 +210,11 @@ def valuation_features(
     (hs4,) = column_codes([declarations], ["hs4"])
     n_lowest = len(events.lowest_row)
     _, lowest = as_of_sum(
-        hs4, times, hs4[events.lowest_row], events.lowest_ends, np.zeros((n_lowest, 1)),
+        hs4,
+        times,
+        hs4[events.lowest_row],
+        events.lowest_ends,
+        np.zeros((n_lowest, 1)),
         event_maxes=-np.nan_to_num(events.lowest_rate, nan=-np.inf),
     )
     assert lowest is not None
@@ -222,7 +228,9 @@ def valuation_state(declarations: pd.DataFrame, as_of: pd.Timestamp) -> Valuatio
     done = events.ends < cut
     references = {}
     for level in LEVELS:
-        keys = declarations[list(level)].iloc[events.row[done]].astype(object).reset_index(drop=True)
+        keys = (
+            declarations[list(level)].iloc[events.row[done]].astype(object).reset_index(drop=True)
+        )
         values = pd.DataFrame(events.values[done], columns=_value_columns())
         table = pd.concat([keys, values], axis=1)
         references[level_name(level)] = (
@@ -260,14 +268,20 @@ def attach_valuation(
         table = state.references[level_name(level)]
         codes, table_codes = column_codes([declarations, table], level)
         sums, _ = as_of_sum(
-            codes, at, table_codes, np.full(len(table), valid_from, np.int64),
+            codes,
+            at,
+            table_codes,
+            np.full(len(table), valid_from, np.int64),
             table[_value_columns()].to_numpy(np.float64),
         )
         sums_by_level.append(sums)
     table = state.lowest_rate
     codes, table_codes = column_codes([declarations, table], ["hs4"])
     _, lowest = as_of_sum(
-        codes, at, table_codes, np.full(len(table), valid_from, np.int64),
+        codes,
+        at,
+        table_codes,
+        np.full(len(table), valid_from, np.int64),
         np.zeros((len(table), 1)),
         event_maxes=-np.nan_to_num(table["lowest_rate"].to_numpy(np.float64), nan=-np.inf),
     )
