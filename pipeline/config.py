@@ -302,8 +302,14 @@ def _default_policies() -> list[PolicyConfig]:
         PolicyConfig(
             name="random_10_quarterly", kind="model", random_share=0.10, retrain_every_steps=13
         ),
+class BacktestConfig(Section):
+    """Policy replays over time (pipeline/evaluate/backtest.py)."""
+
     ]
 
+    refresh_every_steps: int | None = Field(
+        None, gt=0, description="rebuild the features (new labels) every n steps; None: as retrain"
+    )
 
     step_days: int = Field(7, gt=0)
     retrain_every_steps: int = Field(4, gt=0)
@@ -325,15 +331,11 @@ def _default_policies() -> list[PolicyConfig]:
     params: dict[str, Any] | None = Field(None, description="booster params; None: train.params")
     rules: list[RuleConfig] | None = Field(None, description="None: evaluate.rules")
     random_key: str = Field("backtest", description="key of the random draw and detection draws")
-    workers: int = Field(1, ge=1, description="policies replayed in parallel processes")
     n_jobs: int = Field(
         1,
         ge=1,
-        description="XGBoost threads per fit in the backtest (on a busy machine one thread per "
-        "process is far faster than two competing ones); parallelism comes from `workers`",
-    )
-    refresh_every_steps: int | None = Field(
-        None, gt=0, description="rebuild the features (new labels) every n steps; None: as retrain"
+        description="XGBoost threads per fit in the backtest (on a busy machine one thread is "
+        "far faster than two competing ones)",
     )
 
 
@@ -354,15 +356,33 @@ class MonitorConfig(Section):
     psi_warn: float = Field(0.1, gt=0, description="PSI < 0.1 stable, 0.1-0.25 moderate shift")
     psi_alarm: float = Field(0.25, gt=0, description="PSI > 0.25 major shift")
     ks_warn: float = Field(0.1, gt=0)
+    reference_days: int | None = Field(
+        90,
+        gt=0,
+        description="reference = the last n days of the model's training window (None: all of "
+        "it); the start of a stream has cold profiles that nothing later resembles",
+    )
     ks_alarm: float = Field(0.2, gt=0)
     wasserstein_warn: float = Field(0.1, gt=0, description="in reference standard deviations")
     wasserstein_alarm: float = Field(0.25, gt=0)
     exclude_stages: list[str] = Field(
-        default_factory=lambda: ["calendar"],
+        default_factory=lambda: ["calendar", "profiles", "valuation", "history"],
         description="feature stages (manifest) reported but never raising a level: the calendar "
-        "moves by construction between two windows",
+        "moves by construction; profiles are running statistics of past outcomes that move "
+        "with every label and every change of the selection policy",
     )
-    exclude_features: list[str] = Field(default_factory=list)
+    exclude_features: list[str] = Field(
+        default_factory=lambda: [
+            r"_declarations$",
+            r"_controls$",
+            r"_hits$",
+            r"_tenure_days$",
+            r"_distinct_",
+            r"^reference_support",
+        ],
+        description="regular expressions of features reported but not judged: cumulative "
+        "counts grow with the age of the stream",
+    )
     min_rows: int = Field(100, gt=0, description="fewer rows in a window: reported, not judged")
     confidence: float = Field(0.95, gt=0, lt=1, description="of the random stratum's interval")
     interval: Literal["wilson", "clopper_pearson"] = "wilson"

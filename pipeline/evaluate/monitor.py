@@ -31,6 +31,7 @@ judged features' and the performance check's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -253,7 +254,7 @@ def drift_table(
     """Tidy drift table: one row per feature shared by both windows, and one for the score.
 
     `stages` maps a feature to its stage (from the feature manifest); features of
-    ``config.exclude_stages`` or named in ``config.exclude_features`` are reported but not
+    ``config.exclude_stages`` or matching a pattern of ``config.exclude_features`` are reported, not
     judged. Rows are ordered score first, then by level and value, highest first.
     """
     stages = stages or {}
@@ -270,7 +271,7 @@ def drift_table(
             )
         )
     excluded_stages = set(config.exclude_stages)
-    excluded = set(config.exclude_features)
+    excluded = [re.compile(pattern) for pattern in config.exclude_features]
     for column in reference.columns:
         if column not in recent.columns:
             continue
@@ -282,7 +283,8 @@ def drift_table(
                 recent[column],
                 config,
                 stage=stage,
-                judged=stage not in excluded_stages and str(column) not in excluded,
+                judged=stage not in excluded_stages
+                and not any(p.search(str(column)) for p in excluded),
             )
         )
     table = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
@@ -375,7 +377,7 @@ class MonitorReport:
 
     def headline(self) -> str:
         """One line for a scheduler's log."""
-        judged = self.drift[self.drift["judged"]]
+        judged = self.drift[self.drift["judged"] & (self.drift["role"] == "feature")]
         counts = judged["level"].value_counts()
         score = self.drift.loc[self.drift["role"] == "score", "level"]
         s = self.stratum
