@@ -162,9 +162,6 @@ def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
         rows = np.flatnonzero(lodged.isna().to_numpy())[:10].tolist()
         raise ValueError(f"declarations: column lodged_at is missing at rows {rows}")
     ids = declarations["declaration_id"]
-    if ids.duplicated().any():
-        rows = np.flatnonzero(ids.duplicated().to_numpy())[:10].tolist()
-        raise ValueError(f"declarations: column declaration_id repeats at rows {rows}")
     times = lodged.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     order = np.argsort(times, kind="stable")
     sorted_times = times[order]
@@ -179,8 +176,18 @@ def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
         ).sort_values(["t", "id"], kind="stable")
         order[tied] = block[key.index.to_numpy()]
     out = declarations.iloc[order].reset_index(drop=True)
-    out["declaration_id"] = out["declaration_id"].astype(str)
+    if not pd.api.types.is_string_dtype(out["declaration_id"]):
+        out["declaration_id"] = out["declaration_id"].astype(str)
     return _with_hs_levels(out)
+
+
+def _id_index(declarations: pd.DataFrame) -> pd.Index:
+    """The declaration ids as an Index; its hash table checks uniqueness and joins outcomes."""
+    index = pd.Index(declarations["declaration_id"])
+    if not index.is_unique:
+        repeated = declarations.loc[index.duplicated(), "declaration_id"].head(10).tolist()
+        raise ValueError(f"declarations: column declaration_id repeats values {repeated}")
+    return index
 
 
 def known_at(outcomes: pd.DataFrame, lodged_at: pd.Series, config: FeaturesConfig) -> pd.Series:
@@ -198,9 +205,7 @@ def _aligned_outcomes(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Outcomes of known declarations (one per declaration), their rows, and ``known_at``."""
     _check_columns(outcomes, REQUIRED_OUTCOME_COLUMNS, "outcomes")
-    row = pd.Index(declarations["declaration_id"]).get_indexer(
-        outcomes["declaration_id"].astype(str)
-    )
+    row = _id_index(declarations).get_indexer(outcomes["declaration_id"].astype(str))
     keep = row >= 0
     out = outcomes.loc[keep].reset_index(drop=True)
     row = row[keep]
@@ -258,7 +263,7 @@ def _profile_block(
             name, totals_of(key), lodged_day, rates[_parent(key, rates)], config
         )
         rates[name] = rate
-        out.update({k: v.astype(np.float32) for k, v in features.items()})
+        out.update(features)
     return out
 
 

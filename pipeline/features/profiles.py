@@ -274,34 +274,33 @@ def profile_features(
     inverse selection probability (a self-normalised estimate; the weight of evidence is the
     number of random controls).
     """
+    f32 = np.float32
     controls = totals["controls"].to_numpy()
     hits = totals["hits"].to_numpy()
-    if config.random_stratum_only:
-        evidence = totals["rate_controls"].to_numpy()
-        weight = totals["rate_weight"].to_numpy()
-        rate_hits = totals["rate_hits"].to_numpy()
-    else:
-        evidence, weight, rate_hits = controls, controls, hits
+    k = config.prior_strength
     with np.errstate(invalid="ignore", divide="ignore"):
-        raw = np.where(weight > 0, rate_hits / weight, 0.0)
-        k = config.prior_strength
-        smoothed = np.where(
-            np.isnan(parent_rate),
-            np.where(evidence > 0, raw, np.nan),
-            (evidence * raw + k * parent_rate) / (evidence + k),
-        )
-        revenue_known = totals["revenue_known"].to_numpy()
-        per_control = np.where(
-            revenue_known > 0, totals["revenue"].to_numpy() / revenue_known, np.nan
-        )
-    last_hit = totals[LAST_HIT].to_numpy()
-    since = np.where(np.isfinite(last_hit), lodged_day - last_hit, np.nan)
+        if config.random_stratum_only:
+            evidence = totals["rate_controls"].to_numpy()
+            raw = totals["rate_hits"].to_numpy() / totals["rate_weight"].to_numpy()
+            raw[~(evidence > 0)] = 0.0
+            smoothed = (evidence * raw + k * parent_rate) / (evidence + k)
+        else:
+            evidence = controls
+            smoothed = (hits + k * parent_rate) / (controls + k)
+            raw = hits / controls
+        orphan = np.isnan(parent_rate)
+        if orphan.any():  # no parent rate yet: the entity's own rate, if it has controls
+            smoothed[orphan] = np.where(evidence > 0, raw, np.nan)[orphan]
+        # 0 / 0 is NaN: no control with a known revenue yet.
+        per_control = totals["revenue"].to_numpy() / totals["revenue_known"].to_numpy()
+        since = (lodged_day - totals[LAST_HIT].to_numpy()).astype(f32)
+    since[np.isinf(since)] = np.nan  # no hit known yet
     features = {
-        f"{name}_declarations": totals["declarations"].to_numpy(),
-        f"{name}_controls": controls,
-        f"{name}_hits": hits,
-        f"{name}_hit_rate": smoothed,
-        f"{name}_revenue_per_control": per_control,
+        f"{name}_declarations": totals["declarations"].to_numpy(f32),
+        f"{name}_controls": controls.astype(f32),
+        f"{name}_hits": hits.astype(f32),
+        f"{name}_hit_rate": smoothed.astype(f32),
+        f"{name}_revenue_per_control": per_control.astype(f32),
         f"{name}_days_since_hit": since,
     }
     return features, smoothed

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
-from pipeline.features.profiles import as_of_sum, column_codes
+from pipeline.features.profiles import AsOfJoin, as_of_sum, column_codes
 
 LEVELS: tuple[tuple[str, ...], ...] = (("hs6", "origin_country"), ("hs6",), ("hs4",))
 KINDS = ("kg", "unit")
@@ -202,10 +202,11 @@ def valuation_features(declarations: pd.DataFrame, config: FeaturesConfig) -> di
     """Valuation features of declarations sorted by lodging time, each as of its lodging."""
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     events = monthly_events(declarations)
+    join = AsOfJoin(times, events.ends, events.values)  # one stream for the three levels
     sums_by_level = []
     for level in LEVELS:
         (codes,) = column_codes([declarations], level)
-        sums, _ = as_of_sum(codes, times, codes[events.row], events.ends, events.values)
+        sums, _ = join.by(codes, codes[events.row])
         sums_by_level.append(sums)
     (hs4,) = column_codes([declarations], ["hs4"])
     n_lowest = len(events.lowest_row)
