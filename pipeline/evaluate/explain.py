@@ -73,14 +73,16 @@ def _png(figure: object) -> bytes:
     return buffer.getvalue()
 
 
-def _explanation(values: np.ndarray, base: float, X: pd.DataFrame) -> object:
+def _explanation(values: np.ndarray, base: float, X: pd.DataFrame, labels: bool = False) -> object:
+    """A shap.Explanation; `labels` adds category names for waterfalls (slow to slice on
+    thousands of rows, so global views colour by category codes instead)."""
     import shap
 
     return shap.Explanation(
         values=values,
         base_values=np.full(len(values), base),
         data=numeric_view(X).to_numpy(),
-        display_data=X.astype(object).to_numpy(),
+        display_data=X.astype(object).to_numpy() if labels else None,
         feature_names=list(X.columns),
     )
 
@@ -182,7 +184,7 @@ def waterfalls(
     if len(Xs) == 0:
         return values_frame(np.zeros((0, Xs.shape[1])), 0.0, Xs, ids), {}
     values, base, _ = shap_values(model, Xs)
-    explanation = _explanation(values, base, Xs)
+    explanation = _explanation(values, base, Xs, labels=True)
     figures: dict[str, bytes] = {}
     for i, identifier in enumerate(ids):  # one figure per requested declaration (a handful)
         plt.figure()
