@@ -108,8 +108,9 @@ class AsOfJoin:
         self.order = np.argsort(times, kind="stable")
         self.is_query = self.order < n_query
         self.query_in_stream = self.order[self.is_query]  # query index of each query slot
-        self.slot = np.empty(n_query, dtype=np.int64)  # slot of each query (gathers beat scatters)
-        self.slot[self.query_in_stream] = np.arange(n_query)
+        slot = np.empty(n_query, dtype=np.int64)  # slot of each query (gathers beat scatters)
+        slot[self.query_in_stream] = np.arange(n_query)
+        self.query_position = np.flatnonzero(self.is_query)[slot]  # stream row of each query
         self.rank = np.where(self.is_query, -1, self.order - n_query)  # event rank; -1: query
         self.own_columns = list(own_columns)
         self.own: np.ndarray | None = None
@@ -125,7 +126,7 @@ class AsOfJoin:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Sums (queries x columns) and maxima (or None) per query, for one key's codes."""
         event_codes = event_codes[self.event_order]
-        sums = np.zeros((self.n_query, self.width))
+        sums = np.zeros((self.n_query, self.width), order="F")
         maxes = None if self.event_maxes is None else np.full(self.n_query, -np.inf)
         codes = np.concatenate([query_codes, event_codes])[self.order]
         frame = pd.DataFrame({"rank": self.rank}, copy=False)
@@ -137,14 +138,16 @@ class AsOfJoin:
         grouped = frame.groupby(codes, sort=False)
         if len(event_codes):
             # Index of the last event of the key before each query; -1 reads the zero row.
-            last = grouped["rank"].cummax().to_numpy()[self.is_query][self.slot]
+            last = grouped["rank"].cummax().to_numpy()[self.query_position]
             cumulated = (
                 pd.DataFrame(self.event_sums, copy=False)
                 .groupby(event_codes, sort=False)
                 .cumsum()
                 .to_numpy()
             )
-            sums = np.take(np.vstack([cumulated, np.zeros((1, self.width))]), last, axis=0)
+            # Column by column from a small table: each result column is contiguous.
+            table = np.ascontiguousarray(np.vstack([cumulated, np.zeros((1, self.width))]).T)
+            sums = np.take(table, last, axis=1).T
             if self.event_maxes is not None:
                 running = (
                     pd.Series(self.event_maxes, copy=False)
@@ -154,7 +157,7 @@ class AsOfJoin:
                 )
                 maxes = np.append(running, -np.inf)[last]
         if own_names:
-            own_sums = grouped[own_names].cumsum().to_numpy()[self.is_query][self.slot]
+            own_sums = grouped[own_names].cumsum().to_numpy()[self.query_position]
             own_sums -= self._own_and_tied(query_codes)
             sums[:, self.own_columns] += own_sums
         return sums, maxes
