@@ -154,3 +154,18 @@ def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_pa
     assert not re.search(r"&lt;(table|img|p)\b", html)  # fragments are not escaped twice
     seen = h.rendered_images(html, tmp_path)
     assert seen == {"images": expected_images, "decoded": expected_images, "sections": 9}
+
+
+def test_configured_office_capacity_is_a_count_per_day(tmp_path: Path) -> None:
+    world = h.world(rows=3000, seed=4)
+    model = h.train_model(world["features"], rounds=10)
+    cfg = h.config(tmp_path, bootstrap=0, shap_sample=100, top_dependence=0, red_waterfalls=0)
+    cfg.serve = cfg.serve.model_copy(update={"office_capacity": {"ICN01": 2.0, "PUS02": 0.5}})
+    assessment = assess(model, world["features"], cfg, ground_truth=world["ground_truth"])
+    rows = assessment.metrics.loc[assessment.metrics["model"] == "model at configured capacity"]
+    share = float(rows.loc[rows["metric"] == "control_share", "value"].iloc[0])
+    fs = world["features"]
+    in_test = (fs.lodged_at >= pd.Timestamp(h.WINDOWS["test"]["start"])).to_numpy()
+    days = (pd.Timestamp(h.WINDOWS["test"]["end"]) - pd.Timestamp(h.WINDOWS["test"]["start"])).days
+    whole = 2 * days + np.floor(0.5 * days)  # whole controls
+    assert share == pytest.approx(whole / in_test.sum())

@@ -666,6 +666,20 @@ def assess(
                     _selection_rows(at_capacity, "model at office capacity"), population_truth
                 )
             )
+        if config.serve.office_capacity:
+            # serve.office_capacity is red controls per office and day: over the test window
+            days = (windows["test"][1] - windows["test"][0]) / pd.Timedelta(days=1)
+            per_window = {o: max(c * days, 1.0) for o, c in config.serve.office_capacity.items()}
+            offices = test.office.astype("string").to_numpy()[known]
+            quota = mx.quota_mask(score[known], offices, per_window)
+            configured = mx.selection_metrics(
+                y_true, quota, revenue=money, replicates=ev.bootstrap, seed=seed
+            )
+            parts.append(
+                _with_population(
+                    _selection_rows(configured, "model at configured capacity"), population_truth
+                )
+            )
     stratum = (test.selection_reason.astype("string") == "random").fillna(False).to_numpy()
     stratum &= labelled
     if stratum.sum() > 0:
