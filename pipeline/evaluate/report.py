@@ -732,7 +732,10 @@ def assess(
                 [headline_rate],
                 money_main,
             )
-            breakdowns[name] = frame.drop(columns="rate")
+            frame = frame.drop(columns="rate")
+            if name != "month":  # largest groups first; months stay in time order
+                frame = frame.sort_values("declarations", ascending=False, kind="stable")
+            breakdowns[name] = frame
     proportionality = {}
     prop_groups: dict[str, pd.Series] = {"office": test.office}
     if decl is not None:
