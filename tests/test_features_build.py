@@ -23,7 +23,7 @@ def _known(outcomes: pd.DataFrame, declarations: pd.DataFrame) -> pd.Series:
     return known_at(outcomes, lodged, CONFIG)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     cut=st.floats(0.05, 0.95),
     change=st.sampled_from(["remove", "flip", "revenue", "later"]),
@@ -61,7 +61,7 @@ def test_an_outcome_known_before_t_does_change_later_features() -> None:
     assert not same_values(BASE.X, after.X)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_shuffling_rows_changes_nothing(seed: int) -> None:
     declarations = DECLARATIONS.sample(frac=1.0, random_state=seed)

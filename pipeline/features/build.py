@@ -175,7 +175,11 @@ def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
             {"t": sorted_times[tied], "id": ids.to_numpy()[block].astype(str)}
         ).sort_values(["t", "id"], kind="stable")
         order[tied] = block[key.index.to_numpy()]
-    out = declarations.iloc[order].reset_index(drop=True)
+    columns = list(declarations.columns)
+    if all(level in columns for level in HS_DIGITS):
+        columns.remove("hs_code")  # the HS levels carry it; no copy of millions of strings
+    positions = [declarations.columns.get_loc(c) for c in columns]
+    out = declarations.iloc[order, positions].reset_index(drop=True)
     if not pd.api.types.is_string_dtype(out["declaration_id"]):
         out["declaration_id"] = out["declaration_id"].astype(str)
     return _with_hs_levels(out)
@@ -355,23 +359,24 @@ def _assemble(
         for name, values in stage_features.get(stage, {}).items():
             rows.append((name, "float32", stage, descriptions.get(name, name)))
             n = len(values)
-    floats = [r[0] for r in rows]
-    # One float32 block filled column by column: pandas keeps it as one block, without the
-    # copy that building a frame from a dict of columns makes.
-    block = np.empty((len(floats), n or 0), dtype=np.float32)
-    i = 0
+    columns: dict[str, Any] = {}
     for stage in config.stages:
         features = stage_features.get(stage, {})
         for name in list(features):
-            block[i] = features.pop(name)
-            i += 1
-    X = pd.DataFrame(block.T, columns=floats, copy=False)
+            columns[name] = np.asarray(features.pop(name), dtype=np.float32)
     for column, series in categories.items():
         name = RAW_NAMES.get(column, column)
-        X[name] = series.array
+        columns[name] = series.array
         rows.append((name, "category", "raw", f"declared {column} (category)"))
+    # copy=False keeps one block per column: no second copy of every feature (memory at 4M rows).
+    X = pd.DataFrame(columns, copy=False)
     manifest = pd.DataFrame(rows, columns=["name", "dtype", "stage", "description"])
     return X, manifest
+
+
+def _float32(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The stage's columns as float32 (the dtype of X), halving what is held until assembly."""
+    return {name: np.asarray(values, dtype=np.float32) for name, values in features.items()}
 
 
 def _stage_features(
@@ -394,9 +399,9 @@ def _stage_features(
     if "profiles" in stages:
         features["profiles"] = _profile_block(profile_totals, lodged_day, config)
     if "valuation" in stages:
-        features["valuation"] = valuation_of()
+        features["valuation"] = _float32(valuation_of())
     if "history" in stages:
-        features["history"] = history_of()
+        features["history"] = _float32(history_of())
     if "calendar" in stages:
         features["calendar"] = _calendar(declarations)
     return _assemble(features, categories, config)
