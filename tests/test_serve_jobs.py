@@ -10,10 +10,6 @@ import pytest
 
 from pipeline.config import Config, load
 
-pytest.importorskip("pipeline.features.build")
-pytest.importorskip("pipeline.jobs.features")
-pytest.importorskip("pipeline.jobs.train")
-
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve-jobs")]
 
 
@@ -48,7 +44,6 @@ def _config(tmp_path: Path, *more: str) -> Config:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Config:
     from pipeline.jobs.features import features
-
     from pipeline.jobs.simulate import simulate
     from pipeline.jobs.train import train
 

@@ -30,12 +30,9 @@ from helpers_serve import (
 )
 
 from pipeline.config import FeaturesConfig
+from pipeline.features import build
+from pipeline.serve.scorer import Scorer, log_scorer, model_scores
 from pipeline.serve.thresholds import Thresholds
-
-build = pytest.importorskip("pipeline.features.build")
-pytest.importorskip("pipeline.ingest.schema")
-# The scorer needs the feature builder and the validator (other stages' modules).
-from pipeline.serve.scorer import Scorer, log_scorer, model_scores  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-serve")]
 START_TIMEOUT_S = 180.0

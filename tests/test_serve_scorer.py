@@ -25,13 +25,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import FeaturesConfig
+from pipeline.features import build
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.thresholds import Thresholds, ThresholdsError
-
-build = pytest.importorskip("pipeline.features.build")
-pytest.importorskip("pipeline.ingest.schema")
-# The scorer needs the feature builder and the validator (other stages' modules).
-from pipeline.serve.scorer import (  # noqa: E402
+from pipeline.serve.scorer import (
     OUTPUT_COLUMNS,
     Scorer,
     model_scores,
@@ -39,6 +35,7 @@ from pipeline.serve.scorer import (  # noqa: E402
     reason_codes,
     reason_phrases,
 )
+from pipeline.serve.thresholds import Thresholds, ThresholdsError
 
 HISTORY_START = dt.date(2024, 1, 1)
 

@@ -588,7 +588,7 @@ def log_scorer(
         thresholds_copy.write_text(Path(thresholds_path).read_text(encoding="utf-8"))
         with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             # No input example on purpose: MLflow would score it at logging time.
-            warnings.filterwarnings("ignore", message="An input example was not provided")
+            warnings.filterwarnings("ignore", message=".*An input example was not provided")
             mlflow.pyfunc.log_model(
                 name=name,
                 python_model=ScorerModel(),
