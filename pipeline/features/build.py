@@ -354,11 +354,9 @@ def _assemble(
     """X (float32 columns, then categories) and its manifest, in the config's stage order."""
     descriptions = _descriptions(config)
     rows = []
-    n = len(next(iter(categories.values()))) if categories else None
     for stage in config.stages:
-        for name, values in stage_features.get(stage, {}).items():
+        for name in stage_features.get(stage, {}):
             rows.append((name, "float32", stage, descriptions.get(name, name)))
-            n = len(values)
     columns: dict[str, Any] = {}
     for stage in config.stages:
         features = stage_features.get(stage, {})
