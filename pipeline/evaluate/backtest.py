@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -296,7 +297,9 @@ def select(
         taken |= modelled
         if explore_share > 0 and probability is not None:
             p = np.clip(np.nan_to_num(probability, nan=0.0), 0.0, 1.0)
-            keys = weighted_keys(p * (1.0 - p), rng)
+            # A tiny floor keeps every row drawable: isotonic calibration sets whole plateaus to
+            # p = 0, and an exploration slot must not stay empty when the uncertain rows run out.
+            keys = weighted_keys(p * (1.0 - p) + 1e-12, rng)
             explored = take_top(groups, keys, ~taken, explore_slots)
             reason[explored] = EXPLORE
             taken |= explored
@@ -848,8 +851,10 @@ def run_backtest(
                 revealed, stream, plan, policy.name, config.features.missing_result_delay_days
             )
         )
-    kpi_table = pd.concat(kpis, ignore_index=True)
-    scheme_table = pd.concat(schemes, ignore_index=True)
+    with warnings.catch_warnings():  # a policy without a model has all-NaT model columns
+        warnings.simplefilter("ignore", FutureWarning)
+        kpi_table = pd.concat(kpis, ignore_index=True)
+        scheme_table = pd.concat(schemes, ignore_index=True)
     emerging_rows = stream.emerging
     drift = stream.lodged_at[emerging_rows].min() if emerging_rows.any() else None
     summary = summarise(kpi_table, scheme_table, config, drift)

@@ -1,0 +1,268 @@
+"""The policy backtest: selection within capacity, reveal only what is controlled, retraining,
+the random stratum against the ground truth, and the `targeting backtest` job."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_feedback import small_config
+from hypothesis import given
+from hypothesis import strategies as st
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import Config, PolicyConfig, to_yaml
+from pipeline.evaluate import backtest as bt
+from pipeline.ingest.simulate import SimulatedData, simulate
+from pipeline.jobs.simulate import simulate as simulate_job
+
+# --- selection ---------------------------------------------------------------------------------
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.floats(-5, 5)), min_size=1, max_size=80),
+    st.lists(st.integers(0, 6), min_size=5, max_size=5),
+)
+def test_take_top_is_the_top_k_of_each_group(rows: list[tuple[int, float]], k: list[int]) -> None:
+    groups = np.array([g for g, _ in rows])
+    priority = np.array([p for _, p in rows])
+    slots = np.array(k)
+    taken = bt.take_top(groups, priority, np.ones(len(rows), dtype=bool), slots)
+    frame = pd.DataFrame({"g": groups, "p": priority, "pos": np.arange(len(rows))})
+    frame = frame.sort_values(["g", "p", "pos"], ascending=[True, False, True])
+    expected = np.zeros(len(rows), dtype=bool)
+    expected[frame.loc[frame.groupby("g").cumcount() < slots[frame["g"]], "pos"]] = True
+    np.testing.assert_array_equal(taken, expected)
+
+
+def test_select_fills_each_office_day_in_order_random_rules_model_exploration() -> None:
+    rng = np.random.default_rng(0)
+    n, days = 3_000, 30
+    groups = rng.integers(0, days, n)
+    capacity = np.full(days, 5)
+    drawn = rng.random(n) < 0.01
+    rule_hit = rng.random(n) < 0.02
+    score = rng.random(n)
+    selection = bt.select(
+        groups,
+        capacity,
+        drawn=drawn,
+        random_rate=0.01,
+        rule_hit=rule_hit,
+        score=score,
+        probability=score / 2,
+        explore_share=0.2,
+        rng=np.random.default_rng(1),
+    )
+    per_group = np.bincount(groups[selection.selected], minlength=days)
+    random_per_group = np.bincount(groups[drawn], minlength=days)
+    assert (per_group <= np.maximum(capacity, random_per_group)).all()
+    assert selection.selected[drawn].all()  # random draws are never cut
+    assert (selection.reason[drawn] == bt.RANDOM).all()
+    assert np.allclose(selection.probability[drawn], 0.01)
+    reasons = pd.Series(selection.reason[selection.selected]).value_counts()
+    assert reasons[bt.EXPLORE] > 0 and reasons[bt.MODEL] > reasons[bt.EXPLORE]
+    assert reasons.get(bt.RULE, 0) > 0
+    # the model's picks are the group's highest scores among the rows not already taken
+    model = selection.reason == bt.MODEL
+    for g in range(days):
+        rows = groups == g
+        free = rows & ~(selection.reason == bt.RANDOM) & ~(selection.reason == bt.RULE)
+        if model[rows].any():
+            assert score[model & rows].min() >= score[free & ~model & ~selection.selected].max(
+                initial=-1
+            )
+    without = bt.select(
+        groups,
+        capacity,
+        drawn=drawn,
+        random_rate=0.01,
+        rule_hit=np.zeros(n, dtype=bool),
+        score=None,
+        probability=None,
+        explore_share=0.0,
+        rng=np.random.default_rng(1),
+    )
+    np.testing.assert_array_equal(without.selected, drawn)
+
+
+def test_daily_capacity_keeps_the_rate_on_average() -> None:
+    groups = np.repeat(np.arange(2_000), 7)  # 2,000 office-days of 7 declarations
+    capacity = bt.daily_capacity(groups, 0.05, seed=3)
+    assert capacity.mean() == pytest.approx(0.35, abs=0.03)  # a floor would give 0
+
+
+# --- the stream and what is revealed ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data() -> SimulatedData:
+    config = small_config(__import__("pathlib").Path("unused"))
+    return simulate(config.simulate, config.seed)
+
+
+def test_stream_reveals_recorded_outcomes_and_the_truth_otherwise(data: SimulatedData) -> None:
+    stream = bt.make_stream(
+        data.declarations.sample(frac=1.0, random_state=0),  # any row order
+        data.outcomes,
+        data.ground_truth,
+        detection_rate=0.85,
+        result_delay_days=14,
+        key="k",
+    )
+    assert stream.lodged_at.is_monotonic_increasing
+    ids = stream.declarations["declaration_id"]
+    recorded = data.outcomes.set_index("declaration_id")["hit"]
+    np.testing.assert_array_equal(
+        stream.hit[stream.recorded], recorded.loc[ids[stream.recorded]].to_numpy(dtype=bool)
+    )
+    other = ~stream.recorded
+    assert not (stream.hit[other] & ~stream.fraud[other]).any()  # no hit without fraud
+    detected = stream.hit[other & stream.fraud].mean()
+    assert 0.8 < detected < 0.9  # detection_rate
+    assert (stream.result_after[other] > stream.selected_after[other]).all()
+    again = bt.make_stream(
+        data.declarations, data.outcomes, data.ground_truth,
+        detection_rate=0.85, result_delay_days=14, key="k",
+    )  # fmt: skip
+    np.testing.assert_array_equal(again.hit, stream.hit)  # common random numbers
+
+
+def test_without_ground_truth_every_declaration_needs_an_outcome(data: SimulatedData) -> None:
+    with pytest.raises(bt.BacktestError, match="no ground truth"):
+        bt.make_stream(
+            data.declarations, data.outcomes, None,
+            detection_rate=0.85, result_delay_days=14, key="k",
+        )  # fmt: skip
+
+
+def test_reveal_gives_outcomes_to_the_selected_rows_only(data: SimulatedData) -> None:
+    stream = bt.make_stream(
+        data.declarations, data.outcomes, data.ground_truth,
+        detection_rate=0.85, result_delay_days=14, key="k",
+    )  # fmt: skip
+    rows = np.arange(1_000, 1_400)
+    selected = np.zeros(len(rows), dtype=bool)
+    selected[::7] = True
+    reason = np.where(selected, bt.MODEL, None).astype(object)
+    reason[::14] = bt.RANDOM
+    reason[~selected] = None
+    prob = np.where(reason == bt.RANDOM, 0.01, np.nan)
+    revealed = bt.reveal(stream, rows, bt.Selection(selected, reason, prob))
+    assert len(revealed) == selected.sum()
+    assert set(revealed["declaration_id"]) == set(
+        stream.declarations["declaration_id"].iloc[rows[selected]]
+    )
+    assert (revealed["result_at"] > revealed["selected_at"]).all()
+    assert set(revealed["selection_reason"].astype(str)) == {"random", "model"}
+
+
+# --- the replay ------------------------------------------------------------------------------
+
+
+POLICIES = (
+    "backtest.warmup_days=150",
+    "backtest.weeks=8",
+    "backtest.retrain_every_steps=4",
+    "backtest.valid_days=21",
+    "backtest.calibration_days=21",
+)
+
+
+def _config(folder: __import__("pathlib").Path, *extra: str) -> Config:
+    config = small_config(folder, *POLICIES, *extra)
+    config.backtest.policies = [
+        PolicyConfig(name="historical", kind="historical"),
+        PolicyConfig(name="exploit"),
+        PolicyConfig(name="random_all", random_share=1.0, retrain_every_steps=0),
+        PolicyConfig(name="uncertainty_20", explore_share=0.2, retrain_every_steps=2),
+    ]
+    return config
+
+
+@pytest.fixture(scope="module")
+def result(data: SimulatedData, tmp_path_factory: pytest.TempPathFactory) -> bt.BacktestResult:
+    config = _config(tmp_path_factory.mktemp("bt"))
+    return bt.run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
+
+
+def test_kpis_per_step_and_policy_respect_capacity(result: bt.BacktestResult) -> None:
+    kpis = result.kpis
+    assert set(kpis["policy"]) == {"historical", "exploit", "random_all", "uncertainty_20"}
+    assert kpis.groupby("policy")["step"].nunique().eq(8).all()
+    model = kpis.loc[kpis["policy"] != "historical"]
+    # at most the capacity, plus random draws beyond it on rare office-days
+    assert (model["controls"] <= model["capacity"] + model["controls_random"]).all()
+    assert (model["controls"] >= 0.9 * model["capacity"]).all()
+    assert (kpis["hits"] <= kpis["controls"]).all()
+    assert ((kpis["recall"] >= 0) & (kpis["recall"] <= 1)).all()
+    explore = kpis.loc[kpis["policy"] == "uncertainty_20", "controls_explore"]
+    assert explore.sum() > 0
+    assert (kpis.loc[kpis["policy"] == "exploit", "controls_explore"] == 0).all()
+
+
+def test_retraining_follows_each_policy_schedule(result: bt.BacktestResult) -> None:
+    retrained = result.kpis.loc[result.kpis["retrained"], ["policy", "step"]]
+    steps = retrained.groupby("policy")["step"].apply(list).to_dict()
+    attempted = pd.DataFrame(result.fits).groupby("policy")["step"].apply(list).to_dict()
+    assert attempted == {"exploit": [4], "uncertainty_20": [2, 4, 6]}
+    failed = {(f["policy"], f["step"]) for f in result.fits if "error" in f}
+    for policy, done in steps.items():  # a failed fit (no hit in a window) keeps the old model
+        assert sorted(set(done) | {s for p, s in failed if p == policy}) == attempted[policy]
+    fits = [f for f in result.fits if "error" not in f]
+    assert all(pd.Timestamp(f["windows"]["test"]["start"]) > result.warm_end for f in fits)
+
+
+def test_random_stratum_agrees_with_the_ground_truth(result: bt.BacktestResult) -> None:
+    """A random draw as large as the capacity: its hit rate estimates the true rate."""
+    row = result.summary.set_index("policy").loc["random_all"]
+    assert row["random_controls"] > 200
+    assert row["random_low"] <= row["truth_hit_rate"] <= row["random_high"]
+    assert row["truth_in_interval"]
+
+
+def test_first_detections_name_the_emerging_scheme(result: bt.BacktestResult) -> None:
+    schemes = result.schemes
+    assert {"policy", "fraud_type", "first_known_at", "first_known_step"} <= set(schemes.columns)
+    emerging = schemes.loc[schemes["fraud_type"].str.startswith("emerging")]
+    assert set(emerging["policy"]) == set(result.kpis["policy"])
+    known = emerging.dropna(subset=["first_known_at"])
+    assert (known["first_known_at"] >= known["appeared_at"]).all()
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+
+def test_backtest_job_writes_tables_plots_and_one_child_run_per_policy(
+    tmp_path: __import__("pathlib").Path,
+) -> None:
+    config = _config(tmp_path, "backtest.weeks=3")
+    config.backtest.policies = config.backtest.policies[:3]
+    simulate_job(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(config), encoding="utf-8")
+    outcome = CliRunner().invoke(app, ["backtest", "--config", str(path)])
+    assert outcome.exit_code == 0, outcome.output
+    folder = config.paths.backtest
+    for name in ("kpis.parquet", "kpis.csv", "summary.csv", "schemes.csv", "backtest.png"):
+        assert (folder / name).stat().st_size > 0
+    kpis = pd.read_parquet(folder / "kpis.parquet")
+    assert len(kpis) == 3 * 3
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("feedback-tests")
+    assert experiment is not None
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        "tags.stage = 'backtest' and attributes.run_name LIKE '%backtest'",
+    )
+    assert len(parents) == 1
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'"
+    )
+    assert sorted(c.info.run_name for c in children) == ["exploit", "historical", "random_all"]
+    history = client.get_metric_history(
+        next(c for c in children if c.info.run_name == "exploit").info.run_id, "step.hit_rate"
+    )
+    assert [m.step for m in history] == [0, 1, 2]
