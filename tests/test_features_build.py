@@ -206,3 +206,9 @@ def test_on_the_simulator_profiles_rank_hits_above_misses(tmp_path: Path) -> Non
     fs.to_parquet(tmp_path / "fs.parquet", tmp_path / "manifest.csv")
     back = type(fs).read_parquet(tmp_path / "fs.parquet", tmp_path / "manifest.csv")
     assert same_values(fs.X, back.X)
+
+
+def test_attach_refuses_a_snapshot_built_with_other_settings() -> None:
+    snapshot = build_snapshot(DECLARATIONS, OUTCOMES, CONFIG, BASE.lodged_at.iloc[100])
+    with pytest.raises(ValueError, match="prior_strength"):
+        attach(DECLARATIONS.iloc[100:], snapshot, small_config(prior_strength=50.0))

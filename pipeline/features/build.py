@@ -533,6 +533,14 @@ def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfi
     Rows come back in (lodged_at, declaration_id) order, none dropped. An entity the snapshot
     has never seen gets empty totals, hence its parent level's rate.
     """
+    stored = snapshot.config
+    given = config.model_dump(mode="json")
+    different = sorted(k for k in given.keys() | stored.keys() if given.get(k) != stored.get(k))
+    if different:
+        raise ValueError(
+            f"the snapshot was built with other feature settings ({', '.join(different)}): "
+            "rebuild it with this config, or pass the config it was built with"
+        )
     decl = _sorted(declarations)
     as_of = snapshot.as_of
     times = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
