@@ -3,6 +3,8 @@ the random stratum against the ground truth, and the `targeting backtest` job.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import Config, PolicyConfig, to_yaml
+from pipeline.config import Config, PolicyConfig, RuleConfig, to_yaml
 from pipeline.evaluate import backtest as bt
 from pipeline.ingest.simulate import SimulatedData, simulate
 from pipeline.jobs.simulate import simulate as simulate_job
@@ -99,7 +101,7 @@ def test_daily_capacity_keeps_the_rate_on_average() -> None:
 
 @pytest.fixture(scope="module")
 def data() -> SimulatedData:
-    config = small_config(__import__("pathlib").Path("unused"))
+    config = small_config(Path("unused"))
     return simulate(config.simulate, config.seed)
 
 
@@ -171,7 +173,7 @@ POLICIES = (
 )
 
 
-def _config(folder: __import__("pathlib").Path, *extra: str) -> Config:
+def _config(folder: Path, *extra: str) -> Config:
     config = small_config(folder, *POLICIES, *extra)
     config.backtest.policies = [
         PolicyConfig(name="historical", kind="historical"),
@@ -236,7 +238,7 @@ def test_first_detections_name_the_emerging_scheme(result: bt.BacktestResult) ->
 
 
 def test_backtest_job_writes_tables_plots_and_one_child_run_per_policy(
-    tmp_path: __import__("pathlib").Path,
+    tmp_path: Path,
 ) -> None:
     config = _config(tmp_path, "backtest.weeks=3")
     config.backtest.policies = config.backtest.policies[:3]
@@ -266,3 +268,15 @@ def test_backtest_job_writes_tables_plots_and_one_child_run_per_policy(
         next(c for c in children if c.info.run_name == "exploit").info.run_id, "step.hit_rate"
     )
     assert [m.step for m in history] == [0, 1, 2]
+
+
+def test_rules_policy_controls_rule_matches_only(data: SimulatedData, tmp_path: Path) -> None:
+    config = small_config(tmp_path, *POLICIES, "backtest.weeks=2")
+    config.backtest.policies = [PolicyConfig(name="rules_only", kind="rules")]
+    with pytest.raises(bt.BacktestError, match="rules are empty"):
+        bt.run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
+    config.backtest.rules = [RuleConfig(name="chapters", column="hs_code", prefix=["62", "85"])]
+    result = bt.run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
+    kpis = result.kpis
+    assert (kpis["controls"] == kpis["controls_rule"]).all() and kpis["controls"].sum() > 0
+    assert (kpis["controls"] <= kpis["capacity"]).all()
