@@ -262,9 +262,6 @@ class ServeConfig(Section):
     )
 
 
-class BacktestConfig(Section):
-    """Policy replays over time (pipeline/evaluate/backtest.py)."""
-
 class PolicyConfig(Section):
     """One selection policy replayed by the backtest."""
 
@@ -302,17 +299,17 @@ def _default_policies() -> list[PolicyConfig]:
         PolicyConfig(
             name="random_10_quarterly", kind="model", random_share=0.10, retrain_every_steps=13
         ),
+    ]
+
+
 class BacktestConfig(Section):
     """Policy replays over time (pipeline/evaluate/backtest.py)."""
 
-    ]
-
+    step_days: int = Field(7, gt=0)
+    retrain_every_steps: int = Field(4, gt=0)
     refresh_every_steps: int | None = Field(
         None, gt=0, description="rebuild the features (new labels) every n steps; None: as retrain"
     )
-
-    step_days: int = Field(7, gt=0)
-    retrain_every_steps: int = Field(4, gt=0)
     weeks: int = Field(52, gt=0)
     warmup_days: int = Field(180, gt=0)
     policies: list[PolicyConfig] = Field(default_factory=_default_policies)
@@ -356,15 +353,15 @@ class MonitorConfig(Section):
     psi_warn: float = Field(0.1, gt=0, description="PSI < 0.1 stable, 0.1-0.25 moderate shift")
     psi_alarm: float = Field(0.25, gt=0, description="PSI > 0.25 major shift")
     ks_warn: float = Field(0.1, gt=0)
+    ks_alarm: float = Field(0.2, gt=0)
+    wasserstein_warn: float = Field(0.1, gt=0, description="in reference standard deviations")
+    wasserstein_alarm: float = Field(0.25, gt=0)
     reference_days: int | None = Field(
         90,
         gt=0,
         description="reference = the last n days of the model's training window (None: all of "
         "it); the start of a stream has cold profiles that nothing later resembles",
     )
-    ks_alarm: float = Field(0.2, gt=0)
-    wasserstein_warn: float = Field(0.1, gt=0, description="in reference standard deviations")
-    wasserstein_alarm: float = Field(0.25, gt=0)
     exclude_stages: list[str] = Field(
         default_factory=lambda: ["calendar", "profiles", "valuation", "history"],
         description="feature stages (manifest) reported but never raising a level: the calendar "
