@@ -27,6 +27,21 @@ rate outside the interval means the model no longer describes the stream.
 
 Levels: ``ok`` < ``warn`` < ``alarm``. The report's level is the highest of the score's, the
 judged features' and the performance check's.
+
+What is judged (defaults of `MonitorConfig`, every statistic is reported either way): the score
+and the declarations' own attributes (stage ``raw``). Derived features are running statistics
+of the stream (profile hit rates and counts, reference prices and their support, trader tenure):
+measured against a past window they move by construction, as the store matures and as the
+selection policy changes which outcomes exist, so on a simulated stream nearly all of them pass
+PSI 0.25 within months with no change in the declarations at all. Judging them would make the
+alarm meaningless; a reviewer reads them in ``drift.csv``.
+
+What it can see: an emerging scheme is *concept* drift (the same declarations, a new meaning),
+visible in the score once the profiles learn of it, and in the random stratum's hit rate once
+the stratum is large enough. With 0.5 % random controls (about 40 a month on the default
+stream) a monthly window cannot tell a hit rate of 3 % from 4 %: that needs thousands of random
+controls. `tests/test_monitor_job.py` shows the alarm on a scheme of 4 % of the flow with a 5 %
+stratum, and the same windows quiet on the same stream without the scheme.
 """
 
 from __future__ import annotations
