@@ -95,6 +95,7 @@ def train_feature_set(
             "ui_command": ui,
             "best_iteration": result.log["best_iteration"],
             "test": test,
+            "timings": result.log["timings"],
         },
         lines=lines,
     )
