@@ -26,6 +26,11 @@ class SplitError(ValueError):
     """A window that is empty, overlaps another or lies outside the data."""
 
 
+def _instants(lodged_at: pd.Series) -> np.ndarray:
+    """Lodging times as a numpy datetime64[ns] array (comparisons on it are vectorised and fast)."""
+    return np.asarray(pd.to_datetime(lodged_at).to_numpy(dtype="datetime64[ns]"))
+
+
 @dataclass(frozen=True)
 class Window:
     """A stretch of lodging time: `start <= lodged_at < end`."""
@@ -36,8 +41,8 @@ class Window:
 
     def contains(self, lodged_at: pd.Series) -> np.ndarray:
         """Boolean mask of the declarations lodged in the window."""
-        times = pd.to_datetime(lodged_at)
-        return np.asarray((times >= self.start) & (times < self.end), dtype=bool)
+        times = _instants(lodged_at)
+        return (times >= self.start.to_datetime64()) & (times < self.end.to_datetime64())
 
     @property
     def days(self) -> float:
