@@ -257,3 +257,18 @@ def test_shares_are_met_even_when_every_score_ties():
     assert abs(shares["yellow"] - 0.06) <= 0.005
     again = _shares(reference.iloc[::-1], document)  # the tie-break depends on ids, not order
     assert again["channel"].reindex(channels.index).equals(channels["channel"])
+
+
+def test_serving_needs_neither_training_nor_evaluation_nor_shap():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, pipeline.serve.scorer, pipeline.serve.thresholds;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'shap'"
+        " or m.startswith(('pipeline.train', 'pipeline.evaluate'))))"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert answer.stdout.strip() == "[]"
