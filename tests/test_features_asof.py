@@ -7,6 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.features.history import count_before
 from pipeline.features.profiles import as_of_sum, column_codes
 
 
@@ -99,3 +100,26 @@ def test_column_codes_agree_across_frames_and_keep_missing_as_a_level() -> None:
     assert lc[1] == rc[0]  # (y, 2)
     assert lc[2] == rc[1]  # (missing, 3)
     assert len({*lc.tolist(), *rc.tolist()}) == 4  # (x,1) (y,2) (missing,3) (z,1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_query=st.integers(1, 30),
+    n_event=st.integers(0, 30),
+    keys=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_count_before_counts_events_of_the_key_strictly_before(
+    n_query: int, n_event: int, keys: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    q_codes = rng.integers(0, keys, n_query)
+    probes = [rng.integers(0, 10, n_query).astype(np.int64) for _ in range(2)]
+    e_codes = rng.integers(0, keys, n_event)
+    e_times = rng.integers(0, 10, n_event).astype(np.int64)
+    counts = count_before(q_codes, probes, e_codes, e_times)
+    for times, got in zip(probes, counts, strict=True):
+        expected = [
+            ((e_codes == c) & (e_times < t)).sum() for c, t in zip(q_codes, times, strict=True)
+        ]
+        np.testing.assert_array_equal(got, expected)

@@ -8,6 +8,7 @@ the last window) through the same function.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,38 @@ def describe(config: FeaturesConfig) -> dict[str, str]:
     return out
 
 
+def count_before(
+    query_codes: np.ndarray,
+    query_times: Sequence[np.ndarray],
+    event_codes: np.ndarray,
+    event_times: np.ndarray,
+) -> list[np.ndarray]:
+    """For each array of query times, the events of the query's key strictly before that time.
+
+    The events are sorted once by (key, time) into one int64 code (key x time rank); a count is
+    then the difference of two binary searches, the key's start cancelling out. Training passes
+    the declarations as their own events (a declaration lodged at the same instant is not
+    before); serving passes the snapshot's recent declarations. Written by hand because a
+    grouped running count over three copies of the stream cost five times as much.
+    """
+    ordered = np.sort(event_times)  # (np.unique hashes; sorting sorted times is a pass)
+    instants = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])[: len(ordered)]]
+    span = len(instants) + 1
+    keyed = np.sort(event_codes.astype(np.int64) * span + np.searchsorted(instants, event_times))
+    base = query_codes.astype(np.int64) * span
+    order = np.argsort(base, kind="stable")  # sorted probes make the searches cache-friendly
+    out = []
+    for times in query_times:
+        probe = (base + np.searchsorted(instants, times, side="left"))[order]
+        found = np.searchsorted(keyed, probe, side="left") - np.searchsorted(
+            keyed, base[order], side="left"
+        )
+        counts = np.empty(len(times), dtype=np.float64)
+        counts[order] = found
+        out.append(counts)
+    return out
+
+
 def _windows(
     codes: np.ndarray,
     times: np.ndarray,
@@ -58,29 +91,12 @@ def _windows(
     """Declarations of the importer in [t - w, t) for each window w.
 
     Without ``events`` the declarations count themselves (training); otherwise ``events`` are
-    the snapshot's recent declarations (codes, times). Queries at t - w come before the queries
-    at t in the stream so that an instant shared by both is excluded from both.
+    the snapshot's recent declarations (codes, times).
     """
     windows = config.history_windows_days
-    n = len(codes)
-    q_codes = np.tile(codes, len(windows) + 1)
-    q_times = np.concatenate([times - int(w * NS_PER_DAY) for w in windows] + [times])
-    if events is None:
-        own = np.zeros((n * (len(windows) + 1), 1))
-        own[n * len(windows) :] = 1.0
-        sums, _ = as_of_sum(
-            q_codes,
-            q_times,
-            np.empty(0, np.int64),
-            np.empty(0, np.int64),
-            np.empty((0, 1)),
-            query_own=own,
-            own_columns=[0],
-        )
-    else:
-        e_codes, e_times = events
-        sums, _ = as_of_sum(q_codes, q_times, e_codes, e_times, np.ones((len(e_codes), 1)))
-    counts = sums[:, 0].reshape(len(windows) + 1, n)
+    e_codes, e_times = (codes, times) if events is None else events
+    probes = [times - int(w * NS_PER_DAY) for w in windows] + [times]
+    counts = count_before(codes, probes, e_codes, e_times)
     return {f"importer_declarations_{w}d": counts[-1] - counts[i] for i, w in enumerate(windows)}
 
 
