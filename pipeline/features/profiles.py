@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas._libs import groupby as libgroupby
 
 from pipeline.config import FeaturesConfig
 
@@ -125,40 +126,24 @@ class AsOfJoin:
         self, query_codes: np.ndarray, event_codes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Sums (queries x columns) and maxima (or None) per query, for one key's codes."""
-        event_codes = event_codes[self.event_order]
+        both, groups = _dense(np.concatenate([query_codes, event_codes[self.event_order]]))
+        event_codes = both[self.n_query :]
         sums = np.zeros((self.n_query, self.width), order="F")
         maxes = None if self.event_maxes is None else np.full(self.n_query, -np.inf)
-        codes = np.concatenate([query_codes, event_codes])[self.order]
-        frame = pd.DataFrame({"rank": self.rank}, copy=False)
-        own_names: list[str] = []
-        if self.own is not None:
-            own_names = [f"own{j}" for j in range(self.own.shape[1])]
-            for j, name in enumerate(own_names):
-                frame[name] = self.own[:, j]
-        grouped = frame.groupby(codes, sort=False)
+        codes = both[self.order]
         if len(event_codes):
             # Index of the last event of the key before each query; -1 reads the zero row.
-            last = grouped["rank"].cummax().to_numpy()[self.query_position]
-            cumulated = (
-                pd.DataFrame(self.event_sums, copy=False)
-                .groupby(event_codes, sort=False)
-                .cumsum()
-                .to_numpy()
-            )
+            last = _running("max", self.rank[:, None], codes, groups)[self.query_position, 0]
+            cumulated = _running("sum", self.event_sums, event_codes, groups)
             # Column by column from a small table: each result column is contiguous.
             table = np.ascontiguousarray(np.vstack([cumulated, np.zeros((1, self.width))]).T)
             sums = np.take(table, last, axis=1).T
             if self.event_maxes is not None:
-                running = (
-                    pd.Series(self.event_maxes, copy=False)
-                    .groupby(event_codes, sort=False)
-                    .cummax()
-                    .to_numpy()
-                )
+                running = _running("max", self.event_maxes[:, None], event_codes, groups)[:, 0]
                 maxes = np.append(running, -np.inf)[last]
-        if own_names:
-            own_sums = grouped[own_names].cumsum().to_numpy()[self.query_position]
-            own_sums -= self._own_and_tied(query_codes)
+        if self.own is not None:
+            own_sums = _running("sum", self.own, codes, groups)[self.query_position]
+            own_sums -= self._own_and_tied(both[: self.n_query])
             sums[:, self.own_columns] += own_sums
         return sums, maxes
 
@@ -173,10 +158,38 @@ class AsOfJoin:
         if self.tied is None:
             return out
         rows, instant = self.tied
-        group = pd.factorize(instant * (int(codes.max(initial=0)) + 1) + codes[rows])[0]
-        within = pd.DataFrame(out[rows], copy=False).groupby(group, sort=False).cumsum()
-        out[rows] = within.to_numpy()
+        group, count = _dense(instant * (int(codes.max(initial=0)) + 1) + codes[rows])
+        out[rows] = _running("sum", out[rows], group, count)
         return out
+
+
+def _dense(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes renumbered 0..k-1 when their range is much wider than their count, and k."""
+    top = int(codes.max(initial=-1)) + 1
+    if top <= 2 * len(codes) + 1024:
+        return codes.astype(np.int64, copy=False), top
+    dense, uniques = pd.factorize(codes)
+    return dense.astype(np.int64, copy=False), len(uniques)
+
+
+def _running(kind: str, values: np.ndarray, labels: np.ndarray, groups: int) -> np.ndarray:
+    """Running sum or maximum of ``values`` (rows x columns) within each label, in row order.
+
+    Calls pandas' own Cython kernels of ``groupby().cumsum()`` / ``cummax()`` with the dense
+    labels we already have: the public API hashes the labels again on every call, which cost a
+    third of the build at 4M declarations (pandas is pinned by the lock file). Falls back to the
+    public API should the private kernels change.
+    """
+    values = np.ascontiguousarray(values)
+    out = np.empty_like(values)
+    try:
+        kernel = libgroupby.group_cumsum if kind == "sum" else libgroupby.group_cummax
+        kernel(out, values, labels, groups, False)
+        return out
+    except (AttributeError, TypeError, ValueError):
+        grouped = pd.DataFrame(values, copy=False).groupby(labels, sort=False)
+        result = grouped.cumsum() if kind == "sum" else grouped.cummax()
+        return result.to_numpy(dtype=values.dtype)
 
 
 def _ties(times: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
