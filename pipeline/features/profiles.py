@@ -103,6 +103,7 @@ class AsOfJoin:
         self.n_query, self.width = n_query, event_sums.shape[1]
         self.event_order = np.argsort(event_times, kind="stable")
         self.event_sums = event_sums[self.event_order]
+        self.used = np.flatnonzero(np.any(event_sums != 0, axis=0))  # columns events fill
         self.event_maxes = None if event_maxes is None else event_maxes[self.event_order]
         times = np.concatenate([query_times, event_times[self.event_order]])
         # Stable: a query precedes an event at the same instant; two sorted runs merge in O(n).
@@ -135,9 +136,10 @@ class AsOfJoin:
             # Index of the last event of the key before each query; -1 reads the zero row.
             last = _running("max", self.rank[:, None], codes, groups)[self.query_position, 0]
             cumulated = _running("sum", self.event_sums, event_codes, groups)
-            # Column by column from a small table: each result column is contiguous.
-            table = np.ascontiguousarray(np.vstack([cumulated, np.zeros((1, self.width))]).T)
-            sums = np.take(table, last, axis=1).T
+            # Column by column from a small table (columns no event fills stay zero).
+            table = np.vstack([cumulated, np.zeros((1, self.width))]).T
+            for j in self.used:
+                sums[:, j] = table[j][last]
             if self.event_maxes is not None:
                 running = _running("max", self.event_maxes[:, None], event_codes, groups)[:, 0]
                 maxes = np.append(running, -np.inf)[last]
