@@ -232,6 +232,9 @@ def test_first_detections_name_the_emerging_scheme(result: bt.BacktestResult) ->
     assert set(emerging["policy"]) == set(result.kpis["policy"])
     known = emerging.dropna(subset=["first_known_at"])
     assert (known["first_known_at"] >= known["appeared_at"]).all()
+    # a scheme is known to a policy exactly when one of its replayed controls found it
+    hits = result.kpis.groupby("policy")["hits_emerging"].sum()
+    assert set(known["policy"]) == set(hits[hits > 0].index)
 
 
 # --- the job ---------------------------------------------------------------------------------

@@ -676,7 +676,9 @@ def replay_policy(
             }
         )
     if policy.kind == "historical":
-        after = stream.recorded & (stream.lodged_at >= plan.warm_end).to_numpy()
+        replayed = np.zeros(len(stream.declarations), dtype=bool)
+        replayed[plan.bounds[0] : plan.bounds[-1]] = True
+        after = stream.recorded & replayed
         history = stream.outcomes.loc[
             stream.outcomes["declaration_id"]
             .astype("string")
