@@ -212,3 +212,11 @@ def test_attach_refuses_a_snapshot_built_with_other_settings() -> None:
     snapshot = build_snapshot(DECLARATIONS, OUTCOMES, CONFIG, BASE.lodged_at.iloc[100])
     with pytest.raises(ValueError, match="prior_strength"):
         attach(DECLARATIONS.iloc[100:], snapshot, small_config(prior_strength=50.0))
+
+
+def test_a_repeated_declaration_id_with_an_outcome_is_named() -> None:
+    repeated = DECLARATIONS.copy()
+    repeated.loc[repeated.index[1], "declaration_id"] = OUTCOMES["declaration_id"].iloc[0]
+    repeated.loc[repeated.index[2], "declaration_id"] = OUTCOMES["declaration_id"].iloc[0]
+    with pytest.raises(ValueError, match="declaration_id repeats"):
+        build_feature_set(repeated, OUTCOMES, CONFIG)

@@ -185,13 +185,23 @@ def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
     return _with_hs_levels(out)
 
 
-def _id_index(declarations: pd.DataFrame) -> pd.Index:
-    """The declaration ids as an Index; its hash table checks uniqueness and joins outcomes."""
-    index = pd.Index(declarations["declaration_id"])
-    if not index.is_unique:
-        repeated = declarations.loc[index.duplicated(), "declaration_id"].head(10).tolist()
+def _rows_of(declarations: pd.DataFrame, ids: pd.Series) -> np.ndarray:
+    """Row of each id in ``declarations`` (-1 when absent).
+
+    The hash table is built on the (few) distinct outcome ids and probed with the declaration
+    ids, not the reverse: hashing millions of declaration ids into a table cost more than every
+    profile. Ids are unique after validation; a repeated id that outcomes refer to is an error.
+    """
+    wanted = pd.Index(ids.astype(str)).unique()
+    position = wanted.get_indexer(declarations["declaration_id"])
+    matched = np.flatnonzero(position >= 0)
+    counts = np.bincount(position[matched], minlength=len(wanted))
+    if (counts > 1).any():
+        repeated = wanted[counts > 1][:10].tolist()
         raise ValueError(f"declarations: column declaration_id repeats values {repeated}")
-    return index
+    row_of_wanted = np.full(len(wanted), -1, dtype=np.int64)
+    row_of_wanted[position[matched]] = matched
+    return row_of_wanted[wanted.get_indexer(ids.astype(str))]
 
 
 def known_at(outcomes: pd.DataFrame, lodged_at: pd.Series, config: FeaturesConfig) -> pd.Series:
@@ -209,7 +219,7 @@ def _aligned_outcomes(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Outcomes of known declarations (one per declaration), their rows, and ``known_at``."""
     _check_columns(outcomes, REQUIRED_OUTCOME_COLUMNS, "outcomes")
-    row = _id_index(declarations).get_indexer(outcomes["declaration_id"].astype(str))
+    row = _rows_of(declarations, outcomes["declaration_id"])
     keep = row >= 0
     out = outcomes.loc[keep].reset_index(drop=True)
     row = row[keep]
