@@ -283,3 +283,32 @@ def test_rules_policy_controls_rule_matches_only(data: SimulatedData, tmp_path: 
     kpis = result.kpis
     assert (kpis["controls"] == kpis["controls_rule"]).all() and kpis["controls"].sum() > 0
     assert (kpis["controls"] <= kpis["capacity"]).all()
+
+
+def test_every_row_labelled_without_revenue_like_kcs(data: SimulatedData, tmp_path: Path) -> None:
+    """No ground truth, every declaration inspected, no revenue and no result date (KCS)."""
+    decl = data.declarations
+    truth = data.ground_truth.set_index("declaration_id").loc[decl["declaration_id"]]
+    outcomes = pd.DataFrame(
+        {
+            "declaration_id": decl["declaration_id"].to_numpy(),
+            "selected_at": decl["lodged_at"].to_numpy(),
+            "selection_reason": "unknown",
+            "selection_probability": np.nan,
+            "inspected": True,
+            "hit": truth["fraud"].to_numpy(),
+            "fraud_type": truth["fraud_type"].astype(str).to_numpy(),
+            "revenue_recovered": np.nan,
+            "result_at": pd.NaT,
+        }
+    )
+    config = small_config(
+        tmp_path, *POLICIES, "backtest.weeks=6", "backtest.retrain_every_steps=2",
+        "backtest.gap_days=30", "features.missing_result_delay_days=30",
+    )  # fmt: skip
+    config.backtest.policies = [PolicyConfig(name="random_10", random_share=0.1)]
+    result = bt.run_backtest(decl, outcomes, None, config)
+    kpis = result.kpis
+    assert (kpis["controls"] >= 0.9 * kpis["capacity"]).all()  # every step scored
+    assert kpis["revenue_recovered"].eq(0).all()
+    assert np.isnan(kpis["revenue_share"]).all()

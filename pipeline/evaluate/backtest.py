@@ -144,9 +144,10 @@ def make_stream(
     if "fraud_type" in out.columns:
         rec_type[pos] = out["fraud_type"].astype("string").fillna(NO_FRAUD).to_numpy(dtype=object)
     rec_type[recorded & ~rec_hit] = NO_FRAUD
-    rec_revenue = np.zeros(n)
+    # NaN where the data records no revenue (KCS): a revenue model must not learn from zeros
+    rec_revenue = np.full(n, np.nan)
     if "revenue_recovered" in out.columns:
-        rec_revenue[pos] = out["revenue_recovered"].astype(float).fillna(0.0).to_numpy()
+        rec_revenue[pos] = out["revenue_recovered"].astype(float).to_numpy()
     lodged = decl["lodged_at"].to_numpy(dtype="datetime64[ns]")
     rec_selected = np.full(n, np.timedelta64("NaT"), dtype="timedelta64[ns]")
     rec_result = np.full(n, np.timedelta64("NaT"), dtype="timedelta64[ns]")
@@ -525,7 +526,8 @@ def step_kpis(
     random_rows = reason == RANDOM
     found_emerging = np.char.startswith(stream.found_type[at].astype(str), EMERGING_PREFIX)
     controls = int(sel.sum())
-    recoverable = float(stream.recoverable[rows].sum())
+    recoverable = float(np.nansum(stream.recoverable[rows]))
+    recovered = float(np.nansum(stream.revenue[at]))
     return {
         "declarations": len(rows),
         "capacity": capacity,
@@ -537,11 +539,9 @@ def step_kpis(
         "controls_historical": int((reason == HISTORICAL).sum()),
         "hits": int(hits.sum()),
         "hit_rate": float(hits.mean()) if controls else float("nan"),
-        "revenue_recovered": float(stream.revenue[at].sum()),
+        "revenue_recovered": recovered,
         "revenue_recoverable": recoverable,
-        "revenue_share": float(stream.revenue[at].sum()) / recoverable
-        if recoverable
-        else float("nan"),
+        "revenue_share": recovered / recoverable if recoverable else float("nan"),
         "frauds": int(frauds.sum()),
         "recall": float(hits.sum() / frauds.sum()) if frauds.any() else float("nan"),
         "frauds_emerging": int(emerging.sum()),
