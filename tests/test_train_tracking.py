@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.jobs.train import train
+from pipeline.jobs.train import train, train_feature_set
 from pipeline.train import tracking
 
 # One tracking store and one trained run serve the whole module: keep it on one xdist worker.
@@ -94,19 +94,21 @@ def test_last_run_points_at_the_run(trained: dict[str, Any]) -> None:
     assert "mlflow ui --backend-store-uri sqlite:///" in trained["result"].figures["ui_command"]
 
 
-def test_a_second_training_moves_the_alias(trained: dict[str, Any]) -> None:
+def test_a_second_training_moves_the_alias(trained: dict[str, Any], tmp_path: Path) -> None:
+    # Own model name and output folder: the module's run stays the challenger of its own name.
     config = trained["config"].model_copy(deep=True)
     config.tune.n_trials = 0
-    result = train(config)
-    name = config.tracking.registered_model
-    alias = MlflowClient().get_model_version_by_alias(name, tracking.CHALLENGER)
-    assert int(alias.version) == int(trained["result"].figures["version"]) + 1
-    assert alias.run_id == result.figures["run_id"] != trained["run_id"]
+    config.tracking.registered_model = "second-model"
+    config.output_dir = tmp_path / "out"
+    first = train_feature_set(config, trained["fs"], progress=False)
+    second = train_feature_set(config, trained["fs"], progress=False)
+    alias = MlflowClient().get_model_version_by_alias("second-model", tracking.CHALLENGER)
+    assert int(alias.version) == int(first.figures["version"]) + 1
+    assert alias.run_id == second.figures["run_id"] != first.figures["run_id"]
     # artefacts live beside the SQLite file, never in the working directory
     experiment = MlflowClient().get_experiment_by_name(config.tracking.experiment)
-    assert experiment.artifact_location.startswith(
-        (config.output_dir.parent / "mlartifacts").as_uri()
-    )
+    store = Path(tracking.tracking_uri(config).removeprefix("sqlite:///")).parent
+    assert experiment.artifact_location.startswith((store / "mlartifacts").as_uri())
 
 
 def test_other_jobs_can_add_to_the_run(trained: dict[str, Any], tmp_path: Path) -> None:
