@@ -92,7 +92,8 @@ def test_score_scores_every_row_of_a_file(trained: Config, tmp_path: Path):
     source = tmp_path / "incoming.csv"
     incoming.to_csv(source, index=False)
     for out in (tmp_path / "scored.csv", tmp_path / "scored.parquet"):
-        result = score(trained, input=source, out=out)
+        snapshot = str(trained.paths.snapshot) if out.suffix == ".csv" else None
+        result = score(trained, input=source, out=out, snapshot=snapshot)
         scored = pd.read_csv(out) if out.suffix == ".csv" else pd.read_parquet(out)
         assert len(scored) == len(incoming)
         assert (

@@ -61,14 +61,19 @@ def score(
     out: Path | None = None,
     format: str = "canonical",
     model: str | None = None,
+    snapshot: str | None = None,
 ) -> JobResult:
-    """Score every declaration of `input`; write the scored rows to `out` (CSV or Parquet)."""
+    """Score every declaration of `input`; write the scored rows to `out` (CSV or Parquet).
+
+    `model` and `snapshot` (MLflow URIs or local folders) override what the thresholds file
+    names, e.g. a snapshot as of the start of a held-out stretch when replaying it.
+    """
     import pipeline.train.tracking as tracking
     from pipeline.ingest.readers import write_table
 
     tracking.configure(config)
     selectivity = Path(thresholds) if thresholds is not None else config.paths.thresholds
-    scorer = Scorer.from_files(selectivity, model_uri=model)
+    scorer = Scorer.from_files(selectivity, model_uri=model, snapshot_uri=snapshot)
     declarations = read_declarations(config, Path(input), format)
     scored = scorer.score(declarations)
     target = Path(out) if out is not None else config.paths.scored
