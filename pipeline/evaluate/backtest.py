@@ -30,11 +30,12 @@ and the historical random draw); `rules` applies the risk criteria only; `model`
 model with optional random and exploration shares and its own retraining frequency.
 
 Speed (bench/backtest.py, 500,000 declarations, 52 weekly steps, monthly retraining, one model
-policy, 2 busy cores): about 210 s, of which training ~55 % (13 fits with early stopping and a
-revenue model, on the few labels a policy reveals: their number follows the capacity, not the
-stream), feature builds ~30 % (13 point-in-time passes over the stream so far), scoring ~5 %,
-selection < 1 %. Each further model policy adds about the same; XGBoost runs one thread per fit
-(`backtest.n_jobs`) because two threads competing on a loaded machine were ~18x slower.
+policy, 2 cores): 66 s on a quiet machine (210 s with the two cores shared, load ~5): training
+~55-60 % (13 fits with early stopping and a revenue model, on the labels a policy reveals: their
+number follows the capacity, not the stream), feature builds ~20-30 % (13 point-in-time passes
+over the stream so far), scoring ~5 %, selection < 1 %. Each further model policy adds about
+the same. XGBoost runs one thread per fit (`backtest.n_jobs`): two threads competing on a loaded
+machine were ~18x slower.
 
 Per step and policy the KPI table records controls against capacity, hits, hit rate, revenue
 recovered, true recall (all frauds of the step, from the ground truth), the emerging scheme's
