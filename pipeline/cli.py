@@ -87,9 +87,7 @@ def validate(
 ) -> None:
     """Check a declarations file (and outcomes) against the canonical contract."""
     cfg = _config(config, set_)
-    _run_job(
-        "validate", cfg, input=input, outcomes=outcomes, format=format, quarantine=quarantine
-    )
+    _run_job("validate", cfg, input=input, outcomes=outcomes, format=format, quarantine=quarantine)
 
 
 @app.command()
@@ -158,9 +156,7 @@ def score(
 ) -> None:
     """Score declarations: probability, channel and reason codes for every row."""
     cfg = _config(config, set_)
-    _run_job(
-        "score", cfg, input=input, thresholds=thresholds, out=out, format=format, model=model
-    )
+    _run_job("score", cfg, input=input, thresholds=thresholds, out=out, format=format, model=model)
 
 
 @app.command()

@@ -43,9 +43,14 @@ class SimulateConfig(Section):
     sellers: int = Field(6_000, gt=0, description="foreign sellers")
     offices: int = Field(12, gt=0, description="customs offices")
     aeo_share: float = Field(0.06, ge=0, le=1, description="AEO-certified share of importers")
-    fraud_rate: float = Field(0.04, ge=0, le=1, description="target share of fraudulent declarations")
+    fraud_rate: float = Field(
+        0.04, ge=0, le=1, description="target share of fraudulent declarations"
+    )
     capacity_rate: float = Field(
-        0.05, ge=0, le=1, description="each office's daily inspection capacity, as a share of its flow"
+        0.05,
+        ge=0,
+        le=1,
+        description="each office's daily inspection capacity, as a share of its flow",
     )
     random_rate: float = Field(
         0.005, ge=0, le=1, description="probability of the historical policy's random draw"
@@ -150,8 +155,9 @@ class SplitConfig(Section):
 
     train_start: dt.date | None = Field(None, description="None: the first lodging day")
     train_end: dt.date | None = Field(
-        None, description="end-exclusive; given: windows laid out forwards from it; None: "
-        "laid out backwards from the end of the data (or from test_end)"
+        None,
+        description="end-exclusive; given: windows laid out forwards from it; None: "
+        "laid out backwards from the end of the data (or from test_end)",
     )
     test_start: dt.date | None = Field(None, description="pin the test window's start")
     test_end: dt.date | None = Field(None, description="pin the test window's end (exclusive)")
@@ -398,16 +404,16 @@ class Config(Section):
     seed: int = 42
     output_dir: Path = Field(Path("outputs/default"), description="where every artefact goes")
     data: DataConfig = Field(default_factory=DataConfig)
-    simulate: SimulateConfig = Field(default_factory=SimulateConfig)  # type: ignore[arg-type]
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
-    tune: TuneConfig = Field(default_factory=TuneConfig)  # type: ignore[arg-type]
-    train: TrainConfig = Field(default_factory=TrainConfig)  # type: ignore[arg-type]
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)  # type: ignore[arg-type]
-    serve: ServeConfig = Field(default_factory=ServeConfig)  # type: ignore[arg-type]
-    backtest: BacktestConfig = Field(default_factory=BacktestConfig)  # type: ignore[arg-type]
-    monitor: MonitorConfig = Field(default_factory=MonitorConfig)  # type: ignore[arg-type]
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @field_validator("output_dir")
     @classmethod

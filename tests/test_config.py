@@ -41,7 +41,7 @@ def test_unknown_key_in_file_names_key_and_file(tmp_path: Path) -> None:
 
 
 def test_unknown_key_in_override_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="simulate.rowz"):
+    with pytest.raises(ConfigError, match=r"simulate\.rowz"):
         load(CONFIGS / "default.yaml", ["simulate.rowz=10"])
 
 
