@@ -439,6 +439,10 @@ class Paths:
         self.features = root / "features" / "feature_set.parquet"
         self.manifest = root / "features" / "manifest.csv"
         self.snapshot = root / "features" / "snapshot"
+        # `run` replays the held-out last days as incoming declarations, scored with what was
+        # known when they began to arrive (not with the end-of-data snapshot)
+        self.incoming = self.data / "incoming.parquet"
+        self.incoming_snapshot = root / "features" / "snapshot_incoming"
         self.study = root / "optuna.db"
         self.report = root / "report" / "report.html"
         self.explanations = root / "explain"
