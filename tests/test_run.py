@@ -72,6 +72,12 @@ def test_run_leaves_every_artefact_and_says_where(chain: tuple[Config, str]):
     assert Path(summary["outputs"]["thresholds"]) == paths.thresholds
     assert Path(summary["outputs"]["scored"]) == paths.scored
     assert "mlflow ui" in output
+    headline = summary["headline"]
+    assert headline["population"] == "all declarations (ground truth)"
+    assert {"model", "raw XGBoost", "rules", "historical policy"} <= set(headline)
+    assert set(summary["incoming_truth"]) <= {"red", "yellow", "green"}
+    frauds = sum(row["share of frauds"] for row in summary["incoming_truth"].values())
+    assert frauds == pytest.approx(1.0)
     assert "report" in output and "selectivity" in output
 
 

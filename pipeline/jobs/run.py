@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -93,9 +94,15 @@ def run(config: Config) -> JobResult:
         summary.outputs.update(result.outputs)
     summary.figures = {name: r.figures for name, r in results.items()}
     summary.figures["seconds"] = round(total, 1)
-    _print_summary(config, results, total)
+    metrics = pd.read_csv(results["evaluate"].outputs["metrics"])
+    population, table = headline(metrics, _headline_rate(config))
+    summary.figures["headline"] = {"population": population, **table.to_dict(orient="index")}
+    incoming_table = incoming_truth(config)
+    if incoming_table is not None:
+        summary.figures["incoming_truth"] = incoming_table.to_dict(orient="index")
+    _print_summary(config, results, total, population, table, incoming_table)
     config.paths.root.mkdir(parents=True, exist_ok=True)
-    config.paths.last_run.with_name("run_summary.json").write_text(
+    (config.paths.root / "run_summary.json").write_text(
         json.dumps(
             {"outputs": {k: str(v) for k, v in summary.outputs.items()}, **summary.figures},
             indent=2,
@@ -106,17 +113,138 @@ def run(config: Config) -> JobResult:
     return summary
 
 
-def _print_summary(config: Config, results: dict[str, JobResult], seconds: float) -> None:
-    table = Table(title=f"targeting run: {config.name} ({seconds:.0f} s)", show_lines=False)
-    table.add_column("what")
-    table.add_column("where")
+def _headline_rate(config: Config) -> float:
+    rates = [float(r) for r in config.evaluate.rates]
+    return 0.05 if 0.05 in rates else max(rates)
+
+
+def headline(metrics: pd.DataFrame, rate: float) -> tuple[str, pd.DataFrame]:
+    """The model against its baselines at one control rate, and the two policies at capacity.
+
+    Figures are on all declarations (ground truth) when the data has it, else on the inspected
+    ones. Returns the population and a table (rows: model or baseline; columns: precision,
+    recall, revenue as "value [low, high]" text, and the control share).
+    """
+    populations = metrics["population"].unique().tolist()
+    population = next(
+        (p for p in populations if "ground truth" in str(p)), populations[0] if populations else ""
+    )
+    rows = metrics.loc[
+        (metrics["population"] == population)
+        & metrics["metric"].isin(["precision", "recall", "revenue"])
+        & (
+            metrics["rate"].sub(rate).abs().lt(1e-9)
+            | metrics["model"].str.contains("policy|capacity")
+        )
+        & ~metrics["model"].str.contains(" - ")
+    ].copy()
+    rows = rows.loc[~(rows["model"].str.startswith("random") & rows["metric"].eq("revenue"))]
+    low, high = rows["low"], rows["high"]
+    rows["text"] = (
+        rows["value"]
+        .map("{:.3f}".format)
+        .where(
+            low.isna() | high.isna(),
+            rows["value"].map("{:.3f}".format)
+            + " ["
+            + low.map("{:.3f}".format)
+            + ", "
+            + high.map("{:.3f}".format)
+            + "]",
+        )
+    )
+    table = rows.pivot_table(
+        index="model", columns="metric", values="text", aggfunc="first", sort=False
+    )
+    shares = rows.groupby("model", sort=False)["rate"].first()
+    table["control share"] = shares.map("{:.1%}".format)
+    return str(population), table.reindex(
+        columns=["control share", "precision", "recall", "revenue"]
+    )
+
+
+def incoming_truth(config: Config) -> pd.DataFrame | None:
+    """What the scored incoming declarations really were, per channel (simulator only).
+
+    Declarations, frauds among them, and each channel's share of the stretch's frauds and of its
+    recoverable revenue: the check a selectivity system can never make, which the simulator can.
+    """
+    paths = config.paths
+    if config.data.source != "simulate" or not paths.ground_truth.exists():
+        return None
+    scored = pd.read_parquet(paths.scored, columns=["declaration_id", "channel"])
+    truth = pd.read_parquet(
+        paths.ground_truth, columns=["declaration_id", "fraud", "revenue_recoverable"]
+    )
+    merged = scored.merge(truth, on="declaration_id", how="left", validate="one_to_one")
+    merged["fraud"] = merged["fraud"].fillna(False).astype(bool)
+    merged["revenue_recoverable"] = merged["revenue_recoverable"].fillna(0.0)
+    per_channel = merged.groupby("channel", sort=False).agg(
+        declarations=("declaration_id", "size"),
+        frauds=("fraud", "sum"),
+        revenue=("revenue_recoverable", "sum"),
+    )
+    per_channel["fraud rate"] = per_channel["frauds"] / per_channel["declarations"]
+    per_channel["share of frauds"] = per_channel["frauds"] / max(int(merged["fraud"].sum()), 1)
+    total_revenue = float(merged["revenue_recoverable"].sum())
+    per_channel["share of revenue"] = (
+        per_channel["revenue"] / total_revenue if total_revenue else 0.0
+    )
+    order = [c for c in (*config.serve.channels, "green", config.serve.invalid_channel)]
+    return per_channel.reindex([c for c in order if c in per_channel.index]).drop(columns="revenue")
+
+
+def _where(path: object) -> str:
+    """A path relative to the working directory when it lies below it (short, copyable)."""
+    text = Path(str(path))
+    try:
+        return str(text.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(text)
+
+
+def _print_summary(
+    config: Config,
+    results: dict[str, JobResult],
+    seconds: float,
+    population: str,
+    table: pd.DataFrame,
+    incoming: pd.DataFrame | None,
+) -> None:
+    where = Table(title=f"targeting run: {config.name} ({seconds:.0f} s)")
+    where.add_column("what")
+    where.add_column("where", overflow="fold")
     for name, result in results.items():
         for label, path in result.outputs.items():
-            table.add_row(f"{name}: {label}", str(path))
-    console.print(table)
+            where.add_row(f"{name}: {label}", _where(path))
+    console.print(where)
     train = results["train"].figures
     if "ui_command" in train:
-        console.print(f"MLflow run {train['run_id']}: open it with [bold]{train['ui_command']}[/]")
-    headline = results["evaluate"].figures.get("headline")
-    if isinstance(headline, str):
-        console.print(headline, highlight=False)
+        console.print(f"MLflow run {train['run_id']}: open it with", highlight=False)
+        console.print(f"  {train['ui_command']}", highlight=False, soft_wrap=True)
+
+    figures = Table(title=f"test window, {population}: model against baselines")
+    figures.add_column("selection")
+    for column in table.columns:
+        figures.add_column(str(column), justify="right")
+    for model, row in table.iterrows():
+        figures.add_row(str(model), *("" if pd.isna(v) else str(v) for v in row))
+    console.print(figures)
+    if incoming is not None:
+        check = Table(
+            title=f"incoming stretch (last {config.serve.score_last_days} days, unseen by "
+            "training): what each channel really held"
+        )
+        check.add_column("channel")
+        for column in incoming.columns:
+            check.add_column(str(column), justify="right")
+        for channel, row in incoming.iterrows():
+            check.add_row(
+                str(channel),
+                f"{int(row['declarations']):,}",
+                f"{int(row['frauds']):,}",
+                f"{row['fraud rate']:.1%}",
+                f"{row['share of frauds']:.1%}",
+                f"{row['share of revenue']:.1%}",
+            )
+        console.print(check)

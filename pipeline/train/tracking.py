@@ -78,6 +78,8 @@ def configure(config: Config) -> str:
     """
     # No network on the targets we run on: never wait for usage telemetry.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Artefacts are small local files: a progress bar per download only buries the job's summary.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(config)
     folder = _sqlite_folder(uri)
     if folder is not None:
