@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,8 @@ from rich.table import Table
 from pipeline.config import Config
 from pipeline.jobs import JobResult
 
-console = Console()
+# A log file or CI (not a terminal) gets wide lines rather than tables folded at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _stage(verb: str) -> Callable[..., JobResult]:
@@ -158,9 +160,8 @@ def headline(metrics: pd.DataFrame, rate: float) -> tuple[str, pd.DataFrame]:
     )
     shares = rows.groupby("model", sort=False)["rate"].first()
     table["control share"] = shares.map("{:.1%}".format)
-    return str(population), table.reindex(
-        columns=["control share", "precision", "recall", "revenue"]
-    )
+    table = table.reindex(columns=["control share", "precision", "recall", "revenue"])
+    return str(population), table.dropna(axis="columns", how="all")
 
 
 def incoming_truth(config: Config) -> pd.DataFrame | None:

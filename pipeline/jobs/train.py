@@ -94,6 +94,7 @@ def train_feature_set(
             "version": info.version,
             "ui_command": ui,
             "best_iteration": result.log["best_iteration"],
+            "windows": [str(w) for w in windows.ordered()],
             "test": test,
             "timings": result.log["timings"],
         },
