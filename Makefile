@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/default.yaml
 
-.PHONY: install run test lint format lab bench lock clean
+.PHONY: install run test lint format readme lab bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -27,20 +27,28 @@ test: $(STAMP) lint
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/ruff check pipeline tests bench tools
+	$(BIN)/ruff format --check pipeline tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python tools/check_notebooks_stripped.py notebooks
+	$(BIN)/python tools/readme.py --check
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix pipeline tests bench
-	$(BIN)/ruff format pipeline tests bench
+	$(BIN)/ruff check --fix pipeline tests bench tools
+	$(BIN)/ruff format pipeline tests bench tools
+
+## readme: rewrite the README's generated sections (schema, figures) from the code and bench/results/
+readme: $(STAMP)
+	$(BIN)/python tools/readme.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+## bench: every benchmark (tens of minutes), then the README's figures from their results
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/quality.py --config configs/kcs.yaml
+	$(BIN)/python tools/readme.py
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs network)
 lock:

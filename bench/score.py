@@ -110,7 +110,7 @@ def thresholds_for(
     model: TargetingModel, declarations: pd.DataFrame, X: pd.DataFrame, method: str, reasons: int
 ) -> Thresholds:
     """Cut-offs set on the benchmark matrix itself (red 2 %, yellow 6 %, random 0.5 %)."""
-    serve = ServeConfig(reasons=reasons, reason_method=method)  # type: ignore[arg-type]
+    serve = ServeConfig(reasons=reasons, reason_method=method)
     scores = model_scores(model, X, "probability")
     policy = compute_cutoffs(pd.concat([declarations, scores], axis=1), serve, days=30.0)
     document = new_document(
@@ -149,7 +149,7 @@ def full_path(rows: int, trees: int, threads: int, seed: int) -> dict[str, Any]:
     from pipeline.ingest.schema import validate_declarations
     from pipeline.ingest.simulate import simulate
 
-    data = simulate(SimulateConfig(rows=rows, days=365), seed)  # type: ignore[call-arg]
+    data = simulate(SimulateConfig(rows=rows, days=365), seed)
     declarations, _ = validate_declarations(data.declarations)
     cut = declarations["lodged_at"].quantile(0.8)
     history = declarations.loc[declarations["lodged_at"] < cut]
@@ -207,9 +207,9 @@ def main() -> None:
     prepared = prepare(model, X)
     scorer = Scorer(
         model,
-        None,
+        None,  # type: ignore[arg-type]  # score_features takes built features: no snapshot
         thresholds_for(model, declarations, X, "treeshap", 0),
-        FeaturesConfig(),  # type: ignore[arg-type]
+        FeaturesConfig(),
     )
 
     def bare() -> Any:

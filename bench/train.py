@@ -51,7 +51,7 @@ def feature_set(rows: int, seed: int) -> tuple[FeatureSet, str]:
         from pipeline.features.build import build_feature_set
         from pipeline.ingest.simulate import simulate
 
-        data = simulate(SimulateConfig(rows=rows), seed)  # type: ignore[call-arg]
+        data = simulate(SimulateConfig(rows=rows), seed)
         built = build_feature_set(
             data.declarations, data.outcomes, FeaturesConfig(reporting_delay_days=2)
         )
