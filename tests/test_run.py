@@ -36,9 +36,8 @@ SETTINGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, str]:
-    folder = tmp_path_factory.mktemp("run-chain")
+def run_chain(folder: Path) -> tuple[Config, str]:
+    """`targeting run` from the CLI with everything under `folder`: its config and output."""
     overrides = [
         f"output_dir={folder / 'out'}",
         f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
@@ -50,6 +49,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, str]:
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output + repr(result.exception)
     return load("configs/default.yaml", overrides), result.output
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, str]:
+    return run_chain(tmp_path_factory.mktemp("run-chain"))
 
 
 def test_run_leaves_every_artefact_and_says_where(chain: tuple[Config, str]):
@@ -113,20 +117,9 @@ def test_incoming_stretch_is_unseen_by_training_and_by_its_snapshot(chain: tuple
 def test_run_is_reproducible_thresholds(chain: tuple[Config, str], tmp_path: Path):
     """The same config and seed give the same cut-offs (a second run in another folder)."""
     config, _ = chain
-    overrides = [
-        f"output_dir={tmp_path / 'out'}",
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        *SETTINGS,
-    ]
-    arguments = ["run", "--config", "configs/default.yaml"]
-    for override in overrides:
-        arguments += ["--set", override]
-    result = CliRunner().invoke(app, arguments)
-    assert result.exit_code == 0, result.output
+    again, _ = run_chain(tmp_path)
     first = json.loads(config.paths.thresholds.read_text(encoding="utf-8"))
-    second = json.loads(
-        load("configs/default.yaml", overrides).paths.thresholds.read_text(encoding="utf-8")
-    )
+    second = json.loads(again.paths.thresholds.read_text(encoding="utf-8"))
     assert first["cutoffs"] == second["cutoffs"]
     assert first["model"]["booster_sha256"] == second["model"]["booster_sha256"]
     assert first["kpis"] == second["kpis"]
