@@ -169,3 +169,15 @@ def test_configured_office_capacity_is_a_count_per_day(tmp_path: Path) -> None:
     days = (pd.Timestamp(h.WINDOWS["test"]["end"]) - pd.Timestamp(h.WINDOWS["test"]["start"])).days
     whole = 2 * days + np.floor(0.5 * days)  # whole controls
     assert share == pytest.approx(whole / in_test.sum())
+
+
+def test_drift_warnings_concern_only_what_the_monitor_judges() -> None:
+    """Running statistics drift by construction: the reviewer is warned about raw attributes."""
+    from pipeline.config import MonitorConfig
+    from pipeline.evaluate.monitor import is_judged
+
+    config = MonitorConfig()
+    assert is_judged("declared_value", "raw", config)
+    assert not is_judged("importer_hit_rate", "profiles", config)
+    assert not is_judged("transport_mode_declarations", "raw", config)
+    assert not is_judged("month", "calendar", config)

@@ -484,3 +484,10 @@ def monitor_report(
         reference=reference_window,
         recent=recent_window,
     )
+
+
+def is_judged(feature: str, stage: str, config: MonitorConfig) -> bool:
+    """Whether drift of this feature may raise a level (see `MonitorConfig.exclude_*`)."""
+    if stage in set(config.exclude_stages):
+        return False
+    return not any(re.search(pattern, feature) for pattern in config.exclude_features)

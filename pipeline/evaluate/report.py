@@ -22,6 +22,7 @@ from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
 from pipeline.evaluate.explain import Explanations
+from pipeline.evaluate.monitor import is_judged
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
 
@@ -789,11 +790,20 @@ def assess(
                 test.X.loc[labelled, model.feature_names],
                 y_obs[labelled],
             )
+    # Warnings only for drift the monitor would judge (the declarations' own attributes):
+    # running statistics (profiles, history counts) move by construction; all are in the table.
+    manifest = features.manifest
+    stages = dict(zip(manifest["name"].astype(str), manifest["stage"].astype(str), strict=True))
+    judged = (
+        drift["feature"]
+        .astype(str)
+        .map(lambda name: is_judged(name, stages.get(name, ""), config.monitor))
+    )
     warnings = review_warnings(
         explanations.importance,
         dominance,
         feature_auc,
-        drift,
+        drift.loc[judged.to_numpy(dtype=bool)],
         psi_warn=config.monitor.psi_warn,
         psi_alarm=config.monitor.psi_alarm,
     )
