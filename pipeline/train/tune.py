@@ -9,7 +9,11 @@ re-running continues a study rather than restarting it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +42,7 @@ from pipeline.train.fit import (
 from pipeline.train.split import Window, Windows, rolling_folds, rows_in
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+START_TIMEOUT_S = 300.0  # longest wait of a parallel worker for the others to be ready
 
 
 def study_name(config: Config) -> str:
@@ -158,6 +163,9 @@ class Objective:
             )
             rounds.append(best + 1)
         trial.set_user_attr("trees", rounds)
+        # Which process ran it: with several workers (or machines) on one storage, the study
+        # shows how the trials were shared.
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("fold_values", values)
         return float(np.mean(values))
 
@@ -188,15 +196,26 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def _worker(fs: FeatureSet, windows: Windows, config: Config, index: int) -> None:
-    """One worker process of a parallel study: trials until the study holds n_trials."""
+def _worker(
+    fs: FeatureSet, windows: Windows, config: Config, index: int, start: Any = None
+) -> None:
+    """One worker process of a parallel study: trials until the study holds n_trials.
+
+    ``start`` (a multiprocessing barrier) holds each worker until all have built their matrices,
+    so the trials are shared from the first one instead of going to whichever process was
+    scheduled first; a worker that died before it only costs the others the barrier's timeout.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(config, seed_offset=1000 * index)
+    objective = Objective(fs, windows, config)
+    if start is not None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            start.wait(timeout=START_TIMEOUT_S)
     missing = config.tune.n_trials - finished_trials(study)
     if missing <= 0:
         return
     study.optimize(
-        Objective(fs, windows, config),
+        objective,
         n_trials=missing,
         timeout=config.tune.timeout_s,
         callbacks=[optuna.study.MaxTrialsCallback(config.tune.n_trials, states=FINISHED)],
@@ -236,8 +255,9 @@ def run_study(
     share = config.model_copy(deep=True)
     share.train.n_jobs = max(1, config.train.n_jobs // workers)
     context = multiprocessing.get_context("spawn")
+    start = context.Barrier(workers)
     processes = [
-        context.Process(target=_worker, args=(fs, windows, share, index), daemon=False)
+        context.Process(target=_worker, args=(fs, windows, share, index, start), daemon=False)
         for index in range(workers)
     ]
     for process in processes:
