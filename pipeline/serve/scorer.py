@@ -607,3 +607,32 @@ def document_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Scored rows as JSON-ready records (NaN -> None), e.g. to compare with a REST answer."""
     records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records"))
     return records
+
+
+REASON_FIELDS = ("feature", "value", "contribution", "phrase")  # one reason code's entries
+
+
+def reasons_table(scored: pd.DataFrame) -> pd.DataFrame:
+    """The reason codes of scored declarations, one row per reason.
+
+    `scored` is `Scorer.score`'s output; rows without reasons (green, manual) are left out.
+    Columns: declaration_id, channel, score, rank (1 = the strongest reason), feature, value,
+    contribution (to the log-odds), phrase.
+    """
+    columns = ["declaration_id", "channel", "score", "rank", *REASON_FIELDS]
+    rows = scored.loc[scored["reasons"].notna(), ["declaration_id", "channel", "score", "reasons"]]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    # one JSON document for all rows: a list of each row's reasons
+    lists = json.loads("[" + ",".join(rows["reasons"].astype(str)) + "]")
+    long = (
+        rows.drop(columns="reasons")
+        .assign(reason=lists)
+        .explode("reason", ignore_index=True)
+        .dropna(subset=["reason"])
+        .reset_index(drop=True)
+    )
+    details = pd.DataFrame.from_records(long["reason"].tolist(), columns=list(REASON_FIELDS))
+    long = pd.concat([long.drop(columns="reason"), details], axis=1)
+    long["rank"] = long.groupby("declaration_id", sort=False).cumcount() + 1
+    return long[columns]

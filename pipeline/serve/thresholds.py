@@ -679,3 +679,36 @@ def reference_window(
     end = pd.Timestamp(end)
     start = max(end - pd.Timedelta(days=serve.reference_days), pd.Timestamp(lodged_at.min()))
     return ReferenceWindow(start=start, end=end)
+
+
+def capacity_scenarios(
+    reference: pd.DataFrame, serve: ServeConfig, days: float, red_rates: list[float]
+) -> pd.DataFrame:
+    """What each red capacity buys on the reference window, channel by channel.
+
+    For each share in `red_rates`, the first (most severe) channel's target is set to it, the
+    other channels keep theirs, the cut-offs are computed (`compute_cutoffs`) and the reference
+    declarations are assigned as the selectivity system would (`assign_channels`: random draw
+    and rules included). `reference` is what `compute_cutoffs` takes. Returns one row per
+    scenario and channel: red_rate, channel, target, declarations, share, per_day,
+    expected_hit_rate, expected_hits and, when the model has a revenue part, expected_revenue
+    and expected_revenue_per_control (the `channel_kpis` entries).
+    """
+    if not serve.channels:
+        raise ThresholdsError("serve.channels is empty: no channel to vary")
+    severe = next(iter(serve.channels))
+    score = reference["score"].to_numpy(dtype=float)
+    margin = reference["margin"].to_numpy(dtype=float)
+    probability = reference["probability"].to_numpy(dtype=float)
+    revenue = reference["expected_revenue"].to_numpy(dtype=float)
+    rows: list[dict[str, Any]] = []
+    for rate in red_rates:  # a handful of scenarios, each vectorised over declarations
+        scenario = serve.model_copy(deep=True)
+        scenario.channels = {**serve.channels, severe: float(rate)}
+        policy = compute_cutoffs(reference, scenario, days)
+        channels = assign_channels(Thresholds(policy), reference, score, margin)
+        kpis = channel_kpis(channels, probability, revenue, scenario.channels, days)
+        for name, entry in kpis["channels"].items():
+            figures = {k: v for k, v in entry.items() if k != "by_reason"}
+            rows.append({"red_rate": float(rate), "channel": name, **figures})
+    return pd.DataFrame(rows)
