@@ -1,0 +1,172 @@
+"""The notebooks: each runs on its own, from an empty output folder, on a small simulated stream.
+
+Every notebook is executed with nbclient in a kernel of this interpreter, with overrides injected
+after its `parameters` cell (papermill style): its own output folder and SQLite MLflow store in
+tmp_path, so each one must create what it needs (data, features, a trained run) by itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
+
+from pipeline.config import PROJECT_ROOT, Config, load
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+EXPECTED = (
+    "01-explore-declarations.ipynb",
+    "02-train-and-tune.ipynb",
+    "03-review-explanations.ipynb",
+    "04-set-thresholds.ipynb",
+)
+# A small stream (shaped as in tests/test_run.py) with enough controls in the training window for
+# the tuned trees to split and for a revenue model (with 8,000 rows the booster stays one leaf).
+SETTINGS = [
+    "simulate.rows=12000",
+    "simulate.days=300",
+    "simulate.importers=500",
+    "simulate.sellers=400",
+    "simulate.declarants=40",
+    "simulate.offices=4",
+    "split.calibration_days=20",
+    "split.valid_days=30",
+    "split.test_days=40",
+    "split.gap_days=7",
+    "split.folds=1",
+    "tune.n_trials=2",
+    "train.num_boost_round=30",
+    "train.n_jobs=1",
+    "evaluate.bootstrap=20",
+    "evaluate.shap_sample=200",
+    "evaluate.top_dependence=2",
+    "evaluate.red_waterfalls=1",
+    "serve.reference_days=40",
+    "serve.score_last_days=20",
+]
+CELL_TIMEOUT_S = 300
+# Figures each notebook shows at least (plots, heat maps, SHAP views, waterfalls).
+FIGURES = {
+    "01-explore-declarations": 5,
+    "02-train-and-tune": 2,
+    "03-review-explanations": 6,
+    "04-set-thresholds": 1,
+}
+
+
+def _overrides(folder: Path) -> list[str]:
+    return [
+        f"output_dir={folder / 'out'}",
+        f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
+        *SETTINGS,
+    ]
+
+
+def parameters_index(notebook: nbformat.NotebookNode) -> int:
+    """Position of the cell tagged `parameters`."""
+    for index, cell in enumerate(notebook.cells):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return index
+    raise AssertionError("no cell tagged 'parameters'")
+
+
+def execute(path: Path, overrides: list[str]) -> nbformat.NotebookNode:
+    """Run a notebook from notebooks/ with `overrides` appended to its OVERRIDES."""
+    notebook = nbformat.read(path, as_version=4)
+    injected = new_code_cell(
+        f"OVERRIDES = [*OVERRIDES, *{overrides!r}]",
+        metadata={"tags": ["injected-parameters"]},
+    )
+    notebook.cells.insert(parameters_index(notebook) + 1, injected)
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",  # the running interpreter: jupyter_client maps `python` to it
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
+    client.execute()
+    return notebook
+
+
+def images(notebook: nbformat.NotebookNode) -> int:
+    """How many PNG figures the executed notebook shows."""
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+def text_of(notebook: nbformat.NotebookNode) -> str:
+    """Everything the notebook printed or displayed as text."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            parts.append(str(output.get("text", "")))
+            parts.append(str(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def test_the_four_notebooks_are_there():
+    assert tuple(p.name for p in NOTEBOOKS) == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_parametrised_and_stripped(path: Path):
+    """A first code cell tagged `parameters` names CONFIG and OVERRIDES; nothing executed."""
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert parameters_index(notebook) == notebook.cells.index(code[0])
+    namespace: dict[str, object] = {}
+    exec(code[0].source, namespace)
+    assert namespace["CONFIG"] == "configs/default.yaml"
+    assert namespace["OVERRIDES"] == []
+    load(PROJECT_ROOT / str(namespace["CONFIG"]), [])
+    assert all(not c.outputs and c.execution_count is None for c in code)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.xdist_group("notebooks")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_alone_from_an_empty_folder(path: Path, tmp_path: Path):
+    """Each notebook, from nothing: it creates its inputs, shows its figures, leaves its
+    artefacts in the injected folder and store, and a second run would rebuild nothing."""
+    from pipeline.jobs.ensure import missing_stages
+
+    overrides = _overrides(tmp_path)
+    notebook = execute(path, overrides)
+    config: Config = load(PROJECT_ROOT / "configs/default.yaml", overrides)
+    paths = config.paths
+    text = text_of(notebook)
+    assert f"artefacts in {paths.root}" in text  # the injected parameters were used
+    assert images(notebook) >= FIGURES[path.stem]
+    stage = path.stem[:2]
+    assert missing_stages(config, "data") == []
+    if stage == "01":
+        assert "emerging_transshipment" in text  # the blind spots by scheme were shown
+        assert not paths.features.exists()  # exploring needs no features
+    else:
+        assert missing_stages(config, "model") == []
+        last = json.loads(paths.last_run.read_text(encoding="utf-8"))
+        assert last["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if stage == "02":
+        from pipeline.train.tune import finished_trials, load_study
+
+        assert finished_trials(load_study(config)) == config.tune.n_trials
+        assert "trial 0" in text and "trial 1" in text  # the nested MLflow runs were compared
+    if stage in ("03", "04"):
+        from pipeline.serve.thresholds import Thresholds
+
+        document = Thresholds.load(paths.thresholds).document
+        assert document["model"]["run_id"] == last["run_id"]
+        assert missing_stages(config) == []
+    if stage == "04":
+        assert "red_rate" in text and "revenue_norm" in text
