@@ -204,7 +204,23 @@ class TrainConfig(Section):
     calibration: Literal["isotonic", "platt", "none"] = "isotonic"
     revenue_model: bool = Field(True, description="rank by P(hit) x E[revenue | hit] if revenue")
     device: Literal["cpu", "cuda"] = "cpu"
-    engine: Literal["memory", "dask"] = "memory"
+    engine: Literal["memory", "dask"] = Field(
+        "memory",
+        description="memory: xgboost.train in this process; dask: xgboost.dask.train on a "
+        "dask.distributed cluster (dask_scheduler, else a LocalCluster of dask_workers), the "
+        "training window split into partitions over the workers (needs the `scale` extra)",
+    )
+    dask_scheduler: str | None = Field(
+        None,
+        description="address of a running dask scheduler (tcp://host:8786) for engine dask; "
+        "None: a LocalCluster on this machine for the fit",
+    )
+    dask_workers: int = Field(
+        2, ge=1, description="LocalCluster worker processes for engine dask (one thread each)"
+    )
+    dask_partitions_per_worker: int = Field(
+        1, ge=1, description="partitions of the training window per dask worker"
+    )
     n_jobs: int = Field(2, ge=1)
 
 

@@ -10,6 +10,8 @@ MLflow (`train.tracking` does, at the edge).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +197,100 @@ def train_booster(
     return booster[: best + 1], best
 
 
+@contextmanager
+def dask_client(config: Config) -> Iterator[Any]:
+    """A dask.distributed client: on `train.dask_scheduler`, else on a LocalCluster of
+    `train.dask_workers` single-threaded worker processes that lives for the fit."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - the `scale` extra is in the lock file
+        raise ValueError(
+            "train.engine=dask needs dask.distributed: install the `scale` extra"
+        ) from exc
+    if config.train.dask_scheduler:
+        with Client(config.train.dask_scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=config.train.dask_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _dask_matrix(client: Any, rows: WindowRows, partitions: int, weighted: bool) -> Any:
+    """A DaskDMatrix over `partitions` row blocks of a window (categories kept)."""
+    import dask.dataframe as dd
+    from xgboost import dask as dxgb
+
+    parts = max(1, min(partitions, len(rows)))
+    X = dd.from_pandas(rows.X, npartitions=parts, sort=False)
+    y = dd.from_pandas(pd.Series(rows.y), npartitions=parts, sort=False)
+    weight = (
+        dd.from_pandas(pd.Series(rows.weight), npartitions=parts, sort=False) if weighted else None
+    )
+    return dxgb.DaskDMatrix(client, X, y, weight=weight, enable_categorical=True)
+
+
+def train_booster_dask(
+    client: Any,
+    train: WindowRows,
+    valid: WindowRows,
+    params: dict[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    partitions: int,
+) -> tuple[xgb.Booster, int]:
+    """`train_booster` on a dask cluster: the training window is spread over the workers, which
+    build one histogram together (xgboost.dask.train); the booster comes back sliced."""
+    from xgboost import dask as dxgb
+
+    # Each worker runs with its own threads; the in-process thread count does not apply.
+    on_cluster = {k: v for k, v in params.items() if k != "nthread"}
+    output = dxgb.train(
+        client,
+        on_cluster,
+        _dask_matrix(client, train, partitions, weighted=True),
+        num_boost_round=num_boost_round,
+        evals=[(_dask_matrix(client, valid, partitions, weighted=False), "valid")],
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+    )
+    booster: xgb.Booster = output["booster"]
+    best = int(booster.best_iteration)
+    return booster[: best + 1], best
+
+
+def _boost(
+    train: WindowRows, valid: WindowRows, params: dict[str, Any], config: Config
+) -> tuple[xgb.Booster, int]:
+    """The final boosting on the configured engine (train.engine)."""
+    if config.train.engine == "dask":
+        with dask_client(config) as client:
+            workers = len(client.scheduler_info()["workers"])
+            return train_booster_dask(
+                client,
+                train,
+                valid,
+                params,
+                config.train.num_boost_round,
+                config.train.early_stopping_rounds,
+                workers * config.train.dask_partitions_per_worker,
+            )
+    return train_booster(
+        dmatrix(train),
+        dmatrix(valid, weighted=False),
+        params,
+        config.train.num_boost_round,
+        config.train.early_stopping_rounds,
+    )
+
+
 def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
     """Raw log-odds of a booster on a frame."""
     return np.asarray(booster.inplace_predict(X, predict_type="margin"), dtype=float)
@@ -341,13 +437,7 @@ def fit(fs: FeatureSet, windows: Windows, params: dict[str, Any], config: Config
     timings["prepare_s"] = time.perf_counter() - started
 
     tick = time.perf_counter()
-    booster, best = train_booster(
-        dmatrix(train_rows),
-        dmatrix(rows["valid"], weighted=False),
-        booster_params,
-        config.train.num_boost_round,
-        config.train.early_stopping_rounds,
-    )
+    booster, best = _boost(train_rows, rows["valid"], booster_params, config)
     timings["boost_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -386,6 +476,7 @@ def fit(fs: FeatureSet, windows: Windows, params: dict[str, Any], config: Config
         "revenue_model": revenue_note,
         "registered_model": config.tracking.registered_model,
         "seed": config.seed,
+        "engine": config.train.engine,
     }
     model = TargetingModel(
         booster=booster,
