@@ -41,8 +41,9 @@ format: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/python tools/readme.py
 
+## lab: JupyterLab on notebooks/ with the project's kernel (customs-targeting)
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 ## bench: every benchmark (tens of minutes), then the README's figures from their results
 bench: $(STAMP)
