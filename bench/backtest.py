@@ -36,6 +36,13 @@ def main() -> None:
     parser.add_argument("--warmup-days", type=int, default=180)
     parser.add_argument("--policies", nargs="+", default=["historical", "random_10"])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "backtest.json")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[42],
+        help="simulator and policy seeds; timings are the first seed's, summaries every seed's",
+    )
     args = parser.parse_args()
 
     days = args.warmup_days + 7 * args.weeks
@@ -51,6 +58,15 @@ def main() -> None:
     known = {p.name: p for p in config.backtest.policies}
     policies = [known.get(name) or PolicyConfig(name=name) for name in args.policies]
     config.backtest.policies = policies
+
+    per_seed: dict[str, Any] = {}
+    for seed in args.seeds[1:]:
+        config.seed = seed
+        data = simulate(config.simulate, seed)
+        extra = run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
+        per_seed[str(seed)] = json.loads(extra.summary.to_json(orient="records", date_format="iso"))
+        print(f"  seed {seed} done", flush=True)
+    config.seed = args.seeds[0]
 
     started = time.perf_counter()
     data = simulate(config.simulate, config.seed)
@@ -93,6 +109,13 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "summary": json.loads(result.summary.to_json(orient="records", date_format="iso")),
+        "seeds": args.seeds,
+        "summary_by_seed": {
+            str(args.seeds[0]): json.loads(
+                result.summary.to_json(orient="records", date_format="iso")
+            ),
+            **per_seed,
+        },
     }
     print(json.dumps({k: v for k, v in figures.items() if k != "summary"}, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
