@@ -44,7 +44,7 @@ COMMANDS = {
     "score.json": f"{PY} bench/score.py --rows 1000000",
     "train.json": f"{PY} bench/train.py",
     "backtest.json": f"{PY} bench/backtest.py",
-    "scale.json": f"{PY} bench/scale.py",
+    "scale.json": f"{PY} bench/scale.py --rows 1000000 4000000",
 }
 
 
@@ -384,6 +384,37 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+def scale(doc: dict[str, Any]) -> list[str]:
+    """Time and peak memory of each stage per size, and the log-log scaling exponents."""
+    sizes = sorted(doc["runs"], key=int)
+    stages = ("simulate", "features", "train", "score")
+    rows = []
+    for stage in stages:
+        cells = []
+        for size in sizes:
+            run = doc["runs"][size].get(stage)
+            cells.append(
+                "-" if not run else f"{run['wall_s']:.1f} s, {run['peak_rss_gib']:.1f} GiB"
+            )
+        slope = doc.get("scaling", {}).get(stage)
+        cells.append(
+            "-" if not slope else f"{slope['wall_exponent']:.2f} / {slope['memory_exponent']:.2f}"
+        )
+        rows.append([stage, *cells])
+    return [
+        f"**Scaling** (each stage in a fresh process, {doc['threads']} XGBoost thread, "
+        f"{doc['trees']} trees with fixed parameters; input and output time apart). The exponent "
+        "is the slope of log(time) and log(peak memory) against log(declarations).",
+        "",
+        *_table(
+            ["stage", *[f"{int(s):,} declarations" for s in sizes], "exponent: time / memory"],
+            rows,
+        ),
+        "",
+        f"Command: {_command('scale.json')}.",
+    ]
+
+
 def figures_section() -> list[str]:
     """Quality first, then the feedback loop, then speed; only what has a results file."""
     names = [*COMMANDS]
@@ -396,6 +427,8 @@ def figures_section() -> list[str]:
     if "backtest_policies.json" in results:
         parts.append(feedback_loop(results["backtest_policies.json"]))
     parts.append(speed(results))
+    if "scale.json" in results:
+        parts.append(scale(results["scale.json"]))
     lines: list[str] = []
     for part in (p for p in parts if p):
         lines += [*part, ""]
