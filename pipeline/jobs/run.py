@@ -94,6 +94,12 @@ def run(config: Config) -> JobResult:
     summary = JobResult(stage="run")
     for result in results.values():
         summary.outputs.update(result.outputs)
+    run_outputs = {
+        "incoming declarations": incoming,
+        "incoming snapshot": snapshot,
+        "summary": config.paths.root / "run_summary.json",
+    }
+    summary.outputs.update(run_outputs)
     summary.figures = {name: r.figures for name, r in results.items()}
     summary.figures["seconds"] = round(total, 1)
     metrics = pd.read_csv(results["evaluate"].outputs["metrics"])
@@ -102,9 +108,9 @@ def run(config: Config) -> JobResult:
     incoming_table = incoming_truth(config)
     if incoming_table is not None:
         summary.figures["incoming_truth"] = incoming_table.to_dict(orient="index")
-    _print_summary(config, results, total, population, table, incoming_table)
+    _print_summary(config, results, run_outputs, total, population, table, incoming_table)
     config.paths.root.mkdir(parents=True, exist_ok=True)
-    (config.paths.root / "run_summary.json").write_text(
+    run_outputs["summary"].write_text(
         json.dumps(
             {"outputs": {k: str(v) for k, v in summary.outputs.items()}, **summary.figures},
             indent=2,
@@ -207,6 +213,7 @@ def _where(path: object) -> str:
 def _print_summary(
     config: Config,
     results: dict[str, JobResult],
+    run_outputs: dict[str, Path],
     seconds: float,
     population: str,
     table: pd.DataFrame,
@@ -218,6 +225,8 @@ def _print_summary(
     for name, result in results.items():
         for label, path in result.outputs.items():
             where.add_row(f"{name}: {label}", _where(path))
+    for label, path in run_outputs.items():
+        where.add_row(f"run: {label}", _where(path))
     console.print(where)
     train = results["train"].figures
     if "ui_command" in train:
