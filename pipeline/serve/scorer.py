@@ -586,20 +586,28 @@ def log_scorer(
         # Copies, so the logged thresholds keep their file name whatever the source path.
         thresholds_copy = Path(scratch) / "selectivity.json"
         thresholds_copy.write_text(Path(thresholds_path).read_text(encoding="utf-8"))
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
         with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             # No input example on purpose: MLflow would score it at logging time.
             warnings.filterwarnings("ignore", message=".*An input example was not provided")
-            mlflow.pyfunc.log_model(
-                name=name,
-                python_model=ScorerModel(),
-                artifacts={
-                    "model": str(model_folder),
-                    "snapshot": str(snapshot_folder),
-                    "thresholds": str(thresholds_copy),
-                },
-                signature=_input_signature(),
-                pip_requirements=[*requirements, "customs-targeting"],
-            )
+            # MLflow warns that a Python object is pickled: ScorerModel holds no state (it loads
+            # its artefacts in load_context), and the warning buried every run's summary.
+            pyfunc_log.setLevel(logging.ERROR)
+            try:
+                mlflow.pyfunc.log_model(
+                    name=name,
+                    python_model=ScorerModel(),
+                    artifacts={
+                        "model": str(model_folder),
+                        "snapshot": str(snapshot_folder),
+                        "thresholds": str(thresholds_copy),
+                    },
+                    signature=_input_signature(),
+                    pip_requirements=[*requirements, "customs-targeting"],
+                )
+            finally:
+                pyfunc_log.setLevel(level)
     return f"runs:/{run_id}/{name}"
 
 
