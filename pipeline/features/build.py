@@ -415,6 +415,107 @@ def _stage_features(
     return _assemble(features, categories, config)
 
 
+Sums = Callable[[tuple[str, ...]], tuple[np.ndarray, np.ndarray | None]]
+
+
+def _stream_sums(
+    frame: pd.DataFrame, n_query: int, events: profiles.OutcomeEvents, config: FeaturesConfig
+) -> Sums:
+    """Profile sums (and last hits) of the first ``n_query`` rows of ``frame`` as of their
+    lodging: the earlier of those rows and the outcome ``events``, whose declarations are the
+    rows ``events.row`` of ``frame``. One as-of join prepared for every key."""
+    times = frame["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[:n_query]
+    width = len(profiles.event_columns(config))
+    own = np.ones((n_query, 1))  # a declaration counts in the activity of its keys
+    event_values = np.zeros((len(events.row), width))
+    event_values[:, 1:] = events.values
+    join = profiles.AsOfJoin(
+        times, events.known_at, event_values, events.last_hit_day, own, own_columns=[0]
+    )
+
+    def sums(key: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+        (codes,) = profiles.column_codes([frame], key)
+        return join.by(codes[:n_query], codes[events.row])
+
+    return sums
+
+
+def _table_sums(
+    declarations: pd.DataFrame,
+    table: pd.DataFrame,
+    key: tuple[str, ...],
+    as_of: pd.Timestamp,
+    config: FeaturesConfig,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Profile sums (and last hits) of each declaration's key in a profile table as of ``as_of``
+    (declarations lodged before it see nothing of it)."""
+    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    codes, table_codes = profiles.column_codes([declarations, table], key)
+    return profiles.as_of_sum(
+        codes,
+        np.maximum(times, as_of.value),
+        table_codes,
+        np.full(len(table), as_of.value - 1, np.int64),
+        table[profiles.event_columns(config)].to_numpy(np.float64),
+        table[profiles.LAST_HIT].to_numpy(np.float64),
+    )
+
+
+def _profile_tables(
+    frame: pd.DataFrame,
+    n_declarations: int,
+    events: profiles.OutcomeEvents,
+    config: FeaturesConfig,
+    prior: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """One profile table per key: the first ``n_declarations`` rows of ``frame`` counted as
+    declarations, plus the outcome ``events`` (declarations at rows ``events.row``), added to
+    the ``prior`` tables when given."""
+    columns = profiles.event_columns(config)
+    n_rows = n_declarations + len(events.row)
+    values = np.zeros((n_rows, len(columns)))
+    values[:n_declarations, 0] = 1.0
+    values[n_declarations:, 1:] = events.values
+    maxes = np.concatenate([np.full(n_declarations, -np.inf), events.last_hit_day])
+    rows = np.concatenate([np.arange(n_declarations), events.row])
+    tables: dict[str, pd.DataFrame] = {}
+    for key in [(), *profiles.profile_keys(config)]:
+        name = profiles.key_name(key) or "__global__"
+        keys = frame[list(key)]
+        if prior is None:
+            (codes,) = profiles.column_codes([frame], key)
+            group, stacked_values, stacked_maxes = codes[rows], values, maxes
+        else:
+            old = prior[name]
+            codes, old_codes = profiles.column_codes([frame, old], key)
+            group = np.concatenate([old_codes, codes[rows]])
+            stacked_values = np.vstack([old[columns].to_numpy(np.float64), values])
+            stacked_maxes = np.concatenate([old[profiles.LAST_HIT].to_numpy(np.float64), maxes])
+        table = pd.DataFrame(stacked_values, columns=columns)
+        table[profiles.LAST_HIT] = stacked_maxes
+        table["_row"] = np.arange(len(table))
+        agg = {c: "sum" for c in columns} | {profiles.LAST_HIT: "max", "_row": "first"}
+        table = table.groupby(group, sort=True).agg(agg)
+        first = table["_row"].to_numpy()
+        if prior is None:
+            picked = keys.iloc[rows[first]].astype(object)
+        else:  # the first row of a group is in the prior table whenever the group was there
+            old_rows = first < len(prior[name])
+            picked = pd.concat(
+                [
+                    prior[name][list(key)].iloc[first[old_rows]],
+                    keys.iloc[rows[first[~old_rows] - len(prior[name])]].astype(object),
+                ]
+            )
+            order = np.concatenate([np.flatnonzero(old_rows), np.flatnonzero(~old_rows)])
+            picked = picked.iloc[np.argsort(order)]  # back to the table's order
+        tables[name] = pd.concat(
+            [picked.reset_index(drop=True), table.drop(columns="_row").reset_index(drop=True)],
+            axis=1,
+        )
+    return tables
+
+
 # --------------------------------------------------------------------------------------------
 # Training
 
@@ -430,20 +531,10 @@ def build_feature_set(
     decl = _sorted(declarations)
     out, row = _aligned_outcomes(outcomes, decl, config)
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
-    times = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    width = len(profiles.event_columns(config))
-    own = np.ones((len(decl), 1))  # a declaration counts in the activity of its keys
-    event_values = np.zeros((len(events.row), width))
-    event_values[:, 1:] = events.values
-
-    join = profiles.AsOfJoin(
-        times, events.known_at, event_values, events.last_hit_day, own, own_columns=[0]
-    )
+    stream = _stream_sums(decl, len(decl), events, config)
 
     def totals(key: tuple[str, ...]) -> pd.DataFrame:
-        (codes,) = profiles.column_codes([decl], key)
-        sums, maxes = join.by(codes, codes[events.row])
-        return _totals_frame(sums, maxes, config)
+        return _totals_frame(*stream(key), config)
 
     X, manifest = _stage_features(
         decl,
@@ -508,25 +599,7 @@ def build_snapshot(
     known = (out["known_at"] < as_of).to_numpy()
     out, row = out.loc[known].reset_index(drop=True), row[known]
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
-    columns = profiles.event_columns(config)
-    tables: dict[str, pd.DataFrame] = {}
-    for key in [(), *profiles.profile_keys(config)]:
-        (codes,) = profiles.column_codes([decl], key)
-        values = np.zeros((len(decl) + len(events.row), len(columns)))
-        values[: len(decl), 0] = 1.0
-        values[len(decl) :, 1:] = events.values
-        frame = pd.DataFrame(values, columns=columns)
-        frame[profiles.LAST_HIT] = np.concatenate(
-            [np.full(len(decl), -np.inf), events.last_hit_day]
-        )
-        group = np.concatenate([codes, codes[events.row]])
-        frame["_row"] = np.concatenate([np.arange(len(decl)), events.row])
-        agg = {c: "sum" for c in columns} | {profiles.LAST_HIT: "max", "_row": "first"}
-        table = frame.groupby(group, sort=True).agg(agg)
-        keys = decl[list(key)].iloc[table["_row"].to_numpy()].astype(object).reset_index(drop=True)
-        tables[profiles.key_name(key) or "__global__"] = pd.concat(
-            [keys, table.drop(columns="_row").reset_index(drop=True)], axis=1
-        )
+    tables = _profile_tables(decl, len(decl), events, config)
     return Snapshot(
         as_of=as_of,
         config=config.model_dump(mode="json"),
@@ -553,23 +626,10 @@ def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfi
         )
     decl = _sorted(declarations)
     as_of = snapshot.as_of
-    times = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    at = np.maximum(times, as_of.value)
-    valid_from = as_of.value - 1
-    columns = profiles.event_columns(config)
 
     def totals(key: tuple[str, ...]) -> pd.DataFrame:
         table = snapshot.profiles[profiles.key_name(key) or "__global__"]
-        codes, table_codes = profiles.column_codes([decl, table], key)
-        sums, maxes = profiles.as_of_sum(
-            codes,
-            at,
-            table_codes,
-            np.full(len(table), valid_from, np.int64),
-            table[columns].to_numpy(np.float64),
-            table[profiles.LAST_HIT].to_numpy(np.float64),
-        )
-        return _totals_frame(sums, maxes, config)
+        return _totals_frame(*_table_sums(decl, table, key, as_of, config), config)
 
     X, manifest = _stage_features(
         decl,

@@ -189,6 +189,27 @@ def history_state(
     )
 
 
+def _importer_sums(
+    codes: np.ndarray, at: np.ndarray, table_codes: np.ndarray, table: pd.DataFrame, as_of: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Declarations and distinct partners of each query's importer in a state table valid from
+    before ``as_of``, and the importer's first lodging day (inf when the table lacks it)."""
+    values = np.column_stack(
+        [table["declarations"].to_numpy(float)]
+        + [table[f"distinct_{p}"].to_numpy(float) for p in PARTNERS]
+    )
+    sums, first = as_of_sum(
+        codes,
+        at,
+        table_codes,
+        np.full(len(table), as_of - 1, dtype=np.int64),
+        values,
+        event_maxes=-table["first_seen_day"].to_numpy(float),
+    )
+    assert first is not None
+    return sums, -first
+
+
 def attach_history(
     declarations: pd.DataFrame, state: HistoryState, as_of: pd.Timestamp, config: FeaturesConfig
 ) -> dict[str, np.ndarray]:
@@ -196,27 +217,131 @@ def attach_history(
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     day = times / NS_PER_DAY
     at = np.maximum(times, pd.Timestamp(as_of).value)
-    table = state.importers
     codes, table_codes, recent_codes = column_codes(
-        [declarations, table, state.recent], ["importer"]
+        [declarations, state.importers, state.recent], ["importer"]
     )
-    values = np.column_stack(
-        [table["declarations"].to_numpy(float)]
-        + [table[f"distinct_{p}"].to_numpy(float) for p in PARTNERS]
-    )
-    valid_from = np.full(len(table), pd.Timestamp(as_of).value - 1, dtype=np.int64)
-    sums, first = as_of_sum(
-        codes,
-        at,
-        table_codes,
-        valid_from,
-        values,
-        event_maxes=-table["first_seen_day"].to_numpy(float),
-    )
-    assert first is not None
+    sums, first = _importer_sums(codes, at, table_codes, state.importers, pd.Timestamp(as_of).value)
     recent_times = state.recent["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     windows = _windows(codes, times, config, (recent_codes, recent_times))
-    known = state.pairs.assign(_known=True)
-    pair = declarations[["importer", NEW_PAIR]].astype(object)
-    new_pair = pair.merge(known, on=["importer", NEW_PAIR], how="left")["_known"].isna()
-    return _assemble(declarations, day, sums, -first, new_pair.to_numpy(), windows)
+    new_pair = ~_known_pairs(declarations, state.pairs, NEW_PAIR)
+    return _assemble(declarations, day, sums, first, new_pair, windows)
+
+
+def _known_pairs(declarations: pd.DataFrame, pairs: pd.DataFrame, partner: str) -> np.ndarray:
+    """Whether each declaration's (importer, partner) pair is among ``pairs``."""
+    codes, known = column_codes([declarations, pairs], ["importer", partner])
+    return np.isin(codes, known)
+
+
+def _first_sighting(declarations: pd.DataFrame, partner: str) -> np.ndarray:
+    """Whether each declaration is the first of its (importer, partner) pair in row order."""
+    (pair,) = column_codes([declarations], ["importer", partner])
+    ids = pd.factorize(pair)[0]  # numbered in order of first sighting
+    return ids > np.maximum.accumulate(np.concatenate([[-1], ids[:-1]]))
+
+
+@dataclass(frozen=True)
+class HistoryCarry:
+    """The importer state carried from one chunk of declarations to the next.
+
+    ``state`` is what a snapshot holds; ``partners`` are the importer-partner pairs seen for
+    every partner (the snapshot keeps only the seller pairs), which the distinct counts need.
+    """
+
+    state: HistoryState
+    partners: dict[str, pd.DataFrame]
+
+
+def empty_carry(declarations: pd.DataFrame) -> HistoryCarry:
+    """The carry before any declaration (columns typed like ``declarations``)."""
+    importers = pd.DataFrame(
+        {"importer": pd.Series(dtype=object), "declarations": pd.Series(dtype=float)}
+        | {f"distinct_{p}": pd.Series(dtype=float) for p in PARTNERS}
+        | {"first_seen_day": pd.Series(dtype=float)}
+    )
+    partners = {
+        p: pd.DataFrame({"importer": pd.Series(dtype=object), p: pd.Series(dtype=object)})
+        for p in PARTNERS
+    }
+    recent = pd.DataFrame(
+        {"importer": pd.Series(dtype=object), "lodged_at": declarations["lodged_at"].iloc[:0]}
+    )
+    state = HistoryState(importers=importers, pairs=partners[NEW_PAIR], recent=recent)
+    return HistoryCarry(state=state, partners=partners)
+
+
+def chunk_history_features(
+    declarations: pd.DataFrame, carry: HistoryCarry, start: pd.Timestamp, config: FeaturesConfig
+) -> dict[str, np.ndarray]:
+    """History features of a chunk of declarations lodged from ``start`` on, each as of its own
+    lodging: the carry (everything lodged before ``start``) plus the chunk's earlier rows."""
+    state = carry.state
+    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    day = times / NS_PER_DAY
+    codes, table_codes, recent_codes = column_codes(
+        [declarations, state.importers, state.recent], ["importer"]
+    )
+    before, first_before = _importer_sums(
+        codes, times, table_codes, state.importers, pd.Timestamp(start).value
+    )
+    own = np.ones((len(declarations), 1 + len(PARTNERS)))
+    for j, partner in enumerate(PARTNERS, start=1):
+        own[:, j] = _first_sighting(declarations, partner) & ~_known_pairs(
+            declarations, carry.partners[partner], partner
+        )
+    empty = np.empty(0, np.int64)
+    sums, _ = as_of_sum(
+        codes,
+        times,
+        empty,
+        empty,
+        np.empty((0, own.shape[1])),
+        query_own=own,
+        own_columns=range(own.shape[1]),
+    )
+    first_day = pd.Series(day).groupby(codes, sort=False).transform("min").to_numpy()
+    (pair,) = column_codes([declarations], ["importer", NEW_PAIR])
+    pair_first = pd.Series(times).groupby(pair, sort=False).transform("min").to_numpy()
+    new_pair = (pair_first == times) & ~_known_pairs(declarations, state.pairs, NEW_PAIR)
+    recent_times = state.recent["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    windows = _windows(
+        codes,
+        times,
+        config,
+        (np.concatenate([recent_codes, codes]), np.concatenate([recent_times, times])),
+    )
+    return _assemble(
+        declarations, day, before + sums, np.minimum(first_before, first_day), new_pair, windows
+    )
+
+
+def advance_history(
+    carry: HistoryCarry, declarations: pd.DataFrame, end: pd.Timestamp, config: FeaturesConfig
+) -> HistoryCarry:
+    """The carry after a chunk of ``declarations`` (all lodged before ``end``)."""
+    chunk = history_state(declarations, end, config)
+    partners = {}
+    added = []
+    for partner in PARTNERS:
+        seen = declarations[["importer", partner]].astype(object).drop_duplicates()
+        new = seen.loc[~_known_pairs(seen, carry.partners[partner], partner)]
+        partners[partner] = pd.concat([carry.partners[partner], new], ignore_index=True)
+        added.append(new.groupby("importer", dropna=False).size().rename(f"distinct_{partner}"))
+    importers = chunk.importers.set_index("importer")[["declarations", "first_seen_day"]]
+    importers = importers.join(pd.concat(added, axis=1), how="left").fillna(0.0).reset_index()
+    importers = (
+        pd.concat([carry.state.importers, importers], ignore_index=True)
+        .groupby("importer", sort=True, dropna=False)
+        .agg(
+            {"declarations": "sum", "first_seen_day": "min"}
+            | {f"distinct_{p}": "sum" for p in PARTNERS}
+        )
+        .reset_index()
+    )
+    longest = max(config.history_windows_days, default=0)
+    recent = pd.concat([carry.state.recent, chunk.recent], ignore_index=True)
+    recent = recent.loc[recent["lodged_at"] >= pd.Timestamp(end) - pd.Timedelta(days=longest)]
+    state = HistoryState(
+        importers=importers, pairs=partners[NEW_PAIR], recent=recent.reset_index(drop=True)
+    )
+    return HistoryCarry(state=state, partners=partners)

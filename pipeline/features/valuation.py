@@ -198,8 +198,9 @@ def _pick(
     return ref, scale, support, level
 
 
-def valuation_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, np.ndarray]:
-    """Valuation features of declarations sorted by lodging time, each as of its lodging."""
+def _stream_sums(declarations: pd.DataFrame) -> tuple[list[np.ndarray], np.ndarray]:
+    """As-of reference sums of each level over the declarations' own months, and the maxima of
+    the negated lowest hs4 rates (declarations sorted by lodging time)."""
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     events = monthly_events(declarations)
     join = AsOfJoin(times, events.ends, events.values)  # one stream for the three levels
@@ -219,11 +220,38 @@ def valuation_features(declarations: pd.DataFrame, config: FeaturesConfig) -> di
         event_maxes=-np.nan_to_num(events.lowest_rate, nan=-np.inf),
     )
     assert lowest is not None
+    return sums_by_level, lowest
+
+
+def valuation_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, np.ndarray]:
+    """Valuation features of declarations sorted by lodging time, each as of its lodging."""
+    sums_by_level, lowest = _stream_sums(declarations)
     return _features(declarations, sums_by_level, -lowest, config)
 
 
-def valuation_state(declarations: pd.DataFrame, as_of: pd.Timestamp) -> ValuationState:
-    """Reference totals of the months that ended before ``as_of`` (declarations before it)."""
+def chunk_valuation_features(
+    declarations: pd.DataFrame, state: ValuationState, start: pd.Timestamp, config: FeaturesConfig
+) -> dict[str, np.ndarray]:
+    """Valuation features of a chunk of declarations lodged from ``start`` (a month start) on.
+
+    The months that ended before ``start`` come from ``state`` (`valuation_state` as of it), the
+    chunk's own months from its declarations: the same sums as `valuation_features` over the
+    whole stream, each month's statistics computed from the same declarations.
+    """
+    before, before_lowest = _state_sums(declarations, state, start)
+    own, own_lowest = _stream_sums(declarations)
+    sums_by_level = [a + b for a, b in zip(before, own, strict=True)]
+    return _features(declarations, sums_by_level, -np.maximum(before_lowest, own_lowest), config)
+
+
+def valuation_state(
+    declarations: pd.DataFrame, as_of: pd.Timestamp, prior: ValuationState | None = None
+) -> ValuationState:
+    """Reference totals of the months that ended before ``as_of`` (declarations before it).
+
+    With ``prior`` (the state as of the month start the declarations begin at) its totals are
+    added: the state moves forward one chunk of declarations at a time.
+    """
     cut = pd.Timestamp(as_of).value
     events = monthly_events(declarations)
     done = events.ends < cut
@@ -234,17 +262,34 @@ def valuation_state(declarations: pd.DataFrame, as_of: pd.Timestamp) -> Valuatio
         )
         values = pd.DataFrame(events.values[done], columns=_value_columns())
         table = pd.concat([keys, values], axis=1)
+        if prior is not None:
+            table = pd.concat([prior.references[level_name(level)], table], ignore_index=True)
         references[level_name(level)] = (
             table.groupby(list(level), dropna=False, sort=True).sum().reset_index()
         )
     low_done = events.lowest_ends < cut
+    # A month whose rates are all missing has no lowest rate, for good (as in training): -inf
+    # keeps it through the minimum, where NaN would be skipped.
     lowest = pd.DataFrame(
         {
             "hs4": declarations["hs4"].iloc[events.lowest_row[low_done]].astype(object).to_numpy(),
-            "lowest_rate": events.lowest_rate[low_done],
+            "lowest_rate": np.nan_to_num(events.lowest_rate[low_done], nan=-np.inf),
         }
     )
+    if prior is not None:
+        lowest = pd.concat([prior.lowest_rate, lowest], ignore_index=True)
     lowest = lowest.groupby("hs4", dropna=False, sort=True)["lowest_rate"].min().reset_index()
+    return ValuationState(references=references, lowest_rate=lowest)
+
+
+def empty_state() -> ValuationState:
+    """The state before any declaration: no reference, no lowest rate."""
+    values = {c: pd.Series(dtype=float) for c in _value_columns()}
+    references = {
+        level_name(level): pd.DataFrame({c: pd.Series(dtype=object) for c in level} | values)
+        for level in LEVELS
+    }
+    lowest = pd.DataFrame({"hs4": pd.Series(dtype=object), "lowest_rate": pd.Series(dtype=float)})
     return ValuationState(references=references, lowest_rate=lowest)
 
 
@@ -254,13 +299,10 @@ def _value_columns() -> list[str]:
     ]
 
 
-def attach_valuation(
-    declarations: pd.DataFrame,
-    state: ValuationState,
-    as_of: pd.Timestamp,
-    config: FeaturesConfig,
-) -> dict[str, np.ndarray]:
-    """Valuation features of new declarations from the state as of ``as_of`` (serving)."""
+def _state_sums(
+    declarations: pd.DataFrame, state: ValuationState, as_of: pd.Timestamp
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Reference sums of each level and negated lowest hs4 rates from a state as of ``as_of``."""
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     at = np.maximum(times, pd.Timestamp(as_of).value)
     valid_from = pd.Timestamp(as_of).value - 1
@@ -287,4 +329,15 @@ def attach_valuation(
         event_maxes=-np.nan_to_num(table["lowest_rate"].to_numpy(np.float64), nan=-np.inf),
     )
     assert lowest is not None
+    return sums_by_level, lowest
+
+
+def attach_valuation(
+    declarations: pd.DataFrame,
+    state: ValuationState,
+    as_of: pd.Timestamp,
+    config: FeaturesConfig,
+) -> dict[str, np.ndarray]:
+    """Valuation features of new declarations from the state as of ``as_of`` (serving)."""
+    sums_by_level, lowest = _state_sums(declarations, state, as_of)
     return _features(declarations, sums_by_level, -lowest, config)

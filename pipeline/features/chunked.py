@@ -1,0 +1,196 @@
+"""The FeatureSet built over time-ordered chunks of declarations, carrying state between them.
+
+`build_feature_set_chunked` gives the same features as `build.build_feature_set` while the
+derived columns of only one chunk are held at a time. Chunks begin on month starts (a month's
+reference prices come from all of its declarations, so a month is never split). Before each
+chunk the carried state is what a snapshot as of the chunk's start holds: profile tables (what
+each entity did and what was known of it), reference prices of the months ended and the
+importer history (with every importer-partner pair, which the distinct counts need). A chunk's
+features are the serving join of that state plus the in-memory as-of join of the chunk's own
+declarations and of the outcomes that become known during it, whichever chunk their declaration
+was lodged in. The category levels come from a first pass over every declaration, so X's
+categories equal the in-memory ones.
+
+Counts, maxima and categories are exactly those of the in-memory build; summed money (revenue,
+reference prices, inverse-propensity weights) is added in another order, so it may differ in
+the last bits of a float64 before the cast to float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import FeaturesConfig
+from pipeline.features import history, profiles, valuation
+from pipeline.features.build import (
+    _aligned_outcomes,
+    _labels,
+    _profile_tables,
+    _raw_levels,
+    _sorted,
+    _stage_features,
+    _stream_sums,
+    _table_sums,
+    _totals_frame,
+)
+from pipeline.features.featureset import FeatureSet
+
+
+def chunk_starts(
+    lodged_at: pd.Series, chunk_months: int = 1, starts: Sequence[pd.Timestamp] | None = None
+) -> list[pd.Timestamp]:
+    """Starts of the chunks that hold declarations, each a month start.
+
+    Chunks span ``chunk_months`` calendar months from the first lodging's month, or begin at the
+    given ``starts``; a chunk without declarations joins the one before it. The first chunk
+    also holds whatever is lodged before its start.
+    """
+    times = lodged_at.to_numpy(dtype="datetime64[ns]")
+    if len(times) == 0:
+        return []
+    if starts is None:
+        if chunk_months < 1:
+            raise ValueError(f"chunk_months must be at least 1, got {chunk_months}")
+        months = times.astype("datetime64[M]").astype(np.int64)
+        first = int(months.min())
+        ids = np.unique((months - first) // chunk_months)
+        candidates = (first + ids * chunk_months).astype("datetime64[M]").astype("datetime64[ns]")
+    else:
+        stamps = sorted({pd.Timestamp(s) for s in starts})
+        odd = [s for s in stamps if s != s.to_period("M").start_time]
+        if odd:
+            raise ValueError(f"chunks must start on month starts, not at {odd[:3]}")
+        candidates = np.array([s.to_datetime64() for s in stamps], dtype="datetime64[ns]")
+    chunk = np.searchsorted(candidates, times, side="right") - 1
+    used = np.unique(np.maximum(chunk, 0))
+    return [pd.Timestamp(candidates[i]) for i in used]
+
+
+def build_feature_set_chunked(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    config: FeaturesConfig,
+    chunk_months: int = 1,
+    starts: Sequence[pd.Timestamp] | None = None,
+) -> FeatureSet:
+    """`build_feature_set` over chunks of ``chunk_months`` months (or beginning at ``starts``).
+
+    Same rows in the same order, same columns, dtypes and categories; see the module docstring
+    for what is carried from one chunk to the next.
+    """
+    decl = _sorted(declarations)
+    levels = _raw_levels(decl, config)
+    out, row = _aligned_outcomes(outcomes, decl, config)
+    events = profiles.outcome_events(decl["lodged_at"], out, row, config)
+    order = np.argsort(events.known_at, kind="stable")  # keeps the in-memory order of ties
+    events = _take(events, order)
+    times = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    borders = chunk_starts(decl["lodged_at"], chunk_months, starts)
+    cuts = np.array([b.value for b in borders[1:]], dtype=np.int64)
+    row_bounds = np.concatenate([[0], np.searchsorted(times, cuts), [len(decl)]])
+    event_bounds = np.concatenate([[0], np.searchsorted(events.known_at, cuts), [len(events.row)]])
+    key_columns = ["lodged_at", *dict.fromkeys(c for k in profiles.profile_keys(config) for c in k)]
+    key_positions = [decl.columns.get_loc(c) for c in key_columns]
+
+    tables: dict[str, pd.DataFrame] | None = None
+    references = valuation.empty_state()
+    carry = history.empty_carry(decl)
+    columns: dict[str, np.ndarray] = {}
+    dtypes: dict[str, pd.CategoricalDtype] = {}
+    manifest = pd.DataFrame()
+    for i, start in enumerate(borders):
+        lo, hi = int(row_bounds[i]), int(row_bounds[i + 1])
+        chunk = decl.iloc[lo:hi].reset_index(drop=True)
+        due = _take(events, slice(int(event_bounds[i]), int(event_bounds[i + 1])))
+        # The chunk's declarations, then those of the outcomes known during it (any chunk's).
+        frame = decl.iloc[np.concatenate([np.arange(lo, hi), due.row]), key_positions]
+        frame = frame.reset_index(drop=True)
+        due = replace(due, row=np.arange(hi - lo, hi - lo + len(due.row)))
+        X, manifest = _chunk_features(
+            chunk, frame, due, tables, references, carry, start, levels, config
+        )
+        if not columns:
+            columns, dtypes = _allocate(X, len(decl))
+        for name, values in columns.items():
+            part = X[name]
+            values[lo:hi] = part.cat.codes.to_numpy() if name in dtypes else part.to_numpy()
+        if i + 1 < len(borders):
+            end = borders[i + 1]
+            tables = _profile_tables(frame, hi - lo, due, config, prior=tables)
+            references = valuation.valuation_state(chunk, end, prior=references)
+            carry = history.advance_history(carry, chunk, end, config)
+    X = pd.DataFrame(
+        {
+            name: pd.Categorical.from_codes(values, dtype=dtypes[name])
+            if name in dtypes
+            else values
+            for name, values in columns.items()
+        },
+        copy=False,
+    )
+    return FeatureSet(X=X, manifest=manifest, **_labels(decl, out, row))
+
+
+def _chunk_features(
+    chunk: pd.DataFrame,
+    frame: pd.DataFrame,
+    due: profiles.OutcomeEvents,
+    tables: dict[str, pd.DataFrame] | None,
+    references: valuation.ValuationState,
+    carry: history.HistoryCarry,
+    start: pd.Timestamp,
+    levels: dict[str, list[Any]],
+    config: FeaturesConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """X and manifest of one chunk: the carried state plus the chunk's own events."""
+    stream = _stream_sums(frame, len(chunk), due, config)
+
+    def totals(key: tuple[str, ...]) -> pd.DataFrame:
+        sums, maxes = stream(key)
+        if tables is not None:
+            table = tables[profiles.key_name(key) or "__global__"]
+            before, before_maxes = _table_sums(chunk, table, key, start, config)
+            sums = sums + before
+            assert maxes is not None and before_maxes is not None  # last hits are joined
+            maxes = np.maximum(maxes, before_maxes)
+        return _totals_frame(sums, maxes, config)
+
+    return _stage_features(
+        chunk,
+        config,
+        totals,
+        lambda: valuation.chunk_valuation_features(chunk, references, start, config),
+        lambda: history.chunk_history_features(chunk, carry, start, config),
+        levels,
+    )
+
+
+def _take(events: profiles.OutcomeEvents, which: np.ndarray | slice) -> profiles.OutcomeEvents:
+    """The outcome events at ``which``."""
+    return profiles.OutcomeEvents(
+        row=events.row[which],
+        known_at=events.known_at[which],
+        values=events.values[which],
+        last_hit_day=events.last_hit_day[which],
+    )
+
+
+def _allocate(
+    X: pd.DataFrame, n: int
+) -> tuple[dict[str, np.ndarray], dict[str, pd.CategoricalDtype]]:
+    """Empty columns for ``n`` rows shaped like a chunk's X (category columns as codes)."""
+    columns: dict[str, np.ndarray] = {}
+    dtypes: dict[str, pd.CategoricalDtype] = {}
+    for name in X.columns:
+        dtype = X[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            dtypes[name] = dtype
+            columns[name] = np.empty(n, dtype=X[name].cat.codes.dtype)
+        else:
+            columns[name] = np.empty(n, dtype=dtype)
+    return columns, dtypes
