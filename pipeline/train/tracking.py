@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -96,8 +97,19 @@ def configure(config: Config) -> str:
 
 
 def ui_command(config: Config) -> str:
-    """The shell command that opens the MLflow UI on this config's store."""
-    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri(config))}"
+    """The shell command that opens the MLflow UI on this config's store.
+
+    Names the `mlflow` of this environment (e.g. `.venv/bin/mlflow`) so it works without
+    activating the virtual environment.
+    """
+    local = Path(sys.executable).parent / "mlflow"
+    program = "mlflow"
+    if local.is_file():
+        try:
+            program = str(local.relative_to(Path.cwd()))
+        except ValueError:
+            program = str(local)
+    return f"{shlex.quote(program)} ui --backend-store-uri {shlex.quote(tracking_uri(config))}"
 
 
 @contextmanager
