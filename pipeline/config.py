@@ -148,6 +148,12 @@ class FeaturesConfig(Section):
     raw_max_levels: int = Field(
         50, gt=0, description="extra declaration columns (kcs_*) join X as categories up to this"
     )
+    chunk_months: int = Field(
+        0,
+        ge=0,
+        description="0: build the features in memory; n: over chunks of n calendar months "
+        "carrying the state from one to the next (the same features, less memory)",
+    )
 
 
 class SplitConfig(Section):

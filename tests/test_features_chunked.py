@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_features import simulated, small_config, tiny_tables
+from helpers_features import same_values, simulated, small_config, tiny_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline import config as config_module
 from pipeline.config import FeaturesConfig
-from pipeline.features.build import build_feature_set, known_at
+from pipeline.features.build import Snapshot, attach, build_feature_set, known_at
 from pipeline.features.chunked import build_feature_set_chunked, chunk_starts
 from pipeline.features.featureset import FeatureSet
+from pipeline.ingest.readers import load_inputs
+from pipeline.jobs.features import features
+from pipeline.jobs.simulate import simulate
+
+KCS_FILES = config_module.PROJECT_ROOT.parent / "shared" / "data" / "external"
+KCS_FILES = KCS_FILES / "Customs-Declaration-Datasets"
 
 # Features that count (declarations, controls, hits, pairs, support, flags): exactly equal.
 COUNT_SUFFIXES = ("_declarations", "_controls", "_hits", "_new", "_level")
@@ -130,3 +139,46 @@ def test_any_month_borders_give_the_in_memory_features(
     starts = [TINY_MONTHS[0], *borders]
     chunked = build_feature_set_chunked(TINY_DECLARATIONS, TINY_OUTCOMES, config, starts=starts)
     assert_same(chunked, base)
+
+
+def test_features_job_builds_over_chunks_when_configured(tmp_path: Path) -> None:
+    config = config_module.load(
+        None,
+        [
+            f"output_dir={tmp_path}",
+            "simulate.rows=2000",
+            "simulate.days=100",
+            "simulate.importers=200",
+            "simulate.sellers=150",
+            "simulate.declarants=20",
+            "features.chunk_months=2",
+        ],
+    )
+    simulate(config)
+    result = features(config)
+    assert result.figures["chunk_months"] == 2 and "2-month chunks" in result.lines[0]
+    written = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    inputs = load_inputs(config)
+    base = build_feature_set(inputs.declarations, inputs.outcomes, config.features)
+    assert written.declaration_id.astype(str).tolist() == base.declaration_id.tolist()
+    assert same_values(written.X, base.X)
+    # The chunk size is how the features were built, not what they are: the snapshot serves
+    # a config that builds in memory.
+    in_memory = config.features.model_copy(update={"chunk_months": 0})
+    snapshot = Snapshot.load(config.paths.snapshot)
+    new = inputs.declarations.head(5).assign(lodged_at=snapshot.as_of)
+    assert len(attach(new, snapshot, in_memory)) == 5
+
+
+@pytest.mark.skipif(not KCS_FILES.is_dir(), reason="KCS files not available")
+def test_kcs_declarations_chunked_equal_in_memory() -> None:
+    """No revenue, no result dates, extra kcs_* categories."""
+    from pipeline.ingest.kcs import read_kcs
+    from pipeline.ingest.schema import validate
+
+    raw_declarations, raw_outcomes = read_kcs([KCS_FILES / "df_syn_valid_eng.csv"])
+    tables = validate(raw_declarations, raw_outcomes)
+    declarations, outcomes = tables.declarations.head(4000), tables.outcomes
+    config = small_config(missing_result_delay_days=30.0)
+    base = build_feature_set(declarations, outcomes, config)
+    assert_same(build_feature_set_chunked(declarations, outcomes, config), base)

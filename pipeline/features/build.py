@@ -45,6 +45,8 @@ REQUIRED_DECLARATION_COLUMNS = (
 )
 REQUIRED_OUTCOME_COLUMNS = ("declaration_id", "inspected", "hit")
 HS_DIGITS = {"hs2": 2, "hs4": 4, "hs6": 6}
+# Feature settings that change how the features are computed, not what they are.
+HOW_BUILT = ("chunk_months",)
 
 
 @dataclass
@@ -618,7 +620,11 @@ def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfi
     """
     stored = snapshot.config
     given = config.model_dump(mode="json")
-    different = sorted(k for k in given.keys() | stored.keys() if given.get(k) != stored.get(k))
+    different = sorted(
+        k
+        for k in given.keys() | stored.keys()
+        if given.get(k) != stored.get(k) and k not in HOW_BUILT
+    )
     if different:
         raise ValueError(
             f"the snapshot was built with other feature settings ({', '.join(different)}): "

@@ -1,9 +1,10 @@
 """`targeting features`: canonical inputs -> the FeatureSet (Parquet + manifest) and the snapshot.
 
 Reads what `config.data` points at (validated by `ingest.readers.load_inputs`), builds the
-features of every declaration as of its lodging time, writes them to `config.paths.features`
-with the manifest at `config.paths.manifest`, and saves the serving snapshot as of the end of
-the data (the last lodging + 1 second) to `config.paths.snapshot`.
+features of every declaration as of its lodging time (in memory, or over chunks of
+``features.chunk_months`` months when set), writes them to `config.paths.features` with the
+manifest at `config.paths.manifest`, and saves the serving snapshot as of the end of the data
+(the last lodging + 1 second) to `config.paths.snapshot`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.features.build import build_feature_set, build_snapshot
+from pipeline.features.chunked import build_feature_set_chunked
 from pipeline.jobs import JobResult
 
 
@@ -26,7 +28,13 @@ def features(config: Config) -> JobResult:
     declarations, outcomes = inputs.declarations, inputs.outcomes
     if declarations.empty:
         raise ValueError("no declarations left after validation: nothing to build features from")
-    feature_set = build_feature_set(declarations, outcomes, config.features)
+    months = config.features.chunk_months
+    if months:
+        feature_set = build_feature_set_chunked(
+            declarations, outcomes, config.features, chunk_months=months
+        )
+    else:
+        feature_set = build_feature_set(declarations, outcomes, config.features)
     paths = config.paths
     feature_set.to_parquet(paths.features, paths.manifest)
     as_of = pd.Timestamp(declarations["lodged_at"].max()) + pd.Timedelta(seconds=1)
@@ -41,10 +49,12 @@ def features(config: Config) -> JobResult:
         "hits": hits,
         "features": feature_set.X.shape[1],
         "seconds": round(seconds, 2),
+        "chunk_months": months,
         "snapshot_as_of": as_of.isoformat(),
     }
     lines = [
-        f"rows: {len(feature_set):,} declarations, {labelled:,} labelled ({hits:,} hits)",
+        f"rows: {len(feature_set):,} declarations, {labelled:,} labelled ({hits:,} hits)"
+        + (f", built over {months}-month chunks" if months else ""),
         f"features: {feature_set.X.shape[1]} -> {paths.features} (manifest {paths.manifest})",
         f"snapshot as of {as_of:%Y-%m-%d %H:%M:%S} -> {paths.snapshot}",
         f"time taken: {seconds:.1f} s",
