@@ -78,8 +78,15 @@ def simulate(
 
 @app.command()
 def validate(
-    input: Annotated[Path, typer.Option("--input", "-i", help="declarations (CSV or Parquet)")],
-    outcomes: Annotated[Path | None, typer.Option(help="outcomes (CSV or Parquet)")] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help="declarations (CSV or Parquet); default: data.declarations"
+        ),
+    ] = None,
+    outcomes: Annotated[
+        Path | None, typer.Option(help="outcomes (CSV or Parquet); default: data.outcomes")
+    ] = None,
     format: Annotated[str, typer.Option(help="canonical | kcs")] = "canonical",
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,

@@ -154,3 +154,16 @@ def test_committed_samples_show_each_kind_of_problem(tmp_path: Path) -> None:
         "selection_reason: unknown value ('tip-off'; expected rule, model, random, intelligence, "
         "unknown)",
     ]
+
+
+def test_validate_checks_the_configs_own_files_without_input(tmp_path: Path) -> None:
+    """`targeting validate --config my.yaml` checks data.declarations and data.outcomes."""
+    d, o = _files(tmp_path)
+    code, output = _invoke(
+        "--set", f"data.declarations={d}", "--set", f"data.outcomes={o}", tmp_path=tmp_path
+    )
+    assert code == 0, output
+    assert "12 rows in, 10 kept, 2 quarantined" in output
+    assert "6 rows in, 4 kept, 2 quarantined" in output
+    code, output = _invoke(tmp_path=tmp_path)
+    assert code == 1 and "no --input and no data.declarations" in output

@@ -29,14 +29,25 @@ def write_next_to_input(
 
 def validate(
     config: Config,
-    input: Path,
+    input: Path | None = None,
     outcomes: Path | None = None,
     format: str = "canonical",
     quarantine: Path | None = None,
 ) -> JobResult:
-    """Validate `input` (and `outcomes`); write quarantined rows; summarise what was kept."""
+    """Validate `input` (and `outcomes`); write quarantined rows; summarise what was kept.
+
+    Without `input`, the config's own files are checked (`data.declarations`, `data.outcomes`).
+    """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    if input is None:
+        if config.data.declarations is None:
+            raise ValueError(
+                "no --input and no data.declarations in the config: name the declarations file"
+            )
+        input = config.data.declarations
+        if outcomes is None:
+            outcomes = config.data.outcomes
     input = Path(input)
     if format == "kcs":
         if outcomes is not None:
