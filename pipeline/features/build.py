@@ -463,16 +463,32 @@ def _table_sums(
     )
 
 
+def _grouped(
+    group: np.ndarray, values: np.ndarray, maxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of ``values`` and maxima of ``maxes`` per group (in group order), and the first row
+    of each group; one grouping serves the three (a dict of aggregations regroups per column)."""
+    width = values.shape[1]
+    frame = pd.DataFrame(values, copy=False)
+    frame["max"] = maxes
+    frame["row"] = np.arange(len(frame))
+    grouped = frame.groupby(group, sort=True)
+    sums = grouped[list(range(width))].sum().to_numpy(np.float64)
+    return sums, grouped["max"].max().to_numpy(), grouped["row"].min().to_numpy()
+
+
 def _profile_tables(
     frame: pd.DataFrame,
     n_declarations: int,
     events: profiles.OutcomeEvents,
     config: FeaturesConfig,
     prior: dict[str, pd.DataFrame] | None = None,
+    object_keys: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """One profile table per key: the first ``n_declarations`` rows of ``frame`` counted as
     declarations, plus the outcome ``events`` (declarations at rows ``events.row``), added to
-    the ``prior`` tables when given."""
+    the ``prior`` tables when given. Key columns are objects (a snapshot's), or keep the dtypes
+    of ``frame`` (categories shared with later chunks join on their codes)."""
     columns = profiles.event_columns(config)
     n_rows = n_declarations + len(events.row)
     values = np.zeros((n_rows, len(columns)))
@@ -493,27 +509,25 @@ def _profile_tables(
             group = np.concatenate([old_codes, codes[rows]])
             stacked_values = np.vstack([old[columns].to_numpy(np.float64), values])
             stacked_maxes = np.concatenate([old[profiles.LAST_HIT].to_numpy(np.float64), maxes])
-        table = pd.DataFrame(stacked_values, columns=columns)
-        table[profiles.LAST_HIT] = stacked_maxes
-        table["_row"] = np.arange(len(table))
-        agg = {c: "sum" for c in columns} | {profiles.LAST_HIT: "max", "_row": "first"}
-        table = table.groupby(group, sort=True).agg(agg)
-        first = table["_row"].to_numpy()
+        sums, last_hit, first = _grouped(group, stacked_values, stacked_maxes)
+        table = pd.DataFrame(sums, columns=columns)
+        table[profiles.LAST_HIT] = last_hit
         if prior is None:
-            picked = keys.iloc[rows[first]].astype(object)
+            picked = keys.iloc[rows[first]]
         else:  # the first row of a group is in the prior table whenever the group was there
             old_rows = first < len(prior[name])
-            picked = pd.concat(
+            picked = profiles.stack(
                 [
                     prior[name][list(key)].iloc[first[old_rows]],
-                    keys.iloc[rows[first[~old_rows] - len(prior[name])]].astype(object),
+                    keys.iloc[rows[first[~old_rows] - len(prior[name])]],
                 ]
             )
             order = np.concatenate([np.flatnonzero(old_rows), np.flatnonzero(~old_rows)])
             picked = picked.iloc[np.argsort(order)]  # back to the table's order
+        if object_keys:
+            picked = picked.astype(object)
         tables[name] = pd.concat(
-            [picked.reset_index(drop=True), table.drop(columns="_row").reset_index(drop=True)],
-            axis=1,
+            [picked.reset_index(drop=True), table.reset_index(drop=True)], axis=1
         )
     return tables
 

@@ -85,6 +85,7 @@ def build_feature_set_chunked(
     """
     decl = _sorted(declarations)
     levels = _raw_levels(decl, config)
+    decl = _keys_as_categories(decl, config)
     out, row = _aligned_outcomes(outcomes, decl, config)
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
     order = np.argsort(events.known_at, kind="stable")  # keeps the in-memory order of ties
@@ -97,9 +98,9 @@ def build_feature_set_chunked(
     key_columns = ["lodged_at", *dict.fromkeys(c for k in profiles.profile_keys(config) for c in k)]
     key_positions = [decl.columns.get_loc(c) for c in key_columns]
 
-    tables: dict[str, pd.DataFrame] | None = None
-    references = valuation.empty_state()
-    carry = history.empty_carry(decl)
+    tables: dict[str, pd.DataFrame] | None = None  # None: nothing before the first chunk
+    references: valuation.ValuationState | None = None
+    carry: history.HistoryCarry | None = None
     columns: dict[str, np.ndarray] = {}
     dtypes: dict[str, pd.CategoricalDtype] = {}
     manifest = pd.DataFrame()
@@ -121,8 +122,8 @@ def build_feature_set_chunked(
             values[lo:hi] = part.cat.codes.to_numpy() if name in dtypes else part.to_numpy()
         if i + 1 < len(borders):
             end = borders[i + 1]
-            tables = _profile_tables(frame, hi - lo, due, config, prior=tables)
-            references = valuation.valuation_state(chunk, end, prior=references)
+            tables = _profile_tables(frame, hi - lo, due, config, tables, object_keys=False)
+            references = valuation.valuation_state(chunk, end, references, object_keys=False)
             carry = history.advance_history(carry, chunk, end, config)
     X = pd.DataFrame(
         {
@@ -141,8 +142,8 @@ def _chunk_features(
     frame: pd.DataFrame,
     due: profiles.OutcomeEvents,
     tables: dict[str, pd.DataFrame] | None,
-    references: valuation.ValuationState,
-    carry: history.HistoryCarry,
+    references: valuation.ValuationState | None,
+    carry: history.HistoryCarry | None,
     start: pd.Timestamp,
     levels: dict[str, list[Any]],
     config: FeaturesConfig,
@@ -168,6 +169,20 @@ def _chunk_features(
         lambda: history.chunk_history_features(chunk, carry, start, config),
         levels,
     )
+
+
+def _keys_as_categories(declarations: pd.DataFrame, config: FeaturesConfig) -> pd.DataFrame:
+    """Every key column as a category, so that the chunks and the carried tables share codes
+    (a join of a chunk with the carry then needs no hashing of the keys)."""
+    columns = {c for key in profiles.profile_keys(config) for c in key}
+    columns |= {c for level in valuation.LEVELS for c in level} | {"hs4", "importer"}
+    columns |= set(history.PARTNERS)
+    changes = {
+        c: declarations[c].astype("category")
+        for c in sorted(columns)
+        if c in declarations.columns and not isinstance(declarations[c].dtype, pd.CategoricalDtype)
+    }
+    return declarations.assign(**changes) if changes else declarations
 
 
 def _take(events: profiles.OutcomeEvents, which: np.ndarray | slice) -> profiles.OutcomeEvents:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
-from pipeline.features.profiles import NS_PER_DAY, as_of_sum, column_codes
+from pipeline.features.profiles import NS_PER_DAY, as_of_sum, column_codes, stack
 
 # Partners whose number of distinct values so far is a feature, and the pair flagged when new.
 PARTNERS = ("hs6", "origin_country", "seller", "declarant")
@@ -106,10 +106,7 @@ def history_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict
     day = times / NS_PER_DAY
     (importer,) = column_codes([declarations], ["importer"])
     own = np.ones((len(declarations), 1 + len(PARTNERS)))
-    for j, partner in enumerate(PARTNERS, start=1):
-        (pair,) = column_codes([declarations], ["importer", partner])
-        ids = pd.factorize(pair)[0]  # numbered in order of first sighting
-        own[:, j] = ids > np.maximum.accumulate(np.concatenate([[-1], ids[:-1]]))
+    own[:, 1:] = _new_pairs(declarations, None)
     empty = np.empty(0, np.int64)
     sums, _ = as_of_sum(
         importer,
@@ -230,7 +227,7 @@ def attach_history(
 def _known_pairs(declarations: pd.DataFrame, pairs: pd.DataFrame, partner: str) -> np.ndarray:
     """Whether each declaration's (importer, partner) pair is among ``pairs``."""
     codes, known = column_codes([declarations, pairs], ["importer", partner])
-    return np.isin(codes, known)
+    return pd.Series(codes, copy=False).isin(known).to_numpy()
 
 
 def _first_sighting(declarations: pd.DataFrame, partner: str) -> np.ndarray:
@@ -246,35 +243,36 @@ class HistoryCarry:
 
     ``state`` is what a snapshot holds; ``partners`` are the importer-partner pairs seen for
     every partner (the snapshot keeps only the seller pairs), which the distinct counts need.
+    Key columns keep the declarations' dtypes (categories shared by every chunk).
     """
 
     state: HistoryState
     partners: dict[str, pd.DataFrame]
 
 
-def empty_carry(declarations: pd.DataFrame) -> HistoryCarry:
-    """The carry before any declaration (columns typed like ``declarations``)."""
-    importers = pd.DataFrame(
-        {"importer": pd.Series(dtype=object), "declarations": pd.Series(dtype=float)}
-        | {f"distinct_{p}": pd.Series(dtype=float) for p in PARTNERS}
-        | {"first_seen_day": pd.Series(dtype=float)}
-    )
-    partners = {
-        p: pd.DataFrame({"importer": pd.Series(dtype=object), p: pd.Series(dtype=object)})
-        for p in PARTNERS
-    }
-    recent = pd.DataFrame(
-        {"importer": pd.Series(dtype=object), "lodged_at": declarations["lodged_at"].iloc[:0]}
-    )
-    state = HistoryState(importers=importers, pairs=partners[NEW_PAIR], recent=recent)
-    return HistoryCarry(state=state, partners=partners)
+def _new_pairs(declarations: pd.DataFrame, carry: HistoryCarry | None) -> np.ndarray:
+    """1 where a declaration brings its importer a new partner (one column per partner): the
+    first of its pair in the declarations (row order) and not among the carried pairs."""
+    out = np.zeros((len(declarations), len(PARTNERS)))
+    for j, partner in enumerate(PARTNERS):
+        new = _first_sighting(declarations, partner)
+        if carry is not None:
+            new &= ~_known_pairs(declarations, carry.partners[partner], partner)
+        out[:, j] = new
+    return out
 
 
 def chunk_history_features(
-    declarations: pd.DataFrame, carry: HistoryCarry, start: pd.Timestamp, config: FeaturesConfig
+    declarations: pd.DataFrame,
+    carry: HistoryCarry | None,
+    start: pd.Timestamp,
+    config: FeaturesConfig,
 ) -> dict[str, np.ndarray]:
     """History features of a chunk of declarations lodged from ``start`` on, each as of its own
-    lodging: the carry (everything lodged before ``start``) plus the chunk's earlier rows."""
+    lodging: the carry (everything lodged before ``start``; None before the first chunk) plus
+    the chunk's earlier rows."""
+    if carry is None:
+        return history_features(declarations, config)
     state = carry.state
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     day = times / NS_PER_DAY
@@ -285,10 +283,7 @@ def chunk_history_features(
         codes, times, table_codes, state.importers, pd.Timestamp(start).value
     )
     own = np.ones((len(declarations), 1 + len(PARTNERS)))
-    for j, partner in enumerate(PARTNERS, start=1):
-        own[:, j] = _first_sighting(declarations, partner) & ~_known_pairs(
-            declarations, carry.partners[partner], partner
-        )
+    own[:, 1:] = _new_pairs(declarations, carry)
     empty = np.empty(0, np.int64)
     sums, _ = as_of_sum(
         codes,
@@ -316,22 +311,34 @@ def chunk_history_features(
 
 
 def advance_history(
-    carry: HistoryCarry, declarations: pd.DataFrame, end: pd.Timestamp, config: FeaturesConfig
+    carry: HistoryCarry | None,
+    declarations: pd.DataFrame,
+    end: pd.Timestamp,
+    config: FeaturesConfig,
 ) -> HistoryCarry:
     """The carry after a chunk of ``declarations`` (all lodged before ``end``)."""
-    chunk = history_state(declarations, end, config)
-    partners = {}
-    added = []
-    for partner in PARTNERS:
-        seen = declarations[["importer", partner]].astype(object).drop_duplicates()
-        new = seen.loc[~_known_pairs(seen, carry.partners[partner], partner)]
-        partners[partner] = pd.concat([carry.partners[partner], new], ignore_index=True)
-        added.append(new.groupby("importer", dropna=False).size().rename(f"distinct_{partner}"))
-    importers = chunk.importers.set_index("importer")[["declarations", "first_seen_day"]]
-    importers = importers.join(pd.concat(added, axis=1), how="left").fillna(0.0).reset_index()
+    new = _new_pairs(declarations, carry)
+    times = declarations["lodged_at"].reset_index(drop=True)
+    importer = declarations["importer"].reset_index(drop=True)
+    rows = pd.DataFrame(
+        {
+            "importer": importer,
+            "declarations": 1.0,
+            "first_seen_day": times.to_numpy(dtype="datetime64[ns]").astype(np.int64) / NS_PER_DAY,
+        }
+        | {f"distinct_{p}": new[:, j] for j, p in enumerate(PARTNERS)}
+    )
+    recent = pd.DataFrame({"importer": importer, "lodged_at": times})
+    partners = {
+        p: declarations[["importer", p]].loc[new[:, j] > 0].reset_index(drop=True)
+        for j, p in enumerate(PARTNERS)
+    }
+    if carry is not None:
+        rows = stack([carry.state.importers, rows])
+        recent = stack([carry.state.recent, recent])
+        partners = {p: stack([carry.partners[p], partners[p]]) for p in PARTNERS}
     importers = (
-        pd.concat([carry.state.importers, importers], ignore_index=True)
-        .groupby("importer", sort=True, dropna=False)
+        rows.groupby("importer", sort=True, dropna=False, observed=True)
         .agg(
             {"declarations": "sum", "first_seen_day": "min"}
             | {f"distinct_{p}": "sum" for p in PARTNERS}
@@ -339,7 +346,6 @@ def advance_history(
         .reset_index()
     )
     longest = max(config.history_windows_days, default=0)
-    recent = pd.concat([carry.state.recent, chunk.recent], ignore_index=True)
     recent = recent.loc[recent["lodged_at"] >= pd.Timestamp(end) - pd.Timedelta(days=longest)]
     state = HistoryState(
         importers=importers, pairs=partners[NEW_PAIR], recent=recent.reset_index(drop=True)

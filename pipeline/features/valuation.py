@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
-from pipeline.features.profiles import AsOfJoin, as_of_sum, column_codes
+from pipeline.features.profiles import AsOfJoin, as_of_sum, column_codes, stack
 
 LEVELS: tuple[tuple[str, ...], ...] = (("hs6", "origin_country"), ("hs6",), ("hs4",))
 KINDS = ("kg", "unit")
@@ -230,14 +230,19 @@ def valuation_features(declarations: pd.DataFrame, config: FeaturesConfig) -> di
 
 
 def chunk_valuation_features(
-    declarations: pd.DataFrame, state: ValuationState, start: pd.Timestamp, config: FeaturesConfig
+    declarations: pd.DataFrame,
+    state: ValuationState | None,
+    start: pd.Timestamp,
+    config: FeaturesConfig,
 ) -> dict[str, np.ndarray]:
     """Valuation features of a chunk of declarations lodged from ``start`` (a month start) on.
 
-    The months that ended before ``start`` come from ``state`` (`valuation_state` as of it), the
-    chunk's own months from its declarations: the same sums as `valuation_features` over the
-    whole stream, each month's statistics computed from the same declarations.
+    The months that ended before ``start`` come from ``state`` (`valuation_state` as of it; None
+    before the first chunk), the chunk's own months from its declarations: the same sums as
+    `valuation_features` over the whole stream, each month from the same declarations.
     """
+    if state is None:
+        return valuation_features(declarations, config)
     before, before_lowest = _state_sums(declarations, state, start)
     own, own_lowest = _stream_sums(declarations)
     sums_by_level = [a + b for a, b in zip(before, own, strict=True)]
@@ -245,51 +250,47 @@ def chunk_valuation_features(
 
 
 def valuation_state(
-    declarations: pd.DataFrame, as_of: pd.Timestamp, prior: ValuationState | None = None
+    declarations: pd.DataFrame,
+    as_of: pd.Timestamp,
+    prior: ValuationState | None = None,
+    object_keys: bool = True,
 ) -> ValuationState:
     """Reference totals of the months that ended before ``as_of`` (declarations before it).
 
     With ``prior`` (the state as of the month start the declarations begin at) its totals are
-    added: the state moves forward one chunk of declarations at a time.
+    added: the state moves forward one chunk of declarations at a time. Key columns are objects
+    (a snapshot's), or keep the declarations' dtypes (categories shared with later chunks).
     """
     cut = pd.Timestamp(as_of).value
     events = monthly_events(declarations)
     done = events.ends < cut
+
+    def keys(columns: list[str], rows: np.ndarray) -> pd.DataFrame:
+        taken = declarations[columns].iloc[rows].reset_index(drop=True)
+        return taken.astype(object) if object_keys else taken
+
     references = {}
     for level in LEVELS:
-        keys = (
-            declarations[list(level)].iloc[events.row[done]].astype(object).reset_index(drop=True)
-        )
         values = pd.DataFrame(events.values[done], columns=_value_columns())
-        table = pd.concat([keys, values], axis=1)
+        table = pd.concat([keys(list(level), events.row[done]), values], axis=1)
         if prior is not None:
-            table = pd.concat([prior.references[level_name(level)], table], ignore_index=True)
+            table = stack([prior.references[level_name(level)], table])
         references[level_name(level)] = (
-            table.groupby(list(level), dropna=False, sort=True).sum().reset_index()
+            table.groupby(list(level), dropna=False, sort=True, observed=True).sum().reset_index()
         )
     low_done = events.lowest_ends < cut
     # A month whose rates are all missing has no lowest rate, for good (as in training): -inf
     # keeps it through the minimum, where NaN would be skipped.
-    lowest = pd.DataFrame(
-        {
-            "hs4": declarations["hs4"].iloc[events.lowest_row[low_done]].astype(object).to_numpy(),
-            "lowest_rate": np.nan_to_num(events.lowest_rate[low_done], nan=-np.inf),
-        }
+    lowest = keys(["hs4"], events.lowest_row[low_done]).assign(
+        lowest_rate=np.nan_to_num(events.lowest_rate[low_done], nan=-np.inf)
     )
     if prior is not None:
-        lowest = pd.concat([prior.lowest_rate, lowest], ignore_index=True)
-    lowest = lowest.groupby("hs4", dropna=False, sort=True)["lowest_rate"].min().reset_index()
-    return ValuationState(references=references, lowest_rate=lowest)
-
-
-def empty_state() -> ValuationState:
-    """The state before any declaration: no reference, no lowest rate."""
-    values = {c: pd.Series(dtype=float) for c in _value_columns()}
-    references = {
-        level_name(level): pd.DataFrame({c: pd.Series(dtype=object) for c in level} | values)
-        for level in LEVELS
-    }
-    lowest = pd.DataFrame({"hs4": pd.Series(dtype=object), "lowest_rate": pd.Series(dtype=float)})
+        lowest = stack([prior.lowest_rate, lowest])
+    lowest = (
+        lowest.groupby("hs4", dropna=False, sort=True, observed=True)["lowest_rate"]
+        .min()
+        .reset_index()
+    )
     return ValuationState(references=references, lowest_rate=lowest)
 
 
