@@ -182,3 +182,14 @@ def test_kcs_declarations_chunked_equal_in_memory() -> None:
     config = small_config(missing_result_delay_days=30.0)
     base = build_feature_set(declarations, outcomes, config)
     assert_same(build_feature_set_chunked(declarations, outcomes, config), base)
+
+
+def test_text_keys_and_a_given_input_left_untouched() -> None:
+    """Object key columns (no categories) give the same features; the inputs are not mutated."""
+    declarations, outcomes = tiny_tables(400, seed=5)
+    declarations = declarations.astype({c: object for c in ("importer", "seller", "hs6", "hs4")})
+    before = declarations.copy()
+    config = small_config(reporting_delay_days=10.0)
+    base = build_feature_set(declarations, outcomes, config)
+    assert_same(build_feature_set_chunked(declarations, outcomes, config), base)
+    pd.testing.assert_frame_equal(declarations, before)

@@ -9,7 +9,13 @@ importer history (with every importer-partner pair, which the distinct counts ne
 features are the serving join of that state plus the in-memory as-of join of the chunk's own
 declarations and of the outcomes that become known during it, whichever chunk their declaration
 was lodged in. The category levels come from a first pass over every declaration, so X's
-categories equal the in-memory ones.
+categories equal the in-memory ones. Key columns become categories once, so the carried tables
+share the chunks' codes and nothing is hashed again from chunk to chunk.
+
+What stays whole: the declarations (sorted, as given), the outcomes and the FeatureSet being
+filled; the working set of the features is one chunk's (at 1M declarations over two years in
+one-month chunks the peak is that floor, about 0.25 GB below the in-memory build's, for 2.5
+times its time).
 
 Counts, maxima and categories are exactly those of the in-memory build; summed money (revenue,
 reference prices, inverse-propensity weights) is added in another order, so it may differ in
@@ -37,6 +43,7 @@ from pipeline.features.build import (
     _stream_sums,
     _table_sums,
     _totals_frame,
+    build_feature_set,
 )
 from pipeline.features.featureset import FeatureSet
 
@@ -84,8 +91,10 @@ def build_feature_set_chunked(
     for what is carried from one chunk to the next.
     """
     decl = _sorted(declarations)
+    if decl.empty:
+        return build_feature_set(declarations, outcomes, config)
     levels = _raw_levels(decl, config)
-    decl = _keys_as_categories(decl, config)
+    _keys_as_categories(decl, config)
     out, row = _aligned_outcomes(outcomes, decl, config)
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
     order = np.argsort(events.known_at, kind="stable")  # keeps the in-memory order of ties
@@ -171,18 +180,16 @@ def _chunk_features(
     )
 
 
-def _keys_as_categories(declarations: pd.DataFrame, config: FeaturesConfig) -> pd.DataFrame:
-    """Every key column as a category, so that the chunks and the carried tables share codes
-    (a join of a chunk with the carry then needs no hashing of the keys)."""
+def _keys_as_categories(declarations: pd.DataFrame, config: FeaturesConfig) -> None:
+    """Every key column of the (sorted, private) declarations as a category, in place, so that
+    the chunks and the carried tables share codes: joining a chunk with the carry and stacking
+    the carry then hash no key."""
     columns = {c for key in profiles.profile_keys(config) for c in key}
     columns |= {c for level in valuation.LEVELS for c in level} | {"hs4", "importer"}
     columns |= set(history.PARTNERS)
-    changes = {
-        c: declarations[c].astype("category")
-        for c in sorted(columns)
-        if c in declarations.columns and not isinstance(declarations[c].dtype, pd.CategoricalDtype)
-    }
-    return declarations.assign(**changes) if changes else declarations
+    for column in sorted(columns & set(declarations.columns)):
+        if not isinstance(declarations[column].dtype, pd.CategoricalDtype):
+            declarations[column] = declarations[column].astype("category")
 
 
 def _take(events: profiles.OutcomeEvents, which: np.ndarray | slice) -> profiles.OutcomeEvents:
