@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pipeline import config as config_module
 from pipeline.config import FeaturesConfig
-from pipeline.features.build import Snapshot, attach, build_feature_set, known_at
-from pipeline.features.chunked import build_feature_set_chunked, chunk_starts
+from pipeline.features.build import Snapshot, attach, build_feature_set, build_snapshot, known_at
+from pipeline.features.chunked import build_chunked, build_feature_set_chunked, chunk_starts
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import load_inputs
 from pipeline.jobs.features import features
@@ -193,3 +193,34 @@ def test_text_keys_and_a_given_input_left_untouched() -> None:
     base = build_feature_set(declarations, outcomes, config)
     assert_same(build_feature_set_chunked(declarations, outcomes, config), base)
     pd.testing.assert_frame_equal(declarations, before)
+
+
+@pytest.mark.parametrize("chunk_months", [1, 12])
+def test_the_snapshot_carried_out_of_the_chunks_serves_like_build_snapshot(
+    chunk_months: int, tmp_path: Path
+) -> None:
+    config = small_config(reporting_delay_days=30.0)
+    as_of = SIM_DECLARATIONS["lodged_at"].max() + pd.Timedelta(seconds=1)
+    chunked, carried = build_chunked(
+        SIM_DECLARATIONS, SIM_OUTCOMES, config, chunk_months, snapshot_as_of=as_of
+    )
+    assert carried is not None and carried.as_of == as_of
+    carried.save(tmp_path / "snapshot")
+    expected = build_snapshot(SIM_DECLARATIONS, SIM_OUTCOMES, config, as_of)
+    assert {k: len(v) for k, v in carried.profiles.items()} == {
+        k: len(v) for k, v in expected.profiles.items()
+    }
+    assert carried.categories == expected.categories
+    # New declarations of known and unknown traders, an hour to sixty days after the cut-off.
+    new = SIM_DECLARATIONS.sample(300, random_state=1).reset_index(drop=True)
+    new["lodged_at"] = as_of + pd.to_timedelta(np.linspace(1, 60 * 24, len(new)), unit="h")
+    new["importer"] = new["importer"].astype(object).where(new.index % 7 > 0, "unseen")
+    served = attach(new, Snapshot.load(tmp_path / "snapshot"), config)
+    assert_same(served, attach(new, expected, config))
+    assert_same(chunked, build_feature_set(SIM_DECLARATIONS, SIM_OUTCOMES, config))
+
+
+def test_a_snapshot_inside_the_data_is_refused() -> None:
+    inside = SIM_DECLARATIONS["lodged_at"].max()
+    with pytest.raises(ValueError, match="after the last lodging"):
+        build_chunked(SIM_DECLARATIONS, SIM_OUTCOMES, SIM_CONFIG, snapshot_as_of=inside)

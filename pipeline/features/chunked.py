@@ -34,6 +34,7 @@ import pandas as pd
 from pipeline.config import FeaturesConfig
 from pipeline.features import history, profiles, valuation
 from pipeline.features.build import (
+    Snapshot,
     _aligned_outcomes,
     _labels,
     _profile_tables,
@@ -90,9 +91,29 @@ def build_feature_set_chunked(
     Same rows in the same order, same columns, dtypes and categories; see the module docstring
     for what is carried from one chunk to the next.
     """
+    feature_set, _ = build_chunked(declarations, outcomes, config, chunk_months, starts)
+    return feature_set
+
+
+def build_chunked(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    config: FeaturesConfig,
+    chunk_months: int = 1,
+    starts: Sequence[pd.Timestamp] | None = None,
+    snapshot_as_of: pd.Timestamp | None = None,
+) -> tuple[FeatureSet, Snapshot | None]:
+    """The chunked FeatureSet and, given ``snapshot_as_of`` (after every lodging), the snapshot
+    as of then, carried out of the last chunk (what `build_snapshot` gives, without a second
+    pass over the declarations)."""
     decl = _sorted(declarations)
     if decl.empty:
-        return build_feature_set(declarations, outcomes, config)
+        return build_feature_set(declarations, outcomes, config), None
+    if snapshot_as_of is not None and not pd.Timestamp(snapshot_as_of) > decl["lodged_at"].max():
+        raise ValueError(
+            f"snapshot_as_of {snapshot_as_of} must come after the last lodging: "
+            "use build_snapshot for a cut-off inside the data"
+        )
     levels = _raw_levels(decl, config)
     _keys_as_categories(decl, config)
     out, row = _aligned_outcomes(outcomes, decl, config)
@@ -110,6 +131,7 @@ def build_feature_set_chunked(
     tables: dict[str, pd.DataFrame] | None = None  # None: nothing before the first chunk
     references: valuation.ValuationState | None = None
     carry: history.HistoryCarry | None = None
+    snapshot: Snapshot | None = None
     columns: dict[str, np.ndarray] = {}
     dtypes: dict[str, pd.CategoricalDtype] = {}
     manifest = pd.DataFrame()
@@ -129,11 +151,25 @@ def build_feature_set_chunked(
         for name, values in columns.items():
             part = X[name]
             values[lo:hi] = part.cat.codes.to_numpy() if name in dtypes else part.to_numpy()
-        if i + 1 < len(borders):
-            end = borders[i + 1]
-            tables = _profile_tables(frame, hi - lo, due, config, tables, object_keys=False)
-            references = valuation.valuation_state(chunk, end, references, object_keys=False)
-            carry = history.advance_history(carry, chunk, end, config)
+        del X
+        last = i + 1 == len(borders)
+        if last and snapshot_as_of is None:
+            break
+        end = pd.Timestamp(snapshot_as_of) if last else borders[i + 1]
+        if last:  # only the outcomes known before the snapshot's cut-off
+            due = _take(due, due.known_at < end.value)
+        tables = _profile_tables(frame, hi - lo, due, config, tables, object_keys=last)
+        references = valuation.valuation_state(chunk, end, references, object_keys=last)
+        carry = history.advance_history(carry, chunk, end, config)
+        if last:
+            snapshot = Snapshot(
+                as_of=end,
+                config=config.model_dump(mode="json"),
+                profiles=tables,
+                valuation=references,
+                history=history.as_snapshot_state(carry),
+                categories=levels,
+            )
     X = pd.DataFrame(
         {
             name: pd.Categorical.from_codes(values, dtype=dtypes[name])
@@ -143,7 +179,7 @@ def build_feature_set_chunked(
         },
         copy=False,
     )
-    return FeatureSet(X=X, manifest=manifest, **_labels(decl, out, row))
+    return FeatureSet(X=X, manifest=manifest, **_labels(decl, out, row)), snapshot
 
 
 def _chunk_features(

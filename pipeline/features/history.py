@@ -351,3 +351,13 @@ def advance_history(
         importers=importers, pairs=partners[NEW_PAIR], recent=recent.reset_index(drop=True)
     )
     return HistoryCarry(state=state, partners=partners)
+
+
+def as_snapshot_state(carry: HistoryCarry) -> HistoryState:
+    """The carried state as a snapshot stores it (keys as objects, not shared categories)."""
+    state = carry.state
+    return HistoryState(
+        importers=state.importers.astype({"importer": object}),
+        pairs=state.pairs.astype(object),
+        recent=state.recent.astype({"importer": object}),
+    )

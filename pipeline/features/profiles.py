@@ -88,8 +88,10 @@ def stack(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
         if isinstance(dtype, pd.CategoricalDtype) and all(p.dtype == dtype for p in parts[1:]):
             codes = np.concatenate([p.cat.codes.to_numpy() for p in parts])
             columns[name] = pd.Categorical.from_codes(codes, dtype=dtype)
-        else:
+        elif all(p.dtype == dtype for p in parts[1:]):
             columns[name] = pd.concat(parts, ignore_index=True)
+        else:  # mixed (a snapshot's object keys and shared categories): objects
+            columns[name] = pd.concat([p.astype(object) for p in parts], ignore_index=True)
     return pd.DataFrame(columns, index=pd.RangeIndex(total), copy=False)
 
 

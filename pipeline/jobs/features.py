@@ -2,9 +2,10 @@
 
 Reads what `config.data` points at (validated by `ingest.readers.load_inputs`), builds the
 features of every declaration as of its lodging time (in memory, or over chunks of
-``features.chunk_months`` months when set), writes them to `config.paths.features` with the
-manifest at `config.paths.manifest`, and saves the serving snapshot as of the end of the data
-(the last lodging + 1 second) to `config.paths.snapshot`.
+``features.chunk_months`` months when set, the snapshot then carried out of the last chunk),
+writes them to `config.paths.features` with the manifest at `config.paths.manifest`, and saves
+the serving snapshot as of the end of the data (the last lodging + 1 second) to
+`config.paths.snapshot`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.features.build import build_feature_set, build_snapshot
-from pipeline.features.chunked import build_feature_set_chunked
+from pipeline.features.chunked import build_chunked
 from pipeline.jobs import JobResult
 
 
@@ -28,17 +29,19 @@ def features(config: Config) -> JobResult:
     declarations, outcomes = inputs.declarations, inputs.outcomes
     if declarations.empty:
         raise ValueError("no declarations left after validation: nothing to build features from")
+    as_of = pd.Timestamp(declarations["lodged_at"].max()) + pd.Timedelta(seconds=1)
     months = config.features.chunk_months
-    if months:
-        feature_set = build_feature_set_chunked(
-            declarations, outcomes, config.features, chunk_months=months
+    if months:  # the snapshot is the state carried out of the last chunk
+        feature_set, carried = build_chunked(
+            declarations, outcomes, config.features, months, snapshot_as_of=as_of
         )
+        assert carried is not None
+        snapshot = carried
     else:
         feature_set = build_feature_set(declarations, outcomes, config.features)
+        snapshot = build_snapshot(declarations, outcomes, config.features, as_of)
     paths = config.paths
     feature_set.to_parquet(paths.features, paths.manifest)
-    as_of = pd.Timestamp(declarations["lodged_at"].max()) + pd.Timedelta(seconds=1)
-    snapshot = build_snapshot(declarations, outcomes, config.features, as_of)
     snapshot.save(paths.snapshot)
     seconds = time.perf_counter() - start
     labelled = int(feature_set.labelled.sum())
