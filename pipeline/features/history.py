@@ -100,13 +100,17 @@ def _windows(
     return {f"importer_declarations_{w}d": counts[-1] - counts[i] for i, w in enumerate(windows)}
 
 
-def history_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, np.ndarray]:
-    """History features of declarations sorted by lodging time, each as of its own lodging."""
-    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    day = times / NS_PER_DAY
-    (importer,) = column_codes([declarations], ["importer"])
+def _running(
+    declarations: pd.DataFrame,
+    importer: np.ndarray,
+    times: np.ndarray,
+    carry: HistoryCarry | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Within these declarations, each as of its own lodging: the importer's running totals
+    (declarations, new partners), its first lodging day, and each importer-seller pair's first
+    lodging time. Shared by the in-memory build and each chunk of the chunked one."""
     own = np.ones((len(declarations), 1 + len(PARTNERS)))
-    own[:, 1:] = _new_pairs(declarations, None)
+    own[:, 1:] = _new_pairs(declarations, carry)
     empty = np.empty(0, np.int64)
     sums, _ = as_of_sum(
         importer,
@@ -118,9 +122,19 @@ def history_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict
         own_columns=range(own.shape[1]),
     )
     # The earliest lodging of the importer is in the past whenever it has declarations before.
+    day = times / NS_PER_DAY
     first_day = pd.Series(day).groupby(importer, sort=False).transform("min").to_numpy()
     (pair,) = column_codes([declarations], ["importer", NEW_PAIR])
     pair_first = pd.Series(times).groupby(pair, sort=False).transform("min").to_numpy()
+    return sums, first_day, pair_first
+
+
+def history_features(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, np.ndarray]:
+    """History features of declarations sorted by lodging time, each as of its own lodging."""
+    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    day = times / NS_PER_DAY
+    (importer,) = column_codes([declarations], ["importer"])
+    sums, first_day, pair_first = _running(declarations, importer, times, None)
     return _assemble(
         declarations,
         day,
@@ -282,21 +296,7 @@ def chunk_history_features(
     before, first_before = _importer_sums(
         codes, times, table_codes, state.importers, pd.Timestamp(start).value
     )
-    own = np.ones((len(declarations), 1 + len(PARTNERS)))
-    own[:, 1:] = _new_pairs(declarations, carry)
-    empty = np.empty(0, np.int64)
-    sums, _ = as_of_sum(
-        codes,
-        times,
-        empty,
-        empty,
-        np.empty((0, own.shape[1])),
-        query_own=own,
-        own_columns=range(own.shape[1]),
-    )
-    first_day = pd.Series(day).groupby(codes, sort=False).transform("min").to_numpy()
-    (pair,) = column_codes([declarations], ["importer", NEW_PAIR])
-    pair_first = pd.Series(times).groupby(pair, sort=False).transform("min").to_numpy()
+    sums, first_day, pair_first = _running(declarations, codes, times, carry)
     new_pair = (pair_first == times) & ~_known_pairs(declarations, state.pairs, NEW_PAIR)
     recent_times = state.recent["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     windows = _windows(
