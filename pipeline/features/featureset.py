@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,27 +100,8 @@ class FeatureSet:
         Rows are converted and written one row group at a time: concatenating and converting the
         whole frame at once tripled the peak memory of the features job at millions of rows.
         """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        overlap = set(self.X.columns) & set(META_COLUMNS)
-        if overlap:
-            raise ValueError(f"feature names clash with metadata columns: {sorted(overlap)}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = self.meta()
-        writer: pq.ParquetWriter | None = None
-        try:
-            # A loop over row groups (a handful), not over declarations.
-            for start in range(0, max(len(self.X), 1), rows_per_group):
-                rows = slice(start, start + rows_per_group)
-                part = pd.concat([meta.iloc[rows], self.X.iloc[rows]], axis=1)
-                table = pa.Table.from_pandas(part, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(path, table.schema)
-                writer.write_table(table.cast(writer.schema))
-        finally:
-            if writer is not None:
-                writer.close()
+        with FeatureSetWriter(path, rows_per_group) as writer:
+            writer.write(self.meta(), self.X)
         self.manifest.to_csv(manifest_path, index=False)
 
     @classmethod
@@ -129,3 +111,52 @@ class FeatureSet:
         manifest = pd.read_csv(manifest_path)
         X = frame[list(manifest["name"])]
         return cls(X=X, manifest=manifest, **{name: frame[name] for name in META_COLUMNS})
+
+
+class FeatureSetWriter:
+    """Appends declarations (metadata + X) to one feature-set Parquet file as they are built.
+
+    Each `write` is converted and written in row groups of at most ``rows_per_group`` rows; the
+    schema (category levels included) is the first write's, so every write must carry the same
+    columns and dtypes. What `FeatureSet.read_parquet` reads back is what one `to_parquet` of all
+    the rows gives.
+    """
+
+    def __init__(self, path: Path, rows_per_group: int = 500_000) -> None:
+        self.path = path
+        self.rows_per_group = rows_per_group
+        self.rows = 0
+        self._writer: Any = None
+
+    def write(self, meta: pd.DataFrame, X: pd.DataFrame) -> None:
+        """Append the rows of ``meta`` (the `META_COLUMNS`) and ``X``, row-aligned."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        overlap = set(X.columns) & set(META_COLUMNS)
+        if overlap:
+            raise ValueError(f"feature names clash with metadata columns: {sorted(overlap)}")
+        if list(meta.columns) != list(META_COLUMNS) or not meta.index.equals(X.index):
+            raise ValueError("meta must hold the META_COLUMNS on the index of X")
+        # A loop over row groups (a handful), not over declarations.
+        for start in range(0, max(len(X), 1), self.rows_per_group):
+            rows = slice(start, start + self.rows_per_group)
+            part = pd.concat([meta.iloc[rows], X.iloc[rows]], axis=1)
+            table = pa.Table.from_pandas(part, preserve_index=False)
+            if self._writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = pq.ParquetWriter(self.path, table.schema)
+            self._writer.write_table(table.cast(self._writer.schema))
+        self.rows += len(X)
+
+    def close(self) -> None:
+        """Finish the file (its footer); nothing is written after."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> FeatureSetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
