@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers_chain import SMALL_CHAIN
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
@@ -25,29 +26,12 @@ EXPECTED = (
     "03-review-explanations.ipynb",
     "04-set-thresholds.ipynb",
 )
-# A small stream (shaped as in tests/test_run.py) with enough controls in the training window for
-# the tuned trees to split and for a revenue model (with 8,000 rows the booster stays one leaf).
 SETTINGS = [
-    "simulate.rows=12000",
-    "simulate.days=300",
-    "simulate.importers=500",
-    "simulate.sellers=400",
-    "simulate.declarants=40",
-    "simulate.offices=4",
-    "split.calibration_days=20",
-    "split.valid_days=30",
-    "split.test_days=40",
-    "split.gap_days=7",
-    "split.folds=1",
-    "tune.n_trials=2",
-    "train.num_boost_round=30",
-    "train.n_jobs=1",
+    *SMALL_CHAIN,
     "evaluate.bootstrap=20",
     "evaluate.shap_sample=200",
     "evaluate.top_dependence=2",
     "evaluate.red_waterfalls=1",
-    "serve.reference_days=40",
-    "serve.score_last_days=20",
 ]
 CELL_TIMEOUT_S = 300
 # Figures each notebook shows at least (plots, heat maps, SHAP views, waterfalls).

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers_chain import SMALL_CHAIN
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -14,28 +15,7 @@ from pipeline.config import Config, load
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run-chain")]
 
-# Small, yet with enough controls in the training window for the trees to split (at 8,000 rows
-# the booster can stay one leaf, and channels would then come from the tie-breaking hash alone).
-SETTINGS = [
-    "simulate.rows=12000",
-    "simulate.days=300",
-    "simulate.importers=500",
-    "simulate.sellers=400",
-    "simulate.declarants=40",
-    "simulate.offices=4",
-    "split.calibration_days=20",
-    "split.valid_days=30",
-    "split.test_days=40",
-    "split.gap_days=7",
-    "split.folds=1",
-    "tune.n_trials=2",
-    "train.num_boost_round=30",
-    "train.n_jobs=1",
-    "evaluate.bootstrap=50",
-    "evaluate.shap_sample=300",
-    "serve.reference_days=40",
-    "serve.score_last_days=20",
-]
+SETTINGS = [*SMALL_CHAIN, "evaluate.bootstrap=50", "evaluate.shap_sample=300"]
 
 
 def run_chain(folder: Path) -> tuple[Config, str]:
