@@ -57,8 +57,10 @@ def _load(name: str) -> dict[str, Any] | None:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    def cells(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+    return [cells(header), "|" + "---|" * len(header), *(cells(row) for row in rows)]
 
 
 def _pct(value: Any, digits: int = 1) -> str:
