@@ -386,7 +386,10 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         model_summary=data.model_summary,
         warnings=data.warnings,
         notes=data.notes,
-        headline_html=_frame_wrapped(head),
+        # One row per metric@n and one column per selection: twelve columns did not fit a page.
+        headline_html=_frame_wrapped(
+            head.T.rename_axis(index="metric", columns=None) if len(head) else head
+        ),
         headline_population=primary or "",
         windows_html=_frame_html(data.windows),
         populations=populations,
