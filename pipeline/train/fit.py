@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -248,6 +249,25 @@ def train_booster_dask(
 ) -> tuple[xgb.Booster, int]:
     """`train_booster` on a dask cluster: the training window is spread over the workers, which
     build one histogram together (xgboost.dask.train); the booster comes back sliced."""
+    return _boost_on_cluster(
+        client,
+        _dask_matrix(client, train, partitions, weighted=True),
+        _dask_matrix(client, valid, partitions, weighted=False),
+        params,
+        num_boost_round,
+        early_stopping_rounds,
+    )
+
+
+def _boost_on_cluster(
+    client: Any,
+    dtrain: Any,
+    dvalid: Any,
+    params: dict[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+) -> tuple[xgb.Booster, int]:
+    """xgboost.dask.train with early stopping on ``dvalid``; the booster sliced at its best."""
     from xgboost import dask as dxgb
 
     # Each worker runs with its own threads; the in-process thread count does not apply.
@@ -255,9 +275,9 @@ def train_booster_dask(
     output = dxgb.train(
         client,
         on_cluster,
-        _dask_matrix(client, train, partitions, weighted=True),
+        dtrain,
         num_boost_round=num_boost_round,
-        evals=[(_dask_matrix(client, valid, partitions, weighted=False), "valid")],
+        evals=[(dvalid, "valid")],
         early_stopping_rounds=early_stopping_rounds,
         verbose_eval=False,
     )
@@ -266,21 +286,105 @@ def train_booster_dask(
     return booster[: best + 1], best
 
 
+# Imbalance treatments that weigh rows by what the feature-set file holds (no resampling), so
+# that dask workers can read their training window from it.
+FILE_IMBALANCE = ("none", "scale_pos_weight", "inverse_propensity")
+
+
+def read_window(
+    path: Path,
+    window: Window,
+    labels_known_by: pd.Timestamp | None,
+    dtypes: pd.Series,
+    weighted: bool,
+) -> Any:
+    """One window's labelled declarations as a dask frame read from the feature-set Parquet file
+    (the rows `rows_in` selects: lodged in the window, labelled, the label known before
+    ``labels_known_by``): the model's features (``dtypes``, whose category levels every partition
+    is cast to), ``y`` and, when ``weighted``, ``sample_weight`` (missing -> 1)."""
+    import dask.dataframe as dd
+
+    filters: list[tuple[str, str, Any]] = [
+        ("lodged_at", ">=", window.start),
+        ("lodged_at", "<", window.end),
+        ("y", ">=", 0.0),  # labelled: a missing label is null in the file
+    ]
+    if labels_known_by is not None:
+        filters.append(("label_known_at", "<", labels_known_by))
+    features = [str(c) for c in dtypes.index]
+    columns = [*features, "y", *(["sample_weight"] if weighted else [])]
+    frame = dd.read_parquet(path, columns=columns, filters=filters)
+    categories = {c: t for c, t in dtypes.items() if isinstance(t, pd.CategoricalDtype)}
+    frame = frame.astype(categories)
+    if weighted:
+        frame["sample_weight"] = frame["sample_weight"].fillna(1.0)
+    return frame
+
+
+def parquet_window_matrix(
+    client: Any,
+    path: Path,
+    window: Window,
+    labels_known_by: pd.Timestamp | None,
+    dtypes: pd.Series,
+    partitions: int,
+    weighted: bool,
+) -> Any:
+    """A DaskDMatrix over `partitions` blocks of `read_window`: the workers read the rows."""
+    from xgboost import dask as dxgb
+
+    frame = read_window(path, window, labels_known_by, dtypes, weighted)
+    frame = frame.repartition(npartitions=max(1, partitions))
+    features = [str(c) for c in dtypes.index]
+    weight = frame["sample_weight"] if weighted else None
+    return dxgb.DaskDMatrix(
+        client, frame[features], frame["y"], weight=weight, enable_categorical=True
+    )
+
+
 def _boost(
-    train: WindowRows, valid: WindowRows, params: dict[str, Any], config: Config
+    train: WindowRows,
+    valid: WindowRows,
+    params: dict[str, Any],
+    config: Config,
+    source: BoostSource | None = None,
 ) -> tuple[xgb.Booster, int]:
-    """The final boosting on the configured engine (train.engine)."""
+    """The final boosting on the configured engine (train.engine); on dask with a ``source``,
+    the workers read the training and validation windows from the feature-set file."""
     if config.train.engine == "dask":
         with dask_client(config) as client:
             workers = len(client.scheduler_info()["workers"])
-            return train_booster_dask(
+            partitions = workers * config.train.dask_partitions_per_worker
+            if source is None:
+                return train_booster_dask(
+                    client,
+                    train,
+                    valid,
+                    params,
+                    config.train.num_boost_round,
+                    config.train.early_stopping_rounds,
+                    partitions,
+                )
+            windows = source.windows
+            dtrain, dvalid = (
+                parquet_window_matrix(
+                    client,
+                    source.path,
+                    window,
+                    windows.labels_known_by(window),
+                    source.dtypes,
+                    partitions,
+                    weighted=weighted and source.weighted,
+                )
+                for window, weighted in ((windows.train, True), (windows.valid, False))
+            )
+            return _boost_on_cluster(
                 client,
-                train,
-                valid,
+                dtrain,
+                dvalid,
                 params,
                 config.train.num_boost_round,
                 config.train.early_stopping_rounds,
-                workers * config.train.dask_partitions_per_worker,
             )
     return train_booster(
         dmatrix(train),
@@ -289,6 +393,17 @@ def _boost(
         config.train.num_boost_round,
         config.train.early_stopping_rounds,
     )
+
+
+@dataclass(frozen=True)
+class BoostSource:
+    """Where dask workers read the final fit's windows: the feature-set file, its windows, the
+    model's feature dtypes and whether the training rows carry their inverse-propensity weight."""
+
+    path: Path
+    windows: Windows
+    dtypes: pd.Series
+    weighted: bool
 
 
 def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
@@ -410,8 +525,19 @@ def fit_revenue_model(
     return booster, f"tweedie regressor on {int(on_train.sum())} hits, 100 trees (few valid hits)"
 
 
-def fit(fs: FeatureSet, windows: Windows, params: dict[str, Any], config: Config) -> FitResult:
-    """Fit, slice, calibrate (and add a revenue model): the model to serve and its log."""
+def fit(
+    fs: FeatureSet,
+    windows: Windows,
+    params: dict[str, Any],
+    config: Config,
+    source: Path | None = None,
+) -> FitResult:
+    """Fit, slice, calibrate (and add a revenue model): the model to serve and its log.
+
+    ``source`` is the feature-set Parquet file `fs` was read from: on train.engine=dask the
+    workers then read the training and validation windows from it rather than from `fs` (unless
+    the imbalance treatment resamples rows, which happens here).
+    """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     booster_params, imbalance = split_params(params, config)
@@ -434,10 +560,15 @@ def fit(fs: FeatureSet, windows: Windows, params: dict[str, Any], config: Config
         )
     train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
     booster_params.update(extra)
+    boost_source = (
+        BoostSource(source, windows, fs.X.dtypes, weighted=imbalance == "inverse_propensity")
+        if source is not None and config.train.engine == "dask" and imbalance in FILE_IMBALANCE
+        else None
+    )
     timings["prepare_s"] = time.perf_counter() - started
 
     tick = time.perf_counter()
-    booster, best = _boost(train_rows, rows["valid"], booster_params, config)
+    booster, best = _boost(train_rows, rows["valid"], booster_params, config, boost_source)
     timings["boost_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -477,6 +608,7 @@ def fit(fs: FeatureSet, windows: Windows, params: dict[str, Any], config: Config
         "registered_model": config.tracking.registered_model,
         "seed": config.seed,
         "engine": config.train.engine,
+        "boosted_from": "feature-set file" if boost_source is not None else "memory",
     }
     model = TargetingModel(
         booster=booster,
