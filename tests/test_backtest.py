@@ -235,6 +235,10 @@ def test_first_detections_name_the_emerging_scheme(result: bt.BacktestResult) ->
     # a scheme is known to a policy exactly when one of its replayed controls found it
     hits = result.kpis.groupby("policy")["hits_emerging"].sum()
     assert set(known["policy"]) == set(hits[hits > 0].index)
+    from pipeline.jobs.backtest import summary_lines
+
+    lines = summary_lines(result, 1.0)[1:]
+    assert lines and all("emerging recall" in line and "revenue" in line for line in lines)
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -312,3 +316,6 @@ def test_every_row_labelled_without_revenue_like_kcs(data: SimulatedData, tmp_pa
     assert (kpis["controls"] >= 0.9 * kpis["capacity"]).all()  # every step scored
     assert kpis["revenue_recovered"].eq(0).all()
     assert np.isnan(kpis["revenue_share"]).all()
+    from pipeline.jobs.backtest import summary_lines
+
+    assert not any("revenue" in line for line in summary_lines(result, 1.0))  # none recorded

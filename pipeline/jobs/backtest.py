@@ -195,17 +195,20 @@ def summary_lines(result: BacktestResult, seconds: float) -> list[str]:
         + (f"; emerging scheme from {result.drift_start:%Y-%m-%d}" if result.drift_start else "")
         + f" ({seconds:.0f} s)"
     ]
+    emerging = int(result.kpis["frauds_emerging"].sum()) > 0
+    revenue = bool(result.kpis["revenue_recoverable"].fillna(0).sum() > 0)
     for row in result.summary.itertuples(index=False):
-        found = (
-            f"found after {row.emerging_days_to_detect:.0f} d"
-            if pd.notna(row.emerging_days_to_detect)
-            else "never found"
-        )
-        lines.append(
-            f"  {row.policy:<22} hit rate {row.hit_rate:6.2%}  recall {row.recall:6.2%}  "
-            f"emerging recall {row.recall_emerging:6.2%} ({found})  "
-            f"revenue {row.revenue_recovered:,.0f}"
-        )
+        line = f"  {row.policy:<22} hit rate {row.hit_rate:6.2%}  recall {row.recall:6.2%}"
+        if emerging:  # data without an emerging scheme (KCS) has nothing to report here
+            found = (
+                f"found after {row.emerging_days_to_detect:.0f} d"
+                if pd.notna(row.emerging_days_to_detect)
+                else "never found"
+            )
+            line += f"  emerging recall {row.recall_emerging:6.2%} ({found})"
+        if revenue:
+            line += f"  revenue {row.revenue_recovered:,.0f}"
+        lines.append(line)
     return lines
 
 
