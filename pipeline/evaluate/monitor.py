@@ -401,8 +401,12 @@ class MonitorReport:
             f"{self.recent[1]:%Y-%m-%d} vs reference {self.reference[0]:%Y-%m-%d}.."
             f"{self.reference[1]:%Y-%m-%d}; score {score.iloc[0] if len(score) else 'n/a'}; "
             f"features alarm {int(counts.get('alarm', 0))}, warn {int(counts.get('warn', 0))}; "
-            f"random stratum {s.hits}/{s.rows} = {s.hit_rate:.3f} "
-            f"[{s.low:.3f}, {s.high:.3f}] vs expected {s.expected_hit_rate:.3f} ({s.level})"
+            + (
+                f"random stratum {s.hits}/{s.rows} = {s.hit_rate:.3f} "
+                f"[{s.low:.3f}, {s.high:.3f}] vs expected {s.expected_hit_rate:.3f} ({s.level})"
+                if s.rows
+                else "no random stratum in the recent window (no unbiased performance check)"
+            )
         )
 
     def to_markdown(self, top: int = 20) -> str:
