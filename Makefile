@@ -49,6 +49,8 @@ lab: $(STAMP)
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 	$(BIN)/python bench/quality.py --config configs/kcs.yaml
+	$(BIN)/python bench/backtest.py --rows 200000 --weeks 52 --policies historical rules_only \
+	  exploit random_5 random_10 uncertainty_10 --seeds 42 43 44 --out bench/results/backtest_policies.json
 	$(BIN)/python tools/readme.py
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs network)
