@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
 
+from pipeline.jobs.train import train
 from pipeline.train.fit import fit, read_window, window_rows
 from pipeline.train.split import make_windows, rows_in
 
@@ -104,3 +105,13 @@ def test_dask_workers_reading_the_feature_set_file_match_the_in_memory_model(
         on_dask = dask.log["metrics"]["test"][metric]
         assert abs(on_dask - in_memory) <= tolerance, (metric, in_memory, on_dask)
     assert memory.log["metrics"]["test"]["average_precision"] > 0.3
+
+
+def test_the_train_job_on_dask_boosts_from_the_feature_set_file(tmp_path: Path) -> None:
+    fs = feature_set(rows=8_000, seed=3)
+    config = train_config(tmp_path, train={"engine": "dask", "dask_workers": 2})
+    fs.to_parquet(config.paths.features, config.paths.manifest)
+    result = train(config)
+    assert result.figures["boosted_from"] == "feature-set file"
+    assert "boosted on dask from feature-set file" in result.lines[1]
+    assert result.figures["test"]["average_precision"] > 0.3

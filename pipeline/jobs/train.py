@@ -9,6 +9,7 @@ registered with the alias `challenger`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -43,9 +44,14 @@ def windows_of(config: Config, fs: FeatureSet) -> Windows:
 
 
 def train_feature_set(
-    config: Config, fs: FeatureSet, progress: bool = True, workers: int | None = None
+    config: Config,
+    fs: FeatureSet,
+    progress: bool = True,
+    workers: int | None = None,
+    source: Path | None = None,
 ) -> JobResult:
-    """Tune, fit, log and register on a FeatureSet in memory (the body of `train`)."""
+    """Tune, fit, log and register on a FeatureSet in memory (the body of `train`); ``source``,
+    the Parquet file `fs` was read from, is where dask workers read the final fit's windows."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     windows = windows_of(config, fs)
     tracking.configure(config)
@@ -58,7 +64,7 @@ def train_feature_set(
             params: dict[str, Any] = {**config.train.params, **best_params(study)}
         else:
             params = dict(config.train.params)
-        result = fit(fs, windows, params, config)
+        result = fit(fs, windows, params, config, source=source)
         sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
         fingerprint = tracking.data_fingerprint([fs.X, fs.meta()])
         info = tracking.log_training(config, result, fs.manifest, fingerprint, study, sample)
@@ -68,6 +74,7 @@ def train_feature_set(
     lines = [
         "windows: " + ", ".join(str(w) for w in windows.ordered()),
         f"best iteration {result.log['best_iteration']}, imbalance {result.log['imbalance']}, "
+        f"boosted on {config.train.engine} from {result.log['boosted_from']}, "
         f"revenue model: {result.log['revenue_model']}",
         "test: "
         + ", ".join(
@@ -96,6 +103,7 @@ def train_feature_set(
             "best_iteration": result.log["best_iteration"],
             "windows": [str(w) for w in windows.ordered()],
             "test": test,
+            "boosted_from": result.log["boosted_from"],
             "timings": result.log["timings"],
         },
         lines=lines,
@@ -103,5 +111,7 @@ def train_feature_set(
 
 
 def train(config: Config) -> JobResult:
-    """Fit the model of a config (tuning first when tune.n_trials > 0) and register it."""
-    return train_feature_set(config, read_feature_set(config))
+    """Fit the model of a config (tuning first when tune.n_trials > 0) and register it; on
+    train.engine=dask the workers read the final fit's training windows from the feature file."""
+    fs = read_feature_set(config)
+    return train_feature_set(config, fs, source=config.paths.features)

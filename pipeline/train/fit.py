@@ -633,6 +633,7 @@ def fit(
         },
         "metrics": metrics,
         "revenue_model": revenue_note,
+        "boosted_from": info["boosted_from"],
         "timings": timings,
     }
     return FitResult(model=model, log=log)
