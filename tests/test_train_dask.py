@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
 
-from pipeline.jobs.train import train
-from pipeline.train.fit import fit, read_window, window_rows
+from pipeline.jobs.train import (
+    file_fingerprint,
+    read_around_training,
+    read_feature_set,
+    train,
+    windows_of,
+    workers_read_training,
+)
+from pipeline.train import tracking
+from pipeline.train.fit import BoostSource, fit, read_rows, window_positions, window_rows
 from pipeline.train.split import make_windows, rows_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
@@ -56,23 +64,31 @@ def test_dask_model_matches_the_in_memory_model(tmp_path: Path) -> None:
 def test_a_window_read_from_the_file_holds_the_rows_of_the_in_memory_window(
     tmp_path: Path,
 ) -> None:
-    """read_window's filters select what rows_in selects, with the same values and categories."""
+    """window_positions finds what rows_in selects; read_rows, in blocks cut anywhere, gives
+    their values and categories; the file's labels and counts are the window's."""
     fs = feature_set(rows=3_000, seed=4)
-    fs.to_parquet(tmp_path / "fs.parquet", tmp_path / "manifest.csv", rows_per_group=700)
+    path = tmp_path / "fs.parquet"
+    fs.to_parquet(path, tmp_path / "manifest.csv", rows_per_group=700)
     config = train_config(tmp_path)
     windows = make_windows(fs.lodged_at, config.split)
+    source = BoostSource(path, windows, fs.X.dtypes, weighted=True)
     for window in (windows.train, windows.valid, windows.test):
         known_by = windows.labels_known_by(window)
-        expected = window_rows(fs, rows_in(fs, window, known_by))
-        read = read_window(
-            tmp_path / "fs.parquet", window, known_by, fs.X.dtypes, weighted=True
-        ).compute()
-        assert len(read) == len(expected) > 100, window.name
-        pd.testing.assert_frame_equal(
-            read[list(fs.X.columns)].reset_index(drop=True), expected.X, check_names=False
+        mask = rows_in(fs, window, known_by)
+        expected = window_rows(fs, mask)
+        positions = window_positions(path, window, known_by)
+        np.testing.assert_array_equal(positions, np.flatnonzero(mask))
+        blocks = np.array_split(positions, 3)  # blocks that straddle row groups
+        read = pd.concat(
+            [read_rows(path, block, fs.X.dtypes, weighted=True) for block in blocks],
+            ignore_index=True,
         )
+        assert len(read) == len(expected) > 100, window.name
+        pd.testing.assert_frame_equal(read[list(fs.X.columns)], expected.X)
         np.testing.assert_array_equal(read["y"].to_numpy(), expected.y)
         np.testing.assert_array_equal(read["sample_weight"].to_numpy(), expected.weight)
+        np.testing.assert_array_equal(source.labels(window), expected.y)
+        assert source.lodged(window) == int(window.contains(fs.lodged_at).sum())
 
 
 def test_dask_workers_reading_the_feature_set_file_match_the_in_memory_model(
@@ -82,7 +98,8 @@ def test_dask_workers_reading_the_feature_set_file_match_the_in_memory_model(
     (precision@5%) of the in-memory one; at seed 21 it is the model shipped from the client."""
     fs = feature_set(rows=20_000, seed=21)
     path = tmp_path / "fs.parquet"
-    fs.to_parquet(path, tmp_path / "manifest.csv", rows_per_group=3_000)
+    # Small row groups, as the chunked features job writes: most lie outside a given window.
+    fs.to_parquet(path, tmp_path / "manifest.csv", rows_per_group=500)
     results = {}
     for engine in ("memory", "dask"):
         config = train_config(
@@ -111,7 +128,36 @@ def test_the_train_job_on_dask_boosts_from_the_feature_set_file(tmp_path: Path) 
     fs = feature_set(rows=8_000, seed=3)
     config = train_config(tmp_path, train={"engine": "dask", "dask_workers": 2})
     fs.to_parquet(config.paths.features, config.paths.manifest)
+    assert workers_read_training(config)
     result = train(config)
     assert result.figures["boosted_from"] == "feature-set file"
     assert "boosted on dask from feature-set file" in result.lines[1]
     assert result.figures["test"]["average_precision"] > 0.3
+
+
+def test_the_rows_around_training_fit_the_model_the_whole_feature_set_fits(
+    tmp_path: Path,
+) -> None:
+    """What the dask train job holds (rows from the validation window on, and the hits) gives
+    the fit, row counts and data fingerprint of the whole FeatureSet."""
+    config = train_config(
+        tmp_path, train={"engine": "dask", "dask_workers": 1, "imbalance": "scale_pos_weight"}
+    )
+    feature_set(rows=8_000, seed=8, days=730).to_parquet(
+        config.paths.features, config.paths.manifest, rows_per_group=1_500
+    )
+    whole = read_feature_set(config)
+    around, windows = read_around_training(config)
+    assert windows == windows_of(config, whole)
+    assert len(around) < len(whole) / 2  # the training window's non-hits stay on disk
+    assert file_fingerprint(config, batch_rows=1_000) == tracking.data_fingerprint(
+        [whole.X, whole.meta()]
+    )
+    params = dict(config.train.params)
+    source = config.paths.features
+    on_whole = fit(whole, windows, params, config, source=source)
+    on_around = fit(around, windows, params, config, source=source)
+    assert on_around.log["rows"] == on_whole.log["rows"]
+    assert on_around.log["params"] == on_whole.log["params"]  # scale_pos_weight from the file
+    assert on_around.log["metrics"] == on_whole.log["metrics"]
+    assert on_around.model.categories == on_whole.model.categories

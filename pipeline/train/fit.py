@@ -135,6 +135,13 @@ def _smotenc(rows: WindowRows, seed: int) -> WindowRows:
     )
 
 
+def positive_weight(y: np.ndarray) -> dict[str, float]:
+    """XGBoost's scale_pos_weight for labels ``y``: non-hits per hit (1 without hits)."""
+    positives = float((y == 1).sum())
+    negatives = float((y == 0).sum())
+    return {"scale_pos_weight": negatives / positives if positives else 1.0}
+
+
 def rebalance(rows: WindowRows, method: str, seed: int) -> tuple[WindowRows, dict[str, Any]]:
     """Apply the imbalance treatment to the training window; returns rows and extra params.
 
@@ -147,9 +154,7 @@ def rebalance(rows: WindowRows, method: str, seed: int) -> tuple[WindowRows, dic
     if method == "inverse_propensity":
         return rows, {}
     if method == "scale_pos_weight":
-        positives = float((rows.y == 1).sum())
-        negatives = float((rows.y == 0).sum())
-        return plain, {"scale_pos_weight": negatives / positives if positives else 1.0}
+        return plain, positive_weight(rows.y)
     if method == "undersample":
         # Sample row positions rather than the frame so that category dtypes survive untouched.
         sampler = RandomUnderSampler(random_state=seed)
@@ -291,19 +296,11 @@ def _boost_on_cluster(
 FILE_IMBALANCE = ("none", "scale_pos_weight", "inverse_propensity")
 
 
-def read_window(
-    path: Path,
-    window: Window,
-    labels_known_by: pd.Timestamp | None,
-    dtypes: pd.Series,
-    weighted: bool,
-) -> Any:
-    """One window's labelled declarations as a dask frame read from the feature-set Parquet file
-    (the rows `rows_in` selects: lodged in the window, labelled, the label known before
-    ``labels_known_by``): the model's features (``dtypes``, whose category levels every partition
-    is cast to), ``y`` and, when ``weighted``, ``sample_weight`` (missing -> 1)."""
-    import dask.dataframe as dd
-
+def _window_filters(
+    window: Window, labels_known_by: pd.Timestamp | None
+) -> list[tuple[str, str, Any]]:
+    """Parquet filters selecting what `rows_in` selects: lodged in the window, labelled, the
+    label known before ``labels_known_by``."""
     filters: list[tuple[str, str, Any]] = [
         ("lodged_at", ">=", window.start),
         ("lodged_at", "<", window.end),
@@ -311,14 +308,73 @@ def read_window(
     ]
     if labels_known_by is not None:
         filters.append(("label_known_at", "<", labels_known_by))
+    return filters
+
+
+def _row_group_starts(file: Any) -> np.ndarray:
+    """The first row of each row group of a ParquetFile, and the number of rows at the end."""
+    sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+    return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+
+def window_positions(
+    path: Path, window: Window, labels_known_by: pd.Timestamp | None
+) -> np.ndarray:
+    """Row numbers in the feature-set file of the rows `rows_in` selects, in file order; only the
+    row groups whose lodging times overlap the window are read, three metadata columns of them."""
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    starts = _row_group_starts(file)
+    lodged = file.schema_arrow.get_field_index("lodged_at")
+    found = [np.empty(0, dtype=np.int64)]
+    # A loop over row groups (a handful), not over declarations.
+    for group in range(file.num_row_groups):
+        stats = file.metadata.row_group(group).column(lodged).statistics
+        if stats is not None and stats.has_min_max:
+            low, high = pd.Timestamp(stats.min), pd.Timestamp(stats.max)
+            if high < window.start or low >= window.end:
+                continue
+        columns = ["lodged_at", "y", "label_known_at"]
+        part = file.read_row_group(group, columns=columns).to_pandas()
+        mask = window.contains(part["lodged_at"]) & part["y"].notna().to_numpy()
+        if labels_known_by is not None:
+            known = pd.to_datetime(part["label_known_at"])
+            mask &= np.asarray((known < labels_known_by).fillna(False), dtype=bool)
+        found.append(starts[group] + np.flatnonzero(mask))
+    return np.concatenate(found)
+
+
+def read_rows(path: Path, positions: np.ndarray, dtypes: pd.Series, weighted: bool) -> pd.DataFrame:
+    """The rows at ``positions`` (sorted) of the feature-set file, read from the row groups that
+    hold them: the model's features (``dtypes``, categories cast to their levels), ``y`` and, when
+    ``weighted``, ``sample_weight`` (missing -> 1). Run by a dask worker."""
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    starts = _row_group_starts(file)
     features = [str(c) for c in dtypes.index]
     columns = [*features, "y", *(["sample_weight"] if weighted else [])]
-    frame = dd.read_parquet(path, columns=columns, filters=filters)
+    if len(positions) == 0:
+        return _empty_rows(dtypes, weighted)
+    first = int(np.searchsorted(starts, positions[0], side="right")) - 1
+    last = int(np.searchsorted(starts, positions[-1], side="right")) - 1
+    table = file.read_row_groups(list(range(first, last + 1)), columns=columns)
+    frame = table.take(positions - starts[first]).to_pandas()
     categories = {c: t for c, t in dtypes.items() if isinstance(t, pd.CategoricalDtype)}
     frame = frame.astype(categories)
     if weighted:
         frame["sample_weight"] = frame["sample_weight"].fillna(1.0)
     return frame
+
+
+def _empty_rows(dtypes: pd.Series, weighted: bool) -> pd.DataFrame:
+    """What `read_rows` gives for no rows (the dask frame's meta)."""
+    columns = {str(c): pd.Series(dtype=t) for c, t in dtypes.items()}
+    columns["y"] = pd.Series(dtype=float)
+    if weighted:
+        columns["sample_weight"] = pd.Series(dtype=float)
+    return pd.DataFrame(columns)
 
 
 def parquet_window_matrix(
@@ -330,11 +386,26 @@ def parquet_window_matrix(
     partitions: int,
     weighted: bool,
 ) -> Any:
-    """A DaskDMatrix over `partitions` blocks of `read_window`: the workers read the rows."""
+    """A DaskDMatrix of one window's labelled rows (`rows_in`'s), read by the workers from the
+    feature-set file: the rows are cut into `partitions` consecutive blocks (as `_dask_matrix`
+    cuts a frame in memory) dealt round the workers, so every worker holds a non-empty part of
+    every matrix (XGBoost refuses a worker an empty one when features are categories)."""
+    import dask.dataframe as dd
     from xgboost import dask as dxgb
 
-    frame = read_window(path, window, labels_known_by, dtypes, weighted)
-    frame = frame.repartition(npartitions=max(1, partitions))
+    positions = window_positions(path, window, labels_known_by)
+    workers = sorted(client.scheduler_info()["workers"])
+    if len(positions) < len(workers):
+        raise ValueError(
+            f"{window} has {len(positions)} labelled declarations in {path}: fewer than the "
+            f"{len(workers)} dask workers"
+        )
+    blocks = np.array_split(positions, min(max(partitions, len(workers)), len(positions)))
+    parts = [
+        client.submit(read_rows, path, block, dtypes, weighted, workers=[worker], pure=False)
+        for block, worker in zip(blocks, workers * len(blocks), strict=False)
+    ]
+    frame = dd.from_delayed(parts, meta=_empty_rows(dtypes, weighted), verify_meta=False)
     features = [str(c) for c in dtypes.index]
     weight = frame["sample_weight"] if weighted else None
     return dxgb.DaskDMatrix(
@@ -404,6 +475,22 @@ class BoostSource:
     windows: Windows
     dtypes: pd.Series
     weighted: bool
+
+    def labels(self, window: Window) -> np.ndarray:
+        """The labels of a window's rows that the workers read (`rows_in`'s rows)."""
+        filters = _window_filters(window, self.windows.labels_known_by(window))
+        frame = pd.read_parquet(self.path, columns=["y"], filters=filters)
+        return frame["y"].to_numpy(dtype=float)
+
+    def lodged(self, window: Window) -> int:
+        """Declarations lodged in a window, counted in the file (no column is read)."""
+        import pyarrow.dataset as ds
+
+        lodged_at = ds.field("lodged_at")
+        start, end = window.start.to_datetime64(), window.end.to_datetime64()
+        return int(
+            ds.dataset(self.path).count_rows(filter=(lodged_at >= start) & (lodged_at < end))
+        )
 
 
 def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
@@ -541,16 +628,27 @@ def fit(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     booster_params, imbalance = split_params(params, config)
+    boost_source = (
+        BoostSource(source, windows, fs.X.dtypes, weighted=imbalance == "inverse_propensity")
+        if source is not None and config.train.engine == "dask" and imbalance in FILE_IMBALANCE
+        else None
+    )
     masks = {
         w.name: rows_in(fs, w, windows.labels_known_by(w))
         for w in (windows.train, windows.valid, windows.calibration, windows.test)
     }
     rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
-    for name in ("train", "valid"):
-        if rows[name].y.sum() == 0:
+    # The training window's labels as the boosting sees them: read from the file when the workers
+    # read it (`fs` may then hold only the training window's hits, see jobs.train).
+    labels = {
+        "train": boost_source.labels(windows.train) if boost_source else rows["train"].y,
+        "valid": rows["valid"].y,
+    }
+    for name, y in labels.items():
+        if y.sum() == 0:
             window: Window = getattr(windows, name)
             raise ValueError(
-                f"{window} has {len(rows[name])} labelled declarations and no hit: "
+                f"{window} has {len(y)} labelled declarations and no hit: "
                 "cannot fit or early-stop; widen the window (split.*)"
             )
     if config.train.calibration != "none" and len(rows["calibration"]) == 0:
@@ -558,13 +656,12 @@ def fit(
             f"{windows.calibration} has no labelled declaration: set split.calibration_days > 0 "
             "or train.calibration: none"
         )
-    train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
+    if boost_source is not None:  # weights and labels come from the file: nothing to resample
+        train_rows = rows["train"]
+        extra = positive_weight(labels["train"]) if imbalance == "scale_pos_weight" else {}
+    else:
+        train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
     booster_params.update(extra)
-    boost_source = (
-        BoostSource(source, windows, fs.X.dtypes, weighted=imbalance == "inverse_propensity")
-        if source is not None and config.train.engine == "dask" and imbalance in FILE_IMBALANCE
-        else None
-    )
     timings["prepare_s"] = time.perf_counter() - started
 
     tick = time.perf_counter()
@@ -618,6 +715,11 @@ def fit(
         revenue_booster=revenue_booster,
         info=info,
     )
+    lodged = {name: int(getattr(windows, name).contains(fs.lodged_at).sum()) for name in rows}
+    fitted_train = len(train_rows)
+    if boost_source is not None:  # `fs` may hold only the training window's hits
+        lodged["train"] = boost_source.lodged(windows.train)
+        fitted_train = len(labels["train"])
     log: dict[str, Any] = {
         "params": booster_params,
         "imbalance": imbalance,
@@ -625,9 +727,9 @@ def fit(
         "windows": windows.as_dict(),
         "rows": {
             name: {
-                "lodged": int(getattr(windows, name).contains(fs.lodged_at).sum()),
-                "labelled": len(part),
-                "fitted": len(train_rows) if name == "train" else len(part),
+                "lodged": lodged[name],
+                "labelled": len(labels["train"]) if name == "train" else len(part),
+                "fitted": fitted_train if name == "train" else len(part),
             }
             for name, part in rows.items()
         },
