@@ -346,9 +346,10 @@ def window_positions(
 
 
 def read_rows(path: Path, positions: np.ndarray, dtypes: pd.Series, weighted: bool) -> pd.DataFrame:
-    """The rows at ``positions`` (sorted) of the feature-set file, read from the row groups that
-    hold them: the model's features (``dtypes``, categories cast to their levels), ``y`` and, when
-    ``weighted``, ``sample_weight`` (missing -> 1). Run by a dask worker."""
+    """The rows at ``positions`` (sorted) of the feature-set file, read one row group at a time
+    from the groups that hold them: the model's features (``dtypes``, categories cast to their
+    levels), ``y`` and, when ``weighted``, ``sample_weight`` (missing -> 1). Run by a worker."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     file = pq.ParquetFile(path)
@@ -357,10 +358,15 @@ def read_rows(path: Path, positions: np.ndarray, dtypes: pd.Series, weighted: bo
     columns = [*features, "y", *(["sample_weight"] if weighted else [])]
     if len(positions) == 0:
         return _empty_rows(dtypes, weighted)
-    first = int(np.searchsorted(starts, positions[0], side="right")) - 1
-    last = int(np.searchsorted(starts, positions[-1], side="right")) - 1
-    table = file.read_row_groups(list(range(first, last + 1)), columns=columns)
-    frame = table.take(positions - starts[first]).to_pandas()
+    groups = np.searchsorted(starts, positions, side="right") - 1
+    bounds = np.flatnonzero(np.diff(groups)) + 1
+    # A loop over the row groups holding the rows (a handful): one group's rows are held at a
+    # time besides those taken.
+    tables = [
+        file.read_row_group(int(group[0]), columns=columns).take(rows - starts[group[0]])
+        for group, rows in zip(np.split(groups, bounds), np.split(positions, bounds), strict=True)
+    ]
+    frame = pa.concat_tables(tables).to_pandas()
     categories = {c: t for c, t in dtypes.items() if isinstance(t, pd.CategoricalDtype)}
     frame = frame.astype(categories)
     if weighted:
