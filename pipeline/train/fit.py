@@ -222,7 +222,8 @@ def dask_client(config: Config) -> Iterator[Any]:
             n_workers=config.train.dask_workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # Any free port: with None, distributed still tries 8787 and warns when it is taken.
+            dashboard_address=":0",
         ) as cluster,
         Client(cluster) as client,
     ):
