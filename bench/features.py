@@ -28,16 +28,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
 
 def simulate_to(rows: int, folder: Path, seed: int) -> None:
     """Simulate ``rows`` declarations (entities scaled with the size) into ``folder``."""
-    from pipeline.config import SimulateConfig
-    from pipeline.ingest.simulate import simulate
+    from pipeline.ingest.simulate import scaled_config, simulate
 
-    scale = rows / 200_000
-    config = SimulateConfig(
-        rows=rows,
-        importers=max(int(8_000 * scale), 100),
-        sellers=max(int(6_000 * scale), 100),
-        declarants=max(int(300 * scale), 10),
-    )
+    config = scaled_config(rows)
     data = simulate(config, seed)
     data.declarations.to_parquet(folder / "declarations.parquet")
     data.outcomes.to_parquet(folder / "outcomes.parquet")

@@ -98,16 +98,9 @@ class Clock:
 
 
 def _simulate(rows: int, folder: Path, seed: int, threads: int, options: Options) -> dict[str, Any]:
-    from pipeline.config import SimulateConfig
-    from pipeline.ingest.simulate import simulate
+    from pipeline.ingest.simulate import scaled_config, simulate
 
-    scale = rows / 200_000
-    config = SimulateConfig(
-        rows=rows,
-        importers=max(int(8_000 * scale), 100),
-        sellers=max(int(6_000 * scale), 100),
-        declarants=max(int(300 * scale), 10),
-    )
+    config = scaled_config(rows)
     with Clock() as clock:
         data = simulate(config, seed)
     io = time.perf_counter()

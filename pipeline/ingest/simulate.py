@@ -241,6 +241,18 @@ def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     )
 
 
+def scaled_config(rows: int) -> SimulateConfig:
+    """A stream of `rows` declarations whose importers, sellers and declarants grow with it, in
+    the proportions of the default 200,000 (benchmarks at millions of rows use it)."""
+    scale = rows / 200_000
+    return SimulateConfig(
+        rows=rows,
+        importers=max(int(8_000 * scale), 100),
+        sellers=max(int(6_000 * scale), 100),
+        declarants=max(int(300 * scale), 10),
+    )
+
+
 def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
     """Simulate declarations, the historical policy's outcomes and the ground truth."""
     rng = np.random.default_rng(seed)
