@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
 
+from pipeline.config import Config
 from pipeline.jobs.train import (
     file_fingerprint,
     read_around_training,
@@ -30,22 +31,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
 TOLERANCE = {"average_precision": 0.02, "precision_at_5": 0.04}
 
 
+def engine_config(folder: Path, engine: str) -> Config:
+    """The comparison's config on one engine (2 dask workers when it is dask)."""
+    return train_config(
+        folder,
+        train={
+            "engine": engine,
+            "dask_workers": 2,
+            "num_boost_round": 300,
+            "early_stopping_rounds": 40,
+            # A slow learning rate: both engines settle on the same ranking, whatever
+            # round early stopping picks on a flat validation curve.
+            "params": {"learning_rate": 0.05, "max_depth": 3},
+        },
+    )
+
+
 def test_dask_model_matches_the_in_memory_model(tmp_path: Path) -> None:
     fs = feature_set(rows=20_000, seed=21)
     results = {}
     for engine in ("memory", "dask"):
-        config = train_config(
-            tmp_path / engine,
-            train={
-                "engine": engine,
-                "dask_workers": 2,
-                "num_boost_round": 300,
-                "early_stopping_rounds": 40,
-                # A slow learning rate: both engines settle on the same ranking, whatever
-                # round early stopping picks on a flat validation curve.
-                "params": {"learning_rate": 0.05, "max_depth": 3},
-            },
-        )
+        config = engine_config(tmp_path / engine, engine)
         windows = make_windows(fs.lodged_at, config.split)
         results[engine] = fit(fs, windows, dict(config.train.params), config)
     memory, dask = results["memory"], results["dask"]
@@ -102,16 +108,7 @@ def test_dask_workers_reading_the_feature_set_file_match_the_in_memory_model(
     fs.to_parquet(path, tmp_path / "manifest.csv", rows_per_group=500)
     results = {}
     for engine in ("memory", "dask"):
-        config = train_config(
-            tmp_path / engine,
-            train={
-                "engine": engine,
-                "dask_workers": 2,
-                "num_boost_round": 300,
-                "early_stopping_rounds": 40,
-                "params": {"learning_rate": 0.05, "max_depth": 3},
-            },
-        )
+        config = engine_config(tmp_path / engine, engine)
         windows = make_windows(fs.lodged_at, config.split)
         results[engine] = fit(fs, windows, dict(config.train.params), config, source=path)
     memory, dask = results["memory"], results["dask"]
