@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from pipeline.config import FeaturesConfig, SimulateConfig
+from pipeline.config import PROJECT_ROOT, FeaturesConfig, SimulateConfig
 from pipeline.ingest.simulate import simulate
 
 CATEGORY_COLUMNS = (
@@ -121,3 +121,16 @@ def same_values(left: pd.DataFrame, right: pd.DataFrame) -> bool:
         elif not np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True):
             return False
     return True
+
+
+KCS_FILES = PROJECT_ROOT.parent / "shared" / "data" / "external" / "Customs-Declaration-Datasets"
+
+
+def kcs_sample(rows: int = 4000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first `rows` validated declarations of the KCS 2021 Q1 file, and the outcomes."""
+    from pipeline.ingest.kcs import read_kcs
+    from pipeline.ingest.schema import validate
+
+    raw_declarations, raw_outcomes = read_kcs([KCS_FILES / "df_syn_valid_eng.csv"])
+    tables = validate(raw_declarations, raw_outcomes)
+    return tables.declarations.head(rows), tables.outcomes

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_features import same_values, simulated, small_config, tiny_tables
+from helpers_features import (
+    KCS_FILES,
+    kcs_sample,
+    same_values,
+    simulated,
+    small_config,
+    tiny_tables,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,9 +26,6 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import load_inputs
 from pipeline.jobs.features import features
 from pipeline.jobs.simulate import simulate
-
-KCS_FILES = config_module.PROJECT_ROOT.parent / "shared" / "data" / "external"
-KCS_FILES = KCS_FILES / "Customs-Declaration-Datasets"
 
 # Features that count (declarations, controls, hits, pairs, support, flags): exactly equal.
 COUNT_SUFFIXES = ("_declarations", "_controls", "_hits", "_new", "_level")
@@ -173,12 +177,7 @@ def test_features_job_builds_over_chunks_when_configured(tmp_path: Path) -> None
 @pytest.mark.skipif(not KCS_FILES.is_dir(), reason="KCS files not available")
 def test_kcs_declarations_chunked_equal_in_memory() -> None:
     """No revenue, no result dates, extra kcs_* categories."""
-    from pipeline.ingest.kcs import read_kcs
-    from pipeline.ingest.schema import validate
-
-    raw_declarations, raw_outcomes = read_kcs([KCS_FILES / "df_syn_valid_eng.csv"])
-    tables = validate(raw_declarations, raw_outcomes)
-    declarations, outcomes = tables.declarations.head(4000), tables.outcomes
+    declarations, outcomes = kcs_sample(4000)
     config = small_config(missing_result_delay_days=30.0)
     base = build_feature_set(declarations, outcomes, config)
     assert_same(build_feature_set_chunked(declarations, outcomes, config), base)

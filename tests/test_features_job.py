@@ -7,16 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_features import same_values, small_config
+from helpers_features import KCS_FILES, kcs_sample, same_values, small_config
 
 from pipeline import config as config_module
 from pipeline.features.build import Snapshot, attach, build_feature_set, build_snapshot
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs.features import features
 from pipeline.jobs.simulate import simulate
-
-KCS_DIR = config_module.PROJECT_ROOT.parent / "shared" / "data" / "external"
-KCS_FILES = KCS_DIR / "Customs-Declaration-Datasets"
 
 
 def test_features_job_writes_the_feature_set_and_a_snapshot_that_serves(tmp_path: Path) -> None:
@@ -50,12 +47,7 @@ def test_features_job_writes_the_feature_set_and_a_snapshot_that_serves(tmp_path
 
 @pytest.mark.skipif(not KCS_FILES.is_dir(), reason="KCS files not available")
 def test_kcs_without_revenue_or_result_dates() -> None:
-    from pipeline.ingest.kcs import read_kcs
-    from pipeline.ingest.schema import validate
-
-    raw_declarations, raw_outcomes = read_kcs([KCS_FILES / "df_syn_valid_eng.csv"])
-    tables = validate(raw_declarations, raw_outcomes)
-    declarations, outcomes = tables.declarations.head(4000), tables.outcomes
+    declarations, outcomes = kcs_sample(4000)
     config = small_config(missing_result_delay_days=30.0)
     fs = build_feature_set(declarations, outcomes, config)
     assert len(fs) == len(declarations) and fs.y.notna().all()
