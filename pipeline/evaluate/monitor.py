@@ -285,8 +285,6 @@ def drift_table(
                 stage="model",
             )
         )
-    excluded_stages = set(config.exclude_stages)
-    excluded = [re.compile(pattern) for pattern in config.exclude_features]
     for column in reference.columns:
         if column not in recent.columns:
             continue
@@ -298,8 +296,7 @@ def drift_table(
                 recent[column],
                 config,
                 stage=stage,
-                judged=stage not in excluded_stages
-                and not any(p.search(str(column)) for p in excluded),
+                judged=is_judged(str(column), stage, config),
             )
         )
     table = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
