@@ -145,8 +145,23 @@ class FeaturesConfig(Section):
         20, gt=0, description="past declarations needed before a reference price is trusted"
     )
     history_windows_days: list[int] = Field(default_factory=lambda: [30, 90])
-    raw_max_levels: int = Field(
-        50, gt=0, description="extra declaration columns (kcs_*) join X as categories up to this"
+    raw_categories: list[str] = Field(
+        default_factory=lambda: [
+            "office",
+            "transport_mode",
+            "origin_country",
+            "departure_country",
+            "hs2",
+            "hs4",
+            "hs6",
+            "seller",
+        ],
+        description="declaration columns that enter X as categories, any cardinality (extra "
+        "columns of your data too); a column the data lacks is left out",
+    )
+    raw_ids: list[str] = Field(
+        default_factory=lambda: ["importer", "declarant"],
+        description="trader id columns that enter X as categories (family `ids` of the ablation)",
     )
     chunk_months: int = Field(
         0,
@@ -172,6 +187,12 @@ class SplitConfig(Section):
     test_days: int = Field(60, gt=0)
     gap_days: float = Field(14.0, ge=0, description="gap between windows = label delay")
     folds: int = Field(2, ge=1, description="rolling (prequential) folds for tuning")
+    burn_in_days: int = Field(
+        0,
+        ge=0,
+        description="the first days of the data only feed the profiles and histories: their "
+        "declarations, whose profiles are still empty (cold start), enter no training window",
+    )
 
 
 class TuneConfig(Section):
@@ -202,8 +223,20 @@ class TrainConfig(Section):
             "colsample_bytree": 0.9,
         }
     )
-    num_boost_round: int = Field(400, gt=0)
-    early_stopping_rounds: int = Field(30, gt=0)
+    num_boost_round: int = Field(
+        3000, gt=0, description="cap on trees; early stopping ends sooner (a warning near the cap)"
+    )
+    early_stopping_rounds: int = Field(50, gt=0)
+    select_families: bool = Field(
+        True,
+        description="choose the feature families on the tuning folds (leave one family out; "
+        "the report shows each family's effect)",
+    )
+    refit: bool = Field(
+        True,
+        description="deploy the chosen configuration refit on every label known at the end of "
+        "the data (the evaluated model stays in the run as the evidence)",
+    )
     imbalance: Literal[
         "none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity"
     ] = "none"
@@ -249,6 +282,10 @@ class RuleConfig(Section):
     prefix: list[str] = Field(default_factory=list, description="match when it starts with one of")
 
 
+ReferenceLearner = Literal["xgboost", "lightgbm", "catboost"]
+REFERENCE_LEARNERS: tuple[ReferenceLearner, ...] = ("xgboost", "lightgbm", "catboost")
+
+
 class EvaluateConfig(Section):
     """Metrics, baselines and explanations for the reviewer (pipeline/evaluate/)."""
 
@@ -258,6 +295,14 @@ class EvaluateConfig(Section):
     top_dependence: int = Field(4, ge=0)
     red_waterfalls: int = Field(3, ge=0)
     rules: list[RuleConfig] = Field(default_factory=list, description="baseline risk criteria")
+    reference_learners: list[ReferenceLearner] = Field(
+        default_factory=lambda: list(REFERENCE_LEARNERS),
+        description="learners the model must beat on its own windows: a plain XGBoost, "
+        "LightGBM and CatBoost on the raw columns (LightGBM and CatBoost: `reference` extra)",
+    )
+    reference_rounds: int = Field(
+        3000, gt=0, description="cap on the reference learners' trees (early stopping ends sooner)"
+    )
 
 
 class ServeConfig(Section):

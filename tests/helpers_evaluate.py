@@ -16,7 +16,8 @@ from pipeline.features.featureset import FeatureSet
 
 START = pd.Timestamp("2024-01-01")
 WINDOWS = {
-    "train": {"start": "2024-01-01", "end": "2024-03-10"},
+    "train": {"start": "2024-01-01", "end": "2024-02-15"},
+    "valid": {"start": "2024-02-15", "end": "2024-03-10"},
     "calibration": {"start": "2024-03-10", "end": "2024-03-24"},
     "test": {"start": "2024-03-24", "end": "2024-04-30"},
 }

@@ -39,7 +39,7 @@ def test_evaluate_writes_the_report_and_logs_it_to_the_run(experiment: dict) -> 
     assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 6
     metrics = pd.read_csv(result.outputs["metrics"])
     truth = metrics.loc[metrics["population"] == "all declarations (ground truth)"]
-    assert {"model", "random", "historical policy", "raw XGBoost"} <= set(truth["model"])
+    assert {"model", "random", "historical policy", "plain XGBoost"} <= set(truth["model"])
     saved = json.loads(result.outputs["metrics_json"].read_text(encoding="utf-8"))
     assert saved["run_id"] == info.run_id and len(saved["metrics"]) == len(metrics)
     assert result.lines[-1] == f"report: {config.paths.report}"

@@ -52,11 +52,16 @@ def test_metrics_table_holds_the_model_and_every_baseline(reviewed: dict) -> Non
         "historical policy",
         "model at office capacity",
         "rules",
-        "raw XGBoost",
+        "plain XGBoost",
+        "LightGBM",
+        "CatBoost",
         "champion v1",
         "model - champion v1",
-        "model - raw XGBoost",
     } <= set(truth["model"])
+    # the model against the best reference learner, with a paired interval
+    against = [m for m in set(truth["model"]) if m.startswith("model - ") and "champion" not in m]
+    assert len(against) == 1
+    assert against[0].removeprefix("model - ") in {"plain XGBoost", "LightGBM", "CatBoost"}
     for rate in reviewed["config"].evaluate.rates:
         rows = truth.loc[(truth["model"] == "model") & np.isclose(truth["rate"], rate)]
         assert set(rows["metric"]) >= {"precision", "recall", "revenue", "precision_norm"}
@@ -153,7 +158,7 @@ def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_pa
     assert "Proportionality" in html and "AEO status" in html
     assert not re.search(r"&lt;(table|img|p)\b", html)  # fragments are not escaped twice
     seen = h.rendered_images(html, tmp_path)
-    assert seen == {"images": expected_images, "decoded": expected_images, "sections": 9}
+    assert seen == {"images": expected_images, "decoded": expected_images, "sections": 10}
 
 
 def test_configured_office_capacity_is_a_count_per_day(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_run_leaves_every_artefact_and_says_where(chain: tuple[Config, str]):
     assert "mlflow ui" in output
     headline = summary["headline"]
     assert headline["population"] == "all declarations (ground truth)"
-    assert {"model", "raw XGBoost", "rules", "historical policy"} <= set(headline)
+    assert {"model", "plain XGBoost", "rules", "historical policy"} <= set(headline)
     assert set(summary["incoming_truth"]) <= {"red", "yellow", "green"}
     frauds = sum(row["share of frauds"] for row in summary["incoming_truth"].values())
     assert frauds == pytest.approx(1.0)
@@ -92,7 +92,7 @@ def test_incoming_stretch_is_unseen_by_training_and_by_its_snapshot(chain: tuple
     snapshot = Snapshot.load(config.paths.incoming_snapshot)
     assert snapshot.as_of <= start
     tracking.configure(config)
-    model = tracking.load_model(tracking.read_last_run(config)["run_id"])
+    model = tracking.load_model(tracking.read_last_run(config)["run_id"], "deployed")
     for window in dict(model.info["windows"]).values():
         assert pd.Timestamp(window["end"]) <= start
 

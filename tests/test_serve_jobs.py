@@ -65,7 +65,7 @@ def test_export_writes_a_valid_file_logged_with_the_run(trained: Config):
     path = result.outputs["thresholds"]
     assert path == trained.paths.thresholds
     run_id = tracking.read_last_run(trained)["run_id"]
-    model = tracking.load_model(run_id)
+    model = tracking.load_model(run_id, "deployed")
     thresholds = Thresholds.load(path, model.booster_sha256())
     document = thresholds.document
     assert document["model"]["uri"] == f"runs:/{run_id}/targeting_model"

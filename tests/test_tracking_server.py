@@ -134,7 +134,7 @@ def test_train_logs_run_trials_and_model_through_the_server(
     mlflow.set_registry_uri(url)
     try:
         booster = mlflow.xgboost.load_model(f"models:/over-http@{tracking.CHALLENGER}")
-        bundle = tracking.load_model(run_id)
+        bundle = tracking.load_model(run_id, "deployed")
     finally:
         mlflow.set_tracking_uri("")
         mlflow.set_registry_uri("")

@@ -74,7 +74,7 @@ def test_the_model_is_registered_as_challenger_and_loads(trained: dict[str, Any]
     assert str(version.version) == trained["result"].figures["version"]
     assert version.run_id == trained["run_id"]
 
-    bundle = tracking.load_model(trained["run_id"])
+    bundle = tracking.load_model(trained["run_id"], "deployed")
     booster = mlflow.xgboost.load_model(f"models:/{name}@{tracking.CHALLENGER}")
     prepared = bundle.prepare(fs.X.head(200))
     np.testing.assert_allclose(

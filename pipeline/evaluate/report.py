@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.monitor import is_judged
+from pipeline.train.fit import cap_warning
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
 
@@ -49,6 +50,8 @@ class ReportData:
     feature_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, auc
     model_card: dict[str, str] = field(default_factory=dict)
     headline_rate: float = 0.05
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, trees, seconds...
+    families: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, effect, low, high...
 
 
 # --- warnings ---------------------------------------------------------------------------------
@@ -305,6 +308,7 @@ TOC = (
     ("summary", "Summary"),
     ("windows", "Data windows"),
     ("metrics", "Metrics"),
+    ("quality", "References & families"),
     ("calibration", "Calibration & gain"),
     ("breakdowns", "Breakdowns"),
     ("explanations", "Explanations"),
@@ -403,6 +407,12 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         drift_html=_frame_html(data.drift),
         auc_html=_frame_html(data.feature_auc),
         manifest_html=_frame_html(data.manifest),
+        references_html=_frame_html(
+            data.references, empty="<p class='muted'>no reference learner was fitted</p>"
+        ),
+        families_effect_html=_frame_html(
+            data.families, empty="<p class='muted'>feature families were not chosen</p>"
+        ),
         model_card=data.model_card,
         proportionality=[
             (k, _frame_html(_proportion_table(v))) for k, v in data.proportionality.items()
@@ -523,6 +533,7 @@ def assess(
     """
     from pipeline.evaluate import explain as ex
     from pipeline.evaluate import metrics as mx
+    from pipeline.evaluate import reference
 
     ev = config.evaluate
     rates = [float(r) for r in ev.rates]
@@ -562,36 +573,16 @@ def assess(
         else:
             scores[name], probabilities[name], _ = model_score(champ, test.X, config.serve.rank_by)
             compare.append(("model", name))
-    raw_columns = [
-        c
-        for c in features.manifest.loc[features.manifest["stage"] == "raw", "name"]
-        if c in test.X.columns
-    ]
-    # the baseline learns only from labels known before the test window opens
-    known = np.zeros(0, dtype=bool)
-    if train is not None:
-        known = train.labelled.to_numpy() & (
-            pd.to_datetime(train.label_known_at).isna().to_numpy()
-            | (pd.to_datetime(train.label_known_at) < windows["test"][0]).to_numpy()
-        )
-    if train is not None and raw_columns and known.sum() > 0:
-        params = {
-            k: v
-            for k, v in config.train.params.items()
-            if k in ("learning_rate", "max_depth", "min_child_weight", "subsample")
-        }
-        scores["raw XGBoost"] = mx.raw_xgboost_score(
-            train.X.loc[known, raw_columns].reset_index(drop=True),
-            train.y[known].to_numpy(dtype=float),
-            test.X[raw_columns],
-            params=params,
-            rounds=min(config.train.num_boost_round, 200),
-            seed=seed,
-            n_jobs=config.train.n_jobs,
-        )
-        compare.append(("model", "raw XGBoost"))
-    else:
-        notes.append("Raw XGBoost baseline skipped: no raw columns or no training window.")
+    references = reference.for_model(
+        model.info, features, in_window(features.lodged_at, windows["test"]), config
+    )
+    notes += references.notes
+    for name, learner_score in references.scores.items():
+        scores[name] = mx.strict_score(learner_score)
+        probabilities[name] = learner_score
+    best_reference = reference.best_reference(references.scores, test.y.to_numpy(dtype=float))
+    if best_reference is not None:
+        compare.append(("model", best_reference))
     if ev.rules and decl is not None:
         scores["rules"] = mx.rules_score(decl, ev.rules, seed)
     elif not ev.rules:
@@ -811,6 +802,11 @@ def assess(
         psi_alarm=config.monitor.psi_alarm,
     )
 
+    capped = cap_warning(
+        int(model.info.get("best_iteration", 0)), config.train.num_boost_round, "Evaluated model"
+    )
+    warnings += [capped] if capped else []
+
     windows_table = _windows_table(features, windows)
     summary = {
         "model": f"XGBoost ({model.booster.num_boosted_rounds()} trees, "
@@ -821,6 +817,7 @@ def assess(
         "ground truth": "yes (simulator)" if truth is not None else "no",
         "random stratum": f"{int(stratum.sum())} declarations",
         "bootstrap": f"{ev.bootstrap} replicates, seed {seed}",
+        "deployed model": deployed_summary(model.info),
     }
     card = model_card(config, test, labelled, has_revenue, truth is not None, windows)
     report = ReportData(
@@ -842,8 +839,41 @@ def assess(
         feature_auc=feature_auc,
         model_card=card,
         headline_rate=headline_rate,
+        references=pd.DataFrame(references.fitted),
+        families=family_effects(model.info),
     )
     return Assessment(metrics=metrics, report=report, explanations=explanations)
+
+
+def deployed_summary(info: Mapping[str, Any]) -> str:
+    """What is deployed: the refit (its windows and trees) or this very model."""
+    deployed = info.get("deployed")
+    if not isinstance(deployed, Mapping):
+        return "this model (no refit: train.refit is off)"
+    train, calibration = deployed["windows"]["train"], deployed["windows"]["calibration"]
+    return (
+        f"the same configuration refit on every label known by {deployed['labels_known_by'][:10]}"
+        f" (train {train['start'][:10]} .. {train['end'][:10]}, calibration "
+        f"{calibration['start'][:10]} .. {calibration['end'][:10]}, {deployed['trees']} trees); "
+        "these test figures are the evaluated model's"
+    )
+
+
+def family_effects(info: Mapping[str, Any]) -> pd.DataFrame:
+    """The feature-family ablation a model records: each family's effect on validation AP."""
+    families = info.get("families")
+    if not isinstance(families, Mapping) or not families.get("effects"):
+        return pd.DataFrame()
+    frame = pd.DataFrame(list(families["effects"]))
+    frame["kept"] = ~frame.pop("dropped").astype(bool)
+    return frame.rename(
+        columns={
+            "ap_without": "validation AP without it",
+            "effect": "AP it adds",
+            "low": "low (95 %)",
+            "high": "high (95 %)",
+        }
+    )
 
 
 def _windows_table(

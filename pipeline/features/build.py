@@ -22,9 +22,6 @@ from pipeline.config import FeaturesConfig
 from pipeline.features import history, profiles, valuation
 from pipeline.features.featureset import FeatureSet
 
-# Low-cardinality declaration columns given to the model as categories (never raw trader ids:
-# profiles describe those). KCS extras (``kcs_*``) join when they have few levels.
-RAW_CATEGORIES = ("office", "transport_mode", "origin_country", "departure_country", "hs2")
 RAW_NAMES = {"office": "office_code"}  # `office` is a FeatureSet metadata column
 RAW_FLOATS = ("quantity", "net_mass_kg", "declared_value", "duty_rate", "declared_duty")
 REQUIRED_DECLARATION_COLUMNS = (
@@ -291,14 +288,19 @@ def _totals_frame(
     return frame
 
 
+def raw_category_columns(config: FeaturesConfig) -> list[str]:
+    """The declaration columns given to the model as categories (`features.raw_categories`,
+    then `features.raw_ids`), each once."""
+    return list(dict.fromkeys([*config.raw_categories, *config.raw_ids]))
+
+
 def _raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, list[Any]]:
-    """Category levels of the raw columns given to the model (sorted, so order-free)."""
-    columns = [c for c in RAW_CATEGORIES if c in declarations.columns]
-    columns += [
-        c
-        for c in declarations.columns
-        if c.startswith("kcs_") and declarations[c].nunique() <= config.raw_max_levels
-    ]
+    """Category levels of the raw columns given to the model (sorted, so order-free).
+
+    The levels are the model's vocabulary, not statistics (no label enters them); a level that
+    the training window never saw reaches the trees as missing (`TargetingModel.prepare`).
+    """
+    columns = [c for c in raw_category_columns(config) if c in declarations.columns]
     levels = {}
     for column in columns:
         values = declarations[column]
@@ -308,6 +310,23 @@ def _raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str,
             present = pd.Index(values.dropna().unique())
         levels[column] = sorted(set(present.astype(str)))
     return levels
+
+
+FAMILIES = ("raw", "ids", "profiles", "crosses", "valuation", "history", "calendar")
+
+
+def feature_families(manifest: pd.DataFrame, config: FeaturesConfig) -> pd.Series:
+    """Each feature's family (the unit of the feature ablation), indexed by feature name:
+    the manifest's stage, with trader ids (`features.raw_ids`) apart from the other raw columns
+    and the profiles of cross keys (`features.cross_keys`) apart from single-key profiles."""
+    names = manifest["name"].astype(str)
+    family = manifest["stage"].astype(str).to_numpy(dtype=object)
+    ids = {RAW_NAMES.get(c, c) for c in config.raw_ids}
+    family[(family == "raw") & names.isin(ids).to_numpy()] = "ids"
+    crosses = tuple(profiles.key_name(key) + "_" for key in map(tuple, config.cross_keys))
+    if crosses:
+        family[(family == "profiles") & names.str.startswith(crosses).to_numpy()] = "crosses"
+    return pd.Series(family, index=names.to_numpy(), name="family")
 
 
 def _as_levels(values: pd.Series, levels: list[Any]) -> pd.Categorical:

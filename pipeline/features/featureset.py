@@ -6,7 +6,7 @@ share one RangeIndex, in the order of `lodged_at` (ties by `declaration_id`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,14 @@ class FeatureSet:
             label_known_at=take(self.label_known_at),
             manifest=self.manifest,
         )
+
+    def select(self, columns: list[str]) -> FeatureSet:
+        """The same rows with only ``columns`` of X (in that order) and their manifest rows."""
+        missing = [c for c in columns if c not in self.X.columns]
+        if missing:
+            raise KeyError(f"features not in this feature set: {missing[:5]}")
+        manifest = self.manifest.set_index("name").loc[columns].reset_index()
+        return replace(self, X=self.X[columns], manifest=manifest)
 
     def meta(self) -> pd.DataFrame:
         """The metadata columns as one frame."""

@@ -36,7 +36,7 @@ def champion_model(config: Config, run_id: str) -> tuple[str, Any] | None:
         return None
     if not version.run_id or version.run_id == run_id:
         return None
-    return f"champion v{version.version}", tracking.load_model(version.run_id)
+    return f"champion v{version.version}", tracking.load_model(version.run_id, "evaluated")
 
 
 def metric_key(population: str, model: str, metric: str, rate: float) -> str:
@@ -82,7 +82,7 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     tracking.configure(config)
     if run_id is None:
         run_id = str(dict(tracking.read_last_run(config))["run_id"])
-    model = tracking.load_model(run_id)
+    model = tracking.load_model(run_id, "evaluated")
     features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
     inputs = load_inputs(config)
     assessment = assess(

@@ -106,7 +106,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     if run_id is None:
         last = dict(tracking.read_last_run(config))
         run_id = str(last["run_id"])
-    model = tracking.load_model(run_id)
+    model = tracking.load_model(run_id, "deployed")
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
     for path in (config.paths.features, config.paths.manifest):
         if not path.exists():

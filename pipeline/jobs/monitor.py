@@ -86,7 +86,7 @@ def monitor(config: Config, run_id: str | None = None) -> JobResult:
     fs = read_feature_set(config)
     tracking.configure(config)
     model_run = run_id or str(tracking.read_last_run(config)["run_id"])
-    model = tracking.load_model(model_run)
+    model = tracking.load_model(model_run, "deployed")
     report = monitor_feature_set(fs, model, config)
 
     folder = config.paths.monitor

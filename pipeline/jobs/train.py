@@ -26,8 +26,9 @@ from pipeline.config import Config
 from pipeline.features.featureset import META_COLUMNS, FeatureSet
 from pipeline.jobs import JobResult
 from pipeline.train import tracking
-from pipeline.train.fit import FILE_IMBALANCE, fit
-from pipeline.train.split import Windows, make_windows
+from pipeline.train.fit import FILE_IMBALANCE, fit, refit
+from pipeline.train.select import select_families
+from pipeline.train.split import Windows, make_windows, refit_windows
 from pipeline.train.tune import best_params, finished_trials, run_study
 
 SIGNATURE_ROWS = 100
@@ -77,22 +78,50 @@ def train_feature_set(
     windows = around_training or windows_of(config, fs)
     tracking.configure(config)
     study: optuna.Study | None = None
+    notes: list[str] = []
     with tracking.start_parent_run(config, run_name=f"{config.name}-train") as run_id:
+        selection = None
+        model_fs = fs
+        if config.train.select_families and around_training is None:
+            selection = select_families(fs, windows, dict(config.train.params), config)
+            model_fs = fs.select(selection.columns)
+        elif config.train.select_families:
+            notes.append("feature families not chosen: the workers read the training window")
         if config.tune.n_trials > 0:
-            study = run_study(fs, windows, config, workers=workers, progress=progress)
+            study = run_study(model_fs, windows, config, workers=workers, progress=progress)
             # The parent run holds the whole study, trials of earlier invocations included.
             tracking.log_trials(run_id, study.trials)
             params: dict[str, Any] = {**config.train.params, **best_params(study)}
         else:
             params = dict(config.train.params)
-        result = fit(fs, windows, params, config, source=source)
+        result = fit(model_fs, windows, params, config, source=source)
+        if selection is not None:
+            result.model.info["families"] = selection.as_dict()
+            result.log["families"] = selection.as_dict()
+        deployed = None
+        if config.train.refit and around_training is None:
+            deployed = refit(
+                model_fs,
+                refit_windows(fs, windows, config.split.calibration_days, holdout_days(config)),
+                result,
+                config,
+            )
+            result.model.info["deployed"] = {
+                "windows": deployed.log["windows"],
+                "trees": deployed.log["trees"],
+                "labels_known_by": deployed.log["labels_known_by"],
+            }
+        elif config.train.refit:
+            notes.append("no refit: the workers read the training window (train.engine=dask)")
         sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
         fingerprint = (
             file_fingerprint(config)
             if around_training is not None
             else tracking.data_fingerprint([fs.X, fs.meta()])
         )
-        info = tracking.log_training(config, result, fs.manifest, fingerprint, study, sample)
+        info = tracking.log_training(
+            config, result, fs.manifest, fingerprint, study, sample, deployed=deployed
+        )
     last = tracking.write_last_run(config, info)
     test = result.log["metrics"].get("test", {})
     ui = tracking.ui_command(config)
@@ -107,10 +136,29 @@ def train_feature_set(
             for k, v in test.items()
             if k.startswith(("average", "precision_at", "brier"))
         ),
+        *result.log["warnings"],
+        *notes,
         f"MLflow run {info.run_id}, registered {config.tracking.registered_model} v{info.version} "
         f"(alias {tracking.CHALLENGER})",
         f"open it with: {ui}",
     ]
+    if selection is not None:
+        dropped = [f for f in selection.effects["family"] if f not in selection.kept]
+        lines.insert(
+            1,
+            f"feature families kept: {', '.join(selection.kept)}"
+            + (f"; dropped on validation: {', '.join(dropped)}" if dropped else "")
+            + f" (validation AP {selection.ap_chosen:.3f}, all families {selection.ap_all:.3f})",
+        )
+    if deployed is not None:
+        train_rows = deployed.log["rows"]["train"]
+        lines.insert(
+            -2,
+            f"deployed: refit on {train_rows['labelled']:,} labels known by "
+            f"{deployed.log['labels_known_by'][:10]} ({deployed.log['trees']} trees), calibrated "
+            f"on {deployed.log['windows']['calibration']['start'][:10]}.."
+            f"{deployed.log['windows']['calibration']['end'][:10]}",
+        )
     if study is not None:
         lines.insert(
             0,

@@ -29,7 +29,7 @@ from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import Calibration, TargetingModel
 from pipeline.train.objectives import precision_at, revenue_at
-from pipeline.train.split import Window, Windows, rows_in
+from pipeline.train.split import RefitWindows, Window, Windows, rows_in
 
 IMBALANCE_METHODS = ("none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity")
 REPORT_RATES = (0.01, 0.02, 0.05, 0.10)
@@ -619,6 +619,110 @@ def fit_revenue_model(
     return booster, f"tweedie regressor on {int(on_train.sum())} hits, 100 trees (few valid hits)"
 
 
+# The best iteration this close to train.num_boost_round means the cap, not early stopping,
+# ended the boosting: the model may be short of trees.
+CAP_SHARE = 0.95
+
+
+def cap_warning(best_iteration: int, num_boost_round: int, where: str) -> str | None:
+    """A warning when boosting stopped within 5 % of the round cap, else None."""
+    if best_iteration + 1 >= CAP_SHARE * num_boost_round:
+        return (
+            f"{where}: the best iteration ({best_iteration + 1} trees) is within "
+            f"{100 * (1 - CAP_SHARE):.0f} % of train.num_boost_round={num_boost_round}; the model "
+            "may be short of trees: raise train.num_boost_round or the learning rate"
+        )
+    return None
+
+
+def refit_rounds(best_iteration: int, evaluated_rows: int, refit_rows: int) -> int:
+    """Trees of the refit: the evaluated model's best count scaled to the grown training window
+    (more rows support proportionally more trees at the same learning rate)."""
+    scale = refit_rows / max(evaluated_rows, 1)
+    return max(1, round((best_iteration + 1) * max(scale, 1.0)))
+
+
+def refit(
+    fs: FeatureSet,
+    refit_windows: RefitWindows,
+    evaluated: FitResult,
+    config: Config,
+) -> FitResult:
+    """The deployed model: the evaluated model's configuration (parameters, features, imbalance
+    treatment) boosted on every label known at the end of the data, with the evaluated model's
+    trees scaled to the grown window, calibrated on the latest labelled stretch.
+
+    No early stopping: no later labelled window exists to stop on; the evaluated model's best
+    iteration, found on its own validation window, sets the number of trees.
+    """
+    started = time.perf_counter()
+    log = evaluated.log
+    booster_params = dict(log["params"])
+    imbalance = str(log["imbalance"])
+    known_by = refit_windows.labels_known_by
+    rows = {
+        "train": window_rows(fs, rows_in(fs, refit_windows.train, known_by)),
+        "calibration": window_rows(fs, rows_in(fs, refit_windows.calibration, known_by)),
+    }
+    if rows["train"].y.sum() == 0:
+        raise ValueError(f"{refit_windows.train} has no labelled hit: cannot refit")
+    train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
+    booster_params.update(extra)
+    rounds = refit_rounds(
+        int(log["best_iteration"]), int(log["rows"]["train"]["fitted"]), len(train_rows)
+    )
+    booster = xgb.train(booster_params, dmatrix(train_rows), num_boost_round=rounds)
+    method = config.train.calibration
+    calibration = Calibration(method="none")
+    if method != "none":
+        if len(np.unique(rows["calibration"].y)) < 2:
+            raise ValueError(
+                f"{refit_windows.calibration} needs hits and non-hits to calibrate the refit: "
+                "set split.calibration_days larger or train.refit false"
+            )
+        held = rows["calibration"]
+        calibration = calibrate(margin(booster, held.X), held.y, method)
+    revenue_booster: xgb.Booster | None = None
+    revenue_note = "skipped: the data has no revenue"
+    if has_revenue(fs):
+        revenue_booster, revenue_note = fit_revenue_model(
+            rows["train"], rows["calibration"], config
+        )
+    evaluated_info = evaluated.model.info
+    info: dict[str, Any] = {
+        **evaluated_info,
+        "role": "deployed",
+        "windows": refit_windows.as_dict(),
+        "labels_known_by": refit_windows.labels_known_by.isoformat(),
+        "best_iteration": rounds - 1,
+        "revenue_model": revenue_note,
+        "evaluated": {
+            "windows": evaluated_info["windows"],
+            "best_iteration": evaluated_info["best_iteration"],
+        },
+    }
+    model = TargetingModel(
+        booster=booster,
+        calibration=calibration,
+        feature_names=list(evaluated.model.feature_names),
+        categories=evaluated.model.categories,
+        revenue_booster=revenue_booster,
+        info=info,
+    )
+    refit_log: dict[str, Any] = {
+        "windows": refit_windows.as_dict(),
+        "labels_known_by": refit_windows.labels_known_by.isoformat(),
+        "trees": rounds,
+        "rows": {
+            name: {"labelled": len(part), "hits": int(part.y.sum())} for name, part in rows.items()
+        },
+        "calibration": calibration.method,
+        "revenue_model": revenue_note,
+        "seconds": time.perf_counter() - started,
+    }
+    return FitResult(model=model, log=refit_log)
+
+
 def fit(
     fs: FeatureSet,
     windows: Windows,
@@ -713,6 +817,7 @@ def fit(
         "seed": config.seed,
         "engine": config.train.engine,
         "boosted_from": "feature-set file" if boost_source is not None else "memory",
+        "role": "evaluated",
     }
     model = TargetingModel(
         booster=booster,
@@ -744,5 +849,8 @@ def fit(
         "revenue_model": revenue_note,
         "boosted_from": info["boosted_from"],
         "timings": timings,
+        "warnings": [
+            w for w in [cap_warning(best, config.train.num_boost_round, "final fit")] if w
+        ],
     }
     return FitResult(model=model, log=log)

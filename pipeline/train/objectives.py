@@ -49,3 +49,30 @@ def revenue_at(revenue: ArrayLike, score: ArrayLike, rate: float) -> float:
     money = np.nan_to_num(np.asarray(revenue, dtype=float), nan=0.0)
     total = money.sum()
     return float(money[top_mask(score, rate)].sum() / total) if total > 0 else float("nan")
+
+
+def average_precision_replicates(
+    y: ArrayLike, score: ArrayLike, replicates: int, seed: int
+) -> tuple[float, np.ndarray]:
+    """Average precision of a ranking and of ``replicates`` bootstrap resamples of its rows.
+
+    The resamples depend only on the number of rows and ``seed``, so two rankings of the same
+    rows get the same draws (a paired bootstrap). Ties are broken by position, as everywhere.
+    """
+    hits = np.asarray(y, dtype=float)
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+
+    def ap(rows: np.ndarray) -> np.ndarray:  # rows: (b, n) indices, in any order
+        ranked = hits[order[np.sort(rank[rows], axis=1)]]
+        found = ranked.sum(axis=1)
+        precision = np.cumsum(ranked, axis=1) / np.arange(1, ranked.shape[1] + 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(found > 0, (ranked * precision).sum(axis=1) / found, np.nan)
+
+    point = float(ap(np.arange(len(hits))[None, :])[0])
+    if not replicates:
+        return point, np.empty(0)
+    rng = np.random.default_rng(seed)
+    return point, ap(rng.integers(0, len(hits), size=(replicates, len(hits))))

@@ -75,6 +75,17 @@ class Windows:
         """Window name -> {start, end}."""
         return {w.name: w.as_dict() for w in (self.train, self.valid, self.calibration, self.test)}
 
+    @classmethod
+    def from_dict(cls, windows: dict[str, dict[str, str]]) -> Windows:
+        """The windows written by `as_dict` (a model's info)."""
+        made = {
+            name: Window(
+                name, pd.Timestamp(windows[name]["start"]), pd.Timestamp(windows[name]["end"])
+            )
+            for name in ("train", "valid", "calibration", "test")
+        }
+        return cls(**made)
+
     def labels_known_by(self, window: Window) -> pd.Timestamp | None:
         """The moment a window's labels must be known by: the next window's start (test: none)."""
         following = self.ordered()
@@ -131,7 +142,8 @@ def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 
     With `config.train_end`, windows are laid out forwards from it (valid after a gap, then
     calibration, then test; `test_start` / `test_end` may pin the test window). Without it they are
     laid out backwards from the end of the usable data (or from `test_end`). `train_start`
-    defaults to the first lodging day. A calibration window of 0 days is allowed (no calibration).
+    defaults to the first lodging day, moved past `burn_in_days` (cold start) when set. A
+    calibration window of 0 days is allowed (no calibration).
     """
     first, end = data_span(lodged_at, holdout_days)
     gap = pd.Timedelta(days=config.gap_days)
@@ -157,6 +169,7 @@ def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 
         valid = Window("valid", valid_end - valid_len, valid_end)
         train_end = valid.start - gap
     train_start = _day(config.train_start) if config.train_start else first
+    train_start = max(train_start, first + pd.Timedelta(days=config.burn_in_days))
     train = Window("train", train_start, train_end)
     test = Window("test", test_start, test_end)
     windows = [train, valid, *([calibration] if config.calibration_days else []), test]
@@ -164,6 +177,46 @@ def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 
     if not config.calibration_days:
         calibration = Window("calibration", valid.end, valid.end)
     return Windows(train=train, valid=valid, calibration=calibration, test=test)
+
+
+@dataclass(frozen=True)
+class RefitWindows:
+    """The deployed model's windows: every label known at the end of the data, the latest
+    `calibration_days` of it held for calibration, everything before it for training."""
+
+    train: Window
+    calibration: Window
+    labels_known_by: pd.Timestamp
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        """Window name -> {start, end}."""
+        return {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
+
+
+def refit_windows(
+    fs: FeatureSet, windows: Windows, calibration_days: int, holdout_days: int = 0
+) -> RefitWindows:
+    """Windows of the refit on every label known at the end of the usable data.
+
+    Training starts where the evaluated model's did; the calibration window is the last
+    `calibration_days` before the latest labelled declaration (none with 0 days). No gap is
+    needed between them: every label counts only if known before the end of the data, the
+    moment the refit is deployed.
+    """
+    _, end = data_span(fs.lodged_at, holdout_days)
+    known = pd.to_datetime(fs.label_known_at)
+    usable = fs.y.notna().to_numpy() & np.asarray((known < end).fillna(False), dtype=bool)
+    usable &= _instants(fs.lodged_at) < end.to_datetime64()
+    if not usable.any():
+        raise SplitError(f"no label is known before the end of the data ({end:%Y-%m-%d})")
+    last = pd.Timestamp(_instants(fs.lodged_at)[usable].max())
+    labelled_end = last.normalize() + pd.Timedelta(days=1)
+    cal_start = labelled_end - pd.Timedelta(days=calibration_days)
+    train = Window("refit-train", windows.train.start, cal_start)
+    calibration = Window("refit-calibration", cal_start, labelled_end)
+    if train.end <= train.start:
+        raise SplitError(f"{train} is empty: fewer labelled days than split.calibration_days")
+    return RefitWindows(train=train, calibration=calibration, labels_known_by=end)
 
 
 def rolling_folds(

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import numpy as np
@@ -41,7 +41,8 @@ from pipeline.config import PROJECT_ROOT, Config, flatten, to_yaml
 from pipeline.serve.model import TargetingModel
 from pipeline.train.fit import FitResult
 
-MODEL_ARTIFACT = "targeting_model"
+MODEL_ARTIFACT = "targeting_model"  # the deployed model (the refit when train.refit)
+EVALUATED_ARTIFACT = "evaluated_model"  # the model judged on the test window (the evidence)
 XGBOOST_ARTIFACT = "xgboost_model"
 CHALLENGER = "challenger"
 PACKAGES = ("xgboost", "scikit-learn", "imbalanced-learn", "optuna", "mlflow", "pandas", "numpy")
@@ -267,14 +268,16 @@ def log_training(
     data_fingerprint: str,
     study: optuna.Study | None = None,
     sample: pd.DataFrame | None = None,
+    deployed: FitResult | None = None,
 ) -> RunInfo:
     """Log a fit to the active run: config, params, fingerprint, commit, versions, manifest,
-    metrics, the model bundle and the xgboost flavour, registered as `challenger`."""
+    metrics, the evaluated model and the deployed one (``deployed``, the refit; the evaluated
+    model itself when None), whose xgboost flavour is registered as `challenger`."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_training needs an active run: wrap it in start_parent_run")
     run_id = run.info.run_id
-    model = fit_result.model
+    model = (deployed or fit_result).model
     mlflow.log_text(to_yaml(config), "config.yaml")
     mlflow.log_text(manifest.to_csv(index=False), "features/manifest.csv")
     mlflow.log_text(json.dumps(fit_result.log, indent=2, default=str), "fit_log.json")
@@ -283,6 +286,14 @@ def log_training(
     params["fit.imbalance"] = fit_result.log["imbalance"]
     log_params(run_id, params)
     log_metrics(run_id, _flat_metrics(fit_result.log))
+    if deployed is not None:
+        mlflow.log_text(json.dumps(deployed.log, indent=2, default=str), "refit_log.json")
+        refit_rows = {
+            f"refit.rows.{window}.{k}": float(v)
+            for window, counts in deployed.log["rows"].items()
+            for k, v in counts.items()
+        }
+        log_metrics(run_id, {**refit_rows, "refit.trees": float(deployed.log["trees"])})
     tags = {
         "data_fingerprint": data_fingerprint,
         "git_commit": git_commit(),
@@ -298,9 +309,10 @@ def log_training(
     set_tags(run_id, tags)
 
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch) / MODEL_ARTIFACT
-        model.save(folder)
-        mlflow.log_artifacts(str(folder), MODEL_ARTIFACT)
+        for artifact, bundle in ((MODEL_ARTIFACT, model), (EVALUATED_ARTIFACT, fit_result.model)):
+            folder = Path(scratch) / artifact
+            bundle.save(folder)
+            mlflow.log_artifacts(str(folder), artifact)
 
     frame = _signature_frame(model.prepare(sample)) if sample is not None else None
     signature = (
@@ -336,11 +348,13 @@ def log_training(
     )
 
 
-def load_model(run_id: str) -> TargetingModel:
-    """The TargetingModel bundle logged with a run."""
+def load_model(run_id: str, role: Literal["deployed", "evaluated"]) -> TargetingModel:
+    """A TargetingModel bundle logged with a run: the ``deployed`` one (export, score, monitor)
+    or the ``evaluated`` one (the report and explanations: it never saw the test labels)."""
+    artifact = MODEL_ARTIFACT if role == "deployed" else EVALUATED_ARTIFACT
     with tempfile.TemporaryDirectory() as scratch:
         local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=MODEL_ARTIFACT, dst_path=scratch
+            run_id=run_id, artifact_path=artifact, dst_path=scratch
         )
         return TargetingModel.load(Path(local))
 

@@ -3,13 +3,16 @@
 Seeded TPE; the number of trees by early stopping; pruning with Optuna's XGBoost callback
 (passed to `xgboost.train`, the native API); storage from config: a SQLite file by default, a
 journal file (path ending ``.journal``) for several worker processes on one machine, or any RDB
-URL. The study is loaded if it exists, and `tune.n_trials` counts every finished trial, so
-re-running continues a study rather than restarting it.
+URL. A study is named by a digest of what it tunes (`study_key`: features, windows, search
+space, objective): a changed config starts a new study, and re-running the same config continues
+it, `tune.n_trials` counting every finished trial.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import multiprocessing
 import os
 import socket
@@ -45,9 +48,35 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 START_TIMEOUT_S = 300.0  # longest wait of a parallel worker for the others to be ready
 
 
-def study_name(config: Config) -> str:
-    """The study's name: `tune.study_name`, else `<experiment name>-<objective>`."""
-    return config.tune.study_name or f"{config.name}-{config.tune.objective}"
+# Bump when `search_space` changes: a study of another space must not be continued.
+SEARCH_SPACE_VERSION = 2
+
+
+def study_key(config: Config, features: list[str], windows: Windows) -> str:
+    """Digest of what a study tunes: the features, the windows and folds, the search space, the
+    objective and the fixed training settings. A changed config starts a new study; a rerun of
+    the same one continues it."""
+    what = {
+        "features": features,
+        "windows": windows.as_dict(),
+        "folds": config.split.folds,
+        "search_space": SEARCH_SPACE_VERSION,
+        "tune_imbalance": config.tune.tune_imbalance,
+        "objective": [config.tune.objective, config.tune.at_rate],
+        "train": config.train.model_dump(
+            mode="json",
+            include={"params", "num_boost_round", "early_stopping_rounds", "imbalance"},
+        ),
+        "seed": config.seed,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def study_name(config: Config, key: str | None = None) -> str:
+    """The study's name: `tune.study_name`, else `<experiment name>-<objective>-<study_key>`."""
+    if config.tune.study_name:
+        return config.tune.study_name
+    return "-".join(part for part in (config.name, config.tune.objective, key) if part)
 
 
 def storage_url(config: Config) -> str:
@@ -84,10 +113,22 @@ def check_parallel(config: Config, workers: int) -> None:
 
 
 def search_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
-    """XGBoost parameters of one trial (and the imbalance method with tune.tune_imbalance)."""
+    """XGBoost parameters of one trial (and the imbalance method with tune.tune_imbalance).
+
+    Depth-wise or loss-guided growth (`max_leaves`), child weight, split loss, L1/L2, row and
+    column subsampling, the categorical split settings, and the learning rate (the number of
+    trees follows it by early stopping, up to train.num_boost_round).
+    """
     params: dict[str, Any] = {
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        "max_depth": trial.suggest_int("max_depth", 2, 10),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "grow_policy": trial.suggest_categorical("grow_policy", ["depthwise", "lossguide"]),
+    }
+    if params["grow_policy"] == "lossguide":
+        params["max_leaves"] = trial.suggest_int("max_leaves", 8, 256, log=True)
+        params["max_depth"] = 0
+    else:
+        params["max_depth"] = trial.suggest_int("max_depth", 2, 10)
+    params |= {
         "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 50.0, log=True),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
@@ -170,15 +211,16 @@ class Objective:
         return float(np.mean(values))
 
 
-def load_study(config: Config, seed_offset: int = 0) -> optuna.Study:
-    """Create or load the study (seeded TPE; median pruner when pruning is on)."""
+def load_study(config: Config, key: str | None = None, seed_offset: int = 0) -> optuna.Study:
+    """Create or load the study named by `study_name(config, key)` (seeded TPE; median pruner
+    when pruning is on)."""
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=10)
         if config.tune.pruning
         else optuna.pruners.NopPruner()
     )
     study = optuna.create_study(
-        study_name=study_name(config),
+        study_name=study_name(config, key),
         storage=make_storage(config),
         pruner=pruner,
         direction="maximize",
@@ -206,7 +248,7 @@ def _worker(
     scheduled first; a worker that died before it only costs the others the barrier's timeout.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(config, seed_offset=1000 * index)
+    study = load_study(config, study_key(config, list(fs.X.columns), windows), 1000 * index)
     objective = Objective(fs, windows, config)
     if start is not None:
         with contextlib.suppress(threading.BrokenBarrierError):
@@ -239,7 +281,8 @@ def run_study(
     """
     workers = workers or config.tune.workers
     check_parallel(config, workers)
-    study = load_study(config)
+    key = study_key(config, list(fs.X.columns), windows)
+    study = load_study(config, key)
     missing = config.tune.n_trials - finished_trials(study)
     if missing <= 0:
         return study
@@ -267,9 +310,13 @@ def run_study(
     failed = [p.exitcode for p in processes if p.exitcode]
     if failed:
         raise RuntimeError(f"{len(failed)} tuning worker(s) failed (exit codes {failed})")
-    return load_study(config)
+    return load_study(config, key)
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:
-    """The best trial's parameters (imbalance included when it was tuned)."""
-    return dict(study.best_trial.params)
+    """The best trial's parameters (imbalance included when it was tuned); loss-guided growth
+    comes with max_depth 0 (no depth limit), as the trial ran it."""
+    params = dict(study.best_trial.params)
+    if params.get("grow_policy") == "lossguide":
+        params["max_depth"] = 0
+    return params
