@@ -113,11 +113,15 @@ def test_a_threshold_file_for_another_model_is_refused_by_the_score_job(
 ):
     from pipeline.jobs.export import export
     from pipeline.jobs.score import score
-    from pipeline.serve.thresholds import ThresholdsError
+    from pipeline.serve.thresholds import ThresholdsError, content_digest
 
     path = export(trained, out=tmp_path / "selectivity.json").outputs["thresholds"]
     document = json.loads(path.read_text())
     document["model"]["booster_sha256"] = "0" * 64
+    path.write_text(json.dumps(document))
+    with pytest.raises(ThresholdsError, match="edited after export"):
+        score(trained, input=tmp_path / "none.parquet", thresholds=path, out=tmp_path / "x.csv")
+    document["content_sha256"] = content_digest(document)  # bound again, still another model
     path.write_text(json.dumps(document))
     source = tmp_path / "one.parquet"
     from pipeline.ingest.readers import load_inputs

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import Config, DataConfig
 from pipeline.ingest.columns import (
     DECLARATION_COLUMNS,
     GROUND_TRUTH_COLUMNS,
@@ -24,6 +24,7 @@ from pipeline.ingest.columns import (
 )
 from pipeline.ingest.schema import (
     OTHER_DELIMITERS,
+    Contract,
     DataError,
     ValidationReport,
     validate,
@@ -44,6 +45,23 @@ TEXT_COLUMNS = frozenset(
 )
 
 
+def contract_of(data: DataConfig) -> Contract:
+    """The data contract's plausibility settings from the config's `data` section."""
+    numeric = {c.name for c in (*DECLARATION_COLUMNS, *OUTCOME_COLUMNS) if c.kind == "float"}
+    unknown = sorted(set(data.max_values) - numeric)
+    if unknown:
+        raise DataError(
+            f"data.max_values names column(s) that are not numeric canonical columns: "
+            f"{', '.join(unknown)} (numeric columns: {', '.join(sorted(numeric))})"
+        )
+    return Contract(
+        date_format=data.date_format,
+        earliest_date=data.earliest_date,
+        future_days=data.future_days,
+        max_values=dict(data.max_values),
+    )
+
+
 def _first_undecodable_line(path: Path) -> tuple[int, str]:
     """Line number (1-based) and byte of the first line that is not UTF-8 (after a failure)."""
     with path.open("rb") as handle:
@@ -55,7 +73,8 @@ def _first_undecodable_line(path: Path) -> tuple[int, str]:
     return 0, "?"
 
 
-def _not_utf8(path: Path) -> DataError:
+def not_utf8_error(path: Path) -> DataError:
+    """The error for a file that is not UTF-8, naming its first bad line and byte."""
     line, byte = _first_undecodable_line(path)
     return DataError(
         f"{path}: not UTF-8 text (byte {byte} on line {line}); save the file as UTF-8 "
@@ -72,7 +91,7 @@ def _csv_header(path: Path) -> list[str]:
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+        raise not_utf8_error(path) from None
     header = next(csv.reader([text.rstrip("\r\n")]))
     if len(header) == 1:
         found = [d for d in OTHER_DELIMITERS if d in text]
@@ -98,7 +117,7 @@ def _read_csv(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
             low_memory=False,
         )
     except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+        raise not_utf8_error(path) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -152,8 +171,34 @@ def read_table(
     return frame.rename(columns=present)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMBER_TEXT = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a
+    carriage return, and not a plain number) prefixed with a single quote (OWASP's advice for
+    CSV injection); every other cell as it is. A new frame when anything changes."""
+    changed: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if not (column.dtype == object or pd.api.types.is_string_dtype(column.dtype)):
+            continue
+        text = column.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False) & ~text.str.fullmatch(
+            NUMBER_TEXT
+        ).fillna(False)
+        is_text = column.map(lambda v: isinstance(v, str)) if risky.any() else risky
+        risky &= is_text.astype(bool)
+        if risky.any():
+            changed[str(name)] = column.where(~risky, "'" + text.astype(object))
+    return frame.assign(**changed) if changed else frame
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write CSV or Parquet by extension, atomically (a temporary file, then a rename)."""
+    """Write CSV or Parquet by extension, atomically (a temporary file, then a rename).
+
+    CSV cells that a spreadsheet would run as formulas are escaped (`csv_safe`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
@@ -162,7 +207,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if suffix in CSV_SUFFIXES:
-            frame.to_csv(temporary, index=False)
+            csv_safe(frame).to_csv(temporary, index=False)
         else:
             frame.to_parquet(temporary, index=False)
         os.replace(temporary, path)
@@ -170,10 +215,13 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def write_quarantine(reports: list[ValidationReport], path: Path) -> int:
+def write_quarantine(
+    reports: list[ValidationReport], path: Path, *, remove_stale: bool = True
+) -> int:
     """Write every quarantined row (table, source, row, reason, values) as CSV; return the count.
 
-    With nothing quarantined, no file is written and a stale one from an earlier run is removed.
+    With nothing quarantined, no file is written, and with `remove_stale` a stale one from an
+    earlier run is removed (never a file the user named).
     """
     path = Path(path)
     parts = [
@@ -182,7 +230,8 @@ def write_quarantine(reports: list[ValidationReport], path: Path) -> int:
         if not report.quarantined.empty
     ]
     if not parts:
-        path.unlink(missing_ok=True)
+        if remove_stale:
+            path.unlink(missing_ok=True)
         return 0
     rows = pd.concat(parts, ignore_index=True)
     first = ["table", "source", "row", "reason"]
@@ -259,7 +308,11 @@ def load_inputs(config: Config) -> Inputs:
         )
         sources = (str(data.declarations), str(data.outcomes))
     tables = validate(
-        declarations, outcomes, source_declarations=sources[0], source_outcomes=sources[1]
+        declarations,
+        outcomes,
+        source_declarations=sources[0],
+        source_outcomes=sources[1],
+        contract=contract_of(data),
     )
     if ground_truth is not None:
         ground_truth = _ground_truth(

@@ -3,7 +3,8 @@
 The cut-offs are set on the reference window: the last `serve.reference_days` of the feature set
 before the held-out stretch that `run` scores (`serve.score_last_days`). The export is validated,
 written atomically, logged to the MLflow run with the feature snapshot (artefact ``snapshot``) and
-the scorer pyfunc (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`).
+the scorer pyfunc (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`). The run
+records the export first; the file is put in place last.
 """
 
 from __future__ import annotations
@@ -171,16 +172,19 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         window.days,
     )
     target = Path(out) if out is not None else config.paths.thresholds
-    try:
-        Thresholds(document).save(target)
-    except ThresholdsError as exc:
-        raise ValueError(f"the computed export is not valid: {exc}") from exc
-
-    tracking.log_artifacts(run_id, target, THRESHOLDS_ARTIFACT)
+    final = Thresholds(document)
+    # The run records the export before the file is put in place: a crash in between leaves
+    # the previous file, never a file newer than what the run holds.
     with tempfile.TemporaryDirectory() as scratch:
+        staged = Path(scratch) / target.name
+        try:
+            final.save(staged)
+        except ThresholdsError as exc:
+            raise ValueError(f"the computed export is not valid: {exc}") from exc
+        tracking.log_artifacts(run_id, staged, THRESHOLDS_ARTIFACT)
         model_folder = Path(scratch) / MODEL_ARTIFACT
         model.save(model_folder)
-        scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, target)
+        scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, staged)
     kpis = document["kpis"]
     metrics = {
         f"serve.{name}.reference_share": float(entry["share"])
@@ -194,6 +198,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         }
     )
     tracking.log_metrics(run_id, metrics)
+    final.save(target)  # the same bytes as logged (the document and its digest are fixed)
 
     lines = _lines(document, kpis, target)
     lines.append(f"scorer pyfunc: {scorer_uri} (mlflow models serve -m {scorer_uri})")

@@ -38,7 +38,7 @@ from mlflow.pyfunc.model import PythonModel
 from pipeline.config import FeaturesConfig
 from pipeline.features.build import Snapshot, attach
 from pipeline.ingest.columns import DECLARATION_COLUMNS
-from pipeline.ingest.schema import validate_declarations
+from pipeline.ingest.schema import DEFAULT_CONTRACT, Contract, validate_declarations
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.thresholds import Thresholds, ThresholdsError, assign_channels
 
@@ -345,6 +345,8 @@ class Scorer:
     thresholds: Thresholds
     features_config: FeaturesConfig
 
+    contract: Contract = DEFAULT_CONTRACT
+
     def __post_init__(self) -> None:
         self.thresholds.check_model(self.model.booster_sha256())
         self.descriptions: dict[str, str] = dict(
@@ -380,7 +382,7 @@ class Scorer:
 
     def _empty_output(self, frame: pd.DataFrame) -> pd.DataFrame:
         ids = (
-            frame["declaration_id"].astype("string")
+            _id_texts(frame["declaration_id"])
             if "declaration_id" in frame.columns
             else pd.Series(pd.NA, index=frame.index, dtype="string")
         )
@@ -398,16 +400,37 @@ class Scorer:
             index=pd.RangeIndex(len(frame)),
         )
 
+    def missing_columns(self, declarations: pd.DataFrame) -> str | None:
+        """Why the model cannot score these declarations at all, or None: the extra columns its
+        features were trained on (KCS's ``kcs_*``) are absent."""
+        extras = [c for c in self.model.feature_names if c.startswith("kcs_")]
+        missing = [c for c in extras if c not in declarations.columns]
+        if not missing:
+            return None
+        return (
+            f"the model was trained on column(s) {', '.join(missing)} that the declarations "
+            "lack: these thresholds were made for KCS data (score KCS files with --format kcs)"
+        )
+
     def score(self, declarations: pd.DataFrame) -> pd.DataFrame:
         """Score every row of `declarations` (one row out per row in, in the same order)."""
         frame = declarations.reset_index(drop=True)
+        frame.columns = frame.columns.astype(str)
         out = self._empty_output(frame)
         if frame.empty:
             return out
+        lacking = self.missing_columns(frame)
+        if lacking is not None:
+            out["error"] = lacking
+            return out
         try:
-            clean, report = validate_declarations(frame, "declarations to score")
+            clean, report = validate_declarations(frame, "declarations to score", self.contract)
         except ValueError as exc:  # the batch as a whole is unusable (e.g. a missing column)
             out["error"] = str(exc)
+            return out
+        except Exception as exc:  # keep the promise: every row back, with the reason
+            logger.exception("validation failed")
+            out["error"] = f"cannot validate the declarations: {type(exc).__name__}: {exc}"
             return out
         quarantined = report.quarantined
         if len(quarantined):  # `row` is the 1-based row number in the input
@@ -427,9 +450,7 @@ class Scorer:
         for column in ("channel", "selection_reason", "reasons"):
             out.loc[positions, column] = scored[column].to_numpy(dtype=object)
         out.loc[positions, "error"] = None
-        out["declaration_id"] = out["declaration_id"].astype(object)
-        out.loc[positions, "declaration_id"] = scored["declaration_id"].astype(str).to_numpy()
-        return out
+        return out  # declaration ids as the input wrote them (validation strips its copy)
 
     def features(self, clean: pd.DataFrame) -> pd.DataFrame:
         """Model inputs of validated declarations, row-aligned with `clean` (by declaration id)."""
@@ -478,6 +499,19 @@ class Scorer:
             },
             index=declarations.index,
         )
+
+
+def _id_texts(ids: pd.Series) -> pd.Series:
+    """Declaration ids as text, exactly as given (integral floats without their '.0')."""
+    if pd.api.types.is_float_dtype(ids.dtype):
+        values = ids.to_numpy(dtype=float)
+        whole = np.isfinite(values) & (np.floor(values) == values)
+        text = ids.astype("string")
+        text[whole] = values[whole].astype(np.int64).astype(str)
+        return text
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        ids = ids.astype(object)
+    return ids.astype("string")
 
 
 def _positions(clean: pd.DataFrame, report: Any) -> np.ndarray:
@@ -538,17 +572,12 @@ def _input_signature() -> Any:
     """Input schema on the raw declaration columns (no category dtypes), every column optional
     so that an incomplete row reaches the scorer and comes back `manual` instead of failing."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    kinds = {
-        "id": "string",
-        "category": "string",
-        "hs": "string",
-        "timestamp": "datetime",
-        "float": "double",
-        "bool": "boolean",
-    }
-    inputs = Schema([ColSpec(kinds[c.kind], c.name, required=False) for c in DECLARATION_COLUMNS])
+    # Every input column is declared `Any`: MLflow's own type conversion would turn the text
+    # "false" into True and refuse a whole batch for one bad cell; the scorer validates each
+    # row itself and sends the bad ones to the manual channel with the reason.
+    inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in DECLARATION_COLUMNS])
     outputs = Schema(
         [
             ColSpec("string", "declaration_id"),

@@ -77,6 +77,7 @@ RANDOM_ALGORITHM = "siphash-2-4+splitmix64 (pandas.util.hash_array), key = sha25
 Cutoff = dict[str, float | None]  # {"score", "margin", "tiebreak"}; None: nobody reaches it
 CUTOFF_PARTS = ("score", "margin", "tiebreak")
 TIEBREAK_SUFFIX = "/tie-break"
+DIGEST_KEY = "content_sha256"
 
 
 class ThresholdsError(ValueError):
@@ -304,12 +305,15 @@ class Thresholds:
         return json.dumps(self.document, indent=2, allow_nan=False) + "\n"
 
     def save(self, path: Path) -> Path:
-        """Validate, then write atomically (temporary file in the same folder, then rename)."""
+        """Validate, bind the content (`content_sha256`, set in the document), then write
+        atomically (temporary file in the same folder, mode 0644, then rename)."""
         validate_document(self.document)
+        self.document[DIGEST_KEY] = content_digest(self.document)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
+            os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the file from the serving user
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(self.to_json())
             os.replace(temporary, path)
@@ -333,16 +337,51 @@ class Thresholds:
     def load(cls, path: Path, booster_sha256: str | None = None) -> Thresholds:
         """Read and validate a selectivity file; refuse it if made for another booster."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"selectivity file not found: {path}")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: is a folder, expected a selectivity.json file")
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ThresholdsError(f"{path}: not valid JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ThresholdsError(f"{path}: not a selectivity export (a JSON object expected)")
         try:
+            validate_document(document)
+            check_digest(document)
             return cls.from_document(document, booster_sha256)
         except ThresholdsError as exc:
             raise ThresholdsError(f"{path}: {exc}") from exc
+
+
+def content_digest(document: dict[str, Any]) -> str:
+    """SHA-256 of the document without its own digest, as canonical JSON (sorted keys, no
+    spaces, UTF-8): any change of a value, a key or a number's text changes it."""
+    body = {k: v for k, v in document.items() if k != DIGEST_KEY}
+    text = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_digest(document: dict[str, Any]) -> None:
+    """Refuse a document whose content differs from what export bound (`content_sha256`)."""
+    recorded = document.get(DIGEST_KEY)
+    if recorded is None:
+        raise ThresholdsError(
+            f"no {DIGEST_KEY}: the file was not written by `targeting export`; export it again"
+        )
+    try:
+        actual = content_digest(document)
+    except ValueError as exc:  # NaN or infinity: JSON allows neither
+        raise ThresholdsError(f"holds a value JSON does not allow ({exc})") from None
+    if actual != recorded:
+        raise ThresholdsError(
+            f"the file was edited after export ({DIGEST_KEY} {str(recorded)[:12]}... recorded, "
+            f"the content gives {actual[:12]}...): a changed cut-off or policy must come from "
+            "`targeting export`, which binds the whole document again"
+        )
 
 
 def schema() -> dict[str, Any]:
@@ -375,6 +414,7 @@ def validate_document(document: dict[str, Any]) -> None:
             f"schema version {document['schema_version']} is not {SCHEMA_VERSION}"
         )
     names = [c["name"] for c in document["channels"]]
+    _check_semantics(document, names)
     if sum(c["rate"] for c in document["channels"]) > 1.0 + 1e-9:
         raise ThresholdsError("channel rates add up to more than 1")
     groups: list[tuple[str, dict[str, Any]]] = [("global", document["cutoffs"])]
@@ -394,6 +434,52 @@ def validate_document(document: dict[str, Any]) -> None:
         rates = group.get("rates", {})
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ThresholdsError(f"{label}: channel rates add up to more than 1")
+
+
+def _check_semantics(document: dict[str, Any], names: list[str]) -> None:
+    """What makes a schema-valid export unusable: numbers that are not finite, channels that are
+    not defined, invalid declarations released green."""
+    serving = document["serving"]
+    default = serving["default_channel"]
+    if len(set(names)) != len(names):
+        raise ThresholdsError(f"channels are named twice: {names}")
+    if default in names:
+        raise ThresholdsError(f"the default channel {default!r} is also a controlled channel")
+    invalid = serving["invalid_channel"]
+    if invalid == default or not str(invalid).strip():
+        raise ThresholdsError(
+            f"serving/invalid_channel is {invalid!r}: a declaration that fails validation must "
+            f"never be released to the default channel {default!r}"
+        )
+    random_policy = document["random"]
+    if float(random_policy["rate"]) > 0 and random_policy["channel"] not in names:
+        raise ThresholdsError(
+            f"random/channel {random_policy['channel']!r} is not a defined controlled channel "
+            f"(channels: {', '.join(names) or 'none'})"
+        )
+    numbers = [("random/rate", random_policy["rate"])]
+    numbers += [(f"channels/{c['name']}/rate", c["rate"]) for c in document["channels"]]
+    groups: list[tuple[str, dict[str, Any]]] = [("cutoffs", document["cutoffs"])]
+    groups += [(f"offices/{o}", g) for o, g in document["offices"].items()]
+    for label, group in groups:
+        for kind in ("cutoffs", "aeo_cutoffs"):
+            unknown = sorted(set(group[kind]) - set(names))
+            if unknown:
+                raise ThresholdsError(f"{label}/{kind}: cut-off for undefined channel(s) {unknown}")
+            for channel, cut in group[kind].items():
+                numbers += [
+                    (f"{label}/{kind}/{channel}/{part}", value)
+                    for part, value in cut.items()
+                    if value is not None
+                ]
+        numbers += [(f"{label}/rates/{c}", r) for c, r in group.get("rates", {}).items()]
+    bad = [
+        f"{where} = {value!r}"
+        for where, value in numbers
+        if not isinstance(value, int | float) or not np.isfinite(float(value))
+    ]
+    if bad:
+        raise ThresholdsError("values that are not finite numbers: " + "; ".join(bad[:5]))
 
 
 # --- computing and applying ------------------------------------------------------------------
