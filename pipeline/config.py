@@ -306,7 +306,14 @@ class ServeConfig(Section):
     )
     aeo_factor: float = Field(0.5, ge=0, description="multiplier on AEO traders' selection rate")
     random_rate: float = Field(0.005, ge=0, le=1)
-    random_key: str = Field("customs-targeting", description="key of the reproducible random draw")
+    random_key_env: str = Field(
+        "TARGETING_RANDOM_KEY",
+        description="environment variable holding the random draw's secret key (never in a "
+        "config, a log or the export, which holds its fingerprint); <name>_FILE may name a file",
+    )
+    random_key_file: Path | None = Field(
+        None, description="secret file holding the key when the environment variable is unset"
+    )
     rules: list[RuleConfig] = Field(default_factory=list)
     reference_days: int = Field(60, gt=0, description="recent window the cut-offs are set on")
     reasons: int = Field(3, ge=0, description="reason codes returned for red and yellow rows")

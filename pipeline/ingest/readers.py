@@ -38,6 +38,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # them because it is Namibia's country code.
 TEXT_NULLS = ("", "NULL", "null", "NaN", "nan", "None", "<NA>", "#N/A", "N/A", "n/a")
 NUMBER_NULLS = (*TEXT_NULLS, "NA", "#NA", "-NaN", "-nan", "1.#IND", "1.#QNAN", "-1.#IND")
+CONTRACT_NAMES = frozenset(c.name for c in (*DECLARATION_COLUMNS, *OUTCOME_COLUMNS))
 TEXT_COLUMNS = frozenset(
     c.name
     for c in (*DECLARATION_COLUMNS, *OUTCOME_COLUMNS, *GROUND_TRUTH_COLUMNS)
@@ -82,12 +83,48 @@ def not_utf8_error(path: Path) -> DataError:
     )
 
 
+MAGIC_BYTES = (
+    (b"PAR1", "a Parquet file, not CSV: name it .parquet"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel workbook?), not CSV: save it as 'CSV UTF-8'"),
+    (b"\x1f\x8b", "gzip-compressed: decompress it first"),
+    (b"\xff\xfe", "UTF-16 text: save it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text: save it as UTF-8"),
+)
+DATA_LIKE = r"[+-]?[\d.,:/ T-]+"  # a first line of numbers and dates is data, not a header
+
+
+def _check_header(path: Path, header: list[str], mapping: dict[str, str]) -> None:
+    """Refuse headers that name no column or name one twice, and data in place of a header."""
+    names = [name.strip() for name in header]
+    blank = [str(i + 1) for i, name in enumerate(names) if not name]
+    if blank and len(blank) < len(names):
+        raise DataError(f"{path}: column(s) {', '.join(blank)} of the header have no name")
+    seen = pd.Series(names)
+    repeated = sorted(set(seen[seen.duplicated()]))
+    if repeated:
+        raise DataError(
+            f"{path}: the header names column(s) more than once: {', '.join(repeated)}; "
+            "each column must have one name"
+        )
+    known = {mapping.get(name, name) for name in names} & (TEXT_COLUMNS | CONTRACT_NAMES)
+    data_like = seen.str.fullmatch(DATA_LIKE).fillna(False)
+    if not known and data_like.sum() >= max(1, len(names) // 2):
+        raise DataError(
+            f"{path}: the first line looks like data ({', '.join(names[:4])}...), not a header: "
+            "the file needs a header line naming its columns"
+        )
+
+
 def _csv_header(path: Path) -> list[str]:
-    """Column names from the first line; refuses empty files and wrong delimiters."""
+    """Column names from the first line; refuses empty files, binary files and wrong
+    delimiters."""
     with path.open("rb") as handle:
         first = handle.readline(1 << 20)
     if not first.strip():
         raise DataError(f"{path}: the file is empty (no header line)")
+    for magic, what in MAGIC_BYTES:
+        if first.startswith(magic):
+            raise DataError(f"{path}: is {what}")
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -105,6 +142,7 @@ def _csv_header(path: Path) -> list[str]:
 
 def _read_csv(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
     header = _csv_header(path)
+    _check_header(path, header, mapping)
     canonical = {name: mapping.get(name, name) for name in header}
     text = {name for name in header if canonical[name] in TEXT_COLUMNS}
     try:
@@ -155,6 +193,8 @@ def read_table(
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .csv or .parquet")
     if len(frame.columns) == 0:
         raise DataError(f"{path}: the file is empty (no columns)")
+    # Names with stray blanks (' lodged_at') are the contract's names all the same.
+    frame = frame.rename(columns=lambda name: name.strip() if isinstance(name, str) else name)
     if len(frame) == 0 and not allow_empty:
         raise DataError(f"{path}: header only, no data rows (columns: {', '.join(frame.columns)})")
     present = {source: target for source, target in mapping.items() if source in frame.columns}

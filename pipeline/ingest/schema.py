@@ -280,6 +280,9 @@ def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
     problem[~digits] = "hs_code: not digits"
     problem[digits & (lengths < HS_MIN_DIGITS)] = "hs_code: too short, expected 6-10 digits"
     problem[digits & (lengths > HS_MAX_DIGITS)] = "hs_code: too long, expected 6-10 digits"
+    chapter_zero = digits & (lengths >= HS_MIN_DIGITS) & (lengths <= HS_MAX_DIGITS)
+    chapter_zero &= pd.Series(padded, dtype=object).str.startswith("00").to_numpy(dtype=bool)
+    problem[chapter_zero] = "hs_code: chapter 00 does not exist"
     bad_unique = pd.notna(problem)
     verdicts.flag(
         _at(bad_unique, codes),
@@ -513,9 +516,12 @@ def _require(frame: pd.DataFrame, columns: tuple[Column, ...], table: str, sourc
                 f"delimited by {found[0]!r}, not ','. Save it comma-separated."
             )
     shown = ", ".join(map(str, frame.columns[:30]))
+    lowered = {str(c).strip().lower(): str(c) for c in frame.columns}
+    near = [f"{lowered[m]!r} for {m!r}" for m in missing if m in lowered]
+    hint = f" Names that differ only in case or blanks: {', '.join(near)}." if near else ""
     raise DataError(
         f"{source}: {table} required column(s) missing: {', '.join(missing)} "
-        f"(found: {shown}). Map your own names with data.column_mapping."
+        f"(found: {shown}). Map your own names with data.column_mapping.{hint}"
     )
 
 

@@ -9,6 +9,7 @@ records the export first; the file is put in place last.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
+from pipeline.ingest.readers import write_table
 from pipeline.jobs import JobResult
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
@@ -30,7 +32,9 @@ from pipeline.serve.thresholds import (
     compute_cutoffs,
     manifest_sha256,
     new_document,
+    office_table,
     reference_window,
+    serve_random_key,
 )
 
 MODEL_ARTIFACT = "targeting_model"
@@ -144,7 +148,6 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             ),
             "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
             "run_id": run_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
             "booster_sha256": model.booster_sha256(),
         },
         rank_by=rank_by,
@@ -154,13 +157,13 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             "config": config.features.model_dump(mode="json"),
             "descriptions": descriptions,
         },
-        snapshot={
-            "path": str(config.paths.snapshot.resolve()),
-            "uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}",
-        },
+        # No machine-local path or tracking address: the scorer finds both through MLflow
+        # (MLFLOW_TRACKING_URI or the config's tracking.uri).
+        snapshot={"uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}"},
         kpis={},
     )
-    draft = Thresholds(document)
+    key = serve_random_key(config.serve)
+    draft = Thresholds(document, key)
     channels = assign_channels(
         draft, reference, reference["score"].to_numpy(), reference["margin"].to_numpy()
     )
@@ -172,7 +175,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         window.days,
     )
     target = Path(out) if out is not None else config.paths.thresholds
-    final = Thresholds(document)
+    final = Thresholds(document, key)
     # The run records the export before the file is put in place: a crash in between leaves
     # the previous file, never a file newer than what the run holds.
     with tempfile.TemporaryDirectory() as scratch:
@@ -199,12 +202,16 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     )
     tracking.log_metrics(run_id, metrics)
     final.save(target)  # the same bytes as logged (the document and its digest are fixed)
+    offices = target.with_name(f"{target.stem}_offices.csv")
+    write_table(office_table(document, channels, reference), offices)
+    os.chmod(offices, 0o644)
 
     lines = _lines(document, kpis, target)
+    lines.append(f"cut-offs and expected KPIs per office (CSV): {offices}")
     lines.append(f"scorer pyfunc: {scorer_uri} (mlflow models serve -m {scorer_uri})")
     return JobResult(
         stage="export",
-        outputs={"thresholds": target},
+        outputs={"thresholds": target, "offices": offices},
         figures={
             "run_id": run_id,
             "scorer_uri": scorer_uri,

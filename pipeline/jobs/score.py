@@ -89,14 +89,24 @@ def score(
     if target.is_dir():
         raise ValueError(f"--out {target}: is a folder, expected a .csv or .parquet file name")
     selectivity = Path(thresholds) if thresholds is not None else config.paths.thresholds
-    scorer = Scorer.from_files(selectivity, model_uri=model, snapshot_uri=snapshot)
+    from pipeline.serve.thresholds import serve_random_key
+
+    scorer = Scorer.from_files(
+        selectivity,
+        model_uri=model,
+        snapshot_uri=snapshot,
+        random_key=serve_random_key(config.serve),
+    )
     scorer.contract = contract_of(config.data)
     declarations = read_declarations(config, Path(input), format)
     lacking = scorer.missing_columns(declarations)
     if lacking is not None:
         raise ValueError(f"{input}: {lacking}")
     scored = scorer.score(declarations)
-    write_table(scored, target)
+    from pipeline.serve.scorer import reason_columns
+
+    flat = target.suffix.lower() == ".csv"  # CSV readers get one column per reason part
+    write_table(reason_columns(scored, scorer.thresholds.reasons) if flat else scored, target)
     counts = scored["channel"].value_counts(normalize=False)
     manual = scorer.thresholds.invalid_channel
     valid = len(scored) - int(counts.get(manual, 0))

@@ -269,11 +269,14 @@ def reason_codes(
     """
     if len(X) == 0 or top <= 0:
         return pd.Series([None] * len(X), index=X.index, dtype=object)
-    matrix = xgb.DMatrix(prepare(model, X), enable_categorical=True)
+    prepared = prepare(model, X)
+    matrix = xgb.DMatrix(prepared, enable_categorical=True)
     contributions = np.asarray(
         model.booster.predict(matrix, pred_contribs=True, approx_contribs=method == "approximate"),
         dtype=float,
     )[:, :-1]
+    # A missing value is never a reason: nothing was declared there for a reviewer to check.
+    contributions[prepared.isna().to_numpy()] = -np.inf
     k = min(top, contributions.shape[1])
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
     rows = np.repeat(np.arange(len(X)), k)
@@ -349,6 +352,8 @@ class Scorer:
 
     def __post_init__(self) -> None:
         self.thresholds.check_model(self.model.booster_sha256())
+        self.random_key = self.thresholds.key  # refused here when it does not match the export
+        self.thresholds = Thresholds(self.thresholds.document, self.random_key)
         self.descriptions: dict[str, str] = dict(
             self.thresholds.document["features"].get("descriptions", {})
         )
@@ -359,6 +364,7 @@ class Scorer:
         thresholds_path: Path,
         model_uri: str | None = None,
         snapshot_uri: str | None = None,
+        random_key: str | None = None,
     ) -> Scorer:
         """Load what a selectivity file names: its model (or `model_uri`) and its snapshot.
 
@@ -366,6 +372,8 @@ class Scorer:
         tracking server is the one named in the file, else MLFLOW_TRACKING_URI.
         """
         thresholds = Thresholds.load(thresholds_path)
+        if random_key is not None:
+            thresholds = Thresholds(thresholds.document, random_key)
         document = thresholds.document
         tracking_uri = document["model"].get("tracking_uri")
         uri = model_uri or thresholds.model_uri
@@ -647,6 +655,27 @@ def document_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 REASON_FIELDS = ("feature", "value", "contribution", "phrase")  # one reason code's entries
+
+
+def reason_columns(scored: pd.DataFrame, top: int) -> pd.DataFrame:
+    """`scored` with its JSON `reasons` laid out flat for systems without JSON (CSV output):
+    reason_1, reason_1_feature, reason_1_value, reason_1_contribution, ... up to `top`."""
+    long = reasons_table(scored.assign(declaration_id=np.arange(len(scored))))
+    out = scored.drop(columns="reasons")
+    wide: dict[str, pd.Series] = {}
+    for rank in range(1, top + 1):
+        at = long.loc[long["rank"] == rank]
+        rows = at["declaration_id"].to_numpy(dtype=np.int64)
+        for suffix, field in (
+            ("", "phrase"),
+            ("_feature", "feature"),
+            ("_value", "value"),
+            ("_contribution", "contribution"),
+        ):
+            column = pd.Series([None] * len(scored), index=scored.index, dtype=object)
+            column.iloc[rows] = at[field].to_numpy(dtype=object)
+            wide[f"reason_{rank}{suffix}"] = column
+    return pd.concat([out, pd.DataFrame(wide, index=scored.index)], axis=1)
 
 
 def reasons_table(scored: pd.DataFrame) -> pd.DataFrame:

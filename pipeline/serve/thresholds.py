@@ -51,12 +51,14 @@ tests/test_serve_thresholds.py checks it against an independent pure-Python SipH
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import RuleConfig, ServeConfig
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = "selectivity.schema.json"
@@ -78,6 +82,9 @@ Cutoff = dict[str, float | None]  # {"score", "margin", "tiebreak"}; None: nobod
 CUTOFF_PARTS = ("score", "margin", "tiebreak")
 TIEBREAK_SUFFIX = "/tie-break"
 DIGEST_KEY = "content_sha256"
+KEY_ENV = "TARGETING_RANDOM_KEY"
+DEVELOPMENT_KEY = "customs-targeting"  # public: fine for research, never for a deployment
+FINGERPRINT_PREFIX = "customs-targeting random key fingerprint:"
 
 
 class ThresholdsError(ValueError):
@@ -85,6 +92,49 @@ class ThresholdsError(ValueError):
 
 
 # --- the random draw -------------------------------------------------------------------------
+
+
+@functools.cache
+def _warn_development_key(env: str) -> None:
+    logger.warning(
+        "the random draw uses the public development key: set %s (or %s_FILE, or "
+        "serve.random_key_file) to a secret key before deploying",
+        env,
+        env,
+    )
+
+
+def random_key(env: str = KEY_ENV, file: Path | None = None) -> str:
+    """The random draw's secret key: the environment variable `env`, else the file named by
+    `<env>_FILE` or `file`, else the public development key (with a warning). Never written."""
+    value = os.environ.get(env)
+    if value:
+        return value
+    named = os.environ.get(f"{env}_FILE")
+    source = Path(named) if named else file
+    if source is not None:
+        try:
+            text = Path(source).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ThresholdsError(
+                f"cannot read the random-draw key from {source}: {exc.strerror or exc}"
+            ) from None
+        if not text:
+            raise ThresholdsError(f"the random-draw key file {source} is empty")
+        return text
+    _warn_development_key(env)
+    return DEVELOPMENT_KEY
+
+
+def serve_random_key(serve: ServeConfig) -> str:
+    """The key a serving config points at (`serve.random_key_env`, `serve.random_key_file`)."""
+    return random_key(serve.random_key_env, serve.random_key_file)
+
+
+def key_fingerprint(key: str) -> str:
+    """What the export records of the key: a SHA-256 of a prefixed key (never the hash whose
+    first 16 characters key the draw, which would give the draw away)."""
+    return hashlib.sha256((FINGERPRINT_PREFIX + key).encode("utf-8")).hexdigest()
 
 
 def random_key_bytes(key: str) -> str:
@@ -235,6 +285,26 @@ class Thresholds:
     """The selectivity export: everything a selectivity system needs to reproduce the channels."""
 
     document: dict[str, Any]
+    random_key: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """The random draw's key: the one given, else from the environment variable the export
+        names; refused when it does not match the export's fingerprint."""
+        policy = self.document["random"]
+        if "key_sha256" not in policy:  # an in-memory policy of an older layout
+            return str(policy.get("key", self.random_key or DEVELOPMENT_KEY))
+        key = self.random_key
+        if key is None:
+            key = random_key(str(policy.get("key_env") or KEY_ENV))
+        if key_fingerprint(key) != policy["key_sha256"]:
+            env = policy.get("key_env") or KEY_ENV
+            raise ThresholdsError(
+                "the random-draw key does not match the export's fingerprint (random/key_sha256 "
+                f"{str(policy['key_sha256'])[:12]}...): set {env} (or {env}_FILE) to the key the "
+                "export was made with"
+            )
+        return key
 
     # --- accessors ----------------------------------------------------------------------------
     @property
@@ -510,8 +580,9 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
     """
     if reference.empty:
         raise ThresholdsError("the reference window holds no declarations")
-    rank = ranking_key(reference, reference["score"], reference["margin"], serve.random_key)
-    drawn, rule = forced_selection(reference, serve.random_rate, serve.random_key, serve.rules)
+    key = serve_random_key(serve)
+    rank = ranking_key(reference, reference["score"], reference["margin"], key)
+    drawn, rule = forced_selection(reference, serve.random_rate, key, serve.rules)
     forced = drawn | rule.notna().to_numpy()
     aeo = _aeo_flags(reference)
     rates = dict(serve.channels)
@@ -543,7 +614,8 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
         },
         "random": {
             "rate": serve.random_rate,
-            "key": serve.random_key,
+            "key_sha256": key_fingerprint(key),
+            "key_env": serve.random_key_env,
             "algorithm": RANDOM_ALGORITHM,
             "channel": serve.random_channel,
             "reason": RANDOM_REASON,
@@ -622,6 +694,7 @@ def assign_channels(
     channel = np.full(len(declarations), thresholds.default_channel, dtype=object)
     open_rows = np.ones(len(declarations), dtype=bool)
     ids = declarations["declaration_id"]
+    key = thresholds.key
     # The tie-break value is hashed only for rows whose score and margin equal a cut-off's.
     rank = np.column_stack(
         [np.asarray(score, float), np.asarray(margin, float), np.full(len(ids), np.nan)]
@@ -630,7 +703,7 @@ def assign_channels(
         cut = _cutoff_arrays(document, name, office, aeo)
         tied = (rank[:, 0] == cut[:, 0]) & (rank[:, 1] == cut[:, 1]) & np.isnan(rank[:, 2])
         if tied.any():
-            rank[tied, 2] = tiebreak_values(ids[tied], str(document["random"]["key"]))
+            rank[tied, 2] = tiebreak_values(ids[tied], key)
         reached = open_rows & _reaches(rank, cut)
         channel[reached] = name
         open_rows &= ~reached
@@ -639,7 +712,7 @@ def assign_channels(
     probability = np.full(len(declarations), np.nan)
     random_policy = document["random"]
     drawn, rule = forced_selection(
-        declarations, float(random_policy["rate"]), str(random_policy["key"]), thresholds.rules
+        declarations, float(random_policy["rate"]), key, thresholds.rules
     )
     ruled = rule.notna().to_numpy(dtype=bool) & ~drawn
     red = next(iter(thresholds.channels), thresholds.default_channel)
@@ -698,6 +771,51 @@ def channel_kpis(
             )
         out[name] = entry
     return {"declarations": n, "days": days, "channels": out}
+
+
+def office_table(
+    document: dict[str, Any], channels: pd.DataFrame, reference: pd.DataFrame
+) -> pd.DataFrame:
+    """The export flat, for systems that cannot run the scorer: one row per office (``*``: the
+    global cut-offs, for offices the export does not name) and channel, with the cut-offs for
+    other and AEO declarations and the expected KPIs on the reference window (declarations,
+    share of the office's flow, expected hit rate and hits)."""
+    names = [c["name"] for c in document["channels"]]
+    groups = {"*": document["cutoffs"], **document["offices"]}
+    rows = [
+        {
+            "office": office,
+            "channel": name,
+            "rate": group.get("rates", {}).get(name),
+            **{f"cutoff_{part}": group["cutoffs"][name][part] for part in CUTOFF_PARTS},
+            **{f"aeo_cutoff_{part}": group["aeo_cutoffs"][name][part] for part in CUTOFF_PARTS},
+        }
+        for office, group in groups.items()
+        for name in names
+    ]
+    cuts = pd.DataFrame(rows)
+    frame = pd.DataFrame(
+        {
+            "office": reference["office"].astype("string").fillna("").to_numpy(dtype=object),
+            "channel": channels["channel"].to_numpy(dtype=object),
+            "p": reference["probability"].to_numpy(dtype=float),
+        }
+    )
+    everyone = frame.assign(office="*")
+    both = pd.concat([everyone, frame.loc[frame["office"].isin(list(document["offices"]))]])
+    flow = both.groupby("office").size().rename("office_declarations")
+    kpis = (
+        both.groupby(["office", "channel"])["p"]
+        .agg(declarations="size", expected_hit_rate="mean", expected_hits="sum")
+        .reset_index()
+    )
+    table = cuts.merge(kpis, on=["office", "channel"], how="left").merge(
+        flow, left_on="office", right_index=True, how="left"
+    )
+    table["declarations"] = table["declarations"].fillna(0).astype(int)
+    table["expected_share"] = table["declarations"] / table["office_declarations"]
+    table["expected_hits"] = table["expected_hits"].fillna(0.0)
+    return table.drop(columns="office_declarations")
 
 
 def new_document(
@@ -792,7 +910,9 @@ def capacity_scenarios(
         scenario = serve.model_copy(deep=True)
         scenario.channels = {**serve.channels, severe: float(rate)}
         policy = compute_cutoffs(reference, scenario, days)
-        channels = assign_channels(Thresholds(policy), reference, score, margin)
+        channels = assign_channels(
+            Thresholds(policy, serve_random_key(serve)), reference, score, margin
+        )
         kpis = channel_kpis(channels, probability, revenue, scenario.channels, days)
         for name, entry in kpis["channels"].items():
             figures = {k: v for k, v in entry.items() if k != "by_reason"}
