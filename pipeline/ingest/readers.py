@@ -108,7 +108,7 @@ def _check_header(path: Path, header: list[str], mapping: dict[str, str]) -> Non
         )
     known = {mapping.get(name, name) for name in names} & (TEXT_COLUMNS | CONTRACT_NAMES)
     data_like = seen.str.fullmatch(DATA_LIKE).fillna(False)
-    if not known and data_like.sum() >= max(1, len(names) // 2):
+    if not known and data_like.sum() >= max(1, len(names) // 4):
         raise DataError(
             f"{path}: the first line looks like data ({', '.join(names[:4])}...), not a header: "
             "the file needs a header line naming its columns"
