@@ -166,7 +166,11 @@ def _kcs(tmp: Path, column: str | None = None, value: str = "", raw: bytes | Non
 # --- running a case --------------------------------------------------------------------------
 
 
-def _invoke(args: list[str], tmp: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+def _invoke(
+    args: list[str], tmp: Path, env: dict[str, str] | None = None, store: Path | None = None
+) -> tuple[int, str]:
+    """Run the CLI; `store`: the folder of the MLflow SQLite store (one per session for the
+    score cases: creating a store runs its migrations, seconds each)."""
     result = runner.invoke(
         app,
         [
@@ -176,7 +180,7 @@ def _invoke(args: list[str], tmp: Path, env: dict[str, str] | None = None) -> tu
             "--set",
             f"output_dir={tmp / 'out'}",
             "--set",
-            f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+            f"tracking.uri=sqlite:///{(store or tmp) / 'mlflow.db'}",
         ],
         env=env,
     )
@@ -250,7 +254,9 @@ def _run_score(case: Score, tmp: Path, served: Served, expected: str, fragment: 
     source = case.make(tmp, served)
     out = tmp / case.out
     args = ["score", "--input", str(source), "--thresholds", str(case.thresholds(tmp, served))]
-    code, output = _invoke([*args, "--out", str(out)], tmp, dict(case.env) or None)
+    code, output = _invoke(
+        [*args, "--out", str(out)], tmp, dict(case.env) or None, store=served.folder
+    )
     codes = {"scored": 0, "some manual": 4, "all manual": 5, "refused": 1}
     assert code == codes[expected], output
     if expected == "refused":

@@ -190,7 +190,7 @@ def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
         return np.empty(0, dtype=object)
     if pd.api.types.is_float_dtype(index.dtype):
         values = index.to_numpy(dtype=float)
-        integral = np.isfinite(values) & (np.floor(values) == values)
+        integral = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2.0**63)
         texts = index.astype(str).to_numpy(dtype=object)
         if integral.any():
             texts[integral] = values[integral].astype(np.int64).astype(str).astype(object)

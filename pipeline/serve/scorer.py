@@ -513,7 +513,7 @@ def _id_texts(ids: pd.Series) -> pd.Series:
     """Declaration ids as text, exactly as given (integral floats without their '.0')."""
     if pd.api.types.is_float_dtype(ids.dtype):
         values = ids.to_numpy(dtype=float)
-        whole = np.isfinite(values) & (np.floor(values) == values)
+        whole = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2.0**63)
         text = ids.astype("string")
         text[whole] = values[whole].astype(np.int64).astype(str)
         return text
