@@ -225,7 +225,7 @@ def main() -> int:
         command_line = cli(config, frames["large"], folder, args.cli_repeat)
 
     result = {
-        "command": "  ".join(["", *sys.argv]).strip() or "bench/serve.py",
+        "command": " ".join([".venv/bin/python", "bench/serve.py", *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "simulated_rows": args.rows,
         "build_s": round(build_s, 1),

@@ -917,3 +917,49 @@ def test_the_scorer_never_raises_and_keeps_every_row_in_order(served: Served, da
         sent = batch["declaration_id"]
         kept = sent.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
         assert scored.loc[kept, "declaration_id"].tolist() == sent[kept].tolist()
+
+
+# --- the rest of the defects that are not one input ---------------------------------------------
+
+
+def test_a_trial_left_running_by_a_killed_process_is_failed_on_rerun(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    from pipeline.config import load
+    from pipeline.train.tune import fail_abandoned_trials, finished_trials, load_study
+
+    config = load(None, [f"output_dir={tmp_path}"])
+    killed = load_study(config)
+    killed.ask()  # the process dies here: the trial stays RUNNING in the SQLite study
+    rerun = load_study(config)
+    with caplog.at_level("WARNING"):
+        assert fail_abandoned_trials(config, rerun) == [0]
+    assert "left RUNNING by a process that stopped; marked FAIL" in caplog.text
+    trial = load_study(config).trials[0]
+    assert trial.state.name == "FAIL" and "fail_reason" in trial.system_attrs
+    assert finished_trials(rerun) == 0
+    assert fail_abandoned_trials(config, load_study(config)) == []  # nothing left to fail
+
+
+def test_each_config_registers_its_own_model_name():
+    from pipeline.config import load
+
+    default = load(PROJECT / "configs" / "default.yaml")
+    kcs = load(PROJECT / "configs" / "kcs.yaml")
+    assert default.tracking.registered_model == "customs-targeting-default"
+    assert kcs.tracking.registered_model == "customs-targeting-kcs"
+    named = load(None, ["tracking.registered_model=my-model"])
+    assert named.tracking.registered_model == "my-model"
+
+
+def test_the_export_file_is_readable_by_the_serving_user(served: Served):
+    assert served.thresholds.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_missing_value_is_never_a_reason(served: Served):
+    batch = served.incoming.reset_index(drop=True).assign(seller=None, quantity=np.nan)
+    scored = served.scorer.score(batch)
+    reasons = scored["reasons"].dropna()
+    assert len(reasons)
+    values = [entry["value"] for text in reasons for entry in json.loads(text)]
+    assert None not in values

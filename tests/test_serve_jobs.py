@@ -76,6 +76,20 @@ def test_export_writes_a_valid_file_logged_with_the_run(trained: Config):
     logged = {a.path for a in MlflowClient().list_artifacts(run_id)}
     assert {"selectivity", "snapshot"} <= logged
     assert any("cut-offs" in line for line in result.lines)
+    # A clean export: no machine-local path, no key, readable by the serving user, and the
+    # file the run logged is the file on disk.
+    text = path.read_text()
+    assert str(trained.output_dir) not in text and "sqlite" not in text
+    assert "path" not in document["snapshot"] and "tracking_uri" not in document["model"]
+    assert "key" not in document["random"] and len(document["random"]["key_sha256"]) == 64
+    assert path.stat().st_mode & 0o777 == 0o644
+    logged_file = Path(
+        MlflowClient().download_artifacts(run_id, f"selectivity/{path.name}", str(path.parent))
+    )
+    assert logged_file.read_text() == text
+    offices = pd.read_csv(result.outputs["offices"])
+    assert {"office", "channel", "cutoff_score", "expected_hit_rate"} <= set(offices.columns)
+    assert set(offices.loc[offices["office"] == "*", "channel"]) == {"red", "yellow"}
 
 
 def test_score_scores_every_row_of_a_file(trained: Config, tmp_path: Path):
