@@ -166,6 +166,10 @@ def score(
     out: Annotated[Path | None, typer.Option(help="scored file (.csv or .parquet)")] = None,
     format: Annotated[str, typer.Option(help="canonical | kcs")] = "canonical",
     model: Annotated[str | None, typer.Option(help="model URI overriding the file's")] = None,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(help="feature snapshot (folder or MLflow URI) overriding the file's"),
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
 ) -> None:
@@ -176,7 +180,14 @@ def score(
     """
     cfg = _config(config, set_)
     result = _run_job(
-        "score", cfg, input=input, thresholds=thresholds, out=out, format=format, model=model
+        "score",
+        cfg,
+        input=input,
+        thresholds=thresholds,
+        out=out,
+        format=format,
+        model=model,
+        snapshot=snapshot,
     )
     code = int(result.figures.get("exit_code", 0))
     if code:  # 4: some rows manual, 5: every row manual (the file is written either way)
