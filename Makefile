@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python tools/check_notebooks_stripped.py notebooks
 	$(BIN)/python tools/readme.py --check
+	$(BIN)/python tools/selectivity_doc.py --check
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix pipeline tests bench tools
@@ -40,6 +41,7 @@ format: $(STAMP)
 ## readme: rewrite the README's generated sections (schema, figures) from the code and bench/results/
 readme: $(STAMP)
 	$(BIN)/python tools/readme.py
+	$(BIN)/python tools/selectivity_doc.py
 
 ## lab: JupyterLab on notebooks/ with the project's kernel (customs-targeting)
 lab: $(STAMP)
@@ -52,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/backtest.py --rows 200000 --weeks 52 --policies historical rules_only \
 	  exploit random_5 random_10 uncertainty_10 --seeds 42 43 44 --out bench/results/backtest_policies.json
 	$(BIN)/python tools/readme.py
+	$(BIN)/python tools/selectivity_doc.py
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs network)
 lock:

@@ -56,6 +56,14 @@ def _run_job(verb: str, *args: Any, **kwargs: Any) -> JobResult:
         # Expected, explained failures (bad input, missing file): no traceback for the user.
         console.print(f"[red]{verb}: {exc}[/red]")
         raise typer.Exit(1) from None
+    except OSError as exc:  # an output path that is a file, a read-only folder, a full disk
+        where = exc.filename or "an output path"
+        console.print(
+            f"[red]{verb}: cannot write {where}: {exc.strerror or exc} (check output_dir, "
+            "--out and that the folder is writable)[/red]",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
     for line in result.lines:
         console.print(line, highlight=False, soft_wrap=True)
     if result.exit_code:
@@ -158,12 +166,32 @@ def score(
     out: Annotated[Path | None, typer.Option(help="scored file (.csv or .parquet)")] = None,
     format: Annotated[str, typer.Option(help="canonical | kcs")] = "canonical",
     model: Annotated[str | None, typer.Option(help="model URI overriding the file's")] = None,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(help="feature snapshot (folder or MLflow URI) overriding the file's"),
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
 ) -> None:
-    """Score declarations: probability, channel and reason codes for every row."""
+    """Score declarations: probability, channel and reason codes for every row.
+
+    Exit status: 0 every row scored; 4 some rows in the manual channel; 5 every row manual;
+    1 the input, thresholds or output cannot be used (nothing written).
+    """
     cfg = _config(config, set_)
-    _run_job("score", cfg, input=input, thresholds=thresholds, out=out, format=format, model=model)
+    result = _run_job(
+        "score",
+        cfg,
+        input=input,
+        thresholds=thresholds,
+        out=out,
+        format=format,
+        model=model,
+        snapshot=snapshot,
+    )
+    code = int(result.figures.get("exit_code", 0))
+    if code:  # 4: some rows manual, 5: every row manual (the file is written either way)
+        raise typer.Exit(code)
 
 
 @app.command()

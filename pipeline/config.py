@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +99,28 @@ class DataConfig(Section):
     )
     column_mapping: dict[str, str] = Field(
         default_factory=dict, description="your column name -> canonical column name"
+    )
+    date_format: str | None = Field(
+        None,
+        description="strptime format of every text timestamp (e.g. '%d/%m/%Y %H:%M'); None: "
+        "ISO 8601, or one unambiguous format per column (01/12/2024 alone is refused)",
+    )
+    earliest_date: dt.date = Field(
+        dt.date(1990, 1, 1), description="timestamps before this day are quarantined"
+    )
+    future_days: float = Field(
+        1.0, ge=0, description="timestamps later than now plus these days are quarantined"
+    )
+    max_values: dict[str, float] = Field(
+        default_factory=lambda: {
+            "quantity": 1e12,
+            "net_mass_kg": 1e9,
+            "declared_value": 1e15,
+            "duty_rate": 10.0,
+            "declared_duty": 1e15,
+            "revenue_recovered": 1e15,
+        },
+        description="column -> largest plausible value; larger values are quarantined",
     )
 
 
@@ -270,7 +299,11 @@ class TrackingConfig(Section):
         None, description="None: MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db"
     )
     experiment: str = "customs-targeting"
-    registered_model: str = "customs-targeting"
+    registered_model: str = Field(
+        "customs-targeting-{name}",
+        description="registry name of the model; {name} is the config's name, so runs of "
+        "different configs (default, kcs) never move each other's aliases",
+    )
 
 
 class RuleConfig(Section):
@@ -318,7 +351,14 @@ class ServeConfig(Section):
     )
     aeo_factor: float = Field(0.5, ge=0, description="multiplier on AEO traders' selection rate")
     random_rate: float = Field(0.005, ge=0, le=1)
-    random_key: str = Field("customs-targeting", description="key of the reproducible random draw")
+    random_key_env: str = Field(
+        "TARGETING_RANDOM_KEY",
+        description="environment variable holding the random draw's secret key (never in a "
+        "config, a log or the export, which holds its fingerprint); <name>_FILE may name a file",
+    )
+    random_key_file: Path | None = Field(
+        None, description="secret file holding the key when the environment variable is unset"
+    )
     rules: list[RuleConfig] = Field(default_factory=list)
     reference_days: int = Field(60, gt=0, description="recent window the cut-offs are set on")
     reasons: int = Field(3, ge=0, description="reason codes returned for red and yellow rows")
@@ -486,6 +526,14 @@ class Config(Section):
     @classmethod
     def _relative_to_project(cls, value: Path) -> Path:
         return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @model_validator(mode="after")
+    def _name_the_registered_model(self) -> Config:
+        if "{name}" in self.tracking.registered_model:
+            self.tracking.registered_model = self.tracking.registered_model.replace(
+                "{name}", self.name
+            )
+        return self
 
     @property
     def paths(self) -> Paths:

@@ -76,6 +76,20 @@ def test_export_writes_a_valid_file_logged_with_the_run(trained: Config):
     logged = {a.path for a in MlflowClient().list_artifacts(run_id)}
     assert {"selectivity", "snapshot"} <= logged
     assert any("cut-offs" in line for line in result.lines)
+    # A clean export: no machine-local path, no key, readable by the serving user, and the
+    # file the run logged is the file on disk.
+    text = path.read_text()
+    assert str(trained.output_dir) not in text and "sqlite" not in text
+    assert "path" not in document["snapshot"] and "tracking_uri" not in document["model"]
+    assert "key" not in document["random"] and len(document["random"]["key_sha256"]) == 64
+    assert path.stat().st_mode & 0o777 == 0o644
+    logged_file = Path(
+        MlflowClient().download_artifacts(run_id, f"selectivity/{path.name}", str(path.parent))
+    )
+    assert logged_file.read_text() == text
+    offices = pd.read_csv(result.outputs["offices"])
+    assert {"office", "channel", "cutoff_score", "expected_hit_rate"} <= set(offices.columns)
+    assert set(offices.loc[offices["office"] == "*", "channel"]) == {"red", "yellow"}
 
 
 def test_score_scores_every_row_of_a_file(trained: Config, tmp_path: Path):
@@ -102,8 +116,12 @@ def test_score_scores_every_row_of_a_file(trained: Config, tmp_path: Path):
         )
         assert scored.loc[0, "channel"] == "manual"
         assert "declared_value" in str(scored.loc[0, "error"])
-        red = scored.loc[scored["channel"] == "red", "reasons"]
-        assert all(isinstance(json.loads(r), list) for r in red)
+        red = scored.loc[scored["channel"] == "red"]
+        if out.suffix == ".csv":  # one column per reason part; a missing value is no reason
+            assert "reasons" not in scored.columns and red["reason_1"].notna().all()
+            assert red["reason_1_value"].notna().all()
+        else:
+            assert all(isinstance(json.loads(r), list) for r in red["reasons"])
         assert result.figures["rows"] == len(incoming)
         assert any("target" in line for line in result.lines)
 
@@ -113,11 +131,15 @@ def test_a_threshold_file_for_another_model_is_refused_by_the_score_job(
 ):
     from pipeline.jobs.export import export
     from pipeline.jobs.score import score
-    from pipeline.serve.thresholds import ThresholdsError
+    from pipeline.serve.thresholds import ThresholdsError, content_digest
 
     path = export(trained, out=tmp_path / "selectivity.json").outputs["thresholds"]
     document = json.loads(path.read_text())
     document["model"]["booster_sha256"] = "0" * 64
+    path.write_text(json.dumps(document))
+    with pytest.raises(ThresholdsError, match="edited after export"):
+        score(trained, input=tmp_path / "none.parquet", thresholds=path, out=tmp_path / "x.csv")
+    document["content_sha256"] = content_digest(document)  # bound again, still another model
     path.write_text(json.dumps(document))
     source = tmp_path / "one.parquet"
     from pipeline.ingest.readers import load_inputs

@@ -139,6 +139,13 @@ def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, 
             _wait_for_ping(f"http://127.0.0.1:{port}/ping", server, log)
             split = json.loads(batch.to_json(orient="split", date_format="iso", index=False))
             answer = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": split})
+            # Text booleans are read as written, and one bad cell costs its row only.
+            subset = batch.iloc[6:12].reset_index(drop=True)
+            records = json.loads(subset.to_json(orient="records", date_format="iso"))
+            for record in records:
+                record["aeo"] = "false"
+            records[2]["lodged_at"] = "yesterday"
+            hostile = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_records": records})
         finally:
             server.terminate()
             try:
@@ -157,3 +164,17 @@ def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, 
     )
     for column in ("selection_reason", "reasons", "error"):
         assert served[column].tolist() == expected[column].tolist(), column
+    rows = pd.DataFrame(hostile["predictions"])
+    assert (
+        len(rows) == 6
+        and (rows["channel"] == "manual").tolist() == [False] * 2 + [True] + [False] * 3
+    )
+    assert "lodged_at: not a date ('yesterday')" in rows["error"].iloc[2]
+    as_false = pd.DataFrame(
+        _comparable(
+            Scorer(model, snapshot, thresholds, config).score(
+                subset.assign(aeo=False).drop(index=2)
+            )
+        )
+    )
+    assert rows.drop(index=2)["channel"].tolist() == as_false["channel"].tolist()

@@ -11,7 +11,12 @@ from helpers_evaluate import train_model, world
 from helpers_serve import reference_frame, serve_config, watch_list_rules
 
 from pipeline.serve.scorer import reason_codes, reasons_table
-from pipeline.serve.thresholds import ThresholdsError, capacity_scenarios, forced_selection
+from pipeline.serve.thresholds import (
+    ThresholdsError,
+    capacity_scenarios,
+    forced_selection,
+    serve_random_key,
+)
 
 RATES = [0.01, 0.02, 0.05]
 
@@ -45,7 +50,7 @@ def test_random_draw_and_rules_count_in_the_red_share_and_the_config_is_untouche
     before = serve.model_dump()
     table = capacity_scenarios(reference, serve, 60.0, RATES)
     red = table.loc[table["channel"] == "red"].set_index("red_rate")
-    drawn, rule = forced_selection(reference, 0.005, serve.random_key, serve.rules)
+    drawn, rule = forced_selection(reference, 0.005, serve_random_key(serve), serve.rules)
     forced = float((drawn | rule.notna().to_numpy()).mean())
     assert 0.01 < forced < 0.02  # the 1 % scenario is all random draws and rules
     assert np.allclose(red["share"], np.maximum(RATES, forced), atol=2 / len(reference))

@@ -132,22 +132,33 @@ def _dialect(path: Path) -> str:
 
 def _read_one(path: Path) -> pd.DataFrame:
     """One KCS file with English column names; text kept as text, HS codes left-padded."""
+    from pipeline.ingest.readers import not_utf8_error
+
     dialect = _dialect(path)
-    text = [c for c in ENG_HEADER if c not in NUMBERS]
-    frame = pd.read_csv(
-        path,
-        encoding="utf-8-sig",
-        header=0,
-        names=list(ENG_HEADER),
-        dtype=dict.fromkeys(text, str),
-        keep_default_na=False,
-        na_values={c: [""] for c in ENG_HEADER},
-    )
+    try:  # every column as text: numbers are checked row by row in `read_kcs`
+        frame = pd.read_csv(
+            path,
+            encoding="utf-8-sig",
+            header=0,
+            names=list(ENG_HEADER),
+            dtype=str,
+            keep_default_na=False,
+            na_values={c: [""] for c in ENG_HEADER},
+        )
+    except UnicodeDecodeError:
+        raise not_utf8_error(path) from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: cannot be read as a KCS CSV file: {exc}") from None
     if frame.empty:
         raise DataError(f"{path}: header only, no data rows")
     digits = HS_DIGITS[dialect]
     frame["HS6 Code"] = frame["HS6 Code"].str.strip().str.zfill(digits)
     return frame
+
+
+def _number(column: pd.Series) -> pd.Series:
+    """A KCS text column as float; what is not a number becomes NaN (the caller decides)."""
+    return pd.to_numeric(column.astype("string").str.strip(), errors="coerce").astype(float)
 
 
 def read_kcs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -174,15 +185,25 @@ def read_kcs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     declarations = raw[list(RENAME)].rename(columns=RENAME)
     declarations["quantity"] = np.nan
-    declarations["duty_rate"] = raw["Tax Rate"] / 100.0
+    tax_rate = _number(raw["Tax Rate"])
+    # A Tax Rate that is not a number stays as text, so validation quarantines its row.
+    declarations["duty_rate"] = (
+        (tax_rate / 100.0)
+        .astype(object)
+        .where(tax_rate.notna() | raw["Tax Rate"].isna(), raw["Tax Rate"])
+    )
     # KCS declares no duty amount; the ad valorem duty implied by the declaration stands in.
-    declarations["declared_duty"] = declarations["declared_value"] * declarations["duty_rate"]
+    declarations["declared_duty"] = _number(raw["Item Price"]) * tax_rate / 100.0
     declarations["aeo"] = False  # AEO status is not in the KCS files
     for source, target in EXTRAS.items():
         declarations[target] = raw[source]
 
-    fraud = raw["Fraud"].to_numpy()
-    critical = raw["Critical Fraud"].to_numpy()
+    fraud_number = _number(raw["Fraud"])
+    fraud = fraud_number.to_numpy()
+    critical = _number(raw["Critical Fraud"]).to_numpy()
+    # Fraud must be 0 or 1: anything else reaches validation as a text it refuses (quarantine).
+    label_text = "KCS Fraud=" + raw["Fraud"].astype("string").fillna("").str.strip()
+    hit = np.where(fraud == 1, "true", np.where(fraud == 0, "false", label_text.to_numpy()))
     outcomes = pd.DataFrame(
         {
             "declaration_id": raw["Declaration ID"],
@@ -190,7 +211,7 @@ def read_kcs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
             "selection_reason": "unknown",
             "selection_probability": np.nan,
             "inspected": True,
-            "hit": fraud == 1,
+            "hit": hit,
             "fraud_type": pd.Series(
                 np.select([critical == 2, critical == 1], ["critical", "fraud"], default="")
             ).replace("", None),

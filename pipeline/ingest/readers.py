@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import Config, DataConfig
 from pipeline.ingest.columns import (
     DECLARATION_COLUMNS,
     GROUND_TRUTH_COLUMNS,
@@ -24,6 +24,7 @@ from pipeline.ingest.columns import (
 )
 from pipeline.ingest.schema import (
     OTHER_DELIMITERS,
+    Contract,
     DataError,
     ValidationReport,
     validate,
@@ -37,11 +38,29 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # them because it is Namibia's country code.
 TEXT_NULLS = ("", "NULL", "null", "NaN", "nan", "None", "<NA>", "#N/A", "N/A", "n/a")
 NUMBER_NULLS = (*TEXT_NULLS, "NA", "#NA", "-NaN", "-nan", "1.#IND", "1.#QNAN", "-1.#IND")
+CONTRACT_NAMES = frozenset(c.name for c in (*DECLARATION_COLUMNS, *OUTCOME_COLUMNS))
 TEXT_COLUMNS = frozenset(
     c.name
     for c in (*DECLARATION_COLUMNS, *OUTCOME_COLUMNS, *GROUND_TRUTH_COLUMNS)
     if c.kind in ("id", "category", "hs")
 )
+
+
+def contract_of(data: DataConfig) -> Contract:
+    """The data contract's plausibility settings from the config's `data` section."""
+    numeric = {c.name for c in (*DECLARATION_COLUMNS, *OUTCOME_COLUMNS) if c.kind == "float"}
+    unknown = sorted(set(data.max_values) - numeric)
+    if unknown:
+        raise DataError(
+            f"data.max_values names column(s) that are not numeric canonical columns: "
+            f"{', '.join(unknown)} (numeric columns: {', '.join(sorted(numeric))})"
+        )
+    return Contract(
+        date_format=data.date_format,
+        earliest_date=data.earliest_date,
+        future_days=data.future_days,
+        max_values=dict(data.max_values),
+    )
 
 
 def _first_undecodable_line(path: Path) -> tuple[int, str]:
@@ -55,7 +74,8 @@ def _first_undecodable_line(path: Path) -> tuple[int, str]:
     return 0, "?"
 
 
-def _not_utf8(path: Path) -> DataError:
+def not_utf8_error(path: Path) -> DataError:
+    """The error for a file that is not UTF-8, naming its first bad line and byte."""
     line, byte = _first_undecodable_line(path)
     return DataError(
         f"{path}: not UTF-8 text (byte {byte} on line {line}); save the file as UTF-8 "
@@ -63,16 +83,52 @@ def _not_utf8(path: Path) -> DataError:
     )
 
 
+MAGIC_BYTES = (
+    (b"PAR1", "a Parquet file, not CSV: name it .parquet"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel workbook?), not CSV: save it as 'CSV UTF-8'"),
+    (b"\x1f\x8b", "gzip-compressed: decompress it first"),
+    (b"\xff\xfe", "UTF-16 text: save it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text: save it as UTF-8"),
+)
+DATA_LIKE = r"[+-]?[\d.,:/ T-]+"  # a first line of numbers and dates is data, not a header
+
+
+def _check_header(path: Path, header: list[str], mapping: dict[str, str]) -> None:
+    """Refuse headers that name no column or name one twice, and data in place of a header."""
+    names = [name.strip() for name in header]
+    blank = [str(i + 1) for i, name in enumerate(names) if not name]
+    if blank and len(blank) < len(names):
+        raise DataError(f"{path}: column(s) {', '.join(blank)} of the header have no name")
+    seen = pd.Series(names)
+    repeated = sorted(set(seen[seen.duplicated()]))
+    if repeated:
+        raise DataError(
+            f"{path}: the header names column(s) more than once: {', '.join(repeated)}; "
+            "each column must have one name"
+        )
+    known = {mapping.get(name, name) for name in names} & (TEXT_COLUMNS | CONTRACT_NAMES)
+    data_like = seen.str.fullmatch(DATA_LIKE).fillna(False)
+    if not known and data_like.sum() >= max(1, len(names) // 4):
+        raise DataError(
+            f"{path}: the first line looks like data ({', '.join(names[:4])}...), not a header: "
+            "the file needs a header line naming its columns"
+        )
+
+
 def _csv_header(path: Path) -> list[str]:
-    """Column names from the first line; refuses empty files and wrong delimiters."""
+    """Column names from the first line; refuses empty files, binary files and wrong
+    delimiters."""
     with path.open("rb") as handle:
         first = handle.readline(1 << 20)
     if not first.strip():
         raise DataError(f"{path}: the file is empty (no header line)")
+    for magic, what in MAGIC_BYTES:
+        if first.startswith(magic):
+            raise DataError(f"{path}: is {what}")
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+        raise not_utf8_error(path) from None
     header = next(csv.reader([text.rstrip("\r\n")]))
     if len(header) == 1:
         found = [d for d in OTHER_DELIMITERS if d in text]
@@ -86,6 +142,7 @@ def _csv_header(path: Path) -> list[str]:
 
 def _read_csv(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
     header = _csv_header(path)
+    _check_header(path, header, mapping)
     canonical = {name: mapping.get(name, name) for name in header}
     text = {name for name in header if canonical[name] in TEXT_COLUMNS}
     try:
@@ -98,7 +155,7 @@ def _read_csv(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
             low_memory=False,
         )
     except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+        raise not_utf8_error(path) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -136,6 +193,8 @@ def read_table(
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .csv or .parquet")
     if len(frame.columns) == 0:
         raise DataError(f"{path}: the file is empty (no columns)")
+    # Names with stray blanks (' lodged_at') are the contract's names all the same.
+    frame = frame.rename(columns=lambda name: name.strip() if isinstance(name, str) else name)
     if len(frame) == 0 and not allow_empty:
         raise DataError(f"{path}: header only, no data rows (columns: {', '.join(frame.columns)})")
     present = {source: target for source, target in mapping.items() if source in frame.columns}
@@ -152,8 +211,34 @@ def read_table(
     return frame.rename(columns=present)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMBER_TEXT = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a
+    carriage return, and not a plain number) prefixed with a single quote (OWASP's advice for
+    CSV injection); every other cell as it is. A new frame when anything changes."""
+    changed: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if not (column.dtype == object or pd.api.types.is_string_dtype(column.dtype)):
+            continue
+        text = column.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False) & ~text.str.fullmatch(
+            NUMBER_TEXT
+        ).fillna(False)
+        is_text = column.map(lambda v: isinstance(v, str)) if risky.any() else risky
+        risky &= is_text.astype(bool)
+        if risky.any():
+            changed[str(name)] = column.where(~risky, "'" + text.astype(object))
+    return frame.assign(**changed) if changed else frame
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write CSV or Parquet by extension, atomically (a temporary file, then a rename)."""
+    """Write CSV or Parquet by extension, atomically (a temporary file, then a rename).
+
+    CSV cells that a spreadsheet would run as formulas are escaped (`csv_safe`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
@@ -162,7 +247,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if suffix in CSV_SUFFIXES:
-            frame.to_csv(temporary, index=False)
+            csv_safe(frame).to_csv(temporary, index=False)
         else:
             frame.to_parquet(temporary, index=False)
         os.replace(temporary, path)
@@ -170,10 +255,13 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def write_quarantine(reports: list[ValidationReport], path: Path) -> int:
+def write_quarantine(
+    reports: list[ValidationReport], path: Path, *, remove_stale: bool = True
+) -> int:
     """Write every quarantined row (table, source, row, reason, values) as CSV; return the count.
 
-    With nothing quarantined, no file is written and a stale one from an earlier run is removed.
+    With nothing quarantined, no file is written, and with `remove_stale` a stale one from an
+    earlier run is removed (never a file the user named).
     """
     path = Path(path)
     parts = [
@@ -182,7 +270,8 @@ def write_quarantine(reports: list[ValidationReport], path: Path) -> int:
         if not report.quarantined.empty
     ]
     if not parts:
-        path.unlink(missing_ok=True)
+        if remove_stale:
+            path.unlink(missing_ok=True)
         return 0
     rows = pd.concat(parts, ignore_index=True)
     first = ["table", "source", "row", "reason"]
@@ -259,7 +348,11 @@ def load_inputs(config: Config) -> Inputs:
         )
         sources = (str(data.declarations), str(data.outcomes))
     tables = validate(
-        declarations, outcomes, source_declarations=sources[0], source_outcomes=sources[1]
+        declarations,
+        outcomes,
+        source_declarations=sources[0],
+        source_outcomes=sources[1],
+        contract=contract_of(data),
     )
     if ground_truth is not None:
         ground_truth = _ground_truth(

@@ -17,6 +17,8 @@ columns are factorized once and checked on their distinct values only.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +40,41 @@ HS_MAX_DIGITS = 10
 TRUE_TEXTS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_TEXTS = frozenset({"false", "f", "no", "n", "0"})
 OTHER_DELIMITERS = (";", "\t", "|")
+
+
+DEFAULT_MAX_VALUES: dict[str, float] = {
+    "quantity": 1e12,
+    "net_mass_kg": 1e9,
+    "declared_value": 1e15,
+    "duty_rate": 10.0,
+    "declared_duty": 1e15,
+    "revenue_recovered": 1e15,
+}
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a plausible value is, beyond its type (config keys under `data`).
+
+    `date_format`: strptime format of every text timestamp (None: ISO 8601, or one unambiguous
+    format per column); `earliest_date`: timestamps before it are refused; `future_days`: a
+    timestamp later than now plus this many days is refused; `max_values`: column -> largest
+    plausible value. `now` pins the present (tests); None: the clock.
+    """
+
+    date_format: str | None = None
+    earliest_date: dt.date = dt.date(1990, 1, 1)
+    future_days: float = 1.0
+    max_values: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_VALUES))
+    now: pd.Timestamp | None = None
+
+    def latest(self) -> np.datetime64:
+        """The latest plausible timestamp."""
+        now = self.now if self.now is not None else pd.Timestamp.now("UTC").tz_localize(None)
+        return np.datetime64(now + pd.Timedelta(days=self.future_days), "ns")
+
+
+DEFAULT_CONTRACT = Contract()
 
 
 class DataError(ValueError):
@@ -153,7 +190,7 @@ def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
         return np.empty(0, dtype=object)
     if pd.api.types.is_float_dtype(index.dtype):
         values = index.to_numpy(dtype=float)
-        integral = np.isfinite(values) & (np.floor(values) == values)
+        integral = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2.0**63)
         texts = index.astype(str).to_numpy(dtype=object)
         if integral.any():
             texts[integral] = values[integral].astype(np.int64).astype(str).astype(object)
@@ -243,6 +280,9 @@ def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
     problem[~digits] = "hs_code: not digits"
     problem[digits & (lengths < HS_MIN_DIGITS)] = "hs_code: too short, expected 6-10 digits"
     problem[digits & (lengths > HS_MAX_DIGITS)] = "hs_code: too long, expected 6-10 digits"
+    chapter_zero = digits & (lengths >= HS_MIN_DIGITS) & (lengths <= HS_MAX_DIGITS)
+    chapter_zero &= pd.Series(padded, dtype=object).str.startswith("00").to_numpy(dtype=bool)
+    problem[chapter_zero] = "hs_code: chapter 00 does not exist"
     bad_unique = pd.notna(problem)
     verdicts.flag(
         _at(bad_unique, codes),
@@ -253,9 +293,57 @@ def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
     return _at(_nulled(padded, bad_unique), codes)
 
 
-def _coerce_timestamp(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd.Series:
-    """ISO 8601 first (fast); then the format of the first failure, applied to all failures; then
-    each remaining value on its own ('mixed', slow, only where both failed)."""
+NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?=$|[\sT])(.*)$")
+
+
+def _numeric_dates(
+    texts: pd.Series, column: str, source: str, date_format: str | None
+) -> pd.Series:
+    """Dates written `a/b/yyyy` (or with '.' / '-'), read day-first or month-first as the whole
+    column says: a value with a first number above 12 makes it day-first, a second number above
+    12 month-first. A column with both, or with neither (every value ambiguous, such as
+    01/12/2024) and no `data.date_format`, is refused: reading it one way would be a guess."""
+    parts = texts.str.extract(NUMERIC_DATE.pattern)
+    matched = parts[0].notna().to_numpy()
+    if not matched.any():
+        return pd.Series(pd.NaT, index=texts.index, dtype="datetime64[ns, UTC]")
+    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
+    second = pd.to_numeric(parts[2], errors="coerce").to_numpy()
+    day_first = bool((first[matched] > 12).any())
+    month_first = bool((second[matched] > 12).any())
+    examples = ", ".join(repr(v) for v in texts[matched].drop_duplicates().head(3))
+    if day_first and month_first:
+        shown_day = texts[matched & (first > 12)].iloc[0]
+        shown_month = texts[matched & (second > 12)].iloc[0]
+        raise DataError(
+            f"{source}: column {column} mixes day-first ({shown_day!r}) and month-first "
+            f"({shown_month!r}) dates; it cannot be read in one format. Write ISO dates "
+            "(2024-12-01 10:00) or one format throughout and set data.date_format"
+        )
+    if not (day_first or month_first):
+        raise DataError(
+            f"{source}: column {column} holds dates such as {examples} that read day-first or "
+            "month-first alike; set data.date_format (e.g. '%d/%m/%Y %H:%M') or write ISO "
+            "dates (2024-12-01 10:00)"
+        )
+    day, month = (parts[0], parts[2]) if day_first else (parts[2], parts[0])
+    year = parts[3].where(parts[3].str.len() == 4, "20" + parts[3])
+    rest = parts[4].fillna("").str.strip()
+    iso = year + "-" + month.str.zfill(2) + "-" + day.str.zfill(2) + " " + rest
+    return pd.to_datetime(iso.str.strip(), errors="coerce", format="ISO8601", utc=True)
+
+
+def _coerce_timestamp(
+    series: pd.Series,
+    col: Column,
+    verdicts: _Verdicts,
+    contract: Contract,
+    source: str,
+) -> pd.Series:
+    """With `contract.date_format`, every value in that format exactly. Without: ISO 8601 first
+    (fast); numeric dates (01/12/2024) in the one day/month order the column admits
+    (`_numeric_dates`); then the format of the first remaining value, applied to all of them;
+    then each remaining value on its own ('mixed', slow, only where both failed)."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         parsed = series.dt.tz_convert("UTC").dt.tz_localize(None)
         unparseable = np.zeros(len(series), dtype=bool)
@@ -265,8 +353,30 @@ def _coerce_timestamp(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd
     else:
         text = series if series.dtype == object else series.astype("string")
         present = text.notna().to_numpy() & (text.astype(str).str.strip() != "").to_numpy()
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
-        failed = parsed.isna().to_numpy() & present
+        if contract.date_format is not None:
+            parsed = pd.to_datetime(
+                text.astype("string").str.strip(),
+                errors="coerce",
+                format=contract.date_format,
+                utc=True,
+            )
+            failed = np.zeros(len(text), dtype=bool)
+        else:
+            parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+            failed = parsed.isna().to_numpy() & present
+        if failed.any():
+            numeric = _numeric_dates(
+                text[failed].astype(str), col.name, source, contract.date_format
+            )
+            parsed = parsed.copy()
+            parsed[failed] = numeric
+            still = parsed.isna().to_numpy() & present
+            # values in the numeric shape that did not parse are bad dates, not another format
+            shaped = np.zeros(len(text), dtype=bool)
+            shaped[np.flatnonzero(failed)] = (
+                text[failed].astype(str).str.match(NUMERIC_DATE.pattern).to_numpy(dtype=bool)
+            )
+            failed = still & ~shaped
         for fallback in ("infer", "mixed"):  # one other format for all (fast), then each its own
             if not failed.any():
                 break
@@ -285,16 +395,43 @@ def _coerce_timestamp(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd
         unparseable = parsed.isna().to_numpy() & present
     parsed = parsed.astype("datetime64[ns]")
     original = series
+    what = (
+        f"not a date in data.date_format {contract.date_format!r}"
+        if (
+            contract.date_format is not None
+            and not pd.api.types.is_datetime64_any_dtype(series.dtype)
+        )
+        else "not a date"
+    )
     verdicts.flag(
         unparseable,
-        lambda idx: _reasons(f"{col.name}: not a date", _quoted(original.to_numpy()[idx])),
+        lambda idx: _reasons(f"{col.name}: {what}", _quoted(original.to_numpy()[idx])),
     )
     if not col.nullable:
         verdicts.flag(parsed.isna().to_numpy(), f"{col.name}: missing")
+    stamps = parsed.to_numpy(dtype="datetime64[ns]")
+    earliest = np.datetime64(pd.Timestamp(contract.earliest_date), "ns")
+    verdicts.flag(
+        stamps < earliest,
+        lambda idx: _reasons(
+            f"{col.name}: before data.earliest_date",
+            pd.Series(stamps[idx]).astype(str),
+            f" < {contract.earliest_date}",
+        ),
+    )
+    latest = contract.latest()
+    verdicts.flag(
+        stamps > latest,
+        lambda idx: _reasons(
+            f"{col.name}: in the future", pd.Series(stamps[idx]).astype(str), " > now"
+        ),
+    )
     return parsed.reset_index(drop=True)
 
 
-def _coerce_float(series: pd.Series, col: Column, verdicts: _Verdicts) -> np.ndarray:
+def _coerce_float(
+    series: pd.Series, col: Column, verdicts: _Verdicts, contract: Contract
+) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
         values = series.to_numpy(dtype="float64", na_value=np.nan)
         unparseable = np.zeros(len(values), dtype=bool)
@@ -322,6 +459,14 @@ def _coerce_float(series: pd.Series, col: Column, verdicts: _Verdicts) -> np.nda
         below = values < col.minimum
         word = "negative" if col.minimum == 0 else f"below {col.minimum:g}"
         verdicts.flag(below, lambda idx: _reasons(f"{col.name}: {word}", values[idx].astype(str)))
+    limit = contract.max_values.get(col.name)
+    if limit is not None:
+        verdicts.flag(
+            values > limit,
+            lambda idx: _reasons(
+                f"{col.name}: implausibly large", values[idx].astype(str), f" > {limit:g}"
+            ),
+        )
     return values
 
 
@@ -371,14 +516,21 @@ def _require(frame: pd.DataFrame, columns: tuple[Column, ...], table: str, sourc
                 f"delimited by {found[0]!r}, not ','. Save it comma-separated."
             )
     shown = ", ".join(map(str, frame.columns[:30]))
+    lowered = {str(c).strip().lower(): str(c) for c in frame.columns}
+    near = [f"{lowered[m]!r} for {m!r}" for m in missing if m in lowered]
+    hint = f" Names that differ only in case or blanks: {', '.join(near)}." if near else ""
     raise DataError(
         f"{source}: {table} required column(s) missing: {', '.join(missing)} "
-        f"(found: {shown}). Map your own names with data.column_mapping."
+        f"(found: {shown}). Map your own names with data.column_mapping.{hint}"
     )
 
 
 def _coerce_all(
-    frame: pd.DataFrame, columns: tuple[Column, ...], verdicts: _Verdicts
+    frame: pd.DataFrame,
+    columns: tuple[Column, ...],
+    verdicts: _Verdicts,
+    contract: Contract,
+    source: str,
 ) -> dict[str, object]:
     """Every contract column in its canonical dtype (absent optional columns all-null)."""
     out: dict[str, object] = {}
@@ -393,9 +545,9 @@ def _coerce_all(
         elif col.kind == "hs":
             out[col.name] = _coerce_hs(series, verdicts)
         elif col.kind == "timestamp":
-            out[col.name] = _coerce_timestamp(series, col, verdicts)
+            out[col.name] = _coerce_timestamp(series, col, verdicts, contract, source)
         elif col.kind == "float":
-            out[col.name] = _coerce_float(series, col, verdicts)
+            out[col.name] = _coerce_float(series, col, verdicts, contract)
         elif col.kind == "bool":
             out[col.name] = _coerce_bool(series, col, verdicts)
         elif col.name == "selection_reason":
@@ -507,12 +659,12 @@ def add_hs_levels(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_declarations(
-    frame: pd.DataFrame, source: str = FRAME_SOURCE
+    frame: pd.DataFrame, source: str = FRAME_SOURCE, contract: Contract = DEFAULT_CONTRACT
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Canonical declarations (sorted by lodged_at, declaration_id) and the report."""
     _require(frame, DECLARATION_COLUMNS, "declarations", source)
     verdicts = _Verdicts(len(frame))
-    coerced = _coerce_all(frame, DECLARATION_COLUMNS, verdicts)
+    coerced = _coerce_all(frame, DECLARATION_COLUMNS, verdicts, contract, source)
     _flag_duplicates(np.asarray(coerced["declaration_id"]), verdicts, "duplicate")
     clean, report = _finish(
         frame,
@@ -540,12 +692,15 @@ def _at_resolution_of(earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
 
 
 def validate_outcomes(
-    frame: pd.DataFrame, declarations: pd.DataFrame, source: str = FRAME_SOURCE
+    frame: pd.DataFrame,
+    declarations: pd.DataFrame,
+    source: str = FRAME_SOURCE,
+    contract: Contract = DEFAULT_CONTRACT,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Canonical outcomes of validated `declarations` (sorted by selected_at) and the report."""
     _require(frame, OUTCOME_COLUMNS, "outcomes", source)
     verdicts = _Verdicts(len(frame))
-    coerced = _coerce_all(frame, OUTCOME_COLUMNS, verdicts)
+    coerced = _coerce_all(frame, OUTCOME_COLUMNS, verdicts, contract, source)
     ids = np.asarray(coerced["declaration_id"])
     probability = np.asarray(coerced["selection_probability"], dtype=float)
     verdicts.flag(
@@ -555,6 +710,13 @@ def validate_outcomes(
     inspected = np.asarray(coerced["inspected"], dtype=bool)
     hit = np.asarray(coerced["hit"], dtype=bool)
     verdicts.flag(hit & ~inspected, "hit: true but inspected is false")
+    revenue = np.asarray(coerced["revenue_recovered"], dtype=float)
+    verdicts.flag(
+        (revenue > 0) & ~hit,
+        lambda idx: _reasons(
+            "revenue_recovered: positive but hit is false", revenue[idx].astype(str)
+        ),
+    )
 
     known = pd.Index(declarations["declaration_id"].astype(str).to_numpy(dtype=object))
     position = known.get_indexer(pd.Index(ids.astype(str)))
@@ -621,17 +783,18 @@ def validate(
     *,
     source_declarations: str = FRAME_SOURCE,
     source_outcomes: str = FRAME_SOURCE,
+    contract: Contract = DEFAULT_CONTRACT,
 ) -> ValidatedTables:
     """Validate both tables: declarations first, then outcomes against the kept declarations."""
     clean_declarations, declaration_report = validate_declarations(
-        declarations, source_declarations
+        declarations, source_declarations, contract
     )
     reports = [declaration_report]
     if outcomes is None:
         clean_outcomes = empty_outcomes()
     else:
         clean_outcomes, outcome_report = validate_outcomes(
-            outcomes, clean_declarations, source_outcomes
+            outcomes, clean_declarations, source_outcomes, contract
         )
         _explain_orphans(outcome_report, declaration_report)
         reports.append(outcome_report)

@@ -3,11 +3,13 @@
 The cut-offs are set on the reference window: the last `serve.reference_days` of the feature set
 before the held-out stretch that `run` scores (`serve.score_last_days`). The export is validated,
 written atomically, logged to the MLflow run with the feature snapshot (artefact ``snapshot``) and
-the scorer pyfunc (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`).
+the scorer pyfunc (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`). The run
+records the export first; the file is put in place last.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
+from pipeline.ingest.readers import write_table
 from pipeline.jobs import JobResult
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
@@ -29,7 +32,9 @@ from pipeline.serve.thresholds import (
     compute_cutoffs,
     manifest_sha256,
     new_document,
+    office_table,
     reference_window,
+    serve_random_key,
 )
 
 MODEL_ARTIFACT = "targeting_model"
@@ -143,7 +148,6 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             ),
             "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
             "run_id": run_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
             "booster_sha256": model.booster_sha256(),
         },
         rank_by=rank_by,
@@ -153,13 +157,13 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             "config": config.features.model_dump(mode="json"),
             "descriptions": descriptions,
         },
-        snapshot={
-            "path": str(config.paths.snapshot.resolve()),
-            "uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}",
-        },
+        # No machine-local path or tracking address: the scorer finds both through MLflow
+        # (MLFLOW_TRACKING_URI or the config's tracking.uri).
+        snapshot={"uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}"},
         kpis={},
     )
-    draft = Thresholds(document)
+    key = serve_random_key(config.serve)
+    draft = Thresholds(document, key)
     channels = assign_channels(
         draft, reference, reference["score"].to_numpy(), reference["margin"].to_numpy()
     )
@@ -171,16 +175,19 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         window.days,
     )
     target = Path(out) if out is not None else config.paths.thresholds
-    try:
-        Thresholds(document).save(target)
-    except ThresholdsError as exc:
-        raise ValueError(f"the computed export is not valid: {exc}") from exc
-
-    tracking.log_artifacts(run_id, target, THRESHOLDS_ARTIFACT)
+    final = Thresholds(document, key)
+    # The run records the export before the file is put in place: a crash in between leaves
+    # the previous file, never a file newer than what the run holds.
     with tempfile.TemporaryDirectory() as scratch:
+        staged = Path(scratch) / target.name
+        try:
+            final.save(staged)
+        except ThresholdsError as exc:
+            raise ValueError(f"the computed export is not valid: {exc}") from exc
+        tracking.log_artifacts(run_id, staged, THRESHOLDS_ARTIFACT)
         model_folder = Path(scratch) / MODEL_ARTIFACT
         model.save(model_folder)
-        scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, target)
+        scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, staged)
     kpis = document["kpis"]
     metrics = {
         f"serve.{name}.reference_share": float(entry["share"])
@@ -194,12 +201,17 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         }
     )
     tracking.log_metrics(run_id, metrics)
+    final.save(target)  # the same bytes as logged (the document and its digest are fixed)
+    offices = target.with_name(f"{target.stem}_offices.csv")
+    write_table(office_table(document, channels, reference), offices)
+    os.chmod(offices, 0o644)
 
     lines = _lines(document, kpis, target)
+    lines.append(f"cut-offs and expected KPIs per office (CSV): {offices}")
     lines.append(f"scorer pyfunc: {scorer_uri} (mlflow models serve -m {scorer_uri})")
     return JobResult(
         stage="export",
-        outputs={"thresholds": target},
+        outputs={"thresholds": target, "offices": offices},
         figures={
             "run_id": run_id,
             "scorer_uri": scorer_uri,

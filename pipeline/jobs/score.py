@@ -15,11 +15,22 @@ from pipeline.jobs import JobResult
 from pipeline.serve.scorer import Scorer
 
 TOP_MANUAL_REASONS = 5
+EXIT_SOME_MANUAL = 4  # `targeting score`: some rows could not be scored (channel manual)
+EXIT_ALL_MANUAL = 5  # `targeting score`: no row could be scored
+
+
+def manual_exit_code(rows: int, manual: int) -> int:
+    """The CLI's exit status for a scored file: 0 all scored, 4 some rows manual, 5 all."""
+    if manual == 0:
+        return 0
+    return EXIT_ALL_MANUAL if manual >= rows else EXIT_SOME_MANUAL
 
 
 def read_declarations(config: Config, path: Path, format: str) -> pd.DataFrame:
     """Declarations to score, in the canonical columns (unvalidated: the scorer validates)."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: is a folder, expected a declarations file (CSV/Parquet)")
     if not path.is_file():
         raise FileNotFoundError(f"declarations file not found: {path}")
     if format == "kcs":
@@ -69,17 +80,33 @@ def score(
     names, e.g. a snapshot as of the start of a held-out stretch when replaying it.
     """
     import pipeline.train.tracking as tracking
-    from pipeline.ingest.readers import write_table
+    from pipeline.ingest.readers import contract_of, write_table
 
     tracking.configure(config)
-    selectivity = Path(thresholds) if thresholds is not None else config.paths.thresholds
-    scorer = Scorer.from_files(selectivity, model_uri=model, snapshot_uri=snapshot)
-    declarations = read_declarations(config, Path(input), format)
-    scored = scorer.score(declarations)
     target = Path(out) if out is not None else config.paths.scored
     if target.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"--out {target}: the scored file must end in .csv or .parquet")
-    write_table(scored, target)
+    if target.is_dir():
+        raise ValueError(f"--out {target}: is a folder, expected a .csv or .parquet file name")
+    selectivity = Path(thresholds) if thresholds is not None else config.paths.thresholds
+    from pipeline.serve.thresholds import serve_random_key
+
+    scorer = Scorer.from_files(
+        selectivity,
+        model_uri=model,
+        snapshot_uri=snapshot,
+        random_key=serve_random_key(config.serve),
+    )
+    scorer.contract = contract_of(config.data)
+    declarations = read_declarations(config, Path(input), format)
+    lacking = scorer.missing_columns(declarations)
+    if lacking is not None:
+        raise ValueError(f"{input}: {lacking}")
+    scored = scorer.score(declarations)
+    from pipeline.serve.scorer import reason_columns
+
+    flat = target.suffix.lower() == ".csv"  # CSV readers get one column per reason part
+    write_table(reason_columns(scored, scorer.thresholds.reasons) if flat else scored, target)
     counts = scored["channel"].value_counts(normalize=False)
     manual = scorer.thresholds.invalid_channel
     valid = len(scored) - int(counts.get(manual, 0))
@@ -90,6 +117,7 @@ def score(
         figures={
             "rows": len(scored),
             "manual": int(counts.get(manual, 0)),
+            "exit_code": manual_exit_code(len(scored), int(counts.get(manual, 0))),
             "shares": shares,
             "targets": scorer.thresholds.channels,
         },

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.ingest import schema
-from pipeline.ingest.readers import read_table, write_quarantine
+from pipeline.ingest.readers import contract_of, read_table, write_quarantine
 from pipeline.jobs import JobResult
 
 FORMATS = ("canonical", "kcs")
@@ -67,10 +67,13 @@ def validate(
         outcome_frame,
         source_declarations=str(input),
         source_outcomes=outcome_source,
+        contract=contract_of(config.data),
     )
     if quarantine is not None:
         target = Path(quarantine)
-        written = write_quarantine(tables.reports, target)
+        if target.is_dir():
+            raise ValueError(f"--quarantine {target}: is a folder, expected a CSV file name")
+        written = write_quarantine(tables.reports, target, remove_stale=False)
     else:
         name = f"{input.stem}.quarantine.csv"
         written, target = write_next_to_input(

@@ -38,7 +38,7 @@ from mlflow.pyfunc.model import PythonModel
 from pipeline.config import FeaturesConfig
 from pipeline.features.build import Snapshot, attach
 from pipeline.ingest.columns import DECLARATION_COLUMNS
-from pipeline.ingest.schema import validate_declarations
+from pipeline.ingest.schema import DEFAULT_CONTRACT, Contract, validate_declarations
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.thresholds import Thresholds, ThresholdsError, assign_channels
 
@@ -269,11 +269,14 @@ def reason_codes(
     """
     if len(X) == 0 or top <= 0:
         return pd.Series([None] * len(X), index=X.index, dtype=object)
-    matrix = xgb.DMatrix(prepare(model, X), enable_categorical=True)
+    prepared = prepare(model, X)
+    matrix = xgb.DMatrix(prepared, enable_categorical=True)
     contributions = np.asarray(
         model.booster.predict(matrix, pred_contribs=True, approx_contribs=method == "approximate"),
         dtype=float,
     )[:, :-1]
+    # A missing value is never a reason: nothing was declared there for a reviewer to check.
+    contributions[prepared.isna().to_numpy()] = -np.inf
     k = min(top, contributions.shape[1])
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
     rows = np.repeat(np.arange(len(X)), k)
@@ -345,8 +348,12 @@ class Scorer:
     thresholds: Thresholds
     features_config: FeaturesConfig
 
+    contract: Contract = DEFAULT_CONTRACT
+
     def __post_init__(self) -> None:
         self.thresholds.check_model(self.model.booster_sha256())
+        self.random_key = self.thresholds.key  # refused here when it does not match the export
+        self.thresholds = Thresholds(self.thresholds.document, self.random_key)
         self.descriptions: dict[str, str] = dict(
             self.thresholds.document["features"].get("descriptions", {})
         )
@@ -357,6 +364,7 @@ class Scorer:
         thresholds_path: Path,
         model_uri: str | None = None,
         snapshot_uri: str | None = None,
+        random_key: str | None = None,
     ) -> Scorer:
         """Load what a selectivity file names: its model (or `model_uri`) and its snapshot.
 
@@ -364,6 +372,8 @@ class Scorer:
         tracking server is the one named in the file, else MLFLOW_TRACKING_URI.
         """
         thresholds = Thresholds.load(thresholds_path)
+        if random_key is not None:
+            thresholds = Thresholds(thresholds.document, random_key)
         document = thresholds.document
         tracking_uri = document["model"].get("tracking_uri")
         uri = model_uri or thresholds.model_uri
@@ -380,7 +390,7 @@ class Scorer:
 
     def _empty_output(self, frame: pd.DataFrame) -> pd.DataFrame:
         ids = (
-            frame["declaration_id"].astype("string")
+            _id_texts(frame["declaration_id"])
             if "declaration_id" in frame.columns
             else pd.Series(pd.NA, index=frame.index, dtype="string")
         )
@@ -398,16 +408,37 @@ class Scorer:
             index=pd.RangeIndex(len(frame)),
         )
 
+    def missing_columns(self, declarations: pd.DataFrame) -> str | None:
+        """Why the model cannot score these declarations at all, or None: the extra columns its
+        features were trained on (KCS's ``kcs_*``) are absent."""
+        extras = [c for c in self.model.feature_names if c.startswith("kcs_")]
+        missing = [c for c in extras if c not in declarations.columns]
+        if not missing:
+            return None
+        return (
+            f"the model was trained on column(s) {', '.join(missing)} that the declarations "
+            "lack: these thresholds were made for KCS data (score KCS files with --format kcs)"
+        )
+
     def score(self, declarations: pd.DataFrame) -> pd.DataFrame:
         """Score every row of `declarations` (one row out per row in, in the same order)."""
         frame = declarations.reset_index(drop=True)
+        frame.columns = frame.columns.astype(str)
         out = self._empty_output(frame)
         if frame.empty:
             return out
+        lacking = self.missing_columns(frame)
+        if lacking is not None:
+            out["error"] = lacking
+            return out
         try:
-            clean, report = validate_declarations(frame, "declarations to score")
+            clean, report = validate_declarations(frame, "declarations to score", self.contract)
         except ValueError as exc:  # the batch as a whole is unusable (e.g. a missing column)
             out["error"] = str(exc)
+            return out
+        except Exception as exc:  # keep the promise: every row back, with the reason
+            logger.exception("validation failed")
+            out["error"] = f"cannot validate the declarations: {type(exc).__name__}: {exc}"
             return out
         quarantined = report.quarantined
         if len(quarantined):  # `row` is the 1-based row number in the input
@@ -427,9 +458,7 @@ class Scorer:
         for column in ("channel", "selection_reason", "reasons"):
             out.loc[positions, column] = scored[column].to_numpy(dtype=object)
         out.loc[positions, "error"] = None
-        out["declaration_id"] = out["declaration_id"].astype(object)
-        out.loc[positions, "declaration_id"] = scored["declaration_id"].astype(str).to_numpy()
-        return out
+        return out  # declaration ids as the input wrote them (validation strips its copy)
 
     def features(self, clean: pd.DataFrame) -> pd.DataFrame:
         """Model inputs of validated declarations, row-aligned with `clean` (by declaration id)."""
@@ -478,6 +507,19 @@ class Scorer:
             },
             index=declarations.index,
         )
+
+
+def _id_texts(ids: pd.Series) -> pd.Series:
+    """Declaration ids as text, exactly as given (integral floats without their '.0')."""
+    if pd.api.types.is_float_dtype(ids.dtype):
+        values = ids.to_numpy(dtype=float)
+        whole = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2.0**63)
+        text = ids.astype("string")
+        text[whole] = values[whole].astype(np.int64).astype(str)
+        return text
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        ids = ids.astype(object)
+    return ids.astype("string")
 
 
 def _positions(clean: pd.DataFrame, report: Any) -> np.ndarray:
@@ -538,17 +580,12 @@ def _input_signature() -> Any:
     """Input schema on the raw declaration columns (no category dtypes), every column optional
     so that an incomplete row reaches the scorer and comes back `manual` instead of failing."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    kinds = {
-        "id": "string",
-        "category": "string",
-        "hs": "string",
-        "timestamp": "datetime",
-        "float": "double",
-        "bool": "boolean",
-    }
-    inputs = Schema([ColSpec(kinds[c.kind], c.name, required=False) for c in DECLARATION_COLUMNS])
+    # Every input column is declared `Any`: MLflow's own type conversion would turn the text
+    # "false" into True and refuse a whole batch for one bad cell; the scorer validates each
+    # row itself and sends the bad ones to the manual channel with the reason.
+    inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in DECLARATION_COLUMNS])
     outputs = Schema(
         [
             ColSpec("string", "declaration_id"),
@@ -618,6 +655,27 @@ def document_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 REASON_FIELDS = ("feature", "value", "contribution", "phrase")  # one reason code's entries
+
+
+def reason_columns(scored: pd.DataFrame, top: int) -> pd.DataFrame:
+    """`scored` with its JSON `reasons` laid out flat for systems without JSON (CSV output):
+    reason_1, reason_1_feature, reason_1_value, reason_1_contribution, ... up to `top`."""
+    long = reasons_table(scored.assign(declaration_id=np.arange(len(scored))))
+    out = scored.drop(columns="reasons")
+    wide: dict[str, pd.Series] = {}
+    for rank in range(1, top + 1):
+        at = long.loc[long["rank"] == rank]
+        rows = at["declaration_id"].to_numpy(dtype=np.int64)
+        for suffix, field in (
+            ("", "phrase"),
+            ("_feature", "feature"),
+            ("_value", "value"),
+            ("_contribution", "contribution"),
+        ):
+            column = pd.Series([None] * len(scored), index=scored.index, dtype=object)
+            column.iloc[rows] = at[field].to_numpy(dtype=object)
+            wide[f"reason_{rank}{suffix}"] = column
+    return pd.concat([out, pd.DataFrame(wide, index=scored.index)], axis=1)
 
 
 def reasons_table(scored: pd.DataFrame) -> pd.DataFrame:

@@ -51,12 +51,14 @@ tests/test_serve_thresholds.py checks it against an independent pure-Python SipH
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import RuleConfig, ServeConfig
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = "selectivity.schema.json"
@@ -77,6 +81,10 @@ RANDOM_ALGORITHM = "siphash-2-4+splitmix64 (pandas.util.hash_array), key = sha25
 Cutoff = dict[str, float | None]  # {"score", "margin", "tiebreak"}; None: nobody reaches it
 CUTOFF_PARTS = ("score", "margin", "tiebreak")
 TIEBREAK_SUFFIX = "/tie-break"
+DIGEST_KEY = "content_sha256"
+KEY_ENV = "TARGETING_RANDOM_KEY"
+DEVELOPMENT_KEY = "customs-targeting"  # public: fine for research, never for a deployment
+FINGERPRINT_PREFIX = "customs-targeting random key fingerprint:"
 
 
 class ThresholdsError(ValueError):
@@ -84,6 +92,49 @@ class ThresholdsError(ValueError):
 
 
 # --- the random draw -------------------------------------------------------------------------
+
+
+@functools.cache
+def _warn_development_key(env: str) -> None:
+    logger.warning(
+        "the random draw uses the public development key: set %s (or %s_FILE, or "
+        "serve.random_key_file) to a secret key before deploying",
+        env,
+        env,
+    )
+
+
+def random_key(env: str = KEY_ENV, file: Path | None = None) -> str:
+    """The random draw's secret key: the environment variable `env`, else the file named by
+    `<env>_FILE` or `file`, else the public development key (with a warning). Never written."""
+    value = os.environ.get(env)
+    if value:
+        return value
+    named = os.environ.get(f"{env}_FILE")
+    source = Path(named) if named else file
+    if source is not None:
+        try:
+            text = Path(source).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ThresholdsError(
+                f"cannot read the random-draw key from {source}: {exc.strerror or exc}"
+            ) from None
+        if not text:
+            raise ThresholdsError(f"the random-draw key file {source} is empty")
+        return text
+    _warn_development_key(env)
+    return DEVELOPMENT_KEY
+
+
+def serve_random_key(serve: ServeConfig) -> str:
+    """The key a serving config points at (`serve.random_key_env`, `serve.random_key_file`)."""
+    return random_key(serve.random_key_env, serve.random_key_file)
+
+
+def key_fingerprint(key: str) -> str:
+    """What the export records of the key: a SHA-256 of a prefixed key (never the hash whose
+    first 16 characters key the draw, which would give the draw away)."""
+    return hashlib.sha256((FINGERPRINT_PREFIX + key).encode("utf-8")).hexdigest()
 
 
 def random_key_bytes(key: str) -> str:
@@ -234,6 +285,26 @@ class Thresholds:
     """The selectivity export: everything a selectivity system needs to reproduce the channels."""
 
     document: dict[str, Any]
+    random_key: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """The random draw's key: the one given, else from the environment variable the export
+        names; refused when it does not match the export's fingerprint."""
+        policy = self.document["random"]
+        if "key_sha256" not in policy:  # an in-memory policy of an older layout
+            return str(policy.get("key", self.random_key or DEVELOPMENT_KEY))
+        key = self.random_key
+        if key is None:
+            key = random_key(str(policy.get("key_env") or KEY_ENV))
+        if key_fingerprint(key) != policy["key_sha256"]:
+            env = policy.get("key_env") or KEY_ENV
+            raise ThresholdsError(
+                "the random-draw key does not match the export's fingerprint (random/key_sha256 "
+                f"{str(policy['key_sha256'])[:12]}...): set {env} (or {env}_FILE) to the key the "
+                "export was made with"
+            )
+        return key
 
     # --- accessors ----------------------------------------------------------------------------
     @property
@@ -304,12 +375,15 @@ class Thresholds:
         return json.dumps(self.document, indent=2, allow_nan=False) + "\n"
 
     def save(self, path: Path) -> Path:
-        """Validate, then write atomically (temporary file in the same folder, then rename)."""
+        """Validate, bind the content (`content_sha256`, set in the document), then write
+        atomically (temporary file in the same folder, mode 0644, then rename)."""
         validate_document(self.document)
+        self.document[DIGEST_KEY] = content_digest(self.document)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
+            os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the file from the serving user
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(self.to_json())
             os.replace(temporary, path)
@@ -333,16 +407,51 @@ class Thresholds:
     def load(cls, path: Path, booster_sha256: str | None = None) -> Thresholds:
         """Read and validate a selectivity file; refuse it if made for another booster."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"selectivity file not found: {path}")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: is a folder, expected a selectivity.json file")
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ThresholdsError(f"{path}: not valid JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ThresholdsError(f"{path}: not a selectivity export (a JSON object expected)")
         try:
+            validate_document(document)
+            check_digest(document)
             return cls.from_document(document, booster_sha256)
         except ThresholdsError as exc:
             raise ThresholdsError(f"{path}: {exc}") from exc
+
+
+def content_digest(document: dict[str, Any]) -> str:
+    """SHA-256 of the document without its own digest, as canonical JSON (sorted keys, no
+    spaces, UTF-8): any change of a value, a key or a number's text changes it."""
+    body = {k: v for k, v in document.items() if k != DIGEST_KEY}
+    text = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_digest(document: dict[str, Any]) -> None:
+    """Refuse a document whose content differs from what export bound (`content_sha256`)."""
+    recorded = document.get(DIGEST_KEY)
+    if recorded is None:
+        raise ThresholdsError(
+            f"no {DIGEST_KEY}: the file was not written by `targeting export`; export it again"
+        )
+    try:
+        actual = content_digest(document)
+    except ValueError as exc:  # NaN or infinity: JSON allows neither
+        raise ThresholdsError(f"holds a value JSON does not allow ({exc})") from None
+    if actual != recorded:
+        raise ThresholdsError(
+            f"the file was edited after export ({DIGEST_KEY} {str(recorded)[:12]}... recorded, "
+            f"the content gives {actual[:12]}...): a changed cut-off or policy must come from "
+            "`targeting export`, which binds the whole document again"
+        )
 
 
 def schema() -> dict[str, Any]:
@@ -375,6 +484,7 @@ def validate_document(document: dict[str, Any]) -> None:
             f"schema version {document['schema_version']} is not {SCHEMA_VERSION}"
         )
     names = [c["name"] for c in document["channels"]]
+    _check_semantics(document, names)
     if sum(c["rate"] for c in document["channels"]) > 1.0 + 1e-9:
         raise ThresholdsError("channel rates add up to more than 1")
     groups: list[tuple[str, dict[str, Any]]] = [("global", document["cutoffs"])]
@@ -394,6 +504,52 @@ def validate_document(document: dict[str, Any]) -> None:
         rates = group.get("rates", {})
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ThresholdsError(f"{label}: channel rates add up to more than 1")
+
+
+def _check_semantics(document: dict[str, Any], names: list[str]) -> None:
+    """What makes a schema-valid export unusable: numbers that are not finite, channels that are
+    not defined, invalid declarations released green."""
+    serving = document["serving"]
+    default = serving["default_channel"]
+    if len(set(names)) != len(names):
+        raise ThresholdsError(f"channels are named twice: {names}")
+    if default in names:
+        raise ThresholdsError(f"the default channel {default!r} is also a controlled channel")
+    invalid = serving["invalid_channel"]
+    if invalid == default or not str(invalid).strip():
+        raise ThresholdsError(
+            f"serving/invalid_channel is {invalid!r}: a declaration that fails validation must "
+            f"never be released to the default channel {default!r}"
+        )
+    random_policy = document["random"]
+    if float(random_policy["rate"]) > 0 and random_policy["channel"] not in names:
+        raise ThresholdsError(
+            f"random/channel {random_policy['channel']!r} is not a defined controlled channel "
+            f"(channels: {', '.join(names) or 'none'})"
+        )
+    numbers = [("random/rate", random_policy["rate"])]
+    numbers += [(f"channels/{c['name']}/rate", c["rate"]) for c in document["channels"]]
+    groups: list[tuple[str, dict[str, Any]]] = [("cutoffs", document["cutoffs"])]
+    groups += [(f"offices/{o}", g) for o, g in document["offices"].items()]
+    for label, group in groups:
+        for kind in ("cutoffs", "aeo_cutoffs"):
+            unknown = sorted(set(group[kind]) - set(names))
+            if unknown:
+                raise ThresholdsError(f"{label}/{kind}: cut-off for undefined channel(s) {unknown}")
+            for channel, cut in group[kind].items():
+                numbers += [
+                    (f"{label}/{kind}/{channel}/{part}", value)
+                    for part, value in cut.items()
+                    if value is not None
+                ]
+        numbers += [(f"{label}/rates/{c}", r) for c, r in group.get("rates", {}).items()]
+    bad = [
+        f"{where} = {value!r}"
+        for where, value in numbers
+        if not isinstance(value, int | float) or not np.isfinite(float(value))
+    ]
+    if bad:
+        raise ThresholdsError("values that are not finite numbers: " + "; ".join(bad[:5]))
 
 
 # --- computing and applying ------------------------------------------------------------------
@@ -424,8 +580,9 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
     """
     if reference.empty:
         raise ThresholdsError("the reference window holds no declarations")
-    rank = ranking_key(reference, reference["score"], reference["margin"], serve.random_key)
-    drawn, rule = forced_selection(reference, serve.random_rate, serve.random_key, serve.rules)
+    key = serve_random_key(serve)
+    rank = ranking_key(reference, reference["score"], reference["margin"], key)
+    drawn, rule = forced_selection(reference, serve.random_rate, key, serve.rules)
     forced = drawn | rule.notna().to_numpy()
     aeo = _aeo_flags(reference)
     rates = dict(serve.channels)
@@ -457,7 +614,8 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
         },
         "random": {
             "rate": serve.random_rate,
-            "key": serve.random_key,
+            "key_sha256": key_fingerprint(key),
+            "key_env": serve.random_key_env,
             "algorithm": RANDOM_ALGORITHM,
             "channel": serve.random_channel,
             "reason": RANDOM_REASON,
@@ -536,6 +694,7 @@ def assign_channels(
     channel = np.full(len(declarations), thresholds.default_channel, dtype=object)
     open_rows = np.ones(len(declarations), dtype=bool)
     ids = declarations["declaration_id"]
+    key = thresholds.key
     # The tie-break value is hashed only for rows whose score and margin equal a cut-off's.
     rank = np.column_stack(
         [np.asarray(score, float), np.asarray(margin, float), np.full(len(ids), np.nan)]
@@ -544,7 +703,7 @@ def assign_channels(
         cut = _cutoff_arrays(document, name, office, aeo)
         tied = (rank[:, 0] == cut[:, 0]) & (rank[:, 1] == cut[:, 1]) & np.isnan(rank[:, 2])
         if tied.any():
-            rank[tied, 2] = tiebreak_values(ids[tied], str(document["random"]["key"]))
+            rank[tied, 2] = tiebreak_values(ids[tied], key)
         reached = open_rows & _reaches(rank, cut)
         channel[reached] = name
         open_rows &= ~reached
@@ -553,7 +712,7 @@ def assign_channels(
     probability = np.full(len(declarations), np.nan)
     random_policy = document["random"]
     drawn, rule = forced_selection(
-        declarations, float(random_policy["rate"]), str(random_policy["key"]), thresholds.rules
+        declarations, float(random_policy["rate"]), key, thresholds.rules
     )
     ruled = rule.notna().to_numpy(dtype=bool) & ~drawn
     red = next(iter(thresholds.channels), thresholds.default_channel)
@@ -612,6 +771,51 @@ def channel_kpis(
             )
         out[name] = entry
     return {"declarations": n, "days": days, "channels": out}
+
+
+def office_table(
+    document: dict[str, Any], channels: pd.DataFrame, reference: pd.DataFrame
+) -> pd.DataFrame:
+    """The export flat, for systems that cannot run the scorer: one row per office (``*``: the
+    global cut-offs, for offices the export does not name) and channel, with the cut-offs for
+    other and AEO declarations and the expected KPIs on the reference window (declarations,
+    share of the office's flow, expected hit rate and hits)."""
+    names = [c["name"] for c in document["channels"]]
+    groups = {"*": document["cutoffs"], **document["offices"]}
+    rows = [
+        {
+            "office": office,
+            "channel": name,
+            "rate": group.get("rates", {}).get(name),
+            **{f"cutoff_{part}": group["cutoffs"][name][part] for part in CUTOFF_PARTS},
+            **{f"aeo_cutoff_{part}": group["aeo_cutoffs"][name][part] for part in CUTOFF_PARTS},
+        }
+        for office, group in groups.items()
+        for name in names
+    ]
+    cuts = pd.DataFrame(rows)
+    frame = pd.DataFrame(
+        {
+            "office": reference["office"].astype("string").fillna("").to_numpy(dtype=object),
+            "channel": channels["channel"].to_numpy(dtype=object),
+            "p": reference["probability"].to_numpy(dtype=float),
+        }
+    )
+    everyone = frame.assign(office="*")
+    both = pd.concat([everyone, frame.loc[frame["office"].isin(list(document["offices"]))]])
+    flow = both.groupby("office").size().rename("office_declarations")
+    kpis = (
+        both.groupby(["office", "channel"])["p"]
+        .agg(declarations="size", expected_hit_rate="mean", expected_hits="sum")
+        .reset_index()
+    )
+    table = cuts.merge(kpis, on=["office", "channel"], how="left").merge(
+        flow, left_on="office", right_index=True, how="left"
+    )
+    table["declarations"] = table["declarations"].fillna(0).astype(int)
+    table["expected_share"] = table["declarations"] / table["office_declarations"]
+    table["expected_hits"] = table["expected_hits"].fillna(0.0)
+    return table.drop(columns="office_declarations")
 
 
 def new_document(
@@ -706,7 +910,9 @@ def capacity_scenarios(
         scenario = serve.model_copy(deep=True)
         scenario.channels = {**serve.channels, severe: float(rate)}
         policy = compute_cutoffs(reference, scenario, days)
-        channels = assign_channels(Thresholds(policy), reference, score, margin)
+        channels = assign_channels(
+            Thresholds(policy, serve_random_key(serve)), reference, score, margin
+        )
         kpis = channel_kpis(channels, probability, revenue, scenario.channels, days)
         for name, entry in kpis["channels"].items():
             figures = {k: v for k, v in entry.items() if k != "by_reason"}

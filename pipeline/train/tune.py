@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import socket
@@ -44,7 +45,10 @@ from pipeline.train.fit import (
 )
 from pipeline.train.split import Window, Windows, rolling_folds, rows_in
 
+logger = logging.getLogger(__name__)
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_S = 60  # RDB servers: a RUNNING trial without a heartbeat for 5 of these is stale
 START_TIMEOUT_S = 300.0  # longest wait of a parallel worker for the others to be ready
 
 
@@ -99,7 +103,42 @@ def make_storage(config: Config) -> BaseStorage:
         from pathlib import Path
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return RDBStorage(url, heartbeat_interval=None)
+    if url.startswith("sqlite"):
+        return RDBStorage(url, heartbeat_interval=None)
+    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=5 * HEARTBEAT_S)
+
+
+def fail_abandoned_trials(config: Config, study: optuna.Study) -> list[int]:
+    """Mark FAIL the trials a stopped process left RUNNING, say so, and return their numbers.
+
+    A file study (SQLite, journal) is tuned from one machine, and this runs before the
+    command's own workers start: every RUNNING trial is abandoned (do not start two `tune`
+    commands on one file study at once). An RDB server's trials carry heartbeats: only those
+    silent for the grace period are failed (Optuna's `fail_stale_trials`).
+    """
+    url = storage_url(config)
+    if not (url.startswith("sqlite") or url.endswith(".journal")):
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        optuna.storages.fail_stale_trials(study)
+        after = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        numbers = sorted(t.number for t in after if t.number not in before)
+    else:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        storage = study._storage
+        for trial in running:
+            storage.set_trial_system_attr(
+                trial._trial_id, "fail_reason", "left RUNNING by a process that stopped"
+            )
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        numbers = [t.number for t in running]
+    if numbers:
+        logger.warning(
+            "study %s: trial(s) %s were left RUNNING by a process that stopped; marked FAIL "
+            "(they do not count towards tune.n_trials)",
+            study.study_name,
+            ", ".join(map(str, numbers)),
+        )
+    return numbers
 
 
 def check_parallel(config: Config, workers: int) -> None:
@@ -283,6 +322,7 @@ def run_study(
     check_parallel(config, workers)
     key = study_key(config, list(fs.X.columns), windows)
     study = load_study(config, key)
+    fail_abandoned_trials(config, study)
     missing = config.tune.n_trials - finished_trials(study)
     if missing <= 0:
         return study
