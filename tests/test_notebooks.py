@@ -142,9 +142,9 @@ def test_notebook_runs_alone_from_an_empty_folder(path: Path, tmp_path: Path):
         last = json.loads(paths.last_run.read_text(encoding="utf-8"))
         assert last["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     if stage == "02":
-        from pipeline.train.tune import finished_trials, load_study
+        from pipeline.train.tune import finished_trials, latest_study
 
-        assert finished_trials(load_study(config)) == config.tune.n_trials
+        assert finished_trials(latest_study(config)) == config.tune.n_trials
         assert "trial 0" in text and "trial 1" in text  # the nested MLflow runs were compared
     if stage in ("03", "04"):
         from pipeline.serve.thresholds import Thresholds

@@ -272,6 +272,25 @@ def load_study(config: Config, key: str | None = None, seed_offset: int = 0) -> 
     return study
 
 
+def latest_study(config: Config) -> optuna.Study:
+    """The most recently started study of this config in its storage (the one `targeting tune`
+    or `train` last ran), whatever its key."""
+    storage = make_storage(config)
+    prefix = study_name(config)
+    studies = [
+        summary
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if summary.study_name == prefix or summary.study_name.startswith(f"{prefix}-")
+    ]
+    if not studies:
+        raise LookupError(
+            f"no study named {prefix}* in {storage_url(config)}: run `targeting tune` or "
+            "`targeting train` with tune.n_trials > 0 first"
+        )
+    latest = max(studies, key=lambda s: (s.datetime_start is not None, s.datetime_start))
+    return optuna.load_study(study_name=latest.study_name, storage=storage)
+
+
 def finished_trials(study: optuna.Study) -> int:
     """Trials that completed or were pruned (stale RUNNING or FAILED trials do not count)."""
     return len(study.get_trials(deepcopy=False, states=FINISHED))
