@@ -1,14 +1,15 @@
 # Every target creates .venv and installs the locked set on first use, so a fresh
-# machine needs only python3.11 and make.
-PYTHON ?= python3.11
+# machine needs only make and one of python3.11, python3.12 or python3.13 (the first found).
+PYTHON ?= $(firstword $(foreach p,python3.11 python3.12 python3.13,$(shell command -v $(p) 2>/dev/null)))
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/default.yaml
 
-.PHONY: install run test lint format readme lab bench lock clean
+.PHONY: install install-serve run test lint format readme lab bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
@@ -16,7 +17,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m ipykernel install --sys-prefix --name customs-targeting --display-name "customs-targeting" >/dev/null
 	touch $(STAMP)
 
+## install: the development set (every extra: train, serve, reference learners, dev, lab, scale)
 install: $(STAMP)
+
+## install-serve: what a deployment needs to serve the registered scorer, in .venv-serve (~400 MB)
+install-serve:
+	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv .venv-serve
+	.venv-serve/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	.venv-serve/bin/uv pip install --quiet --python .venv-serve/bin/python -r requirements-serve.lock
+	.venv-serve/bin/uv pip install --quiet --python .venv-serve/bin/python --no-deps .
 
 ## run: the whole chain on the embedded default (simulated declarations)
 run: $(STAMP)
@@ -53,9 +63,12 @@ bench: $(STAMP)
 	  exploit random_5 random_10 uncertainty_10 --seeds 42 43 44 --out bench/results/backtest_policies.json
 	$(BIN)/python tools/readme.py
 
-## lock: re-resolve requirements.lock from pyproject.toml (needs network)
+## lock: re-resolve both locks from pyproject.toml (needs network); one universal resolution each,
+## valid on Python 3.11, 3.12 and 3.13 (markers where a package differs)
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra lab --extra scale --python-version 3.11 -o requirements.lock
+	$(LOCK) --extra dev --extra lab --extra scale -o requirements.lock
+	$(LOCK) --extra serve -o requirements-serve.lock
 
 clean:
-	rm -rf $(VENV) outputs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-serve outputs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
