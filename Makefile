@@ -1,6 +1,7 @@
 # Every target creates .venv and installs the locked set on first use, so a fresh
 # machine needs only make and one of python3.11, python3.12 or python3.13 (the first found).
-PYTHON ?= $(firstword $(foreach p,python3.11 python3.12 python3.13,$(shell command -v $(p) 2>/dev/null)))
+# (the first that runs: a pyenv shim without that version installed is passed over)
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp

@@ -50,17 +50,34 @@ def metric_key(population: str, model: str, metric: str, rate: float) -> str:
     return f"eval.{short.get(population, clean(population))}.{clean(model)}.{metric}{suffix}"
 
 
-def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
-    """The headline table as text: population x model, precision / recall / revenue at each n."""
-    from pipeline.evaluate.report import headline
+CONSOLE_WIDTH = 100  # the console shows what fits here; the report holds every figure
 
-    table = headline(metrics, HEADLINE_METRICS, rates=rates)
+
+def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
+    """The headline table as text for the console: the most honest population, one row per model
+    (differences left to the report), precision / recall / revenue at as many of the rates as fit
+    in `CONSOLE_WIDTH` columns."""
+    from pipeline.evaluate.report import headline, primary_population
+
+    population = primary_population(metrics)
+    shown = sorted(rates)
+    table = pd.DataFrame()
+    lines: list[str] = []
+    while shown:
+        table = headline(metrics, HEADLINE_METRICS, rates=shown, population=population)
+        table = table.loc[[" - " not in str(m) for m in table.index]].rename_axis(None)
+        with pd.option_context("display.width", 1000, "display.max_columns", 100):
+            lines = table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+        if max(map(len, lines), default=0) <= CONSOLE_WIDTH or len(shown) == 1:
+            break
+        shown = shown[:-1]
     if table.empty:
         return ["no labelled declaration in the test window: no metrics"]
-    with pd.option_context("display.width", 250, "display.max_columns", 50):
-        lines = table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+    more = "; other rates in the report" if len(shown) < len(rates) else ""
+    lines.insert(0, f"{population}, at control rates {', '.join(f'{r:.0%}' for r in shown)}{more}:")
     policies = metrics.loc[
-        metrics["model"].isin(["historical policy", "model at office capacity"])
+        (metrics["population"] == population)
+        & metrics["model"].isin(["historical policy", "model at office capacity"])
         & metrics["metric"].isin(["precision", "recall", "revenue"])
     ]
     for name, part in policies.groupby("model", sort=False):

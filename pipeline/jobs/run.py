@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +23,8 @@ from rich.table import Table
 from pipeline.config import Config
 from pipeline.jobs import JobResult
 
-# A log file or CI (not a terminal) gets wide lines rather than tables folded at 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 140)
+# Console output fits 100 columns (fewer on a narrower terminal); details go to the report.
+console = Console(width=min(100, shutil.get_terminal_size((100, 24)).columns))
 
 
 def _stage(verb: str) -> Callable[..., JobResult]:
