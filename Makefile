@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/default.yaml
 
-.PHONY: install install-serve run test lint format readme lab bench lock clean
+.PHONY: install install-serve serve run test lint format readme lab bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
@@ -32,6 +32,13 @@ install-serve:
 ## run: the whole chain on the embedded default (simulated declarations)
 run: $(STAMP)
 	$(BIN)/targeting run --config $(CONFIG)
+
+## serve: the approved scorer (registry alias champion; MODEL=... for another) over REST on PORT
+MODEL ?= models:/customs-targeting@champion
+PORT  ?= 5001
+serve: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	  $(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(PORT)
 
 ## test: lint, type checks and the whole test suite
 test: $(STAMP) lint

@@ -244,6 +244,37 @@ def score(
 
 
 @app.command(cls=Verb)
+def approve(
+    reason: Annotated[
+        str, typer.Option(metavar="TEXT", help="why the reviewer approves (recorded)")
+    ],
+    version: Annotated[
+        str | None,
+        typer.Option(metavar="N", help="registered scorer version (default: the challenger)"),
+    ] = None,
+    reviewer: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="who approves (default: $TARGETING_REVIEWER, login)"),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(metavar="RUN_ID", help="approve the scorer registered from this run"),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Make a reviewed scorer version the champion: what is served from then on."""
+    _run_job(
+        "approve",
+        _config(config, set_),
+        version=version,
+        reason=reason,
+        reviewer=reviewer,
+        run_id=run_id,
+    )
+
+
+@app.command(cls=Verb)
 def backtest(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Replay selection policies over time, retraining on revealed labels only."""
     _run_job("backtest", _config(config, set_))

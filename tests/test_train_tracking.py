@@ -66,21 +66,21 @@ def test_trials_are_nested_runs_of_the_training_run(trained: dict[str, Any]) -> 
     assert all("learning_rate" in child.data.params for child in children)
 
 
-def test_the_model_is_registered_as_challenger_and_loads(trained: dict[str, Any]) -> None:
+def test_the_booster_is_logged_with_the_run_and_not_registered(trained: dict[str, Any]) -> None:
+    # The registry holds the deployable scorer, registered by `export` (tests/test_approve.py).
     config, fs = trained["config"], trained["fs"]
     tracking.configure(config)
     name = config.tracking.registered_model
-    version = MlflowClient().get_model_version_by_alias(name, tracking.CHALLENGER)
-    assert str(version.version) == trained["result"].figures["version"]
-    assert version.run_id == trained["run_id"]
+    assert not MlflowClient().search_registered_models(filter_string=f"name = '{name}'")
 
     bundle = tracking.load_model(trained["run_id"])
-    booster = mlflow.xgboost.load_model(f"models:/{name}@{tracking.CHALLENGER}")
+    logged = f"runs:/{trained['run_id']}/{tracking.XGBOOST_ARTIFACT}"
+    booster = mlflow.xgboost.load_model(logged)
     prepared = bundle.prepare(fs.X.head(200))
     np.testing.assert_allclose(
         booster.inplace_predict(prepared, predict_type="margin"), bundle.margin(fs.X.head(200))
     )
-    signature = mlflow.models.get_model_info(f"models:/{name}@{tracking.CHALLENGER}").signature
+    signature = mlflow.models.get_model_info(logged).signature
     types = {spec.name: str(spec.type) for spec in signature.inputs.inputs}
     assert set(types) == set(bundle.feature_names)
     assert "string" in types["hs2"]  # category columns are logged as strings, not `category`
@@ -94,17 +94,17 @@ def test_last_run_points_at_the_run(trained: dict[str, Any]) -> None:
     assert "mlflow ui --backend-store-uri sqlite:///" in trained["result"].figures["ui_command"]
 
 
-def test_a_second_training_moves_the_alias(trained: dict[str, Any], tmp_path: Path) -> None:
-    # Own model name and output folder: the module's run stays the challenger of its own name.
+def test_a_second_training_is_a_new_run_and_the_last_run(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    # Own output folder: the module's run stays the last run of its own folder.
     config = trained["config"].model_copy(deep=True)
     config.tune.n_trials = 0
-    config.tracking.registered_model = "second-model"
     config.output_dir = tmp_path / "out"
     first = train_feature_set(config, trained["fs"], progress=False)
     second = train_feature_set(config, trained["fs"], progress=False)
-    alias = MlflowClient().get_model_version_by_alias("second-model", tracking.CHALLENGER)
-    assert int(alias.version) == int(first.figures["version"]) + 1
-    assert alias.run_id == second.figures["run_id"] != first.figures["run_id"]
+    assert tracking.read_last_run(config)["run_id"] == second.figures["run_id"]
+    assert second.figures["run_id"] != first.figures["run_id"]
     # artefacts live beside the SQLite file, never in the working directory
     experiment = MlflowClient().get_experiment_by_name(config.tracking.experiment)
     store = Path(tracking.tracking_uri(config).removeprefix("sqlite:///")).parent

@@ -8,6 +8,7 @@ the scorer pyfunc (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/s
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -138,9 +139,9 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
                 "registered_model",
                 model.info.get("registered_model", config.tracking.registered_model),
             ),
-            "version": _version(
-                tags.get("model_version", model.info.get("version", last.get("version")))
-            ),
+            # the registry version is created from this export (the scorer carries it), so the
+            # document cannot name it: the version's tags name the document (thresholds_sha256)
+            "version": None,
             "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
             "run_id": run_id,
             "tracking_uri": mlflow.get_tracking_uri(),
@@ -181,6 +182,9 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         model_folder = Path(scratch) / MODEL_ARTIFACT
         model.save(model_folder)
         scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, target)
+    version = tracking.register_scorer(
+        config, run_id, scorer_uri, file_sha256(target), model.booster_sha256()
+    )
     kpis = document["kpis"]
     metrics = {
         f"serve.{name}.reference_share": float(entry["share"])
@@ -196,13 +200,16 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     tracking.log_metrics(run_id, metrics)
 
     lines = _lines(document, kpis, target)
-    lines.append(f"scorer pyfunc: {scorer_uri} (mlflow models serve -m {scorer_uri})")
+    name = config.tracking.registered_model
+    lines.append(f"scorer: {scorer_uri}, registered as {name} v{version} (@challenger)")
+    lines.append(f"approve it after review: targeting approve --version {version} --reason ...")
     return JobResult(
         stage="export",
         outputs={"thresholds": target},
         figures={
             "run_id": run_id,
             "scorer_uri": scorer_uri,
+            "version": version,
             "rank_by": rank_by,
             "shares": {n: e["share"] for n, e in kpis["channels"].items()},
             "targets": draft.channels,
@@ -211,8 +218,9 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     )
 
 
-def _version(value: Any) -> str | None:
-    return None if value is None else str(value)
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (names the export a registered scorer carries)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:

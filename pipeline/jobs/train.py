@@ -107,8 +107,8 @@ def train_feature_set(
             for k, v in test.items()
             if k.startswith(("average", "precision_at", "brier"))
         ),
-        f"MLflow run {info.run_id}, registered {config.tracking.registered_model} v{info.version} "
-        f"(alias {tracking.CHALLENGER})",
+        f"MLflow run {info.run_id} (registered as {config.tracking.registered_model} "
+        f"@{tracking.CHALLENGER} by `targeting export`, with its thresholds)",
         f"open it with: {ui}",
     ]
     if study is not None:
@@ -123,7 +123,6 @@ def train_feature_set(
         figures={
             "run_id": info.run_id,
             "model_uri": info.model_uri,
-            "version": info.version,
             "ui_command": ui,
             "best_iteration": result.log["best_iteration"],
             "windows": [str(w) for w in windows.ordered()],
