@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml requirements.lock
 ## install: the development set (every extra: train, serve, reference learners, dev, lab, scale)
 install: $(STAMP)
 
-## install-serve: what a deployment needs to serve the registered scorer, in .venv-serve (~400 MB)
+## install-serve: what a deployment needs to serve the registered scorer, in .venv-serve (~1.2 GB,
+## most of it xgboost and the NCCL library its Linux wheels require)
 install-serve:
 	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv .venv-serve

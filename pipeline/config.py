@@ -250,6 +250,24 @@ class RuleConfig(Section):
     prefix: list[str] = Field(default_factory=list, description="match when it starts with one of")
 
 
+class AcceptanceConfig(Section):
+    """The decision page's acceptance criteria (pipeline/evaluate/decision.py)."""
+
+    metric: Literal["precision", "recall", "revenue"] = Field(
+        "precision", description="what the model must beat its comparators on"
+    )
+    rate: float | None = Field(
+        None, gt=0, le=1, description="control rate judged; None: the historical policy's share"
+    )
+    baselines: list[str] = Field(
+        default_factory=lambda: ["raw XGBoost", "rules"],
+        description="comparators by name (a reference learner too): the best must be beaten",
+    )
+    historical_policy: bool = Field(True, description="the model must beat the historical policy")
+    max_calibration_error: float = Field(0.02, gt=0, description="mean |predicted - observed|")
+    max_psi: float = Field(0.25, gt=0, description="PSI at or above which a feature has drifted")
+
+
 class EvaluateConfig(Section):
     """Metrics, baselines and explanations for the reviewer (pipeline/evaluate/)."""
 
@@ -259,6 +277,7 @@ class EvaluateConfig(Section):
     top_dependence: int = Field(4, ge=0)
     red_waterfalls: int = Field(3, ge=0)
     rules: list[RuleConfig] = Field(default_factory=list, description="baseline risk criteria")
+    acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
 
 
 class ServeConfig(Section):

@@ -21,6 +21,7 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
+from pipeline.evaluate.decision import Decision, decide, render_decision
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.monitor import is_judged
 
@@ -49,6 +50,7 @@ class ReportData:
     feature_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, auc
     model_card: dict[str, str] = field(default_factory=dict)
     headline_rate: float = 0.05
+    decision: Decision | None = None  # the decision page (pipeline/evaluate/decision.py)
 
 
 # --- warnings ---------------------------------------------------------------------------------
@@ -302,6 +304,7 @@ def _img(png: bytes, alt: str) -> Markup:
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 
 TOC = (
+    ("decision", "Decision"),
     ("summary", "Summary"),
     ("windows", "Data windows"),
     ("metrics", "Metrics"),
@@ -382,6 +385,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
     return template.render(
         title=data.title,
         run_id=data.run_id,
+        decision_html=render_decision(data.decision) if data.decision else Markup(""),
         toc=TOC,
         model_summary=data.model_summary,
         warnings=data.warnings,
@@ -842,6 +846,15 @@ def assess(
         feature_auc=feature_auc,
         model_card=card,
         headline_rate=headline_rate,
+        decision=decide(
+            metrics,
+            calibration,
+            drift.loc[judged.to_numpy(dtype=bool)],
+            ev.acceptance,
+            primary_population(metrics),
+            run_id,
+            champion=champion[0] if champion is not None else None,
+        ),
     )
     return Assessment(metrics=metrics, report=report, explanations=explanations)
 

@@ -91,6 +91,7 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     import matplotlib
 
     matplotlib.use("Agg")
+    from pipeline.evaluate.decision import decision_figures
     from pipeline.evaluate.report import assess, render_report
     from pipeline.features.featureset import FeatureSet
     from pipeline.ingest.readers import load_inputs
@@ -124,6 +125,9 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
             {
                 "run_id": run_id,
                 "warnings": assessment.report.warnings,
+                "decision": decision_figures(assessment.report.decision)
+                if assessment.report.decision
+                else None,
                 "notes": assessment.report.notes,
                 "metrics": json.loads(metrics.to_json(orient="records")),
             },
@@ -141,6 +145,12 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
 
     rates = [float(r) for r in config.evaluate.rates]
     lines = headline_lines(metrics, rates)
+    decision = assessment.report.decision
+    if decision is not None:
+        failed = [f"{c.name}: {c.status}" for c in decision.criteria if c.status != "pass"]
+        lines.append(
+            f"decision: {decision.verdict}" + (f" ({'; '.join(failed)})" if failed else "")
+        )
     lines += [f"warning: {w}" for w in assessment.report.warnings]
     lines.append(f"report: {config.paths.report}")
     return JobResult(
