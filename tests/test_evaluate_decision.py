@@ -14,7 +14,8 @@ import pytest
 
 from pipeline.config import AcceptanceConfig
 from pipeline.evaluate.decision import calibration_error, decide, render_decision
-from pipeline.evaluate.report import assess, render_report
+from pipeline.evaluate.explain import _category_ticks
+from pipeline.evaluate.report import _frame_html, assess, capacity_pivot, rate_label, render_report
 
 TRUTH = "all declarations (ground truth)"
 SHARE = 0.0512  # the historical policy's control share
@@ -124,13 +125,15 @@ def test_the_decision_page_opens_the_report_in_headless_chromium(tmp_path: Path)
         run_id="run-under-review",
     ).report
     page = tmp_path / "report.html"
-    page.write_text(render_report(report, config.evaluate.rates), encoding="utf-8")
+    html = render_report(report, config.evaluate.rates)
+    page.write_text(html.replace("</body>", CLICK_PROBE + "</body>"), encoding="utf-8")
     result = subprocess.run(
         [
             h.chromium(),
             *h.CHROMIUM_FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             "--virtual-time-budget=5000",
+            "--window-size=1280,900",
             "--dump-dom",
             page.as_uri(),
         ],
@@ -150,3 +153,64 @@ def test_the_decision_page_opens_the_report_in_headless_chromium(tmp_path: Path)
     assert len(statuses) == len(report.decision.criteria) == 5  # champion criterion included
     assert "beats champion v1" in decision_section
     assert "targeting approve --run-id run-under-review --reason" in decision_section
+    # the global SHAP views span the page (legible labels) and a click enlarges a figure
+    probe = re.search(r'id="click-probe" data-bar-width="(\d+)" data-zoomed="(\w+)"', dom)
+    assert probe is not None, result.stderr[-2000:]
+    assert int(probe.group(1)) >= 800 and probe.group(2) == "true"
+
+
+CLICK_PROBE = """<script>
+window.addEventListener('load', function () {
+  var bar = document.querySelector('img[alt="shap_bar"]');
+  bar.click();
+  var out = document.createElement('div');
+  out.id = 'click-probe';
+  bar.classList.remove('zoom');
+  var width = Math.round(bar.getBoundingClientRect().width);
+  bar.click();
+  out.setAttribute('data-bar-width', String(width));
+  out.setAttribute('data-zoomed', String(bar.classList.contains('zoom')));
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_rates_read_apart_and_counts_have_separators() -> None:
+    assert rate_label(0.05) == "5%" and rate_label(0.1) == "10%"
+    assert rate_label(0.0498, 0.0498) == "4.98% (policy's share)"
+    metrics = pd.concat(
+        [
+            _metrics((0.1, 0.05, 0.15)),
+            pd.DataFrame([_row("model", 0.05, "precision", 0.4, 0.3, 0.5)]),
+        ]
+    )
+    table = capacity_pivot(metrics, TRUTH)
+    model_rows = table.loc[table["model"] == "model", "n %"].tolist()
+    assert model_rows == ["5%", "5.12% (policy's share)"]  # one row per rate, never alike
+    html = str(_frame_html(pd.DataFrame({"declarations": [1234567], "share": [0.5]})))
+    assert "1,234,567" in html and "0.500" in html
+
+
+def test_dependence_plots_name_the_categories() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chapters = pd.Series(pd.Categorical(["84", "85", "61", "84"], categories=["61", "84", "85"]))
+    figure, axis = plt.subplots()
+    axis.scatter(chapters.cat.codes, [0.1, 0.2, 0.3, 0.1])
+    _category_ticks(axis, chapters)
+    figure.canvas.draw()
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["61", "84", "85"]
+    plt.close(figure)
+
+
+def test_a_baseline_without_a_paired_difference_is_judged_on_unpaired_intervals() -> None:
+    metrics = _metrics((0.10, 0.05, 0.15))
+    metrics = metrics.loc[metrics["model"] != "model - rules"]
+    config = AcceptanceConfig(baselines=["rules"])
+    first = decide(metrics, CALIBRATED, STABLE, config, TRUTH, "r").criteria[0]
+    assert first.name == "beats the best baseline (rules)" and first.status == "pass"
+    assert first.figure == "0.400 [0.360, 0.440] vs 0.200 [0.170, 0.230]"
+    assert "(unpaired)" in first.requirement

@@ -86,11 +86,28 @@ def _beats(rows: pd.DataFrame, comparator: str, rate: float, metric: str) -> Cri
     requirement = f"model - {comparator}: paired 95 % interval of {metric}@{_pct(rate)} above 0"
     diff = _at(rows, f"model - {comparator}", rate)
     if diff is None:
-        return Criterion(f"beats {comparator}", requirement, "no paired difference", "not judged")
+        return _beats_unpaired(rows, comparator, rate, metric)
     low, high = float(diff["low"]), float(diff["high"])
     passed = bool(np.isfinite(low) and low > 0)
     figure = _with_interval(float(diff["value"]), low, high)
     return Criterion(f"beats {comparator}", requirement, figure, "pass" if passed else "fail")
+
+
+def _beats_unpaired(rows: pd.DataFrame, comparator: str, rate: float, metric: str) -> Criterion:
+    """Without a paired difference in the report: the model's interval must lie above the
+    comparator's (stricter than a paired interval)."""
+    requirement = f"{metric}@{_pct(rate)}: model's 95 % interval above {comparator}'s (unpaired)"
+    model, other = _at(rows, "model", rate), _at(rows, comparator, rate)
+    if model is None or other is None:
+        return Criterion(f"beats {comparator}", requirement, "no figure at this rate", "not judged")
+    low, high = float(model["low"]), float(other["high"])
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return Criterion(f"beats {comparator}", requirement, "no interval", "not judged")
+    figure = (
+        f"{float(model['value']):.3f} [{low:.3f}, {float(model['high']):.3f}] vs "
+        f"{float(other['value']):.3f} [{float(other['low']):.3f}, {high:.3f}]"
+    )
+    return Criterion(f"beats {comparator}", requirement, figure, "pass" if low > high else "fail")
 
 
 def _best_baseline(rows: pd.DataFrame, rate: float, names: list[str]) -> str | None:
@@ -216,8 +233,8 @@ def decide(
 
 
 _PAGE = """<section id="decision"><h2>Decision</h2>
-<p class="verdict {{ css }}"><b>Verdict: {{ d.verdict }}</b>{% if d.rate is not none %}
-: judged on {{ d.population }} at a control rate of {{ rate }}{% endif %}.</p>
+<p class="verdict {{ css }}"><b>Verdict: {{ d.verdict }}</b>{% if d.rate is not none -%}
+, judged on {{ d.population }} at a control rate of {{ rate }}{% endif %}.</p>
 <table class="grid decision"><tr><th>criterion</th><th>requirement</th><th>figure</th>
 <th>result</th></tr>{% for c in d.criteria %}<tr class="{{ c.status|replace(' ', '-') }}">
 <td>{{ c.name }}</td><td>{{ c.requirement }}</td><td class="num">{{ c.figure }}</td>

@@ -175,6 +175,15 @@ def _interval(value: float, low: float, high: float) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def rate_label(rate: float, policy_share: float | None = None) -> str:
+    """A control rate as the tables show it: "5 %" for a configured round rate, two decimals
+    otherwise, and the historical policy's own share named, so two rates never read alike."""
+    text = f"{rate:.0%}" if abs(rate * 100 - round(rate * 100)) < 1e-9 else f"{rate:.2%}"
+    if policy_share is not None and abs(rate - policy_share) < 1e-12:
+        text += " (policy's share)"
+    return text
+
+
 def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
     """One population's capacity metrics: rows model x rate, cells "value [low, high]"."""
     part = metrics.loc[
@@ -188,7 +197,9 @@ def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
         _interval(v, lo, hi)
         for v, lo, hi in zip(part["value"], part["low"], part["high"], strict=True)
     ]
-    part["n %"] = [f"{r:.1%}" for r in part["rate"]]
+    policy = part.loc[(part["model"] == "historical policy") & (part["metric"] == "control_share")]
+    share = float(policy["value"].iloc[0]) if len(policy) else None
+    part["n %"] = [rate_label(r, share) for r in part["rate"]]
     order = list(dict.fromkeys(part["metric"]))
     table = part.pivot_table(
         index=["model", "rate", "n %"], columns="metric", values="cell", aggfunc="first", sort=False
@@ -278,18 +289,26 @@ def _frame_html(
     floats: str = "{:.3f}",
     index: bool = False,
     empty: str = "<p class='muted'>nothing to show</p>",
+    classes: str = "grid",
 ) -> Markup:
     """A frame as an HTML table (cells escaped by pandas), safe to place in the template."""
     if frame is None or frame.empty:
         return Markup(empty)
-    formatters = {
+    formatters: dict[Any, Any] = {
         c: (lambda v, f=floats: "–" if pd.isna(v) else f.format(v))
         for c in frame.columns
         if pd.api.types.is_float_dtype(frame[c])
     }
+    formatters.update(
+        {  # counts with thousands separators
+            c: (lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+            for c in frame.columns
+            if pd.api.types.is_integer_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        }
+    )
     return Markup(
         frame.to_html(
-            index=index, classes="grid", border=0, na_rep="–", formatters=formatters, escape=True
+            index=index, classes=classes, border=0, na_rep="–", formatters=formatters, escape=True
         )
     )
 
@@ -342,7 +361,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         {
             "name": str(p),
             "description": POPULATION_TEXT.get(str(p), ""),
-            "capacity": _frame_html(capacity_pivot(data.metrics, str(p))),
+            "capacity": _frame_html(capacity_pivot(data.metrics, str(p)), classes="grid figures"),
             "ranking": _frame_html(rank_pivot(data.metrics, str(p)), empty=""),
         }
         for p in dict.fromkeys(data.metrics["population"])
@@ -375,9 +394,11 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         }
         for name, png in data.explanations.figures.items():
             caption = captions.get(name, f"Dependence: {name.removeprefix('dependence_')}")
-            shap_figures.append({"img": _img(png, name), "caption": caption})
+            # the global views get the page's full width: their labels stay legible
+            wide = name in ("shap_bar", "shap_beeswarm")
+            shap_figures.append({"img": _img(png, name), "caption": caption, "wide": wide})
     local_figures = [
-        {"img": _img(png, name), "caption": name.replace("_", " ")}
+        {"img": _img(png, name), "caption": name.replace("_", " "), "wide": True}
         for name, png in data.local_figures.items()
     ]
     primary = primary_population(data.metrics)
