@@ -3,12 +3,14 @@ the logged models, and the last-run pointer."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
@@ -44,7 +46,21 @@ def test_the_run_records_config_fingerprint_commit_and_versions(trained: dict[st
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
     ).stdout.strip()
-    assert tags["git_commit"] == (commit or "unknown")
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert tags["git_commit"] == (f"{commit}-dirty" if dirty else commit) if commit else "unknown"
+    # the run says what it is, and names its training data with the fingerprint as digest
+    assert f"config {config.name!r}" in tags["mlflow.note.content"]
+    [data] = run.inputs.dataset_inputs
+    assert data.dataset.digest == tags["data_fingerprint"][:32]
+    assert data.dataset.name == f"{config.name}-feature-set"
+    assert {t.key: t.value for t in data.tags}["mlflow.data.context"] == "training"
+    assert not Path(json.loads(data.dataset.source)["uri"]).is_absolute()
+    assert "hs2" in data.dataset.schema
     assert tags["version.xgboost"] == __import__("xgboost").__version__
     assert params["tune.n_trials"] == "3"
     assert params["seed"] == str(config.seed)
@@ -163,3 +179,31 @@ def test_log_training_needs_the_parent_run(tmp_path: Path) -> None:
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
     with pytest.raises(RuntimeError, match="start_parent_run"):
         tracking.log_training(config, result, fs.manifest, "x", None, pd.DataFrame())
+
+
+def test_pruned_trials_are_finished_and_tagged_as_pruned(trained: dict[str, Any]) -> None:
+    tracking.configure(trained["config"])
+    with tracking.start_parent_run(trained["config"], run_name="trials") as parent:
+        tracking.log_trials(
+            parent,
+            [
+                optuna.trial.create_trial(
+                    params={"max_depth": 3},
+                    distributions={"max_depth": optuna.distributions.IntDistribution(2, 8)},
+                    value=0.4,
+                ),
+                optuna.trial.create_trial(
+                    params={"max_depth": 7},
+                    distributions={"max_depth": optuna.distributions.IntDistribution(2, 8)},
+                    state=optuna.trial.TrialState.PRUNED,
+                ),
+            ],
+        )
+    children = mlflow.search_runs(
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'", output_format="list"
+    )
+    states = {c.data.params["max_depth"]: c for c in children}
+    assert (
+        states["7"].info.status == "FINISHED" and states["7"].data.tags["optuna.pruned"] == "true"
+    )
+    assert states["3"].info.status == "FINISHED" and "optuna.pruned" not in states["3"].data.tags

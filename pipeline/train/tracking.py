@@ -197,9 +197,19 @@ def git_commit() -> str:
             check=True,
             timeout=10,
         ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return commit or "unknown"
+    if not commit:
+        return "unknown"
+    return f"{commit}-dirty" if changed else commit
 
 
 def package_versions() -> dict[str, str]:
@@ -248,8 +258,11 @@ def log_trials(parent_run_id: str, trials: Sequence[optuna.trial.FrozenTrial]) -
         if trial.duration is not None:
             metrics["seconds"] = trial.duration.total_seconds()
         log_metrics(run.info.run_id, metrics)
+        # a pruned trial ended as Optuna meant it to: finished, and tagged as pruned
+        if trial.state.name == "PRUNED":
+            client.set_tag(run.info.run_id, "optuna.pruned", "true")
         client.set_terminated(
-            run.info.run_id, "FINISHED" if trial.state.name == "COMPLETE" else "KILLED"
+            run.info.run_id, "FAILED" if trial.state.name == "FAIL" else "FINISHED"
         )
 
 
@@ -298,6 +311,22 @@ def log_training(
             study_best_value=str(study.best_value) if study.best_trials else "",
         )
     set_tags(run_id, tags)
+    log_training_data(config, data_fingerprint, sample)
+    windows = fit_result.log.get("windows", {})
+    set_tags(
+        run_id,
+        {
+            "mlflow.note.content": (
+                f"Training run of config {config.name!r}: XGBoost "
+                f"({fit_result.log.get('imbalance')} imbalance, calibration "
+                f"{fit_result.log.get('calibration')}) on the feature set with fingerprint "
+                f"{data_fingerprint[:12]}; windows "
+                + ", ".join(f"{k} {v}" for k, v in dict(windows).items())
+                + ". `targeting evaluate` adds the report, `targeting export` the thresholds and "
+                "the registered scorer."
+            )
+        },
+    )
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / MODEL_ARTIFACT
@@ -325,6 +354,29 @@ def log_training(
         version=None,
         experiment_id=run.info.experiment_id,
     )
+
+
+def log_training_data(config: Config, data_fingerprint: str, sample: pd.DataFrame | None) -> None:
+    """The training feature set as an MLflow dataset input of the active run: its path relative
+    to the project, the data fingerprint as digest, and the schema of its columns."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    # made at import by MLflow's artefact-source registry, so invisible to type checkers
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+
+    features = config.paths.features
+    try:
+        where = str(features.relative_to(PROJECT_ROOT))
+    except ValueError:
+        where = features.name  # never a machine-local absolute path
+    schema = infer_signature(_signature_frame(sample)).inputs if sample is not None else None
+    dataset = MetaDataset(  # type: ignore[abstract]  # MLflow's dataset without a frame
+        LocalArtifactDatasetSource(where),
+        name=f"{config.name}-feature-set",
+        digest=data_fingerprint[:32],
+        schema=schema,
+    )
+    mlflow.log_input(dataset, context="training")
 
 
 def load_model(run_id: str) -> TargetingModel:
