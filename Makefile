@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/default.yaml
 
-.PHONY: install install-serve serve run test lint format readme lab bench lock clean
+.PHONY: install install-serve serve dashboard run test lint format readme lab bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
@@ -63,6 +63,13 @@ readme: $(STAMP)
 ## lab: JupyterLab on notebooks/ with the project's kernel (customs-targeting)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+## dashboard: optuna-dashboard on the study of CONFIG, on 127.0.0.1:DASHBOARD_PORT (8080)
+DASHBOARD_PORT ?= 8080
+STUDY = $(BIN)/python -c 'from pipeline.config import config_path, load; \
+  from pipeline.train.tune import storage_url; print(storage_url(load(config_path("$(CONFIG)"))))'
+dashboard: $(STAMP)
+	$(BIN)/optuna-dashboard "$$($(STUDY))" --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 ## bench: every benchmark (tens of minutes), then the README's figures from their results
 bench: $(STAMP)
