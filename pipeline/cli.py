@@ -148,11 +148,15 @@ def simulate(
     set_: SetOpt = None,
     rows: Annotated[int | None, typer.Option(help="declarations to generate")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
-    out: Annotated[Path | None, typer.Option(help="folder for the Parquet tables")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the tables")] = None,
+    format: Annotated[
+        Literal["parquet", "csv"],
+        typer.Option(help="csv: files like an administration's extract (own-data example)"),
+    ] = "parquet",
 ) -> None:
     """Generate a synthetic declaration stream with outcomes and ground truth."""
     cfg = _config(config, set_)
-    _run_job("simulate", cfg, rows=rows, seed=seed, out=out)
+    _run_job("simulate", cfg, rows=rows, seed=seed, out=out, fmt=format)
 
 
 @app.command(cls=Verb)
