@@ -96,3 +96,28 @@ def test_the_console_headline_fits_100_columns_and_names_what_it_left_out() -> N
     assert "historical policy (control share 5.4%): precision 0.123" in lines[-1]
     few = headline_lines(_metrics(models, [0.05]), [0.05])
     assert few[0] == "all declarations (ground truth), at control rates 5%:"
+
+
+def test_a_job_reports_its_long_steps_to_whoever_shows_them(tmp_path: Path) -> None:
+    from pipeline.jobs import step, steps_shown_by
+    from pipeline.jobs.features import features
+    from pipeline.jobs.simulate import simulate
+
+    config = load(
+        None,
+        [
+            f"output_dir={tmp_path}",
+            "simulate.rows=3000",
+            "simulate.days=120",
+            "simulate.importers=200",
+            "simulate.sellers=150",
+            "simulate.declarants=20",
+            "simulate.offices=3",
+        ],
+    )
+    simulate(config)
+    seen: list[str] = []
+    with steps_shown_by(seen.append):
+        features(config)
+    step("after the block: nobody listens")
+    assert seen == ["point-in-time features and the serving snapshot"]

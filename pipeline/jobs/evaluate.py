@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 
 REPORT_ARTIFACT = "report"
 HEADLINE_METRICS = ("precision", "recall", "revenue")
@@ -100,9 +100,11 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     tracking.configure(config)
     if run_id is None:
         run_id = str(dict(tracking.read_last_run(config))["run_id"])
+    step("reading the run's model and the feature set")
     model = tracking.load_model(run_id)
     features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
     inputs = load_inputs(config)
+    step(f"metrics, baselines and {config.evaluate.bootstrap} bootstrap replicates, SHAP views")
     assessment = assess(
         model,
         features,
@@ -112,6 +114,7 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
         champion=champion_model(config, run_id),
         run_id=run_id,
     )
+    step("writing the report")
     html = render_report(assessment.report, config.evaluate.rates)
     folder: Path = config.paths.report.parent
     folder.mkdir(parents=True, exist_ok=True)

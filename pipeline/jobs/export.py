@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
 from pipeline.serve.thresholds import (
@@ -120,6 +120,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     rank_by = resolve_rank_by(model, config.serve.rank_by)
     reference, window = reference_scores(config, model, feature_set, rank_by)
 
+    step("cut-offs on the reference window")
     policy = compute_cutoffs(reference, config.serve, window.days)
     tracking.log_artifacts(run_id, config.paths.snapshot, SNAPSHOT_ARTIFACT)
     manifest = feature_set.manifest
@@ -181,6 +182,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     with tempfile.TemporaryDirectory() as scratch:
         model_folder = Path(scratch) / MODEL_ARTIFACT
         model.save(model_folder)
+        step("logging the scorer and registering it")
         scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, target)
     version = tracking.register_scorer(
         config, run_id, scorer_uri, file_sha256(target), model.booster_sha256()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 from pipeline.serve.scorer import Scorer
 
 TOP_MANUAL_REASONS = 5
@@ -75,6 +75,7 @@ def score(
     selectivity = Path(thresholds) if thresholds is not None else config.paths.thresholds
     scorer = Scorer.from_files(selectivity, model_uri=model, snapshot_uri=snapshot)
     declarations = read_declarations(config, Path(input), format)
+    step(f"scoring {len(declarations):,} declarations")
     scored = scorer.score(declarations)
     target = Path(out) if out is not None else config.paths.scored
     if target.suffix.lower() not in (".csv", ".parquet"):

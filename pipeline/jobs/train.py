@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.features.featureset import META_COLUMNS, FeatureSet
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 from pipeline.train import tracking
 from pipeline.train.fit import FILE_IMBALANCE, fit
 from pipeline.train.split import Windows, make_windows
@@ -79,12 +79,14 @@ def train_feature_set(
     study: optuna.Study | None = None
     with tracking.start_parent_run(config, run_name=f"{config.name}-train") as run_id:
         if config.tune.n_trials > 0:
+            step(f"tuning: {config.tune.n_trials} Optuna trials")
             study = run_study(fs, windows, config, workers=workers, progress=progress)
             # The parent run holds the whole study, trials of earlier invocations included.
             tracking.log_trials(run_id, study.trials)
             params: dict[str, Any] = {**config.train.params, **best_params(study)}
         else:
             params = dict(config.train.params)
+        step("fitting and calibrating the model")
         result = fit(fs, windows, params, config, source=source)
         sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
         fingerprint = (
@@ -92,6 +94,7 @@ def train_feature_set(
             if around_training is not None
             else tracking.data_fingerprint([fs.X, fs.meta()])
         )
+        step("logging the run to MLflow")
         info = tracking.log_training(config, result, fs.manifest, fingerprint, study, sample)
     last = tracking.write_last_run(config, info)
     test = result.log["metrics"].get("test", {})
