@@ -1,14 +1,16 @@
 # Every target creates .venv and installs the locked set on first use, so a fresh
-# machine needs only python3.11 and make.
-PYTHON ?= python3.11
+# machine needs only make and one of python3.11, python3.12 or python3.13 (the first found).
+# (the first that runs: a pyenv shim without that version installed is passed over)
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/default.yaml
 
-.PHONY: install run test lint format readme lab bench lock clean
+.PHONY: install install-serve serve dashboard run test lint format readme lab bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
@@ -16,11 +18,29 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m ipykernel install --sys-prefix --name customs-targeting --display-name "customs-targeting" >/dev/null
 	touch $(STAMP)
 
+## install: the development set (every extra: train, serve, reference learners, dev, lab, scale)
 install: $(STAMP)
+
+## install-serve: what a deployment needs to serve the registered scorer, in .venv-serve (~1.2 GB,
+## most of it xgboost and the NCCL library its Linux wheels require)
+install-serve:
+	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv .venv-serve
+	.venv-serve/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	.venv-serve/bin/uv pip install --quiet --python .venv-serve/bin/python -r requirements-serve.lock
+	.venv-serve/bin/uv pip install --quiet --python .venv-serve/bin/python --no-deps .
 
 ## run: the whole chain on the embedded default (simulated declarations)
 run: $(STAMP)
 	$(BIN)/targeting run --config $(CONFIG)
+
+## serve: the approved scorer of CONFIG (registry alias champion of customs-targeting-<name>;
+## MODEL=... for another) over REST on PORT
+MODEL ?= models:/customs-targeting-$(basename $(notdir $(CONFIG)))@champion
+PORT  ?= 5001
+serve: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	  $(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(PORT)
 
 ## test: lint, type checks and the whole test suite
 test: $(STAMP) lint
@@ -47,6 +67,13 @@ readme: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+## dashboard: optuna-dashboard on the study of CONFIG, on 127.0.0.1:DASHBOARD_PORT (8080)
+DASHBOARD_PORT ?= 8080
+STUDY = $(BIN)/python -c 'from pipeline.config import config_path, load; \
+  from pipeline.train.tune import storage_url; print(storage_url(load(config_path("$(CONFIG)"))))'
+dashboard: $(STAMP)
+	$(BIN)/optuna-dashboard "$$($(STUDY))" --host 127.0.0.1 --port $(DASHBOARD_PORT)
+
 ## bench: every benchmark (tens of minutes), then the README's figures from their results
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
@@ -56,9 +83,12 @@ bench: $(STAMP)
 	$(BIN)/python tools/readme.py
 	$(BIN)/python tools/selectivity_doc.py
 
-## lock: re-resolve requirements.lock from pyproject.toml (needs network)
+## lock: re-resolve both locks from pyproject.toml (needs network); one universal resolution each,
+## valid on Python 3.11, 3.12 and 3.13 (markers where a package differs)
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra lab --extra scale --python-version 3.11 -o requirements.lock
+	$(LOCK) --extra dev --extra lab --extra scale -o requirements.lock
+	$(LOCK) --extra serve -o requirements-serve.lock
 
 clean:
-	rm -rf $(VENV) outputs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-serve outputs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ Loading has no side effects: nothing is created until a stage writes.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -319,6 +320,25 @@ ReferenceLearner = Literal["xgboost", "lightgbm", "catboost"]
 REFERENCE_LEARNERS: tuple[ReferenceLearner, ...] = ("xgboost", "lightgbm", "catboost")
 
 
+class AcceptanceConfig(Section):
+    """The decision page's acceptance criteria (pipeline/evaluate/decision.py)."""
+
+    metric: Literal["precision", "recall", "revenue"] = Field(
+        "precision", description="what the model must beat its comparators on"
+    )
+    rate: float | None = Field(
+        None, gt=0, le=1, description="control rate judged; None: the historical policy's share"
+    )
+    baselines: list[str] = Field(
+        default_factory=lambda: ["best reference learner", "rules"],
+        description="comparators by name ('best reference learner': the strongest of "
+        "evaluate.reference_learners); the best must be beaten",
+    )
+    historical_policy: bool = Field(True, description="the model must beat the historical policy")
+    max_calibration_error: float = Field(0.02, gt=0, description="mean |predicted - observed|")
+    max_psi: float = Field(0.25, gt=0, description="PSI at or above which a feature has drifted")
+
+
 class EvaluateConfig(Section):
     """Metrics, baselines and explanations for the reviewer (pipeline/evaluate/)."""
 
@@ -336,6 +356,7 @@ class EvaluateConfig(Section):
     reference_rounds: int = Field(
         3000, gt=0, description="cap on the reference learners' trees (early stopping ends sooner)"
     )
+    acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
 
 
 class ServeConfig(Section):
@@ -592,15 +613,45 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     node[keys[-1]] = _parse_scalar(value)
 
 
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed beside the last part of a validation error's location."""
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
-            lines.append(f"  unknown key {key!r}")
+            close = difflib.get_close_matches(str(item["loc"][-1]), _known_keys(item["loc"]), n=1)
+            hint = ""
+            if close:
+                hint = f" (did you mean {'.'.join([*map(str, item['loc'][:-1]), close[0]])!r}?)"
+            lines.append(f"  unknown key {key!r}{hint}")
         else:
             lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)
+
+
+DEFAULT_CONFIG = Path("configs") / "default.yaml"
+
+
+def config_path(path: str | Path | None = None) -> Path:
+    """The config file a command means: `path` as given when it exists from the current folder,
+    else the same relative path under the project root (default: ``configs/default.yaml``), so
+    `targeting` finds the project's configs wherever it runs."""
+    given = Path(path) if path is not None else DEFAULT_CONFIG
+    if given.is_absolute() or given.is_file():
+        return given
+    under_root = PROJECT_ROOT / given
+    return under_root if under_root.is_file() else given
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

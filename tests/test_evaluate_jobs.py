@@ -87,14 +87,19 @@ def test_explain_names_an_unknown_declaration(experiment: dict) -> None:
 def test_a_challenger_is_compared_with_the_champion(experiment: dict, tmp_path: Path) -> None:
     config, data, first = experiment["config"], experiment["data"], experiment["info"]
     mlflow.set_tracking_uri(config.tracking.uri)
+    # the first run's model registered and approved (export registers the scorer; any version
+    # of the run serves the comparison, which loads the run's model)
+    registered = mlflow.register_model(
+        f"runs:/{first.run_id}/xgboost_model", config.tracking.registered_model
+    )
     MlflowClient().set_registered_model_alias(
-        config.tracking.registered_model, "champion", first.version
+        config.tracking.registered_model, "champion", registered.version
     )
     params = {**config.train.params, "max_depth": 2, "learning_rate": 0.3}
     second = h.train_and_track(config, data, params)
     result = evaluate(config, run_id=second.run_id)
     metrics = pd.read_csv(result.outputs["metrics"])
-    name = f"champion v{first.version}"
+    name = f"champion v{registered.version}"
     difference = metrics.loc[metrics["model"] == f"model - {name}"]
     assert len(difference) > 0 and difference["low"].notna().any()
     assert (difference["low"] <= difference["high"]).all()

@@ -143,6 +143,7 @@ def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_pa
     assert html.count("<img ") == expected_images
     assert len(report.local_figures) == 3  # two red-channel declarations and the one asked for
     for anchor in (
+        "decision",
         "summary",
         "windows",
         "metrics",

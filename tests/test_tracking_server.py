@@ -128,12 +128,10 @@ def test_train_logs_run_trials_and_model_through_the_server(
     )
     assert len(children) == 2
 
-    version = client.get_model_version_by_alias("over-http", tracking.CHALLENGER)
-    assert version.run_id == run_id
     mlflow.set_tracking_uri(url)
     mlflow.set_registry_uri(url)
     try:
-        booster = mlflow.xgboost.load_model(f"models:/over-http@{tracking.CHALLENGER}")
+        booster = mlflow.xgboost.load_model(f"runs:/{run_id}/{tracking.XGBOOST_ARTIFACT}")
         bundle = tracking.load_model(run_id, "deployed")
     finally:
         mlflow.set_tracking_uri("")

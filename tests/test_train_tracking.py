@@ -3,12 +3,14 @@ the logged models, and the last-run pointer."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
@@ -44,7 +46,21 @@ def test_the_run_records_config_fingerprint_commit_and_versions(trained: dict[st
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
     ).stdout.strip()
-    assert tags["git_commit"] == (commit or "unknown")
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert tags["git_commit"] == (f"{commit}-dirty" if dirty else commit) if commit else "unknown"
+    # the run says what it is, and names its training data with the fingerprint as digest
+    assert f"config {config.name!r}" in tags["mlflow.note.content"]
+    [data] = run.inputs.dataset_inputs
+    assert data.dataset.digest == tags["data_fingerprint"][:32]
+    assert data.dataset.name == f"{config.name}-feature-set"
+    assert {t.key: t.value for t in data.tags}["mlflow.data.context"] == "training"
+    assert not Path(json.loads(data.dataset.source)["uri"]).is_absolute()
+    assert "hs2" in data.dataset.schema
     assert tags["version.xgboost"] == __import__("xgboost").__version__
     assert params["tune.n_trials"] == "3"
     assert params["seed"] == str(config.seed)
@@ -66,21 +82,21 @@ def test_trials_are_nested_runs_of_the_training_run(trained: dict[str, Any]) -> 
     assert all("learning_rate" in child.data.params for child in children)
 
 
-def test_the_model_is_registered_as_challenger_and_loads(trained: dict[str, Any]) -> None:
+def test_the_booster_is_logged_with_the_run_and_not_registered(trained: dict[str, Any]) -> None:
+    # The registry holds the deployable scorer, registered by `export` (tests/test_approve.py).
     config, fs = trained["config"], trained["fs"]
     tracking.configure(config)
     name = config.tracking.registered_model
-    version = MlflowClient().get_model_version_by_alias(name, tracking.CHALLENGER)
-    assert str(version.version) == trained["result"].figures["version"]
-    assert version.run_id == trained["run_id"]
+    assert not MlflowClient().search_registered_models(filter_string=f"name = '{name}'")
 
     bundle = tracking.load_model(trained["run_id"], "deployed")
-    booster = mlflow.xgboost.load_model(f"models:/{name}@{tracking.CHALLENGER}")
+    logged = f"runs:/{trained['run_id']}/{tracking.XGBOOST_ARTIFACT}"
+    booster = mlflow.xgboost.load_model(logged)
     prepared = bundle.prepare(fs.X.head(200))
     np.testing.assert_allclose(
         booster.inplace_predict(prepared, predict_type="margin"), bundle.margin(fs.X.head(200))
     )
-    signature = mlflow.models.get_model_info(f"models:/{name}@{tracking.CHALLENGER}").signature
+    signature = mlflow.models.get_model_info(logged).signature
     types = {spec.name: str(spec.type) for spec in signature.inputs.inputs}
     assert set(types) == set(bundle.feature_names)
     assert "string" in types["hs2"]  # category columns are logged as strings, not `category`
@@ -94,17 +110,17 @@ def test_last_run_points_at_the_run(trained: dict[str, Any]) -> None:
     assert "mlflow ui --backend-store-uri sqlite:///" in trained["result"].figures["ui_command"]
 
 
-def test_a_second_training_moves_the_alias(trained: dict[str, Any], tmp_path: Path) -> None:
-    # Own model name and output folder: the module's run stays the challenger of its own name.
+def test_a_second_training_is_a_new_run_and_the_last_run(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    # Own output folder: the module's run stays the last run of its own folder.
     config = trained["config"].model_copy(deep=True)
     config.tune.n_trials = 0
-    config.tracking.registered_model = "second-model"
     config.output_dir = tmp_path / "out"
     first = train_feature_set(config, trained["fs"], progress=False)
     second = train_feature_set(config, trained["fs"], progress=False)
-    alias = MlflowClient().get_model_version_by_alias("second-model", tracking.CHALLENGER)
-    assert int(alias.version) == int(first.figures["version"]) + 1
-    assert alias.run_id == second.figures["run_id"] != first.figures["run_id"]
+    assert tracking.read_last_run(config)["run_id"] == second.figures["run_id"]
+    assert second.figures["run_id"] != first.figures["run_id"]
     # artefacts live beside the SQLite file, never in the working directory
     experiment = MlflowClient().get_experiment_by_name(config.tracking.experiment)
     store = Path(tracking.tracking_uri(config).removeprefix("sqlite:///")).parent
@@ -163,3 +179,31 @@ def test_log_training_needs_the_parent_run(tmp_path: Path) -> None:
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
     with pytest.raises(RuntimeError, match="start_parent_run"):
         tracking.log_training(config, result, fs.manifest, "x", None, pd.DataFrame())
+
+
+def test_pruned_trials_are_finished_and_tagged_as_pruned(trained: dict[str, Any]) -> None:
+    tracking.configure(trained["config"])
+    with tracking.start_parent_run(trained["config"], run_name="trials") as parent:
+        tracking.log_trials(
+            parent,
+            [
+                optuna.trial.create_trial(
+                    params={"max_depth": 3},
+                    distributions={"max_depth": optuna.distributions.IntDistribution(2, 8)},
+                    value=0.4,
+                ),
+                optuna.trial.create_trial(
+                    params={"max_depth": 7},
+                    distributions={"max_depth": optuna.distributions.IntDistribution(2, 8)},
+                    state=optuna.trial.TrialState.PRUNED,
+                ),
+            ],
+        )
+    children = mlflow.search_runs(
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'", output_format="list"
+    )
+    states = {c.data.params["max_depth"]: c for c in children}
+    assert (
+        states["7"].info.status == "FINISHED" and states["7"].data.tags["optuna.pruned"] == "true"
+    )
+    assert states["3"].info.status == "FINISHED" and "optuna.pruned" not in states["3"].data.tags

@@ -49,7 +49,8 @@ def test_two_tune_workers_share_one_study_on_postgresql(tmp_path: Path, postgres
 
     result = CliRunner().invoke(app, ["tune", "--config", str(path), "--workers", "2"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "study postgres-shared at postgresql+psycopg2://" in result.output
+    printed = " ".join(result.output.split())  # the console wraps lines at 100 columns
+    assert "study postgres-shared at postgresql+psycopg2://" in printed
 
     storage = optuna.storages.RDBStorage(postgres_url)
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["postgres-shared"]

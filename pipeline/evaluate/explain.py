@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ def _png(figure: object) -> bytes:
 
     buffer = io.BytesIO()
     fig = figure if figure is not None else plt.gcf()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # type: ignore[attr-defined]
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
     plt.close("all")
     return buffer.getvalue()
 
@@ -156,9 +157,21 @@ def global_explanations(
         plt.figure()
         column = explanation[:, feature]  # type: ignore[index]
         shap.plots.scatter(column, show=False)
+        if isinstance(Xs[feature].dtype, pd.CategoricalDtype):
+            _category_ticks(plt.gca(), Xs[feature])
         figures[f"dependence_{feature}"] = _png(None)
     figures["shap_families"] = family_figure(families)
     return Explanations(frame, importance, families, figures, method)
+
+
+def _category_ticks(axis: Any, values: pd.Series, most: int = 45) -> None:
+    """Name the categories on a dependence plot's x axis (the plot places them at their codes):
+    every category seen in the sample, or the `most` most frequent."""
+    seen = values.cat.codes.loc[values.cat.codes >= 0]
+    codes = np.sort(seen.value_counts().index.to_numpy()[:most])
+    names = values.cat.categories.astype(str).to_numpy()[codes]
+    axis.set_xticks(codes)
+    axis.set_xticklabels(names, rotation=90, fontsize=7 if len(codes) > 20 else 9)
 
 
 def values_frame(

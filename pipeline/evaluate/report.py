@@ -21,6 +21,7 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
+from pipeline.evaluate.decision import Decision, decide, render_decision
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.monitor import is_judged
 from pipeline.train.fit import cap_warning
@@ -52,6 +53,7 @@ class ReportData:
     headline_rate: float = 0.05
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, trees, seconds...
     families: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, effect, low, high...
+    decision: Decision | None = None  # the decision page (pipeline/evaluate/decision.py)
 
 
 # --- warnings ---------------------------------------------------------------------------------
@@ -176,6 +178,15 @@ def _interval(value: float, low: float, high: float) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def rate_label(rate: float, policy_share: float | None = None) -> str:
+    """A control rate as the tables show it: "5 %" for a configured round rate, two decimals
+    otherwise, and the historical policy's own share named, so two rates never read alike."""
+    text = f"{rate:.0%}" if abs(rate * 100 - round(rate * 100)) < 1e-9 else f"{rate:.2%}"
+    if policy_share is not None and abs(rate - policy_share) < 1e-12:
+        text += " (policy's share)"
+    return text
+
+
 def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
     """One population's capacity metrics: rows model x rate, cells "value [low, high]"."""
     part = metrics.loc[
@@ -189,7 +200,9 @@ def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
         _interval(v, lo, hi)
         for v, lo, hi in zip(part["value"], part["low"], part["high"], strict=True)
     ]
-    part["n %"] = [f"{r:.1%}" for r in part["rate"]]
+    policy = part.loc[(part["model"] == "historical policy") & (part["metric"] == "control_share")]
+    share = float(policy["value"].iloc[0]) if len(policy) else None
+    part["n %"] = [rate_label(r, share) for r in part["rate"]]
     order = list(dict.fromkeys(part["metric"]))
     table = part.pivot_table(
         index=["model", "rate", "n %"], columns="metric", values="cell", aggfunc="first", sort=False
@@ -279,18 +292,26 @@ def _frame_html(
     floats: str = "{:.3f}",
     index: bool = False,
     empty: str = "<p class='muted'>nothing to show</p>",
+    classes: str = "grid",
 ) -> Markup:
     """A frame as an HTML table (cells escaped by pandas), safe to place in the template."""
     if frame is None or frame.empty:
         return Markup(empty)
-    formatters = {
+    formatters: dict[Any, Any] = {
         c: (lambda v, f=floats: "–" if pd.isna(v) else f.format(v))
         for c in frame.columns
         if pd.api.types.is_float_dtype(frame[c])
     }
+    formatters.update(
+        {  # counts with thousands separators
+            c: (lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+            for c in frame.columns
+            if pd.api.types.is_integer_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        }
+    )
     return Markup(
         frame.to_html(
-            index=index, classes="grid", border=0, na_rep="–", formatters=formatters, escape=True
+            index=index, classes=classes, border=0, na_rep="–", formatters=formatters, escape=True
         )
     )
 
@@ -305,6 +326,7 @@ def _img(png: bytes, alt: str) -> Markup:
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 
 TOC = (
+    ("decision", "Decision"),
     ("summary", "Summary"),
     ("windows", "Data windows"),
     ("metrics", "Metrics"),
@@ -343,7 +365,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         {
             "name": str(p),
             "description": POPULATION_TEXT.get(str(p), ""),
-            "capacity": _frame_html(capacity_pivot(data.metrics, str(p))),
+            "capacity": _frame_html(capacity_pivot(data.metrics, str(p)), classes="grid figures"),
             "ranking": _frame_html(rank_pivot(data.metrics, str(p)), empty=""),
         }
         for p in dict.fromkeys(data.metrics["population"])
@@ -376,9 +398,11 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         }
         for name, png in data.explanations.figures.items():
             caption = captions.get(name, f"Dependence: {name.removeprefix('dependence_')}")
-            shap_figures.append({"img": _img(png, name), "caption": caption})
+            # the global views get the page's full width: their labels stay legible
+            wide = name in ("shap_bar", "shap_beeswarm")
+            shap_figures.append({"img": _img(png, name), "caption": caption, "wide": wide})
     local_figures = [
-        {"img": _img(png, name), "caption": name.replace("_", " ")}
+        {"img": _img(png, name), "caption": name.replace("_", " "), "wide": True}
         for name, png in data.local_figures.items()
     ]
     primary = primary_population(data.metrics)
@@ -386,6 +410,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
     return template.render(
         title=data.title,
         run_id=data.run_id,
+        decision_html=render_decision(data.decision) if data.decision else Markup(""),
         toc=TOC,
         model_summary=data.model_summary,
         warnings=data.warnings,
@@ -841,6 +866,16 @@ def assess(
         headline_rate=headline_rate,
         references=pd.DataFrame(references.fitted),
         families=family_effects(model.info),
+        decision=decide(
+            metrics,
+            calibration,
+            drift.loc[judged.to_numpy(dtype=bool)],
+            ev.acceptance,
+            primary_population(metrics),
+            run_id,
+            champion=champion[0] if champion is not None else None,
+            best_reference=best_reference,
+        ),
     )
     return Assessment(metrics=metrics, report=report, explanations=explanations)
 

@@ -7,6 +7,8 @@ arguments and prints a job's result. Notebooks call the same functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,3 +23,24 @@ class JobResult:
     figures: dict[str, Any] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     exit_code: int = 0
+
+
+# --- progress: what a long job is doing now, for whoever shows it (the CLI's spinner) ----------
+
+_listeners: list[Callable[[str], None]] = []
+
+
+def step(text: str) -> None:
+    """Say which step of a job is running (shown beside the CLI's spinner; silent otherwise)."""
+    for listener in _listeners:
+        listener(text)
+
+
+@contextmanager
+def steps_shown_by(listener: Callable[[str], None]) -> Iterator[None]:
+    """Send the jobs' `step` messages to `listener` for the duration of the block."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 
 REPORT_ARTIFACT = "report"
 HEADLINE_METRICS = ("precision", "recall", "revenue")
@@ -50,17 +50,34 @@ def metric_key(population: str, model: str, metric: str, rate: float) -> str:
     return f"eval.{short.get(population, clean(population))}.{clean(model)}.{metric}{suffix}"
 
 
-def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
-    """The headline table as text: population x model, precision / recall / revenue at each n."""
-    from pipeline.evaluate.report import headline
+CONSOLE_WIDTH = 100  # the console shows what fits here; the report holds every figure
 
-    table = headline(metrics, HEADLINE_METRICS, rates=rates)
+
+def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
+    """The headline table as text for the console: the most honest population, one row per model
+    (differences left to the report), precision / recall / revenue at as many of the rates as fit
+    in `CONSOLE_WIDTH` columns."""
+    from pipeline.evaluate.report import headline, primary_population
+
+    population = primary_population(metrics)
+    shown = sorted(rates)
+    table = pd.DataFrame()
+    lines: list[str] = []
+    while shown:
+        table = headline(metrics, HEADLINE_METRICS, rates=shown, population=population)
+        table = table.loc[[" - " not in str(m) for m in table.index]].rename_axis(None)
+        with pd.option_context("display.width", 1000, "display.max_columns", 100):
+            lines = table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+        if max(map(len, lines), default=0) <= CONSOLE_WIDTH or len(shown) == 1:
+            break
+        shown = shown[:-1]
     if table.empty:
         return ["no labelled declaration in the test window: no metrics"]
-    with pd.option_context("display.width", 250, "display.max_columns", 50):
-        lines = table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+    more = "; other rates in the report" if len(shown) < len(rates) else ""
+    lines.insert(0, f"{population}, at control rates {', '.join(f'{r:.0%}' for r in shown)}{more}:")
     policies = metrics.loc[
-        metrics["model"].isin(["historical policy", "model at office capacity"])
+        (metrics["population"] == population)
+        & metrics["model"].isin(["historical policy", "model at office capacity"])
         & metrics["metric"].isin(["precision", "recall", "revenue"])
     ]
     for name, part in policies.groupby("model", sort=False):
@@ -74,6 +91,7 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     import matplotlib
 
     matplotlib.use("Agg")
+    from pipeline.evaluate.decision import decision_figures
     from pipeline.evaluate.report import assess, render_report
     from pipeline.features.featureset import FeatureSet
     from pipeline.ingest.readers import load_inputs
@@ -82,9 +100,11 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     tracking.configure(config)
     if run_id is None:
         run_id = str(dict(tracking.read_last_run(config))["run_id"])
+    step("reading the run's model and the feature set")
     model = tracking.load_model(run_id, "evaluated")
     features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
     inputs = load_inputs(config)
+    step(f"metrics, baselines and {config.evaluate.bootstrap} bootstrap replicates, SHAP views")
     assessment = assess(
         model,
         features,
@@ -94,6 +114,7 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
         champion=champion_model(config, run_id),
         run_id=run_id,
     )
+    step("writing the report")
     html = render_report(assessment.report, config.evaluate.rates)
     folder: Path = config.paths.report.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,6 +128,9 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
             {
                 "run_id": run_id,
                 "warnings": assessment.report.warnings,
+                "decision": decision_figures(assessment.report.decision)
+                if assessment.report.decision
+                else None,
                 "notes": assessment.report.notes,
                 "metrics": json.loads(metrics.to_json(orient="records")),
             },
@@ -124,6 +148,12 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
 
     rates = [float(r) for r in config.evaluate.rates]
     lines = headline_lines(metrics, rates)
+    decision = assessment.report.decision
+    if decision is not None:
+        failed = [f"{c.name}: {c.status}" for c in decision.criteria if c.status != "pass"]
+        lines.append(
+            f"decision: {decision.verdict}" + (f" ({'; '.join(failed)})" if failed else "")
+        )
     lines += [f"warning: {w}" for w in assessment.report.warnings]
     lines.append(f"report: {config.paths.report}")
     return JobResult(

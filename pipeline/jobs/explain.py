@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 
 EXPLAIN_ARTIFACT = "explain"
 
@@ -41,6 +41,7 @@ def explain(
     if len(test) == 0:
         raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")
     ev = config.evaluate
+    step("SHAP values and global views")
     found = ex.global_explanations(
         model,
         test.X,
@@ -72,6 +73,7 @@ def explain(
     chosen_ids = pd.concat(
         [features.declaration_id[ids.isin(wanted).to_numpy()], test.declaration_id.iloc[red]]
     )
+    step("local explanations (waterfalls)")
     local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids)
     local_values.insert(
         1, "why", ["requested"] * int(ids.isin(wanted).sum()) + ["red channel sample"] * len(red)

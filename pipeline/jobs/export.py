@@ -9,6 +9,7 @@ records the export first; the file is put in place last.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import write_table
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
 from pipeline.serve.thresholds import (
@@ -124,6 +125,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     rank_by = resolve_rank_by(model, config.serve.rank_by)
     reference, window = reference_scores(config, model, feature_set, rank_by)
 
+    step("cut-offs on the reference window")
     policy = compute_cutoffs(reference, config.serve, window.days)
     tracking.log_artifacts(run_id, config.paths.snapshot, SNAPSHOT_ARTIFACT)
     manifest = feature_set.manifest
@@ -143,9 +145,9 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
                 "registered_model",
                 model.info.get("registered_model", config.tracking.registered_model),
             ),
-            "version": _version(
-                tags.get("model_version", model.info.get("version", last.get("version")))
-            ),
+            # the registry version is created from this export (the scorer carries it), so the
+            # document cannot name it: the version's tags name the document (thresholds_sha256)
+            "version": None,
             "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
             "run_id": run_id,
             "booster_sha256": model.booster_sha256(),
@@ -187,7 +189,12 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         tracking.log_artifacts(run_id, staged, THRESHOLDS_ARTIFACT)
         model_folder = Path(scratch) / MODEL_ARTIFACT
         model.save(model_folder)
+        step("logging the scorer and registering it")
         scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, staged)
+        export_sha256 = file_sha256(staged)
+    version = tracking.register_scorer(
+        config, run_id, scorer_uri, export_sha256, model.booster_sha256()
+    )
     kpis = document["kpis"]
     metrics = {
         f"serve.{name}.reference_share": float(entry["share"])
@@ -208,13 +215,16 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
 
     lines = _lines(document, kpis, target)
     lines.append(f"cut-offs and expected KPIs per office (CSV): {offices}")
-    lines.append(f"scorer pyfunc: {scorer_uri} (mlflow models serve -m {scorer_uri})")
+    name = config.tracking.registered_model
+    lines.append(f"scorer: {scorer_uri}, registered as {name} v{version} (@challenger)")
+    lines.append(f"approve it after review: targeting approve --version {version} --reason ...")
     return JobResult(
         stage="export",
         outputs={"thresholds": target, "offices": offices},
         figures={
             "run_id": run_id,
             "scorer_uri": scorer_uri,
+            "version": version,
             "rank_by": rank_by,
             "shares": {n: e["share"] for n, e in kpis["channels"].items()},
             "targets": draft.channels,
@@ -223,8 +233,9 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     )
 
 
-def _version(value: Any) -> str | None:
-    return None if value is None else str(value)
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (names the export a registered scorer carries)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,7 +17,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features.build import build_feature_set, build_snapshot
 from pipeline.features.chunked import WrittenFeatures, write_chunked
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 
 
 def features(config: Config) -> JobResult:
@@ -32,6 +32,7 @@ def features(config: Config) -> JobResult:
     as_of = pd.Timestamp(declarations["lodged_at"].max()) + pd.Timedelta(seconds=1)
     months = config.features.chunk_months
     paths = config.paths
+    step("point-in-time features and the serving snapshot")
     if months:  # written chunk by chunk; the snapshot is the state carried out of the last chunk
         written, carried = write_chunked(
             declarations,

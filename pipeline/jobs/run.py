@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, steps_shown_by
 
-# A log file or CI (not a terminal) gets wide lines rather than tables folded at 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 140)
+# Console output fits 100 columns (fewer on a narrower terminal); details go to the report.
+console = Console(width=min(100, shutil.get_terminal_size((100, 24)).columns))
 
 
 def _stage(verb: str) -> Callable[..., JobResult]:
@@ -60,7 +60,10 @@ def _run_stage(
     name: str, job: Callable[..., JobResult], results: dict[str, JobResult], **kwargs: Any
 ) -> JobResult:
     started = time.perf_counter()
-    with console.status(f"[bold]{name}[/bold] ...", spinner="dots"):
+    with (
+        console.status(f"[bold]{name}[/bold] ...", spinner="dots") as status,
+        steps_shown_by(lambda text: status.update(f"[bold]{name}[/bold]: {text} ...")),
+    ):
         result = job(**kwargs)
     seconds = time.perf_counter() - started
     console.print(f"[green]✓[/green] {name} [dim]({seconds:.1f} s)[/dim]")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 from pipeline.serve.scorer import Scorer
 
 TOP_MANUAL_REASONS = 5
@@ -102,6 +102,7 @@ def score(
     lacking = scorer.missing_columns(declarations)
     if lacking is not None:
         raise ValueError(f"{input}: {lacking}")
+    step(f"scoring {len(declarations):,} declarations")
     scored = scorer.score(declarations)
     from pipeline.serve.scorer import reason_columns
 

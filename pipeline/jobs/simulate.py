@@ -11,25 +11,32 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Literal
 
 from pipeline.config import Config, SimulateConfig
 from pipeline.ingest.simulate import SimulatedData, summary
 from pipeline.ingest.simulate import simulate as simulate_stream
 from pipeline.jobs import JobResult
 
+TableFormat = Literal["parquet", "csv"]
 
-def write(data: SimulatedData, folder: Path) -> dict[str, Path]:
-    """Write the three tables to `folder` as Parquet (and the scenario's known answers as
-    scenario.json, for research only, like the ground truth); returns name -> path."""
+
+def write(data: SimulatedData, folder: Path, fmt: TableFormat = "parquet") -> dict[str, Path]:
+    """Write the three tables to `folder` as Parquet, or as CSV files shaped like an
+    administration's own extract (`configs/own-data.example.yaml` reads them), and the scenario's
+    known answers as scenario.json (research only, like the ground truth); returns name -> path."""
     folder.mkdir(parents=True, exist_ok=True)
-    outputs = {
-        "declarations": folder / "declarations.parquet",
-        "outcomes": folder / "outcomes.parquet",
-        "ground_truth": folder / "ground_truth.parquet",
+    tables = {
+        "declarations": data.declarations,
+        "outcomes": data.outcomes,
+        "ground_truth": data.ground_truth,
     }
-    data.declarations.to_parquet(outputs["declarations"], index=False)
-    data.outcomes.to_parquet(outputs["outcomes"], index=False)
-    data.ground_truth.to_parquet(outputs["ground_truth"], index=False)
+    outputs = {name: folder / f"{name}.{fmt}" for name in tables}
+    for name, table in tables.items():
+        if fmt == "csv":
+            table.to_csv(outputs[name], index=False, date_format="%Y-%m-%dT%H:%M:%S")
+        else:
+            table.to_parquet(outputs[name], index=False)
     if data.scenario:
         outputs["scenario"] = folder / "scenario.json"
         outputs["scenario"].write_text(json.dumps(data.scenario, indent=2) + "\n")
@@ -37,16 +44,21 @@ def write(data: SimulatedData, folder: Path) -> dict[str, Path]:
 
 
 def simulate(
-    config: Config, rows: int | None = None, seed: int | None = None, out: Path | None = None
+    config: Config,
+    rows: int | None = None,
+    seed: int | None = None,
+    out: Path | None = None,
+    fmt: TableFormat = "parquet",
 ) -> JobResult:
-    """Simulate with the config's `simulate` section (overridden by `rows`, `seed`) and write."""
+    """Simulate with the config's `simulate` section (overridden by `rows`, `seed`) and write
+    (Parquet, or CSV with `fmt`)."""
     settings = config.simulate.model_dump()
     if rows is not None:
         settings["rows"] = rows
     section = SimulateConfig.model_validate(settings)  # validates the override (rows > 0)
     data = simulate_stream(section, config.seed if seed is None else seed)
     folder = config.paths.data if out is None else Path(out)
-    outputs = write(data, folder)
+    outputs = write(data, folder, fmt)
     figures = summary(data)
     lodged = data.declarations["lodged_at"]
     drift_day = section.start + dt.timedelta(days=section.drift_start * section.days)

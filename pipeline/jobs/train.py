@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.features.featureset import META_COLUMNS, FeatureSet
-from pipeline.jobs import JobResult
+from pipeline.jobs import JobResult, step
 from pipeline.train import tracking
 from pipeline.train.fit import FILE_IMBALANCE, fit, refit
 from pipeline.train.select import select_families
@@ -88,12 +88,14 @@ def train_feature_set(
         elif config.train.select_families:
             notes.append("feature families not chosen: the workers read the training window")
         if config.tune.n_trials > 0:
+            step(f"tuning: {config.tune.n_trials} Optuna trials")
             study = run_study(model_fs, windows, config, workers=workers, progress=progress)
             # The parent run holds the whole study, trials of earlier invocations included.
             tracking.log_trials(run_id, study.trials)
             params: dict[str, Any] = {**config.train.params, **best_params(study)}
         else:
             params = dict(config.train.params)
+        step("fitting and calibrating the model")
         result = fit(model_fs, windows, params, config, source=source)
         if selection is not None:
             result.model.info["families"] = selection.as_dict()
@@ -119,6 +121,7 @@ def train_feature_set(
             if around_training is not None
             else tracking.data_fingerprint([fs.X, fs.meta()])
         )
+        step("logging the run to MLflow")
         info = tracking.log_training(
             config, result, fs.manifest, fingerprint, study, sample, deployed=deployed
         )
@@ -138,8 +141,8 @@ def train_feature_set(
         ),
         *result.log["warnings"],
         *notes,
-        f"MLflow run {info.run_id}, registered {config.tracking.registered_model} v{info.version} "
-        f"(alias {tracking.CHALLENGER})",
+        f"MLflow run {info.run_id} (registered as {config.tracking.registered_model} "
+        f"@{tracking.CHALLENGER} by `targeting export`, with its thresholds)",
         f"open it with: {ui}",
     ]
     if selection is not None:
@@ -171,7 +174,6 @@ def train_feature_set(
         figures={
             "run_id": info.run_id,
             "model_uri": info.model_uri,
-            "version": info.version,
             "ui_command": ui,
             "best_iteration": result.log["best_iteration"],
             "windows": [str(w) for w in windows.ordered()],

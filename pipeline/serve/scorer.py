@@ -610,15 +610,14 @@ def log_scorer(
 ) -> str:
     """Log the scorer pyfunc to a run; returns its URI (``runs:/<run id>/scorer``).
 
-    Requirements are given, not inferred (inference would load the model in a subprocess); the
-    serving environment must have this package installed (``--env-manager local``).
+    Self-contained: the `pipeline` package is bundled as its code and its requirements are the
+    pinned core and `serve` extra (`pipeline.serve.bundle`), so any environment MLflow builds
+    from them serves it; requirements are given, not inferred (inference would load the model in
+    a subprocess).
     """
-    from importlib.metadata import version
+    from pipeline.serve.bundle import package_folder, serve_requirements
 
-    requirements = [
-        f"{package}=={version(package)}"
-        for package in ("mlflow", "xgboost", "pandas", "numpy", "pyarrow", "jsonschema", "pydantic")
-    ]
+    requirements = serve_requirements()
     with tempfile.TemporaryDirectory() as scratch:
         # Copies, so the logged thresholds keep their file name whatever the source path.
         thresholds_copy = Path(scratch) / "selectivity.json"
@@ -641,7 +640,8 @@ def log_scorer(
                         "thresholds": str(thresholds_copy),
                     },
                     signature=_input_signature(),
-                    pip_requirements=[*requirements, "customs-targeting"],
+                    pip_requirements=requirements,
+                    code_paths=[str(package_folder())],
                 )
             finally:
                 pyfunc_log.setLevel(level)

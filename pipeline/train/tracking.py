@@ -27,6 +27,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -54,7 +55,7 @@ class RunInfo:
 
     run_id: str
     model_uri: str
-    version: str
+    version: str | None  # the registry version, once `export` has registered the scorer
     experiment_id: str
 
 
@@ -197,9 +198,19 @@ def git_commit() -> str:
             check=True,
             timeout=10,
         ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return commit or "unknown"
+    if not commit:
+        return "unknown"
+    return f"{commit}-dirty" if changed else commit
 
 
 def package_versions() -> dict[str, str]:
@@ -248,8 +259,11 @@ def log_trials(parent_run_id: str, trials: Sequence[optuna.trial.FrozenTrial]) -
         if trial.duration is not None:
             metrics["seconds"] = trial.duration.total_seconds()
         log_metrics(run.info.run_id, metrics)
+        # a pruned trial ended as Optuna meant it to: finished, and tagged as pruned
+        if trial.state.name == "PRUNED":
+            client.set_tag(run.info.run_id, "optuna.pruned", "true")
         client.set_terminated(
-            run.info.run_id, "FINISHED" if trial.state.name == "COMPLETE" else "KILLED"
+            run.info.run_id, "FAILED" if trial.state.name == "FAIL" else "FINISHED"
         )
 
 
@@ -272,7 +286,8 @@ def log_training(
 ) -> RunInfo:
     """Log a fit to the active run: config, params, fingerprint, commit, versions, manifest,
     metrics, the evaluated model and the deployed one (``deployed``, the refit; the evaluated
-    model itself when None), whose xgboost flavour is registered as `challenger`."""
+    model itself when None) with its xgboost flavour. Nothing is registered here: the registry
+    holds the deployable scorer, registered by `export` (`register_scorer`)."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_training needs an active run: wrap it in start_parent_run")
@@ -307,6 +322,22 @@ def log_training(
             study_best_value=str(study.best_value) if study.best_trials else "",
         )
     set_tags(run_id, tags)
+    log_training_data(config, data_fingerprint, sample)
+    windows = fit_result.log.get("windows", {})
+    set_tags(
+        run_id,
+        {
+            "mlflow.note.content": (
+                f"Training run of config {config.name!r}: XGBoost "
+                f"({fit_result.log.get('imbalance')} imbalance, calibration "
+                f"{fit_result.log.get('calibration')}) on the feature set with fingerprint "
+                f"{data_fingerprint[:12]}; windows "
+                + ", ".join(f"{k} {v}" for k, v in dict(windows).items())
+                + ". `targeting evaluate` adds the report, `targeting export` the thresholds and "
+                "the registered scorer."
+            )
+        },
+    )
 
     with tempfile.TemporaryDirectory() as scratch:
         for artifact, bundle in ((MODEL_ARTIFACT, model), (EVALUATED_ARTIFACT, fit_result.model)):
@@ -326,26 +357,38 @@ def log_training(
         model.booster,
         name=XGBOOST_ARTIFACT,
         signature=signature,
-        registered_model_name=config.tracking.registered_model,
         pip_requirements=[f"xgboost=={xgb.__version__}"],
-        await_registration_for=0,
     )
-    version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(config.tracking.registered_model, CHALLENGER, version)
-    set_tags(
-        run_id,
-        {
-            "registered_model": config.tracking.registered_model,
-            "model_version": version,
-            "xgboost_model_uri": info.model_uri,
-        },
-    )
+    set_tags(run_id, {"xgboost_model_uri": info.model_uri})
     return RunInfo(
         run_id=run_id,
         model_uri=f"runs:/{run_id}/{MODEL_ARTIFACT}",
-        version=version,
+        version=None,
         experiment_id=run.info.experiment_id,
     )
+
+
+def log_training_data(config: Config, data_fingerprint: str, sample: pd.DataFrame | None) -> None:
+    """The training feature set as an MLflow dataset input of the active run: its path relative
+    to the project, the data fingerprint as digest, and the schema of its columns."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    # made at import by MLflow's artefact-source registry, so invisible to type checkers
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+
+    features = config.paths.features
+    try:
+        where = str(features.relative_to(PROJECT_ROOT))
+    except ValueError:
+        where = features.name  # never a machine-local absolute path
+    schema = infer_signature(_signature_frame(sample)).inputs if sample is not None else None
+    dataset = MetaDataset(  # type: ignore[abstract]  # MLflow's dataset without a frame
+        LocalArtifactDatasetSource(where),
+        name=f"{config.name}-feature-set",
+        digest=data_fingerprint[:32],
+        schema=schema,
+    )
+    mlflow.log_input(dataset, context="training")
 
 
 def load_model(run_id: str, role: Literal["deployed", "evaluated"]) -> TargetingModel:
@@ -388,3 +431,107 @@ def start_child_run(parent_run_id: str, run_name: str, tags: dict[str, Any] | No
 def end_child_run(run_id: str, status: str = "FINISHED") -> None:
     """Mark a run made by `start_child_run` as ended."""
     MlflowClient().set_terminated(run_id, status)
+
+
+# --- the registry: the deployable scorer, its challenger and champion aliases -------------------
+
+CHAMPION = "champion"
+SCORER_COMPONENT = "scorer"  # the `component` tag of every registered version
+
+
+def register_scorer(
+    config: Config, run_id: str, scorer_uri: str, thresholds_sha256: str, booster_sha256: str
+) -> str:
+    """Register the run's scorer pyfunc as a new version of `tracking.registered_model`, point
+    `challenger` at it, and describe it; returns the version."""
+    name = config.tracking.registered_model
+    client = MlflowClient()
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(
+            name,
+            description=(
+                f"Deployable customs targeting scorer of config {config.name!r}: declarations in, "
+                "score, probability, channel and reason codes out. `challenger` is the last "
+                "export; `champion` is what a reviewer approved (`targeting approve`)."
+            ),
+        )
+    # register_model resolves runs:/<run>/scorer to the logged model (MLflow 3 keeps logged
+    # models apart from the run's artefacts)
+    version = mlflow.register_model(
+        scorer_uri,
+        name,
+        await_registration_for=0,
+        tags={
+            "component": SCORER_COMPONENT,
+            "thresholds_sha256": thresholds_sha256,
+            "booster_sha256": booster_sha256,
+            "git_commit": client.get_run(run_id).data.tags.get("git_commit", "unknown"),
+        },
+    )
+    number = str(version.version)
+    client.update_model_version(
+        name,
+        number,
+        description=(
+            f"Scorer of run {run_id}: model, calibration, feature snapshot and selectivity "
+            f"thresholds (sha256 {thresholds_sha256[:12]}), with the pipeline package bundled. "
+            "Not approved yet."
+        ),
+    )
+    client.set_registered_model_alias(name, CHALLENGER, number)
+    set_tags(run_id, {"registered_model": name, "model_version": number})
+    return number
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A reviewer's approval of a registered scorer version."""
+
+    name: str
+    version: str
+    run_id: str
+    reviewer: str
+    approved_at: str
+    reason: str
+    previous: str | None
+
+
+def approve_version(
+    config: Config, version: str, reviewer: str, reason: str, approved_at: str
+) -> Approval:
+    """Move `champion` to `version` and record who, when and why on the version (tags and
+    description) and on the registered model (its last approval)."""
+    name = config.tracking.registered_model
+    client = MlflowClient()
+    entry = client.get_model_version(name, version)
+    try:
+        previous: str | None = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        previous = None
+    record = {
+        "approved_by": reviewer,
+        "approved_at": approved_at,
+        "approval_reason": reason,
+        "replaced_champion": previous or "",
+    }
+    for key, value in record.items():
+        client.set_model_version_tag(name, version, key, value)
+    described = (entry.description or "").replace(" Not approved yet.", "")
+    client.update_model_version(
+        name,
+        version,
+        description=f"{described} Approved as {CHAMPION} by {reviewer} at {approved_at}: {reason}",
+    )
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_registered_model_tag(
+        name, "last_approval", json.dumps({"version": version, **record}, sort_keys=True)
+    )
+    return Approval(
+        name=name,
+        version=version,
+        run_id=str(entry.run_id),
+        reviewer=reviewer,
+        approved_at=approved_at,
+        reason=reason,
+        previous=previous,
+    )

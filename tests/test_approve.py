@@ -1,0 +1,193 @@
+"""From review to deployment: export registers the scorer, `targeting approve` makes it the
+champion, and the README's `make serve` serves exactly that champion over REST on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from test_run import run_chain
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import PROJECT_ROOT, Config
+from pipeline.ingest.columns import DECLARATION_COLUMNS
+from pipeline.jobs.approve import ApprovalError, approve
+from pipeline.serve.bundle import serve_requirements
+from pipeline.train import tracking
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("approve-chain")]
+START_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    config, _ = run_chain(tmp_path_factory.mktemp("approve-chain"))
+    tracking.configure(config)
+    return config
+
+
+def _scorer_version(config: Config) -> Any:
+    return MlflowClient().get_model_version_by_alias(
+        config.tracking.registered_model, tracking.CHALLENGER
+    )
+
+
+def test_export_registers_the_self_contained_scorer_as_challenger(chain: Config) -> None:
+    version = _scorer_version(chain)
+    assert version.tags["component"] == "scorer"
+    exported = chain.paths.thresholds.read_bytes()
+    assert version.tags["thresholds_sha256"] == hashlib.sha256(exported).hexdigest()
+    assert "Not approved yet" in version.description
+    uri = f"models:/{chain.tracking.registered_model}/{version.version}"
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    assert (local / "code" / "pipeline" / "serve" / "scorer.py").is_file()  # code bundled
+    requirements = (local / "requirements.txt").read_text(encoding="utf-8").split()
+    assert requirements == serve_requirements()  # pinned serve set, no unpublished package
+    assert all("==" in r for r in requirements) and "customs-targeting" not in requirements
+    assert not any(r.split("==")[0] in {"shap", "optuna", "scikit-learn"} for r in requirements)
+    inputs = mlflow.models.get_model_info(uri).signature.inputs.input_names()
+    assert {"declaration_id", "declared_value", "hs_code"} <= set(inputs)
+
+
+def test_approval_needs_a_reason_and_a_scorer_version(chain: Config) -> None:
+    with pytest.raises(ApprovalError, match="needs a reason"):
+        approve(chain, reason="  ", reviewer="a.reviewer")
+    run_id = _scorer_version(chain).run_id
+    booster = mlflow.register_model(
+        f"runs:/{run_id}/{tracking.XGBOOST_ARTIFACT}", chain.tracking.registered_model
+    )
+    with pytest.raises(ApprovalError, match=f"v{booster.version} is not a scorer"):
+        approve(chain, version=str(booster.version), reason="ok", reviewer="a.reviewer")
+
+
+def test_approve_moves_the_champion_and_records_who_when_why(chain: Config) -> None:
+    name = chain.tracking.registered_model
+    challenger = str(_scorer_version(chain).version)
+    result = CliRunner().invoke(
+        app,
+        [
+            "approve",
+            "--reason",
+            "beats the historical policy at capacity",
+            "--reviewer",
+            "j.doe",
+            "--set",
+            f"output_dir={chain.output_dir}",
+            "--set",
+            f"tracking.uri={chain.tracking.uri}",
+        ],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert f"{name} v{challenger} is now @champion" in result.output
+    champion = MlflowClient().get_model_version_by_alias(name, tracking.CHAMPION)
+    assert str(champion.version) == challenger
+    assert champion.tags["approved_by"] == "j.doe"
+    assert champion.tags["approval_reason"] == "beats the historical policy at capacity"
+    assert champion.tags["approved_at"].endswith("+00:00")
+    assert "Approved as champion by j.doe" in champion.description
+    last = json.loads(MlflowClient().get_registered_model(name).tags["last_approval"])
+    assert last["version"] == challenger and last["approved_by"] == "j.doe"
+    run_id = _scorer_version(chain).run_id
+    again = approve(chain, run_id=run_id, reason="re-approved", reviewer="k.roe")
+    assert again.figures["previous"] == challenger == again.figures["version"]
+    with pytest.raises(ApprovalError, match="run nope has no scorer registered"):
+        approve(chain, run_id="nope", reason="ok", reviewer="k.roe")
+
+
+def test_approval_refuses_a_version_whose_report_is_missing(chain: Config, tmp_path: Path) -> None:
+    version = _scorer_version(chain)
+    run = MlflowClient().get_run(version.run_id)
+    store = Path(run.info.artifact_uri.removeprefix("file://"))
+    report = store / "report" / "report.html"
+    kept = tmp_path / "report.html"
+    shutil.move(report, kept)
+    try:
+        with pytest.raises(ApprovalError, match=r"has no report .*targeting evaluate --run-id"):
+            approve(chain, version=str(version.version), reason="ok", reviewer="a.reviewer")
+    finally:
+        shutil.move(kept, report)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_ping(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"make serve exited: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise AssertionError(f"no /ping answer within {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
+
+
+def test_make_serve_answers_with_the_approved_champion(chain: Config, tmp_path: Path) -> None:
+    name = chain.tracking.registered_model
+    approve(chain, reason="served by the REST test", reviewer="a.reviewer")  # in any test order
+    champion = f"models:/{name}@{tracking.CHAMPION}"
+    incoming = pd.read_parquet(chain.paths.incoming).head(30)
+    # what a selectivity system sends: the declaration columns, plain text rather than categories
+    batch = incoming[[c.name for c in DECLARATION_COLUMNS]]
+    batch = batch.astype({c: object for c in batch.columns if batch[c].dtype == "category"})
+    expected = mlflow.pyfunc.load_model(champion).predict(batch)
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    # The README's command as written, from the project root; the shell's PATH as it is (the
+    # Makefile puts .venv/bin first for the `uvicorn` that MLflow starts by name).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": str(chain.tracking.uri)}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    command = ["make", "-s", "serve", f"MODEL={champion}", f"PORT={port}"]
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            _wait_for_ping(f"http://127.0.0.1:{port}/ping", server, log)
+            split = json.loads(batch.to_json(orient="split", date_format="iso", index=False))
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                json.dumps({"dataframe_split": split}).encode(),
+                {"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                served = pd.DataFrame(json.loads(answer.read())["predictions"])
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=20)
+    assert served["declaration_id"].tolist() == expected["declaration_id"].tolist()
+    assert served["channel"].tolist() == expected["channel"].tolist()
+    np.testing.assert_allclose(
+        served["probability"].astype(float), expected["probability"].astype(float), rtol=1e-6
+    )
