@@ -83,7 +83,7 @@ def _metrics(models: list[str], rates: list[float]) -> pd.DataFrame:
 
 
 def test_the_console_headline_fits_100_columns_and_names_what_it_left_out() -> None:
-    models = ["model", "raw XGBoost", "rules", "model - raw XGBoost"]
+    models = ["model", "plain XGBoost", "rules", "model - plain XGBoost"]
     rates = [0.01, 0.02, 0.05, 0.10]
     # the historical policy is judged at its own control share only
     metrics = pd.concat([_metrics(models, rates), _metrics(["historical policy"], [0.0537])])

@@ -30,9 +30,9 @@ def _row(model: str, rate: float, metric: str, value: float, low: float, high: f
 def _metrics(raw_gap: tuple[float, float, float], lightgbm: float | None = None) -> pd.DataFrame:
     rows = [
         _row("model", SHARE, "precision", 0.40, 0.36, 0.44),
-        _row("raw XGBoost", SHARE, "precision", 0.30, 0.26, 0.34),
+        _row("plain XGBoost", SHARE, "precision", 0.30, 0.26, 0.34),
         _row("rules", SHARE, "precision", 0.20, 0.17, 0.23),
-        _row("model - raw XGBoost", SHARE, "precision", *raw_gap),
+        _row("model - plain XGBoost", SHARE, "precision", *raw_gap),
         _row("model - rules", SHARE, "precision", 0.20, 0.15, 0.25),
         _row("historical policy", SHARE, "control_share", SHARE, np.nan, np.nan),
         _row("historical policy", SHARE, "precision", 0.18, 0.15, 0.21),
@@ -52,13 +52,19 @@ STABLE = pd.DataFrame({"feature": ["declared_value", "hs2"], "psi": [0.02, 0.08]
 
 def test_a_model_that_beats_every_comparator_is_ready_to_approve() -> None:
     decision = decide(
-        _metrics((0.10, 0.05, 0.15)), CALIBRATED, STABLE, AcceptanceConfig(), TRUTH, "abc123"
+        _metrics((0.10, 0.05, 0.15)),
+        CALIBRATED,
+        STABLE,
+        AcceptanceConfig(),
+        TRUTH,
+        "abc123",
+        best_reference="plain XGBoost",
     )
     assert decision.verdict == "ready to approve"
     assert decision.rate == pytest.approx(SHARE)  # office capacity: the policy's control share
     names = [c.name for c in decision.criteria]
     assert names == [
-        "beats the best baseline (raw XGBoost)",
+        "beats the best baseline (plain XGBoost)",
         "beats the historical policy",
         "calibrated",
         "no unexplained drift",
@@ -70,13 +76,19 @@ def test_a_model_that_beats_every_comparator_is_ready_to_approve() -> None:
 
 def test_an_interval_that_reaches_zero_fails_and_so_does_the_verdict() -> None:
     decision = decide(
-        _metrics((0.02, -0.01, 0.05)), CALIBRATED, STABLE, AcceptanceConfig(), TRUTH, "r"
+        _metrics((0.02, -0.01, 0.05)),
+        CALIBRATED,
+        STABLE,
+        AcceptanceConfig(),
+        TRUTH,
+        "r",
+        best_reference="plain XGBoost",
     )
     assert decision.criteria[0].status == "fail" and decision.verdict == "not ready"
 
 
 def test_a_reference_learner_is_judged_once_named_in_the_baselines() -> None:
-    config = AcceptanceConfig(baselines=["raw XGBoost", "rules", "LightGBM"])
+    config = AcceptanceConfig(baselines=["plain XGBoost", "rules", "LightGBM"])
     decision = decide(
         _metrics((0.10, 0.05, 0.15), lightgbm=0.38), CALIBRATED, STABLE, config, TRUTH, "r"
     )

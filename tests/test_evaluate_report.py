@@ -159,7 +159,7 @@ def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_pa
     assert "Proportionality" in html and "AEO status" in html
     assert not re.search(r"&lt;(table|img|p)\b", html)  # fragments are not escaped twice
     seen = h.rendered_images(html, tmp_path)
-    assert seen == {"images": expected_images, "decoded": expected_images, "sections": 10}
+    assert seen == {"images": expected_images, "decoded": expected_images, "sections": 11}
 
 
 def test_configured_office_capacity_is_a_count_per_day(tmp_path: Path) -> None:
