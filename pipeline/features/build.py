@@ -454,14 +454,21 @@ def _stream_sums(
 ) -> Sums:
     """Profile sums (and last hits) of the first ``n_query`` rows of ``frame`` as of their
     lodging: the earlier of those rows and the outcome ``events``, whose declarations are the
-    rows ``events.row`` of ``frame``. One as-of join prepared for every key."""
+    rows ``events.row`` of ``frame``. One as-of join prepared for every key; a call overwrites
+    the sums the previous call returned."""
     times = frame["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[:n_query]
     width = len(profiles.event_columns(config))
     own = np.ones((n_query, 1))  # a declaration counts in the activity of its keys
     event_values = np.zeros((len(events.row), width))
     event_values[:, 1:] = events.values
     join = profiles.AsOfJoin(
-        times, events.known_at, event_values, events.last_hit_day, own, own_columns=[0]
+        times,
+        events.known_at,
+        event_values,
+        events.last_hit_day,
+        own,
+        own_columns=[0],
+        reuse_output=True,  # each key's totals become its features before the next key's
     )
 
     def sums(key: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
