@@ -181,7 +181,10 @@ def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
     if all(level in columns for level in HS_DIGITS):
         columns.remove("hs_code")  # the HS levels carry it; no copy of millions of strings
     positions = [declarations.columns.get_loc(c) for c in columns]
-    out = declarations.iloc[order, positions].reset_index(drop=True)
+    if np.array_equal(order, np.arange(len(order))):  # already in order (a stream usually is):
+        out = declarations.iloc[:, positions].reset_index(drop=True)  # copies, gathers nothing
+    else:
+        out = declarations.iloc[order, positions].reset_index(drop=True)
     if not pd.api.types.is_string_dtype(out["declaration_id"]):
         out["declaration_id"] = out["declaration_id"].astype(str)
     return _with_hs_levels(out)
@@ -194,9 +197,6 @@ def _rows_of(declarations: pd.DataFrame, ids: pd.Series) -> np.ndarray:
     ids, not the reverse: hashing millions of declaration ids into a table cost more than every
     profile. Ids are unique after validation; a repeated id that outcomes refer to is an error.
     """
-    by_position = _rows_in_order(declarations["declaration_id"], ids)
-    if by_position is not None:
-        return by_position
     wanted = pd.Index(ids.astype(str)).unique()
     position = wanted.get_indexer(declarations["declaration_id"])
     matched = np.flatnonzero(position >= 0)
@@ -207,30 +207,6 @@ def _rows_of(declarations: pd.DataFrame, ids: pd.Series) -> np.ndarray:
     row_of_wanted = np.full(len(wanted), -1, dtype=np.int64)
     row_of_wanted[position[matched]] = matched
     return row_of_wanted[wanted.get_indexer(ids.astype(str))]
-
-
-def _rows_in_order(declaration_ids: pd.Series, ids: pd.Series) -> np.ndarray | None:
-    """Row of each id by binary search when the (sorted) declarations' ids ascend, else None.
-
-    Ids given in lodging order (a stream's running numbers) ascend in the sorted frame: the
-    outcomes then find their rows by position, with a few comparisons each, instead of hashing
-    every declaration id. A repeated id that outcomes refer to is an error, as in `_rows_of`.
-    """
-    known = declaration_ids.to_numpy(dtype=object)
-    if not pd.Index(known).is_monotonic_increasing:
-        return None
-    wanted = ids.astype(str).to_numpy(dtype=object)
-    position = np.searchsorted(known, wanted, side="left")
-    inside = position < len(known)
-    found = np.zeros(len(wanted), dtype=bool)
-    found[inside] = known[position[inside]] == wanted[inside]
-    follows = position + 1 < len(known)
-    repeated = found & follows
-    repeated[repeated] = known[position[repeated] + 1] == wanted[repeated]
-    if repeated.any():
-        values = sorted(set(wanted[repeated].tolist()))[:10]
-        raise ValueError(f"declarations: column declaration_id repeats values {values}")
-    return np.where(found, position, -1).astype(np.int64)
 
 
 def known_at(outcomes: pd.DataFrame, lodged_at: pd.Series, config: FeaturesConfig) -> pd.Series:
