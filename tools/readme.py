@@ -309,23 +309,37 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
     features = results.get("features.json")
     if features:
         for run in features["runs"]:
+            stages = run.get("stages", {})
+            per_stage = "; ".join(
+                f"{name} {cost['ratio_to_floor']:.2f}x" for name, cost in stages.items()
+            )
             rows.append(
                 [
                     "features (as-of profiles, valuation, history)",
                     f"{run['rows']:,} declarations",
                     f"{run['build_s']:.1f} s CPU, peak {run['peak_memory_gb']:.2f} GB",
                     f"{run['declarations_per_s']:,.0f} declarations/s; "
-                    f"{run['ratio_to_floor']:.1f}x the floor (one sort + grouped cumsums)",
+                    + (
+                        f"{run['ratio_to_floor']:.2f}x the stages' pandas floors "
+                        f"(per stage: {per_stage})"
+                        if stages
+                        else f"{run['ratio_to_floor']:.1f}x the floor"
+                    ),
                     _command("features.json"),
                 ]
             )
     score = results.get("score.json")
     if score:
+        model = (
+            f"pipeline model, {score['trees']} trees, ranked by {score['rank_by']}"
+            if score.get("model") == "pipeline"
+            else f"{score['trees']} trees"
+        )
         for name, case in score["cases"].items():
             rows.append(
                 [
                     f"score: {name}",
-                    f"{score['rows']:,} declarations, {score['trees']} trees",
+                    f"{score['rows']:,} declarations, {model}",
                     f"{case['seconds']:.2f} s",
                     f"{case['rows_per_second']:,.0f} rows/s ({case['ratio_to_bare']:.2f}x bare)",
                     _command("score.json"),
@@ -345,24 +359,42 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
     train = results.get("train.json")
     if train:
         for cost in train["overhead"]:
+            bare = cost.get("bare_every_booster_s", cost["bare_xgboost_train_s"])
             rows.append(
                 [
                     f"train job, fixed parameters (learning rate {cost['learning_rate']})",
-                    f"{train['rows']:,} declarations, {cost['best_iteration']} trees",
-                    f"{cost['job_s']:.1f} s vs {cost['bare_xgboost_train_s']:.1f} s for "
-                    "xgboost.train alone",
-                    f"{cost['overhead_x']:.1f}x (MLflow logging, calibration, revenue model)",
+                    f"{train['rows']:,} declarations, {cost['best_iteration'] + 1} trees"
+                    + (
+                        f" + {cost['revenue_trees']} revenue trees"
+                        if cost.get("revenue_trees")
+                        else ""
+                    ),
+                    f"{cost['job_s']:.1f} s vs {bare:.1f} s for xgboost.train of every booster",
+                    f"{cost['overhead_x']:.1f}x (MLflow logging, calibration, metrics)",
                     _command("train.json"),
                 ]
             )
-        for name in ("study_pruning", "study_no_pruning"):
-            study = train[name]
+        studies = [
+            ("tune (plain DMatrix per fold, as before)", train.get("study_plain_matrices")),
+            ("tune (one QuantileDMatrix per window)", train.get("study_quantised")),
+            ("tune (pruning)", train.get("study_pruning")),
+            ("tune (no pruning)", train.get("study_no_pruning")),
+        ]
+        for name, study in studies:
+            if not study:
+                continue
             rows.append(
                 [
-                    f"tune ({name.removeprefix('study_').replace('_', ' ')})",
+                    name,
                     f"{study['trials']} trials",
                     f"{study['wall_s']:.0f} s",
-                    f"{study['trials_per_minute']:.1f} trials/min",
+                    f"{study['trials_per_minute']:.1f} trials/min"
+                    + (
+                        f" ({train['study_speedup_x']:.2f}x the plain matrices, same trials: "
+                        f"{train['study_same_trials']})"
+                        if "QuantileDMatrix" in name and "study_speedup_x" in train
+                        else ""
+                    ),
                     _command("train.json"),
                 ]
             )
