@@ -1,19 +1,22 @@
 """Scoring throughput against a bare `Booster.inplace_predict` on the same prepared matrix.
 
-    .venv/bin/python bench/score.py [--rows 1000000] [--trees 200] [--threads 2]
+    .venv/bin/python bench/score.py [--rows 1000000] [--model pipeline] [--threads 2]
 
-Measures, on the same feature matrix of `--rows` declarations (best of `--repeat` runs):
-- bare: `booster.inplace_predict(prepared, predict_type="margin")` on the already prepared matrix;
+The model is the pipeline's (`--model pipeline`, default): `train.fit.fit` with the default
+parameters on the FeatureSet of `--rows` simulated declarations (the project's simulator and
+feature builder: its real features), with its revenue model, ranking by expected revenue as
+`serve.rank_by=auto` does; the matrix scored is that FeatureSet. `--model synthetic` keeps the
+older figure: a `--trees`-tree booster on a synthetic 62-column matrix, ranked by probability.
+Measures, on the same feature matrix (best of `--repeat` runs, wall seconds):
+- bare: `booster.inplace_predict(prepared, predict_type="margin")` on the already prepared matrix
+  (the targeting booster only: the floor of any scoring);
 - scores + channels: `Scorer.score_features` without reason codes (preparation, margin,
   calibration, expected revenue, random draw, rules, per-office/AEO cut-offs);
-- + reasons (approximate): the same with reason codes for red and yellow rows from
-  `approx_contribs` (Saabas);
-- + reasons (TreeSHAP): the same with exact TreeSHAP reason codes (`pred_contribs`).
-Targets: scores + channels >= 0.7x bare; with reason codes >= 0.3x bare.
-
-The matrix comes from the project's simulator and feature builder when `--source simulate`
-(default when they are importable), else from a synthetic matrix shaped like the feature set
-(numeric columns plus office / origin / HS-chapter / transport categories).
+- + reasons (approximate / treeshap_red / treeshap): the same with reason codes for every
+  controlled row by Saabas attributions (`approx_contribs`), exact TreeSHAP for red rows and
+  Saabas for the others (the default), or exact TreeSHAP (`pred_contribs`) for all.
+Targets: scores + channels >= 0.7x bare; with reason codes >= 0.3x bare. Also the share of the
+CPU time of `pred_contribs` spent off the calling thread (0.5 with 2 threads sharing the work).
 Also, with `--full-rows`, the full path from raw declarations (`Scorer.score`: validation, features
 from the serving snapshot, scores, channels, approximate reasons) on a simulated stream.
 Prints the figures and writes bench/results/score.json.
@@ -39,7 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import FeaturesConfig, ServeConfig  # noqa: E402
 from pipeline.serve.model import Calibration, TargetingModel  # noqa: E402
-from pipeline.serve.scorer import Scorer, model_scores, prepare  # noqa: E402
+from pipeline.serve.scorer import (  # noqa: E402
+    Scorer,
+    model_scores,
+    prepare,
+    resolve_rank_by,
+)
 from pipeline.serve.thresholds import Thresholds, compute_cutoffs, new_document  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "score.json"
@@ -106,12 +114,48 @@ def train(X: pd.DataFrame, y: np.ndarray, trees: int, threads: int, seed: int) -
     )
 
 
+def pipeline_model(rows: int, threads: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
+    """The pipeline's model on `rows` simulated declarations: declarations, X and the model."""
+    from pipeline.config import Config, SimulateConfig
+    from pipeline.features.build import build_feature_set
+    from pipeline.ingest.simulate import simulate
+    from pipeline.train.fit import fit
+    from pipeline.train.split import make_windows
+
+    config = Config.model_validate({"seed": seed, "train": {"n_jobs": threads}})
+    data = simulate(SimulateConfig(rows=rows), seed)
+    fs = build_feature_set(data.declarations, data.outcomes, config.features)
+    windows = make_windows(fs.lodged_at, config.split)
+    model = fit(fs, windows, dict(config.train.params), config).model
+    by_id = data.declarations.set_index("declaration_id").loc[fs.declaration_id.astype(str)]
+    return by_id.reset_index(), fs.X, model
+
+
+def contribution_threads(model: TargetingModel, X: pd.DataFrame) -> float:
+    """Share of `pred_contribs`' CPU time spent on threads other than the caller's."""
+    import resource
+
+    def own_thread() -> float:
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        return usage.ru_utime + usage.ru_stime
+
+    matrix = xgb.DMatrix(prepare(model, X), enable_categorical=True)
+    mine, total = own_thread(), time.process_time()
+    model.booster.predict(matrix, pred_contribs=True)
+    return 1.0 - (own_thread() - mine) / max(time.process_time() - total, 1e-9)
+
+
 def thresholds_for(
-    model: TargetingModel, declarations: pd.DataFrame, X: pd.DataFrame, method: str, reasons: int
+    model: TargetingModel,
+    declarations: pd.DataFrame,
+    X: pd.DataFrame,
+    method: str,
+    reasons: int,
+    rank_by: str = "probability",
 ) -> Thresholds:
     """Cut-offs set on the benchmark matrix itself (red 2 %, yellow 6 %, random 0.5 %)."""
     serve = ServeConfig(reasons=reasons, reason_method=method)
-    scores = model_scores(model, X, "probability")
+    scores = model_scores(model, X, rank_by)
     policy = compute_cutoffs(pd.concat([declarations, scores], axis=1), serve, days=30.0)
     document = new_document(
         policy,
@@ -121,7 +165,7 @@ def thresholds_for(
             "uri": None,
             "booster_sha256": model.booster_sha256(),
         },
-        rank_by="probability",
+        rank_by=rank_by,
         manifest_sha256="0" * 64,
         windows={},
         features={"config": {}, "descriptions": {}},
@@ -182,7 +226,8 @@ def full_path(rows: int, trees: int, threads: int, seed: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--trees", type=int, default=200, help="synthetic model's trees")
+    parser.add_argument("--model", choices=["pipeline", "synthetic"], default="pipeline")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
@@ -201,14 +246,21 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    declarations, X, y = synthetic(args.rows, args.seed)
-    model = train(X, y, args.trees, args.threads, args.seed)
+    if args.model == "pipeline":
+        declarations, X, model = pipeline_model(args.rows, args.threads, args.seed)
+    else:
+        declarations, X, y = synthetic(args.rows, args.seed)
+        model = train(X, y, args.trees, args.threads, args.seed)
     model.booster.set_param({"nthread": args.threads})
+    if model.revenue_booster is not None:
+        model.revenue_booster.set_param({"nthread": args.threads})
+    rank_by = resolve_rank_by(model, "auto")
+    trees = model.booster.num_boosted_rounds()
     prepared = prepare(model, X)
     scorer = Scorer(
         model,
         None,  # type: ignore[arg-type]  # score_features takes built features: no snapshot
-        thresholds_for(model, declarations, X, "treeshap", 0),
+        thresholds_for(model, declarations, X, "treeshap", 0, rank_by),
         FeaturesConfig(),
     )
 
@@ -221,9 +273,13 @@ def main() -> None:
     t_scores, scored = best_of(args.repeat, lambda: scorer.score_features(declarations, X))
     cases["scores + channels"] = {"seconds": t_scores, "target": 0.7}
     shares = scored["channel"].value_counts(normalize=True).round(4).to_dict()
-    methods = [("approximate", args.repeat), ("treeshap", args.treeshap_repeat)]
+    methods = [
+        ("approximate", args.repeat),
+        ("treeshap_red", args.treeshap_repeat),
+        ("treeshap", args.treeshap_repeat),
+    ]
     for method, repeat in [m for m in methods if m[1] > 0]:
-        scorer.thresholds = thresholds_for(model, declarations, X, method, 3)
+        scorer.thresholds = thresholds_for(model, declarations, X, method, 3, rank_by)
         seconds, with_reasons = best_of(repeat, lambda: scorer.score_features(declarations, X))
         explained = int(with_reasons["reasons"].notna().sum())
         cases[f"+ reasons ({method})"] = {
@@ -232,12 +288,17 @@ def main() -> None:
             "rows_with_reasons": explained,
         }
     for case in cases.values():
-        case["rows_per_second"] = args.rows / case["seconds"]
+        case["rows_per_second"] = len(X) / case["seconds"]
         case["ratio_to_bare"] = t_bare / case["seconds"]
         if "target" in case:
             case["meets_target"] = case["ratio_to_bare"] >= case["target"]
 
-    print(f"{args.rows:,} declarations, {args.trees} trees (depth 6), {args.threads} threads")
+    off_thread = contribution_threads(model, X.iloc[: min(len(X), 2_000)])
+    print(
+        f"{len(X):,} declarations, {X.shape[1]} features, {args.model} model of {trees} trees "
+        f"(revenue model: {model.revenue_booster is not None}), ranked by {rank_by}, "
+        f"{args.threads} threads; pred_contribs CPU off the calling thread: {off_thread:.0%}"
+    )
     print(f"channel shares: {shares}")
     print(f"{'case':<28}{'seconds':>9}{'rows/s':>14}{'x bare':>9}  target")
     for name, case in cases.items():
@@ -258,8 +319,12 @@ def main() -> None:
         )
     result = {
         "full_path": full,
-        "rows": args.rows,
-        "trees": args.trees,
+        "rows": len(X),
+        "model": args.model,
+        "trees": trees,
+        "revenue_model": model.revenue_booster is not None,
+        "rank_by": rank_by,
+        "pred_contribs_off_thread_share": off_thread,
         "threads": args.threads,
         "features": X.shape[1],
         "channel_shares": shares,

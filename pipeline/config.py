@@ -389,10 +389,11 @@ class ServeConfig(Section):
     rank_by: Literal["auto", "probability", "expected_revenue"] = Field(
         "auto", description="score to rank by; auto: expected revenue when the model has one"
     )
-    reason_method: Literal["treeshap", "approximate"] = Field(
-        "treeshap",
-        description="reason codes: exact TreeSHAP (pred_contribs) or Saabas path attribution "
-        "(approx_contribs, ~100x faster on CPU)",
+    reason_method: Literal["treeshap_red", "treeshap", "approximate"] = Field(
+        "treeshap_red",
+        description="reason codes: exact TreeSHAP (pred_contribs) for the most severe channel "
+        "and Saabas path attribution (approx_contribs, ~100x faster on CPU) for the others; "
+        "treeshap: exact for every controlled row; approximate: Saabas for every one",
     )
 
 

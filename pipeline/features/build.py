@@ -178,7 +178,10 @@ def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
     if all(level in columns for level in HS_DIGITS):
         columns.remove("hs_code")  # the HS levels carry it; no copy of millions of strings
     positions = [declarations.columns.get_loc(c) for c in columns]
-    out = declarations.iloc[order, positions].reset_index(drop=True)
+    if np.array_equal(order, np.arange(len(order))):  # already in order (a stream usually is):
+        out = declarations.iloc[:, positions].reset_index(drop=True)  # copies, gathers nothing
+    else:
+        out = declarations.iloc[order, positions].reset_index(drop=True)
     if not pd.api.types.is_string_dtype(out["declaration_id"]):
         out["declaration_id"] = out["declaration_id"].astype(str)
     return _with_hs_levels(out)
@@ -304,8 +307,10 @@ def _raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str,
     levels = {}
     for column in columns:
         values = declarations[column]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            present = values.cat.remove_unused_categories().cat.categories
+        if isinstance(values.dtype, pd.CategoricalDtype):  # used levels, counted from codes
+            codes = values.cat.codes.to_numpy()
+            used = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)) > 0
+            present = values.cat.categories[used]
         else:
             present = pd.Index(values.dropna().unique())
         levels[column] = sorted(set(present.astype(str)))
@@ -444,14 +449,21 @@ def _stream_sums(
 ) -> Sums:
     """Profile sums (and last hits) of the first ``n_query`` rows of ``frame`` as of their
     lodging: the earlier of those rows and the outcome ``events``, whose declarations are the
-    rows ``events.row`` of ``frame``. One as-of join prepared for every key."""
+    rows ``events.row`` of ``frame``. One as-of join prepared for every key; a call overwrites
+    the sums the previous call returned."""
     times = frame["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[:n_query]
     width = len(profiles.event_columns(config))
     own = np.ones((n_query, 1))  # a declaration counts in the activity of its keys
     event_values = np.zeros((len(events.row), width))
     event_values[:, 1:] = events.values
     join = profiles.AsOfJoin(
-        times, events.known_at, event_values, events.last_hit_day, own, own_columns=[0]
+        times,
+        events.known_at,
+        event_values,
+        events.last_hit_day,
+        own,
+        own_columns=[0],
+        reuse_output=True,  # each key's totals become its features before the next key's
     )
 
     def sums(key: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:

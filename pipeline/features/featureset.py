@@ -168,3 +168,70 @@ class FeatureSetWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The data fingerprint of a written feature set, taken once by the features job
+
+
+def file_fingerprint(path: Path, manifest_path: Path, batch_rows: int = 200_000) -> str:
+    """sha256 of the feature-set file as `train.tracking.data_fingerprint([X, meta])` takes it
+    on the FeatureSet read back (dtypes, then row hashes with the index), a batch at a time."""
+    import hashlib
+    import json
+
+    import pyarrow.parquet as pq
+
+    manifest = pd.read_csv(manifest_path)
+    digest = hashlib.sha256()
+    for columns in (list(manifest["name"]), list(META_COLUMNS)):
+        first, offset = True, 0
+        # A loop over batches (a handful), not over declarations.
+        for batch in pq.ParquetFile(path).iter_batches(batch_rows, columns=columns):
+            part = batch.to_pandas()
+            part.index = pd.RangeIndex(offset, offset + len(part))
+            offset += len(part)
+            if first:
+                dtypes = [[str(c), str(t)] for c, t in part.dtypes.items()]
+                digest.update(json.dumps(dtypes).encode())
+                first = False
+            digest.update(pd.util.hash_pandas_object(part, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint_path(path: Path) -> Path:
+    """Where the features job records the fingerprint of the feature set at ``path``."""
+    return path.with_name(path.name + ".fingerprint.json")
+
+
+def _stamp(path: Path, manifest_path: Path) -> list[int]:
+    """Size and modification time of the file and its manifest (a rewrite changes them)."""
+    return [v for p in (path, manifest_path) for v in (p.stat().st_size, p.stat().st_mtime_ns)]
+
+
+def record_fingerprint(path: Path, manifest_path: Path) -> str:
+    """Fingerprint the written feature set and record it beside the file (the features job)."""
+    import json
+
+    digest = file_fingerprint(path, manifest_path)
+    document = {"sha256": digest, "stamp": _stamp(path, manifest_path)}
+    fingerprint_path(path).write_text(json.dumps(document), encoding="utf-8")
+    return digest
+
+
+def recorded_fingerprint(path: Path, manifest_path: Path) -> str | None:
+    """The fingerprint the features job recorded, or None when there is none or the file or
+    its manifest changed since (then the reader fingerprints the file itself)."""
+    import json
+
+    record = fingerprint_path(path)
+    if not record.is_file() or not path.is_file() or not manifest_path.is_file():
+        return None
+    try:
+        document = json.loads(record.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if document.get("stamp") != _stamp(path, manifest_path):
+        return None
+    digest = document.get("sha256")
+    return digest if isinstance(digest, str) else None

@@ -110,7 +110,7 @@ def _running(
     (declarations, new partners), its first lodging day, and each importer-seller pair's first
     lodging time. Shared by the in-memory build and each chunk of the chunked one."""
     own = np.ones((len(declarations), 1 + len(PARTNERS)))
-    own[:, 1:] = _new_pairs(declarations, carry)
+    own[:, 1:], first_pair_rows = _new_pairs(declarations, carry)
     empty = np.empty(0, np.int64)
     sums, _ = as_of_sum(
         importer,
@@ -122,10 +122,10 @@ def _running(
         own_columns=range(own.shape[1]),
     )
     # The earliest lodging of the importer is in the past whenever it has declarations before.
+    # Rows ascend in time, so a key's earliest time is the time of its first row.
     day = times / NS_PER_DAY
-    first_day = pd.Series(day).groupby(importer, sort=False).transform("min").to_numpy()
-    (pair,) = column_codes([declarations], ["importer", NEW_PAIR])
-    pair_first = pd.Series(times).groupby(pair, sort=False).transform("min").to_numpy()
+    first_day = day[_first_rows(importer)]
+    pair_first = times[first_pair_rows]
     return sums, first_day, pair_first
 
 
@@ -244,11 +244,21 @@ def _known_pairs(declarations: pd.DataFrame, pairs: pd.DataFrame, partner: str) 
     return pd.Series(codes, copy=False).isin(known).to_numpy()
 
 
-def _first_sighting(declarations: pd.DataFrame, partner: str) -> np.ndarray:
-    """Whether each declaration is the first of its (importer, partner) pair in row order."""
+def _first_sighting(declarations: pd.DataFrame, partner: str) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each declaration is the first of its (importer, partner) pair in row order, and
+    the row of the first declaration of each row's pair."""
     (pair,) = column_codes([declarations], ["importer", partner])
     ids = pd.factorize(pair)[0]  # numbered in order of first sighting
-    return ids > np.maximum.accumulate(np.concatenate([[-1], ids[:-1]]))
+    first = ids > np.maximum.accumulate(np.concatenate([[-1], ids[:-1]]))
+    return first, np.flatnonzero(first)[ids]
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """Row of the first occurrence of each row's code (codes are small non-negative ints)."""
+    rows = np.arange(len(codes))
+    first = np.empty(int(codes.max(initial=-1)) + 1, dtype=np.int64)
+    first[codes[::-1]] = rows[::-1]  # repeated indices: the last assignment, the earliest row
+    return first[codes]
 
 
 @dataclass(frozen=True)
@@ -264,16 +274,22 @@ class HistoryCarry:
     partners: dict[str, pd.DataFrame]
 
 
-def _new_pairs(declarations: pd.DataFrame, carry: HistoryCarry | None) -> np.ndarray:
+def _new_pairs(
+    declarations: pd.DataFrame, carry: HistoryCarry | None
+) -> tuple[np.ndarray, np.ndarray]:
     """1 where a declaration brings its importer a new partner (one column per partner): the
-    first of its pair in the declarations (row order) and not among the carried pairs."""
+    first of its pair in the declarations (row order) and not among the carried pairs; and the
+    row of the first declaration of each row's importer-`NEW_PAIR` pair."""
     out = np.zeros((len(declarations), len(PARTNERS)))
+    first_pair_rows = np.zeros(0, dtype=np.int64)
     for j, partner in enumerate(PARTNERS):
-        new = _first_sighting(declarations, partner)
+        new, first_rows = _first_sighting(declarations, partner)
+        if partner == NEW_PAIR:
+            first_pair_rows = first_rows
         if carry is not None:
             new &= ~_known_pairs(declarations, carry.partners[partner], partner)
         out[:, j] = new
-    return out
+    return out, first_pair_rows
 
 
 def chunk_history_features(
@@ -317,7 +333,7 @@ def advance_history(
     config: FeaturesConfig,
 ) -> HistoryCarry:
     """The carry after a chunk of ``declarations`` (all lodged before ``end``)."""
-    new = _new_pairs(declarations, carry)
+    new, _ = _new_pairs(declarations, carry)
     times = declarations["lodged_at"].reset_index(drop=True)
     importer = declarations["importer"].reset_index(drop=True)
     rows = pd.DataFrame(

@@ -111,6 +111,10 @@ class AsOfJoin:
     ``query_own`` are values the queries contribute to later queries of their key (a declaration
     counts in the activity of its keys), added to the columns ``own_columns``; queries of the
     same key and instant never count each other. Times are int64 nanoseconds.
+
+    With ``reuse_output`` every call writes its sums into one array held by the join (the
+    previous call's result is overwritten): a caller that uses each key's sums before asking for
+    the next saves allocating (and the kernel zeroing) a fresh queries x columns array per key.
     """
 
     def __init__(
@@ -121,8 +125,10 @@ class AsOfJoin:
         event_maxes: np.ndarray | None = None,
         query_own: np.ndarray | None = None,
         own_columns: Sequence[int] = (),
+        reuse_output: bool = False,
     ) -> None:
         n_query, n_event = len(query_times), len(event_times)
+        self.output = np.empty((n_query, event_sums.shape[1])) if reuse_output else None
         self.n_query, self.width = n_query, event_sums.shape[1]
         self.event_order = np.argsort(event_times, kind="stable")
         self.event_sums = event_sums[self.event_order]
@@ -152,20 +158,26 @@ class AsOfJoin:
         """Sums (queries x columns) and maxima (or None) per query, for one key's codes."""
         both, groups = _dense(np.concatenate([query_codes, event_codes[self.event_order]]))
         event_codes = both[self.n_query :]
-        sums = np.zeros((self.n_query, self.width), order="F")
         maxes = None if self.event_maxes is None else np.full(self.n_query, -np.inf)
         codes = both[self.order]
         if len(event_codes):
             # Index of the last event of the key before each query; -1 reads the zero row.
             last = _running("max", self.rank[:, None], codes, groups)[self.query_position, 0]
             cumulated = _running("sum", self.event_sums, event_codes, groups)
-            # Column by column from a small table (columns no event fills stay zero).
-            table = np.vstack([cumulated, np.zeros((1, self.width))]).T
-            for j in self.used:
-                sums[:, j] = table[j][last]
+            # Whole rows from the small cumulated table in one `take` (a gather per column read
+            # a strided column each time); columns no event fills are zero, as if not summed.
+            table = np.vstack([cumulated, np.zeros((1, self.width))])
+            table[:, np.setdiff1d(np.arange(self.width), self.used)] = 0.0
+            # mode="wrap" reads -1 as the zero row, and lets `take` write into `out` unbuffered.
+            sums = np.take(table, last, axis=0, out=self.output, mode="wrap")
             if self.event_maxes is not None:
                 running = _running("max", self.event_maxes[:, None], event_codes, groups)[:, 0]
                 maxes = np.append(running, -np.inf)[last]
+        elif self.output is not None:
+            sums = self.output
+            sums[:] = 0.0
+        else:
+            sums = np.zeros((self.n_query, self.width))
         if self.own is not None:
             own_sums = _running("sum", self.own, codes, groups)[self.query_position]
             own_sums -= self._own_and_tied(both[: self.n_query])

@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features.build import build_feature_set, build_snapshot
 from pipeline.features.chunked import WrittenFeatures, write_chunked
+from pipeline.features.featureset import record_fingerprint
 from pipeline.jobs import JobResult, step
 
 
@@ -57,6 +58,8 @@ def features(config: Config) -> JobResult:
             features=feature_set.X.shape[1],
         )
         del feature_set
+    # Fingerprinted once here: every train and tune of this feature set reads it.
+    record_fingerprint(paths.features, paths.manifest)
     snapshot.save(paths.snapshot)
     seconds = time.perf_counter() - start
     figures = {

@@ -14,8 +14,6 @@ the hits, and fingerprints the file a batch at a time.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,8 @@ import optuna
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.features.featureset import META_COLUMNS, FeatureSet
+from pipeline.features import featureset
+from pipeline.features.featureset import META_COLUMNS, FeatureSet, recorded_fingerprint
 from pipeline.jobs import JobResult, step
 from pipeline.train import tracking
 from pipeline.train.fit import FILE_IMBALANCE, fit, refit
@@ -116,7 +115,11 @@ def train_feature_set(
         elif config.train.refit:
             notes.append("no refit: the workers read the training window (train.engine=dask)")
         sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
-        fingerprint = (
+        # Taken once by the features job; a feature set not read from the file is hashed here.
+        recorded = (
+            recorded_fingerprint(source, config.paths.manifest) if source is not None else None
+        )
+        fingerprint = recorded or (
             file_fingerprint(config)
             if around_training is not None
             else tracking.data_fingerprint([fs.X, fs.meta()])
@@ -216,26 +219,13 @@ def read_around_training(config: Config) -> tuple[FeatureSet, Windows]:
 
 
 def file_fingerprint(config: Config, batch_rows: int = 200_000) -> str:
-    """`tracking.data_fingerprint([X, meta])` of the feature-set file, read a batch at a time."""
-    import pyarrow.parquet as pq
-
-    manifest = pd.read_csv(config.paths.manifest)
-    digest = hashlib.sha256()
-    for columns in (list(manifest["name"]), list(META_COLUMNS)):
-        first, offset = True, 0
-        # A loop over batches (a handful), not over declarations.
-        for batch in pq.ParquetFile(config.paths.features).iter_batches(
-            batch_rows, columns=columns
-        ):
-            part = batch.to_pandas()
-            part.index = pd.RangeIndex(offset, offset + len(part))
-            offset += len(part)
-            if first:
-                dtypes = [[str(c), str(t)] for c, t in part.dtypes.items()]
-                digest.update(json.dumps(dtypes).encode())
-                first = False
-            digest.update(pd.util.hash_pandas_object(part, index=True).to_numpy().tobytes())
-    return digest.hexdigest()
+    """`tracking.data_fingerprint([X, meta])` of the feature-set file: the one the features job
+    recorded when the file is unchanged since, else read a batch at a time."""
+    paths = config.paths
+    recorded = recorded_fingerprint(paths.features, paths.manifest)
+    if recorded is not None:
+        return recorded
+    return featureset.file_fingerprint(paths.features, paths.manifest, batch_rows)
 
 
 def train(config: Config) -> JobResult:

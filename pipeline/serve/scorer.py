@@ -13,7 +13,9 @@
 - ``selection_probability``: the known probability of the random draw (1 for rules), else null;
 - ``reasons``: for red and yellow rows, a JSON list of the top reason codes (feature, value,
   contribution to the log-odds, a short phrase in customs words), from XGBoost's
-  ``pred_contribs`` (TreeSHAP values); null otherwise;
+  ``pred_contribs``: exact TreeSHAP values for the most severe channel and Saabas attributions
+  (``approx_contribs``) for the others by default (``serve.reason_method``, recorded in the
+  export); null otherwise;
 - ``error``: null, or why the row could not be scored.
 
 This module imports neither `pipeline.train` nor `pipeline.evaluate` nor shap.
@@ -323,6 +325,22 @@ def reason_codes(
     return pd.Series("[" + joined + "]", index=X.index, dtype=object)
 
 
+def reason_methods(
+    setting: str, controlled: np.ndarray, most_severe: np.ndarray
+) -> list[tuple[np.ndarray, str]]:
+    """(rows, method) pairs of the reason codes a setting asks for: ``treeshap_red`` pays for
+    exact TreeSHAP (a row costs about a hundred approximate ones) only on the most severe
+    channel's rows, the ones an officer opens, and explains the others approximately."""
+    if setting != "treeshap_red":
+        return [(controlled, setting)]
+    red = controlled & most_severe
+    return [
+        (rows, method)
+        for rows, method in ((red, "treeshap"), (controlled & ~red, "approximate"))
+        if rows.any()
+    ]
+
+
 # --- the scorer ------------------------------------------------------------------------------
 
 
@@ -486,14 +504,14 @@ class Scorer:
         controlled = channels["channel"].isin(list(self.thresholds.channels)).to_numpy()
         reasons = pd.Series([None] * len(X), index=X.index, dtype=object)
         if controlled.any() and self.thresholds.reasons > 0:
-            picked = X.loc[controlled]
-            reasons[controlled] = reason_codes(
-                self.model,
-                picked,
-                self.thresholds.reasons,
-                self.descriptions,
+            for rows, method in reason_methods(
                 self.thresholds.reason_method,
-            ).to_numpy()
+                controlled,
+                channels["channel"].to_numpy() == next(iter(self.thresholds.channels)),
+            ):
+                reasons[rows] = reason_codes(
+                    self.model, X.loc[rows], self.thresholds.reasons, self.descriptions, method
+                ).to_numpy()
         return pd.DataFrame(
             {
                 "declaration_id": declarations["declaration_id"].to_numpy(),

@@ -345,7 +345,8 @@ class Thresholds:
 
     @property
     def reason_method(self) -> str:
-        """`treeshap` (exact, pred_contribs) or `approximate` (approx_contribs)."""
+        """`treeshap_red` (exact for the most severe channel, approximate for the others),
+        `treeshap` (exact, pred_contribs) or `approximate` (approx_contribs)."""
         return str(self.document["serving"].get("reason_method", "treeshap"))
 
     @property

@@ -34,7 +34,7 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.train.fit import (
     EVAL_METRIC,
     IMBALANCE_METHODS,
-    dmatrix,
+    WindowRows,
     has_revenue,
     margin,
     objective_value,
@@ -182,6 +182,30 @@ def search_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
     return params
 
 
+def quantile_matrix(
+    rows: WindowRows,
+    config: Config,
+    weighted: bool = True,
+    ref: xgb.QuantileDMatrix | None = None,
+) -> xgb.QuantileDMatrix:
+    """A window's rows quantised once for every trial and fold that boosts or stops on them.
+
+    A plain DMatrix keeps the raw values and each trial's booster cuts them into histogram bins
+    again; a QuantileDMatrix holds the bins (and a quarter of the memory). A validation window
+    takes its training window's cuts (``ref``), so trees split it exactly where they split the
+    training rows: the trials' values are those of plain matrices (tests/test_train_tune.py).
+    """
+    return xgb.QuantileDMatrix(
+        rows.X,
+        label=rows.y,
+        weight=rows.weight if weighted else None,
+        enable_categorical=True,
+        max_bin=int(config.train.params.get("max_bin", 256)),
+        ref=ref,
+        nthread=config.train.n_jobs,
+    )
+
+
 class Objective:
     """Mean tuning objective over the rolling folds; matrices are built once per fold."""
 
@@ -205,20 +229,25 @@ class Objective:
                     "windows: use fewer split.folds or longer windows"
                 )
             self.folds.append((valid_window, train, valid))
-        self._matrices: dict[tuple[int, str], tuple[xgb.DMatrix, dict[str, Any]]] = {}
-        self._valid: dict[int, xgb.DMatrix] = {}
+        self._matrices: dict[tuple[int, str], tuple[xgb.QuantileDMatrix, dict[str, Any]]] = {}
+        self._valid: dict[tuple[int, str], xgb.DMatrix] = {}
 
-    def _train_matrix(self, fold: int, imbalance: str) -> tuple[xgb.DMatrix, dict[str, Any]]:
+    def _train_matrix(
+        self, fold: int, imbalance: str
+    ) -> tuple[xgb.QuantileDMatrix, dict[str, Any]]:
         key = (fold, imbalance)
         if key not in self._matrices:
             rows, extra = rebalance(self.folds[fold][1], imbalance, self.config.seed)
-            self._matrices[key] = (dmatrix(rows), extra)
+            self._matrices[key] = (quantile_matrix(rows, self.config), extra)
         return self._matrices[key]
 
-    def _valid_matrix(self, fold: int) -> xgb.DMatrix:
-        if fold not in self._valid:
-            self._valid[fold] = dmatrix(self.folds[fold][2], weighted=False)
-        return self._valid[fold]
+    def _valid_matrix(self, fold: int, imbalance: str = "none") -> xgb.DMatrix:
+        key = (fold, imbalance)
+        if key not in self._valid:
+            dtrain, _ = self._train_matrix(fold, imbalance)
+            valid = self.folds[fold][2]
+            self._valid[key] = quantile_matrix(valid, self.config, weighted=False, ref=dtrain)
+        return self._valid[key]
 
     def __call__(self, trial: optuna.Trial) -> float:
         tune = self.config.tune
@@ -231,7 +260,7 @@ class Objective:
                 callbacks.append(XGBoostPruningCallback(trial, f"valid-{EVAL_METRIC}"))
             booster, best = train_booster(
                 dtrain,
-                self._valid_matrix(fold),
+                self._valid_matrix(fold, imbalance),
                 {**params, **extra},
                 self.config.train.num_boost_round,
                 self.config.train.early_stopping_rounds,
