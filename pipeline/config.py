@@ -257,6 +257,12 @@ class TrainConfig(Section):
         3000, gt=0, description="cap on trees; early stopping ends sooner (a warning near the cap)"
     )
     early_stopping_rounds: int = Field(50, gt=0)
+    min_category_count: int = Field(
+        5,
+        ge=1,
+        description="category levels met fewer times in the training window reach the trees "
+        "as missing, like unseen ones (1: every level)",
+    )
     select_families: bool = Field(
         True,
         description="choose the feature families on the tuning folds (leave one family out; "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,31 @@ class WindowRows:
 
     def __len__(self) -> int:
         return len(self.y)
+
+
+def frequent_levels(X: pd.DataFrame, min_count: int) -> dict[str, list[str]]:
+    """The levels of each category column seen at least ``min_count`` times in ``X`` (the
+    training rows): the model's vocabulary. Rarer levels reach the trees as missing, as unseen
+    ones do at serving time, the way LightGBM pools its rarest categories: a level met a handful
+    of times cannot support a split of its own, and XGBoost sorts every level at every node."""
+    out = {}
+    for column in X.columns:
+        values = X[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            counts = np.bincount(
+                values.cat.codes.to_numpy() + 1, minlength=len(values.cat.categories) + 1
+            )
+            kept = counts[1:] >= max(min_count, 1)
+            out[str(column)] = [str(v) for v in values.cat.categories[kept]]
+    return out
+
+
+def with_levels(rows: WindowRows, levels: dict[str, list[str]]) -> WindowRows:
+    """``rows`` with each category column cast to ``levels`` (other levels become missing)."""
+    cast = {
+        c: rows.X[c].cat.set_categories(kept) for c, kept in levels.items() if c in rows.X.columns
+    }
+    return replace(rows, X=rows.X.assign(**cast)) if cast else rows
 
 
 def window_rows(fs: FeatureSet, mask: np.ndarray) -> WindowRows:
@@ -664,6 +689,8 @@ def refit(
         "train": window_rows(fs, rows_in(fs, refit_windows.train, known_by)),
         "calibration": window_rows(fs, rows_in(fs, refit_windows.calibration, known_by)),
     }
+    levels = frequent_levels(rows["train"].X, config.train.min_category_count)
+    rows = {name: with_levels(part, levels) for name, part in rows.items()}
     if rows["train"].y.sum() == 0:
         raise ValueError(f"{refit_windows.train} has no labelled hit: cannot refit")
     train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
@@ -705,7 +732,7 @@ def refit(
         booster=booster,
         calibration=calibration,
         feature_names=list(evaluated.model.feature_names),
-        categories=evaluated.model.categories,
+        categories=levels,
         revenue_booster=revenue_booster,
         info=info,
     )
@@ -749,6 +776,12 @@ def fit(
         for w in (windows.train, windows.valid, windows.calibration, windows.test)
     }
     rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
+    # The model's vocabulary: levels frequent enough in the training window (all of them when
+    # the dask workers read the windows from the file, whose categories are whole).
+    levels = frequent_levels(
+        rows["train"].X, 1 if boost_source is not None else config.train.min_category_count
+    )
+    rows = {name: with_levels(part, levels) for name, part in rows.items()}
     # The training window's labels as the boosting sees them: read from the file when the workers
     # read it (`fs` may then hold only the training window's hits, see jobs.train).
     labels = {
@@ -823,7 +856,7 @@ def fit(
         booster=booster,
         calibration=calibration,
         feature_names=[str(c) for c in fs.X.columns],
-        categories=TargetingModel.categories_of(rows["train"].X),
+        categories=levels,
         revenue_booster=revenue_booster,
         info=info,
     )

@@ -35,6 +35,7 @@ from pipeline.train.fit import (
     EVAL_METRIC,
     IMBALANCE_METHODS,
     WindowRows,
+    frequent_levels,
     has_revenue,
     margin,
     objective_value,
@@ -42,6 +43,7 @@ from pipeline.train.fit import (
     split_params,
     train_booster,
     window_rows,
+    with_levels,
 )
 from pipeline.train.split import Window, Windows, rolling_folds, rows_in
 
@@ -159,7 +161,7 @@ def search_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
     trees follows it by early stopping, up to train.num_boost_round).
     """
     params: dict[str, Any] = {
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
         "grow_policy": trial.suggest_categorical("grow_policy", ["depthwise", "lossguide"]),
     }
     if params["grow_policy"] == "lossguide":
@@ -223,6 +225,8 @@ class Objective:
         for train_window, valid_window in reversed(folds):
             train = window_rows(fs, rows_in(fs, train_window, valid_window.start))
             valid = window_rows(fs, rows_in(fs, valid_window, valid_known_by))
+            levels = frequent_levels(train.X, config.train.min_category_count)
+            train, valid = with_levels(train, levels), with_levels(valid, levels)
             if train.y.sum() == 0 or valid.y.sum() == 0:
                 raise ValueError(
                     f"tuning fold {train_window} / {valid_window} has no hit in one of its "
