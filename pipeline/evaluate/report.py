@@ -903,6 +903,7 @@ def family_effects(info: Mapping[str, Any]) -> pd.DataFrame:
     frame["kept"] = ~frame.pop("dropped").astype(bool)
     return frame.rename(
         columns={
+            "ap_with": "validation AP with it",
             "ap_without": "validation AP without it",
             "effect": "AP it adds",
             "low": "low (95 %)",

@@ -1,12 +1,13 @@
-"""Feature families chosen on validation: leave one family out on the rolling tuning folds.
+"""Feature families chosen on validation: a forward selection on the rolling tuning folds.
 
-Each family (`features.build.FAMILIES`: raw columns, trader ids, single-key profiles, cross-key
-profiles, valuation, history, calendar) is dropped in turn; the model with every family and each
-model without one are boosted on the same folds (train.params at a screening learning rate of at
-least 0.3, early stopping on each fold's validation block) and compared by mean validation
-average precision, with a paired bootstrap interval of the difference. Families whose removal raises validation AP are dropped together,
-and the reduced set is kept only if it beats every family on the same folds. Nothing after the
-validation window is used, so the choice is part of the model's configuration, not of its test.
+The selection starts from the raw declaration columns (what an off-the-shelf model sees) and adds,
+one at a time, the family (`features.build.FAMILIES`: trader ids, single-key profiles, cross-key
+profiles, valuation, history, calendar) that raises mean validation average precision most,
+until none does: every family must earn its place against the plain model. Each candidate is
+boosted on the same folds (train.params at a screening learning rate of at least 0.3 with capped
+trees, early stopping on each fold's validation block). The report shows what each family adds
+to the chosen set (or would add, for those left out), with a paired bootstrap interval. Nothing
+after the validation window is used, so the choice is part of the model's configuration.
 """
 
 from __future__ import annotations
@@ -104,22 +105,43 @@ def _mean_ap(
 def select_families(
     fs: FeatureSet, windows: Windows, params: dict[str, Any], config: Config
 ) -> FamilySelection:
-    """Leave-one-family-out on the tuning folds; the families kept and every family's effect."""
+    """Forward selection of feature families from the raw columns; every family's effect."""
     family = feature_families(fs.manifest, config.features)
     family = family.loc[[str(c) for c in fs.X.columns]]
-    present = [f for f in dict.fromkeys(family.to_numpy()) if f]
+    present = [str(f) for f in dict.fromkeys(family.to_numpy()) if f]
     replicates, seed = config.evaluate.bootstrap, config.seed
-    everything = list(family.index)
-    ap_all, draws_all = _mean_ap(
-        _fold_scores(fs, windows, everything, params, config), replicates, seed
-    )
+    cache: dict[frozenset[str], tuple[float, np.ndarray]] = {}
+
+    def score(families: frozenset[str]) -> tuple[float, np.ndarray]:
+        if families not in cache:
+            columns = [c for c in family.index if family[c] in families]
+            folds = _fold_scores(fs, windows, columns, params, config)
+            cache[families] = _mean_ap(folds, replicates, seed)
+        return cache[families]
+
+    start = frozenset({"raw"} if "raw" in present else present)
+    chosen = start
+    while True:
+        candidates = [chosen | {f} for f in present if f not in chosen]
+        if not candidates:
+            break
+        best = max(candidates, key=lambda c: score(c)[0])
+        if score(best)[0] <= score(chosen)[0]:
+            break
+        chosen = best
+    ap_chosen, draws_chosen = score(chosen)
     rows = []
     for name in present:
-        columns = [c for c in everything if family[c] != name]
-        if not columns:
-            continue
-        ap, draws = _mean_ap(_fold_scores(fs, windows, columns, params, config), replicates, seed)
-        effect = draws_all - draws
+        if name in chosen:
+            if chosen == {name}:
+                continue
+            other = chosen - {name}
+            ap_with, draws_with = ap_chosen, draws_chosen
+            ap_without, draws_without = score(other)
+        else:
+            ap_with, draws_with = score(chosen | {name})
+            ap_without, draws_without = ap_chosen, draws_chosen
+        effect = draws_with - draws_without
         low, high = (
             (float(q) for q in np.nanpercentile(effect, [2.5, 97.5]))
             if replicates
@@ -129,28 +151,23 @@ def select_families(
             dict(
                 family=name,
                 features=int((family == name).sum()),
-                ap_without=ap,
-                effect=ap_all - ap,
+                ap_with=ap_with,
+                ap_without=ap_without,
+                effect=ap_with - ap_without,
                 low=low,
                 high=high,
+                dropped=name not in chosen,
             )
         )
     effects = pd.DataFrame(
-        rows, columns=["family", "features", "ap_without", "effect", "low", "high"]
+        rows,
+        columns=["family", "features", "ap_with", "ap_without", "effect", "low", "high", "dropped"],
     )
-    harmful = effects.loc[effects["effect"] < 0, "family"].tolist()
-    kept, ap_chosen = present, ap_all
-    if harmful:
-        candidate = [f for f in present if f not in harmful]
-        columns = [c for c in everything if family[c] in candidate]
-        ap, _ = _mean_ap(_fold_scores(fs, windows, columns, params, config), 0, seed)
-        if ap > ap_all:
-            kept, ap_chosen = candidate, ap
-    effects["dropped"] = ~effects["family"].isin(kept)
+    kept = [f for f in present if f in chosen]
     return FamilySelection(
         kept=kept,
-        columns=[c for c in everything if family[c] in kept],
+        columns=[c for c in family.index if family[c] in chosen],
         effects=effects,
-        ap_all=ap_all,
+        ap_all=score(frozenset(present))[0],
         ap_chosen=ap_chosen,
     )
