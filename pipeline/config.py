@@ -280,8 +280,19 @@ class ServeConfig(Section):
     invalid_channel: str = "manual"
     score_last_days: int = Field(30, gt=0, description="`run` scores this last stretch of data")
     random_channel: str = Field("red", description="channel of the random draw's declarations")
-    rank_by: Literal["auto", "probability", "expected_revenue"] = Field(
-        "auto", description="score to rank by; auto: expected revenue when the model has one"
+    rank_by: Literal["auto", "probability", "expected_revenue", "blend"] = Field(
+        "auto",
+        description="score to rank by: probability (the calibrated P(hit); ranks exactly as the "
+        "booster's margin), expected_revenue (P x E[revenue | hit]), blend (P x E[revenue | "
+        "hit] ** revenue_weight); auto: expected revenue when the model has a revenue part. Ties "
+        "are broken by the margin everywhere (pipeline/serve/ranking.py)",
+    )
+    revenue_weight: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="rank_by=blend: weight w of E[revenue | hit] in P x E[revenue | hit] ** w "
+        "(0: the probability ranking, 1: the expected-revenue ranking)",
     )
     reason_method: Literal["treeshap", "approximate"] = Field(
         "treeshap",
@@ -312,7 +323,7 @@ class PolicyConfig(Section):
     retrain_every_steps: int | None = Field(
         None, ge=0, description="None: backtest.retrain_every_steps; 0: never retrain"
     )
-    rank_by: Literal["probability", "expected_revenue"] | None = Field(
+    rank_by: Literal["probability", "expected_revenue", "blend"] | None = Field(
         None, description="None: serve.rank_by (auto: expected revenue when the model has one)"
     )
 

@@ -24,6 +24,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import RuleConfig
+from pipeline.serve.ranking import control_priority
 from pipeline.train.objectives import top_count, top_mask
 
 CAPACITY_METRICS = ("precision", "recall", "revenue", "precision_norm", "revenue_norm")
@@ -35,16 +36,11 @@ _CELLS_PER_BLOCK = 4_000_000  # bootstrap replicates are processed in blocks of 
 def strict_score(score: ArrayLike, tie_break: ArrayLike | None = None) -> np.ndarray:
     """A tie-free score with the same order: score, then `tie_break`, then position (all desc.).
 
-    Missing scores rank last. Returns ``-rank`` (0 is the first declaration controlled).
+    The project's one tie rule (`serve.ranking.control_priority`; pass the booster's margin as
+    `tie_break`). Missing scores rank last. Returns ``-rank`` (0 is the first declaration
+    controlled).
     """
-    s = np.asarray(score, dtype=float)
-    s = np.where(np.isnan(s), -np.inf, s)
-    tb = np.zeros(len(s)) if tie_break is None else np.asarray(tie_break, dtype=float)
-    tb = np.where(np.isnan(tb), -np.inf, tb)
-    order = np.lexsort((np.arange(len(s)), -tb, -s))
-    rank = np.empty(len(s), dtype=float)
-    rank[order] = np.arange(len(s))
-    return -rank
+    return control_priority(score, tie_break)
 
 
 def _rank_positions(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

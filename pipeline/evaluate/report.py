@@ -473,19 +473,29 @@ def in_window(lodged_at: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -
     return ((stamps >= start) & (stamps < end)).to_numpy()
 
 
-def model_score(model: Any, X: pd.DataFrame, rank_by: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """Tie-free ranking score, calibrated probability and what the ranking is by."""
-    from pipeline.evaluate.metrics import strict_score
+def model_score(
+    model: Any, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Tie-free control priority, calibrated probability and what the ranking is by.
 
-    probability = model.predict_proba(X)
+    The one ranking path (`serve.ranking`): the score of `rank_by` (``auto`` resolved), its ties
+    broken by the booster's margin; ranked by probability this is the margin's order exactly.
+    """
+    from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
+
     margin = model.margin(X)
-    use_revenue = rank_by == "expected_revenue" or (
-        rank_by == "auto" and model.revenue_booster is not None
-    )
-    if use_revenue and model.revenue_booster is not None:
-        ranking = model.expected_revenue(X, probability)
-        return strict_score(ranking, margin), probability, "expected revenue"
-    return strict_score(probability, margin), probability, "probability of a hit"
+    probability = model.calibration.apply(margin)
+    resolved = resolve_rank_by(model.revenue_booster is not None, rank_by)
+    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
+    score = ranking_score(probability, revenue, resolved, revenue_weight)
+    return control_priority(score, margin), probability, RANKING_NAMES[resolved]
+
+
+RANKING_NAMES = {
+    "probability": "probability of a hit",
+    "expected_revenue": "expected revenue",
+    "blend": "blend of probability and expected revenue",
+}
 
 
 def _with_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
@@ -550,7 +560,9 @@ def assess(
             .reset_index()
         )
 
-    score, probability, ranked_by = model_score(model, test.X, config.serve.rank_by)
+    score, probability, ranked_by = model_score(
+        model, test.X, config.serve.rank_by, config.serve.revenue_weight
+    )
     scores: dict[str, np.ndarray] = {"model": score}
     probabilities = {"model": probability}
     compare: list[tuple[str, str]] = []
@@ -560,7 +572,9 @@ def assess(
         if missing:
             notes.append(f"Champion {name} skipped: it needs features absent here ({missing[:5]}).")
         else:
-            scores[name], probabilities[name], _ = model_score(champ, test.X, config.serve.rank_by)
+            scores[name], probabilities[name], _ = model_score(
+                champ, test.X, config.serve.rank_by, config.serve.revenue_weight
+            )
             compare.append(("model", name))
     raw_columns = [
         c

@@ -65,7 +65,7 @@ def reference_scores(
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
     X = feature_set.X.loc[rows].reset_index(drop=True)
     declarations = _reference_declarations(config, feature_set.declaration_id[rows])
-    scores = model_scores(model, X, rank_by)
+    scores = model_scores(model, X, rank_by, config.serve.revenue_weight)
     return pd.concat([declarations, scores], axis=1), window
 
 
@@ -147,6 +147,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             "booster_sha256": model.booster_sha256(),
         },
         rank_by=rank_by,
+        revenue_weight=config.serve.revenue_weight,
         manifest_sha256=manifest_sha256(manifest),
         windows=_jsonable(windows),
         features={

@@ -86,6 +86,13 @@ class TargetingModel:
         """Calibrated probability of a hit for each row."""
         return self.calibration.apply(self.margin(X))
 
+    def revenue_if_hit(self, X: pd.DataFrame) -> np.ndarray | None:
+        """E[revenue | hit] of each row (clipped at 0); None when the model has no revenue part."""
+        if self.revenue_booster is None:
+            return None
+        revenue = np.asarray(self.revenue_booster.inplace_predict(self.prepare(X)), dtype=float)
+        return np.clip(revenue.reshape(-1), 0.0, None)
+
     def expected_revenue(self, X: pd.DataFrame, proba: np.ndarray | None = None) -> np.ndarray:
         """P(hit) x E[revenue | hit]; NaN when the model has no revenue part."""
         p = self.predict_proba(X) if proba is None else proba

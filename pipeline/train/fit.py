@@ -28,6 +28,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import Calibration, TargetingModel
+from pipeline.serve.ranking import control_priority
 from pipeline.train.objectives import precision_at, revenue_at
 from pipeline.train.split import Window, Windows, rows_in
 
@@ -546,20 +547,30 @@ def objective_value(
 
 
 def window_metrics(
-    rows: WindowRows, raw: np.ndarray, calibrated: np.ndarray, has_revenue: bool
+    rows: WindowRows,
+    raw: np.ndarray,
+    calibrated: np.ndarray,
+    has_revenue: bool,
+    margins: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Ranking and calibration figures of one window (labelled rows)."""
+    """Ranking and calibration figures of one window's inspected (labelled) rows.
+
+    The population is the inspected declarations of the window, ranked among themselves by the
+    booster's margin (`serve.ranking.control_priority`: the order of the calibrated probability,
+    with no tie), so these figures are not the report's, which rank every declaration.
+    """
     y = rows.y
     out: dict[str, float] = {"labelled": float(len(y)), "hits": float(y.sum())}
     if len(y) == 0:
         return out
+    order = control_priority(raw if margins is None else margins)
     if 0 < y.sum() < len(y):
-        out["average_precision"] = float(average_precision_score(y, calibrated))
+        out["average_precision"] = float(average_precision_score(y, order))
     for rate in REPORT_RATES:
-        out[f"precision_at_{round(rate * 100)}"] = precision_at(y, calibrated, rate)
+        out[f"precision_at_{round(rate * 100)}"] = precision_at(y, order, rate)
         if has_revenue:
             money = np.where(y == 1, rows.revenue, 0.0)
-            out[f"revenue_at_{round(rate * 100)}"] = revenue_at(money, calibrated, rate)
+            out[f"revenue_at_{round(rate * 100)}"] = revenue_at(money, order, rate)
     out["brier_raw"] = float(brier_score_loss(y, raw))
     out["brier_calibrated"] = float(brier_score_loss(y, calibrated))
     out["mean_score"] = float(calibrated.mean())
@@ -698,7 +709,7 @@ def fit(
         part = rows[name]
         m = margin(booster, part.X) if len(part) else np.empty(0)
         raw = 1.0 / (1.0 + np.exp(-m))
-        metrics[name] = window_metrics(part, raw, calibration.apply(m), revenue_ok)
+        metrics[name] = window_metrics(part, raw, calibration.apply(m), revenue_ok, m)
     timings["total_s"] = time.perf_counter() - started
 
     info: dict[str, Any] = {
