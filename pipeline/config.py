@@ -208,6 +208,20 @@ class TrainConfig(Section):
         "none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity"
     ] = "none"
     calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    selection_correction: Literal["none", "ipw"] = Field(
+        "ipw",
+        description="ipw: early stopping and calibration weigh each inspected declaration by its "
+        "self-normalised inverse selection probability (the recorded selection_probability "
+        "where known, else a selection model fitted on the training window), so the probability "
+        "is P(hit) for any declaration, not only for the kind the historical policy picked; "
+        "imbalance=inverse_propensity weighs the training rows the same way",
+    )
+    propensity_floor: float = Field(
+        0.005,
+        gt=0,
+        le=1,
+        description="selection probabilities are clipped at this floor (weights at 1/floor)",
+    )
     revenue_model: bool = Field(True, description="rank by P(hit) x E[revenue | hit] if revenue")
     device: Literal["cpu", "cuda"] = "cpu"
     engine: Literal["memory", "dask"] = Field(

@@ -134,7 +134,8 @@ def test_windows_are_read_in_both_forms_and_derived_when_absent() -> None:
 def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_path: Path) -> None:
     report = reviewed["assessment"].report
     html = render_report(report, reviewed["config"].evaluate.rates)
-    expected_images = 2 + len(report.explanations.figures) + len(report.local_figures)
+    # calibration, gain and the ranking trade-off
+    expected_images = 3 + len(report.explanations.figures) + len(report.local_figures)
     assert html.count("<img ") == expected_images
     assert len(report.local_figures) == 3  # two red-channel declarations and the one asked for
     for anchor in (

@@ -49,6 +49,8 @@ class ReportData:
     feature_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, auc
     model_card: dict[str, str] = field(default_factory=dict)
     headline_rate: float = 0.05
+    tradeoff: pd.DataFrame = field(default_factory=pd.DataFrame)  # revenue_weight, rate, ...
+    tradeoff_population: str = ""
 
 
 # --- warnings ---------------------------------------------------------------------------------
@@ -359,6 +361,18 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
                 "caption": "Cumulative gain and lift; vertical lines mark the configured rates.",
             }
         )
+    tradeoff_html = Markup("")
+    if len(data.tradeoff):
+        from pipeline.evaluate.selections import tradeoff_figure
+
+        curve_figures.append(
+            {
+                "img": _img(tradeoff_figure(data.tradeoff), "ranking trade-off"),
+                "caption": "Precision against revenue share as the ranking moves from probability "
+                "(w=0) to expected revenue (w=1), one line per control rate.",
+            }
+        )
+        tradeoff_html = _frame_html(data.tradeoff)
     shap_figures: list[dict[str, Any]] = []
     families_html = Markup("<p class='muted'>no explanations</p>")
     method = ""
@@ -404,6 +418,8 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         auc_html=_frame_html(data.feature_auc),
         manifest_html=_frame_html(data.manifest),
         model_card=data.model_card,
+        tradeoff_html=tradeoff_html,
+        tradeoff_population=data.tradeoff_population,
         proportionality=[
             (k, _frame_html(_proportion_table(v))) for k, v in data.proportionality.items()
         ],
@@ -560,10 +576,15 @@ def assess(
             .reset_index()
         )
 
-    score, probability, ranked_by = model_score(
-        model, test.X, config.serve.rank_by, config.serve.revenue_weight
-    )
-    scores: dict[str, np.ndarray] = {"model": score}
+    from pipeline.evaluate import selections as sel
+    from pipeline.serve.ranking import resolve_rank_by
+
+    # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
+    # probability and by expected revenue under "<name> by ...": the comparison is like for like.
+    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
+    weight = config.serve.revenue_weight
+    score, probability, ranked_by = model_score(model, test.X, rank_by, weight)
+    learners = {"model": sel.learner_scores(model, test.X)}
     probabilities = {"model": probability}
     compare: list[tuple[str, str]] = []
     if champion is not None:
@@ -572,40 +593,27 @@ def assess(
         if missing:
             notes.append(f"Champion {name} skipped: it needs features absent here ({missing[:5]}).")
         else:
-            scores[name], probabilities[name], _ = model_score(
-                champ, test.X, config.serve.rank_by, config.serve.revenue_weight
-            )
+            learners[name] = sel.learner_scores(champ, test.X)
+            probabilities[name] = learners[name].probability
             compare.append(("model", name))
     raw_columns = [
         c
         for c in features.manifest.loc[features.manifest["stage"] == "raw", "name"]
         if c in test.X.columns
     ]
-    # the baseline learns only from labels known before the test window opens
-    known = np.zeros(0, dtype=bool)
-    if train is not None:
-        known = train.labelled.to_numpy() & (
-            pd.to_datetime(train.label_known_at).isna().to_numpy()
-            | (pd.to_datetime(train.label_known_at) < windows["test"][0]).to_numpy()
-        )
-    if train is not None and raw_columns and known.sum() > 0:
-        params = {
-            k: v
-            for k, v in config.train.params.items()
-            if k in ("learning_rate", "max_depth", "min_child_weight", "subsample")
-        }
-        scores["raw XGBoost"] = mx.raw_xgboost_score(
-            train.X.loc[known, raw_columns].reset_index(drop=True),
-            train.y[known].to_numpy(dtype=float),
-            test.X[raw_columns],
-            params=params,
-            rounds=min(config.train.num_boost_round, 200),
-            seed=seed,
-            n_jobs=config.train.n_jobs,
-        )
+    # the baseline learns from exactly the model's training labels
+    own = sel.training_labels(features, windows)
+    if own is not None and raw_columns and own.y.sum() > 0:
+        own_raw = sel.WindowRows(own.X[raw_columns], own.y, own.weight, own.revenue)
+        rounds = min(config.train.num_boost_round, 200)
+        learners["raw XGBoost"] = sel.raw_learner(own_raw, test.X, config, rounds)
         compare.append(("model", "raw XGBoost"))
     else:
         notes.append("Raw XGBoost baseline skipped: no raw columns or no training window.")
+    scores: dict[str, np.ndarray] = sel.both_rankings(learners, rank_by, weight)
+    for words in sel.RANKINGS.values():
+        if f"raw XGBoost {words}" in scores and f"model {words}" in scores:
+            compare.append((f"model {words}", f"raw XGBoost {words}"))
     if ev.rules and decl is not None:
         scores["rules"] = mx.rules_score(decl, ev.rules, seed)
     elif not ev.rules:
@@ -733,6 +741,15 @@ def assess(
         else pd.DataFrame(columns=["predicted", "observed"])
     )
     gain = mx.gain_curve(y_main, score[keep], money_main) if keep.sum() else pd.DataFrame()
+    tradeoff = pd.DataFrame()
+    if keep.sum():
+        mine = learners["model"]
+        kept = sel.LearnerScores(
+            mine.margin[keep],
+            mine.probability[keep],
+            None if mine.revenue_if_hit is None else mine.revenue_if_hit[keep],
+        )
+        tradeoff = sel.tradeoff_table(y_main, money_main, kept, rates)
     headline_rate = min(rates, key=lambda r: abs(r - 0.05))
     groups: dict[str, pd.Series] = {"office": test.office}
     if "hs2" in test.X.columns:
@@ -856,6 +873,10 @@ def assess(
         feature_auc=feature_auc,
         model_card=card,
         headline_rate=headline_rate,
+        tradeoff=tradeoff,
+        tradeoff_population=(
+            population_truth if truth is not None and truth["fraud"].notna().any() else "inspected"
+        ),
     )
     return Assessment(metrics=metrics, report=report, explanations=explanations)
 

@@ -146,8 +146,8 @@ def positive_weight(y: np.ndarray) -> dict[str, float]:
 def rebalance(rows: WindowRows, method: str, seed: int) -> tuple[WindowRows, dict[str, Any]]:
     """Apply the imbalance treatment to the training window; returns rows and extra params.
 
-    Weights are the FeatureSet's inverse selection probabilities only for ``inverse_propensity``;
-    every other method trains unweighted.
+    Weights are the rows' self-normalised inverse selection probabilities (`ipw_weights`) only
+    for ``inverse_propensity``; every other method trains unweighted.
     """
     plain = WindowRows(rows.X, rows.y, np.ones(len(rows)), rows.revenue)
     if method == "none":
@@ -427,9 +427,11 @@ def _boost(
     params: dict[str, Any],
     config: Config,
     source: BoostSource | None = None,
+    weighted_valid: bool = False,
 ) -> tuple[xgb.Booster, int]:
     """The final boosting on the configured engine (train.engine); on dask with a ``source``,
-    the workers read the training and validation windows from the feature-set file."""
+    the workers read the training and validation windows from the feature-set file.
+    ``weighted_valid``: early stopping weighs the validation rows (in memory only)."""
     if config.train.engine == "dask":
         with dask_client(config) as client:
             workers = len(client.scheduler_info()["workers"])
@@ -467,7 +469,7 @@ def _boost(
             )
     return train_booster(
         dmatrix(train),
-        dmatrix(valid, weighted=False),
+        dmatrix(valid, weighted=weighted_valid),
         params,
         config.train.num_boost_round,
         config.train.early_stopping_rounds,
@@ -501,13 +503,79 @@ class BoostSource:
         )
 
 
+# --- selection correction: what each inspected declaration stands for -------------------------
+
+
+def recorded_propensity(fs: FeatureSet) -> np.ndarray:
+    """The recorded selection probability of each row (the random stratum's known rate), NaN
+    where none was recorded (`FeatureSet.sample_weight` holds its inverse, 1 elsewhere)."""
+    weight = fs.sample_weight.to_numpy(dtype=float)
+    return np.where(np.isfinite(weight) & (weight > 1.0), 1.0 / weight, np.nan)
+
+
+def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.Booster:
+    """P(controlled | features): a small XGBoost fitted on every declaration lodged in `window`
+    (the training window), controlled or not, for rows whose selection probability is unknown."""
+    inside = window.contains(fs.lodged_at)
+    controlled = fs.y.notna().to_numpy()[inside].astype(float)
+    if controlled.sum() == 0 or controlled.sum() == len(controlled):
+        raise ValueError(
+            f"{window}: {int(controlled.sum())} of {len(controlled)} declarations controlled; "
+            "a selection model needs controlled and uncontrolled ones (train.selection_correction)"
+        )
+    params = {
+        "objective": "binary:logistic",
+        "max_depth": 4,
+        "learning_rate": 0.1,
+        "min_child_weight": 5.0,
+        "tree_method": "hist",
+        "seed": config.seed,
+        "nthread": config.train.n_jobs,
+        "device": config.train.device,
+    }
+    matrix = xgb.DMatrix(fs.X.loc[inside], label=controlled, enable_categorical=True)
+    return xgb.train(params, matrix, num_boost_round=100)
+
+
+def selection_propensity(
+    fs: FeatureSet, mask: np.ndarray, selection: xgb.Booster | None, floor: float
+) -> np.ndarray:
+    """Selection probability of the rows in `mask`: the recorded one where known, else the
+    selection model's (1 without a model), clipped at `floor`."""
+    keep = np.asarray(mask, dtype=bool)
+    recorded = recorded_propensity(fs)[keep]
+    estimated = np.ones(int(keep.sum()))
+    unknown = np.isnan(recorded)
+    if selection is not None and unknown.any():
+        X = fs.X.loc[keep].loc[unknown]
+        estimated[unknown] = np.asarray(selection.inplace_predict(X), dtype=float)
+    return np.clip(np.where(unknown, estimated, recorded), floor, 1.0)
+
+
+def ipw_weights(propensity: np.ndarray) -> np.ndarray:
+    """Self-normalised inverse-propensity weights (mean 1 over the rows)."""
+    weight = 1.0 / np.asarray(propensity, dtype=float)
+    return weight / weight.mean() if len(weight) else weight
+
+
+def effective_rows(weight: np.ndarray) -> float:
+    """Kish's effective sample size of weighted rows: (sum w)^2 / sum w^2."""
+    return float(weight.sum() ** 2 / (weight**2).sum()) if len(weight) else 0.0
+
+
 def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
     """Raw log-odds of a booster on a frame."""
     return np.asarray(booster.inplace_predict(X, predict_type="margin"), dtype=float)
 
 
-def calibrate(margins: np.ndarray, y: np.ndarray, method: str) -> Calibration:
-    """Fit the calibration on a held-out window's margins and labels."""
+def calibrate(
+    margins: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray | None = None
+) -> Calibration:
+    """Fit the calibration on a held-out window's margins and labels.
+
+    `weight`: each row's self-normalised inverse selection probability (`ipw_weights`), so the
+    calibrated probability is P(hit) over every declaration, not over the inspected ones.
+    """
     if method == "none":
         return Calibration(method="none")
     if len(np.unique(y)) < 2:
@@ -517,14 +585,18 @@ def calibrate(margins: np.ndarray, y: np.ndarray, method: str) -> Calibration:
         )
     if method == "isotonic":
         raw = 1.0 / (1.0 + np.exp(-margins))
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+            raw, y, sample_weight=weight
+        )
         return Calibration(
             method="isotonic",
             knots_x=[float(v) for v in iso.X_thresholds_],
             knots_y=[float(v) for v in iso.y_thresholds_],
         )
     if method == "platt":
-        logistic = LogisticRegression(C=1e6).fit(margins.reshape(-1, 1), y.astype(int))
+        logistic = LogisticRegression(C=1e6).fit(
+            margins.reshape(-1, 1), y.astype(int), sample_weight=weight
+        )
         return Calibration(
             method="platt",
             platt_a=float(logistic.coef_[0, 0]),
@@ -630,6 +702,36 @@ def fit_revenue_model(
     return booster, f"tweedie regressor on {int(on_train.sum())} hits, 100 trees (few valid hits)"
 
 
+def weigh_by_selection(
+    fs: FeatureSet,
+    masks: dict[str, np.ndarray],
+    rows: dict[str, WindowRows],
+    train_window: Window,
+    config: Config,
+) -> tuple[dict[str, WindowRows], str]:
+    """Each window's rows weighted by self-normalised inverse selection probability: the recorded
+    probability where known, else a selection model fitted on `train_window` (a refit calls this
+    with its own windows). Returns the rows and a note for the log."""
+    recorded = recorded_propensity(fs)
+    needs_model = any(
+        bool(np.isnan(recorded[np.asarray(m, dtype=bool)]).any()) for m in masks.values()
+    )
+    selection = fit_selection_model(fs, train_window, config) if needs_model else None
+    out: dict[str, WindowRows] = {}
+    effective: dict[str, float] = {}
+    for name, part in rows.items():
+        propensity = selection_propensity(fs, masks[name], selection, config.train.propensity_floor)
+        weight = ipw_weights(propensity)
+        out[name] = WindowRows(part.X, part.y, weight, part.revenue)
+        effective[name] = effective_rows(weight)
+    source = "recorded where known, else a selection model" if selection else "recorded"
+    note = (
+        f"self-normalised IPW ({source}; floor {config.train.propensity_floor:g}); effective "
+        + ", ".join(f"{k} {v:,.0f} of {len(rows[k]):,}" for k, v in effective.items())
+    )
+    return out, note
+
+
 def fit(
     fs: FeatureSet,
     windows: Windows,
@@ -656,6 +758,10 @@ def fit(
         for w in (windows.train, windows.valid, windows.calibration, windows.test)
     }
     rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
+    correct = config.train.selection_correction == "ipw"
+    selection_note = "none"
+    if correct or imbalance == "inverse_propensity":
+        rows, selection_note = weigh_by_selection(fs, masks, rows, windows.train, config)
     # The training window's labels as the boosting sees them: read from the file when the workers
     # read it (`fs` may then hold only the training window's hits, see jobs.train).
     labels = {
@@ -683,13 +789,18 @@ def fit(
     timings["prepare_s"] = time.perf_counter() - started
 
     tick = time.perf_counter()
-    booster, best = _boost(train_rows, rows["valid"], booster_params, config, boost_source)
+    booster, best = _boost(
+        train_rows, rows["valid"], booster_params, config, boost_source, weighted_valid=correct
+    )
     timings["boost_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     calibration = (
         calibrate(
-            margin(booster, rows["calibration"].X), rows["calibration"].y, config.train.calibration
+            margin(booster, rows["calibration"].X),
+            rows["calibration"].y,
+            config.train.calibration,
+            rows["calibration"].weight if correct else None,
         )
         if config.train.calibration != "none"
         else Calibration(method="none")
@@ -719,6 +830,14 @@ def fit(
         "imbalance": imbalance,
         "objective": config.tune.objective,
         "calibration": calibration.method,
+        "selection_correction": selection_note,
+        "probability_means": (
+            "P(hit | controlled) for any declaration: early stopping and calibration weighted by "
+            "inverse selection probability"
+            if correct
+            else "P(hit | controlled by the historical policy): fitted on inspected declarations "
+            "unweighted"
+        ),
         "revenue_model": revenue_note,
         "registered_model": config.tracking.registered_model,
         "seed": config.seed,
@@ -753,6 +872,7 @@ def fit(
         },
         "metrics": metrics,
         "revenue_model": revenue_note,
+        "selection_correction": selection_note,
         "boosted_from": info["boosted_from"],
         "timings": timings,
     }
