@@ -216,6 +216,16 @@ class TrainConfig(Section):
         "is P(hit) for any declaration, not only for the kind the historical policy picked; "
         "imbalance=inverse_propensity weighs the training rows the same way",
     )
+    anchor_to_random: bool = Field(
+        True,
+        description="shift the calibrated log-odds so that the mean probability over every "
+        "declaration of the calibration window equals the hit rate of the random stratum "
+        "(recorded selection probability) known by then: officers' picks depend on what the "
+        "features do not show, which no weighting by the features can undo",
+    )
+    min_random_hits: int = Field(
+        10, ge=1, description="fewest random-stratum hits to anchor on (else no anchoring)"
+    )
     propensity_floor: float = Field(
         0.005,
         gt=0,

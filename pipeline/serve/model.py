@@ -31,15 +31,25 @@ class Calibration:
     knots_y: list[float] = field(default_factory=list)  # isotonic: calibrated values
     platt_a: float = 1.0  # platt: sigmoid(a * margin + b)
     platt_b: float = 0.0
+    shift: float = 0.0  # added to the calibrated log-odds (anchoring on the random stratum)
 
     def apply(self, margin: np.ndarray) -> np.ndarray:
         """Calibrated probability from the booster's raw margin (log-odds)."""
         raw = 1.0 / (1.0 + np.exp(-margin))
         if self.method == "isotonic":
-            return np.interp(raw, self.knots_x, self.knots_y)
-        if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.platt_a * margin + self.platt_b)))
-        return raw
+            p = np.interp(raw, self.knots_x, self.knots_y)
+        elif self.method == "platt":
+            p = 1.0 / (1.0 + np.exp(-(self.platt_a * margin + self.platt_b)))
+        else:
+            p = raw
+        return shift_log_odds(p, self.shift) if self.shift else p
+
+
+def shift_log_odds(p: np.ndarray, shift: float) -> np.ndarray:
+    """sigmoid(logit(p) + shift); 0 and 1 stay where they are (monotone, no new ties)."""
+    p = np.asarray(p, dtype=float)
+    odds = np.exp(shift) * p / np.where(p < 1.0, 1.0 - p, 1.0)
+    return np.where(p >= 1.0, 1.0, odds / (1.0 + odds))
 
 
 @dataclass

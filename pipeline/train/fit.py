@@ -525,16 +525,17 @@ def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.B
         )
     params = {
         "objective": "binary:logistic",
-        "max_depth": 4,
-        "learning_rate": 0.1,
+        "max_depth": 3,
+        "learning_rate": 0.2,
         "min_child_weight": 5.0,
         "tree_method": "hist",
+        "max_bin": 64,
         "seed": config.seed,
         "nthread": config.train.n_jobs,
         "device": config.train.device,
     }
     matrix = xgb.DMatrix(fs.X.loc[inside], label=controlled, enable_categorical=True)
-    return xgb.train(params, matrix, num_boost_round=100)
+    return xgb.train(params, matrix, num_boost_round=40)
 
 
 def selection_propensity(
@@ -561,6 +562,68 @@ def ipw_weights(propensity: np.ndarray) -> np.ndarray:
 def effective_rows(weight: np.ndarray) -> float:
     """Kish's effective sample size of weighted rows: (sum w)^2 / sum w^2."""
     return float(weight.sum() ** 2 / (weight**2).sum()) if len(weight) else 0.0
+
+
+def random_stratum_rate(
+    fs: FeatureSet, before: pd.Timestamp, known_by: pd.Timestamp | None
+) -> tuple[float, int, int]:
+    """Hit rate of every declaration estimated on the random stratum (rows with a recorded
+    selection probability) lodged before `before`, labels known by `known_by`: self-normalised
+    IPW. Returns (rate, random rows, random hits)."""
+    probability = recorded_propensity(fs)
+    lodged = pd.to_datetime(fs.lodged_at).to_numpy(dtype="datetime64[ns]")
+    keep = np.isfinite(probability) & fs.labelled.to_numpy() & (lodged < before.to_datetime64())
+    if known_by is not None:
+        known = pd.to_datetime(fs.label_known_at) < known_by
+        keep &= np.asarray(known.fillna(False), dtype=bool)
+    y = fs.y.to_numpy(dtype=float)[keep]
+    weight = 1.0 / probability[keep]
+    rate = float((weight * y).sum() / weight.sum()) if len(y) else float("nan")
+    return rate, int(keep.sum()), int(y.sum())
+
+
+def anchor_shift(probability: np.ndarray, target: float) -> float:
+    """The log-odds shift that makes the mean of `probability` equal `target` (bisection)."""
+    if not 0.0 < target < 1.0 or len(probability) == 0:
+        return 0.0
+    from scipy.optimize import brentq
+
+    from pipeline.serve.model import shift_log_odds
+
+    def gap(shift: float) -> float:
+        return float(shift_log_odds(probability, shift).mean() - target)
+
+    if gap(-20.0) > 0 or gap(20.0) < 0:
+        return 0.0
+    return float(brentq(gap, -20.0, 20.0, xtol=1e-6))
+
+
+def anchor_calibration(
+    calibration: Calibration,
+    booster: xgb.Booster,
+    fs: FeatureSet,
+    windows: Windows,
+    config: Config,
+) -> tuple[Calibration, str]:
+    """Shift the calibrated log-odds so the mean probability over every declaration of the
+    calibration window (controlled or not) is the random stratum's hit rate known by the test
+    window (`random_stratum_rate`). A refit calls it with its own windows."""
+    window = windows.calibration if windows.calibration.days > 0 else windows.valid
+    rate, rows_n, hits = random_stratum_rate(fs, window.end, windows.labels_known_by(window))
+    if hits < config.train.min_random_hits:
+        return calibration, (
+            f"not anchored: {hits} random-stratum hits ({rows_n} rows) before {window.end:%Y-%m-%d}"
+            f", need {config.train.min_random_hits}"
+        )
+    inside = window.contains(fs.lodged_at)
+    p = calibration.apply(margin(booster, fs.X.loc[inside]))
+    shift = anchor_shift(p, rate)
+    anchored = Calibration(**{**calibration.__dict__, "shift": calibration.shift + shift})
+    return anchored, (
+        f"anchored on the random stratum: {hits} hits in {rows_n} rows, hit rate {rate:.2%}; "
+        f"mean probability over {int(inside.sum()):,} declarations of {window.name} "
+        f"{p.mean():.2%} -> {rate:.2%} (log-odds shift {shift:+.3f})"
+    )
 
 
 def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
@@ -805,6 +868,9 @@ def fit(
         if config.train.calibration != "none"
         else Calibration(method="none")
     )
+    anchor_note = "not anchored (train.anchor_to_random is false)"
+    if config.train.anchor_to_random and calibration.method != "none":
+        calibration, anchor_note = anchor_calibration(calibration, booster, fs, windows, config)
     timings["calibrate_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -831,6 +897,7 @@ def fit(
         "objective": config.tune.objective,
         "calibration": calibration.method,
         "selection_correction": selection_note,
+        "anchoring": anchor_note,
         "probability_means": (
             "P(hit | controlled) for any declaration: early stopping and calibration weighted by "
             "inverse selection probability"
@@ -873,6 +940,7 @@ def fit(
         "metrics": metrics,
         "revenue_model": revenue_note,
         "selection_correction": selection_note,
+        "anchoring": anchor_note,
         "boosted_from": info["boosted_from"],
         "timings": timings,
     }
