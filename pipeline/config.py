@@ -281,6 +281,12 @@ class EvaluateConfig(Section):
     shap_sample: int = Field(2_000, gt=0)
     top_dependence: int = Field(4, ge=0)
     red_waterfalls: int = Field(3, ge=0)
+    min_stratum_rows: int = Field(
+        30,
+        ge=1,
+        description="fewest random-stratum rows inside a controlled top n % for an IPW or "
+        "doubly-robust estimate; fewer: 'too few to judge'",
+    )
     rules: list[RuleConfig] = Field(default_factory=list, description="baseline risk criteria")
 
 

@@ -44,7 +44,16 @@ def test_metrics_table_holds_the_model_and_every_baseline(reviewed: dict) -> Non
         "high",
     ]
     populations = set(metrics["population"])
-    assert populations == {"inspected", "all declarations (ground truth)", "random stratum (IPW)"}
+    assert populations == {
+        "inspected",
+        "all declarations (ground truth)",
+        "random stratum (IPW)",
+        "random stratum (doubly robust)",
+    }
+    # a thin stratum is never a number: either enough rows or a "too few to judge" note
+    ipw = metrics.loc[metrics["population"] == "random stratum (IPW)"]
+    thin = [n for n in reviewed["assessment"].report.notes if "too few to judge" in n]
+    assert ipw.loc[ipw["model"] == "model", "value"].isna().any() == bool(thin)
     truth = metrics.loc[metrics["population"] == "all declarations (ground truth)"]
     assert {
         "model",
@@ -182,3 +191,10 @@ def test_drift_warnings_concern_only_what_the_monitor_judges() -> None:
     assert not is_judged("importer_hit_rate", "profiles", config)
     assert not is_judged("transport_mode_declarations", "raw", config)
     assert not is_judged("month", "calendar", config)
+
+
+def test_the_model_card_says_what_the_probability_means(reviewed: dict) -> None:
+    card = reviewed["assessment"].report.model_card
+    # the helper's model records no selection correction: the card says how to read it
+    assert "historical policy" in card["What the probability means"]
+    assert "margin" in card["What the probability means"]

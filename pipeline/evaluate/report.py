@@ -321,8 +321,13 @@ POPULATION_TEXT = {
     "all declarations (ground truth)": "Every declaration of the test window, labelled with the "
     "simulator's ground truth: what the model catches among all frauds, not only among the "
     "inspected ones.",
-    "random stratum (IPW)": "True rates estimated on the random-selection stratum, weighted by "
-    "inverse selection probability; the model's cut-off is set on all declarations.",
+    "random stratum (IPW)": "True rates estimated on the random-selection stratum (recorded "
+    "selection probability), self-normalised inverse-propensity weights, Clopper-Pearson 95 % "
+    "intervals on the effective counts; the model's cut-off is set on all declarations. A cell "
+    "with fewer stratum rows than evaluate.min_stratum_rows is left empty: too few to judge.",
+    "random stratum (doubly robust)": "The model's own calibrated probability over every "
+    "declaration, corrected by the random stratum's weighted residuals (augmented IPW); normal "
+    "95 % intervals of the correction. Right when either the probability or the weights are.",
 }
 
 
@@ -512,6 +517,49 @@ RANKING_NAMES = {
     "expected_revenue": "expected revenue",
     "blend": "blend of probability and expected revenue",
 }
+
+
+ESTIMATOR_POPULATIONS = {
+    "ipw": "random stratum (IPW)",
+    "dr": "random stratum (doubly robust)",
+}
+
+
+def stratum_estimates(
+    priority: np.ndarray,
+    stratum: np.ndarray,
+    y: np.ndarray,
+    propensity: np.ndarray,
+    probability: np.ndarray,
+    rates: Sequence[float],
+    min_rows: int,
+    notes: list[str],
+) -> list[pd.DataFrame]:
+    """The model's precision and recall on all declarations estimated from the random stratum
+    (`evaluate.estimators`: self-normalised IPW with Clopper-Pearson intervals, doubly robust),
+    and the flow's hit rate as the random selection's precision; a note per thin cell."""
+    from pipeline.evaluate.estimators import estimate_at_rates
+
+    table = estimate_at_rates(
+        priority,
+        stratum,
+        y,
+        propensity,
+        [*rates, 1.0],
+        probability=probability,
+        min_rows=min_rows,
+    )
+    thin = table.loc[(table["verdict"] != "") & (table["rate"] < 1.0)]
+    for r in thin.drop_duplicates("rate").itertuples():
+        notes.append(f"Random-stratum estimate at {r.rate:.0%}: {r.verdict}.")
+    out = []
+    for estimator, population in ESTIMATOR_POPULATIONS.items():
+        part = table.loc[table["estimator"] == estimator]
+        model = part.loc[part["rate"] < 1.0].assign(model="model")
+        flow = part.loc[(part["rate"] == 1.0) & (part["metric"] == "precision")]
+        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model="random")
+        out.append(_with_population(pd.concat([model, random]), population))
+    return out
 
 
 def _with_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
@@ -707,23 +755,12 @@ def assess(
                 )
             )
     stratum = (test.selection_reason.astype("string") == "random").fillna(False).to_numpy()
-    stratum &= labelled
+    weight = test.sample_weight.to_numpy(dtype=float)
+    stratum &= labelled & (weight > 1.0)  # a recorded selection probability
     if stratum.sum() > 0:
-        for rate in rates:
-            chosen = mx.top_mask(score, rate)
-            est = mx.ipw_estimates(
-                y_obs[stratum],
-                test.sample_weight.to_numpy(dtype=float)[stratum],
-                chosen[stratum],
-                replicates=ev.bootstrap,
-                seed=seed,
-            )
-            est = est.loc[est["metric"] != "stratum_selected"].assign(rate=rate, model="model")
-            est.loc[est["metric"] == "population_hit_rate", ["model", "metric"]] = [
-                "random",
-                "precision",
-            ]
-            parts.append(_with_population(est, "random stratum (IPW)"))
+        parts += stratum_estimates(
+            score, stratum, y_obs, 1.0 / weight, probability, rates, ev.min_stratum_rows, notes
+        )
     metrics = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     # curves and breakdowns on the most honest population available
@@ -854,6 +891,7 @@ def assess(
         "bootstrap": f"{ev.bootstrap} replicates, seed {seed}",
     }
     card = model_card(config, test, labelled, has_revenue, truth is not None, windows)
+    card["What the probability means"] = probability_meaning(model.info)
     report = ReportData(
         title=f"Targeting model review: {config.name}",
         run_id=run_id,
@@ -899,6 +937,26 @@ def _windows_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def probability_meaning(info: Mapping[str, Any]) -> str:
+    """What the model's calibrated probability is the chance of, from its fit log."""
+    meaning = str(
+        info.get(
+            "probability_means",
+            "not recorded by this model (fitted before the selection correction): read it as "
+            "P(hit | controlled by the historical policy), which overstates the chance of a hit "
+            "of a declaration the policy would not have picked",
+        )
+    )
+    details = [str(info[k]) for k in ("selection_correction", "anchoring") if info.get(k)]
+    return (
+        meaning
+        + (". " + "; ".join(details) if details else "")
+        + (
+            ". The ranking uses the booster's margin (ties in the calibrated probability never decide)."
+        )
+    )
 
 
 def model_card(

@@ -899,11 +899,12 @@ def fit(
         "selection_correction": selection_note,
         "anchoring": anchor_note,
         "probability_means": (
-            "P(hit | controlled) for any declaration: early stopping and calibration weighted by "
-            "inverse selection probability"
+            "The chance that a control of the declaration finds an irregularity, for any "
+            "declaration (not only the kind the historical policy picked): early stopping and "
+            "calibration weighted by inverse selection probability"
             if correct
-            else "P(hit | controlled by the historical policy): fitted on inspected declarations "
-            "unweighted"
+            else "P(hit | controlled by the historical policy): early stopping and calibration on "
+            "the inspected declarations, unweighted"
         ),
         "revenue_model": revenue_note,
         "registered_model": config.tracking.registered_model,
