@@ -954,7 +954,8 @@ def probability_meaning(info: Mapping[str, Any]) -> str:
         meaning
         + (". " + "; ".join(details) if details else "")
         + (
-            ". The ranking uses the booster's margin (ties in the calibrated probability never decide)."
+            ". The ranking uses the booster's margin: ties in the calibrated probability never "
+            "decide."
         )
     )
 
