@@ -278,18 +278,24 @@ def select(
     """Fill each office-day's capacity: random draw, rules, model, exploration.
 
     `groups`: office-day code per row (0..G-1); `capacity`: controls per group. Random draws are
-    taken first and never cut, so their selection probability stays exactly `random_rate`.
-    Rule matches come next (in a random order when they exceed capacity), then the model's
-    highest scores, then the exploration quota: ``explore_share`` of the capacity (stochastically
-    rounded) drawn among the rest with weight p(1-p).
+    taken first and count inside the capacity: where an office-day drew more than it can
+    control, a random subset of its draws is kept, and each kept draw records its probability
+    ``random_rate x kept / drawn`` of that office-day (no more controls than the capacity, and
+    the probability stays known). Rule matches come next (in a random order when they exceed
+    capacity), then the model's highest scores, then the exploration quota: ``explore_share``
+    of the capacity (stochastically rounded) drawn among the rest with weight p(1-p).
     """
     n = len(groups)
     reason = np.full(n, None, dtype=object)
     prob = np.full(n, np.nan)
-    reason[drawn] = RANDOM
-    prob[drawn] = random_rate
-    left = np.maximum(capacity - np.bincount(groups[drawn], minlength=len(capacity)), 0)
-    taken = drawn.copy()
+    drawn_per = np.bincount(groups[drawn], minlength=len(capacity))
+    kept = take_top(groups, rng.random(n), drawn, capacity)
+    kept_per = np.bincount(groups[kept], minlength=len(capacity))
+    thinned = np.where(drawn_per > 0, kept_per / np.maximum(drawn_per, 1), 1.0)
+    reason[kept] = RANDOM
+    prob[kept] = random_rate * thinned[groups[kept]]
+    left = capacity - kept_per
+    taken = kept.copy()
 
     ruled = take_top(groups, rng.random(n), rule_hit & ~taken, left)
     reason[ruled] = RULE
