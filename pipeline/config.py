@@ -171,6 +171,14 @@ class SplitConfig(Section):
     valid_days: int = Field(60, gt=0)
     test_days: int = Field(60, gt=0)
     gap_days: float = Field(14.0, ge=0, description="gap between windows = label delay")
+    reference_days: int = Field(
+        30,
+        ge=0,
+        description="laid out backwards: days kept between the test window's end and the end of "
+        "the usable data, for the thresholds' reference window (train.split.reference_window): "
+        "the cut-offs and expected channel KPIs are never set on the test window's rows; 0: "
+        "the export refuses to run without another stretch",
+    )
     folds: int = Field(2, ge=1, description="rolling (prequential) folds for tuning")
 
 

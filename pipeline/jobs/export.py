@@ -22,6 +22,7 @@ from pipeline.jobs import JobResult
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
 from pipeline.serve.thresholds import (
+    ReferenceWindow,
     Thresholds,
     ThresholdsError,
     assign_channels,
@@ -56,10 +57,22 @@ def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
 def reference_scores(
     config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
 ) -> tuple[pd.DataFrame, Any]:
-    """The reference window's declarations with their margin, probability and score."""
+    """The reference window's declarations with their margin, probability and score: the most
+    recent `serve.reference_days` after the model's test window (`train.split.reference_window`),
+    never the test window itself."""
+    from pipeline.jobs.train import holdout_days
+    from pipeline.train.split import Window
+    from pipeline.train.split import reference_window as after_test
+
     test = dict(model.info.get("windows", {})).get("test", {})
-    end = pd.Timestamp(test["end"]) if isinstance(test, dict) and test.get("end") else None
-    window = reference_window(feature_set.lodged_at, config.serve, end)
+    if isinstance(test, dict) and test.get("start") and test.get("end"):
+        tested = Window("test", pd.Timestamp(test["start"]), pd.Timestamp(test["end"]))
+        after = after_test(
+            feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
+        )
+        window = ReferenceWindow(start=after.start, end=after.end)
+    else:  # a model without recorded windows: the last days before the held-out stretch
+        window = reference_window(feature_set.lodged_at, config.serve, None)
     rows = window.contains(feature_set.lodged_at)
     if not rows.any():
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")

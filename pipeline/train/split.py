@@ -141,6 +141,8 @@ def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 
     explicit_test_start = _day(config.test_start) if config.test_start else None
     explicit_test_end = _day(config.test_end) if config.test_end else None
 
+    if config.train_end is None and explicit_test_end is None:
+        end = end - pd.Timedelta(days=config.reference_days)  # kept for the reference window
     if config.train_end is not None:
         train_end = _day(config.train_end)
         valid = Window("valid", train_end + gap, train_end + gap + valid_len)
@@ -164,6 +166,29 @@ def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 
     if not config.calibration_days:
         calibration = Window("calibration", valid.end, valid.end)
     return Windows(train=train, valid=valid, calibration=calibration, test=test)
+
+
+def reference_window(
+    lodged_at: pd.Series, test: Window, days: int, holdout_days: int = 0
+) -> Window:
+    """The thresholds' reference window: the most recent `days` of the usable data (before the
+    held-out days) that lie after the test window, never the test window itself.
+
+    The evaluated model's cut-offs and expected channel KPIs are set there, so they are not
+    computed on the rows its test metrics come from. A refit on every label calls it with its
+    own last window (`test`: the stretch the refit was judged on, or an empty window at the end
+    of its training data) to take the stretch before the end of the data.
+    """
+    _, end = data_span(lodged_at, holdout_days)
+    start = max(test.end, end - pd.Timedelta(days=days))
+    window = Window("reference", start, end)
+    if window.end <= window.start or not window.contains(lodged_at).any():
+        raise SplitError(
+            f"no declaration between the end of {test} and the end of the usable data "
+            f"({end:%Y-%m-%d}): keep a stretch after the test window for the thresholds "
+            "(split.reference_days > 0, or an earlier split.test_end)"
+        )
+    return window
 
 
 def rolling_folds(
