@@ -198,3 +198,14 @@ def test_the_model_card_says_what_the_probability_means(reviewed: dict) -> None:
     # the helper's model records no selection correction: the card says how to read it
     assert "historical policy" in card["What the probability means"]
     assert "margin" in card["What the probability means"]
+
+
+def test_every_feature_has_a_drift_verdict_and_warnings_say_why(reviewed: dict) -> None:
+    report = reviewed["assessment"].report
+    drift = report.drift
+    assert set(drift["feature"]) == set(reviewed["model"].feature_names)
+    assert drift["verdict"].str.len().gt(0).all()
+    fired = drift.loc[drift["level"] != "", "feature"]
+    lines = [w for w in report.warnings if w.startswith("Drift")]
+    assert len(lines) == len(fired)
+    assert all("SHAP mass" in w and "inside the training window" in w for w in lines)

@@ -22,7 +22,6 @@ from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
 from pipeline.evaluate.explain import Explanations
-from pipeline.evaluate.monitor import is_judged
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
 
@@ -852,7 +851,18 @@ def assess(
     feature_auc = pd.DataFrame(columns=["feature", "auc"])
     drift = pd.DataFrame(columns=["feature", "psi"])
     if train is not None and len(train):
-        drift = mx.psi_table(train.X[model.feature_names], test.X[model.feature_names])
+        from pipeline.evaluate.drift import judge_drift
+
+        # Drift judged where it matters: features carrying the model (SHAP share), against the
+        # drift they already showed inside the training window; every feature has a verdict.
+        drift = judge_drift(
+            train.X[model.feature_names],
+            train.lodged_at,
+            test.X[model.feature_names],
+            explanations.importance,
+            psi_warn=config.monitor.psi_warn,
+            psi_alarm=config.monitor.psi_alarm,
+        )
         tl = train.labelled.to_numpy()
         if tl.sum() and labelled.sum():
             feature_auc = mx.single_feature_auc(
@@ -861,23 +871,11 @@ def assess(
                 test.X.loc[labelled, model.feature_names],
                 y_obs[labelled],
             )
-    # Warnings only for drift the monitor would judge (the declarations' own attributes):
-    # running statistics (profiles, history counts) move by construction; all are in the table.
-    manifest = features.manifest
-    stages = dict(zip(manifest["name"].astype(str), manifest["stage"].astype(str), strict=True))
-    judged = (
-        drift["feature"]
-        .astype(str)
-        .map(lambda name: is_judged(name, stages.get(name, ""), config.monitor))
-    )
-    warnings = review_warnings(
-        explanations.importance,
-        dominance,
-        feature_auc,
-        drift.loc[judged.to_numpy(dtype=bool)],
-        psi_warn=config.monitor.psi_warn,
-        psi_alarm=config.monitor.psi_alarm,
-    )
+    warnings = review_warnings(explanations.importance, dominance, feature_auc, None)
+    if "verdict" in drift:
+        from pipeline.evaluate.drift import drift_warnings
+
+        warnings += drift_warnings(drift)
 
     windows_table = _windows_table(features, windows)
     summary = {
