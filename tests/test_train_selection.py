@@ -85,3 +85,12 @@ def test_ipw_calibration_gives_the_hit_rate_of_every_declaration(tmp_path: Path,
     # unweighted: the probability of a hit among the policy's controls, far above the truth
     assert expected["none"] > 1.5 * true_rate
     assert abs(expected["ipw"] - true_rate) < 0.2 * true_rate
+
+
+def test_a_fully_inspected_stream_needs_no_selection_model(tmp_path: Path) -> None:
+    fs = feature_set(rows=3_000, seed=6, labelled_share=1.0)
+    fs = dataclasses.replace(fs, sample_weight=pd.Series(np.ones(len(fs))))
+    config = train_config(tmp_path)
+    result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    assert "every declaration controlled" in result.log["selection_correction"]
+    assert result.log["anchoring"].startswith("not anchored")

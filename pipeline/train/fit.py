@@ -779,7 +779,11 @@ def weigh_by_selection(
     needs_model = any(
         bool(np.isnan(recorded[np.asarray(m, dtype=bool)]).any()) for m in masks.values()
     )
-    selection = fit_selection_model(fs, train_window, config) if needs_model else None
+    # Every declaration of the training window controlled (KCS): nothing was selected, p = 1.
+    everyone = bool(fs.y.notna().to_numpy()[train_window.contains(fs.lodged_at)].all())
+    selection = (
+        fit_selection_model(fs, train_window, config) if needs_model and not everyone else None
+    )
     out: dict[str, WindowRows] = {}
     effective: dict[str, float] = {}
     for name, part in rows.items():
@@ -787,7 +791,13 @@ def weigh_by_selection(
         weight = ipw_weights(propensity)
         out[name] = WindowRows(part.X, part.y, weight, part.revenue)
         effective[name] = effective_rows(weight)
-    source = "recorded where known, else a selection model" if selection else "recorded"
+    source = (
+        "recorded where known, else a selection model"
+        if selection
+        else "every declaration controlled: weights 1"
+        if everyone
+        else "recorded"
+    )
     note = (
         f"self-normalised IPW ({source}; floor {config.train.propensity_floor:g}); effective "
         + ", ".join(f"{k} {v:,.0f} of {len(rows[k]):,}" for k, v in effective.items())
