@@ -68,7 +68,7 @@ def test_ipw_calibration_gives_the_hit_rate_of_every_declaration(tmp_path: Path,
     test = windows.test.contains(fs.lodged_at)
     true_rate = truth[test].mean()
     expected = {}
-    for correction, anchor in (("none", False), ("ipw", True)):
+    for correction, anchor in (("none", False), ("ipw", True), ("calibration", True)):
         config = train_config(
             tmp_path,
             train={
@@ -80,11 +80,12 @@ def test_ipw_calibration_gives_the_hit_rate_of_every_declaration(tmp_path: Path,
         result = fit(fs, windows, config.train.params, config)
         expected[correction] = result.model.predict_proba(fs.X.loc[test]).mean()
         meaning = result.model.info["probability_means"]
-        assert ("any declaration" in meaning) == (correction == "ipw")
+        assert ("any declaration" in meaning) == (correction != "none")
         assert result.log["anchoring"].startswith("anchored") == anchor
     # unweighted: the probability of a hit among the policy's controls, far above the truth
     assert expected["none"] > 1.5 * true_rate
     assert abs(expected["ipw"] - true_rate) < 0.2 * true_rate
+    assert abs(expected["calibration"] - true_rate) < 0.2 * true_rate
 
 
 def test_a_fully_inspected_stream_needs_no_selection_model(tmp_path: Path) -> None:

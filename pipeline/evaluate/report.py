@@ -948,6 +948,11 @@ def probability_meaning(info: Mapping[str, Any]) -> str:
         )
     )
     details = [str(info[k]) for k in ("selection_correction", "anchoring") if info.get(k)]
+    if str(info.get("anchoring", "")).startswith("not anchored"):
+        details.append(
+            "without the anchor, the probability can still overstate the chance of a hit where "
+            "the historical controls were picked on what the features do not show"
+        )
     return (
         meaning
         + (". " + "; ".join(details) if details else "")

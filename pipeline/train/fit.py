@@ -831,7 +831,8 @@ def fit(
         for w in (windows.train, windows.valid, windows.calibration, windows.test)
     }
     rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
-    correct = config.train.selection_correction == "ipw"
+    correct = config.train.selection_correction != "none"
+    weigh_valid = config.train.selection_correction == "ipw"
     selection_note = "none"
     if correct or imbalance == "inverse_propensity":
         rows, selection_note = weigh_by_selection(fs, masks, rows, windows.train, config)
@@ -863,7 +864,7 @@ def fit(
 
     tick = time.perf_counter()
     booster, best = _boost(
-        train_rows, rows["valid"], booster_params, config, boost_source, weighted_valid=correct
+        train_rows, rows["valid"], booster_params, config, boost_source, weighted_valid=weigh_valid
     )
     timings["boost_s"] = time.perf_counter() - tick
 
@@ -910,8 +911,9 @@ def fit(
         "anchoring": anchor_note,
         "probability_means": (
             "The chance that a control of the declaration finds an irregularity, for any "
-            "declaration (not only the kind the historical policy picked): early stopping and "
-            "calibration weighted by inverse selection probability"
+            "declaration (not only the kind the historical policy picked): "
+            + ("early stopping and calibration" if weigh_valid else "calibration")
+            + " weighted by inverse selection probability"
             if correct
             else "P(hit | controlled by the historical policy): early stopping and calibration on "
             "the inspected declarations, unweighted"
