@@ -228,9 +228,15 @@ class TrainConfig(Section):
     anchor_to_random: bool = Field(
         True,
         description="shift the calibrated log-odds so that the mean probability over every "
-        "declaration of the calibration window equals the hit rate of the random stratum "
-        "(recorded selection probability) known by then: officers' picks depend on what the "
+        "declaration of the last anchor_days equals the hit rate of the random stratum "
+        "(recorded selection probability) over the same days: officers' picks depend on what the "
         "features do not show, which no weighting by the features can undo",
+    )
+    anchor_days: int = Field(
+        365,
+        gt=0,
+        description="the anchor matches the random stratum's hit rate and the mean probability "
+        "over the same last anchor_days before the calibration window's end",
     )
     min_random_hits: int = Field(
         10, ge=1, description="fewest random-stratum hits to anchor on (else no anchoring)"

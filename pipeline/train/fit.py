@@ -565,14 +565,13 @@ def effective_rows(weight: np.ndarray) -> float:
 
 
 def random_stratum_rate(
-    fs: FeatureSet, before: pd.Timestamp, known_by: pd.Timestamp | None
+    fs: FeatureSet, span: Window, known_by: pd.Timestamp | None
 ) -> tuple[float, int, int]:
     """Hit rate of every declaration estimated on the random stratum (rows with a recorded
-    selection probability) lodged before `before`, labels known by `known_by`: self-normalised
-    IPW. Returns (rate, random rows, random hits)."""
+    selection probability) lodged in `span`, labels known by `known_by`: self-normalised IPW.
+    Returns (rate, random rows, random hits)."""
     probability = recorded_propensity(fs)
-    lodged = pd.to_datetime(fs.lodged_at).to_numpy(dtype="datetime64[ns]")
-    keep = np.isfinite(probability) & fs.labelled.to_numpy() & (lodged < before.to_datetime64())
+    keep = np.isfinite(probability) & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
     if known_by is not None:
         known = pd.to_datetime(fs.label_known_at) < known_by
         keep &= np.asarray(known.fillna(False), dtype=bool)
@@ -605,23 +604,29 @@ def anchor_calibration(
     windows: Windows,
     config: Config,
 ) -> tuple[Calibration, str]:
-    """Shift the calibrated log-odds so the mean probability over every declaration of the
-    calibration window (controlled or not) is the random stratum's hit rate known by the test
-    window (`random_stratum_rate`). A refit calls it with its own windows."""
+    """Shift the calibrated log-odds so the mean probability over every declaration (controlled
+    or not) of the last `train.anchor_days` before the calibration window's end is the random
+    stratum's hit rate over the same days, labels known by the test window
+    (`random_stratum_rate`). A refit calls it with its own windows."""
     window = windows.calibration if windows.calibration.days > 0 else windows.valid
-    rate, rows_n, hits = random_stratum_rate(fs, window.end, windows.labels_known_by(window))
+    first = pd.Timestamp(pd.to_datetime(fs.lodged_at).min())
+    start = max(first, window.end - pd.Timedelta(days=config.train.anchor_days))
+    span = Window("anchor", start, window.end)
+    rate, rows_n, hits = random_stratum_rate(fs, span, windows.labels_known_by(window))
     if hits < config.train.min_random_hits:
         return calibration, (
-            f"not anchored: {hits} random-stratum hits ({rows_n} rows) before {window.end:%Y-%m-%d}"
-            f", need {config.train.min_random_hits}"
+            f"not anchored: {hits} random-stratum hits ({rows_n} rows) in {span}, need "
+            f"{config.train.min_random_hits}"
         )
-    inside = window.contains(fs.lodged_at)
+    # The mean probability over every declaration of the same span as the random rows: the two
+    # sides of the match come from the same stretch of time (fraud drifts).
+    inside = span.contains(fs.lodged_at)
     p = calibration.apply(margin(booster, fs.X.loc[inside]))
     shift = anchor_shift(p, rate)
     anchored = Calibration(**{**calibration.__dict__, "shift": calibration.shift + shift})
     return anchored, (
         f"anchored on the random stratum: {hits} hits in {rows_n} rows, hit rate {rate:.2%}; "
-        f"mean probability over {int(inside.sum()):,} declarations of {window.name} "
+        f"mean probability over {int(inside.sum()):,} declarations of {span} "
         f"{p.mean():.2%} -> {rate:.2%} (log-odds shift {shift:+.3f})"
     )
 
