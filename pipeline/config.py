@@ -233,7 +233,7 @@ class TrainConfig(Section):
         "features do not show, which no weighting by the features can undo",
     )
     anchor_days: int = Field(
-        365,
+        730,
         gt=0,
         description="the anchor matches the random stratum's hit rate and the mean probability "
         "over the same last anchor_days before the calibration window's end",

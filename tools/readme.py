@@ -510,7 +510,11 @@ def honesty(doc: dict[str, Any]) -> list[str]:
         "control of every declaration of the channel would have had). Probabilities are "
         "calibrated with inverse-selection weights and anchored on the random stratum "
         f"(`train.selection_correction`, `train.anchor_to_random`). Within 15 %: {close} of "
-        f"{total}.",
+        f"{total}. The anchor is only as good as the random stratum: at the default 0.5 % draw "
+        "a year holds about 500 random controls and a dozen hits, so the anchored level is "
+        "uncertain by about +-40 %; below `train.min_random_hits` (10) it is not anchored and "
+        "the probability overstates the chance of a hit 2-3x (officers pick on what the features "
+        "do not show).",
         "",
         *_table(
             ["seed", "channel", "incoming declarations", "expected", "true", "expected / true"],
