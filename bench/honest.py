@@ -1,6 +1,6 @@
 """Honesty benchmark: do the export's expected hit rates hold on the declarations that follow?
 
-    .venv/bin/python bench/honest.py [--rows 60000] [--seeds 42 43 44] [--set key=value ...]
+    .venv/bin/python bench/honest.py [--rows 200000] [--seeds 42 43 44] [--set key=value ...]
 
 For each seed: simulate, build the features, train (no tuning unless asked), export the
 thresholds and score the held-out incoming days (`serve.score_last_days`, never seen by
@@ -92,7 +92,7 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=60_000)
+    parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default=str(RESULTS / "honest.json"))

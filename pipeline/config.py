@@ -176,8 +176,9 @@ class SplitConfig(Section):
         ge=0,
         description="laid out backwards: days kept between the test window's end and the end of "
         "the usable data, for the thresholds' reference window (train.split.reference_window): "
-        "the cut-offs and expected channel KPIs are never set on the test window's rows; 0: "
-        "the export refuses to run without another stretch",
+        "the cut-offs and expected channel KPIs are never set on the test window's rows; with "
+        "nothing after the test window (0, or a pinned test_end at the end of the data), the "
+        "stretch just before it",
     )
     folds: int = Field(2, ge=1, description="rolling (prequential) folds for tuning")
 

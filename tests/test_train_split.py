@@ -173,6 +173,7 @@ def test_the_reference_window_lies_after_the_test_window_never_on_it() -> None:
     assert reference.end == pd.Timestamp("2025-01-01") - pd.Timedelta(days=30)  # held out after
     assert reference.days == 30  # only what lies after the test window, even when 60 are asked
     assert not (windows.test.contains(lodged) & reference.contains(lodged)).any()
+    # a test window at the very end of the data: the stretch just before it
     flush = make_windows(lodged, SplitConfig(reference_days=0), holdout_days=30)
-    with pytest.raises(SplitError, match="reference_days"):
-        reference_window(lodged, flush.test, days=60, holdout_days=30)
+    before = reference_window(lodged, flush.test, days=60, holdout_days=30)
+    assert before.end == flush.test.start and before.days == 60

@@ -34,7 +34,7 @@ PY = ".venv/bin/python"
 COMMANDS = {
     "quality_default.json": f"{PY} bench/quality.py --config configs/default.yaml "
     "--set simulate.rows=60000 --set tune.n_trials=0",
-    "honest.json": f"{PY} bench/honest.py --rows 60000 --seeds 42 43 44",
+    "honest.json": f"{PY} bench/honest.py --rows 200000 --seeds 42 43 44",
     "estimators.json": f"{PY} bench/estimators.py --rows 150000 --seeds 42 43 44 "
     "--set simulate.random_rate=0.05",
     "quality_kcs.json": f"{PY} bench/quality.py --config configs/kcs.yaml",

@@ -177,18 +177,22 @@ def reference_window(
     The evaluated model's cut-offs and expected channel KPIs are set there, so they are not
     computed on the rows its test metrics come from. A refit on every label calls it with its
     own last window (`test`: the stretch the refit was judged on, or an empty window at the end
-    of its training data) to take the stretch before the end of the data.
+    of its training data) to take the stretch before the end of the data. When nothing lies
+    after the test window (a test window pinned at the end of the data), the `days` before it.
     """
-    _, end = data_span(lodged_at, holdout_days)
+    first, end = data_span(lodged_at, holdout_days)
     start = max(test.end, end - pd.Timedelta(days=days))
     window = Window("reference", start, end)
-    if window.end <= window.start or not window.contains(lodged_at).any():
+    if window.end > window.start and window.contains(lodged_at).any():
+        return window
+    # Nothing after the test window (a pinned test window at the end of the data, as on KCS):
+    # the stretch just before it, still never the test window's rows.
+    before = Window("reference", max(first, test.start - pd.Timedelta(days=days)), test.start)
+    if before.end <= before.start or not before.contains(lodged_at).any():
         raise SplitError(
-            f"no declaration between the end of {test} and the end of the usable data "
-            f"({end:%Y-%m-%d}): keep a stretch after the test window for the thresholds "
-            "(split.reference_days > 0, or an earlier split.test_end)"
+            f"no declaration after {test} nor before it for the thresholds' reference window"
         )
-    return window
+    return before
 
 
 def rolling_folds(
