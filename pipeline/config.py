@@ -221,7 +221,7 @@ class TrainConfig(Section):
         "calibration",
         description="weigh inspected declarations by their self-normalised inverse selection "
         "probability (recorded selection_probability where known, else a selection model "
-        "fitted on the training window): calibration: in the calibration only; ipw: in early "
+        "fitted on the validation window): calibration: in the calibration only; ipw: in early "
         "stopping too (on the simulator it costs ranking quality: a few heavy random-stratum "
         "rows then pick the number of trees); none: neither. imbalance=inverse_propensity "
         "weighs the training rows the same way",

@@ -515,7 +515,8 @@ def recorded_propensity(fs: FeatureSet) -> np.ndarray:
 
 def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.Booster:
     """P(controlled | features): a small XGBoost fitted on every declaration lodged in `window`
-    (the training window), controlled or not, for rows whose selection probability is unknown."""
+    (the validation window in `fit`), controlled or not, for rows whose selection probability
+    is unknown."""
     inside = window.contains(fs.lodged_at)
     controlled = fs.y.notna().to_numpy()[inside].astype(float)
     if controlled.sum() == 0 or controlled.sum() == len(controlled):
@@ -603,6 +604,7 @@ def anchor_calibration(
     fs: FeatureSet,
     windows: Windows,
     config: Config,
+    earliest: pd.Timestamp | None = None,
 ) -> tuple[Calibration, str]:
     """Shift the calibrated log-odds so the mean probability over every declaration (controlled
     or not) of the last `train.anchor_days` before the calibration window's end is the random
@@ -611,6 +613,8 @@ def anchor_calibration(
     window = windows.calibration if windows.calibration.days > 0 else windows.valid
     first = pd.Timestamp(pd.to_datetime(fs.lodged_at).min())
     start = max(first, window.end - pd.Timedelta(days=config.train.anchor_days))
+    if earliest is not None:  # `fs` holds every declaration only from `earliest` on
+        start = max(start, earliest)
     span = Window("anchor", start, window.end)
     rate, rows_n, hits = random_stratum_rate(fs, span, windows.labels_known_by(window))
     if hits < config.train.min_random_hits:
@@ -774,20 +778,20 @@ def weigh_by_selection(
     fs: FeatureSet,
     masks: dict[str, np.ndarray],
     rows: dict[str, WindowRows],
-    train_window: Window,
+    selection_window: Window,
     config: Config,
 ) -> tuple[dict[str, WindowRows], str]:
     """Each window's rows weighted by self-normalised inverse selection probability: the recorded
-    probability where known, else a selection model fitted on `train_window` (a refit calls this
-    with its own windows). Returns the rows and a note for the log."""
+    probability where known, else a selection model fitted on every declaration of
+    `selection_window` (a refit calls this with its own windows). Returns the rows and a note."""
     recorded = recorded_propensity(fs)
     needs_model = any(
         bool(np.isnan(recorded[np.asarray(m, dtype=bool)]).any()) for m in masks.values()
     )
     # Every declaration of the training window controlled (KCS): nothing was selected, p = 1.
-    everyone = bool(fs.y.notna().to_numpy()[train_window.contains(fs.lodged_at)].all())
+    everyone = bool(fs.y.notna().to_numpy()[selection_window.contains(fs.lodged_at)].all())
     selection = (
-        fit_selection_model(fs, train_window, config) if needs_model and not everyone else None
+        fit_selection_model(fs, selection_window, config) if needs_model and not everyone else None
     )
     out: dict[str, WindowRows] = {}
     effective: dict[str, float] = {}
@@ -840,7 +844,10 @@ def fit(
     weigh_valid = config.train.selection_correction == "ipw"
     selection_note = "none"
     if correct or imbalance == "inverse_propensity":
-        rows, selection_note = weigh_by_selection(fs, masks, rows, windows.train, config)
+        # The selection model learns on the validation window: every engine holds it whole in
+        # memory (the dask job keeps only the training window's hits), and it precedes the
+        # calibration window.
+        rows, selection_note = weigh_by_selection(fs, masks, rows, windows.valid, config)
     # The training window's labels as the boosting sees them: read from the file when the workers
     # read it (`fs` may then hold only the training window's hits, see jobs.train).
     labels = {
@@ -886,7 +893,12 @@ def fit(
     )
     anchor_note = "not anchored (train.anchor_to_random is false)"
     if config.train.anchor_to_random and calibration.method != "none":
-        calibration, anchor_note = anchor_calibration(calibration, booster, fs, windows, config)
+        # Boosted from the file (dask), `fs` may hold only the training window's hits: the
+        # anchor then looks no further back than the validation window.
+        earliest = windows.valid.start if boost_source is not None else None
+        calibration, anchor_note = anchor_calibration(
+            calibration, booster, fs, windows, config, earliest
+        )
     timings["calibrate_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
