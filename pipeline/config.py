@@ -216,6 +216,15 @@ class SplitConfig(Section):
     valid_days: int = Field(60, gt=0)
     test_days: int = Field(60, gt=0)
     gap_days: float = Field(14.0, ge=0, description="gap between windows = label delay")
+    reference_days: int = Field(
+        30,
+        ge=0,
+        description="laid out backwards: days kept between the test window's end and the end of "
+        "the usable data, for the thresholds' reference window (train.split.reference_window): "
+        "the cut-offs and expected channel KPIs are never set on the test window's rows; with "
+        "nothing after the test window (0, or a pinned test_end at the end of the data), the "
+        "stretch just before it",
+    )
     folds: int = Field(2, ge=1, description="rolling (prequential) folds for tuning")
     burn_in_days: int = Field(
         0,
@@ -277,6 +286,37 @@ class TrainConfig(Section):
         "none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity"
     ] = "none"
     calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    selection_correction: Literal["none", "calibration", "ipw"] = Field(
+        "calibration",
+        description="weigh inspected declarations by their self-normalised inverse selection "
+        "probability (recorded selection_probability where known, else a selection model "
+        "fitted on the validation window): calibration: in the calibration only; ipw: in early "
+        "stopping too (on the simulator it costs ranking quality: a few heavy random-stratum "
+        "rows then pick the number of trees); none: neither. imbalance=inverse_propensity "
+        "weighs the training rows the same way",
+    )
+    anchor_to_random: bool = Field(
+        True,
+        description="shift the calibrated log-odds so that the mean probability over every "
+        "declaration of the last anchor_days equals the hit rate of the random stratum "
+        "(recorded selection probability) over the same days: officers' picks depend on what the "
+        "features do not show, which no weighting by the features can undo",
+    )
+    anchor_days: int = Field(
+        730,
+        gt=0,
+        description="the anchor matches the random stratum's hit rate and the mean probability "
+        "over the same last anchor_days before the calibration window's end",
+    )
+    min_random_hits: int = Field(
+        10, ge=1, description="fewest random-stratum hits to anchor on (else no anchoring)"
+    )
+    propensity_floor: float = Field(
+        0.005,
+        gt=0,
+        le=1,
+        description="selection probabilities are clipped at this floor (weights at 1/floor)",
+    )
     revenue_model: bool = Field(True, description="rank by P(hit) x E[revenue | hit] if revenue")
     device: Literal["cpu", "cuda"] = "cpu"
     engine: Literal["memory", "dask"] = Field(
@@ -353,6 +393,12 @@ class EvaluateConfig(Section):
     shap_sample: int = Field(2_000, gt=0)
     top_dependence: int = Field(4, ge=0)
     red_waterfalls: int = Field(3, ge=0)
+    min_stratum_rows: int = Field(
+        30,
+        ge=1,
+        description="fewest random-stratum rows inside a controlled top n % for an IPW or "
+        "doubly-robust estimate; fewer: 'too few to judge'",
+    )
     rules: list[RuleConfig] = Field(default_factory=list, description="baseline risk criteria")
     reference_learners: list[ReferenceLearner] = Field(
         default_factory=lambda: list(REFERENCE_LEARNERS),
@@ -392,8 +438,19 @@ class ServeConfig(Section):
     invalid_channel: str = "manual"
     score_last_days: int = Field(30, gt=0, description="`run` scores this last stretch of data")
     random_channel: str = Field("red", description="channel of the random draw's declarations")
-    rank_by: Literal["auto", "probability", "expected_revenue"] = Field(
-        "auto", description="score to rank by; auto: expected revenue when the model has one"
+    rank_by: Literal["auto", "probability", "expected_revenue", "blend"] = Field(
+        "auto",
+        description="score to rank by: probability (the calibrated P(hit); ranks exactly as the "
+        "booster's margin), expected_revenue (P x E[revenue | hit]), blend (P x E[revenue | "
+        "hit] ** revenue_weight); auto: expected revenue when the model has a revenue part. Ties "
+        "are broken by the margin everywhere (pipeline/serve/ranking.py)",
+    )
+    revenue_weight: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="rank_by=blend: weight w of E[revenue | hit] in P x E[revenue | hit] ** w "
+        "(0: the probability ranking, 1: the expected-revenue ranking)",
     )
     reason_method: Literal["treeshap_red", "treeshap", "approximate"] = Field(
         "treeshap_red",
@@ -425,7 +482,7 @@ class PolicyConfig(Section):
     retrain_every_steps: int | None = Field(
         None, ge=0, description="None: backtest.retrain_every_steps; 0: never retrain"
     )
-    rank_by: Literal["probability", "expected_revenue"] | None = Field(
+    rank_by: Literal["probability", "expected_revenue", "blend"] | None = Field(
         None, description="None: serve.rank_by (auto: expected revenue when the model has one)"
     )
 

@@ -44,7 +44,16 @@ def test_metrics_table_holds_the_model_and_every_baseline(reviewed: dict) -> Non
         "high",
     ]
     populations = set(metrics["population"])
-    assert populations == {"inspected", "all declarations (ground truth)", "random stratum (IPW)"}
+    assert populations == {
+        "inspected",
+        "all declarations (ground truth)",
+        "random stratum (IPW)",
+        "random stratum (doubly robust)",
+    }
+    # a thin stratum is never a number: either enough rows or a "too few to judge" note
+    ipw = metrics.loc[metrics["population"] == "random stratum (IPW)"]
+    thin = [n for n in reviewed["assessment"].report.notes if "too few to judge" in n]
+    assert ipw.loc[ipw["model"] == "model", "value"].isna().any() == bool(thin)
     truth = metrics.loc[metrics["population"] == "all declarations (ground truth)"]
     assert {
         "model",
@@ -139,7 +148,8 @@ def test_windows_are_read_in_both_forms_and_derived_when_absent() -> None:
 def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_path: Path) -> None:
     report = reviewed["assessment"].report
     html = render_report(report, reviewed["config"].evaluate.rates)
-    expected_images = 2 + len(report.explanations.figures) + len(report.local_figures)
+    # calibration, gain and the ranking trade-off
+    expected_images = 3 + len(report.explanations.figures) + len(report.local_figures)
     assert html.count("<img ") == expected_images
     assert len(report.local_figures) == 3  # two red-channel declarations and the one asked for
     for anchor in (
@@ -187,3 +197,21 @@ def test_drift_warnings_concern_only_what_the_monitor_judges() -> None:
     assert not is_judged("importer_hit_rate", "profiles", config)
     assert not is_judged("transport_mode_declarations", "raw", config)
     assert not is_judged("month", "calendar", config)
+
+
+def test_the_model_card_says_what_the_probability_means(reviewed: dict) -> None:
+    card = reviewed["assessment"].report.model_card
+    # the helper's model records no selection correction: the card says how to read it
+    assert "historical policy" in card["What the probability means"]
+    assert "margin" in card["What the probability means"]
+
+
+def test_every_feature_has_a_drift_verdict_and_warnings_say_why(reviewed: dict) -> None:
+    report = reviewed["assessment"].report
+    drift = report.drift
+    assert set(drift["feature"]) == set(reviewed["model"].feature_names)
+    assert drift["verdict"].str.len().gt(0).all()
+    fired = drift.loc[drift["level"] != "", "feature"]
+    lines = [w for w in report.warnings if w.startswith("Drift")]
+    assert len(lines) == len(fired)
+    assert all("SHAP mass" in w and "inside the training window" in w for w in lines)

@@ -116,7 +116,7 @@ def test_train_logs_run_trials_and_model_through_the_server(
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "over-http"
-    assert 0 < run.data.metrics["test.average_precision"] <= 1
+    assert 0 < run.data.metrics["test.inspected.average_precision"] <= 1
     assert run.data.params["tracking.uri"] == url
     # Artefacts go through the server's proxy into its own store, not to a local folder.
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")

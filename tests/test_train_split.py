@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import SplitConfig
-from pipeline.train.split import SplitError, make_windows, rolling_folds, rows_in
+from pipeline.train.split import (
+    SplitError,
+    make_windows,
+    reference_window,
+    rolling_folds,
+    rows_in,
+)
 
 
 def _lodged(days: int, rows: int, seed: int) -> pd.Series:
@@ -156,3 +162,18 @@ def test_windows_past_the_data_or_the_holdout_are_refused() -> None:
         )
     with pytest.raises(SplitError, match="nothing is left"):
         make_windows(lodged, SplitConfig(), holdout_days=400)
+
+
+def test_the_reference_window_lies_after_the_test_window_never_on_it() -> None:
+    lodged = pd.Series(pd.date_range("2023-01-01", "2024-12-31 12:00", freq="6h"))
+    config = SplitConfig(reference_days=30, test_days=60, valid_days=60, calibration_days=30)
+    windows = make_windows(lodged, config, holdout_days=30)
+    reference = reference_window(lodged, windows.test, days=60, holdout_days=30)
+    assert reference.start >= windows.test.end  # after the test window
+    assert reference.end == pd.Timestamp("2025-01-01") - pd.Timedelta(days=30)  # held out after
+    assert reference.days == 30  # only what lies after the test window, even when 60 are asked
+    assert not (windows.test.contains(lodged) & reference.contains(lodged)).any()
+    # a test window at the very end of the data: the stretch just before it
+    flush = make_windows(lodged, SplitConfig(reference_days=0), holdout_days=30)
+    before = reference_window(lodged, flush.test, days=60, holdout_days=30)
+    assert before.end == flush.test.start and before.days == 60

@@ -65,7 +65,7 @@ def test_the_run_records_config_fingerprint_commit_and_versions(trained: dict[st
     assert params["tune.n_trials"] == "3"
     assert params["seed"] == str(config.seed)
     assert "fit.learning_rate" in params
-    assert "test.average_precision" in run.data.metrics
+    assert "test.inspected.average_precision" in run.data.metrics
     artefacts = {a.path for a in MlflowClient().list_artifacts(trained["run_id"])}
     assert {"config.yaml", "targeting_model", "features", "fit_log.json"} <= artefacts
     text = mlflow.artifacts.load_text(f"runs:/{trained['run_id']}/config.yaml")

@@ -60,6 +60,7 @@ from pipeline.features.build import build_feature_set
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import SELECTION_REASONS
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
 from pipeline.serve.thresholds import random_draw, random_hash, rule_matches
 from pipeline.train.fit import fit
 from pipeline.train.split import make_windows
@@ -277,18 +278,24 @@ def select(
     """Fill each office-day's capacity: random draw, rules, model, exploration.
 
     `groups`: office-day code per row (0..G-1); `capacity`: controls per group. Random draws are
-    taken first and never cut, so their selection probability stays exactly `random_rate`.
-    Rule matches come next (in a random order when they exceed capacity), then the model's
-    highest scores, then the exploration quota: ``explore_share`` of the capacity (stochastically
-    rounded) drawn among the rest with weight p(1-p).
+    taken first and count inside the capacity: where an office-day drew more than it can
+    control, a random subset of its draws is kept, and each kept draw records its probability
+    ``random_rate x kept / drawn`` of that office-day (no more controls than the capacity, and
+    the probability stays known). Rule matches come next (in a random order when they exceed
+    capacity), then the model's highest scores, then the exploration quota: ``explore_share``
+    of the capacity (stochastically rounded) drawn among the rest with weight p(1-p).
     """
     n = len(groups)
     reason = np.full(n, None, dtype=object)
     prob = np.full(n, np.nan)
-    reason[drawn] = RANDOM
-    prob[drawn] = random_rate
-    left = np.maximum(capacity - np.bincount(groups[drawn], minlength=len(capacity)), 0)
-    taken = drawn.copy()
+    drawn_per = np.bincount(groups[drawn], minlength=len(capacity))
+    kept = take_top(groups, rng.random(n), drawn, capacity)
+    kept_per = np.bincount(groups[kept], minlength=len(capacity))
+    thinned = np.where(drawn_per > 0, kept_per / np.maximum(drawn_per, 1), 1.0)
+    reason[kept] = RANDOM
+    prob[kept] = random_rate * thinned[groups[kept]]
+    left = capacity - kept_per
+    taken = kept.copy()
 
     ruled = take_top(groups, rng.random(n), rule_hit & ~taken, left)
     reason[ruled] = RULE
@@ -491,17 +498,24 @@ def _features_at(
     return fs, positions
 
 
-def _scores(model: TargetingModel, X: pd.DataFrame, rank_by: str) -> tuple[np.ndarray, np.ndarray]:
-    proba = model.predict_proba(X)
-    if rank_by == "probability" or model.revenue_booster is None:
-        return proba, proba
-    return model.expected_revenue(X, proba), proba
+def _scores(
+    model: TargetingModel, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tie-free control priority (`serve.ranking`: score, then margin) and the probability."""
+    margin = model.margin(X)
+    proba = model.calibration.apply(margin)
+    # A model without a revenue part (a retraining on too few revenue hits) ranks by probability.
+    has_revenue = model.revenue_booster is not None
+    resolved = resolve_rank_by(has_revenue, rank_by if has_revenue else "probability")
+    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
+    score = ranking_score(proba, revenue, resolved, revenue_weight)
+    return control_priority(score, margin), proba
 
 
 def _rank_by(policy: PolicyConfig, config: Config) -> str:
     if policy.rank_by is not None:
         return policy.rank_by
-    return "probability" if config.serve.rank_by == "probability" else "expected_revenue"
+    return config.serve.rank_by
 
 
 def _retrain_every(policy: PolicyConfig, config: Config) -> int:
@@ -625,7 +639,7 @@ def replay_policy(
             proba = np.full(len(rows), np.nan)
             if present.any():
                 X = state.features.X.iloc[fs_rows[present]]
-                s, p = _scores(state.model, X, rank_by)
+                s, p = _scores(state.model, X, rank_by, config.serve.revenue_weight)
                 score[present], proba[present] = s, p
         fitter.seconds["scoring_s"] += time.perf_counter() - tick
         tick = time.perf_counter()

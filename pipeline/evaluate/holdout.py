@@ -51,7 +51,9 @@ def scored_test_window(
     recorded hit and revenue, NaN for declarations nobody controlled.
     """
     test = test_window(model, features, config.split.test_days)
-    score, probability, _ = model_score(model, test.X, config.serve.rank_by)
+    score, probability, _ = model_score(
+        model, test.X, config.serve.rank_by, config.serve.revenue_weight
+    )
     frame = pd.DataFrame(
         {
             "declaration_id": test.declaration_id.astype(str).to_numpy(),

@@ -24,6 +24,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import RuleConfig
+from pipeline.serve.ranking import control_priority
 from pipeline.train.objectives import top_count, top_mask
 
 CAPACITY_METRICS = ("precision", "recall", "revenue", "precision_norm", "revenue_norm")
@@ -35,16 +36,11 @@ _CELLS_PER_BLOCK = 4_000_000  # bootstrap replicates are processed in blocks of 
 def strict_score(score: ArrayLike, tie_break: ArrayLike | None = None) -> np.ndarray:
     """A tie-free score with the same order: score, then `tie_break`, then position (all desc.).
 
-    Missing scores rank last. Returns ``-rank`` (0 is the first declaration controlled).
+    The project's one tie rule (`serve.ranking.control_priority`; pass the booster's margin as
+    `tie_break`). Missing scores rank last. Returns ``-rank`` (0 is the first declaration
+    controlled).
     """
-    s = np.asarray(score, dtype=float)
-    s = np.where(np.isnan(s), -np.inf, s)
-    tb = np.zeros(len(s)) if tie_break is None else np.asarray(tie_break, dtype=float)
-    tb = np.where(np.isnan(tb), -np.inf, tb)
-    order = np.lexsort((np.arange(len(s)), -tb, -s))
-    rank = np.empty(len(s), dtype=float)
-    rank[order] = np.arange(len(s))
-    return -rank
+    return control_priority(score, tie_break)
 
 
 def _rank_positions(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -486,41 +482,11 @@ def _group_auc(frame: pd.DataFrame) -> float:
 
 
 def psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
-    """Population stability index of one feature between two windows.
+    """Population stability index of one feature between two windows: the monitor's
+    (`evaluate.monitor.psi`), the project's one implementation."""
+    from pipeline.evaluate.monitor import psi as monitor_psi
 
-    Numbers: deciles of the reference (missing values their own bin); categories: the levels.
-    A small floor (1e-4) on shares keeps empty bins finite.
-    """
-    if isinstance(reference.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(
-        reference
-    ):
-        ref = reference.astype("string").fillna("<missing>")
-        cur = current.astype("string").fillna("<missing>")
-        p = ref.value_counts(normalize=True)
-        q = cur.value_counts(normalize=True)
-        levels = p.index.union(q.index)
-        p_arr = p.reindex(levels, fill_value=0).to_numpy()
-        q_arr = q.reindex(levels, fill_value=0).to_numpy()
-    else:
-        ref_v = reference.to_numpy(dtype=float)
-        cur_v = current.to_numpy(dtype=float)
-        finite = ref_v[np.isfinite(ref_v)]
-        edges = (
-            np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
-            if len(finite)
-            else np.array([])
-        )
-
-        def shares(v: np.ndarray) -> np.ndarray:
-            codes = np.where(
-                np.isfinite(v), np.searchsorted(edges, v, side="right"), len(edges) + 1
-            )
-            return np.bincount(codes, minlength=len(edges) + 2) / max(len(v), 1)
-
-        p_arr, q_arr = shares(ref_v), shares(cur_v)
-    p_arr = np.maximum(p_arr, 1e-4)
-    q_arr = np.maximum(q_arr, 1e-4)
-    return float(((q_arr - p_arr) * np.log(q_arr / p_arr)).sum())
+    return monitor_psi(reference, current, bins)
 
 
 def psi_table(reference: pd.DataFrame, current: pd.DataFrame, bins: int = 10) -> pd.DataFrame:

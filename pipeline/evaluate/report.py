@@ -23,7 +23,6 @@ from markupsafe import Markup
 
 from pipeline.evaluate.decision import Decision, decide, render_decision
 from pipeline.evaluate.explain import Explanations
-from pipeline.evaluate.monitor import is_judged
 from pipeline.train.fit import cap_warning
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
@@ -54,6 +53,8 @@ class ReportData:
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, trees, seconds...
     families: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, effect, low, high...
     decision: Decision | None = None  # the decision page (pipeline/evaluate/decision.py)
+    tradeoff: pd.DataFrame = field(default_factory=pd.DataFrame)  # revenue_weight, rate, ...
+    tradeoff_population: str = ""
 
 
 # --- warnings ---------------------------------------------------------------------------------
@@ -345,8 +346,13 @@ POPULATION_TEXT = {
     "all declarations (ground truth)": "Every declaration of the test window, labelled with the "
     "simulator's ground truth: what the model catches among all frauds, not only among the "
     "inspected ones.",
-    "random stratum (IPW)": "True rates estimated on the random-selection stratum, weighted by "
-    "inverse selection probability; the model's cut-off is set on all declarations.",
+    "random stratum (IPW)": "True rates estimated on the random-selection stratum (recorded "
+    "selection probability), self-normalised inverse-propensity weights, Clopper-Pearson 95 % "
+    "intervals on the effective counts; the model's cut-off is set on all declarations. A cell "
+    "with fewer stratum rows than evaluate.min_stratum_rows is left empty: too few to judge.",
+    "random stratum (doubly robust)": "The model's own calibrated probability over every "
+    "declaration, corrected by the random stratum's weighted residuals (augmented IPW); normal "
+    "95 % intervals of the correction. Right when either the probability or the weights are.",
 }
 
 
@@ -385,6 +391,18 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
                 "caption": "Cumulative gain and lift; vertical lines mark the configured rates.",
             }
         )
+    tradeoff_html = Markup("")
+    if len(data.tradeoff):
+        from pipeline.evaluate.selections import tradeoff_figure
+
+        curve_figures.append(
+            {
+                "img": _img(tradeoff_figure(data.tradeoff), "ranking trade-off"),
+                "caption": "Precision against revenue share as the ranking moves from probability "
+                "(w=0) to expected revenue (w=1), one line per control rate.",
+            }
+        )
+        tradeoff_html = _frame_html(data.tradeoff)
     shap_figures: list[dict[str, Any]] = []
     families_html = Markup("<p class='muted'>no explanations</p>")
     method = ""
@@ -439,6 +457,8 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
             data.families, empty="<p class='muted'>feature families were not chosen</p>"
         ),
         model_card=data.model_card,
+        tradeoff_html=tradeoff_html,
+        tradeoff_population=data.tradeoff_population,
         proportionality=[
             (k, _frame_html(_proportion_table(v))) for k, v in data.proportionality.items()
         ],
@@ -508,19 +528,72 @@ def in_window(lodged_at: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -
     return ((stamps >= start) & (stamps < end)).to_numpy()
 
 
-def model_score(model: Any, X: pd.DataFrame, rank_by: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """Tie-free ranking score, calibrated probability and what the ranking is by."""
-    from pipeline.evaluate.metrics import strict_score
+def model_score(
+    model: Any, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Tie-free control priority, calibrated probability and what the ranking is by.
 
-    probability = model.predict_proba(X)
+    The one ranking path (`serve.ranking`): the score of `rank_by` (``auto`` resolved), its ties
+    broken by the booster's margin; ranked by probability this is the margin's order exactly.
+    """
+    from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
+
     margin = model.margin(X)
-    use_revenue = rank_by == "expected_revenue" or (
-        rank_by == "auto" and model.revenue_booster is not None
+    probability = model.calibration.apply(margin)
+    resolved = resolve_rank_by(model.revenue_booster is not None, rank_by)
+    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
+    score = ranking_score(probability, revenue, resolved, revenue_weight)
+    return control_priority(score, margin), probability, RANKING_NAMES[resolved]
+
+
+RANKING_NAMES = {
+    "probability": "probability of a hit",
+    "expected_revenue": "expected revenue",
+    "blend": "blend of probability and expected revenue",
+}
+
+
+ESTIMATOR_POPULATIONS = {
+    "ipw": "random stratum (IPW)",
+    "dr": "random stratum (doubly robust)",
+}
+
+
+def stratum_estimates(
+    priority: np.ndarray,
+    stratum: np.ndarray,
+    y: np.ndarray,
+    propensity: np.ndarray,
+    probability: np.ndarray,
+    rates: Sequence[float],
+    min_rows: int,
+    notes: list[str],
+) -> list[pd.DataFrame]:
+    """The model's precision and recall on all declarations estimated from the random stratum
+    (`evaluate.estimators`: self-normalised IPW with Clopper-Pearson intervals, doubly robust),
+    and the flow's hit rate as the random selection's precision; a note per thin cell."""
+    from pipeline.evaluate.estimators import estimate_at_rates
+
+    table = estimate_at_rates(
+        priority,
+        stratum,
+        y,
+        propensity,
+        [*rates, 1.0],
+        probability=probability,
+        min_rows=min_rows,
     )
-    if use_revenue and model.revenue_booster is not None:
-        ranking = model.expected_revenue(X, probability)
-        return strict_score(ranking, margin), probability, "expected revenue"
-    return strict_score(probability, margin), probability, "probability of a hit"
+    thin = table.loc[(table["verdict"] != "") & (table["rate"] < 1.0)]
+    for r in thin.drop_duplicates("rate").itertuples():
+        notes.append(f"Random-stratum estimate at {r.rate:.0%}: {r.verdict}.")
+    out = []
+    for estimator, population in ESTIMATOR_POPULATIONS.items():
+        part = table.loc[table["estimator"] == estimator]
+        model = part.loc[part["rate"] < 1.0].assign(model="model")
+        flow = part.loc[(part["rate"] == 1.0) & (part["metric"] == "precision")]
+        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model="random")
+        out.append(_with_population(pd.concat([model, random]), population))
+    return out
 
 
 def _with_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
@@ -586,8 +659,15 @@ def assess(
             .reset_index()
         )
 
-    score, probability, ranked_by = model_score(model, test.X, config.serve.rank_by)
-    scores: dict[str, np.ndarray] = {"model": score}
+    from pipeline.evaluate import selections as sel
+    from pipeline.serve.ranking import resolve_rank_by
+
+    # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
+    # probability and by expected revenue under "<name> by ...": the comparison is like for like.
+    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
+    weight = config.serve.revenue_weight
+    score, probability, ranked_by = model_score(model, test.X, rank_by, weight)
+    learners = {"model": sel.learner_scores(model, test.X)}
     probabilities = {"model": probability}
     compare: list[tuple[str, str]] = []
     if champion is not None:
@@ -596,18 +676,28 @@ def assess(
         if missing:
             notes.append(f"Champion {name} skipped: it needs features absent here ({missing[:5]}).")
         else:
-            scores[name], probabilities[name], _ = model_score(champ, test.X, config.serve.rank_by)
+            learners[name] = sel.learner_scores(champ, test.X)
+            probabilities[name] = learners[name].probability
             compare.append(("model", name))
     references = reference.for_model(
         model.info, features, in_window(features.lodged_at, windows["test"]), config
     )
     notes += references.notes
-    for name, learner_score in references.scores.items():
-        scores[name] = mx.strict_score(learner_score)
-        probabilities[name] = learner_score
+    own = sel.training_labels(features, windows)
+    revenue_if_hit = None
+    if references.scores and own is not None and own.y.sum() > 0:
+        raw = reference.raw_columns(features, config)
+        own_raw = sel.WindowRows(own.X[raw], own.y, own.weight, own.revenue)
+        revenue_if_hit = sel.raw_revenue_if_hit(own_raw, test.X, config)
+    learners |= sel.reference_learners(references.scores, revenue_if_hit)
+    probabilities |= references.scores
     best_reference = reference.best_reference(references.scores, test.y.to_numpy(dtype=float))
+    scores: dict[str, np.ndarray] = sel.both_rankings(learners, rank_by, weight)
     if best_reference is not None:
         compare.append(("model", best_reference))
+        for words in sel.RANKINGS.values():
+            if f"{best_reference} {words}" in scores and f"model {words}" in scores:
+                compare.append((f"model {words}", f"{best_reference} {words}"))
     if ev.rules and decl is not None:
         scores["rules"] = mx.rules_score(decl, ev.rules, seed)
     elif not ev.rules:
@@ -701,23 +791,12 @@ def assess(
                 )
             )
     stratum = (test.selection_reason.astype("string") == "random").fillna(False).to_numpy()
-    stratum &= labelled
+    weight = test.sample_weight.to_numpy(dtype=float)
+    stratum &= labelled & (weight > 1.0)  # a recorded selection probability
     if stratum.sum() > 0:
-        for rate in rates:
-            chosen = mx.top_mask(score, rate)
-            est = mx.ipw_estimates(
-                y_obs[stratum],
-                test.sample_weight.to_numpy(dtype=float)[stratum],
-                chosen[stratum],
-                replicates=ev.bootstrap,
-                seed=seed,
-            )
-            est = est.loc[est["metric"] != "stratum_selected"].assign(rate=rate, model="model")
-            est.loc[est["metric"] == "population_hit_rate", ["model", "metric"]] = [
-                "random",
-                "precision",
-            ]
-            parts.append(_with_population(est, "random stratum (IPW)"))
+        parts += stratum_estimates(
+            score, stratum, y_obs, 1.0 / weight, probability, rates, ev.min_stratum_rows, notes
+        )
     metrics = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     # curves and breakdowns on the most honest population available
@@ -735,6 +814,15 @@ def assess(
         else pd.DataFrame(columns=["predicted", "observed"])
     )
     gain = mx.gain_curve(y_main, score[keep], money_main) if keep.sum() else pd.DataFrame()
+    tradeoff = pd.DataFrame()
+    if keep.sum():
+        mine = learners["model"]
+        kept = sel.LearnerScores(
+            mine.margin[keep],
+            mine.probability[keep],
+            None if mine.revenue_if_hit is None else mine.revenue_if_hit[keep],
+        )
+        tradeoff = sel.tradeoff_table(y_main, money_main, kept, rates)
     headline_rate = min(rates, key=lambda r: abs(r - 0.05))
     groups: dict[str, pd.Series] = {"office": test.office}
     if "hs2" in test.X.columns:
@@ -800,7 +888,18 @@ def assess(
     feature_auc = pd.DataFrame(columns=["feature", "auc"])
     drift = pd.DataFrame(columns=["feature", "psi"])
     if train is not None and len(train):
-        drift = mx.psi_table(train.X[model.feature_names], test.X[model.feature_names])
+        from pipeline.evaluate.drift import judge_drift
+
+        # Drift judged where it matters: features carrying the model (SHAP share), against the
+        # drift they already showed inside the training window; every feature has a verdict.
+        drift = judge_drift(
+            train.X[model.feature_names],
+            train.lodged_at,
+            test.X[model.feature_names],
+            explanations.importance,
+            psi_warn=config.monitor.psi_warn,
+            psi_alarm=config.monitor.psi_alarm,
+        )
         tl = train.labelled.to_numpy()
         if tl.sum() and labelled.sum():
             feature_auc = mx.single_feature_auc(
@@ -809,23 +908,11 @@ def assess(
                 test.X.loc[labelled, model.feature_names],
                 y_obs[labelled],
             )
-    # Warnings only for drift the monitor would judge (the declarations' own attributes):
-    # running statistics (profiles, history counts) move by construction; all are in the table.
-    manifest = features.manifest
-    stages = dict(zip(manifest["name"].astype(str), manifest["stage"].astype(str), strict=True))
-    judged = (
-        drift["feature"]
-        .astype(str)
-        .map(lambda name: is_judged(name, stages.get(name, ""), config.monitor))
-    )
-    warnings = review_warnings(
-        explanations.importance,
-        dominance,
-        feature_auc,
-        drift.loc[judged.to_numpy(dtype=bool)],
-        psi_warn=config.monitor.psi_warn,
-        psi_alarm=config.monitor.psi_alarm,
-    )
+    warnings = review_warnings(explanations.importance, dominance, feature_auc, None)
+    if "verdict" in drift:
+        from pipeline.evaluate.drift import drift_warnings
+
+        warnings += drift_warnings(drift)
 
     capped = cap_warning(
         int(model.info.get("best_iteration", 0)), config.train.num_boost_round, "Evaluated model"
@@ -845,6 +932,7 @@ def assess(
         "deployed model": deployed_summary(model.info),
     }
     card = model_card(config, test, labelled, has_revenue, truth is not None, windows)
+    card["What the probability means"] = probability_meaning(model.info)
     report = ReportData(
         title=f"Targeting model review: {config.name}",
         run_id=run_id,
@@ -869,15 +957,27 @@ def assess(
         decision=decide(
             metrics,
             calibration,
-            drift.loc[judged.to_numpy(dtype=bool)],
+            judged_features(drift),
             ev.acceptance,
             primary_population(metrics),
             run_id,
             champion=champion[0] if champion is not None else None,
             best_reference=best_reference,
         ),
+        tradeoff=tradeoff,
+        tradeoff_population=(
+            population_truth if truth is not None and truth["fraud"].notna().any() else "inspected"
+        ),
     )
     return Assessment(metrics=metrics, report=report, explanations=explanations)
+
+
+def judged_features(drift: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the drift table that are judged (`evaluate.drift`), not those said to be
+    stable or set aside."""
+    if "verdict" not in drift:
+        return drift
+    return drift.loc[~drift["verdict"].astype(str).str.startswith(("not judged", "stable"))]
 
 
 def deployed_summary(info: Mapping[str, Any]) -> str:
@@ -930,6 +1030,32 @@ def _windows_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def probability_meaning(info: Mapping[str, Any]) -> str:
+    """What the model's calibrated probability is the chance of, from its fit log."""
+    meaning = str(
+        info.get(
+            "probability_means",
+            "not recorded by this model (fitted before the selection correction): read it as "
+            "P(hit | controlled by the historical policy), which overstates the chance of a hit "
+            "of a declaration the policy would not have picked",
+        )
+    )
+    details = [str(info[k]) for k in ("selection_correction", "anchoring") if info.get(k)]
+    if str(info.get("anchoring", "")).startswith("not anchored"):
+        details.append(
+            "without the anchor, the probability can still overstate the chance of a hit where "
+            "the historical controls were picked on what the features do not show"
+        )
+    return (
+        meaning
+        + (". " + "; ".join(details) if details else "")
+        + (
+            ". The ranking uses the booster's margin: ties in the calibrated probability never "
+            "decide."
+        )
+    )
 
 
 def model_card(

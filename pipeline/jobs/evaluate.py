@@ -45,7 +45,11 @@ def metric_key(population: str, model: str, metric: str, rate: float) -> str:
     def clean(text: str) -> str:
         return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_").lower()
 
-    short = {"all declarations (ground truth)": "true", "random stratum (IPW)": "ipw"}
+    short = {
+        "all declarations (ground truth)": "true",
+        "random stratum (IPW)": "ipw",
+        "random stratum (doubly robust)": "dr",
+    }
     suffix = "" if pd.isna(rate) else f"_at_{rate * 100:g}pct".replace(".", "_")
     return f"eval.{short.get(population, clean(population))}.{clean(model)}.{metric}{suffix}"
 

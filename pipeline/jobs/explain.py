@@ -60,7 +60,7 @@ def explain(
             f"{config.paths.features}: column declaration_id has no row for {missing[:10]}"
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         )
-    score, _, _ = model_score(model, test.X, config.serve.rank_by)
+    score, _, _ = model_score(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
     red = ex.red_sample(
         score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
     )

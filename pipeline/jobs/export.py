@@ -26,6 +26,7 @@ from pipeline.jobs import JobResult, step
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
 from pipeline.serve.thresholds import (
+    ReferenceWindow,
     Thresholds,
     ThresholdsError,
     assign_channels,
@@ -62,16 +63,38 @@ def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
 def reference_scores(
     config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
 ) -> tuple[pd.DataFrame, Any]:
-    """The reference window's declarations with their margin, probability and score."""
-    test = dict(model.info.get("windows", {})).get("test", {})
-    end = pd.Timestamp(test["end"]) if isinstance(test, dict) and test.get("end") else None
-    window = reference_window(feature_set.lodged_at, config.serve, end)
+    """The reference window's declarations with their margin, probability and score: for the
+    deployed refit, the stretch it never learned from (its calibration window and what follows);
+    for a model judged on a test window, the most recent `serve.reference_days` after it
+    (`train.split.reference_window`), never the test window itself."""
+    from pipeline.jobs.train import holdout_days
+    from pipeline.train.split import Window
+    from pipeline.train.split import reference_window as after_test
+
+    recorded = dict(model.info.get("windows", {}))
+    test = recorded.get("test", {})
+    if model.info.get("role") == "deployed":
+        # The refit learned from every label known at the end of the data: its out-of-sample
+        # stretch is its calibration window (held out of its training) and the declarations
+        # after it, whose labels were not known yet.
+        window = ReferenceWindow(
+            start=pd.Timestamp(recorded["calibration"]["start"]),
+            end=pd.Timestamp(model.info["labels_known_by"]),
+        )
+    elif isinstance(test, dict) and test.get("start") and test.get("end"):
+        tested = Window("test", pd.Timestamp(test["start"]), pd.Timestamp(test["end"]))
+        after = after_test(
+            feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
+        )
+        window = ReferenceWindow(start=after.start, end=after.end)
+    else:  # a model without recorded windows: the last days before the held-out stretch
+        window = reference_window(feature_set.lodged_at, config.serve, None)
     rows = window.contains(feature_set.lodged_at)
     if not rows.any():
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
     X = feature_set.X.loc[rows].reset_index(drop=True)
     declarations = _reference_declarations(config, feature_set.declaration_id[rows])
-    scores = model_scores(model, X, rank_by)
+    scores = model_scores(model, X, rank_by, config.serve.revenue_weight)
     return pd.concat([declarations, scores], axis=1), window
 
 
@@ -153,6 +176,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             "booster_sha256": model.booster_sha256(),
         },
         rank_by=rank_by,
+        revenue_weight=config.serve.revenue_weight,
         manifest_sha256=manifest_sha256(manifest),
         windows=_jsonable(windows),
         features={

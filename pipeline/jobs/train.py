@@ -136,7 +136,7 @@ def train_feature_set(
         f"best iteration {result.log['best_iteration']}, imbalance {result.log['imbalance']}, "
         f"boosted on {config.train.engine} from {result.log['boosted_from']}, "
         f"revenue model: {result.log['revenue_model']}",
-        "test: "
+        "test, inspected declarations ranked by margin: "
         + ", ".join(
             f"{k} {v:.3f}"
             for k, v in test.items()

@@ -31,15 +31,25 @@ class Calibration:
     knots_y: list[float] = field(default_factory=list)  # isotonic: calibrated values
     platt_a: float = 1.0  # platt: sigmoid(a * margin + b)
     platt_b: float = 0.0
+    shift: float = 0.0  # added to the calibrated log-odds (anchoring on the random stratum)
 
     def apply(self, margin: np.ndarray) -> np.ndarray:
         """Calibrated probability from the booster's raw margin (log-odds)."""
         raw = 1.0 / (1.0 + np.exp(-margin))
         if self.method == "isotonic":
-            return np.interp(raw, self.knots_x, self.knots_y)
-        if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.platt_a * margin + self.platt_b)))
-        return raw
+            p = np.interp(raw, self.knots_x, self.knots_y)
+        elif self.method == "platt":
+            p = 1.0 / (1.0 + np.exp(-(self.platt_a * margin + self.platt_b)))
+        else:
+            p = raw
+        return shift_log_odds(p, self.shift) if self.shift else p
+
+
+def shift_log_odds(p: np.ndarray, shift: float) -> np.ndarray:
+    """sigmoid(logit(p) + shift); 0 and 1 stay where they are (monotone, no new ties)."""
+    p = np.asarray(p, dtype=float)
+    odds = np.exp(shift) * p / np.where(p < 1.0, 1.0 - p, 1.0)
+    return np.where(p >= 1.0, 1.0, odds / (1.0 + odds))
 
 
 @dataclass
@@ -85,6 +95,13 @@ class TargetingModel:
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of a hit for each row."""
         return self.calibration.apply(self.margin(X))
+
+    def revenue_if_hit(self, X: pd.DataFrame) -> np.ndarray | None:
+        """E[revenue | hit] of each row (clipped at 0); None when the model has no revenue part."""
+        if self.revenue_booster is None:
+            return None
+        revenue = np.asarray(self.revenue_booster.inplace_predict(self.prepare(X)), dtype=float)
+        return np.clip(revenue.reshape(-1), 0.0, None)
 
     def expected_revenue(self, X: pd.DataFrame, proba: np.ndarray | None = None) -> np.ndarray:
         """P(hit) x E[revenue | hit]; NaN when the model has no revenue part."""

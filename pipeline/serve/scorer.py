@@ -41,6 +41,7 @@ from pipeline.config import FeaturesConfig
 from pipeline.features.build import Snapshot, attach
 from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.ingest.schema import DEFAULT_CONTRACT, Contract, validate_declarations
+from pipeline.serve import ranking
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.thresholds import Thresholds, ThresholdsError, assign_channels
 
@@ -64,12 +65,8 @@ SCORER_ARTIFACT = "scorer"
 
 
 def resolve_rank_by(model: TargetingModel, setting: str) -> str:
-    """`probability` or `expected_revenue` from the config's `serve.rank_by`."""
-    if setting == "auto":
-        return "expected_revenue" if model.revenue_booster is not None else "probability"
-    if setting == "expected_revenue" and model.revenue_booster is None:
-        raise ValueError("serve.rank_by=expected_revenue, but the model has no revenue part")
-    return setting
+    """`probability`, `expected_revenue` or `blend` from the config's `serve.rank_by`."""
+    return ranking.resolve_rank_by(model.revenue_booster is not None, setting)
 
 
 def prepare(model: TargetingModel, X: pd.DataFrame) -> pd.DataFrame:
@@ -96,22 +93,28 @@ def prepare(model: TargetingModel, X: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**cast) if cast else frame
 
 
-def model_scores(model: TargetingModel, X: pd.DataFrame, rank_by: str) -> pd.DataFrame:
+def model_scores(
+    model: TargetingModel, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
+) -> pd.DataFrame:
     """Margin, calibrated probability, expected revenue and the ranking score of each row.
 
-    The feature matrix is prepared once and both boosters predict on it in place.
+    The feature matrix is prepared once and both boosters predict on it in place. The score is
+    `ranking.ranking_score` (`rank_by` resolved; `revenue_weight` for ``blend``); ties in it are
+    broken by the margin (`ranking.control_priority`).
     """
     prepared = prepare(model, X)
     margin = np.asarray(
         model.booster.inplace_predict(prepared, predict_type="margin"), dtype=float
     ).reshape(-1)
     probability = model.calibration.apply(margin)
+    revenue: np.ndarray | None = None
     if model.revenue_booster is not None:
         revenue = np.asarray(model.revenue_booster.inplace_predict(prepared), dtype=float)
-        expected = probability * np.clip(revenue.reshape(-1), 0.0, None)
+        revenue = np.clip(revenue.reshape(-1), 0.0, None)
+        expected = probability * revenue
     else:
         expected = np.full(len(X), np.nan)
-    score = expected if rank_by == "expected_revenue" else probability
+    score = ranking.ranking_score(probability, revenue, rank_by, revenue_weight)
     return pd.DataFrame(
         {
             "margin": margin,
@@ -497,7 +500,9 @@ class Scorer:
 
     def score_features(self, declarations: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
         """Scores, channels and reason codes from the feature matrix of `declarations`."""
-        scores = model_scores(self.model, X, self.thresholds.rank_by)
+        scores = model_scores(
+            self.model, X, self.thresholds.rank_by, self.thresholds.revenue_weight
+        )
         score = scores["score"].to_numpy()
         margin = scores["margin"].to_numpy()
         channels = assign_channels(self.thresholds, declarations, score, margin)

@@ -325,8 +325,13 @@ class Thresholds:
 
     @property
     def rank_by(self) -> str:
-        """`probability` or `expected_revenue`: what the `score` column holds."""
+        """`probability`, `expected_revenue` or `blend`: what the `score` column holds."""
         return str(self.document["rank_by"])
+
+    @property
+    def revenue_weight(self) -> float:
+        """The blend's weight on E[revenue | hit] (`serve.revenue_weight`; 1 when absent)."""
+        return float(self.document.get("revenue_weight", 1.0))
 
     @property
     def random_rate(self) -> float:
@@ -825,6 +830,7 @@ def new_document(
     model: dict[str, Any],
     rank_by: str,
     manifest_sha256: str,
+    revenue_weight: float = 1.0,
     windows: dict[str, Any],
     features: dict[str, Any],
     snapshot: dict[str, Any],
@@ -838,6 +844,7 @@ def new_document(
         "created_at": stamp.isoformat(timespec="seconds"),
         "model": model,
         "rank_by": rank_by,
+        "revenue_weight": float(revenue_weight),
         "feature_manifest_sha256": manifest_sha256,
         "windows": windows,
         "features": features,

@@ -28,6 +28,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import Calibration, TargetingModel
+from pipeline.serve.ranking import control_priority
 from pipeline.train.objectives import precision_at, revenue_at
 from pipeline.train.split import RefitWindows, Window, Windows, rows_in
 
@@ -170,8 +171,8 @@ def positive_weight(y: np.ndarray) -> dict[str, float]:
 def rebalance(rows: WindowRows, method: str, seed: int) -> tuple[WindowRows, dict[str, Any]]:
     """Apply the imbalance treatment to the training window; returns rows and extra params.
 
-    Weights are the FeatureSet's inverse selection probabilities only for ``inverse_propensity``;
-    every other method trains unweighted.
+    Weights are the rows' self-normalised inverse selection probabilities (`ipw_weights`) only
+    for ``inverse_propensity``; every other method trains unweighted.
     """
     plain = WindowRows(rows.X, rows.y, np.ones(len(rows)), rows.revenue)
     if method == "none":
@@ -451,9 +452,11 @@ def _boost(
     params: dict[str, Any],
     config: Config,
     source: BoostSource | None = None,
+    weighted_valid: bool = False,
 ) -> tuple[xgb.Booster, int]:
     """The final boosting on the configured engine (train.engine); on dask with a ``source``,
-    the workers read the training and validation windows from the feature-set file."""
+    the workers read the training and validation windows from the feature-set file.
+    ``weighted_valid``: early stopping weighs the validation rows (in memory only)."""
     if config.train.engine == "dask":
         with dask_client(config) as client:
             workers = len(client.scheduler_info()["workers"])
@@ -491,7 +494,7 @@ def _boost(
             )
     return train_booster(
         dmatrix(train),
-        dmatrix(valid, weighted=False),
+        dmatrix(valid, weighted=weighted_valid),
         params,
         config.train.num_boost_round,
         config.train.early_stopping_rounds,
@@ -525,13 +528,151 @@ class BoostSource:
         )
 
 
+# --- selection correction: what each inspected declaration stands for -------------------------
+
+
+def recorded_propensity(fs: FeatureSet) -> np.ndarray:
+    """The recorded selection probability of each row (the random stratum's known rate), NaN
+    where none was recorded (`FeatureSet.sample_weight` holds its inverse, 1 elsewhere)."""
+    weight = fs.sample_weight.to_numpy(dtype=float)
+    return np.where(np.isfinite(weight) & (weight > 1.0), 1.0 / weight, np.nan)
+
+
+def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.Booster:
+    """P(controlled | features): a small XGBoost fitted on every declaration lodged in `window`
+    (the validation window in `fit`), controlled or not, for rows whose selection probability
+    is unknown."""
+    inside = window.contains(fs.lodged_at)
+    controlled = fs.y.notna().to_numpy()[inside].astype(float)
+    if controlled.sum() == 0 or controlled.sum() == len(controlled):
+        raise ValueError(
+            f"{window}: {int(controlled.sum())} of {len(controlled)} declarations controlled; "
+            "a selection model needs controlled and uncontrolled ones (train.selection_correction)"
+        )
+    params = {
+        "objective": "binary:logistic",
+        "max_depth": 3,
+        "learning_rate": 0.2,
+        "min_child_weight": 5.0,
+        "tree_method": "hist",
+        "max_bin": 64,
+        "seed": config.seed,
+        "nthread": config.train.n_jobs,
+        "device": config.train.device,
+    }
+    matrix = xgb.DMatrix(fs.X.loc[inside], label=controlled, enable_categorical=True)
+    return xgb.train(params, matrix, num_boost_round=40)
+
+
+def selection_propensity(
+    fs: FeatureSet, mask: np.ndarray, selection: xgb.Booster | None, floor: float
+) -> np.ndarray:
+    """Selection probability of the rows in `mask`: the recorded one where known, else the
+    selection model's (1 without a model), clipped at `floor`."""
+    keep = np.asarray(mask, dtype=bool)
+    recorded = recorded_propensity(fs)[keep]
+    estimated = np.ones(int(keep.sum()))
+    unknown = np.isnan(recorded)
+    if selection is not None and unknown.any():
+        X = fs.X.loc[keep].loc[unknown]
+        estimated[unknown] = np.asarray(selection.inplace_predict(X), dtype=float)
+    return np.clip(np.where(unknown, estimated, recorded), floor, 1.0)
+
+
+def ipw_weights(propensity: np.ndarray) -> np.ndarray:
+    """Self-normalised inverse-propensity weights (mean 1 over the rows)."""
+    weight = 1.0 / np.asarray(propensity, dtype=float)
+    return weight / weight.mean() if len(weight) else weight
+
+
+def effective_rows(weight: np.ndarray) -> float:
+    """Kish's effective sample size of weighted rows: (sum w)^2 / sum w^2."""
+    return float(weight.sum() ** 2 / (weight**2).sum()) if len(weight) else 0.0
+
+
+def random_stratum_rate(
+    fs: FeatureSet, span: Window, known_by: pd.Timestamp | None
+) -> tuple[float, int, int]:
+    """Hit rate of every declaration estimated on the random stratum (rows with a recorded
+    selection probability) lodged in `span`, labels known by `known_by`: self-normalised IPW.
+    Returns (rate, random rows, random hits)."""
+    probability = recorded_propensity(fs)
+    keep = np.isfinite(probability) & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
+    if known_by is not None:
+        known = pd.to_datetime(fs.label_known_at) < known_by
+        keep &= np.asarray(known.fillna(False), dtype=bool)
+    y = fs.y.to_numpy(dtype=float)[keep]
+    weight = 1.0 / probability[keep]
+    rate = float((weight * y).sum() / weight.sum()) if len(y) else float("nan")
+    return rate, int(keep.sum()), int(y.sum())
+
+
+def anchor_shift(probability: np.ndarray, target: float) -> float:
+    """The log-odds shift that makes the mean of `probability` equal `target` (bisection)."""
+    if not 0.0 < target < 1.0 or len(probability) == 0:
+        return 0.0
+    from scipy.optimize import brentq
+
+    from pipeline.serve.model import shift_log_odds
+
+    def gap(shift: float) -> float:
+        return float(shift_log_odds(probability, shift).mean() - target)
+
+    if gap(-20.0) > 0 or gap(20.0) < 0:
+        return 0.0
+    return float(brentq(gap, -20.0, 20.0, xtol=1e-6))
+
+
+def anchor_calibration(
+    calibration: Calibration,
+    booster: xgb.Booster,
+    fs: FeatureSet,
+    windows: Windows,
+    config: Config,
+    earliest: pd.Timestamp | None = None,
+) -> tuple[Calibration, str]:
+    """Shift the calibrated log-odds so the mean probability over every declaration (controlled
+    or not) of the last `train.anchor_days` before the calibration window's end is the random
+    stratum's hit rate over the same days, labels known by the test window
+    (`random_stratum_rate`). A refit calls it with its own windows."""
+    window = windows.calibration if windows.calibration.days > 0 else windows.valid
+    first = pd.Timestamp(pd.to_datetime(fs.lodged_at).min())
+    start = max(first, window.end - pd.Timedelta(days=config.train.anchor_days))
+    if earliest is not None:  # `fs` holds every declaration only from `earliest` on
+        start = max(start, earliest)
+    span = Window("anchor", start, window.end)
+    rate, rows_n, hits = random_stratum_rate(fs, span, windows.labels_known_by(window))
+    if hits < config.train.min_random_hits:
+        return calibration, (
+            f"not anchored: {hits} random-stratum hits ({rows_n} rows) in {span}, need "
+            f"{config.train.min_random_hits}"
+        )
+    # The mean probability over every declaration of the same span as the random rows: the two
+    # sides of the match come from the same stretch of time (fraud drifts).
+    inside = span.contains(fs.lodged_at)
+    p = calibration.apply(margin(booster, fs.X.loc[inside]))
+    shift = anchor_shift(p, rate)
+    anchored = Calibration(**{**calibration.__dict__, "shift": calibration.shift + shift})
+    return anchored, (
+        f"anchored on the random stratum: {hits} hits in {rows_n} rows, hit rate {rate:.2%}; "
+        f"mean probability over {int(inside.sum()):,} declarations of {span} "
+        f"{p.mean():.2%} -> {rate:.2%} (log-odds shift {shift:+.3f})"
+    )
+
+
 def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
     """Raw log-odds of a booster on a frame."""
     return np.asarray(booster.inplace_predict(X, predict_type="margin"), dtype=float)
 
 
-def calibrate(margins: np.ndarray, y: np.ndarray, method: str) -> Calibration:
-    """Fit the calibration on a held-out window's margins and labels."""
+def calibrate(
+    margins: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray | None = None
+) -> Calibration:
+    """Fit the calibration on a held-out window's margins and labels.
+
+    `weight`: each row's self-normalised inverse selection probability (`ipw_weights`), so the
+    calibrated probability is P(hit) over every declaration, not over the inspected ones.
+    """
     if method == "none":
         return Calibration(method="none")
     if len(np.unique(y)) < 2:
@@ -541,14 +682,18 @@ def calibrate(margins: np.ndarray, y: np.ndarray, method: str) -> Calibration:
         )
     if method == "isotonic":
         raw = 1.0 / (1.0 + np.exp(-margins))
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+            raw, y, sample_weight=weight
+        )
         return Calibration(
             method="isotonic",
             knots_x=[float(v) for v in iso.X_thresholds_],
             knots_y=[float(v) for v in iso.y_thresholds_],
         )
     if method == "platt":
-        logistic = LogisticRegression(C=1e6).fit(margins.reshape(-1, 1), y.astype(int))
+        logistic = LogisticRegression(C=1e6).fit(
+            margins.reshape(-1, 1), y.astype(int), sample_weight=weight
+        )
         return Calibration(
             method="platt",
             platt_a=float(logistic.coef_[0, 0]),
@@ -571,20 +716,30 @@ def objective_value(
 
 
 def window_metrics(
-    rows: WindowRows, raw: np.ndarray, calibrated: np.ndarray, has_revenue: bool
+    rows: WindowRows,
+    raw: np.ndarray,
+    calibrated: np.ndarray,
+    has_revenue: bool,
+    margins: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Ranking and calibration figures of one window (labelled rows)."""
+    """Ranking and calibration figures of one window's inspected (labelled) rows.
+
+    The population is the inspected declarations of the window, ranked among themselves by the
+    booster's margin (`serve.ranking.control_priority`: the order of the calibrated probability,
+    with no tie), so these figures are not the report's, which rank every declaration.
+    """
     y = rows.y
     out: dict[str, float] = {"labelled": float(len(y)), "hits": float(y.sum())}
     if len(y) == 0:
         return out
+    order = control_priority(raw if margins is None else margins)
     if 0 < y.sum() < len(y):
-        out["average_precision"] = float(average_precision_score(y, calibrated))
+        out["average_precision"] = float(average_precision_score(y, order))
     for rate in REPORT_RATES:
-        out[f"precision_at_{round(rate * 100)}"] = precision_at(y, calibrated, rate)
+        out[f"precision_at_{round(rate * 100)}"] = precision_at(y, order, rate)
         if has_revenue:
             money = np.where(y == 1, rows.revenue, 0.0)
-            out[f"revenue_at_{round(rate * 100)}"] = revenue_at(money, calibrated, rate)
+            out[f"revenue_at_{round(rate * 100)}"] = revenue_at(money, order, rate)
     out["brier_raw"] = float(brier_score_loss(y, raw))
     out["brier_calibrated"] = float(brier_score_loss(y, calibrated))
     out["mean_score"] = float(calibrated.mean())
@@ -685,12 +840,19 @@ def refit(
     booster_params = dict(log["params"])
     imbalance = str(log["imbalance"])
     known_by = refit_windows.labels_known_by
-    rows = {
-        "train": window_rows(fs, rows_in(fs, refit_windows.train, known_by)),
-        "calibration": window_rows(fs, rows_in(fs, refit_windows.calibration, known_by)),
+    masks = {
+        "train": rows_in(fs, refit_windows.train, known_by),
+        "calibration": rows_in(fs, refit_windows.calibration, known_by),
     }
+    rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
     levels = frequent_levels(rows["train"].X, config.train.min_category_count)
     rows = {name: with_levels(part, levels) for name, part in rows.items()}
+    correct = config.train.selection_correction != "none"
+    selection_note = "none"
+    if correct or imbalance == "inverse_propensity":
+        rows, selection_note = weigh_by_selection(
+            fs, masks, rows, refit_windows.calibration, config
+        )
     if rows["train"].y.sum() == 0:
         raise ValueError(f"{refit_windows.train} has no labelled hit: cannot refit")
     train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
@@ -708,7 +870,14 @@ def refit(
                 "set split.calibration_days larger or train.refit false"
             )
         held = rows["calibration"]
-        calibration = calibrate(margin(booster, held.X), held.y, method)
+        calibration = calibrate(
+            margin(booster, held.X), held.y, method, held.weight if correct else None
+        )
+    anchor_note = "not anchored (train.anchor_to_random is false)"
+    if config.train.anchor_to_random and calibration.method != "none":
+        calibration, anchor_note = anchor_calibration(
+            calibration, booster, fs, refit_windows.as_windows(), config
+        )
     revenue_booster: xgb.Booster | None = None
     revenue_note = "skipped: the data has no revenue"
     if has_revenue(fs):
@@ -744,10 +913,52 @@ def refit(
             name: {"labelled": len(part), "hits": int(part.y.sum())} for name, part in rows.items()
         },
         "calibration": calibration.method,
+        "selection_correction": selection_note,
+        "anchoring": anchor_note,
         "revenue_model": revenue_note,
         "seconds": time.perf_counter() - started,
     }
     return FitResult(model=model, log=refit_log)
+
+
+def weigh_by_selection(
+    fs: FeatureSet,
+    masks: dict[str, np.ndarray],
+    rows: dict[str, WindowRows],
+    selection_window: Window,
+    config: Config,
+) -> tuple[dict[str, WindowRows], str]:
+    """Each window's rows weighted by self-normalised inverse selection probability: the recorded
+    probability where known, else a selection model fitted on every declaration of
+    `selection_window` (a refit calls this with its own windows). Returns the rows and a note."""
+    recorded = recorded_propensity(fs)
+    needs_model = any(
+        bool(np.isnan(recorded[np.asarray(m, dtype=bool)]).any()) for m in masks.values()
+    )
+    # Every declaration of the training window controlled (KCS): nothing was selected, p = 1.
+    everyone = bool(fs.y.notna().to_numpy()[selection_window.contains(fs.lodged_at)].all())
+    selection = (
+        fit_selection_model(fs, selection_window, config) if needs_model and not everyone else None
+    )
+    out: dict[str, WindowRows] = {}
+    effective: dict[str, float] = {}
+    for name, part in rows.items():
+        propensity = selection_propensity(fs, masks[name], selection, config.train.propensity_floor)
+        weight = ipw_weights(propensity)
+        out[name] = WindowRows(part.X, part.y, weight, part.revenue)
+        effective[name] = effective_rows(weight)
+    source = (
+        "recorded where known, else a selection model"
+        if selection
+        else "every declaration controlled: weights 1"
+        if everyone
+        else "recorded"
+    )
+    note = (
+        f"self-normalised IPW ({source}; floor {config.train.propensity_floor:g}); effective "
+        + ", ".join(f"{k} {v:,.0f} of {len(rows[k]):,}" for k, v in effective.items())
+    )
+    return out, note
 
 
 def fit(
@@ -782,6 +993,15 @@ def fit(
         rows["train"].X, 1 if boost_source is not None else config.train.min_category_count
     )
     rows = {name: with_levels(part, levels) for name, part in rows.items()}
+
+    correct = config.train.selection_correction != "none"
+    weigh_valid = config.train.selection_correction == "ipw"
+    selection_note = "none"
+    if correct or imbalance == "inverse_propensity":
+        # The selection model learns on the validation window: every engine holds it whole in
+        # memory (the dask job keeps only the training window's hits), and it precedes the
+        # calibration window.
+        rows, selection_note = weigh_by_selection(fs, masks, rows, windows.valid, config)
     # The training window's labels as the boosting sees them: read from the file when the workers
     # read it (`fs` may then hold only the training window's hits, see jobs.train).
     labels = {
@@ -809,17 +1029,30 @@ def fit(
     timings["prepare_s"] = time.perf_counter() - started
 
     tick = time.perf_counter()
-    booster, best = _boost(train_rows, rows["valid"], booster_params, config, boost_source)
+    booster, best = _boost(
+        train_rows, rows["valid"], booster_params, config, boost_source, weighted_valid=weigh_valid
+    )
     timings["boost_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     calibration = (
         calibrate(
-            margin(booster, rows["calibration"].X), rows["calibration"].y, config.train.calibration
+            margin(booster, rows["calibration"].X),
+            rows["calibration"].y,
+            config.train.calibration,
+            rows["calibration"].weight if correct else None,
         )
         if config.train.calibration != "none"
         else Calibration(method="none")
     )
+    anchor_note = "not anchored (train.anchor_to_random is false)"
+    if config.train.anchor_to_random and calibration.method != "none":
+        # Boosted from the file (dask), `fs` may hold only the training window's hits: the
+        # anchor then looks no further back than the validation window.
+        earliest = windows.valid.start if boost_source is not None else None
+        calibration, anchor_note = anchor_calibration(
+            calibration, booster, fs, windows, config, earliest
+        )
     timings["calibrate_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -835,7 +1068,7 @@ def fit(
         part = rows[name]
         m = margin(booster, part.X) if len(part) else np.empty(0)
         raw = 1.0 / (1.0 + np.exp(-m))
-        metrics[name] = window_metrics(part, raw, calibration.apply(m), revenue_ok)
+        metrics[name] = window_metrics(part, raw, calibration.apply(m), revenue_ok, m)
     timings["total_s"] = time.perf_counter() - started
 
     info: dict[str, Any] = {
@@ -845,6 +1078,17 @@ def fit(
         "imbalance": imbalance,
         "objective": config.tune.objective,
         "calibration": calibration.method,
+        "selection_correction": selection_note,
+        "anchoring": anchor_note,
+        "probability_means": (
+            "The chance that a control of the declaration finds an irregularity, for any "
+            "declaration (not only the kind the historical policy picked): "
+            + ("early stopping and calibration" if weigh_valid else "calibration")
+            + " weighted by inverse selection probability"
+            if correct
+            else "P(hit | controlled by the historical policy): early stopping and calibration on "
+            "the inspected declarations, unweighted"
+        ),
         "revenue_model": revenue_note,
         "registered_model": config.tracking.registered_model,
         "seed": config.seed,
@@ -880,6 +1124,8 @@ def fit(
         },
         "metrics": metrics,
         "revenue_model": revenue_note,
+        "selection_correction": selection_note,
+        "anchoring": anchor_note,
         "boosted_from": info["boosted_from"],
         "timings": timings,
         "warnings": [

@@ -2,7 +2,9 @@
 
 The tuning objective and the reviewer's metrics share these functions (evaluate imports train,
 never the reverse). Rankings are by score, descending; ties are broken by position, so a
-ranking is reproducible. The controlled set at rate n is the first ceil(n x N) declarations.
+ranking is reproducible. Callers pass a tie-free score (`serve.ranking.control_priority`: score,
+then the booster's margin), so the position rule never decides. The controlled set at rate n
+is the first ceil(n x N) declarations.
 """
 
 from __future__ import annotations

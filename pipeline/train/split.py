@@ -153,6 +153,8 @@ def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 
     explicit_test_start = _day(config.test_start) if config.test_start else None
     explicit_test_end = _day(config.test_end) if config.test_end else None
 
+    if config.train_end is None and explicit_test_end is None:
+        end = end - pd.Timedelta(days=config.reference_days)  # kept for the reference window
     if config.train_end is not None:
         train_end = _day(config.train_end)
         valid = Window("valid", train_end + gap, train_end + gap + valid_len)
@@ -192,6 +194,19 @@ class RefitWindows:
         """Window name -> {start, end}."""
         return {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
 
+    def as_windows(self) -> Windows:
+        """As `Windows` (no validation window; the deployment opens when the labels had to be
+        known), so that the calibration's labels count only if known by then."""
+        start = self.calibration.start
+        return Windows(
+            train=self.train,
+            valid=Window("refit-valid", start, start),
+            calibration=self.calibration,
+            test=Window(
+                "deployment", self.labels_known_by, self.labels_known_by + pd.Timedelta(days=1)
+            ),
+        )
+
 
 def refit_windows(
     fs: FeatureSet, windows: Windows, calibration_days: int, holdout_days: int = 0
@@ -217,6 +232,33 @@ def refit_windows(
     if train.end <= train.start:
         raise SplitError(f"{train} is empty: fewer labelled days than split.calibration_days")
     return RefitWindows(train=train, calibration=calibration, labels_known_by=end)
+
+
+def reference_window(
+    lodged_at: pd.Series, test: Window, days: int, holdout_days: int = 0
+) -> Window:
+    """The thresholds' reference window: the most recent `days` of the usable data (before the
+    held-out days) that lie after the test window, never the test window itself.
+
+    The evaluated model's cut-offs and expected channel KPIs are set there, so they are not
+    computed on the rows its test metrics come from. A refit on every label calls it with its
+    own last window (`test`: the stretch the refit was judged on, or an empty window at the end
+    of its training data) to take the stretch before the end of the data. When nothing lies
+    after the test window (a test window pinned at the end of the data), the `days` before it.
+    """
+    first, end = data_span(lodged_at, holdout_days)
+    start = max(test.end, end - pd.Timedelta(days=days))
+    window = Window("reference", start, end)
+    if window.end > window.start and window.contains(lodged_at).any():
+        return window
+    # Nothing after the test window (a pinned test window at the end of the data, as on KCS):
+    # the stretch just before it, still never the test window's rows.
+    before = Window("reference", max(first, test.start - pd.Timedelta(days=days)), test.start)
+    if before.end <= before.start or not before.contains(lodged_at).any():
+        raise SplitError(
+            f"no declaration after {test} nor before it for the thresholds' reference window"
+        )
+    return before
 
 
 def rolling_folds(

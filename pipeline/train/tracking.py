@@ -225,9 +225,12 @@ def package_versions() -> dict[str, str]:
 
 
 def _flat_metrics(log: dict[str, Any]) -> dict[str, float]:
+    """The fit log as MLflow metrics; a window's figures are named ``<window>.inspected.<name>``:
+    its inspected declarations ranked among themselves by margin (the report's ``eval.*`` rank
+    every declaration)."""
     out: dict[str, float] = {}
     for window, values in log.get("metrics", {}).items():
-        out.update({f"{window}.{k}": float(v) for k, v in values.items()})
+        out.update({f"{window}.inspected.{k}": float(v) for k, v in values.items()})
     for window, counts in log.get("rows", {}).items():
         out.update({f"rows.{window}.{k}": float(v) for k, v in counts.items()})
     out.update(
