@@ -337,11 +337,10 @@ def feature_families(manifest: pd.DataFrame, config: FeaturesConfig) -> pd.Serie
 def _as_levels(values: pd.Series, levels: list[Any]) -> pd.Categorical:
     """``values`` as text categories with exactly ``levels`` (others become missing)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        mapping = pd.Index(levels).get_indexer(values.cat.categories.astype(str))
+        # -1 (missing) last: a column with no level at all (every value missing) maps to -1 too
+        mapping = np.append(pd.Index(levels).get_indexer(values.cat.categories.astype(str)), -1)
         codes = values.cat.codes.to_numpy()
-        return pd.Categorical.from_codes(
-            np.where(codes >= 0, mapping[codes], -1), categories=pd.Index(levels)
-        )
+        return pd.Categorical.from_codes(mapping[codes], categories=pd.Index(levels))
     return pd.Categorical(values.astype(str).where(values.notna()), categories=levels)
 
 

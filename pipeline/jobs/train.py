@@ -183,6 +183,9 @@ def train_feature_set(
             "test": test,
             "boosted_from": result.log["boosted_from"],
             "timings": result.log["timings"],
+            "families": selection.as_dict() if selection is not None else None,
+            "refit": deployed.log if deployed is not None else None,
+            "warnings": result.log["warnings"],
         },
         lines=lines,
     )
