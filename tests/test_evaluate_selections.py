@@ -37,9 +37,11 @@ def test_every_learner_is_ranked_both_ways_and_the_blend_spans_them(fitted: tupl
     test = fs.subset(windows.test.contains(fs.lodged_at))
     own = sel.training_labels(fs, spans)
     assert own is not None
-    raw = sel.raw_learner(own, test.X, config, rounds=20)
+    revenue = sel.raw_revenue_if_hit(own, test.X, config)
+    assert revenue is not None  # a revenue model on the same training hits
+    probability = 1 / (1 + np.exp(-result.model.margin(test.X) + 0.3))  # a stand-in learner
+    (raw,) = sel.reference_learners({"raw XGBoost": probability}, revenue).values()
     learners = {"model": sel.learner_scores(result.model, test.X), "raw XGBoost": raw}
-    assert raw.revenue_if_hit is not None  # its own revenue model, on the same hits
     scores = sel.both_rankings(learners, "expected_revenue", 1.0)
     assert set(scores) == {
         "model",

@@ -11,7 +11,15 @@ from helpers_features import same_values, simulated, small_config, tiny_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.features.build import Snapshot, attach, build_feature_set, build_snapshot, known_at
+from pipeline.config import FeaturesConfig
+from pipeline.features.build import (
+    Snapshot,
+    attach,
+    build_feature_set,
+    build_snapshot,
+    feature_families,
+    known_at,
+)
 
 DECLARATIONS, OUTCOMES = tiny_tables(400, seed=1)
 CONFIG = small_config()
@@ -171,7 +179,13 @@ def test_feature_set_contract() -> None:
         assert fs.X[column].dtype == np.float32 or isinstance(
             fs.X[column].dtype, pd.CategoricalDtype
         )
-    assert not {"importer", "declarant", "seller", "declaration_id"} & set(fs.X.columns)
+    # trader ids enter only as categories of their own family (kept if validation says so)
+    assert "declaration_id" not in fs.X.columns
+    for column in ("importer", "declarant"):
+        assert isinstance(fs.X[column].dtype, pd.CategoricalDtype)
+    assert (
+        feature_families(fs.manifest, FeaturesConfig())[["importer", "declarant"]].eq("ids").all()
+    )
     assert list(fs.manifest["name"]) == list(fs.X.columns)
     assert fs.manifest["description"].str.len().gt(0).all()
     inspected = OUTCOMES.loc[OUTCOMES["inspected"]]

@@ -10,6 +10,7 @@ import pytest
 from helpers_features import KCS_FILES, kcs_sample, same_values, small_config
 
 from pipeline import config as config_module
+from pipeline.config import PROJECT_ROOT, load
 from pipeline.features.build import Snapshot, attach, build_feature_set, build_snapshot
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs.features import features
@@ -48,7 +49,8 @@ def test_features_job_writes_the_feature_set_and_a_snapshot_that_serves(tmp_path
 @pytest.mark.skipif(not KCS_FILES.is_dir(), reason="KCS files not available")
 def test_kcs_without_revenue_or_result_dates() -> None:
     declarations, outcomes = kcs_sample(4000)
-    config = small_config(missing_result_delay_days=30.0)
+    kcs = load(PROJECT_ROOT / "configs" / "kcs.yaml").features.raw_categories
+    config = small_config(missing_result_delay_days=30.0, raw_categories=kcs)
     fs = build_feature_set(declarations, outcomes, config)
     assert len(fs) == len(declarations) and fs.y.notna().all()
     # Dates only: a label counts 30 days after lodging, so the first month sees no controls.

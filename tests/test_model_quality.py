@@ -48,7 +48,9 @@ def test_boosting_near_the_round_cap_is_warned(tmp_path: Path) -> None:
     fs = feature_set(seed=4)
     capped = train_config(tmp_path, train={"num_boost_round": 5, "early_stopping_rounds": 50})
     result = fit(fs, make_windows(fs.lodged_at, capped.split), capped.train.params, capped)
-    assert any("train.num_boost_round=5" in w for w in result.log["warnings"])
+    expected = cap_warning(result.log["best_iteration"], 5, "final fit")
+    assert result.log["warnings"] == ([expected] if expected else [])
+    assert "train.num_boost_round=5" in str(cap_warning(4, 5, "final fit"))
     assert cap_warning(10, 1000, "x") is None
 
 

@@ -77,12 +77,15 @@ def frequent_levels(X: pd.DataFrame, min_count: int) -> dict[str, list[str]]:
     return out
 
 
+def cast_levels(X: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
+    """``X`` with each category column cast to ``levels`` (other levels become missing)."""
+    cast = {c: X[c].cat.set_categories(kept) for c, kept in levels.items() if c in X.columns}
+    return X.assign(**cast) if cast else X
+
+
 def with_levels(rows: WindowRows, levels: dict[str, list[str]]) -> WindowRows:
     """``rows`` with each category column cast to ``levels`` (other levels become missing)."""
-    cast = {
-        c: rows.X[c].cat.set_categories(kept) for c, kept in levels.items() if c in rows.X.columns
-    }
-    return replace(rows, X=rows.X.assign(**cast)) if cast else rows
+    return replace(rows, X=cast_levels(rows.X, levels))
 
 
 def window_rows(fs: FeatureSet, mask: np.ndarray) -> WindowRows:
@@ -630,6 +633,7 @@ def anchor_calibration(
     windows: Windows,
     config: Config,
     earliest: pd.Timestamp | None = None,
+    levels: dict[str, list[str]] | None = None,
 ) -> tuple[Calibration, str]:
     """Shift the calibrated log-odds so the mean probability over every declaration (controlled
     or not) of the last `train.anchor_days` before the calibration window's end is the random
@@ -650,7 +654,8 @@ def anchor_calibration(
     # The mean probability over every declaration of the same span as the random rows: the two
     # sides of the match come from the same stretch of time (fraud drifts).
     inside = span.contains(fs.lodged_at)
-    p = calibration.apply(margin(booster, fs.X.loc[inside]))
+    X = fs.X.loc[inside, booster.feature_names] if booster.feature_names else fs.X.loc[inside]
+    p = calibration.apply(margin(booster, cast_levels(X, levels or {})))
     shift = anchor_shift(p, rate)
     anchored = Calibration(**{**calibration.__dict__, "shift": calibration.shift + shift})
     return anchored, (
@@ -876,7 +881,7 @@ def refit(
     anchor_note = "not anchored (train.anchor_to_random is false)"
     if config.train.anchor_to_random and calibration.method != "none":
         calibration, anchor_note = anchor_calibration(
-            calibration, booster, fs, refit_windows.as_windows(), config
+            calibration, booster, fs, refit_windows.as_windows(), config, levels=levels
         )
     revenue_booster: xgb.Booster | None = None
     revenue_note = "skipped: the data has no revenue"
@@ -1051,7 +1056,7 @@ def fit(
         # anchor then looks no further back than the validation window.
         earliest = windows.valid.start if boost_source is not None else None
         calibration, anchor_note = anchor_calibration(
-            calibration, booster, fs, windows, config, earliest
+            calibration, booster, fs, windows, config, earliest, levels
         )
     timings["calibrate_s"] = time.perf_counter() - tick
 
