@@ -38,6 +38,8 @@ COMMANDS = {
     "estimators.json": f"{PY} bench/estimators.py --rows 150000 --seeds 42 43 44 "
     "--set simulate.random_rate=0.05",
     "quality_kcs.json": f"{PY} bench/quality.py --config configs/kcs.yaml",
+    "serve.json": f"{PY} bench/serve.py --rows 20000 --one 50 --thousand 10 --large 2 "
+    "--cli-repeat 1",
     "kcs_features.json": f"{PY} bench/kcs_features.py",
     "backtest_policies.json": f"{PY} bench/backtest.py --rows 200000 --weeks 52 --policies "
     "historical rules_only exploit random_5 random_10 uncertainty_10 --seeds 42 43 44 "
@@ -702,12 +704,50 @@ def figures_section() -> list[str]:
     if "backtest_policies.json" in results:
         parts.append(feedback_loop(results["backtest_policies.json"]))
     parts.append(speed(results))
+    if "serve.json" in results:
+        parts.append(serving(results["serve.json"]))
     if "scale.json" in results:
         parts.append(scale(results["scale.json"]))
     lines: list[str] = []
     for part in (p for p in parts if p):
         lines += [*part, ""]
     return lines[:-1] if lines else ["No bench/results/ files yet: run `make bench`."]
+
+
+def serving(doc: dict[str, Any]) -> list[str]:
+    """REST latency and throughput against `mlflow models serve`, and the CLI scorer's rate."""
+    rest = doc["rest"]
+    rows = [
+        [
+            "1 row",
+            f"{rest['one_row']['p50_ms']:.0f} ms",
+            f"{rest['one_row']['p99_ms']:.0f} ms",
+            f"{rest['one_row']['requests']}",
+        ],
+        [
+            "1,000 rows",
+            f"{rest['thousand_rows']['p50_ms']:.0f} ms",
+            f"{rest['thousand_rows']['p99_ms']:.0f} ms",
+            f"{rest['thousand_rows']['requests']}",
+        ],
+        [
+            f"{rest['large']['rows']:,} rows",
+            f"{rest['large']['p50_ms'] / 1000:.2f} s",
+            f"{rest['large']['p99_ms'] / 1000:.2f} s",
+            f"{rest['large']['requests']}",
+        ],
+    ]
+    cli = doc["cli"]
+    return [
+        f"**Serving** (`mlflow models serve` of the registered scorer on 127.0.0.1, one worker, "
+        f"{doc['machine']['cpus']} cores; the server started in {rest['start_s']:.1f} s):",
+        "",
+        *_table(["request", "p50", "p99", "requests"], rows),
+        "",
+        f"`targeting score` from a new process, CSV in and out: {cli['rows']:,} rows in "
+        f"{cli['seconds']:.1f} s ({cli['rows_per_s']:,} rows/s, model and snapshot downloads "
+        f"included). Command: {_command('serve.json')}.",
+    ]
 
 
 SECTIONS: dict[str, Callable[[], list[str]]] = {
