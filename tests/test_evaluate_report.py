@@ -215,3 +215,20 @@ def test_every_feature_has_a_drift_verdict_and_warnings_say_why(reviewed: dict) 
     lines = [w for w in report.warnings if w.startswith("Drift")]
     assert len(lines) == len(fired)
     assert all("SHAP mass" in w and "inside the training window" in w for w in lines)
+
+
+def test_the_decision_judges_stable_features_and_leaves_out_those_set_aside() -> None:
+    from pipeline.evaluate.report import judged_features
+
+    drift = pd.DataFrame(
+        {
+            "feature": ["hs6", "seller", "importer_hit_rate"],
+            "psi": [0.02, 0.4, 0.3],
+            "verdict": [
+                "stable: PSI 0.02 < 0.1",
+                "alarm: PSI 0.40 >= 0.25, 4.0x its drift inside the training window",
+                "not judged: PSI 0.30, but it carries 1.0% of the SHAP mass (< 5%)",
+            ],
+        }
+    )
+    assert list(judged_features(drift)["feature"]) == ["hs6", "seller"]

@@ -973,11 +973,11 @@ def assess(
 
 
 def judged_features(drift: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the drift table that are judged (`evaluate.drift`), not those said to be
-    stable or set aside."""
+    """The rows of the drift table that are judged (`evaluate.drift`): stable or drifting, not
+    those set aside ("not judged: ...")."""
     if "verdict" not in drift:
         return drift
-    return drift.loc[~drift["verdict"].astype(str).str.startswith(("not judged", "stable"))]
+    return drift.loc[~drift["verdict"].astype(str).str.startswith("not judged")]
 
 
 def deployed_summary(info: Mapping[str, Any]) -> str:
