@@ -47,6 +47,7 @@ from pipeline.train.fit import (  # noqa: E402
     dmatrix,
     has_revenue,
     rebalance,
+    revenue_params,
     split_params,
     window_rows,
 )
@@ -98,17 +99,7 @@ def revenue_boosting(
     on_valid = (valid.y == 1) & np.isfinite(valid.revenue)
     if not config.train.revenue_model or on_train.sum() < 30:
         return None
-    params = {
-        "objective": "reg:tweedie",
-        "tweedie_variance_power": 1.5,
-        "learning_rate": 0.1,
-        "max_depth": 4,
-        "min_child_weight": 5.0,
-        "tree_method": "hist",
-        "seed": config.seed,
-        "nthread": config.train.n_jobs,
-        "device": config.train.device,
-    }
+    params = revenue_params(config)
     dtrain, dvalid = (
         xgb.DMatrix(
             rows.X.loc[mask], label=np.clip(rows.revenue[mask], 0, None), enable_categorical=True

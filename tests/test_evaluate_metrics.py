@@ -161,16 +161,6 @@ def test_quota_mask_takes_each_office_top_by_share_or_count() -> None:
     assert np.flatnonzero(only_a).tolist() == [1, 3]  # B has no capacity: nothing there
 
 
-def test_ipw_estimates_weight_the_random_stratum() -> None:
-    hit = np.array([1, 0, 0, 1, 0], dtype=float)
-    weight = np.array([10, 10, 10, 20, 20], dtype=float)
-    selected = np.array([True, True, False, False, False])
-    table = mx.ipw_estimates(hit, weight, selected, replicates=0).set_index("metric")
-    assert table.loc["population_hit_rate", "value"] == pytest.approx(30 / 70)
-    assert table.loc["precision", "value"] == pytest.approx(10 / 20)
-    assert table.loc["recall", "value"] == pytest.approx(10 / 30)
-
-
 def test_breakdown_splits_the_global_selection_by_group() -> None:
     y, score, revenue = synthetic(3000, seed=8)
     groups = pd.Series(
@@ -249,18 +239,3 @@ def test_rules_score_counts_matched_criteria() -> None:
 def test_missing_labels_are_refused_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match="missing labels"):
         mx.metrics_table(np.array([1.0, np.nan]), {"m": np.array([1.0, 0.0])}, [0.5])
-
-
-def test_raw_xgboost_baseline_ranks_better_than_chance() -> None:
-    rng = np.random.default_rng(0)
-    n = 3000
-    X = pd.DataFrame(
-        {"value": rng.normal(size=n), "office": pd.Categorical(rng.choice(["A", "B", "C"], n))}
-    )
-    y = ((X["value"] + (X["office"] == "A") + rng.normal(0, 0.5, n)) > 1.2).astype(float)
-    test = X.iloc[2000:].copy()
-    test["office"] = pd.Categorical(test["office"].astype(str).replace("C", "NEW"))
-    score = mx.raw_xgboost_score(
-        X.iloc[:2000], y[:2000], test, params={"max_depth": 3}, rounds=20, seed=0
-    )
-    assert roc_auc_score(y[2000:], score) > 0.8

@@ -335,54 +335,6 @@ def quota_mask(score: ArrayLike, office: ArrayLike, capacity: Mapping[str, float
     return mask
 
 
-def ipw_estimates(
-    hit: ArrayLike,
-    weight: ArrayLike,
-    selected: ArrayLike,
-    *,
-    replicates: int = 200,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """True rates estimated on the random stratum, weighted by inverse selection probability.
-
-    `hit`, `weight` (1 / selection probability) and `selected` (the model would control the
-    declaration) are given for random-stratum declarations only. Hajek estimators:
-    population hit rate sum(w h) / sum(w); precision of the model's selection
-    sum(w h s) / sum(w s); its recall sum(w h s) / sum(w h).
-    """
-    h = _check(np.asarray(hit, dtype=float), "hit")
-    w = np.asarray(weight, dtype=float)
-    s = np.asarray(selected, dtype=bool).astype(float)
-
-    def compute(idx: np.ndarray) -> dict[str, np.ndarray]:
-        hh, ww, ss = h[idx], w[idx], s[idx]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return {
-                "population_hit_rate": (ww * hh).sum(1) / ww.sum(1),
-                "precision": (ww * hh * ss).sum(1) / (ww * ss).sum(1),
-                "recall": (ww * hh * ss).sum(1) / (ww * hh).sum(1),
-                "stratum_selected": ss.sum(1),
-            }
-
-    n = len(h)
-    if n == 0:
-        return pd.DataFrame(columns=["metric", "value", "low", "high"])
-    point = compute(np.arange(n)[None, :])
-    parts: dict[str, list[np.ndarray]] = {}
-    for idx in _resample_blocks(n, replicates, seed):
-        for metric, arr in compute(idx).items():
-            parts.setdefault(metric, []).append(arr)
-    rows = []
-    for metric, arr in point.items():
-        low = high = float("nan")
-        if parts and metric != "stratum_selected":
-            sample = np.concatenate(parts[metric])
-            if np.isfinite(sample).any():
-                low, high = (float(q) for q in np.nanpercentile(sample, [2.5, 97.5]))
-        rows.append(dict(metric=metric, value=float(arr[0]), low=low, high=high))
-    return pd.DataFrame(rows)
-
-
 def calibration_table(y: ArrayLike, probability: ArrayLike, bins: int = 10) -> pd.DataFrame:
     """Reliability curve on quantile bins: mean predicted probability and observed hit rate."""
     y_arr = _check(np.asarray(y, dtype=float))
@@ -573,34 +525,3 @@ def align_categories(train: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
         if isinstance(train[c].dtype, pd.CategoricalDtype)
     }
     return other.assign(**cast) if cast else other
-
-
-def raw_xgboost_score(
-    X_train: pd.DataFrame,
-    y_train: ArrayLike,
-    X_test: pd.DataFrame,
-    *,
-    params: Mapping[str, object],
-    rounds: int,
-    seed: int,
-    n_jobs: int = 1,
-) -> np.ndarray:
-    """A plain XGBoost on the raw declaration columns, trained on the training window's labels.
-
-    No profiles, no valuation, no tuning, no calibration: the bar the feature stages must beat.
-    """
-    import xgboost as xgb
-
-    booster = xgb.train(
-        {
-            "objective": "binary:logistic",
-            "eval_metric": "aucpr",
-            "seed": seed,
-            "nthread": n_jobs,
-            **dict(params),
-        },
-        xgb.DMatrix(X_train, np.asarray(y_train, dtype=float), enable_categorical=True),
-        num_boost_round=rounds,
-    )
-    test = align_categories(X_train, X_test[list(X_train.columns)])
-    return np.asarray(booster.inplace_predict(test), dtype=float)

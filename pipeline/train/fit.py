@@ -758,6 +758,21 @@ def has_revenue(fs: FeatureSet) -> bool:
     return bool(np.isfinite(fs.revenue_recovered.to_numpy(dtype=float)[hits]).any())
 
 
+def revenue_params(config: Config) -> dict[str, Any]:
+    """The revenue model's XGBoost parameters: a Tweedie regressor of E[revenue | hit]."""
+    return {
+        "objective": "reg:tweedie",
+        "tweedie_variance_power": 1.5,
+        "learning_rate": 0.1,
+        "max_depth": 4,
+        "min_child_weight": 5.0,
+        "tree_method": "hist",
+        "seed": config.seed,
+        "nthread": config.train.n_jobs,
+        "device": config.train.device,
+    }
+
+
 def fit_revenue_model(
     train: WindowRows, valid: WindowRows, config: Config
 ) -> tuple[xgb.Booster | None, str]:
@@ -773,17 +788,7 @@ def fit_revenue_model(
             f"skipped: {int(on_train.sum())} hits with revenue in the training window "
             f"(need {MIN_REVENUE_HITS}); the data has no usable revenue"
         )
-    params = {
-        "objective": "reg:tweedie",
-        "tweedie_variance_power": 1.5,
-        "learning_rate": 0.1,
-        "max_depth": 4,
-        "min_child_weight": 5.0,
-        "tree_method": "hist",
-        "seed": config.seed,
-        "nthread": config.train.n_jobs,
-        "device": config.train.device,
-    }
+    params = revenue_params(config)
     dtrain = xgb.DMatrix(
         train.X.loc[on_train],
         label=np.clip(train.revenue[on_train], 0, None),

@@ -12,7 +12,7 @@ after the validation window is used, so the choice is part of the model's config
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,17 +22,16 @@ from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
 from pipeline.train.fit import (
+    WindowRows,
     dmatrix,
-    frequent_levels,
     margin,
     rebalance,
     split_params,
     train_booster,
-    window_rows,
-    with_levels,
 )
 from pipeline.train.objectives import average_precision_replicates
-from pipeline.train.split import Windows, rolling_folds, rows_in
+from pipeline.train.split import Window, Windows
+from pipeline.train.tune import fold_rows
 
 # A screening: the families are compared at a quick learning rate with a cap on the trees, the
 # same for every candidate set, so that leaving each family out costs one short fit per fold.
@@ -61,21 +60,20 @@ class FamilySelection:
 
 
 def _fold_scores(
-    fs: FeatureSet, windows: Windows, columns: list[str], params: dict[str, Any], config: Config
+    folds: list[tuple[Window, WindowRows, WindowRows]],
+    columns: list[str],
+    params: dict[str, Any],
+    config: Config,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(validation labels, margins) of a model on ``columns`` in each rolling fold."""
     booster_params, imbalance = split_params(params, config)
     booster_params["learning_rate"] = max(
         float(booster_params.get("learning_rate", 0.3)), SCREEN_LEARNING_RATE
     )
-    valid_known_by = windows.labels_known_by(windows.valid)
     out = []
-    for train_window, valid_window in rolling_folds(fs.lodged_at, config.split, windows):
-        train = window_rows(fs, rows_in(fs, train_window, valid_window.start))
-        valid = window_rows(fs, rows_in(fs, valid_window, valid_known_by))
-        train.X, valid.X = train.X[columns], valid.X[columns]
-        levels = frequent_levels(train.X, config.train.min_category_count)
-        train, valid = with_levels(train, levels), with_levels(valid, levels)
+    for _, fold_train, fold_valid in folds:
+        train = replace(fold_train, X=fold_train.X[columns])
+        valid = replace(fold_valid, X=fold_valid.X[columns])
         train, extra = rebalance(train, imbalance, config.seed)
         booster, _ = train_booster(
             dmatrix(train),
@@ -111,12 +109,13 @@ def select_families(
     present = [str(f) for f in dict.fromkeys(family.to_numpy()) if f]
     replicates, seed = config.evaluate.bootstrap, config.seed
     cache: dict[frozenset[str], tuple[float, np.ndarray]] = {}
+    folds = fold_rows(fs, windows, config)  # built once, sliced by column for each candidate
 
     def score(families: frozenset[str]) -> tuple[float, np.ndarray]:
         if families not in cache:
             columns = [c for c in family.index if family[c] in families]
-            folds = _fold_scores(fs, windows, columns, params, config)
-            cache[families] = _mean_ap(folds, replicates, seed)
+            scores = _fold_scores(folds, columns, params, config)
+            cache[families] = _mean_ap(scores, replicates, seed)
         return cache[families]
 
     start = frozenset({"raw"} if "raw" in present else present)

@@ -208,6 +208,27 @@ def quantile_matrix(
     )
 
 
+def fold_rows(
+    fs: FeatureSet, windows: Windows, config: Config
+) -> list[tuple[Window, WindowRows, WindowRows]]:
+    """(validation window, training rows, validation rows) of each rolling fold, oldest first,
+    category levels pooled as the training rows of the fold have them (`frequent_levels`)."""
+    valid_known_by = windows.labels_known_by(windows.valid)
+    out = []
+    for train_window, valid_window in rolling_folds(fs.lodged_at, config.split, windows):
+        train = window_rows(fs, rows_in(fs, train_window, valid_window.start))
+        valid = window_rows(fs, rows_in(fs, valid_window, valid_known_by))
+        levels = frequent_levels(train.X, config.train.min_category_count)
+        train, valid = with_levels(train, levels), with_levels(valid, levels)
+        if train.y.sum() == 0 or valid.y.sum() == 0:
+            raise ValueError(
+                f"tuning fold {train_window} / {valid_window} has no hit in one of its "
+                "windows: use fewer split.folds or longer windows"
+            )
+        out.append((valid_window, train, valid))
+    return out
+
+
 class Objective:
     """Mean tuning objective over the rolling folds; matrices are built once per fold."""
 
@@ -218,21 +239,8 @@ class Objective:
                 "revenue for any hit (KCS has none): use average_precision or precision_at"
             )
         self.config = config
-        folds = rolling_folds(fs.lodged_at, config.split, windows)
-        valid_known_by = windows.labels_known_by(windows.valid)
         # Latest fold first: the pruner watches the fold nearest to the final fit.
-        self.folds: list[tuple[Window, Any, Any]] = []
-        for train_window, valid_window in reversed(folds):
-            train = window_rows(fs, rows_in(fs, train_window, valid_window.start))
-            valid = window_rows(fs, rows_in(fs, valid_window, valid_known_by))
-            levels = frequent_levels(train.X, config.train.min_category_count)
-            train, valid = with_levels(train, levels), with_levels(valid, levels)
-            if train.y.sum() == 0 or valid.y.sum() == 0:
-                raise ValueError(
-                    f"tuning fold {train_window} / {valid_window} has no hit in one of its "
-                    "windows: use fewer split.folds or longer windows"
-                )
-            self.folds.append((valid_window, train, valid))
+        self.folds = fold_rows(fs, windows, config)[::-1]
         self._matrices: dict[tuple[int, str], tuple[xgb.QuantileDMatrix, dict[str, Any]]] = {}
         self._valid: dict[tuple[int, str], xgb.DMatrix] = {}
 
