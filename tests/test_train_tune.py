@@ -10,8 +10,9 @@ from helpers_train import feature_set, train_config
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
+from pipeline.timeaxis import Windows
 from pipeline.train.fit import fit
-from pipeline.train.split import Windows, make_windows
+from pipeline.train.split import make_windows
 from pipeline.train.tune import best_params, finished_trials, run_study
 
 

@@ -21,7 +21,8 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
-from pipeline.train.split import Windows, rows_in
+from pipeline.timeaxis import Windows
+from pipeline.train.split import rows_in
 
 NAMES = {"xgboost": "plain XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost"}
 LEARNING_RATE = 0.05

@@ -68,7 +68,7 @@ def reference_scores(
     for a model judged on a test window, the most recent `serve.reference_days` after it
     (`train.split.reference_window`), never the test window itself."""
     from pipeline.jobs.train import holdout_days
-    from pipeline.train.split import Window
+    from pipeline.timeaxis import Window
     from pipeline.train.split import reference_window as after_test
 
     recorded = dict(model.info.get("windows", {}))

@@ -24,10 +24,11 @@ from pipeline.config import Config
 from pipeline.features import featureset
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, recorded_fingerprint
 from pipeline.jobs import JobResult, step
+from pipeline.timeaxis import Windows
 from pipeline.train import tracking
 from pipeline.train.fit import FILE_IMBALANCE, fit, refit
 from pipeline.train.select import select_families
-from pipeline.train.split import Windows, make_windows, refit_windows
+from pipeline.train.split import make_windows, refit_windows
 from pipeline.train.tune import best_params, finished_trials, run_study
 
 SIGNATURE_ROWS = 100

@@ -29,8 +29,9 @@ from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import Calibration, TargetingModel
 from pipeline.serve.ranking import control_priority
+from pipeline.timeaxis import Window, Windows
 from pipeline.train.objectives import precision_at, revenue_at
-from pipeline.train.split import RefitWindows, Window, Windows, rows_in
+from pipeline.train.split import RefitWindows, rows_in
 
 IMBALANCE_METHODS = ("none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity")
 REPORT_RATES = (0.01, 0.02, 0.05, 0.10)

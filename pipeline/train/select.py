@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
+from pipeline.timeaxis import Window, Windows
 from pipeline.train.fit import (
     WindowRows,
     dmatrix,
@@ -30,7 +31,6 @@ from pipeline.train.fit import (
     train_booster,
 )
 from pipeline.train.objectives import average_precision_replicates
-from pipeline.train.split import Window, Windows
 from pipeline.train.tune import fold_rows
 
 # A screening: the families are compared at a quick learning rate with a cap on the trees, the

@@ -20,79 +20,11 @@ import pandas as pd
 
 from pipeline.config import SplitConfig
 from pipeline.features.featureset import FeatureSet
+from pipeline.timeaxis import Window, Windows, instants
 
 
 class SplitError(ValueError):
     """A window that is empty, overlaps another or lies outside the data."""
-
-
-def _instants(lodged_at: pd.Series) -> np.ndarray:
-    """Lodging times as a numpy datetime64[ns] array (comparisons on it are vectorised and fast)."""
-    return np.asarray(pd.to_datetime(lodged_at).to_numpy(dtype="datetime64[ns]"))
-
-
-@dataclass(frozen=True)
-class Window:
-    """A stretch of lodging time: `start <= lodged_at < end`."""
-
-    name: str
-    start: pd.Timestamp
-    end: pd.Timestamp
-
-    def contains(self, lodged_at: pd.Series) -> np.ndarray:
-        """Boolean mask of the declarations lodged in the window."""
-        times = _instants(lodged_at)
-        return (times >= self.start.to_datetime64()) & (times < self.end.to_datetime64())
-
-    @property
-    def days(self) -> float:
-        """Length of the window in days."""
-        return (self.end - self.start) / pd.Timedelta(days=1)
-
-    def as_dict(self) -> dict[str, str]:
-        """ISO start and end, for logs and the export file."""
-        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
-
-    def __str__(self) -> str:
-        return f"{self.name} [{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M})"
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The four windows of a final fit, in time order."""
-
-    train: Window
-    valid: Window
-    calibration: Window
-    test: Window
-
-    def ordered(self) -> tuple[Window, ...]:
-        """The windows in time order (an empty calibration window is left out)."""
-        every = (self.train, self.valid, self.calibration, self.test)
-        return tuple(w for w in every if w.end > w.start)
-
-    def as_dict(self) -> dict[str, dict[str, str]]:
-        """Window name -> {start, end}."""
-        return {w.name: w.as_dict() for w in (self.train, self.valid, self.calibration, self.test)}
-
-    @classmethod
-    def from_dict(cls, windows: dict[str, dict[str, str]]) -> Windows:
-        """The windows written by `as_dict` (a model's info)."""
-        made = {
-            name: Window(
-                name, pd.Timestamp(windows[name]["start"]), pd.Timestamp(windows[name]["end"])
-            )
-            for name in ("train", "valid", "calibration", "test")
-        }
-        return cls(**made)
-
-    def labels_known_by(self, window: Window) -> pd.Timestamp | None:
-        """The moment a window's labels must be known by: the next window's start (test: none)."""
-        following = self.ordered()
-        names = [w.name for w in following]
-        if window.name not in names or window.name == following[-1].name:
-            return None
-        return following[names.index(window.name) + 1].start
 
 
 def _day(value: object) -> pd.Timestamp:
@@ -221,10 +153,10 @@ def refit_windows(
     _, end = data_span(fs.lodged_at, holdout_days)
     known = pd.to_datetime(fs.label_known_at)
     usable = fs.y.notna().to_numpy() & np.asarray((known < end).fillna(False), dtype=bool)
-    usable &= _instants(fs.lodged_at) < end.to_datetime64()
+    usable &= instants(fs.lodged_at) < end.to_datetime64()
     if not usable.any():
         raise SplitError(f"no label is known before the end of the data ({end:%Y-%m-%d})")
-    last = pd.Timestamp(_instants(fs.lodged_at)[usable].max())
+    last = pd.Timestamp(instants(fs.lodged_at)[usable].max())
     labelled_end = last.normalize() + pd.Timedelta(days=1)
     cal_start = labelled_end - pd.Timedelta(days=calibration_days)
     train = Window("refit-train", windows.train.start, cal_start)

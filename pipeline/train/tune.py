@@ -31,6 +31,7 @@ from optuna_integration import XGBoostPruningCallback
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
+from pipeline.timeaxis import Window, Windows
 from pipeline.train.fit import (
     EVAL_METRIC,
     IMBALANCE_METHODS,
@@ -45,7 +46,7 @@ from pipeline.train.fit import (
     window_rows,
     with_levels,
 )
-from pipeline.train.split import Window, Windows, rolling_folds, rows_in
+from pipeline.train.split import rolling_folds, rows_in
 
 logger = logging.getLogger(__name__)
 
