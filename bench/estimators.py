@@ -34,9 +34,8 @@ from pipeline.evaluate.report import model_score  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
 from pipeline.ingest.simulate import simulate  # noqa: E402
 from pipeline.jobs.train import windows_of  # noqa: E402
-from pipeline.serve.ranking import resolve_rank_by  # noqa: E402
+from pipeline.serve.ranking import resolve_rank_by, top_mask  # noqa: E402
 from pipeline.train.fit import fit, recorded_propensity  # noqa: E402
-from pipeline.train.objectives import top_mask  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

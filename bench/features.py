@@ -73,17 +73,17 @@ def project_stages(
     state: dict[str, Any] = {}
 
     def prepare() -> None:
-        decl = build._sorted(declarations)
-        out, row = build._aligned_outcomes(outcomes, decl, config)
+        decl = build.sorted_declarations(declarations)
+        out, row = build.aligned_outcomes(outcomes, decl, config)
         state.update(decl=decl, out=out, row=row)
 
     def profile_stage() -> dict[str, np.ndarray]:
         decl = state["decl"]
         events = profiles.outcome_events(decl["lodged_at"], state["out"], state["row"], config)
-        stream = build._stream_sums(decl, len(decl), events, config)
+        stream = build.stream_sums(decl, len(decl), events, config)
         day = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         return build._profile_block(
-            lambda key: build._totals_frame(*stream(key), config),
+            lambda key: build.totals_frame(*stream(key), config),
             day / profiles.NS_PER_DAY,
             config,
         )
@@ -92,11 +92,11 @@ def project_stages(
         decl = state["decl"]
         features = {"profiles": state["profiles"], "valuation": state["valuation"]}
         features["history"] = state["history"]
-        categories, floats = build._raw(decl, build._raw_levels(decl, config))
+        categories, floats = build._raw(decl, build.raw_levels(decl, config))
         features["raw"] = floats
         features["calendar"] = build._calendar(decl)
         build._assemble(features, categories, config)
-        build._labels(decl, state["out"], state["row"])
+        build.label_columns(decl, state["out"], state["row"])
 
     return {
         "prepare": prepare,

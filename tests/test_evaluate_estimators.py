@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.evaluate.estimators import clopper_pearson, estimate_at_rates
-from pipeline.train.objectives import top_mask
+from pipeline.serve.ranking import top_mask
 
 
 def flow(seed: int, n: int = 100_000, random_rate: float = 0.02) -> dict[str, np.ndarray]:

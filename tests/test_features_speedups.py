@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from helpers_features import tiny_tables
 
-from pipeline.features.build import _sorted
+from pipeline.features.build import sorted_declarations
 from pipeline.features.history import _first_rows
 
 
@@ -21,10 +21,10 @@ def test_first_rows_equal_the_grouped_minimum_of_ascending_times() -> None:
 def test_declarations_already_in_order_are_copied_not_shared() -> None:
     declarations, _ = tiny_tables(200, seed=2, ties=False)
     ordered = declarations.sort_values("lodged_at").reset_index(drop=True)
-    out = _sorted(ordered)
+    out = sorted_declarations(ordered)
     assert out["declaration_id"].tolist() == ordered["declaration_id"].tolist()
     assert isinstance(out.index, pd.RangeIndex)
     values = out["net_mass_kg"].to_numpy()
     assert not np.shares_memory(values, ordered["net_mass_kg"].to_numpy())
-    shuffled = _sorted(ordered.sample(frac=1.0, random_state=1))
+    shuffled = sorted_declarations(ordered.sample(frac=1.0, random_state=1))
     assert shuffled["declaration_id"].tolist() == out["declaration_id"].tolist()

@@ -11,7 +11,7 @@ from helpers_train import feature_set, train_config
 
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate.report import model_score
-from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
+from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by, top_mask
 from pipeline.serve.scorer import model_scores
 from pipeline.train.fit import fit, window_metrics, window_rows
 from pipeline.train.split import make_windows, rows_in
@@ -61,7 +61,7 @@ def test_ranking_metrics_of_the_calibrated_model_equal_those_of_the_margin(
     m = model.margin(rows.X)
     logged = window_metrics(rows, 1 / (1 + np.exp(-m)), model.calibration.apply(m), False, m)
     for rate in rates:
-        top = mx.top_mask(m, rate)  # by margin, no tie in a continuous margin
+        top = top_mask(m, rate)  # by margin, no tie in a continuous margin
         assert logged[f"precision_at_{round(rate * 100)}"] == pytest.approx(rows.y[top].mean())
     assert result.log["metrics"]["test"]["precision_at_5"] == logged["precision_at_5"]
 

@@ -31,8 +31,9 @@ from helpers_serve import (
 
 from pipeline.config import FeaturesConfig
 from pipeline.features import build
-from pipeline.serve.scorer import Scorer, log_scorer, model_scores
+from pipeline.serve.scorer import Scorer, model_scores
 from pipeline.serve.thresholds import Thresholds
+from pipeline.train.tracking import log_scorer
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-serve")]
 START_TIMEOUT_S = 180.0

@@ -207,3 +207,23 @@ def test_pruned_trials_are_finished_and_tagged_as_pruned(trained: dict[str, Any]
         states["7"].info.status == "FINISHED" and states["7"].data.tags["optuna.pruned"] == "true"
     )
     assert states["3"].info.status == "FINISHED" and "optuna.pruned" not in states["3"].data.tags
+
+
+def test_jobs_read_the_store_through_the_adapter(trained: dict[str, Any], tmp_path: Path) -> None:
+    config, run_id = trained["config"], trained["run_id"]
+    tracking.configure(config)
+    assert "data_fingerprint" in tracking.run_tags(run_id)
+    assert tracking.run_is_live(run_id)
+    assert not tracking.run_is_live("0" * 32)
+    note = tmp_path / "note.json"
+    note.write_text('{"read": "back"}')
+    tracking.log_artifacts(run_id, note, "readback")
+    assert tracking.artifact_paths(run_id, "readback") == ["readback/note.json"]
+    local = tracking.download_artifact(run_id, "readback/note.json", tmp_path / "down")
+    assert local.read_text() == note.read_text()
+    with pytest.raises(FileNotFoundError, match="no artefact readback/absent"):
+        tracking.download_artifact(run_id, "readback/absent.json", tmp_path / "none")
+    # training registers nothing: no version, no alias, no scorer of the run
+    assert tracking.alias_version(config, tracking.CHAMPION) is None
+    assert tracking.model_version(config, "1") is None
+    assert tracking.scorer_versions(config, run_id) == []

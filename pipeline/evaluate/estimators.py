@@ -27,7 +27,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import beta, norm
 
-from pipeline.train.objectives import top_mask
+from pipeline.serve.ranking import top_mask
 
 ESTIMATORS = ("ipw", "dr")
 COLUMNS = (

@@ -209,7 +209,7 @@ def waterfalls(
 
 def red_sample(score: np.ndarray, red_share: float, count: int, seed: int) -> np.ndarray:
     """Positions of `count` declarations drawn (seeded) from the top `red_share` by score."""
-    from pipeline.train.objectives import top_mask
+    from pipeline.serve.ranking import top_mask
 
     if count == 0 or len(score) == 0:
         return np.zeros(0, dtype=np.int64)

@@ -24,8 +24,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import RuleConfig
-from pipeline.serve.ranking import control_priority
-from pipeline.train.objectives import top_count, top_mask
+from pipeline.serve.ranking import control_priority, top_count, top_mask
 
 CAPACITY_METRICS = ("precision", "recall", "revenue", "precision_norm", "revenue_norm")
 RANKING_METRICS = ("roc_auc", "average_precision", "brier")

@@ -22,10 +22,9 @@ from pipeline.config import Config
 from pipeline.evaluate.metrics import align_categories
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import control_priority, ranking_score
+from pipeline.serve.ranking import control_priority, ranking_score, top_count
 from pipeline.timeaxis import Window
 from pipeline.train.fit import WindowRows, fit_revenue_model, window_rows
-from pipeline.train.objectives import top_count
 from pipeline.train.split import rows_in
 
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)

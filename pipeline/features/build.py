@@ -5,6 +5,13 @@ label of its outcome; `build_snapshot` freezes what is known at a cut-off; `atta
 declarations their features from a snapshot. Training and serving call the same as-of join
 (`profiles.as_of_sum`): training over every event, serving over the snapshot's latest rows, so a
 declaration lodged just after the cut-off gets the same features either way.
+
+The chunked build (`features/chunked.py`) composes the same steps chunk by chunk, through this
+module's public building blocks: `sorted_declarations`, `aligned_outcomes` and `label_columns`
+(declarations in feature order, their outcomes, the labels), `raw_levels` (the raw columns'
+vocabulary), `stream_sums` / `table_sums` / `totals_frame` / `profile_tables` (profile totals as
+of each declaration, from the event stream or from profile tables), and `run_stages` (the
+configured stages over those totals, shared by training and serving).
 """
 
 from __future__ import annotations
@@ -149,7 +156,7 @@ def _with_hs_levels(declarations: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _sorted(declarations: pd.DataFrame) -> pd.DataFrame:
+def sorted_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
     """Declarations ordered by (lodged_at, declaration_id), RangeIndex; the input is untouched.
 
     Only rows sharing an instant with another row are ordered by id (a string sort of millions
@@ -216,7 +223,7 @@ def known_at(outcomes: pd.DataFrame, lodged_at: pd.Series, config: FeaturesConfi
     return (result + delay).fillna(pd.Series(fallback.to_numpy(), index=outcomes.index))
 
 
-def _aligned_outcomes(
+def aligned_outcomes(
     outcomes: pd.DataFrame, declarations: pd.DataFrame, config: FeaturesConfig
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Outcomes of known declarations (one per declaration), their rows, and ``known_at``."""
@@ -283,9 +290,11 @@ def _profile_block(
     return out
 
 
-def _totals_frame(
+def totals_frame(
     sums: np.ndarray, maxes: np.ndarray | None, config: FeaturesConfig
 ) -> pd.DataFrame:
+    """A key's as-of profile totals as `profiles.profile_features` takes them: the summed event
+    columns and the last hit day (``maxes``)."""
     frame = pd.DataFrame(sums, columns=profiles.event_columns(config), copy=False)
     frame[profiles.LAST_HIT] = maxes
     return frame
@@ -297,7 +306,7 @@ def raw_category_columns(config: FeaturesConfig) -> list[str]:
     return list(dict.fromkeys([*config.raw_categories, *config.raw_ids]))
 
 
-def _raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, list[Any]]:
+def raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, list[Any]]:
     """Category levels of the raw columns given to the model (sorted, so order-free).
 
     The levels are the model's vocabulary, not statistics (no label enters them); a level that
@@ -412,7 +421,7 @@ def _float32(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.asarray(values, dtype=np.float32) for name, values in features.items()}
 
 
-def _stage_features(
+def run_stages(
     declarations: pd.DataFrame,
     config: FeaturesConfig,
     profile_totals: Totals,
@@ -420,7 +429,9 @@ def _stage_features(
     history_of: Callable[[], dict[str, np.ndarray]],
     levels: dict[str, list[Any]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the configured stages; shared by training and serving."""
+    """X and its manifest from the configured stages (`features.stages`), given each key's
+    profile totals, the valuation and history features as functions (run only when their stage
+    is on), and the raw columns' levels; shared by training, the chunked build and serving."""
     lodged_day = (
         declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         / profiles.NS_PER_DAY
@@ -443,7 +454,7 @@ def _stage_features(
 Sums = Callable[[tuple[str, ...]], tuple[np.ndarray, np.ndarray | None]]
 
 
-def _stream_sums(
+def stream_sums(
     frame: pd.DataFrame, n_query: int, events: profiles.OutcomeEvents, config: FeaturesConfig
 ) -> Sums:
     """Profile sums (and last hits) of the first ``n_query`` rows of ``frame`` as of their
@@ -472,7 +483,7 @@ def _stream_sums(
     return sums
 
 
-def _table_sums(
+def table_sums(
     declarations: pd.DataFrame,
     table: pd.DataFrame,
     key: tuple[str, ...],
@@ -507,7 +518,7 @@ def _grouped(
     return sums, grouped["max"].max().to_numpy(), grouped["row"].min().to_numpy()
 
 
-def _profile_tables(
+def profile_tables(
     frame: pd.DataFrame,
     n_declarations: int,
     events: profiles.OutcomeEvents,
@@ -574,29 +585,30 @@ def build_feature_set(
     Rows are ordered by (lodged_at, declaration_id). ``y`` is 1.0 / 0.0 for declarations with an
     inspected outcome and NaN otherwise; ``label_known_at`` is when that outcome counts.
     """
-    decl = _sorted(declarations)
-    out, row = _aligned_outcomes(outcomes, decl, config)
+    decl = sorted_declarations(declarations)
+    out, row = aligned_outcomes(outcomes, decl, config)
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
-    stream = _stream_sums(decl, len(decl), events, config)
+    stream = stream_sums(decl, len(decl), events, config)
 
     def totals(key: tuple[str, ...]) -> pd.DataFrame:
-        return _totals_frame(*stream(key), config)
+        return totals_frame(*stream(key), config)
 
-    X, manifest = _stage_features(
+    X, manifest = run_stages(
         decl,
         config,
         totals,
         lambda: valuation.valuation_features(decl, config),
         lambda: history.history_features(decl, config),
-        _raw_levels(decl, config),
+        raw_levels(decl, config),
     )
-    return FeatureSet(X=X, manifest=manifest, **_labels(decl, out, row))
+    return FeatureSet(X=X, manifest=manifest, **label_columns(decl, out, row))
 
 
-def _labels(
+def label_columns(
     declarations: pd.DataFrame, outcomes: pd.DataFrame, row: np.ndarray
 ) -> dict[str, pd.Series]:
-    """Metadata and labels row-aligned with the declarations."""
+    """Metadata and labels row-aligned with the declarations (the FeatureSet's columns other
+    than X): ``row`` is each outcome's declaration row, as `aligned_outcomes` returns it."""
     n = len(declarations)
     inspected = outcomes["inspected"].to_numpy(dtype=bool)
     r = row[inspected]
@@ -636,16 +648,16 @@ def build_snapshot(
 ) -> Snapshot:
     """What is known at ``as_of``: declarations lodged and outcomes known strictly before it."""
     as_of = pd.Timestamp(as_of)
-    decl = _sorted(declarations)
+    decl = sorted_declarations(declarations)
     # The category levels are the model's input vocabulary, not statistics: they come from every
     # declaration given (as in `build_feature_set`), so served categories equal training's.
-    levels = _raw_levels(decl, config)
+    levels = raw_levels(decl, config)
     decl = decl.loc[decl["lodged_at"] < as_of].reset_index(drop=True)
-    out, row = _aligned_outcomes(outcomes, decl, config)
+    out, row = aligned_outcomes(outcomes, decl, config)
     known = (out["known_at"] < as_of).to_numpy()
     out, row = out.loc[known].reset_index(drop=True), row[known]
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
-    tables = _profile_tables(decl, len(decl), events, config)
+    tables = profile_tables(decl, len(decl), events, config)
     return Snapshot(
         as_of=as_of,
         config=config.model_dump(mode="json"),
@@ -674,14 +686,14 @@ def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfi
             f"the snapshot was built with other feature settings ({', '.join(different)}): "
             "rebuild it with this config, or pass the config it was built with"
         )
-    decl = _sorted(declarations)
+    decl = sorted_declarations(declarations)
     as_of = snapshot.as_of
 
     def totals(key: tuple[str, ...]) -> pd.DataFrame:
         table = snapshot.profiles[profiles.key_name(key) or "__global__"]
-        return _totals_frame(*_table_sums(decl, table, key, as_of, config), config)
+        return totals_frame(*table_sums(decl, table, key, as_of, config), config)
 
-    X, manifest = _stage_features(
+    X, manifest = run_stages(
         decl,
         config,
         totals,
@@ -696,6 +708,6 @@ def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfi
         selection_probability=pd.Series(dtype=float),
         selection_reason=pd.Series(dtype=object),
     )
-    labels = _labels(decl, empty, np.zeros(0, np.int64))
+    labels = label_columns(decl, empty, np.zeros(0, np.int64))
     assert len(labels["y"]) == n
     return FeatureSet(X=X, manifest=manifest, **labels)

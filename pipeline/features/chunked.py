@@ -37,16 +37,16 @@ from pipeline.config import FeaturesConfig
 from pipeline.features import history, profiles, valuation
 from pipeline.features.build import (
     Snapshot,
-    _aligned_outcomes,
-    _labels,
-    _profile_tables,
-    _raw_levels,
-    _sorted,
-    _stage_features,
-    _stream_sums,
-    _table_sums,
-    _totals_frame,
+    aligned_outcomes,
     build_feature_set,
+    label_columns,
+    profile_tables,
+    raw_levels,
+    run_stages,
+    sorted_declarations,
+    stream_sums,
+    table_sums,
+    totals_frame,
 )
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, FeatureSetWriter
 
@@ -200,16 +200,16 @@ def _build(
     """Build chunk after chunk, handing each chunk's X (rows ``lo:hi`` of the sorted
     declarations) and the labels of every row to ``sink``; returns the labels, the manifest and
     the snapshot carried out of the last chunk when ``snapshot_as_of`` is given."""
-    decl = _sorted(declarations)
+    decl = sorted_declarations(declarations)
     if snapshot_as_of is not None and not pd.Timestamp(snapshot_as_of) > decl["lodged_at"].max():
         raise ValueError(
             f"snapshot_as_of {snapshot_as_of} must come after the last lodging: "
             "use build_snapshot for a cut-off inside the data"
         )
-    levels = _raw_levels(decl, config)
+    levels = raw_levels(decl, config)
     _keys_as_categories(decl, config)
-    out, row = _aligned_outcomes(outcomes, decl, config)
-    labels = _labels(decl, out, row)
+    out, row = aligned_outcomes(outcomes, decl, config)
+    labels = label_columns(decl, out, row)
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
     order = np.argsort(events.known_at, kind="stable")  # keeps the in-memory order of ties
     events = _take(events, order)
@@ -245,7 +245,7 @@ def _build(
         end = pd.Timestamp(snapshot_as_of) if last else borders[i + 1]
         if last:  # only the outcomes known before the snapshot's cut-off
             due = _take(due, due.known_at < end.value)
-        tables = _profile_tables(frame, hi - lo, due, config, tables, object_keys=last)
+        tables = profile_tables(frame, hi - lo, due, config, tables, object_keys=last)
         references = valuation.valuation_state(chunk, end, references, object_keys=last)
         carry = history.advance_history(carry, chunk, end, config)
         if last:
@@ -272,19 +272,19 @@ def _chunk_features(
     config: FeaturesConfig,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """X and manifest of one chunk: the carried state plus the chunk's own events."""
-    stream = _stream_sums(frame, len(chunk), due, config)
+    stream = stream_sums(frame, len(chunk), due, config)
 
     def totals(key: tuple[str, ...]) -> pd.DataFrame:
         sums, maxes = stream(key)
         if tables is not None:
             table = tables[profiles.key_name(key) or "__global__"]
-            before, before_maxes = _table_sums(chunk, table, key, start, config)
+            before, before_maxes = table_sums(chunk, table, key, start, config)
             sums = sums + before
             assert maxes is not None and before_maxes is not None  # last hits are joined
             maxes = np.maximum(maxes, before_maxes)
-        return _totals_frame(sums, maxes, config)
+        return totals_frame(sums, maxes, config)
 
-    return _stage_features(
+    return run_stages(
         chunk,
         config,
         totals,

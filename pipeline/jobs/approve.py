@@ -15,9 +15,13 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import Config
 from pipeline.jobs import JobResult
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 REVIEWER_ENV = "TARGETING_REVIEWER"
 REPORT_FILE = "report/report.html"
@@ -50,75 +54,19 @@ def approve(
 ) -> JobResult:
     """Approve a registered scorer version as the `champion`: `version`, else the last scorer
     registered from `run_id` (the run the report reviewed), else the `challenger`."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from pipeline.train import tracking
 
     if not reason.strip():
         raise ApprovalError("an approval needs a reason (--reason): what the review concluded")
     who = reviewer_name(reviewer)
     tracking.configure(config)
-    client = mlflow.MlflowClient()
     name = config.tracking.registered_model
     if version is None and run_id is not None:
-        scorers = [
-            int(v.version)
-            for v in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-            if v.tags.get("component") == tracking.SCORER_COMPONENT
-        ]
-        if not scorers:
-            raise ApprovalError(
-                f"run {run_id} has no scorer registered in {name!r}: "
-                f"run `targeting export --run-id {run_id}` first"
-            )
-        version = str(max(scorers))
-    try:
-        entry = (
-            client.get_model_version(name, str(version))
-            if version is not None
-            else client.get_model_version_by_alias(name, tracking.CHALLENGER)
-        )
-    except MlflowException:
-        wanted = f"version {version}" if version is not None else f"a @{tracking.CHALLENGER}"
-        raise ApprovalError(
-            f"registered model {name!r} has no {wanted}: run `targeting export` to register one"
-        ) from None
+        version = _last_scorer_of(config, run_id)
+    entry = _scorer_version(config, version)
     number = str(entry.version)
-    if entry.tags.get("component") != tracking.SCORER_COMPONENT or not entry.run_id:
-        raise ApprovalError(
-            f"{name} v{number} is not a scorer registered by `targeting export`: "
-            "approve a version that is"
-        )
     run_id = str(entry.run_id)
-    exports = [
-        a.path for a in client.list_artifacts(run_id, EXPORT_FOLDER) if a.path.endswith(".json")
-    ]
-    with tempfile.TemporaryDirectory() as scratch:
-        files = {}
-        for label, artefact, verb in (
-            ("report", REPORT_FILE, "evaluate"),
-            ("export", exports[0] if exports else f"{EXPORT_FOLDER}/*.json", "export"),
-            ("bundled export", BUNDLED_EXPORT, "export"),
-        ):
-            try:
-                local = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=artefact, dst_path=str(Path(scratch) / label)
-                )
-            except (MlflowException, OSError):
-                raise ApprovalError(
-                    f"{name} v{number}: its run {run_id} has no {label} ({artefact}): "
-                    f"run `targeting {verb} --run-id {run_id}` and review it first"
-                ) from None
-            files[label] = Path(local)
-        logged = _sha256(files["export"])
-        bundled = _sha256(files["bundled export"])
-        if not bundled == logged == entry.tags.get("thresholds_sha256"):
-            raise ApprovalError(
-                f"{name} v{number}: the export inside the scorer is not the export logged with "
-                f"run {run_id} (re-exported since?): run `targeting export --run-id {run_id}` and "
-                "approve the version it registers"
-            )
+    logged = _checked_evidence(name, number, run_id, entry.tags.get("thresholds_sha256"))
     approved_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     approval = tracking.approve_version(config, number, who, reason.strip(), approved_at)
     replaced = f" (was v{approval.previous})" if approval.previous else ""
@@ -142,3 +90,72 @@ def approve(
             f"serve it: make serve (mlflow models serve -m {uri})",
         ],
     )
+
+
+def _last_scorer_of(config: Config, run_id: str) -> str:
+    """The last scorer version `export` registered from `run_id` (the run a report reviewed)."""
+    from pipeline.train import tracking
+
+    scorers = tracking.scorer_versions(config, run_id)
+    if not scorers:
+        raise ApprovalError(
+            f"run {run_id} has no scorer registered in {config.tracking.registered_model!r}: "
+            f"run `targeting export --run-id {run_id}` first"
+        )
+    return str(max(scorers))
+
+
+def _scorer_version(config: Config, version: str | None) -> ModelVersion:
+    """The registry entry to approve: `version`, else the `challenger`; refused unless it is a
+    scorer registered by `export` from a run."""
+    from pipeline.train import tracking
+
+    name = config.tracking.registered_model
+    entry = (
+        tracking.model_version(config, str(version))
+        if version is not None
+        else tracking.alias_version(config, tracking.CHALLENGER)
+    )
+    if entry is None:
+        wanted = f"version {version}" if version is not None else f"a @{tracking.CHALLENGER}"
+        raise ApprovalError(
+            f"registered model {name!r} has no {wanted}: run `targeting export` to register one"
+        )
+    if entry.tags.get("component") != tracking.SCORER_COMPONENT or not entry.run_id:
+        raise ApprovalError(
+            f"{name} v{entry.version} is not a scorer registered by `targeting export`: "
+            "approve a version that is"
+        )
+    return entry
+
+
+def _checked_evidence(name: str, number: str, run_id: str, registered_sha256: str | None) -> str:
+    """The evidence a reviewer approves on: the run's report, its logged export and the export
+    bundled in the scorer, the two exports identical and the one the version names. Returns the
+    export's sha256; ApprovalError says which `targeting` command makes what is missing."""
+    from pipeline.train import tracking
+
+    exports = [p for p in tracking.artifact_paths(run_id, EXPORT_FOLDER) if p.endswith(".json")]
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {}
+        for label, artefact, verb in (
+            ("report", REPORT_FILE, "evaluate"),
+            ("export", exports[0] if exports else f"{EXPORT_FOLDER}/*.json", "export"),
+            ("bundled export", BUNDLED_EXPORT, "export"),
+        ):
+            try:
+                files[label] = tracking.download_artifact(run_id, artefact, Path(scratch) / label)
+            except OSError:  # the run does not hold it (tracking raises FileNotFoundError)
+                raise ApprovalError(
+                    f"{name} v{number}: its run {run_id} has no {label} ({artefact}): "
+                    f"run `targeting {verb} --run-id {run_id}` and review it first"
+                ) from None
+        logged = _sha256(files["export"])
+        bundled = _sha256(files["bundled export"])
+        if not bundled == logged == registered_sha256:
+            raise ApprovalError(
+                f"{name} v{number}: the export inside the scorer is not the export logged with "
+                f"run {run_id} (re-exported since?): run `targeting export --run-id {run_id}` and "
+                "approve the version it registers"
+            )
+    return logged

@@ -35,9 +35,6 @@ def last_run_id(config: Config) -> str | None:
     `last_run.json` names the store it was written for; a run from another store (another
     `tracking.uri`) or one deleted since does not count.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from pipeline.train import tracking
 
     if not config.paths.last_run.is_file():
@@ -46,11 +43,7 @@ def last_run_id(config: Config) -> str | None:
     if last.get("tracking_uri") != tracking.tracking_uri(config):
         return None
     tracking.configure(config)
-    try:
-        run = mlflow.MlflowClient().get_run(str(last["run_id"]))
-    except MlflowException:
-        return None
-    return None if run.info.lifecycle_stage == "deleted" else str(last["run_id"])
+    return str(last["run_id"]) if tracking.run_is_live(str(last["run_id"])) else None
 
 
 def _has_export(config: Config) -> bool:

@@ -23,18 +23,10 @@ HEADLINE_METRICS = ("precision", "recall", "revenue")
 
 def champion_model(config: Config, run_id: str) -> tuple[str, Any] | None:
     """The registered model's `champion` alias, unless absent or the run under review itself."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from pipeline.train import tracking
 
-    try:
-        version = mlflow.MlflowClient().get_model_version_by_alias(
-            config.tracking.registered_model, "champion"
-        )
-    except MlflowException:
-        return None
-    if not version.run_id or version.run_id == run_id:
+    version = tracking.alias_version(config, tracking.CHAMPION)
+    if version is None or not version.run_id or version.run_id == run_id:
         return None
     return f"champion v{version.version}", tracking.load_model(version.run_id, "evaluated")
 

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -24,7 +23,7 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import write_table
 from pipeline.jobs import JobResult, step
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
+from pipeline.serve.scorer import model_scores, resolve_rank_by
 from pipeline.serve.thresholds import (
     ReferenceWindow,
     Thresholds,
@@ -130,63 +129,16 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     """Compute the cut-offs of a run's model (default: the last trained) and write the export."""
     import pipeline.train.tracking as tracking
 
-    tracking.configure(config)
-    last: dict[str, Any] = {}
-    if run_id is None:
-        last = dict(tracking.read_last_run(config))
-        run_id = str(last["run_id"])
-    model = tracking.load_model(run_id, "deployed")
-    tags = mlflow.MlflowClient().get_run(run_id).data.tags
-    for path in (config.paths.features, config.paths.manifest):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run `targeting features` first")
-    if not config.paths.snapshot.exists():
-        raise FileNotFoundError(
-            f"feature snapshot {config.paths.snapshot} not found: run `targeting features` first"
-        )
-    feature_set = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    run_id, model, registered_name = _run_model(config, run_id)
+    feature_set = _feature_set(config)
     rank_by = resolve_rank_by(model, config.serve.rank_by)
     reference, window = reference_scores(config, model, feature_set, rank_by)
 
     step("cut-offs on the reference window")
     policy = compute_cutoffs(reference, config.serve, window.days)
     tracking.log_artifacts(run_id, config.paths.snapshot, SNAPSHOT_ARTIFACT)
-    manifest = feature_set.manifest
-    descriptions = (
-        dict(zip(manifest["name"].astype(str), manifest["description"].astype(str), strict=True))
-        if "description" in manifest.columns
-        else {}
-    )
-    windows = {
-        **{str(k): v for k, v in dict(model.info.get("windows", {})).items()},
-        "reference": {"start": window.start.isoformat(), "end": window.end.isoformat()},
-    }
-    document = new_document(
-        policy,
-        model={
-            "name": tags.get(
-                "registered_model",
-                model.info.get("registered_model", config.tracking.registered_model),
-            ),
-            # the registry version is created from this export (the scorer carries it), so the
-            # document cannot name it: the version's tags name the document (thresholds_sha256)
-            "version": None,
-            "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
-            "run_id": run_id,
-            "booster_sha256": model.booster_sha256(),
-        },
-        rank_by=rank_by,
-        revenue_weight=config.serve.revenue_weight,
-        manifest_sha256=manifest_sha256(manifest),
-        windows=_jsonable(windows),
-        features={
-            "config": config.features.model_dump(mode="json"),
-            "descriptions": descriptions,
-        },
-        # No machine-local path or tracking address: the scorer finds both through MLflow
-        # (MLFLOW_TRACKING_URI or the config's tracking.uri).
-        snapshot={"uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}"},
-        kpis={},
+    document = _document(
+        config, run_id, model, registered_name, feature_set.manifest, policy, rank_by, window
     )
     key = serve_random_key(config.serve)
     draft = Thresholds(document, key)
@@ -202,36 +154,9 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     )
     target = Path(out) if out is not None else config.paths.thresholds
     final = Thresholds(document, key)
-    # The run records the export before the file is put in place: a crash in between leaves
-    # the previous file, never a file newer than what the run holds.
-    with tempfile.TemporaryDirectory() as scratch:
-        staged = Path(scratch) / target.name
-        try:
-            final.save(staged)
-        except ThresholdsError as exc:
-            raise ValueError(f"the computed export is not valid: {exc}") from exc
-        tracking.log_artifacts(run_id, staged, THRESHOLDS_ARTIFACT)
-        model_folder = Path(scratch) / MODEL_ARTIFACT
-        model.save(model_folder)
-        step("logging the scorer and registering it")
-        scorer_uri = log_scorer(run_id, model_folder, config.paths.snapshot, staged)
-        export_sha256 = file_sha256(staged)
-    version = tracking.register_scorer(
-        config, run_id, scorer_uri, export_sha256, model.booster_sha256()
-    )
+    scorer_uri, version = _log_and_register(config, run_id, model, final, target.name)
     kpis = document["kpis"]
-    metrics = {
-        f"serve.{name}.reference_share": float(entry["share"])
-        for name, entry in kpis["channels"].items()
-    }
-    metrics.update(
-        {
-            f"serve.{name}.expected_hit_rate": float(entry["expected_hit_rate"])
-            for name, entry in kpis["channels"].items()
-            if entry["expected_hit_rate"] is not None
-        }
-    )
-    tracking.log_metrics(run_id, metrics)
+    tracking.log_metrics(run_id, _serve_metrics(kpis))
     final.save(target)  # the same bytes as logged (the document and its digest are fixed)
     offices = target.with_name(f"{target.stem}_offices.csv")
     write_table(office_table(document, channels, reference), offices)
@@ -255,6 +180,127 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         },
         lines=lines,
     )
+
+
+def _run_model(config: Config, run_id: str | None) -> tuple[str, TargetingModel, str]:
+    """The run to export (default: the last trained), its deployed model, and the registered
+    model's name it goes under (the run's tag, else the model's, else the config's)."""
+    import pipeline.train.tracking as tracking
+
+    tracking.configure(config)
+    if run_id is None:
+        run_id = str(dict(tracking.read_last_run(config))["run_id"])
+    model = tracking.load_model(run_id, "deployed")
+    tags = tracking.run_tags(run_id)
+    registered_name = tags.get(
+        "registered_model", model.info.get("registered_model", config.tracking.registered_model)
+    )
+    return run_id, model, str(registered_name)
+
+
+def _feature_set(config: Config) -> FeatureSet:
+    """The feature set the features job wrote; its snapshot must be there too (it is logged)."""
+    for path in (config.paths.features, config.paths.manifest):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `targeting features` first")
+    if not config.paths.snapshot.exists():
+        raise FileNotFoundError(
+            f"feature snapshot {config.paths.snapshot} not found: run `targeting features` first"
+        )
+    return FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+
+
+def _document(
+    config: Config,
+    run_id: str,
+    model: TargetingModel,
+    registered_name: str,
+    manifest: pd.DataFrame,
+    policy: dict[str, Any],
+    rank_by: str,
+    window: ReferenceWindow,
+) -> dict[str, Any]:
+    """The export document of the cut-offs, its KPIs still empty: the model it belongs to, the
+    ranking, the windows (the reference one added), the features' config and descriptions."""
+    descriptions = (
+        dict(zip(manifest["name"].astype(str), manifest["description"].astype(str), strict=True))
+        if "description" in manifest.columns
+        else {}
+    )
+    windows = {
+        **{str(k): v for k, v in dict(model.info.get("windows", {})).items()},
+        "reference": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+    }
+    return new_document(
+        policy,
+        model={
+            "name": registered_name,
+            # the registry version is created from this export (the scorer carries it), so the
+            # document cannot name it: the version's tags name the document (thresholds_sha256)
+            "version": None,
+            "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
+            "run_id": run_id,
+            "booster_sha256": model.booster_sha256(),
+        },
+        rank_by=rank_by,
+        revenue_weight=config.serve.revenue_weight,
+        manifest_sha256=manifest_sha256(manifest),
+        windows=_jsonable(windows),
+        features={
+            "config": config.features.model_dump(mode="json"),
+            "descriptions": descriptions,
+        },
+        # No machine-local path or tracking address: the scorer finds both through MLflow
+        # (MLFLOW_TRACKING_URI or the config's tracking.uri).
+        snapshot={"uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}"},
+        kpis={},
+    )
+
+
+def _log_and_register(
+    config: Config, run_id: str, model: TargetingModel, final: Thresholds, file_name: str
+) -> tuple[str, str]:
+    """Log the export and the scorer pyfunc with the run and register the scorer as the
+    `challenger`; returns the scorer's URI and its registry version.
+
+    The run records the export before the file is put in place: a crash in between leaves the
+    previous file, never a file newer than what the run holds.
+    """
+    import pipeline.train.tracking as tracking
+
+    with tempfile.TemporaryDirectory() as scratch:
+        staged = Path(scratch) / file_name
+        try:
+            final.save(staged)
+        except ThresholdsError as exc:
+            raise ValueError(f"the computed export is not valid: {exc}") from exc
+        tracking.log_artifacts(run_id, staged, THRESHOLDS_ARTIFACT)
+        model_folder = Path(scratch) / MODEL_ARTIFACT
+        model.save(model_folder)
+        step("logging the scorer and registering it")
+        scorer_uri = tracking.log_scorer(run_id, model_folder, config.paths.snapshot, staged)
+        export_sha256 = file_sha256(staged)
+    version = tracking.register_scorer(
+        config, run_id, scorer_uri, export_sha256, model.booster_sha256()
+    )
+    return scorer_uri, version
+
+
+def _serve_metrics(kpis: dict[str, Any]) -> dict[str, float]:
+    """The export's expected KPIs as run metrics: each channel's share of the reference window
+    and its expected hit rate."""
+    metrics = {
+        f"serve.{name}.reference_share": float(entry["share"])
+        for name, entry in kpis["channels"].items()
+    }
+    metrics.update(
+        {
+            f"serve.{name}.expected_hit_rate": float(entry["expected_hit_rate"])
+            for name, entry in kpis["channels"].items()
+            if entry["expected_hit_rate"] is not None
+        }
+    )
+    return metrics
 
 
 def file_sha256(path: Path) -> str:

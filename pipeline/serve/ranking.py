@@ -10,11 +10,16 @@ explanations, the held-out check, the training log) ranks with these functions:
 - ``control_priority``: a tie-free priority with the same order: score, then the booster's
   margin, then position (all descending). Calibration is monotone in the margin, so a ranking by
   probability is exactly the ranking by margin: isotonic plateaus never create ties.
+- ``top_count`` / ``top_mask``: the controlled set at a control rate n, the first ceil(n x N)
+  declarations by score (descending, ties by position); the capacity metrics of training and
+  evaluation all count over it.
 
 Pure numpy; imports nothing from `train` or `evaluate`.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -72,3 +77,19 @@ def control_priority(score: ArrayLike, margin: ArrayLike | None = None) -> np.nd
     rank = np.empty(len(s), dtype=float)
     rank[order] = np.arange(len(s))
     return -rank
+
+
+def top_count(n_rows: int, rate: float) -> int:
+    """How many declarations a control rate allows (at least one when there are any)."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"control rate must be in (0, 1], got {rate}")
+    return min(n_rows, max(1, math.ceil(rate * n_rows))) if n_rows else 0
+
+
+def top_mask(score: ArrayLike, rate: float) -> np.ndarray:
+    """Boolean mask of the declarations controlled at `rate` (highest scores first)."""
+    s = np.asarray(score, dtype=float)
+    order = np.argsort(-s, kind="stable")
+    mask = np.zeros(len(s), dtype=bool)
+    mask[order[: top_count(len(s), rate)]] = True
+    return mask

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 
 from pipeline.config import FeaturesConfig
@@ -58,7 +57,6 @@ OUTPUT_COLUMNS = (
     "error",
 )
 INVALID_REASON = "invalid"
-SCORER_ARTIFACT = "scorer"
 
 
 # --- model scores ----------------------------------------------------------------------------
@@ -576,7 +574,8 @@ def _snapshot_folder(
 
 
 class ScorerModel(PythonModel):
-    """The scorer as an MLflow pyfunc: `mlflow models serve -m runs:/<run id>/scorer`.
+    """The scorer as an MLflow pyfunc: `mlflow models serve -m runs:/<run id>/scorer`
+    (`train.tracking.log_scorer` logs it with its artefacts).
 
     Artefacts: ``model`` (TargetingModel folder), ``snapshot`` (feature snapshot folder),
     ``thresholds`` (selectivity.json). `predict` takes declarations in the canonical columns and
@@ -599,10 +598,10 @@ class ScorerModel(PythonModel):
         return self.scorer.score(model_input)
 
 
-def _input_signature() -> Any:
-    """Input schema on the raw declaration columns (no category dtypes), every column optional
-    so that an incomplete row reaches the scorer and comes back `manual` instead of failing."""
-    from mlflow.models import ModelSignature
+def pyfunc_signature() -> ModelSignature:
+    """The pyfunc's signature (`train.tracking.log_scorer` logs it): input schema on the raw
+    declaration columns (no category dtypes), every column optional so that an incomplete row
+    reaches the scorer and comes back `manual` instead of failing; the scored columns out."""
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
     # Every input column is declared `Any`: MLflow's own type conversion would turn the text
@@ -622,53 +621,6 @@ def _input_signature() -> Any:
         ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def log_scorer(
-    run_id: str,
-    model_folder: Path,
-    snapshot_folder: Path,
-    thresholds_path: Path,
-    name: str = SCORER_ARTIFACT,
-) -> str:
-    """Log the scorer pyfunc to a run; returns its URI (``runs:/<run id>/scorer``).
-
-    Self-contained: the `pipeline` package is bundled as its code and its requirements are the
-    pinned core and `serve` extra (`pipeline.serve.bundle`), so any environment MLflow builds
-    from them serves it; requirements are given, not inferred (inference would load the model in
-    a subprocess).
-    """
-    from pipeline.serve.bundle import package_folder, serve_requirements
-
-    requirements = serve_requirements()
-    with tempfile.TemporaryDirectory() as scratch:
-        # Copies, so the logged thresholds keep their file name whatever the source path.
-        thresholds_copy = Path(scratch) / "selectivity.json"
-        thresholds_copy.write_text(Path(thresholds_path).read_text(encoding="utf-8"))
-        pyfunc_log = logging.getLogger("mlflow.pyfunc")
-        level = pyfunc_log.level
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-            # No input example on purpose: MLflow would score it at logging time.
-            warnings.filterwarnings("ignore", message=".*An input example was not provided")
-            # MLflow warns that a Python object is pickled: ScorerModel holds no state (it loads
-            # its artefacts in load_context), and the warning buried every run's summary.
-            pyfunc_log.setLevel(logging.ERROR)
-            try:
-                mlflow.pyfunc.log_model(
-                    name=name,
-                    python_model=ScorerModel(),
-                    artifacts={
-                        "model": str(model_folder),
-                        "snapshot": str(snapshot_folder),
-                        "thresholds": str(thresholds_copy),
-                    },
-                    signature=_input_signature(),
-                    pip_requirements=requirements,
-                    code_paths=[str(package_folder())],
-                )
-            finally:
-                pyfunc_log.setLevel(level)
-    return f"runs:/{run_id}/{name}"
 
 
 def document_json(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,34 +1,18 @@
 """Capacity metrics: what the top n % of a ranking catches.
 
 The tuning objective and the reviewer's metrics share these functions (evaluate imports train,
-never the reverse). Rankings are by score, descending; ties are broken by position, so a
-ranking is reproducible. Callers pass a tie-free score (`serve.ranking.control_priority`: score,
-then the booster's margin), so the position rule never decides. The controlled set at rate n
-is the first ceil(n x N) declarations.
+never the reverse). The controlled set is `serve.ranking.top_mask`: by score, descending, ties
+broken by position, the first ceil(n x N) declarations at rate n. Callers pass a tie-free score
+(`serve.ranking.control_priority`: score, then the booster's margin), so the position rule never
+decides.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike
 
-
-def top_count(n_rows: int, rate: float) -> int:
-    """How many declarations a control rate allows (at least one when there are any)."""
-    if not 0 < rate <= 1:
-        raise ValueError(f"control rate must be in (0, 1], got {rate}")
-    return min(n_rows, max(1, math.ceil(rate * n_rows))) if n_rows else 0
-
-
-def top_mask(score: ArrayLike, rate: float) -> np.ndarray:
-    """Boolean mask of the declarations controlled at `rate` (highest scores first)."""
-    s = np.asarray(score, dtype=float)
-    order = np.argsort(-s, kind="stable")
-    mask = np.zeros(len(s), dtype=bool)
-    mask[order[: top_count(len(s), rate)]] = True
-    return mask
+from pipeline.serve.ranking import top_mask
 
 
 def precision_at(y: ArrayLike, score: ArrayLike, rate: float) -> float:

@@ -1,4 +1,7 @@
-"""The MLflow adapter: the only module that writes to MLflow.
+"""The MLflow adapter: the only module that writes to MLflow (a test holds it to that).
+
+Every job logs, tags, registers and approves through the functions here, and reads the store
+through them too (run tags, registry versions, artefacts), so no job calls MLflow itself.
 
 The tracking URI is decided here and nowhere else: `tracking.uri` from the config, else the
 environment's MLFLOW_TRACKING_URI, else a SQLite file in the project folder (``mlflow.db``) whose
@@ -10,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -27,6 +32,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -40,11 +46,13 @@ from mlflow.utils.validation import (
 
 from pipeline.config import PROJECT_ROOT, Config, flatten, to_yaml
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.scorer import ScorerModel, pyfunc_signature
 from pipeline.train.fit import FitResult
 
 MODEL_ARTIFACT = "targeting_model"  # the deployed model (the refit when train.refit)
 EVALUATED_ARTIFACT = "evaluated_model"  # the model judged on the test window (the evidence)
 XGBOOST_ARTIFACT = "xgboost_model"
+SCORER_ARTIFACT = "scorer"  # the scorer pyfunc that `export` logs and registers
 CHALLENGER = "challenger"
 PACKAGES = ("xgboost", "scikit-learn", "imbalanced-learn", "optuna", "mlflow", "pandas", "numpy")
 
@@ -394,6 +402,37 @@ def log_training_data(config: Config, data_fingerprint: str, sample: pd.DataFram
     mlflow.log_input(dataset, context="training")
 
 
+def run_tags(run_id: str) -> dict[str, str]:
+    """The tags of a run (e.g. ``registered_model`` once `export` has registered its scorer)."""
+    return dict(MlflowClient().get_run(run_id).data.tags)
+
+
+def run_is_live(run_id: str) -> bool:
+    """Whether the run is in the configured store and not deleted."""
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return bool(run.info.lifecycle_stage != "deleted")
+
+
+def artifact_paths(run_id: str, folder: str) -> list[str]:
+    """The paths of the artefacts a run holds directly in `folder` (empty when none)."""
+    return [entry.path for entry in MlflowClient().list_artifacts(run_id, folder)]
+
+
+def download_artifact(run_id: str, artifact_path: str, destination: Path) -> Path:
+    """A run's artefact (file or folder) downloaded under `destination`; FileNotFoundError when
+    the run does not hold it."""
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_path, dst_path=str(destination)
+        )
+    except MlflowException as exc:
+        raise FileNotFoundError(f"run {run_id} has no artefact {artifact_path}: {exc}") from exc
+    return Path(local)
+
+
 def load_model(run_id: str, role: Literal["deployed", "evaluated"]) -> TargetingModel:
     """A TargetingModel bundle logged with a run: the ``deployed`` one (export, score, monitor)
     or the ``evaluated`` one (the report and explanations: it never saw the test labels)."""
@@ -442,6 +481,54 @@ CHAMPION = "champion"
 SCORER_COMPONENT = "scorer"  # the `component` tag of every registered version
 
 
+def log_scorer(
+    run_id: str,
+    model_folder: Path,
+    snapshot_folder: Path,
+    thresholds_path: Path,
+    name: str = SCORER_ARTIFACT,
+) -> str:
+    """Log the scorer pyfunc (`serve.scorer.ScorerModel`) to a run; returns its URI
+    (``runs:/<run id>/scorer``).
+
+    Self-contained: the `pipeline` package is bundled as its code and its requirements are the
+    pinned core and `serve` extra (`pipeline.serve.bundle`), so any environment MLflow builds
+    from them serves it; requirements are given, not inferred (inference would load the model in
+    a subprocess).
+    """
+    from pipeline.serve.bundle import package_folder, serve_requirements
+
+    requirements = serve_requirements()
+    with tempfile.TemporaryDirectory() as scratch:
+        # Copies, so the logged thresholds keep their file name whatever the source path.
+        thresholds_copy = Path(scratch) / "selectivity.json"
+        thresholds_copy.write_text(Path(thresholds_path).read_text(encoding="utf-8"))
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            # No input example on purpose: MLflow would score it at logging time.
+            warnings.filterwarnings("ignore", message=".*An input example was not provided")
+            # MLflow warns that a Python object is pickled: ScorerModel holds no state (it loads
+            # its artefacts in load_context), and the warning buried every run's summary.
+            pyfunc_log.setLevel(logging.ERROR)
+            try:
+                mlflow.pyfunc.log_model(
+                    name=name,
+                    python_model=ScorerModel(),
+                    artifacts={
+                        "model": str(model_folder),
+                        "snapshot": str(snapshot_folder),
+                        "thresholds": str(thresholds_copy),
+                    },
+                    signature=pyfunc_signature(),
+                    pip_requirements=requirements,
+                    code_paths=[str(package_folder())],
+                )
+            finally:
+                pyfunc_log.setLevel(level)
+    return f"runs:/{run_id}/{name}"
+
+
 def register_scorer(
     config: Config, run_id: str, scorer_uri: str, thresholds_sha256: str, booster_sha256: str
 ) -> str:
@@ -486,6 +573,33 @@ def register_scorer(
     return number
 
 
+def scorer_versions(config: Config, run_id: str) -> list[int]:
+    """The versions of `tracking.registered_model` that `export` registered from `run_id`."""
+    name = config.tracking.registered_model
+    return [
+        int(v.version)
+        for v in MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        if v.tags.get("component") == SCORER_COMPONENT
+    ]
+
+
+def model_version(config: Config, version: str) -> ModelVersion | None:
+    """A version of `tracking.registered_model`; None when the registry does not hold it."""
+    try:
+        return MlflowClient().get_model_version(config.tracking.registered_model, version)
+    except MlflowException:
+        return None
+
+
+def alias_version(config: Config, alias: str) -> ModelVersion | None:
+    """The version of `tracking.registered_model` an alias (`champion`, `challenger`) points
+    at; None when the model or the alias does not exist."""
+    try:
+        return MlflowClient().get_model_version_by_alias(config.tracking.registered_model, alias)
+    except MlflowException:
+        return None
+
+
 @dataclass(frozen=True)
 class Approval:
     """A reviewer's approval of a registered scorer version."""
@@ -507,10 +621,8 @@ def approve_version(
     name = config.tracking.registered_model
     client = MlflowClient()
     entry = client.get_model_version(name, version)
-    try:
-        previous: str | None = str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        previous = None
+    champion = alias_version(config, CHAMPION)
+    previous = str(champion.version) if champion is not None else None
     record = {
         "approved_by": reviewer,
         "approved_at": approved_at,
