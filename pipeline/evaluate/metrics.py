@@ -451,25 +451,6 @@ def _group_auc(frame: pd.DataFrame) -> float:
     return float(roc_auc_score(frame["y"], frame["s"]))
 
 
-def psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
-    """Population stability index of one feature between two windows: the monitor's
-    (`evaluate.monitor.psi`), the project's one implementation."""
-    from pipeline.evaluate.monitor import psi as monitor_psi
-
-    return monitor_psi(reference, current, bins)
-
-
-def psi_table(reference: pd.DataFrame, current: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
-    """PSI of every column shared by two windows, highest first."""
-    columns = [c for c in reference.columns if c in current.columns]
-    values = [psi(reference[c], current[c], bins) for c in columns]
-    return (
-        pd.DataFrame({"feature": columns, "psi": values})
-        .sort_values("psi", ascending=False)
-        .reset_index(drop=True)
-    )
-
-
 def single_feature_auc(
     X_train: pd.DataFrame, y_train: ArrayLike, X_test: pd.DataFrame, y_test: ArrayLike
 ) -> pd.DataFrame:
