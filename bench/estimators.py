@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load  # noqa: E402
+from pipeline.evaluate.assess import model_score  # noqa: E402
 from pipeline.evaluate.estimators import estimate_at_rates  # noqa: E402
-from pipeline.evaluate.report import model_score  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
 from pipeline.ingest.simulate import simulate  # noqa: E402
 from pipeline.jobs.train import windows_of  # noqa: E402

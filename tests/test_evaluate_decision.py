@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 from pipeline.config import AcceptanceConfig
+from pipeline.evaluate.assess import assess
 from pipeline.evaluate.decision import calibration_error, decide, render_decision
 from pipeline.evaluate.explain import _category_ticks
-from pipeline.evaluate.report import _frame_html, assess, capacity_pivot, rate_label, render_report
+from pipeline.evaluate.report import _frame_html, capacity_pivot, rate_label, render_report
 
 TRUTH = "all declarations (ground truth)"
 SHARE = 0.0512  # the historical policy's control share

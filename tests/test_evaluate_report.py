@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluate.report import assess, parse_windows, render_report, review_warnings
+from pipeline.evaluate.assess import assess, parse_windows, review_warnings
+from pipeline.evaluate.report import render_report
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +219,7 @@ def test_every_feature_has_a_drift_verdict_and_warnings_say_why(reviewed: dict) 
 
 
 def test_the_decision_judges_stable_features_and_leaves_out_those_set_aside() -> None:
-    from pipeline.evaluate.report import judged_features
+    from pipeline.evaluate.assess import judged_features
 
     drift = pd.DataFrame(
         {

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pipeline.config import MonitorConfig
 from pipeline.evaluate import monitor
@@ -16,48 +14,12 @@ def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def test_psi_is_near_zero_for_two_samples_of_one_distribution() -> None:
-    rng = _rng()
-    a, b = rng.normal(size=20_000), rng.normal(size=20_000)
-    assert monitor.psi_numeric(a, b) < 0.01
-    assert monitor.psi_numeric(a, a) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_psi_bands_follow_the_size_of_a_mean_shift() -> None:
-    rng = _rng(1)
-    ref = rng.normal(size=20_000)
-    small = monitor.psi_numeric(ref, rng.normal(0.1, 1, 20_000))
-    moderate = monitor.psi_numeric(ref, rng.normal(0.5, 1, 20_000))
-    major = monitor.psi_numeric(ref, rng.normal(1.0, 1, 20_000))
-    assert small < 0.1 < moderate < major
-    assert monitor.band(small, 0.1, 0.25) == "ok"
-    assert monitor.band(major, 0.1, 0.25) == "alarm"
+def test_levels_band_by_the_warn_and_alarm_thresholds() -> None:
+    assert monitor.band(0.05, 0.1, 0.25) == "ok"
+    assert monitor.band(0.3, 0.1, 0.25) == "alarm"
     assert monitor.band(0.2, 0.1, 0.25) == "warn"
     assert monitor.band(float("nan"), 0.1, 0.25) == "ok"
     assert monitor.band(float("inf"), 0.1, 0.25) == "alarm"
-
-
-def test_psi_counts_a_rise_of_missing_values_and_a_point_mass() -> None:
-    rng = _rng(2)
-    ref = np.where(rng.random(10_000) < 0.5, 0.0, rng.exponential(size=10_000))
-    same = np.where(rng.random(10_000) < 0.5, 0.0, rng.exponential(size=10_000))
-    assert monitor.psi_numeric(ref, same) < 0.01  # half zeros: one bin in both windows
-    missing = same.copy()
-    missing[: len(missing) // 2] = np.nan
-    assert monitor.psi_numeric(ref, missing) > 0.25
-
-
-def test_psi_of_categories_pools_rare_and_unseen_levels() -> None:
-    rng = _rng(3)
-    ref = pd.Series(rng.choice(list("abcd"), 5_000)).astype("category")
-    same = pd.Series(rng.choice(list("abcd"), 5_000)).astype("category")
-    assert monitor.psi_categorical(ref, same) < 0.01
-    unseen = pd.Series(rng.choice(list("abcz"), 5_000)).astype("category")
-    assert monitor.psi_categorical(ref, unseen) > 0.25
-    # thousands of identifiers sampled twice from one population: no drift once pooled
-    ids_ref = pd.Series(rng.integers(0, 5_000, 5_000).astype(str))
-    ids_cur = pd.Series(rng.integers(0, 5_000, 5_000).astype(str))
-    assert monitor.psi_categorical(ids_ref, ids_cur, max_levels=20) < 0.05
 
 
 def test_distances_are_zero_on_equal_samples_and_grow_with_the_shift() -> None:
@@ -72,15 +34,6 @@ def test_distances_are_zero_on_equal_samples_and_grow_with_the_shift() -> None:
     scaled = monitor.distances(ref * 1000, rng.normal(1.0, 1, 5_000) * 1000)
     assert scaled.wasserstein_std == pytest.approx(far.wasserstein_std, rel=0.1)
     assert np.isnan(monitor.distances([], [1.0]).ks)
-
-
-@given(
-    st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60),
-    st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60),
-)
-def test_psi_is_finite_and_not_negative(ref: list[float], cur: list[float]) -> None:
-    value = monitor.psi_numeric(ref, cur)
-    assert np.isfinite(value) and value >= 0
 
 
 def test_drift_table_judges_by_the_configured_metric_and_skips_excluded_stages() -> None:

@@ -10,7 +10,7 @@ import pytest
 from helpers_train import feature_set, train_config
 
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.report import model_score
+from pipeline.evaluate.assess import model_score
 from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by, top_mask
 from pipeline.serve.scorer import model_scores
 from pipeline.train.fit import fit, window_metrics, window_rows

@@ -147,6 +147,53 @@ def calibration_error(calibration: pd.DataFrame) -> float | None:
 BEST_REFERENCE = "best reference learner"
 
 
+def _baseline_criterion(
+    rows: pd.DataFrame, rate: float | None, config: AcceptanceConfig, best_reference: str | None
+) -> Criterion:
+    """Whether the model beats the best of the listed baselines at the decision rate."""
+    if rate is None:
+        return Criterion("beats the best baseline", "a decision rate", "none", "not judged")
+    names = [
+        (best_reference or "") if name == BEST_REFERENCE else name for name in config.baselines
+    ]
+    best = _best_baseline(rows, rate, [name for name in names if name])
+    if best is None:
+        return Criterion(
+            "beats the best baseline",
+            f"one of {', '.join(config.baselines)} in the report",
+            "none present",
+            "not judged",
+        )
+    beaten = _beats(rows, best, rate, config.metric)
+    return Criterion(
+        f"beats the best baseline ({best})", beaten.requirement, beaten.figure, beaten.status
+    )
+
+
+def _calibration_criterion(calibration: pd.DataFrame, config: AcceptanceConfig) -> Criterion:
+    error = calibration_error(calibration)
+    bound = config.max_calibration_error
+    return Criterion(
+        "calibrated",
+        f"mean |predicted - observed| over the reliability bins below {bound:.3f}",
+        "no reliability table" if error is None else f"{error:.4f}",
+        "not judged" if error is None else ("pass" if error < bound else "fail"),
+    )
+
+
+def _drift_criterion(judged_drift: pd.DataFrame, config: AcceptanceConfig) -> Criterion:
+    psi = judged_drift["psi"].astype(float) if "psi" in judged_drift else pd.Series(dtype=float)
+    drifting = judged_drift.loc[psi >= config.max_psi, "feature"].astype(str).tolist()
+    return Criterion(
+        "no unexplained drift",
+        f"PSI below {config.max_psi:g} for every judged feature (train vs test)",
+        "no drift table"
+        if psi.empty
+        else (f"max PSI {psi.max():.3f}" + (f": {', '.join(drifting[:5])}" if drifting else "")),
+        "not judged" if psi.empty else ("fail" if drifting else "pass"),
+    )
+
+
 def decide(
     metrics: pd.DataFrame,
     calibration: pd.DataFrame,
@@ -159,66 +206,16 @@ def decide(
 ) -> Decision:
     """Judge every acceptance criterion and give the verdict; the baseline named
     `BEST_REFERENCE` stands for ``best_reference``, the strongest reference learner."""
-    criteria: list[Criterion] = []
     population = population or ""
     rate = decision_rate(metrics, population, config)
     rows = _rows(metrics, population, config.metric)
-    if rate is None:
-        criteria.append(
-            Criterion("beats the best baseline", "a decision rate", "none", "not judged")
-        )
-    else:
-        names = [
-            (best_reference or "") if name == BEST_REFERENCE else name for name in config.baselines
-        ]
-        best = _best_baseline(rows, rate, [name for name in names if name])
-        if best is None:
-            criteria.append(
-                Criterion(
-                    "beats the best baseline",
-                    f"one of {', '.join(config.baselines)} in the report",
-                    "none present",
-                    "not judged",
-                )
-            )
-        else:
-            beaten = _beats(rows, best, rate, config.metric)
-            criteria.append(
-                Criterion(
-                    f"beats the best baseline ({best})",
-                    beaten.requirement,
-                    beaten.figure,
-                    beaten.status,
-                )
-            )
+    criteria = [_baseline_criterion(rows, rate, config, best_reference)]
     if config.historical_policy:
         criteria.append(_beats_historical(rows, config.metric))
     if champion is not None and rate is not None:
         criteria.append(_beats(rows, champion, rate, config.metric))
-    error = calibration_error(calibration)
-    bound = config.max_calibration_error
-    criteria.append(
-        Criterion(
-            "calibrated",
-            f"mean |predicted - observed| over the reliability bins below {bound:.3f}",
-            "no reliability table" if error is None else f"{error:.4f}",
-            "not judged" if error is None else ("pass" if error < bound else "fail"),
-        )
-    )
-    psi = judged_drift["psi"].astype(float) if "psi" in judged_drift else pd.Series(dtype=float)
-    drifting = judged_drift.loc[psi >= config.max_psi, "feature"].astype(str).tolist()
-    criteria.append(
-        Criterion(
-            "no unexplained drift",
-            f"PSI below {config.max_psi:g} for every judged feature (train vs test)",
-            "no drift table"
-            if psi.empty
-            else (
-                f"max PSI {psi.max():.3f}" + (f": {', '.join(drifting[:5])}" if drifting else "")
-            ),
-            "not judged" if psi.empty else ("fail" if drifting else "pass"),
-        )
-    )
+    criteria.append(_calibration_criterion(calibration, config))
+    criteria.append(_drift_criterion(judged_drift, config))
     statuses = {c.status for c in criteria}
     verdict = (
         "not ready"

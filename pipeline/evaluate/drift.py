@@ -6,16 +6,103 @@ feature the model barely uses cannot hurt it whatever it does. So a drift warnin
 a feature that carries at least `min_share` of the SHAP mass and whose PSI between the training
 and test windows is above `psi_warn` and at least `ratio` times the PSI it already showed
 between the two halves of the training window (which the model was trained through). Every
-feature gets a verdict saying why it fired or why it is not judged. PSI is the monitor's
-(`evaluate.monitor.psi`), the project's one implementation.
+feature gets a verdict saying why it fired or why it is not judged.
+
+`psi` is the project's one population stability index, used by the report (here) and by the
+monitor (`evaluate.monitor.drift_table`): ``sum((q - p) ln(q / p))`` over bins, where ``p`` and
+``q`` are the reference and recent shares of a bin.
+
+- Numbers: bins at the deciles of the reference window's finite values, closed on the right (a
+  value equal to an edge falls in the bin below it, in both windows, so a heavy point mass such
+  as zeros sits in one bin); missing and infinite values get their own bin.
+- Categories (and booleans, strings): the `max_levels` most frequent reference levels, ties
+  broken by the level's name, the rest pooled as ``<other>`` (an unseen level lands there too),
+  so a code list of thousands of importers does not turn sampling noise into drift; a missing
+  value is the level ``<missing>``.
+- Shares are floored at `SHARE_FLOOR` so an empty bin stays finite: PSI lies between 0 (the same
+  shares) and ``2 ln(1 / SHARE_FLOOR)``, and does not depend on the order of the rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from pipeline.evaluate.monitor import psi
+SHARE_FLOOR = 1e-4
+MISSING = "<missing>"
+OTHER = "<other>"
+
+
+def is_numeric(values: pd.Series) -> bool:
+    """Numbers are binned by quantiles; categories, booleans and strings by level."""
+    return (
+        pd.api.types.is_numeric_dtype(values.dtype)
+        and not pd.api.types.is_bool_dtype(values.dtype)
+        and not isinstance(values.dtype, pd.CategoricalDtype)
+    )
+
+
+def _psi_from_shares(p: np.ndarray, q: np.ndarray) -> float:
+    p = np.maximum(p, SHARE_FLOOR)
+    q = np.maximum(q, SHARE_FLOOR)
+    return float(((q - p) * np.log(q / p)).sum())
+
+
+def psi_numeric(reference: ArrayLike, recent: ArrayLike, bins: int = 10) -> float:
+    """PSI of a number over quantile bins of the reference (missing values: their own bin)."""
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(recent, dtype=float)
+    if len(ref) == 0 or len(cur) == 0:
+        return float("nan")
+    finite = ref[np.isfinite(ref)]
+    inner = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    edges = np.unique(np.quantile(finite, inner)) if len(finite) else np.array([])
+
+    def shares(values: np.ndarray) -> np.ndarray:
+        # right-closed bins, so a heavy point mass (zeros) sits in one bin in both windows
+        codes = np.where(
+            np.isfinite(values), np.searchsorted(edges, values, side="left"), len(edges) + 1
+        )
+        return np.bincount(codes, minlength=len(edges) + 2) / len(values)
+
+    return _psi_from_shares(shares(ref), shares(cur))
+
+
+def _levels(values: pd.Series) -> pd.Series:
+    return values.astype("string").fillna(MISSING)
+
+
+def kept_levels(reference: pd.Series, max_levels: int) -> list[str]:
+    """The `max_levels` most frequent levels of `reference`, ties broken by the level's name so
+    that the choice does not depend on the order of the rows."""
+    counts = _levels(reference).value_counts()
+    ranked = sorted(zip(counts.index, counts.to_numpy(), strict=True), key=lambda c: (-c[1], c[0]))
+    return [str(level) for level, _ in ranked[:max_levels]]
+
+
+def psi_categorical(reference: pd.Series, recent: pd.Series, max_levels: int = 20) -> float:
+    """PSI of a category over its `max_levels` most frequent reference levels, rest pooled."""
+    if len(reference) == 0 or len(recent) == 0:
+        return float("nan")
+    ref = _levels(reference)
+    cur = _levels(recent)
+    kept = kept_levels(reference, max_levels)
+    ref_share = ref.where(ref.isin(kept), OTHER).value_counts(normalize=True)
+    cur_share = cur.where(cur.isin(kept), OTHER).value_counts(normalize=True)
+    bins = ref_share.index.union(cur_share.index)
+    p = ref_share.reindex(bins, fill_value=0.0).to_numpy(dtype=float)
+    q = cur_share.reindex(bins, fill_value=0.0).to_numpy(dtype=float)
+    return _psi_from_shares(p, q)
+
+
+def psi(reference: pd.Series, recent: pd.Series, bins: int = 10, max_levels: int = 20) -> float:
+    """PSI of one variable between two windows: by quantile bins when both windows hold numbers,
+    else by level."""
+    if is_numeric(reference) and is_numeric(recent):
+        return psi_numeric(reference.to_numpy(dtype=float), recent.to_numpy(dtype=float), bins)
+    return psi_categorical(reference, recent, max_levels)
+
 
 COLUMNS = ("feature", "shap_share", "psi", "psi_inside_training", "level", "verdict")
 

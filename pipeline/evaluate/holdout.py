@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.report import in_window, model_score, parse_windows
+from pipeline.evaluate.assess import in_window, model_score, parse_windows
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 

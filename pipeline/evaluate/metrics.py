@@ -15,7 +15,7 @@ challenger) use the same index matrix for both models. Percentile intervals, 95 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -180,32 +180,10 @@ def metrics_table(
         }
 
     point = block(np.arange(n)[None, :])
-    draws: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in ranks}
-    for idx in _resample_blocks(n, replicates, seed):
-        for m, values in block(idx).items():
-            for metric, arr in values.items():
-                draws[m].setdefault(metric, []).append(arr)
-    stacked = {m: {k: np.concatenate(v, axis=0) for k, v in d.items()} for m, d in draws.items()}
-
+    stacked = _bootstrap(block, list(ranks), n, replicates, seed)
     rows: list[dict[str, object]] = []
-
-    def emit(model: str, values: dict[str, np.ndarray], boot: dict[str, np.ndarray]) -> None:
-        for metric, arr in values.items():
-            per_rate = arr.ndim == 2
-            for j in range(arr.shape[1] if per_rate else 1):
-                value = float(arr[0, j] if per_rate else arr[0])
-                low = high = float("nan")
-                if metric in boot:
-                    sample = boot[metric][:, j] if per_rate else boot[metric]
-                    if np.isfinite(sample).any():
-                        low, high = (float(q) for q in np.nanpercentile(sample, [2.5, 97.5]))
-                rate = float(rates[j]) if per_rate else float("nan")
-                rows.append(
-                    dict(model=model, rate=rate, metric=metric, value=value, low=low, high=high)
-                )
-
     for m in ranks:
-        emit(m, point[m], stacked[m])
+        rows += _table_rows(m, point[m], stacked[m], rates)
     for challenger, reference in compare:
         diff = {
             k: point[challenger][k] - point[reference][k]
@@ -217,8 +195,48 @@ def metrics_table(
             for k in stacked[challenger]
             if k in stacked[reference]
         }
-        emit(f"{challenger} - {reference}", diff, boot)
+        rows += _table_rows(f"{challenger} - {reference}", diff, boot, rates)
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def _bootstrap(
+    block: Callable[[np.ndarray], dict[str, dict[str, np.ndarray]]],
+    models: list[str],
+    n: int,
+    replicates: int,
+    seed: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each model's metrics over every bootstrap replicate: model -> metric -> (B, ...) array."""
+    draws: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in models}
+    for idx in _resample_blocks(n, replicates, seed):
+        for m, values in block(idx).items():
+            for metric, arr in values.items():
+                draws[m].setdefault(metric, []).append(arr)
+    return {m: {k: np.concatenate(v, axis=0) for k, v in d.items()} for m, d in draws.items()}
+
+
+def _table_rows(
+    model: str,
+    values: dict[str, np.ndarray],
+    boot: dict[str, np.ndarray],
+    rates: Sequence[float],
+) -> list[dict[str, object]]:
+    """Tidy rows of one model's point values with their percentile 95 % intervals."""
+    rows: list[dict[str, object]] = []
+    for metric, arr in values.items():
+        per_rate = arr.ndim == 2
+        for j in range(arr.shape[1] if per_rate else 1):
+            value = float(arr[0, j] if per_rate else arr[0])
+            low = high = float("nan")
+            if metric in boot:
+                sample = boot[metric][:, j] if per_rate else boot[metric]
+                if np.isfinite(sample).any():
+                    low, high = (float(q) for q in np.nanpercentile(sample, [2.5, 97.5]))
+            rate = float(rates[j]) if per_rate else float("nan")
+            rows.append(
+                dict(model=model, rate=rate, metric=metric, value=value, low=low, high=high)
+            )
+    return rows
 
 
 def random_baseline(
@@ -430,25 +448,6 @@ def _group_auc(frame: pd.DataFrame) -> float:
     if frame["y"].nunique() < 2:
         return float("nan")
     return float(roc_auc_score(frame["y"], frame["s"]))
-
-
-def psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
-    """Population stability index of one feature between two windows: the monitor's
-    (`evaluate.monitor.psi`), the project's one implementation."""
-    from pipeline.evaluate.monitor import psi as monitor_psi
-
-    return monitor_psi(reference, current, bins)
-
-
-def psi_table(reference: pd.DataFrame, current: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
-    """PSI of every column shared by two windows, highest first."""
-    columns = [c for c in reference.columns if c in current.columns]
-    values = [psi(reference[c], current[c], bins) for c in columns]
-    return (
-        pd.DataFrame({"feature": columns, "psi": values})
-        .sort_values("psi", ascending=False)
-        .reset_index(drop=True)
-    )
 
 
 def single_feature_auc(

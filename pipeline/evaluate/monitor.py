@@ -6,13 +6,10 @@ Pure functions of DataFrames: `jobs/monitor.py` reads the feature set and the mo
 Drift is measured between a **reference** window (the rows the model was trained on) and a
 **recent** window (the last days of declarations):
 
-- **PSI**, population stability index, ``sum((q - p) ln(q / p))`` over bins, where ``p`` and ``q``
-  are the reference and recent shares of a bin. Numbers: quantile bins of the reference window
-  (missing values get their own bin); categories: the most frequent reference levels, the rest
-  pooled as ``other`` (an unseen level lands there too), so a code list of thousands of importers
-  does not turn sampling noise into drift. Shares are floored at 1e-4 so an empty bin stays
-  finite. The usual bands: **< 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift**
-  (``monitor.psi_warn`` / ``monitor.psi_alarm``).
+- **PSI**, population stability index (`evaluate.drift.psi`, the project's one implementation,
+  also the report's): ``sum((q - p) ln(q / p))`` over bins, where ``p`` and ``q`` are the
+  reference and recent shares of a bin. The usual bands: **< 0.1 stable, 0.1-0.25 moderate
+  shift, > 0.25 major shift** (``monitor.psi_warn`` / ``monitor.psi_alarm``).
 - For numbers, two alternatives that need no binning: the **Kolmogorov-Smirnov** statistic (the
   largest gap between the two cumulative distributions, 0..1) and the **Wasserstein** distance
   (the mean shift needed to turn one distribution into the other), reported raw and in reference
@@ -57,14 +54,12 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from pipeline.config import MonitorConfig
+from pipeline.evaluate.drift import is_numeric, psi
 
 Level = Literal["ok", "warn", "alarm"]
 LEVELS: tuple[Level, ...] = ("ok", "warn", "alarm")
 RANDOM_REASON = "random"
 SCORE = "score"
-SHARE_FLOOR = 1e-4
-MISSING = "<missing>"
-OTHER = "<other>"
 
 DRIFT_COLUMNS = [
     "variable",
@@ -107,67 +102,6 @@ def band(value: float, warn: float, alarm: float) -> Level:
     if value > alarm:
         return "alarm"
     return "warn" if value > warn else "ok"
-
-
-def is_numeric(values: pd.Series) -> bool:
-    """Numbers are binned by quantiles; categories, booleans and strings by level."""
-    return (
-        pd.api.types.is_numeric_dtype(values.dtype)
-        and not pd.api.types.is_bool_dtype(values.dtype)
-        and not isinstance(values.dtype, pd.CategoricalDtype)
-    )
-
-
-def _psi_from_shares(p: np.ndarray, q: np.ndarray) -> float:
-    p = np.maximum(p, SHARE_FLOOR)
-    q = np.maximum(q, SHARE_FLOOR)
-    return float(((q - p) * np.log(q / p)).sum())
-
-
-def psi_numeric(reference: ArrayLike, recent: ArrayLike, bins: int = 10) -> float:
-    """PSI of a number over quantile bins of the reference (missing values: their own bin)."""
-    ref = np.asarray(reference, dtype=float)
-    cur = np.asarray(recent, dtype=float)
-    if len(ref) == 0 or len(cur) == 0:
-        return float("nan")
-    finite = ref[np.isfinite(ref)]
-    inner = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-    edges = np.unique(np.quantile(finite, inner)) if len(finite) else np.array([])
-
-    def shares(values: np.ndarray) -> np.ndarray:
-        # right-closed bins, so a heavy point mass (zeros) sits in one bin in both windows
-        codes = np.where(
-            np.isfinite(values), np.searchsorted(edges, values, side="left"), len(edges) + 1
-        )
-        return np.bincount(codes, minlength=len(edges) + 2) / len(values)
-
-    return _psi_from_shares(shares(ref), shares(cur))
-
-
-def _levels(values: pd.Series) -> pd.Series:
-    return values.astype("string").fillna(MISSING)
-
-
-def psi_categorical(reference: pd.Series, recent: pd.Series, max_levels: int = 20) -> float:
-    """PSI of a category over its `max_levels` most frequent reference levels, rest pooled."""
-    if len(reference) == 0 or len(recent) == 0:
-        return float("nan")
-    ref = _levels(reference)
-    cur = _levels(recent)
-    kept = ref.value_counts().index[:max_levels]
-    ref_share = ref.where(ref.isin(kept), OTHER).value_counts(normalize=True)
-    cur_share = cur.where(cur.isin(kept), OTHER).value_counts(normalize=True)
-    bins = ref_share.index.union(cur_share.index)
-    p = ref_share.reindex(bins, fill_value=0.0).to_numpy(dtype=float)
-    q = cur_share.reindex(bins, fill_value=0.0).to_numpy(dtype=float)
-    return _psi_from_shares(p, q)
-
-
-def psi(reference: pd.Series, recent: pd.Series, bins: int = 10, max_levels: int = 20) -> float:
-    """PSI of one variable between two windows (numbers by quantile bins, categories by level)."""
-    if is_numeric(reference):
-        return psi_numeric(reference.to_numpy(dtype=float), recent.to_numpy(dtype=float), bins)
-    return psi_categorical(reference, recent, max_levels)
 
 
 @dataclass(frozen=True)

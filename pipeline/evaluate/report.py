@@ -2,8 +2,9 @@
 
 A reviewer decides from it whether a model may go to the selectivity system: data windows, the
 metrics table with intervals against baselines, calibration, lift and gain, breakdowns,
-explanations, the feature manifest, warnings and a model card. Pure: `render_report` returns the
-HTML text; the job writes it.
+explanations, the feature manifest, warnings and a model card. Rendering only: the figures are
+computed by `evaluate.assess` (`ReportData`); `render_report` returns the HTML text; the job
+writes it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,99 +21,10 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
-from pipeline.evaluate.decision import Decision, decide, render_decision
-from pipeline.evaluate.explain import Explanations
-from pipeline.train.fit import cap_warning
+from pipeline.evaluate.assess import ReportData, primary_population
+from pipeline.evaluate.decision import render_decision
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
-
-
-@dataclass
-class ReportData:
-    """Everything the report shows; frames are tidy, figures are PNG bytes."""
-
-    title: str
-    run_id: str
-    model_summary: dict[str, str]
-    windows: pd.DataFrame  # window, start, end, declarations, labelled, hits
-    metrics: pd.DataFrame  # population, model, rate, metric, value, low, high
-    calibration: pd.DataFrame  # predicted, observed
-    gain: pd.DataFrame  # share, gain, oracle_gain, lift[, revenue_gain]
-    breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)  # dimension -> frame
-    proportionality: dict[str, pd.DataFrame] = field(default_factory=dict)
-    explanations: Explanations | None = None
-    local_figures: dict[str, bytes] = field(default_factory=dict)
-    manifest: pd.DataFrame = field(default_factory=pd.DataFrame)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    drift: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, psi
-    feature_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, auc
-    model_card: dict[str, str] = field(default_factory=dict)
-    headline_rate: float = 0.05
-    references: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, trees, seconds...
-    families: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, effect, low, high...
-    decision: Decision | None = None  # the decision page (pipeline/evaluate/decision.py)
-    tradeoff: pd.DataFrame = field(default_factory=pd.DataFrame)  # revenue_weight, rate, ...
-    tradeoff_population: str = ""
-
-
-# --- warnings ---------------------------------------------------------------------------------
-
-
-def review_warnings(
-    importance: pd.DataFrame | None,
-    dominance: pd.DataFrame | None,
-    feature_auc: pd.DataFrame | None,
-    drift: pd.DataFrame | None,
-    *,
-    psi_warn: float = 0.1,
-    psi_alarm: float = 0.25,
-    auc_limit: float = 0.95,
-    mass_limit: float = 0.6,
-    dominance_limit: float = 0.5,
-    dominance_ratio: float = 3.0,
-    min_feature_share: float = 0.05,
-) -> list[str]:
-    """What a reviewer must look at before approving: leakage, entity dominance, drift."""
-    out: list[str] = []
-    if importance is not None and len(importance):
-        heavy = importance.loc[importance["share"] > mass_limit]
-        out += [
-            f"Possible leakage: {r.feature} carries {r.share:.0%} of all SHAP mass "
-            f"(limit {mass_limit:.0%})."
-            for r in heavy.itertuples()
-        ]
-    if feature_auc is not None and len(feature_auc):
-        strong = feature_auc.loc[feature_auc["auc"] > auc_limit]
-        out += [
-            f"Possible leakage: {r.feature} alone ranks the test labels with AUC {r.auc:.3f} "
-            f"(limit {auc_limit})."
-            for r in strong.itertuples()
-        ]
-    if dominance is not None and len(dominance) and importance is not None and len(importance):
-        relevant = set(importance.loc[importance["share"] >= min_feature_share, "feature"])
-        dominated = dominance.loc[
-            dominance["feature"].isin(relevant)
-            & (dominance["share"] > dominance_limit)
-            & (dominance["share"] >= dominance_ratio * dominance["row_share"])
-        ].drop_duplicates("feature")
-        out += [
-            f"Feature {r.feature} is dominated by one entity: {r.entity_column} = {r.entity} "
-            f"carries {r.share:.0%} of its SHAP mass with {r.row_share:.1%} of the declarations."
-            for r in dominated.itertuples()
-        ]
-    if drift is not None and len(drift):
-        for level, low, high in (("alarm", psi_alarm, np.inf), ("warning", psi_warn, psi_alarm)):
-            hit = drift.loc[(drift["psi"] >= low) & (drift["psi"] < high)]
-            hit = hit.sort_values("psi", ascending=False)
-            if len(hit):
-                top = ", ".join(f"{r.feature} {r.psi:.2f}" for r in hit.head(8).itertuples())
-                more = f" and {len(hit) - 8} more" if len(hit) > 8 else ""
-                out.append(
-                    f"Drift {level}: {len(hit)} feature(s) with PSI >= {low:g} between the "
-                    f"training and test windows: {top}{more} (table below)."
-                )
-    return out
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -282,12 +193,6 @@ def headline(
     return table
 
 
-def primary_population(metrics: pd.DataFrame) -> str | None:
-    """The most honest population present: ground truth, else the inspected declarations."""
-    present = set(metrics["population"]) if len(metrics) else set()
-    return next((p for p in PRIMARY_POPULATIONS if p in present), None)
-
-
 def _frame_html(
     frame: pd.DataFrame,
     floats: str = "{:.3f}",
@@ -363,19 +268,21 @@ def _proportion_table(frame: pd.DataFrame) -> pd.DataFrame:
     return view.sort_values("declarations", ascending=False)
 
 
-def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 0.1)) -> str:
-    """The whole report as one self-contained HTML string."""
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
-    populations = [
+def _populations(metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each population's capacity and ranking tables, with what the population is."""
+    return [
         {
             "name": str(p),
             "description": POPULATION_TEXT.get(str(p), ""),
-            "capacity": _frame_html(capacity_pivot(data.metrics, str(p)), classes="grid figures"),
-            "ranking": _frame_html(rank_pivot(data.metrics, str(p)), empty=""),
+            "capacity": _frame_html(capacity_pivot(metrics, str(p)), classes="grid figures"),
+            "ranking": _frame_html(rank_pivot(metrics, str(p)), empty=""),
         }
-        for p in dict.fromkeys(data.metrics["population"])
+        for p in dict.fromkeys(metrics["population"])
     ]
+
+
+def _curve_figures(data: ReportData, rates: Sequence[float]) -> list[dict[str, Any]]:
+    """Calibration, gain and lift, and the ranking trade-off, each with its caption."""
     curve_figures = []
     if len(data.calibration):
         curve_figures.append(
@@ -391,7 +298,6 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
                 "caption": "Cumulative gain and lift; vertical lines mark the configured rates.",
             }
         )
-    tradeoff_html = Markup("")
     if len(data.tradeoff):
         from pipeline.evaluate.selections import tradeoff_figure
 
@@ -402,23 +308,34 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
                 "(w=0) to expected revenue (w=1), one line per control rate.",
             }
         )
-        tradeoff_html = _frame_html(data.tradeoff)
+    return curve_figures
+
+
+SHAP_CAPTIONS = {
+    "shap_families": "SHAP mass by feature family (manifest stage).",
+    "shap_bar": "Global importance: mean |SHAP| per feature.",
+    "shap_beeswarm": "Beeswarm: each dot a declaration, colour the feature's value.",
+}
+
+
+def _shap_figures(data: ReportData) -> list[dict[str, Any]]:
+    """The global SHAP views (bar, beeswarm, families, dependence), each with its caption."""
+    if data.explanations is None:
+        return []
     shap_figures: list[dict[str, Any]] = []
-    families_html = Markup("<p class='muted'>no explanations</p>")
-    method = ""
-    if data.explanations is not None:
-        method = data.explanations.method
-        families_html = _frame_html(data.explanations.families)
-        captions = {
-            "shap_families": "SHAP mass by feature family (manifest stage).",
-            "shap_bar": "Global importance: mean |SHAP| per feature.",
-            "shap_beeswarm": "Beeswarm: each dot a declaration, colour the feature's value.",
-        }
-        for name, png in data.explanations.figures.items():
-            caption = captions.get(name, f"Dependence: {name.removeprefix('dependence_')}")
-            # the global views get the page's full width: their labels stay legible
-            wide = name in ("shap_bar", "shap_beeswarm")
-            shap_figures.append({"img": _img(png, name), "caption": caption, "wide": wide})
+    for name, png in data.explanations.figures.items():
+        caption = SHAP_CAPTIONS.get(name, f"Dependence: {name.removeprefix('dependence_')}")
+        # the global views get the page's full width: their labels stay legible
+        wide = name in ("shap_bar", "shap_beeswarm")
+        shap_figures.append({"img": _img(png, name), "caption": caption, "wide": wide})
+    return shap_figures
+
+
+def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 0.1)) -> str:
+    """The whole report as one self-contained HTML string."""
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
+    explained = data.explanations
     local_figures = [
         {"img": _img(png, name), "caption": name.replace("_", " "), "wide": True}
         for name, png in data.local_figures.items()
@@ -439,13 +356,15 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         ),
         headline_population=primary or "",
         windows_html=_frame_html(data.windows),
-        populations=populations,
-        curve_figures=curve_figures,
+        populations=_populations(data.metrics),
+        curve_figures=_curve_figures(data, rates),
         headline_rate=f"{data.headline_rate:.0%}",
         breakdowns=[(k, _frame_html(v)) for k, v in data.breakdowns.items()],
-        explanation_method=method,
-        families_html=families_html,
-        shap_figures=shap_figures,
+        explanation_method=explained.method if explained is not None else "",
+        families_html=_frame_html(explained.families)
+        if explained is not None
+        else Markup("<p class='muted'>no explanations</p>"),
+        shap_figures=_shap_figures(data),
         local_figures=local_figures,
         drift_html=_frame_html(data.drift),
         auc_html=_frame_html(data.feature_auc),
@@ -457,7 +376,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
             data.families, empty="<p class='muted'>feature families were not chosen</p>"
         ),
         model_card=data.model_card,
-        tradeoff_html=tradeoff_html,
+        tradeoff_html=_frame_html(data.tradeoff) if len(data.tradeoff) else Markup(""),
         tradeoff_population=data.tradeoff_population,
         proportionality=[
             (k, _frame_html(_proportion_table(v))) for k, v in data.proportionality.items()
@@ -474,615 +393,3 @@ def _frame_wrapped(frame: pd.DataFrame) -> Markup:
 def html_tables(frames: Mapping[str, pd.DataFrame]) -> dict[str, str]:
     """Frames rendered as the report's HTML tables (for notebooks)."""
     return {name: _frame_html(frame) for name, frame in frames.items()}
-
-
-# --- assessment: every figure of the report from a model and its feature set --------------------
-
-PRIMARY_POPULATIONS = ("all declarations (ground truth)", "inspected")
-ENTITY_COLUMNS = ("importer", "declarant", "seller")
-
-
-@dataclass
-class Assessment:
-    """The report's content and the tidy metrics table behind it."""
-
-    metrics: pd.DataFrame
-    report: ReportData
-    explanations: Explanations | None
-
-
-def parse_windows(
-    info: Mapping[str, Any], lodged_at: pd.Series, test_days: int
-) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], list[str]]:
-    """The model's windows as (start, end) timestamps; a test window derived when absent.
-
-    Accepts ``{"test": {"start": ..., "end": ...}}`` and ``{"test": [start, end]}``.
-    """
-    notes: list[str] = []
-    windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
-    for name, window in dict(info.get("windows") or {}).items():
-        if isinstance(window, Mapping):
-            start, end = window.get("start"), window.get("end")
-        elif isinstance(window, Sequence) and not isinstance(window, str) and len(window) == 2:
-            start, end = window
-        else:
-            continue
-        if start is not None and end is not None:
-            windows[str(name)] = (pd.Timestamp(start), pd.Timestamp(end))
-    if "test" not in windows:
-        end = pd.Timestamp(lodged_at.max()) + pd.Timedelta(seconds=1)
-        windows["test"] = (end - pd.Timedelta(days=test_days), end)
-        notes.append(
-            f"The model records no test window: the last {test_days} days of the feature set "
-            "are used, which may overlap its training data."
-        )
-    return windows, notes
-
-
-def in_window(lodged_at: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
-    stamps = pd.to_datetime(lodged_at)
-    start, end = window
-    if stamps.dt.tz is not None:
-        start = start.tz_localize(stamps.dt.tz) if start.tzinfo is None else start
-        end = end.tz_localize(stamps.dt.tz) if end.tzinfo is None else end
-    return ((stamps >= start) & (stamps < end)).to_numpy()
-
-
-def model_score(
-    model: Any, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Tie-free control priority, calibrated probability and what the ranking is by.
-
-    The one ranking path (`serve.ranking`): the score of `rank_by` (``auto`` resolved), its ties
-    broken by the booster's margin; ranked by probability this is the margin's order exactly.
-    """
-    from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
-
-    margin = model.margin(X)
-    probability = model.calibration.apply(margin)
-    resolved = resolve_rank_by(model.revenue_booster is not None, rank_by)
-    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
-    score = ranking_score(probability, revenue, resolved, revenue_weight)
-    return control_priority(score, margin), probability, RANKING_NAMES[resolved]
-
-
-RANKING_NAMES = {
-    "probability": "probability of a hit",
-    "expected_revenue": "expected revenue",
-    "blend": "blend of probability and expected revenue",
-}
-
-
-ESTIMATOR_POPULATIONS = {
-    "ipw": "random stratum (IPW)",
-    "dr": "random stratum (doubly robust)",
-}
-
-
-def stratum_estimates(
-    priority: np.ndarray,
-    stratum: np.ndarray,
-    y: np.ndarray,
-    propensity: np.ndarray,
-    probability: np.ndarray,
-    rates: Sequence[float],
-    min_rows: int,
-    notes: list[str],
-) -> list[pd.DataFrame]:
-    """The model's precision and recall on all declarations estimated from the random stratum
-    (`evaluate.estimators`: self-normalised IPW with Clopper-Pearson intervals, doubly robust),
-    and the flow's hit rate as the random selection's precision; a note per thin cell."""
-    from pipeline.evaluate.estimators import estimate_at_rates
-
-    table = estimate_at_rates(
-        priority,
-        stratum,
-        y,
-        propensity,
-        [*rates, 1.0],
-        probability=probability,
-        min_rows=min_rows,
-    )
-    thin = table.loc[(table["verdict"] != "") & (table["rate"] < 1.0)]
-    for r in thin.drop_duplicates("rate").itertuples():
-        notes.append(f"Random-stratum estimate at {r.rate:.0%}: {r.verdict}.")
-    out = []
-    for estimator, population in ESTIMATOR_POPULATIONS.items():
-        part = table.loc[table["estimator"] == estimator]
-        model = part.loc[part["rate"] < 1.0].assign(model="model")
-        flow = part.loc[(part["rate"] == 1.0) & (part["metric"] == "precision")]
-        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model="random")
-        out.append(_with_population(pd.concat([model, random]), population))
-    return out
-
-
-def _with_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
-    return frame.assign(population=population)[
-        ["population", "model", "rate", "metric", "value", "low", "high"]
-    ]
-
-
-def _selection_rows(frame: pd.DataFrame, model: str) -> pd.DataFrame:
-    share = float(frame.loc[frame["metric"] == "control_share", "value"].iloc[0])
-    return frame.assign(model=model, rate=share)
-
-
-def assess(
-    model: Any,
-    features: Any,
-    config: Any,
-    *,
-    declarations: pd.DataFrame | None = None,
-    ground_truth: pd.DataFrame | None = None,
-    champion: tuple[str, Any] | None = None,
-    run_id: str = "",
-    local_ids: Sequence[str] = (),
-) -> Assessment:
-    """Metrics against baselines, explanations and warnings of `model` on its test window.
-
-    Args:
-        model: the TargetingModel under review.
-        features: the FeatureSet of every declaration (windows are cut from it).
-        config: the experiment Config (evaluate, serve, train, monitor, split sections).
-        declarations: canonical declarations (rules, AEO, origin, HS code, entity ids).
-        ground_truth: the simulator's truth (fraud, revenue_recoverable) when there is one.
-        champion: (name, model) of the registered champion, compared with a paired bootstrap.
-        local_ids: declarations to explain one by one (waterfalls), on top of a red sample.
-    """
-    from pipeline.evaluate import explain as ex
-    from pipeline.evaluate import metrics as mx
-    from pipeline.evaluate import reference
-
-    ev = config.evaluate
-    rates = [float(r) for r in ev.rates]
-    seed = int(config.seed)
-    notes: list[str] = []
-    windows, window_notes = parse_windows(model.info, features.lodged_at, config.split.test_days)
-    notes += window_notes
-    test = features.subset(in_window(features.lodged_at, windows["test"]))
-    if len(test) == 0:
-        raise ValueError(
-            f"test window {windows['test'][0]} .. {windows['test'][1]} holds no declaration "
-            f"of the feature set"
-        )
-    train = (
-        features.subset(in_window(features.lodged_at, windows["train"]))
-        if "train" in windows
-        else None
-    )
-    decl = None
-    if declarations is not None:
-        decl = (
-            declarations.drop_duplicates("declaration_id")
-            .set_index("declaration_id")
-            .reindex(test.declaration_id.astype(str).to_numpy())
-            .reset_index()
-        )
-
-    from pipeline.evaluate import selections as sel
-    from pipeline.serve.ranking import resolve_rank_by
-
-    # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
-    # probability and by expected revenue under "<name> by ...": the comparison is like for like.
-    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
-    weight = config.serve.revenue_weight
-    score, probability, ranked_by = model_score(model, test.X, rank_by, weight)
-    learners = {"model": sel.learner_scores(model, test.X)}
-    probabilities = {"model": probability}
-    compare: list[tuple[str, str]] = []
-    if champion is not None:
-        name, champ = champion
-        missing = sorted(set(champ.feature_names) - set(test.X.columns))
-        if missing:
-            notes.append(f"Champion {name} skipped: it needs features absent here ({missing[:5]}).")
-        else:
-            learners[name] = sel.learner_scores(champ, test.X)
-            probabilities[name] = learners[name].probability
-            compare.append(("model", name))
-    references = reference.for_model(
-        model.info, features, in_window(features.lodged_at, windows["test"]), config
-    )
-    notes += references.notes
-    own = sel.training_labels(features, windows)
-    revenue_if_hit = None
-    if references.scores and own is not None and own.y.sum() > 0:
-        raw = reference.raw_columns(features, config)
-        own_raw = sel.WindowRows(own.X[raw], own.y, own.weight, own.revenue)
-        revenue_if_hit = sel.raw_revenue_if_hit(own_raw, test.X, config)
-    learners |= sel.reference_learners(references.scores, revenue_if_hit)
-    probabilities |= references.scores
-    best_reference = reference.best_reference(references.scores, test.y.to_numpy(dtype=float))
-    scores: dict[str, np.ndarray] = sel.both_rankings(learners, rank_by, weight)
-    if best_reference is not None:
-        compare.append(("model", best_reference))
-        for words in sel.RANKINGS.values():
-            if f"{best_reference} {words}" in scores and f"model {words}" in scores:
-                compare.append((f"model {words}", f"{best_reference} {words}"))
-    if ev.rules and decl is not None:
-        scores["rules"] = mx.rules_score(decl, ev.rules, seed)
-    elif not ev.rules:
-        notes.append("Rules baseline skipped: no risk criteria in evaluate.rules.")
-
-    parts: list[pd.DataFrame] = []
-    labelled = test.labelled.to_numpy()
-    y_obs = test.y.to_numpy(dtype=float)
-    revenue_obs = test.revenue_recovered.to_numpy(dtype=float)
-    has_revenue = bool(np.isfinite(revenue_obs[labelled]).any())
-    if labelled.sum() > 0:
-        rev = revenue_obs[labelled] if has_revenue else None
-        table = mx.metrics_table(
-            y_obs[labelled],
-            {k: v[labelled] for k, v in scores.items()},
-            rates,
-            revenue=rev,
-            probabilities={k: v[labelled] for k, v in probabilities.items()},
-            replicates=ev.bootstrap,
-            seed=seed,
-            compare=compare,
-        )
-        parts += [
-            _with_population(table, "inspected"),
-            _with_population(mx.random_baseline(y_obs[labelled], rates, rev), "inspected"),
-        ]
-
-    truth = None
-    if ground_truth is not None:
-        truth = (
-            ground_truth.drop_duplicates("declaration_id")
-            .set_index("declaration_id")
-            .reindex(test.declaration_id.astype(str).to_numpy())
-        )
-        if truth["fraud"].isna().any():
-            notes.append(
-                f"{int(truth['fraud'].isna().sum())} test declarations have no ground truth and "
-                "are left out of the true figures."
-            )
-    population_truth = "all declarations (ground truth)"
-    if truth is not None and truth["fraud"].notna().any():
-        known = truth["fraud"].notna().to_numpy()
-        y_true = truth["fraud"].to_numpy()[known].astype(float)
-        money = truth["revenue_recoverable"].to_numpy(dtype=float)[known]
-        controlled = labelled[known]
-        policy_share = float(controlled.mean())
-        truth_rates = sorted(set(rates) | ({policy_share} if policy_share > 0 else set()))
-        table = mx.metrics_table(
-            y_true,
-            {k: v[known] for k, v in scores.items()},
-            truth_rates,
-            revenue=money,
-            replicates=ev.bootstrap,
-            seed=seed,
-            compare=compare,
-        )
-        parts += [
-            _with_population(table, population_truth),
-            _with_population(mx.random_baseline(y_true, truth_rates, money), population_truth),
-        ]
-        if controlled.any():
-            policy = mx.selection_metrics(
-                y_true, controlled, revenue=money, replicates=ev.bootstrap, seed=seed
-            )
-            parts.append(
-                _with_population(_selection_rows(policy, "historical policy"), population_truth)
-            )
-            offices = test.office.astype("string").to_numpy()[known]
-            capacity = pd.Series(controlled).groupby(offices).sum().astype(float)
-            quota = mx.quota_mask(score[known], offices, capacity.to_dict())
-            at_capacity = mx.selection_metrics(
-                y_true, quota, revenue=money, replicates=ev.bootstrap, seed=seed
-            )
-            parts.append(
-                _with_population(
-                    _selection_rows(at_capacity, "model at office capacity"), population_truth
-                )
-            )
-        if config.serve.office_capacity:
-            # serve.office_capacity is red controls per office and day: over the test window
-            days = (windows["test"][1] - windows["test"][0]) / pd.Timedelta(days=1)
-            per_window = {o: max(c * days, 1.0) for o, c in config.serve.office_capacity.items()}
-            offices = test.office.astype("string").to_numpy()[known]
-            quota = mx.quota_mask(score[known], offices, per_window)
-            configured = mx.selection_metrics(
-                y_true, quota, revenue=money, replicates=ev.bootstrap, seed=seed
-            )
-            parts.append(
-                _with_population(
-                    _selection_rows(configured, "model at configured capacity"), population_truth
-                )
-            )
-    stratum = (test.selection_reason.astype("string") == "random").fillna(False).to_numpy()
-    weight = test.sample_weight.to_numpy(dtype=float)
-    stratum &= labelled & (weight > 1.0)  # a recorded selection probability
-    if stratum.sum() > 0:
-        parts += stratum_estimates(
-            score, stratum, y_obs, 1.0 / weight, probability, rates, ev.min_stratum_rows, notes
-        )
-    metrics = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-    # curves and breakdowns on the most honest population available
-    if truth is not None and truth["fraud"].notna().any():
-        keep = truth["fraud"].notna().to_numpy()
-        y_main = truth["fraud"].to_numpy()[keep].astype(float)
-        money_main: np.ndarray | None = truth["revenue_recoverable"].to_numpy(dtype=float)[keep]
-    else:
-        keep = labelled
-        y_main = y_obs[keep]
-        money_main = revenue_obs[keep] if has_revenue else None
-    calibration = (
-        mx.calibration_table(y_obs[labelled], probability[labelled])
-        if labelled.sum() > 1
-        else pd.DataFrame(columns=["predicted", "observed"])
-    )
-    gain = mx.gain_curve(y_main, score[keep], money_main) if keep.sum() else pd.DataFrame()
-    tradeoff = pd.DataFrame()
-    if keep.sum():
-        mine = learners["model"]
-        kept = sel.LearnerScores(
-            mine.margin[keep],
-            mine.probability[keep],
-            None if mine.revenue_if_hit is None else mine.revenue_if_hit[keep],
-        )
-        tradeoff = sel.tradeoff_table(y_main, money_main, kept, rates)
-    headline_rate = min(rates, key=lambda r: abs(r - 0.05))
-    groups: dict[str, pd.Series] = {"office": test.office}
-    if "hs2" in test.X.columns:
-        groups["HS chapter"] = test.X["hs2"]
-    elif decl is not None and "hs_code" in decl:
-        groups["HS chapter"] = decl["hs_code"].astype("string").str[:2]
-    groups["month"] = pd.to_datetime(test.lodged_at).dt.strftime("%Y-%m")
-    breakdowns = {}
-    if keep.sum():
-        for name, group in groups.items():
-            frame = mx.breakdown(
-                y_main,
-                score[keep],
-                group.reset_index(drop=True)[keep],
-                [headline_rate],
-                money_main,
-            )
-            frame = frame.drop(columns="rate")
-            if name != "month":  # largest groups first; months stay in time order
-                frame = frame.sort_values("declarations", ascending=False, kind="stable")
-            breakdowns[name] = frame
-    proportionality = {}
-    prop_groups: dict[str, pd.Series] = {"office": test.office}
-    if decl is not None:
-        for column, label in (("aeo", "AEO status"), ("origin_country", "origin")):
-            if column in decl:
-                prop_groups[label] = decl[column]
-    for label, group in prop_groups.items():
-        frame = mx.breakdown(
-            np.nan_to_num(y_obs), score, group.reset_index(drop=True), [headline_rate]
-        )
-        proportionality[label] = frame
-
-    # explanations and the warnings that need them
-    explanations = ex.global_explanations(
-        model,
-        test.X,
-        test.declaration_id,
-        features.manifest,
-        sample=ev.shap_sample,
-        top_dependence=ev.top_dependence,
-        seed=seed,
-    )
-    red = ex.red_sample(score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, seed)
-    chosen_rows = list(red)
-    if local_ids:
-        ids = test.declaration_id.astype(str)
-        chosen_rows += list(np.flatnonzero(ids.isin([str(i) for i in local_ids]).to_numpy()))
-    _, local_figures = ex.waterfalls(
-        model, test.X.iloc[chosen_rows], test.declaration_id.iloc[chosen_rows]
-    )
-    sample_ids = explanations.values["declaration_id"]
-    position = pd.Series(np.arange(len(test)), index=test.declaration_id.astype(str).to_numpy())
-    rows = position.reindex(sample_ids.astype(str).to_numpy()).to_numpy()
-    entity_frame = pd.DataFrame(index=range(len(rows)))
-    for column in ENTITY_COLUMNS:
-        if decl is not None and column in decl:
-            entity_frame[column] = decl[column].to_numpy()[rows]
-    for column in test.X.columns:
-        if isinstance(test.X[column].dtype, pd.CategoricalDtype):
-            entity_frame[column] = test.X[column].to_numpy()[rows]
-    dominance = ex.dominance(explanations.values, entity_frame, model.feature_names)
-    feature_auc = pd.DataFrame(columns=["feature", "auc"])
-    drift = pd.DataFrame(columns=["feature", "psi"])
-    if train is not None and len(train):
-        from pipeline.evaluate.drift import judge_drift
-
-        # Drift judged where it matters: features carrying the model (SHAP share), against the
-        # drift they already showed inside the training window; every feature has a verdict.
-        drift = judge_drift(
-            train.X[model.feature_names],
-            train.lodged_at,
-            test.X[model.feature_names],
-            explanations.importance,
-            psi_warn=config.monitor.psi_warn,
-            psi_alarm=config.monitor.psi_alarm,
-        )
-        tl = train.labelled.to_numpy()
-        if tl.sum() and labelled.sum():
-            feature_auc = mx.single_feature_auc(
-                train.X.loc[tl, model.feature_names],
-                train.y[tl].to_numpy(dtype=float),
-                test.X.loc[labelled, model.feature_names],
-                y_obs[labelled],
-            )
-    warnings = review_warnings(explanations.importance, dominance, feature_auc, None)
-    if "verdict" in drift:
-        from pipeline.evaluate.drift import drift_warnings
-
-        warnings += drift_warnings(drift)
-
-    capped = cap_warning(
-        int(model.info.get("best_iteration", 0)), config.train.num_boost_round, "Evaluated model"
-    )
-    warnings += [capped] if capped else []
-
-    windows_table = _windows_table(features, windows)
-    summary = {
-        "model": f"XGBoost ({model.booster.num_boosted_rounds()} trees, "
-        f"{len(model.feature_names)} features), calibration {model.calibration.method}",
-        "ranked by": ranked_by,
-        "test window": f"{windows['test'][0].date()} .. {windows['test'][1].date()} "
-        f"({len(test):,} declarations, {int(labelled.sum()):,} with an outcome)",
-        "ground truth": "yes (simulator)" if truth is not None else "no",
-        "random stratum": f"{int(stratum.sum())} declarations",
-        "bootstrap": f"{ev.bootstrap} replicates, seed {seed}",
-        "deployed model": deployed_summary(model.info),
-    }
-    card = model_card(config, test, labelled, has_revenue, truth is not None, windows)
-    card["What the probability means"] = probability_meaning(model.info)
-    report = ReportData(
-        title=f"Targeting model review: {config.name}",
-        run_id=run_id,
-        model_summary=summary,
-        windows=windows_table,
-        metrics=metrics,
-        calibration=calibration,
-        gain=gain,
-        breakdowns=breakdowns,
-        proportionality=proportionality,
-        explanations=explanations,
-        local_figures=local_figures,
-        manifest=features.manifest,
-        warnings=warnings,
-        notes=notes,
-        drift=drift,
-        feature_auc=feature_auc,
-        model_card=card,
-        headline_rate=headline_rate,
-        references=pd.DataFrame(references.fitted),
-        families=family_effects(model.info),
-        decision=decide(
-            metrics,
-            calibration,
-            judged_features(drift),
-            ev.acceptance,
-            primary_population(metrics),
-            run_id,
-            champion=champion[0] if champion is not None else None,
-            best_reference=best_reference,
-        ),
-        tradeoff=tradeoff,
-        tradeoff_population=(
-            population_truth if truth is not None and truth["fraud"].notna().any() else "inspected"
-        ),
-    )
-    return Assessment(metrics=metrics, report=report, explanations=explanations)
-
-
-def judged_features(drift: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the drift table that are judged (`evaluate.drift`): stable or drifting, not
-    those set aside ("not judged: ...")."""
-    if "verdict" not in drift:
-        return drift
-    return drift.loc[~drift["verdict"].astype(str).str.startswith("not judged")]
-
-
-def deployed_summary(info: Mapping[str, Any]) -> str:
-    """What is deployed: the refit (its windows and trees) or this very model."""
-    deployed = info.get("deployed")
-    if not isinstance(deployed, Mapping):
-        return "this model (no refit: train.refit is off)"
-    train, calibration = deployed["windows"]["train"], deployed["windows"]["calibration"]
-    return (
-        f"the same configuration refit on every label known by {deployed['labels_known_by'][:10]}"
-        f" (train {train['start'][:10]} .. {train['end'][:10]}, calibration "
-        f"{calibration['start'][:10]} .. {calibration['end'][:10]}, {deployed['trees']} trees); "
-        "these test figures are the evaluated model's"
-    )
-
-
-def family_effects(info: Mapping[str, Any]) -> pd.DataFrame:
-    """The feature-family ablation a model records: each family's effect on validation AP."""
-    families = info.get("families")
-    if not isinstance(families, Mapping) or not families.get("effects"):
-        return pd.DataFrame()
-    frame = pd.DataFrame(list(families["effects"]))
-    frame["kept"] = ~frame.pop("dropped").astype(bool)
-    return frame.rename(
-        columns={
-            "ap_with": "validation AP with it",
-            "ap_without": "validation AP without it",
-            "effect": "AP it adds",
-            "low": "low (95 %)",
-            "high": "high (95 %)",
-        }
-    )
-
-
-def _windows_table(
-    features: Any, windows: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]]
-) -> pd.DataFrame:
-    rows = []
-    for name, window in windows.items():
-        inside = in_window(features.lodged_at, window)
-        y = features.y.to_numpy(dtype=float)[inside]
-        rows.append(
-            {
-                "window": name,
-                "start": str(window[0].date()),
-                "end (exclusive)": str(window[1].date()),
-                "declarations": int(inside.sum()),
-                "with outcome": int(np.isfinite(y).sum()),
-                "hits": int(np.nansum(y)),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def probability_meaning(info: Mapping[str, Any]) -> str:
-    """What the model's calibrated probability is the chance of, from its fit log."""
-    meaning = str(
-        info.get(
-            "probability_means",
-            "not recorded by this model (fitted before the selection correction): read it as "
-            "P(hit | controlled by the historical policy), which overstates the chance of a hit "
-            "of a declaration the policy would not have picked",
-        )
-    )
-    details = [str(info[k]) for k in ("selection_correction", "anchoring") if info.get(k)]
-    if str(info.get("anchoring", "")).startswith("not anchored"):
-        details.append(
-            "without the anchor, the probability can still overstate the chance of a hit where "
-            "the historical controls were picked on what the features do not show"
-        )
-    return (
-        meaning
-        + (". " + "; ".join(details) if details else "")
-        + (
-            ". The ranking uses the booster's margin: ties in the calibrated probability never "
-            "decide."
-        )
-    )
-
-
-def model_card(
-    config: Any,
-    test: Any,
-    labelled: np.ndarray,
-    has_revenue: bool,
-    has_truth: bool,
-    windows: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]],
-) -> dict[str, str]:
-    """Intended use, data and limitations, in a reviewer's words."""
-    span = ", ".join(f"{k} {v[0].date()}..{v[1].date()}" for k, v in windows.items())
-    return {
-        "Intended use": "Rank import declarations by risk so that a customs selectivity system "
-        "sends the top of the ranking to documentary or physical control within each office's "
-        "capacity. A decision aid for risk analysts, not an automatic sanction: every control "
-        "is carried out and judged by an officer.",
-        "Data": f"Experiment {config.name!r}; windows {span}. Labels are inspection outcomes "
-        f"({int(labelled.sum()):,} known in the test window)"
-        + ("; revenue recovered is recorded" if has_revenue else "; no revenue in the data")
-        + ("; the simulator's ground truth gives true figures." if has_truth else "."),
-        "Limitations": "Labels exist only for controlled declarations: metrics on inspected "
-        "declarations overstate what the model finds in the whole flow, and the model learns "
-        "the past policy's blind spots. Only the random stratum (and, on simulated data, the "
-        "ground truth) measures true rates. Fraud patterns drift; retrain and monitor. Scores "
-        "are calibrated on a past window and may be dishonest after drift.",
-        "Proportionality": "Selection rates by AEO status, origin and office below: a group "
-        "selected far above the overall rate must be justified by its risk, not by its "
-        "identity alone. Keep a random stratum so compliance is measured on everyone.",
-    }

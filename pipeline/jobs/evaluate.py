@@ -1,7 +1,7 @@
 """`targeting evaluate`: metrics against baselines and the reviewer's HTML report for one run.
 
 Reads the run's model, the feature set, the declarations and (on the simulator) the ground truth;
-computes everything with `evaluate.report.assess`; writes `report.html`, `metrics.csv` and
+computes everything with `evaluate.assess.assess`; writes `report.html`, `metrics.csv` and
 `metrics.json` under `config.paths.report`'s folder; logs them and the headline metrics to the run.
 """
 
@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from pipeline.config import Config
 from pipeline.jobs import JobResult, step
 
+if TYPE_CHECKING:
+    from pipeline.evaluate.assess import Assessment
+    from pipeline.serve.model import TargetingModel
+
 REPORT_ARTIFACT = "report"
 HEADLINE_METRICS = ("precision", "recall", "revenue")
 
 
-def champion_model(config: Config, run_id: str) -> tuple[str, Any] | None:
+def champion_model(config: Config, run_id: str) -> tuple[str, TargetingModel] | None:
     """The registered model's `champion` alias, unless absent or the run under review itself."""
     from pipeline.train import tracking
 
@@ -53,7 +57,8 @@ def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
     """The headline table as text for the console: the most honest population, one row per model
     (differences left to the report), precision / recall / revenue at as many of the rates as fit
     in `CONSOLE_WIDTH` columns."""
-    from pipeline.evaluate.report import headline, primary_population
+    from pipeline.evaluate.assess import primary_population
+    from pipeline.evaluate.report import headline
 
     population = primary_population(metrics)
     shown = sorted(rates)
@@ -87,8 +92,7 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     import matplotlib
 
     matplotlib.use("Agg")
-    from pipeline.evaluate.decision import decision_figures
-    from pipeline.evaluate.report import assess, render_report
+    from pipeline.evaluate.assess import assess
     from pipeline.features.featureset import FeatureSet
     from pipeline.ingest.readers import load_inputs
     from pipeline.train import tracking
@@ -111,6 +115,38 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
         run_id=run_id,
     )
     step("writing the report")
+    csv_path, json_path = write_report(config, run_id, assessment)
+    metrics = assessment.metrics
+    flat = {
+        metric_key(r.population, r.model, r.metric, r.rate): float(r.value)
+        for r in metrics.itertuples()
+        if pd.notna(r.value) and not str(r.model).startswith(("random",))
+    }
+    tracking.log_metrics(run_id, flat)
+    tracking.log_artifacts(run_id, config.paths.report.parent, REPORT_ARTIFACT)
+
+    rates = [float(r) for r in config.evaluate.rates]
+    lines = console_lines(assessment, rates)
+    lines.append(f"report: {config.paths.report}")
+    return JobResult(
+        stage="evaluate",
+        outputs={"report": config.paths.report, "metrics": csv_path, "metrics_json": json_path},
+        figures={
+            "run_id": run_id,
+            "headline": "\n".join(headline_lines(metrics, rates)),
+            "warnings": len(assessment.report.warnings),
+            **{k: v for k, v in flat.items() if ".model." in k},
+        },
+        lines=lines,
+    )
+
+
+def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[Path, Path]:
+    """The HTML report, `metrics.csv` and `metrics.json` (warnings, decision, notes, metrics)
+    under the report's folder; returns the paths of the two metrics files."""
+    from pipeline.evaluate.decision import decision_figures
+    from pipeline.evaluate.report import render_report
+
     html = render_report(assessment.report, config.evaluate.rates)
     folder: Path = config.paths.report.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,16 +170,12 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
         ),
         encoding="utf-8",
     )
-    flat = {
-        metric_key(r.population, r.model, r.metric, r.rate): float(r.value)
-        for r in metrics.itertuples()
-        if pd.notna(r.value) and not str(r.model).startswith(("random",))
-    }
-    tracking.log_metrics(run_id, flat)
-    tracking.log_artifacts(run_id, folder, REPORT_ARTIFACT)
+    return csv_path, json_path
 
-    rates = [float(r) for r in config.evaluate.rates]
-    lines = headline_lines(metrics, rates)
+
+def console_lines(assessment: Assessment, rates: list[float]) -> list[str]:
+    """The headline table, the decision with the criteria it failed, and the warnings."""
+    lines = headline_lines(assessment.metrics, rates)
     decision = assessment.report.decision
     if decision is not None:
         failed = [f"{c.name}: {c.status}" for c in decision.criteria if c.status != "pass"]
@@ -151,15 +183,4 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
             f"decision: {decision.verdict}" + (f" ({'; '.join(failed)})" if failed else "")
         )
     lines += [f"warning: {w}" for w in assessment.report.warnings]
-    lines.append(f"report: {config.paths.report}")
-    return JobResult(
-        stage="evaluate",
-        outputs={"report": config.paths.report, "metrics": csv_path, "metrics_json": json_path},
-        figures={
-            "run_id": run_id,
-            "headline": "\n".join(headline_lines(metrics, rates)),
-            "warnings": len(assessment.report.warnings),
-            **{k: v for k, v in flat.items() if ".model." in k},
-        },
-        lines=lines,
-    )
+    return lines

@@ -9,12 +9,18 @@ to the run under `explain/`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
 from pipeline.jobs import JobResult, step
+
+if TYPE_CHECKING:
+    from pipeline.evaluate.explain import Explanations
+    from pipeline.features.featureset import FeatureSet
+    from pipeline.serve.model import TargetingModel
 
 EXPLAIN_ARTIFACT = "explain"
 
@@ -28,7 +34,7 @@ def explain(
     matplotlib.use("Agg")
     import pipeline.train.tracking as tracking
     from pipeline.evaluate import explain as ex
-    from pipeline.evaluate.report import in_window, model_score, parse_windows
+    from pipeline.evaluate.assess import in_window, model_score, parse_windows
     from pipeline.features.featureset import FeatureSet
 
     tracking.configure(config)
@@ -61,34 +67,10 @@ def explain(
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         )
     score, _, _ = model_score(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
-    red = ex.red_sample(
-        score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
-    )
-    chosen = pd.concat(
-        [
-            features.X.loc[ids.isin(wanted).to_numpy()],
-            test.X.iloc[red],
-        ]
-    )
-    chosen_ids = pd.concat(
-        [features.declaration_id[ids.isin(wanted).to_numpy()], test.declaration_id.iloc[red]]
-    )
     step("local explanations (waterfalls)")
-    local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids)
-    local_values.insert(
-        1, "why", ["requested"] * int(ids.isin(wanted).sum()) + ["red channel sample"] * len(red)
-    )
-
+    local_values, local_figures = local_explanations(model, features, test, score, wanted, config)
     folder: Path = config.paths.explanations
-    figures_dir = folder / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    found.values.to_parquet(folder / "shap_values.parquet", index=False)
-    local_values.to_parquet(folder / "local_values.parquet", index=False)
-    found.importance.to_csv(folder / "importance.csv", index=False)
-    found.families.to_csv(folder / "families.csv", index=False)
-    for name, png in {**found.figures, **local_figures}.items():
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-        (figures_dir / f"{safe}.png").write_bytes(png)
+    write_explanations(folder, found, local_values, local_figures)
     tracking.log_artifacts(run_id, folder, EXPLAIN_ARTIFACT)
 
     top = found.importance.head(5)
@@ -108,3 +90,54 @@ def explain(
         },
         lines=lines,
     )
+
+
+def local_explanations(
+    model: TargetingModel,
+    features: FeatureSet,
+    test: FeatureSet,
+    score: np.ndarray,
+    wanted: list[str],
+    config: Config,
+) -> tuple[pd.DataFrame, dict[str, bytes]]:
+    """Waterfalls of the declarations asked for by id and of a seeded red-channel sample of the
+    test window; the values say why each declaration is there."""
+    from pipeline.evaluate import explain as ex
+
+    ev = config.evaluate
+    ids = features.declaration_id.astype(str)
+    red = ex.red_sample(
+        score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
+    )
+    chosen = pd.concat(
+        [
+            features.X.loc[ids.isin(wanted).to_numpy()],
+            test.X.iloc[red],
+        ]
+    )
+    chosen_ids = pd.concat(
+        [features.declaration_id[ids.isin(wanted).to_numpy()], test.declaration_id.iloc[red]]
+    )
+    local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids)
+    local_values.insert(
+        1, "why", ["requested"] * int(ids.isin(wanted).sum()) + ["red channel sample"] * len(red)
+    )
+    return local_values, local_figures
+
+
+def write_explanations(
+    folder: Path,
+    found: Explanations,
+    local_values: pd.DataFrame,
+    local_figures: dict[str, bytes],
+) -> None:
+    """Values as Parquet, importance and families as CSV, every figure as PNG under `folder`."""
+    figures_dir = folder / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    found.values.to_parquet(folder / "shap_values.parquet", index=False)
+    local_values.to_parquet(folder / "local_values.parquet", index=False)
+    found.importance.to_csv(folder / "importance.csv", index=False)
+    found.families.to_csv(folder / "families.csv", index=False)
+    for name, png in {**found.figures, **local_figures}.items():
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        (figures_dir / f"{safe}.png").write_bytes(png)

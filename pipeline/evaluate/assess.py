@@ -1,0 +1,1007 @@
+"""The review's figures, computed: a model on its test window against every comparator.
+
+`build_window` cuts the model's test window out of the feature set once (the declarations, their
+recorded outcomes, the simulator's ground truth where there is one, the model's ranking of them)
+as a frozen `TestWindow`. Small evaluators each read it and return one typed part of the review:
+the comparators (champion, reference learners, rules, both rankings), the metrics of each
+population, the curves and breakdowns, the explanations, drift and leakage, the warnings and the
+decision. `assess` combines them into the `Assessment` that `report.render_report` renders and
+the evaluate job writes. Nothing here draws HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.evaluate import explain as ex
+from pipeline.evaluate import metrics as mx
+from pipeline.evaluate import selections as sel
+from pipeline.evaluate.decision import Decision, decide
+from pipeline.evaluate.explain import Explanations
+from pipeline.evaluate.reference import ReferenceScores
+from pipeline.features.featureset import FeatureSet
+from pipeline.serve.model import TargetingModel
+from pipeline.train.fit import cap_warning
+
+Windows = dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+
+PRIMARY_POPULATIONS = ("all declarations (ground truth)", "inspected")
+POPULATION_TRUTH = "all declarations (ground truth)"
+ENTITY_COLUMNS = ("importer", "declarant", "seller")
+RANKING_NAMES = {
+    "probability": "probability of a hit",
+    "expected_revenue": "expected revenue",
+    "blend": "blend of probability and expected revenue",
+}
+ESTIMATOR_POPULATIONS = {
+    "ipw": "random stratum (IPW)",
+    "dr": "random stratum (doubly robust)",
+}
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows; frames are tidy, figures are PNG bytes."""
+
+    title: str
+    run_id: str
+    model_summary: dict[str, str]
+    windows: pd.DataFrame  # window, start, end, declarations, labelled, hits
+    metrics: pd.DataFrame  # population, model, rate, metric, value, low, high
+    calibration: pd.DataFrame  # predicted, observed
+    gain: pd.DataFrame  # share, gain, oracle_gain, lift[, revenue_gain]
+    breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)  # dimension -> frame
+    proportionality: dict[str, pd.DataFrame] = field(default_factory=dict)
+    explanations: Explanations | None = None
+    local_figures: dict[str, bytes] = field(default_factory=dict)
+    manifest: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, psi
+    feature_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, auc
+    model_card: dict[str, str] = field(default_factory=dict)
+    headline_rate: float = 0.05
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, trees, seconds...
+    families: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, effect, low, high...
+    decision: Decision | None = None  # the decision page (pipeline/evaluate/decision.py)
+    tradeoff: pd.DataFrame = field(default_factory=pd.DataFrame)  # revenue_weight, rate, ...
+    tradeoff_population: str = ""
+
+
+@dataclass
+class Assessment:
+    """The report's content and the tidy metrics table behind it."""
+
+    metrics: pd.DataFrame
+    report: ReportData
+    explanations: Explanations | None
+
+
+# --- windows and the model's ranking ------------------------------------------------------------
+
+
+def parse_windows(
+    info: Mapping[str, Any], lodged_at: pd.Series, test_days: int
+) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], list[str]]:
+    """The model's windows as (start, end) timestamps; a test window derived when absent.
+
+    Accepts ``{"test": {"start": ..., "end": ...}}`` and ``{"test": [start, end]}``.
+    """
+    notes: list[str] = []
+    windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    for name, window in dict(info.get("windows") or {}).items():
+        if isinstance(window, Mapping):
+            start, end = window.get("start"), window.get("end")
+        elif isinstance(window, Sequence) and not isinstance(window, str) and len(window) == 2:
+            start, end = window
+        else:
+            continue
+        if start is not None and end is not None:
+            windows[str(name)] = (pd.Timestamp(start), pd.Timestamp(end))
+    if "test" not in windows:
+        end = pd.Timestamp(lodged_at.max()) + pd.Timedelta(seconds=1)
+        windows["test"] = (end - pd.Timedelta(days=test_days), end)
+        notes.append(
+            f"The model records no test window: the last {test_days} days of the feature set "
+            "are used, which may overlap its training data."
+        )
+    return windows, notes
+
+
+def in_window(lodged_at: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
+    stamps = pd.to_datetime(lodged_at)
+    start, end = window
+    if stamps.dt.tz is not None:
+        start = start.tz_localize(stamps.dt.tz) if start.tzinfo is None else start
+        end = end.tz_localize(stamps.dt.tz) if end.tzinfo is None else end
+    return ((stamps >= start) & (stamps < end)).to_numpy()
+
+
+def model_score(
+    model: Any, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Tie-free control priority, calibrated probability and what the ranking is by.
+
+    The one ranking path (`serve.ranking`): the score of `rank_by` (``auto`` resolved), its ties
+    broken by the booster's margin; ranked by probability this is the margin's order exactly.
+    """
+    from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
+
+    margin = model.margin(X)
+    probability = model.calibration.apply(margin)
+    resolved = resolve_rank_by(model.revenue_booster is not None, rank_by)
+    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
+    score = ranking_score(probability, revenue, resolved, revenue_weight)
+    return control_priority(score, margin), probability, RANKING_NAMES[resolved]
+
+
+@dataclass(frozen=True, eq=False)
+class TestWindow:
+    """The declarations of the model's test window and what is known of them, built once.
+
+    Row-aligned arrays: `labelled` (an outcome is recorded), `y` and `revenue` (the recorded
+    outcome and revenue recovered, NaN where unknown), `stratum` (the random stratum with a
+    recorded selection probability), `score` / `probability` (the model's tie-free control
+    priority under `rank_by` and its calibrated probability). `declarations` and `truth` are the
+    canonical declarations and the simulator's ground truth lined up with the rows, when given.
+    """
+
+    __test__ = False  # a customs window, not a pytest class
+
+    windows: Windows
+    rows: np.ndarray  # mask of the test window over the whole feature set
+    test: FeatureSet
+    train: FeatureSet | None
+    declarations: pd.DataFrame | None
+    truth: pd.DataFrame | None
+    labelled: np.ndarray
+    y: np.ndarray
+    revenue: np.ndarray
+    has_revenue: bool
+    stratum: np.ndarray
+    rank_by: str
+    ranked_by: str
+    score: np.ndarray
+    probability: np.ndarray
+    notes: tuple[str, ...] = ()
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether the simulator's ground truth labels at least one test declaration."""
+        return self.truth is not None and bool(self.truth["fraud"].notna().any())
+
+
+def _aligned(frame: pd.DataFrame | None, ids: np.ndarray) -> pd.DataFrame | None:
+    """`frame`'s rows in the order of `ids` (one per declaration; missing ids: empty rows)."""
+    if frame is None:
+        return None
+    return frame.drop_duplicates("declaration_id").set_index("declaration_id").reindex(ids)
+
+
+def build_window(
+    model: TargetingModel,
+    features: FeatureSet,
+    config: Config,
+    declarations: pd.DataFrame | None = None,
+    ground_truth: pd.DataFrame | None = None,
+) -> TestWindow:
+    """The model's test window of `features` (its recorded windows), ranked by the model."""
+    from pipeline.serve.ranking import resolve_rank_by
+
+    windows, notes = parse_windows(model.info, features.lodged_at, config.split.test_days)
+    rows = in_window(features.lodged_at, windows["test"])
+    test = features.subset(rows)
+    if len(test) == 0:
+        raise ValueError(
+            f"test window {windows['test'][0]} .. {windows['test'][1]} holds no declaration "
+            f"of the feature set"
+        )
+    train = (
+        features.subset(in_window(features.lodged_at, windows["train"]))
+        if "train" in windows
+        else None
+    )
+    ids = test.declaration_id.astype(str).to_numpy()
+    decl = _aligned(declarations, ids)
+    labelled = test.labelled.to_numpy()
+    revenue = test.revenue_recovered.to_numpy(dtype=float)
+    stratum = (test.selection_reason.astype("string") == "random").fillna(False).to_numpy()
+    stratum &= labelled & (test.sample_weight.to_numpy(dtype=float) > 1.0)
+    # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
+    # probability and by expected revenue under "<name> by ...": the comparison is like for like.
+    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
+    score, probability, ranked_by = model_score(model, test.X, rank_by, config.serve.revenue_weight)
+    return TestWindow(
+        windows=windows,
+        rows=rows,
+        test=test,
+        train=train,
+        declarations=None if decl is None else decl.reset_index(),
+        truth=_aligned(ground_truth, ids),
+        labelled=labelled,
+        y=test.y.to_numpy(dtype=float),
+        revenue=revenue,
+        has_revenue=bool(np.isfinite(revenue[labelled]).any()),
+        stratum=stratum,
+        rank_by=rank_by,
+        ranked_by=ranked_by,
+        score=score,
+        probability=probability,
+        notes=tuple(notes),
+    )
+
+
+# --- comparators: champion, reference learners, rules, both rankings ---------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Comparators:
+    """Every ranking the model is compared with on the test window, like for like.
+
+    `scores`: name -> tie-free control priority (the model, the champion and the reference
+    learners under the configured ranking and under each ranking by name, the rules);
+    `probabilities`: name -> calibrated probability (Brier score); `compare`: (challenger,
+    reference) pairs given a paired-bootstrap difference.
+    """
+
+    model: sel.LearnerScores
+    scores: dict[str, np.ndarray]
+    probabilities: dict[str, np.ndarray]
+    compare: list[tuple[str, str]]
+    references: ReferenceScores
+    best_reference: str | None
+    notes: list[str]
+
+
+def _reference_learners(
+    window: TestWindow, features: FeatureSet, config: Config, references: ReferenceScores
+) -> dict[str, sel.LearnerScores]:
+    """The reference learners' scores, with a revenue part fitted on the model's own labels."""
+    from pipeline.evaluate import reference
+
+    own = sel.training_labels(features, window.windows)
+    revenue_if_hit = None
+    if references.scores and own is not None and own.y.sum() > 0:
+        raw = reference.raw_columns(features, config)
+        own_raw = sel.WindowRows(own.X[raw], own.y, own.weight, own.revenue)
+        revenue_if_hit = sel.raw_revenue_if_hit(own_raw, window.test.X, config)
+    return sel.reference_learners(references.scores, revenue_if_hit)
+
+
+def comparators(
+    window: TestWindow,
+    model: TargetingModel,
+    features: FeatureSet,
+    config: Config,
+    champion: tuple[str, TargetingModel] | None = None,
+) -> Comparators:
+    """The model against the champion, the reference learners and the rules (with notes)."""
+    from pipeline.evaluate import reference
+
+    notes: list[str] = []
+    X = window.test.X
+    learners = {"model": sel.learner_scores(model, X)}
+    probabilities = {"model": window.probability}
+    compare: list[tuple[str, str]] = []
+    if champion is not None:
+        name, champ = champion
+        missing = sorted(set(champ.feature_names) - set(X.columns))
+        if missing:
+            notes.append(f"Champion {name} skipped: it needs features absent here ({missing[:5]}).")
+        else:
+            learners[name] = sel.learner_scores(champ, X)
+            probabilities[name] = learners[name].probability
+            compare.append(("model", name))
+    references = reference.for_model(model.info, features, window.rows, config)
+    notes += references.notes
+    learners |= _reference_learners(window, features, config, references)
+    probabilities |= references.scores
+    best = reference.best_reference(references.scores, window.y)
+    scores = sel.both_rankings(learners, window.rank_by, config.serve.revenue_weight)
+    if best is not None:
+        compare.append(("model", best))
+        for words in sel.RANKINGS.values():
+            if f"{best} {words}" in scores and f"model {words}" in scores:
+                compare.append((f"model {words}", f"{best} {words}"))
+    if config.evaluate.rules and window.declarations is not None:
+        scores["rules"] = mx.rules_score(
+            window.declarations, config.evaluate.rules, int(config.seed)
+        )
+    elif not config.evaluate.rules:
+        notes.append("Rules baseline skipped: no risk criteria in evaluate.rules.")
+    return Comparators(learners["model"], scores, probabilities, compare, references, best, notes)
+
+
+# --- population metrics ---------------------------------------------------------------------------
+
+
+def _with_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
+    return frame.assign(population=population)[
+        ["population", "model", "rate", "metric", "value", "low", "high"]
+    ]
+
+
+def _selection_rows(frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    share = float(frame.loc[frame["metric"] == "control_share", "value"].iloc[0])
+    return frame.assign(model=model, rate=share)
+
+
+def inspected_metrics(
+    window: TestWindow, compared: Comparators, config: Config
+) -> list[pd.DataFrame]:
+    """Every ranking and the random baseline on the declarations with a recorded outcome."""
+    labelled = window.labelled
+    if labelled.sum() == 0:
+        return []
+    rates = [float(r) for r in config.evaluate.rates]
+    y = window.y[labelled]
+    rev = window.revenue[labelled] if window.has_revenue else None
+    table = mx.metrics_table(
+        y,
+        {k: v[labelled] for k, v in compared.scores.items()},
+        rates,
+        revenue=rev,
+        probabilities={k: v[labelled] for k, v in compared.probabilities.items()},
+        replicates=config.evaluate.bootstrap,
+        seed=int(config.seed),
+        compare=compared.compare,
+    )
+    return [
+        _with_population(table, "inspected"),
+        _with_population(mx.random_baseline(y, rates, rev), "inspected"),
+    ]
+
+
+def truth_notes(window: TestWindow) -> list[str]:
+    """A note when some test declarations have no ground truth (left out of the true figures)."""
+    if window.truth is None or not window.truth["fraud"].isna().any():
+        return []
+    return [
+        f"{int(window.truth['fraud'].isna().sum())} test declarations have no ground truth and "
+        "are left out of the true figures."
+    ]
+
+
+def truth_metrics(window: TestWindow, compared: Comparators, config: Config) -> list[pd.DataFrame]:
+    """Every ranking, the random baseline and the historical policy on all declarations,
+    labelled with the simulator's ground truth; the model at the policy's office capacity and at
+    the configured one."""
+    if window.truth is None or not window.has_truth:
+        return []
+    ev, seed = config.evaluate, int(config.seed)
+    known = window.truth["fraud"].notna().to_numpy()
+    y_true = window.truth["fraud"].to_numpy()[known].astype(float)
+    money = window.truth["revenue_recoverable"].to_numpy(dtype=float)[known]
+    controlled = window.labelled[known]
+    policy_share = float(controlled.mean())
+    rates = [float(r) for r in ev.rates]
+    truth_rates = sorted(set(rates) | ({policy_share} if policy_share > 0 else set()))
+    table = mx.metrics_table(
+        y_true,
+        {k: v[known] for k, v in compared.scores.items()},
+        truth_rates,
+        revenue=money,
+        replicates=ev.bootstrap,
+        seed=seed,
+        compare=compared.compare,
+    )
+    parts = [table, mx.random_baseline(y_true, truth_rates, money)]
+    score = window.score[known]
+    offices = window.test.office.astype("string").to_numpy()[known]
+
+    def selected(mask: np.ndarray, name: str) -> pd.DataFrame:
+        chosen = mx.selection_metrics(
+            y_true, mask, revenue=money, replicates=ev.bootstrap, seed=seed
+        )
+        return _selection_rows(chosen, name)
+
+    if controlled.any():
+        parts.append(selected(controlled, "historical policy"))
+        capacity = pd.Series(controlled).groupby(offices).sum().astype(float)
+        quota = mx.quota_mask(score, offices, capacity.to_dict())
+        parts.append(selected(quota, "model at office capacity"))
+    if config.serve.office_capacity:
+        # serve.office_capacity is red controls per office and day: over the test window
+        start, end = window.windows["test"]
+        days = (end - start) / pd.Timedelta(days=1)
+        per_window = {o: max(c * days, 1.0) for o, c in config.serve.office_capacity.items()}
+        quota = mx.quota_mask(score, offices, per_window)
+        parts.append(selected(quota, "model at configured capacity"))
+    return [_with_population(part, POPULATION_TRUTH) for part in parts]
+
+
+def stratum_estimates(
+    priority: np.ndarray,
+    stratum: np.ndarray,
+    y: np.ndarray,
+    propensity: np.ndarray,
+    probability: np.ndarray,
+    rates: Sequence[float],
+    min_rows: int,
+    notes: list[str],
+) -> list[pd.DataFrame]:
+    """The model's precision and recall on all declarations estimated from the random stratum
+    (`evaluate.estimators`: self-normalised IPW with Clopper-Pearson intervals, doubly robust),
+    and the flow's hit rate as the random selection's precision; a note per thin cell."""
+    from pipeline.evaluate.estimators import estimate_at_rates
+
+    table = estimate_at_rates(
+        priority,
+        stratum,
+        y,
+        propensity,
+        [*rates, 1.0],
+        probability=probability,
+        min_rows=min_rows,
+    )
+    thin = table.loc[(table["verdict"] != "") & (table["rate"] < 1.0)]
+    for r in thin.drop_duplicates("rate").itertuples():
+        notes.append(f"Random-stratum estimate at {r.rate:.0%}: {r.verdict}.")
+    out = []
+    for estimator, population in ESTIMATOR_POPULATIONS.items():
+        part = table.loc[table["estimator"] == estimator]
+        model = part.loc[part["rate"] < 1.0].assign(model="model")
+        flow = part.loc[(part["rate"] == 1.0) & (part["metric"] == "precision")]
+        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model="random")
+        out.append(_with_population(pd.concat([model, random]), population))
+    return out
+
+
+@dataclass(frozen=True)
+class PopulationMetrics:
+    """The tidy metrics of every population, and the notes on what is left out."""
+
+    metrics: pd.DataFrame  # population, model, rate, metric, value, low, high
+    notes: list[str]
+
+
+def population_metrics(
+    window: TestWindow, compared: Comparators, config: Config
+) -> PopulationMetrics:
+    """Inspected declarations, ground truth (when known) and the random stratum's estimates."""
+    notes = truth_notes(window)
+    parts = inspected_metrics(window, compared, config) + truth_metrics(window, compared, config)
+    if window.stratum.sum() > 0:
+        weight = window.test.sample_weight.to_numpy(dtype=float)
+        parts += stratum_estimates(
+            window.score,
+            window.stratum,
+            window.y,
+            1.0 / weight,
+            window.probability,
+            [float(r) for r in config.evaluate.rates],
+            config.evaluate.min_stratum_rows,
+            notes,
+        )
+    metrics = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return PopulationMetrics(metrics, notes)
+
+
+def primary_population(metrics: pd.DataFrame) -> str | None:
+    """The most honest population present: ground truth, else the inspected declarations."""
+    present = set(metrics["population"]) if len(metrics) else set()
+    return next((p for p in PRIMARY_POPULATIONS if p in present), None)
+
+
+# --- curves and breakdowns ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MainRows:
+    """The most honest labels available: ground truth where known, else recorded outcomes."""
+
+    keep: np.ndarray  # mask over the test window
+    y: np.ndarray
+    money: np.ndarray | None
+    population: str
+
+
+def main_rows(window: TestWindow) -> MainRows:
+    """The rows and labels the curves and breakdowns are drawn on."""
+    if window.truth is not None and window.has_truth:
+        keep = window.truth["fraud"].notna().to_numpy()
+        y = window.truth["fraud"].to_numpy()[keep].astype(float)
+        money = window.truth["revenue_recoverable"].to_numpy(dtype=float)[keep]
+        return MainRows(keep, y, money, POPULATION_TRUTH)
+    keep = window.labelled
+    money_obs = window.revenue[keep] if window.has_revenue else None
+    return MainRows(keep, window.y[keep], money_obs, "inspected")
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Calibration, gain and lift, and precision against revenue share as the ranking moves."""
+
+    calibration: pd.DataFrame  # predicted, observed
+    gain: pd.DataFrame  # share, gain, oracle_gain, lift[, revenue_gain]
+    tradeoff: pd.DataFrame  # revenue_weight, rate, precision, recall, revenue
+    tradeoff_population: str
+
+
+def curves(window: TestWindow, compared: Comparators, config: Config) -> Curves:
+    """The reliability table (recorded outcomes), gain and the two rankings' trade-off."""
+    main = main_rows(window)
+    keep, labelled = main.keep, window.labelled
+    calibration = (
+        mx.calibration_table(window.y[labelled], window.probability[labelled])
+        if labelled.sum() > 1
+        else pd.DataFrame(columns=["predicted", "observed"])
+    )
+    gain = mx.gain_curve(main.y, window.score[keep], main.money) if keep.sum() else pd.DataFrame()
+    tradeoff = pd.DataFrame()
+    if keep.sum():
+        mine = compared.model
+        kept = sel.LearnerScores(
+            mine.margin[keep],
+            mine.probability[keep],
+            None if mine.revenue_if_hit is None else mine.revenue_if_hit[keep],
+        )
+        rates = [float(r) for r in config.evaluate.rates]
+        tradeoff = sel.tradeoff_table(main.y, main.money, kept, rates)
+    return Curves(calibration, gain, tradeoff, main.population)
+
+
+def headline_rate(config: Config) -> float:
+    """The configured control rate nearest 5 %, at which breakdowns are read."""
+    return min((float(r) for r in config.evaluate.rates), key=lambda r: abs(r - 0.05))
+
+
+@dataclass(frozen=True)
+class Breakdowns:
+    """What the top of the ranking catches per office, HS chapter and month, and who it
+    selects (proportionality by office, AEO status and origin)."""
+
+    catches: dict[str, pd.DataFrame]
+    proportionality: dict[str, pd.DataFrame]
+
+
+def breakdowns(window: TestWindow, rate: float) -> Breakdowns:
+    """Each group's figures at the control `rate` (`metrics.breakdown`)."""
+    test, decl, main = window.test, window.declarations, main_rows(window)
+    groups: dict[str, pd.Series] = {"office": test.office}
+    if "hs2" in test.X.columns:
+        groups["HS chapter"] = test.X["hs2"]
+    elif decl is not None and "hs_code" in decl:
+        groups["HS chapter"] = decl["hs_code"].astype("string").str[:2]
+    groups["month"] = pd.to_datetime(test.lodged_at).dt.strftime("%Y-%m")
+    catches = {}
+    if main.keep.sum():
+        for name, group in groups.items():
+            frame = mx.breakdown(
+                main.y,
+                window.score[main.keep],
+                group.reset_index(drop=True)[main.keep],
+                [rate],
+                main.money,
+            )
+            frame = frame.drop(columns="rate")
+            if name != "month":  # largest groups first; months stay in time order
+                frame = frame.sort_values("declarations", ascending=False, kind="stable")
+            catches[name] = frame
+    prop_groups: dict[str, pd.Series] = {"office": test.office}
+    if decl is not None:
+        for column, label in (("aeo", "AEO status"), ("origin_country", "origin")):
+            if column in decl:
+                prop_groups[label] = decl[column]
+    proportionality = {
+        label: mx.breakdown(
+            np.nan_to_num(window.y), window.score, group.reset_index(drop=True), [rate]
+        )
+        for label, group in prop_groups.items()
+    }
+    return Breakdowns(catches, proportionality)
+
+
+# --- explanations, drift and leakage --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExplanationSummary:
+    """Global SHAP views, waterfalls of chosen declarations, and entity dominance of SHAP mass."""
+
+    explanations: Explanations
+    local_figures: dict[str, bytes]
+    dominance: pd.DataFrame
+
+
+def _entity_frame(window: TestWindow, sample_ids: pd.Series) -> pd.DataFrame:
+    """The entities (importer, declarant, seller, category features) of the explained rows."""
+    test, decl = window.test, window.declarations
+    position = pd.Series(np.arange(len(test)), index=test.declaration_id.astype(str).to_numpy())
+    rows = position.reindex(sample_ids.astype(str).to_numpy()).to_numpy()
+    entity_frame = pd.DataFrame(index=range(len(rows)))
+    for column in ENTITY_COLUMNS:
+        if decl is not None and column in decl:
+            entity_frame[column] = decl[column].to_numpy()[rows]
+    for column in test.X.columns:
+        if isinstance(test.X[column].dtype, pd.CategoricalDtype):
+            entity_frame[column] = test.X[column].to_numpy()[rows]
+    return entity_frame
+
+
+def explanation_summary(
+    window: TestWindow,
+    model: TargetingModel,
+    features: FeatureSet,
+    config: Config,
+    local_ids: Sequence[str] = (),
+) -> ExplanationSummary:
+    """SHAP on a seeded sample, waterfalls of a red-channel sample and of `local_ids`."""
+    ev, seed, test = config.evaluate, int(config.seed), window.test
+    explanations = ex.global_explanations(
+        model,
+        test.X,
+        test.declaration_id,
+        features.manifest,
+        sample=ev.shap_sample,
+        top_dependence=ev.top_dependence,
+        seed=seed,
+    )
+    red_share = config.serve.channels.get("red", 0.02)
+    chosen_rows = list(ex.red_sample(window.score, red_share, ev.red_waterfalls, seed))
+    if local_ids:
+        ids = test.declaration_id.astype(str)
+        chosen_rows += list(np.flatnonzero(ids.isin([str(i) for i in local_ids]).to_numpy()))
+    _, local_figures = ex.waterfalls(
+        model, test.X.iloc[chosen_rows], test.declaration_id.iloc[chosen_rows]
+    )
+    entities = _entity_frame(window, explanations.values["declaration_id"])
+    dominance = ex.dominance(explanations.values, entities, model.feature_names)
+    return ExplanationSummary(explanations, local_figures, dominance)
+
+
+@dataclass(frozen=True)
+class DriftAndLeakage:
+    """Each feature's drift verdict (train vs test) and how well it alone ranks the labels."""
+
+    drift: pd.DataFrame  # evaluate.drift.COLUMNS
+    feature_auc: pd.DataFrame  # feature, auc
+
+
+def drift_and_leakage(
+    window: TestWindow, model: TargetingModel, importance: pd.DataFrame, config: Config
+) -> DriftAndLeakage:
+    """Drift judged where it matters and single-feature AUC, against the training window."""
+    feature_auc = pd.DataFrame(columns=["feature", "auc"])
+    drift = pd.DataFrame(columns=["feature", "psi"])
+    train, test, labelled = window.train, window.test, window.labelled
+    if train is None or not len(train):
+        return DriftAndLeakage(drift, feature_auc)
+    from pipeline.evaluate.drift import judge_drift
+
+    # Drift judged where it matters: features carrying the model (SHAP share), against the
+    # drift they already showed inside the training window; every feature has a verdict.
+    names = model.feature_names
+    drift = judge_drift(
+        train.X[names],
+        train.lodged_at,
+        test.X[names],
+        importance,
+        psi_warn=config.monitor.psi_warn,
+        psi_alarm=config.monitor.psi_alarm,
+    )
+    tl = train.labelled.to_numpy()
+    if tl.sum() and labelled.sum():
+        feature_auc = mx.single_feature_auc(
+            train.X.loc[tl, names],
+            train.y[tl].to_numpy(dtype=float),
+            test.X.loc[labelled, names],
+            window.y[labelled],
+        )
+    return DriftAndLeakage(drift, feature_auc)
+
+
+# --- warnings and the decision ------------------------------------------------------------------
+
+
+def review_warnings(
+    importance: pd.DataFrame | None,
+    dominance: pd.DataFrame | None,
+    feature_auc: pd.DataFrame | None,
+    drift: pd.DataFrame | None,
+    *,
+    psi_warn: float = 0.1,
+    psi_alarm: float = 0.25,
+    auc_limit: float = 0.95,
+    mass_limit: float = 0.6,
+    dominance_limit: float = 0.5,
+    dominance_ratio: float = 3.0,
+    min_feature_share: float = 0.05,
+) -> list[str]:
+    """What a reviewer must look at before approving: leakage, entity dominance, drift."""
+    out: list[str] = []
+    if importance is not None and len(importance):
+        heavy = importance.loc[importance["share"] > mass_limit]
+        out += [
+            f"Possible leakage: {r.feature} carries {r.share:.0%} of all SHAP mass "
+            f"(limit {mass_limit:.0%})."
+            for r in heavy.itertuples()
+        ]
+    if feature_auc is not None and len(feature_auc):
+        strong = feature_auc.loc[feature_auc["auc"] > auc_limit]
+        out += [
+            f"Possible leakage: {r.feature} alone ranks the test labels with AUC {r.auc:.3f} "
+            f"(limit {auc_limit})."
+            for r in strong.itertuples()
+        ]
+    if dominance is not None and len(dominance) and importance is not None and len(importance):
+        relevant = set(importance.loc[importance["share"] >= min_feature_share, "feature"])
+        dominated = dominance.loc[
+            dominance["feature"].isin(relevant)
+            & (dominance["share"] > dominance_limit)
+            & (dominance["share"] >= dominance_ratio * dominance["row_share"])
+        ].drop_duplicates("feature")
+        out += [
+            f"Feature {r.feature} is dominated by one entity: {r.entity_column} = {r.entity} "
+            f"carries {r.share:.0%} of its SHAP mass with {r.row_share:.1%} of the declarations."
+            for r in dominated.itertuples()
+        ]
+    if drift is not None and len(drift):
+        for level, low, high in (("alarm", psi_alarm, np.inf), ("warning", psi_warn, psi_alarm)):
+            hit = drift.loc[(drift["psi"] >= low) & (drift["psi"] < high)]
+            hit = hit.sort_values("psi", ascending=False)
+            if len(hit):
+                top = ", ".join(f"{r.feature} {r.psi:.2f}" for r in hit.head(8).itertuples())
+                more = f" and {len(hit) - 8} more" if len(hit) > 8 else ""
+                out.append(
+                    f"Drift {level}: {len(hit)} feature(s) with PSI >= {low:g} between the "
+                    f"training and test windows: {top}{more} (table below)."
+                )
+    return out
+
+
+def assessment_warnings(
+    model: TargetingModel, explained: ExplanationSummary, found: DriftAndLeakage, config: Config
+) -> list[str]:
+    """Leakage and dominance, drift of features that carry the model, a capped boosting."""
+    importance = explained.explanations.importance
+    warnings = review_warnings(importance, explained.dominance, found.feature_auc, None)
+    if "verdict" in found.drift:
+        from pipeline.evaluate.drift import drift_warnings
+
+        warnings += drift_warnings(found.drift)
+    capped = cap_warning(
+        int(model.info.get("best_iteration", 0)), config.train.num_boost_round, "Evaluated model"
+    )
+    return warnings + ([capped] if capped else [])
+
+
+def judged_features(drift: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the drift table that are judged (`evaluate.drift`): stable or drifting, not
+    those set aside ("not judged: ...")."""
+    if "verdict" not in drift:
+        return drift
+    return drift.loc[~drift["verdict"].astype(str).str.startswith("not judged")]
+
+
+def decision(
+    metrics: pd.DataFrame,
+    calibration: pd.DataFrame,
+    drift: pd.DataFrame,
+    config: Config,
+    run_id: str,
+    champion: tuple[str, TargetingModel] | None,
+    best_reference: str | None,
+) -> Decision:
+    """The acceptance criteria judged on the most honest population (`evaluate.decision`)."""
+    return decide(
+        metrics,
+        calibration,
+        judged_features(drift),
+        config.evaluate.acceptance,
+        primary_population(metrics),
+        run_id,
+        champion=champion[0] if champion is not None else None,
+        best_reference=best_reference,
+    )
+
+
+# --- the model's description --------------------------------------------------------------------
+
+
+def deployed_summary(info: Mapping[str, Any]) -> str:
+    """What is deployed: the refit (its windows and trees) or this very model."""
+    deployed = info.get("deployed")
+    if not isinstance(deployed, Mapping):
+        return "this model (no refit: train.refit is off)"
+    train, calibration = deployed["windows"]["train"], deployed["windows"]["calibration"]
+    return (
+        f"the same configuration refit on every label known by {deployed['labels_known_by'][:10]}"
+        f" (train {train['start'][:10]} .. {train['end'][:10]}, calibration "
+        f"{calibration['start'][:10]} .. {calibration['end'][:10]}, {deployed['trees']} trees); "
+        "these test figures are the evaluated model's"
+    )
+
+
+def family_effects(info: Mapping[str, Any]) -> pd.DataFrame:
+    """The feature-family ablation a model records: each family's effect on validation AP."""
+    families = info.get("families")
+    if not isinstance(families, Mapping) or not families.get("effects"):
+        return pd.DataFrame()
+    frame = pd.DataFrame(list(families["effects"]))
+    frame["kept"] = ~frame.pop("dropped").astype(bool)
+    return frame.rename(
+        columns={
+            "ap_with": "validation AP with it",
+            "ap_without": "validation AP without it",
+            "effect": "AP it adds",
+            "low": "low (95 %)",
+            "high": "high (95 %)",
+        }
+    )
+
+
+def windows_table(features: FeatureSet, windows: Windows) -> pd.DataFrame:
+    """Each window's span, declarations, recorded outcomes and hits."""
+    rows = []
+    for name, window in windows.items():
+        inside = in_window(features.lodged_at, window)
+        y = features.y.to_numpy(dtype=float)[inside]
+        rows.append(
+            {
+                "window": name,
+                "start": str(window[0].date()),
+                "end (exclusive)": str(window[1].date()),
+                "declarations": int(inside.sum()),
+                "with outcome": int(np.isfinite(y).sum()),
+                "hits": int(np.nansum(y)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def probability_meaning(info: Mapping[str, Any]) -> str:
+    """What the model's calibrated probability is the chance of, from its fit log."""
+    meaning = str(
+        info.get(
+            "probability_means",
+            "not recorded by this model (fitted before the selection correction): read it as "
+            "P(hit | controlled by the historical policy), which overstates the chance of a hit "
+            "of a declaration the policy would not have picked",
+        )
+    )
+    details = [str(info[k]) for k in ("selection_correction", "anchoring") if info.get(k)]
+    if str(info.get("anchoring", "")).startswith("not anchored"):
+        details.append(
+            "without the anchor, the probability can still overstate the chance of a hit where "
+            "the historical controls were picked on what the features do not show"
+        )
+    return (
+        meaning
+        + (". " + "; ".join(details) if details else "")
+        + (
+            ". The ranking uses the booster's margin: ties in the calibrated probability never "
+            "decide."
+        )
+    )
+
+
+def model_card(
+    config: Config,
+    test: FeatureSet,
+    labelled: np.ndarray,
+    has_revenue: bool,
+    has_truth: bool,
+    windows: Windows,
+) -> dict[str, str]:
+    """Intended use, data and limitations, in a reviewer's words."""
+    span = ", ".join(f"{k} {v[0].date()}..{v[1].date()}" for k, v in windows.items())
+    return {
+        "Intended use": "Rank import declarations by risk so that a customs selectivity system "
+        "sends the top of the ranking to documentary or physical control within each office's "
+        "capacity. A decision aid for risk analysts, not an automatic sanction: every control "
+        "is carried out and judged by an officer.",
+        "Data": f"Experiment {config.name!r}; windows {span}. Labels are inspection outcomes "
+        f"({int(labelled.sum()):,} known in the test window)"
+        + ("; revenue recovered is recorded" if has_revenue else "; no revenue in the data")
+        + ("; the simulator's ground truth gives true figures." if has_truth else "."),
+        "Limitations": "Labels exist only for controlled declarations: metrics on inspected "
+        "declarations overstate what the model finds in the whole flow, and the model learns "
+        "the past policy's blind spots. Only the random stratum (and, on simulated data, the "
+        "ground truth) measures true rates. Fraud patterns drift; retrain and monitor. Scores "
+        "are calibrated on a past window and may be dishonest after drift.",
+        "Proportionality": "Selection rates by AEO status, origin and office below: a group "
+        "selected far above the overall rate must be justified by its risk, not by its "
+        "identity alone. Keep a random stratum so compliance is measured on everyone.",
+    }
+
+
+def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> dict[str, str]:
+    """The summary box: the model, its ranking, the test window and what labels it."""
+    start, end = window.windows["test"]
+    return {
+        "model": f"XGBoost ({model.booster.num_boosted_rounds()} trees, "
+        f"{len(model.feature_names)} features), calibration {model.calibration.method}",
+        "ranked by": window.ranked_by,
+        "test window": f"{start.date()} .. {end.date()} "
+        f"({len(window.test):,} declarations, {int(window.labelled.sum()):,} with an outcome)",
+        "ground truth": "yes (simulator)" if window.truth is not None else "no",
+        "random stratum": f"{int(window.stratum.sum())} declarations",
+        "bootstrap": f"{config.evaluate.bootstrap} replicates, seed {int(config.seed)}",
+        "deployed model": deployed_summary(model.info),
+    }
+
+
+# --- the combination ------------------------------------------------------------------------------
+
+
+def assess(
+    model: TargetingModel,
+    features: FeatureSet,
+    config: Config,
+    *,
+    declarations: pd.DataFrame | None = None,
+    ground_truth: pd.DataFrame | None = None,
+    champion: tuple[str, TargetingModel] | None = None,
+    run_id: str = "",
+    local_ids: Sequence[str] = (),
+) -> Assessment:
+    """Metrics against baselines, explanations and warnings of `model` on its test window.
+
+    Args:
+        model: the TargetingModel under review.
+        features: the FeatureSet of every declaration (windows are cut from it).
+        config: the experiment Config (evaluate, serve, train, monitor, split sections).
+        declarations: canonical declarations (rules, AEO, origin, HS code, entity ids).
+        ground_truth: the simulator's truth (fraud, revenue_recoverable) when there is one.
+        champion: (name, model) of the registered champion, compared with a paired bootstrap.
+        local_ids: declarations to explain one by one (waterfalls), on top of a red sample.
+    """
+    window = build_window(model, features, config, declarations, ground_truth)
+    compared = comparators(window, model, features, config, champion)
+    population = population_metrics(window, compared, config)
+    metrics = population.metrics
+    drawn = curves(window, compared, config)
+    rate = headline_rate(config)
+    groups = breakdowns(window, rate)
+    explained = explanation_summary(window, model, features, config, local_ids)
+    found = drift_and_leakage(window, model, explained.explanations.importance, config)
+    card = model_card(
+        config,
+        window.test,
+        window.labelled,
+        window.has_revenue,
+        window.truth is not None,
+        window.windows,
+    )
+    card["What the probability means"] = probability_meaning(model.info)
+    report = ReportData(
+        title=f"Targeting model review: {config.name}",
+        run_id=run_id,
+        model_summary=model_summary(window, model, config),
+        windows=windows_table(features, window.windows),
+        metrics=metrics,
+        calibration=drawn.calibration,
+        gain=drawn.gain,
+        breakdowns=groups.catches,
+        proportionality=groups.proportionality,
+        explanations=explained.explanations,
+        local_figures=explained.local_figures,
+        manifest=features.manifest,
+        warnings=assessment_warnings(model, explained, found, config),
+        notes=[*window.notes, *compared.notes, *population.notes],
+        drift=found.drift,
+        feature_auc=found.feature_auc,
+        model_card=card,
+        headline_rate=rate,
+        references=pd.DataFrame(compared.references.fitted),
+        families=family_effects(model.info),
+        decision=decision(
+            metrics,
+            drawn.calibration,
+            found.drift,
+            config,
+            run_id,
+            champion,
+            compared.best_reference,
+        ),
+        tradeoff=drawn.tradeoff,
+        tradeoff_population=drawn.tradeoff_population,
+    )
+    return Assessment(metrics=metrics, report=report, explanations=explained.explanations)

@@ -1,0 +1,235 @@
+"""Each evaluator of the review alone on one small test window: what a reviewer relies on."""
+
+from __future__ import annotations
+
+import helpers_evaluate as h
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import Config
+from pipeline.evaluate import assess as a
+from pipeline.evaluate import metrics as mx
+from pipeline.features.featureset import FeatureSet
+from pipeline.serve.model import TargetingModel
+from pipeline.train.objectives import top_count
+
+CHAMPION = "champion v1"
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    world = h.world(rows=5000, seed=2)
+    features: FeatureSet = world["features"]
+    model = h.train_model(features, rounds=15)
+    champion = h.train_model(features, seed=1, rounds=5)
+    config: Config = h.config(
+        tmp_path_factory.mktemp("assess"),
+        bootstrap=100,
+        shap_sample=200,
+        top_dependence=1,
+        red_waterfalls=2,
+        reference_learners=["xgboost"],
+    )
+    window = a.build_window(model, features, config, world["declarations"], world["ground_truth"])
+    compared = a.comparators(window, model, features, config, (CHAMPION, champion))
+    return {
+        "world": world,
+        "model": model,
+        "config": config,
+        "window": window,
+        "compared": compared,
+        "population": a.population_metrics(window, compared, config),
+    }
+
+
+def test_the_window_holds_the_test_rows_lined_up_with_their_truth(case: dict) -> None:
+    window: a.TestWindow = case["window"]
+    features: FeatureSet = case["world"]["features"]
+    start, end = (pd.Timestamp(h.WINDOWS["test"][k]) for k in ("start", "end"))
+    inside = ((features.lodged_at >= start) & (features.lodged_at < end)).to_numpy()
+    assert np.array_equal(window.rows, inside) and len(window.test) == inside.sum()
+    assert window.truth is not None and window.declarations is not None
+    ids = window.test.declaration_id.astype(str).to_numpy()
+    assert list(window.truth.index) == list(ids)
+    assert list(window.declarations["declaration_id"]) == list(ids)
+    assert np.array_equal(window.labelled, np.isfinite(window.y))
+    assert window.stratum.any() and not (window.stratum & ~window.labelled).any()
+    assert (window.test.selection_reason[window.stratum] == "random").all()
+    # the model's ranking: tie-free, and by probability it is the booster margin's order
+    assert len(np.unique(window.score)) == len(window.score)
+    margin = case["model"].margin(window.test.X)
+    assert window.rank_by == "probability"
+    top = np.argsort(-window.score, kind="stable")
+    assert np.all(np.diff(margin[top]) <= 0)
+
+
+def test_comparators_rank_every_learner_on_the_same_rows(case: dict) -> None:
+    compared: a.Comparators = case["compared"]
+    n = len(case["window"].test)
+    assert {"model", CHAMPION, "rules", "plain XGBoost"} <= set(compared.scores)
+    assert all(len(score) == n for score in compared.scores.values())
+    assert ("model", CHAMPION) in compared.compare
+    assert compared.best_reference == "plain XGBoost"
+    assert ("model", "plain XGBoost") in compared.compare
+    names = set(compared.scores)
+    assert all(c in names and r in names for c, r in compared.compare)
+    assert np.array_equal(compared.probabilities["model"], case["window"].probability)
+    assert np.array_equal(compared.scores["model"], case["window"].score)
+
+
+def test_a_champion_missing_features_is_skipped_with_a_note(case: dict) -> None:
+    champion: TargetingModel = h.train_model(case["world"]["features"], seed=1, rounds=3)
+    champion.feature_names = [*champion.feature_names, "not_here"]
+    config = case["config"].model_copy(
+        update={"evaluate": case["config"].evaluate.model_copy(update={"reference_learners": []})}
+    )
+    compared = a.comparators(
+        case["window"], case["model"], case["world"]["features"], config, ("old", champion)
+    )
+    assert "old" not in compared.scores and not compared.compare
+    assert any(note.startswith("Champion old skipped") for note in compared.notes)
+
+
+def test_inspected_metrics_are_evaluate_metrics_on_the_labelled_rows(case: dict) -> None:
+    window: a.TestWindow = case["window"]
+    config: Config = case["config"]
+    metrics = case["population"].metrics
+    labelled = window.labelled
+    rates = [float(r) for r in config.evaluate.rates]
+    expected = mx.metrics_table(
+        window.y[labelled],
+        {"model": window.score[labelled]},
+        rates,
+        revenue=window.revenue[labelled],
+        probabilities={"model": window.probability[labelled]},
+        replicates=config.evaluate.bootstrap,
+        seed=int(config.seed),
+    )
+    got = metrics.loc[(metrics["population"] == "inspected") & (metrics["model"] == "model")]
+    columns = ["rate", "metric", "value", "low", "high"]
+    pd.testing.assert_frame_equal(
+        got[columns].reset_index(drop=True), expected[columns].reset_index(drop=True)
+    )
+
+
+def test_the_paired_difference_is_the_point_difference_inside_its_interval(case: dict) -> None:
+    metrics = case["population"].metrics
+    for population in ("inspected", a.POPULATION_TRUTH):
+        part = metrics.loc[metrics["population"] == population]
+        cells = part.set_index(["model", "metric", "rate"])["value"]
+        diff = part.loc[part["model"] == f"model - {CHAMPION}"]
+        assert len(diff) > 0
+        for r in diff.itertuples():
+            mine, theirs = cells[("model", r.metric, r.rate)], cells[(CHAMPION, r.metric, r.rate)]
+            assert r.value == pytest.approx(mine - theirs, abs=1e-12)
+            if np.isfinite(r.low):
+                assert r.low - 1e-12 <= r.value <= r.high + 1e-12, (population, r.metric, r.rate)
+
+
+def test_the_truth_population_holds_the_policy_at_its_own_share(case: dict) -> None:
+    window: a.TestWindow = case["window"]
+    metrics = case["population"].metrics
+    truth = metrics.loc[metrics["population"] == a.POPULATION_TRUTH]
+    policy = truth.loc[(truth["model"] == "historical policy")]
+    share = float(policy.loc[policy["metric"] == "control_share", "value"].iloc[0])
+    assert share == pytest.approx(window.labelled.mean())
+    assert share in set(truth.loc[truth["model"] == "model", "rate"])
+    assert a.primary_population(metrics) == a.POPULATION_TRUTH
+    assert {"random stratum (IPW)", "random stratum (doubly robust)"} <= set(metrics["population"])
+
+
+def test_a_declaration_without_ground_truth_is_noted(case: dict) -> None:
+    world = case["world"]
+    window: a.TestWindow = case["window"]
+    dropped = str(window.test.declaration_id.iloc[0])
+    truth = world["ground_truth"].loc[world["ground_truth"]["declaration_id"] != dropped]
+    partial = a.build_window(case["model"], world["features"], case["config"], None, truth)
+    assert a.truth_notes(partial) == [
+        "1 test declarations have no ground truth and are left out of the true figures."
+    ]
+    assert a.truth_notes(window) == []
+
+
+def test_curves_agree_with_the_metrics_on_the_same_ranking(case: dict) -> None:
+    window: a.TestWindow = case["window"]
+    config: Config = case["config"]
+    drawn = a.curves(window, case["compared"], config)
+    labelled = window.labelled
+    expected = mx.calibration_table(window.y[labelled], window.probability[labelled])
+    pd.testing.assert_frame_equal(drawn.calibration, expected)
+    assert drawn.gain["gain"].iloc[-1] == pytest.approx(1.0)
+    assert drawn.gain["gain"].is_monotonic_increasing
+    # the model has no revenue part: one ranking, by probability, the metrics' own
+    assert set(drawn.tradeoff["revenue_weight"]) == {0.0}
+    assert drawn.tradeoff_population == a.POPULATION_TRUTH
+    metrics = case["population"].metrics
+    model = metrics.loc[
+        (metrics["population"] == a.POPULATION_TRUTH)
+        & (metrics["model"] == "model")
+        & (metrics["metric"] == "precision")
+    ].set_index("rate")["value"]
+    for r in drawn.tradeoff.itertuples():
+        assert r.precision == pytest.approx(model[r.rate])
+
+
+def test_breakdowns_cover_every_declaration_once(case: dict) -> None:
+    window: a.TestWindow = case["window"]
+    rate = a.headline_rate(case["config"])
+    assert rate == 0.05
+    found = a.breakdowns(window, rate)
+    assert set(found.catches) == {"office", "HS chapter", "month"}
+    n = len(window.test)
+    for frame in found.catches.values():
+        assert frame["declarations"].sum() == n
+    assert set(found.proportionality) == {"office", "AEO status", "origin"}
+    for frame in found.proportionality.values():
+        assert frame["selected"].sum() == top_count(n, rate)
+
+
+def test_explanations_drift_and_warnings_of_the_window(case: dict) -> None:
+    window: a.TestWindow = case["window"]
+    model: TargetingModel = case["model"]
+    config: Config = case["config"]
+    local = [str(window.test.declaration_id.iloc[-1])]
+    explained = a.explanation_summary(window, model, case["world"]["features"], config, local)
+    assert len(explained.local_figures) == config.evaluate.red_waterfalls + 1
+    assert explained.explanations.importance["share"].sum() == pytest.approx(1.0)
+    found = a.drift_and_leakage(window, model, explained.explanations.importance, config)
+    assert set(found.drift["feature"]) == set(model.feature_names)
+    assert found.feature_auc["auc"].between(0.5, 1.0).all()
+    warnings = a.assessment_warnings(model, explained, found, config)
+    fired = found.drift.loc[found.drift["level"] != ""]
+    assert len([w for w in warnings if w.startswith("Drift")]) == len(fired)
+    assert not any(w.startswith("Possible leakage") for w in warnings)
+
+
+def test_the_decision_is_judged_on_the_most_honest_population(case: dict) -> None:
+    metrics = case["population"].metrics
+    drawn = a.curves(case["window"], case["compared"], case["config"])
+    compared: a.Comparators = case["compared"]
+    judged = a.decision(
+        metrics,
+        drawn.calibration,
+        pd.DataFrame(columns=["feature", "psi"]),
+        case["config"],
+        "run-1",
+        (CHAMPION, case["model"]),
+        compared.best_reference,
+    )
+    assert judged.population == a.POPULATION_TRUTH and judged.champion == CHAMPION
+    assert "--run-id run-1" in judged.approve_command
+    names = [c.name for c in judged.criteria]
+    assert any(name.startswith("beats the best baseline") for name in names)
+    assert "calibrated" in names and "no unexplained drift" in names
+
+
+def test_the_summary_and_card_describe_the_window(case: dict) -> None:
+    window: a.TestWindow = case["window"]
+    summary = a.model_summary(window, case["model"], case["config"])
+    assert summary["ranked by"] == "probability of a hit"
+    assert f"{len(window.test):,} declarations" in summary["test window"]
+    assert summary["random stratum"] == f"{int(window.stratum.sum())} declarations"
+    table = a.windows_table(case["world"]["features"], window.windows)
+    assert list(table["window"]) == list(h.WINDOWS)
+    assert int(table.loc[table["window"] == "test", "declarations"].iloc[0]) == len(window.test)
