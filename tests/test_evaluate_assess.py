@@ -12,7 +12,7 @@ from pipeline.evaluate import assess as a
 from pipeline.evaluate import metrics as mx
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
-from pipeline.train.objectives import top_count
+from pipeline.serve.ranking import top_count
 
 CHAMPION = "champion v1"
 
