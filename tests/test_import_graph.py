@@ -1,0 +1,100 @@
+"""The import graph points one way: each part of `pipeline` imports only the parts below it.
+
+A deployment installs the light part (serve and what it needs) and must never pull in training,
+evaluation or MLflow writes; the jobs wire the stages and nothing imports a job. The layers, from
+the bottom: config and the time axis; ingestion; the simulator; features; serving; training;
+the MLflow adapter; evaluation; the backtest; the jobs; the command line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT
+
+# Part -> the parts it may import (besides itself). Modules directly under pipeline/ (config.py,
+# timeaxis.py, tracking.py) are parts of their own, named by their module.
+ALLOWED: dict[str, set[str]] = {
+    "config": set(),
+    "timeaxis": set(),
+    "ingest": {"config", "timeaxis"},
+    "simulate": {"config", "timeaxis", "ingest"},
+    "features": {"config", "timeaxis", "ingest"},
+    "serve": {"config", "timeaxis", "ingest", "features", "__init__"},
+    "train": {"config", "timeaxis", "ingest", "features", "serve"},
+    "tracking": {"config", "timeaxis", "ingest", "features", "serve", "train"},
+    "evaluate": {"config", "timeaxis", "ingest", "features", "serve", "train", "tracking"},
+    "backtest": {
+        "config",
+        "timeaxis",
+        "ingest",
+        "simulate",
+        "features",
+        "serve",
+        "train",
+        "tracking",
+        "evaluate",
+    },
+}
+ALLOWED["jobs"] = set(ALLOWED) - {"jobs"}
+ALLOWED["cli"] = {"config", "jobs"}
+
+PIPELINE = PROJECT_ROOT / "pipeline"
+
+
+def _part(module: str) -> str:
+    """`pipeline.train.fit` -> `train`; `pipeline.config` -> `config`; `pipeline` -> `__init__`."""
+    names = module.split(".")
+    return names[1] if len(names) > 1 else "__init__"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "pipeline":
+                found |= {f"pipeline.{alias.name}" for alias in node.names}
+            elif node.module.startswith("pipeline."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "pipeline"}
+    return found
+
+
+def import_edges() -> dict[tuple[str, str], list[str]]:
+    """(importing part, imported part) -> the modules where that import is written."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(PIPELINE.rglob("*.py")):
+        source = _part("pipeline." + ".".join(path.relative_to(PIPELINE).with_suffix("").parts))
+        for module in _imports(path):
+            target = _part(module)
+            if target != source:
+                edges.setdefault((source, target), []).append(str(path.relative_to(PROJECT_ROOT)))
+    return edges
+
+
+def test_every_part_of_pipeline_is_placed_in_a_layer() -> None:
+    parts = {
+        p.stem if p.is_file() else p.name
+        for p in PIPELINE.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
+    }
+    assert parts - {"__main__"} <= set(ALLOWED), f"not placed: {parts - set(ALLOWED)}"
+
+
+def test_imports_point_one_way() -> None:
+    wrong = {
+        f"{source} -> {target}": where
+        for (source, target), where in import_edges().items()
+        if source in ALLOWED and target not in ALLOWED[source]
+    }
+    assert not wrong, f"imports against the layers: {wrong}"
+
+
+def test_the_check_sees_a_wrong_import(tmp_path: Path) -> None:
+    module = tmp_path / "probe.py"
+    module.write_text("from pipeline.evaluate.metrics import psi\nimport pipeline.jobs.run\n")
+    assert _imports(module) == {"pipeline.evaluate.metrics", "pipeline.jobs.run"}
+    assert "evaluate" not in ALLOWED["serve"] and "jobs" not in ALLOWED["evaluate"]
