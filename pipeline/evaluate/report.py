@@ -637,7 +637,9 @@ def assess(
     rates = [float(r) for r in ev.rates]
     seed = int(config.seed)
     notes: list[str] = []
-    windows, window_notes = parse_windows(model.info, features.lodged_at, config.split.test_days)
+    windows, window_notes = parse_windows(
+        model.info.to_dict(), features.lodged_at, config.split.test_days
+    )
     notes += window_notes
     test = features.subset(in_window(features.lodged_at, windows["test"]))
     if len(test) == 0:
@@ -680,7 +682,7 @@ def assess(
             probabilities[name] = learners[name].probability
             compare.append(("model", name))
     references = reference.for_model(
-        model.info, features, in_window(features.lodged_at, windows["test"]), config
+        model.info.to_dict(), features, in_window(features.lodged_at, windows["test"]), config
     )
     notes += references.notes
     own = sel.training_labels(features, windows)
@@ -915,7 +917,7 @@ def assess(
         warnings += drift_warnings(drift)
 
     capped = cap_warning(
-        int(model.info.get("best_iteration", 0)), config.train.num_boost_round, "Evaluated model"
+        model.info.best_iteration or 0, config.train.num_boost_round, "Evaluated model"
     )
     warnings += [capped] if capped else []
 
@@ -929,10 +931,10 @@ def assess(
         "ground truth": "yes (simulator)" if truth is not None else "no",
         "random stratum": f"{int(stratum.sum())} declarations",
         "bootstrap": f"{ev.bootstrap} replicates, seed {seed}",
-        "deployed model": deployed_summary(model.info),
+        "deployed model": deployed_summary(model.info.to_dict()),
     }
     card = model_card(config, test, labelled, has_revenue, truth is not None, windows)
-    card["What the probability means"] = probability_meaning(model.info)
+    card["What the probability means"] = probability_meaning(model.info.to_dict())
     report = ReportData(
         title=f"Targeting model review: {config.name}",
         run_id=run_id,
@@ -953,7 +955,7 @@ def assess(
         model_card=card,
         headline_rate=headline_rate,
         references=pd.DataFrame(references.fitted),
-        families=family_effects(model.info),
+        families=family_effects(model.info.to_dict()),
         decision=decide(
             metrics,
             calibration,

@@ -68,21 +68,16 @@ def reference_scores(
     for a model judged on a test window, the most recent `serve.reference_days` after it
     (`train.split.reference_window`), never the test window itself."""
     from pipeline.jobs.train import holdout_days
-    from pipeline.timeaxis import Window
     from pipeline.train.split import reference_window as after_test
 
-    recorded = dict(model.info.get("windows", {}))
-    test = recorded.get("test", {})
-    if model.info.get("role") == "deployed":
+    info = model.info
+    if info.role == "deployed" and info.refit is not None:
         # The refit learned from every label known at the end of the data: its out-of-sample
         # stretch is its calibration window (held out of its training) and the declarations
         # after it, whose labels were not known yet.
-        window = ReferenceWindow(
-            start=pd.Timestamp(recorded["calibration"]["start"]),
-            end=pd.Timestamp(model.info["labels_known_by"]),
-        )
-    elif isinstance(test, dict) and test.get("start") and test.get("end"):
-        tested = Window("test", pd.Timestamp(test["start"]), pd.Timestamp(test["end"]))
+        window = ReferenceWindow(start=info.refit.calibration.start, end=info.refit.labels_known_by)
+    elif info.role == "evaluated" and info.windows is not None:
+        tested = info.windows.test
         after = after_test(
             feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
         )
@@ -158,7 +153,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         else {}
     )
     windows = {
-        **{str(k): v for k, v in dict(model.info.get("windows", {})).items()},
+        **model.info.windows_dict(),
         "reference": {"start": window.start.isoformat(), "end": window.end.isoformat()},
     }
     document = new_document(
@@ -166,7 +161,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         model={
             "name": tags.get(
                 "registered_model",
-                model.info.get("registered_model", config.tracking.registered_model),
+                model.info.registered_model or config.tracking.registered_model,
             ),
             # the registry version is created from this export (the scorer carries it), so the
             # document cannot name it: the version's tags name the document (thresholds_sha256)
