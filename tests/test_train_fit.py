@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
 
-from pipeline.train.fit import fit
+from pipeline.train.fit import fit, rebalance_step, window_rows
 from pipeline.train.split import make_windows, rows_in
 
 
@@ -102,3 +102,48 @@ def test_a_validation_window_without_hits_is_refused(tmp_path: Path) -> None:
     no_hits = type(fs)(**{**fs.__dict__, "y": y})
     with pytest.raises(ValueError, match=r"valid \[.*no hit"):
         fit(no_hits, windows, config.train.params, config)
+
+
+def test_the_fit_log_names_what_tracking_logs(tmp_path: Path) -> None:
+    """The typed log gives fit_log.json's sections and the MLflow metric names."""
+    fs = feature_set(seed=7)
+    config = train_config(tmp_path)
+    result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    written = result.log.to_dict()
+    assert list(written) == [
+        "params", "imbalance", "best_iteration", "windows", "rows", "metrics", "revenue_model",
+        "selection_correction", "anchoring", "boosted_from", "timings", "warnings",
+    ]  # fmt: skip
+    assert written["rows"]["train"] == {
+        "lodged": result.log.rows["train"].lodged,
+        "labelled": result.log.rows["train"].labelled,
+        "fitted": result.log.rows["train"].fitted,
+    }
+    metrics = result.log.tracked_metrics()
+    assert metrics["best_iteration"] == result.log.best_iteration
+    assert (
+        metrics["test.inspected.average_precision"]
+        == (result.log.metrics["test"]["average_precision"])
+    )
+    assert {"rows.train.fitted", "seconds.boost", "seconds.total"} <= set(metrics)
+    params = result.log.tracked_params()
+    assert params["fit.imbalance"] == result.log.imbalance == result.model.info.imbalance
+    assert params["fit.seed"] == config.seed
+
+
+def test_rebalancing_without_resampling_weighs_by_the_labels_the_workers_read(
+    tmp_path: Path,
+) -> None:
+    """When dask workers read the training window from the file, nothing is resampled and
+    scale_pos_weight comes from the file's labels, not from the rows held in memory."""
+    fs = feature_set(seed=8)
+    config = train_config(tmp_path)
+    windows = make_windows(fs.lodged_at, config.split)
+    train = window_rows(fs, rows_in(fs, windows.train, windows.labels_known_by(windows.train)))
+    hits_only = train.y[train.y == 1]
+    labels = np.concatenate([hits_only, np.zeros(3 * len(hits_only))])
+    read = rebalance_step(train, labels, "scale_pos_weight", {"eta": 0.1}, 7, resample=False)
+    assert read.rows is train and read.fitted == len(labels)
+    assert read.params == {"eta": 0.1, "scale_pos_weight": 3.0}
+    held = rebalance_step(train, train.y, "undersample", {"eta": 0.1}, 7, resample=True)
+    assert held.fitted == len(held.rows) == 2 * int(train.y.sum())
