@@ -174,6 +174,8 @@ class DaskEngine:
         return self.reads is None
 
     def memory_from(self, windows: Windows) -> pd.Timestamp | None:
+        # Boosted from the file, `fs` may hold only the training window's hits: the anchor then
+        # looks no further back than the validation window.
         return None if self.reads is None else windows.valid.start
 
     def boost(
