@@ -183,6 +183,7 @@ def _around_training(path: Path, manifest: Path, config: Any) -> tuple[Any, Any]
 def _train(rows: int, folder: Path, seed: int, threads: int, options: Options) -> dict[str, Any]:
     from pipeline.config import Config
     from pipeline.features.featureset import FeatureSet
+    from pipeline.jobs.feature_file import FeatureFile
     from pipeline.train.fit import fit
     from pipeline.train.split import make_windows
 
@@ -210,7 +211,8 @@ def _train(rows: int, folder: Path, seed: int, threads: int, options: Options) -
     io_s = time.perf_counter() - io
     with Clock() as clock:
         if options.train_engine == "dask":  # the workers read their windows from the file
-            result = fit(fs, windows, dict(config.train.params), config, source=path)
+            file = FeatureFile(path)
+            result = fit(fs, windows, dict(config.train.params), config, feature_file=file)
         else:
             windows = make_windows(fs.lodged_at, config.split)
             result = fit(fs, windows, dict(config.train.params), config)
@@ -220,11 +222,11 @@ def _train(rows: int, folder: Path, seed: int, threads: int, options: Options) -
         "wall_s": clock.wall,
         "cpu_s": clock.cpu,
         "io_s": io_s + time.perf_counter() - io,
-        "train_rows": result.log["rows"]["train"]["fitted"],
-        "boost_s": result.log["timings"]["boost_s"],
-        "revenue_s": result.log["timings"]["revenue_s"],
-        "test_average_precision": result.log["metrics"]["test"].get("average_precision"),
-        "boosted_from": result.log["boosted_from"],
+        "train_rows": result.log.rows["train"].fitted,
+        "boost_s": result.log.timings.boost_s,
+        "revenue_s": result.log.timings.revenue_s,
+        "test_average_precision": result.log.metrics["test"].get("average_precision"),
+        "boosted_from": result.log.boosted_from,
         "rows_held": len(fs),
     }
 

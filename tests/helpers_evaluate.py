@@ -129,7 +129,8 @@ def train_model(features: FeatureSet, seed: int = 0, rounds: int = 25) -> Any:
     import xgboost as xgb
     from sklearn.isotonic import IsotonicRegression
 
-    from pipeline.serve.model import Calibration, TargetingModel
+    from pipeline.serve.model import Calibration, ModelInfo, TargetingModel
+    from pipeline.timeaxis import Windows
 
     lodged = features.lodged_at
     train = (
@@ -158,7 +159,7 @@ def train_model(features: FeatureSet, seed: int = 0, rounds: int = 25) -> Any:
         ),
         feature_names=list(X.columns),
         categories=TargetingModel.categories_of(X),
-        info={"windows": WINDOWS, "best_iteration": rounds - 1},
+        info=ModelInfo(windows=Windows.from_dict(WINDOWS), best_iteration=rounds - 1),
     )
 
 

@@ -209,7 +209,6 @@ def train_model(X: pd.DataFrame, y: np.ndarray, seed: int = 0, rounds: int = 30)
         ),
         feature_names=list(X.columns),
         categories=TargetingModel.categories_of(X),
-        info={"windows": {"train": ["2024-01-01", "2024-03-01"]}},
     )
 
 

@@ -25,7 +25,7 @@ def test_the_baseline_learns_from_exactly_the_model_s_training_labels(fitted: tu
     spans = {w.name: (w.start, w.end) for w in windows.ordered()}
     own = sel.training_labels(fs, spans)
     assert own is not None
-    assert len(own) == result.log["rows"]["train"]["labelled"]
+    assert len(own) == result.log.rows["train"].labelled
     # a label known only after the validation window opened is not used
     late = pd.to_datetime(fs.label_known_at) >= windows.valid.start
     assert (windows.train.contains(fs.lodged_at) & fs.labelled.to_numpy() & late.to_numpy()).any()

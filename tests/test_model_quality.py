@@ -48,8 +48,8 @@ def test_boosting_near_the_round_cap_is_warned(tmp_path: Path) -> None:
     fs = feature_set(seed=4)
     capped = train_config(tmp_path, train={"num_boost_round": 5, "early_stopping_rounds": 50})
     result = fit(fs, make_windows(fs.lodged_at, capped.split), capped.train.params, capped)
-    expected = cap_warning(result.log["best_iteration"], 5, "final fit")
-    assert result.log["warnings"] == ([expected] if expected else [])
+    expected = cap_warning(result.log.best_iteration, 5, "final fit")
+    assert result.log.warnings == ([expected] if expected else [])
     assert "train.num_boost_round=5" in str(cap_warning(4, 5, "final fit"))
     assert cap_warning(10, 1000, "x") is None
 
@@ -101,14 +101,16 @@ def test_the_refit_learns_from_labels_the_evaluated_model_never_saw(tmp_path: Pa
     assert not (pd.to_datetime(fs.label_known_at)[learned] >= spans.labels_known_by).any()
 
     trees = deployed.model.booster.num_boosted_rounds()
-    assert trees == deployed.log["trees"]
+    assert trees == deployed.log.trees
     assert trees == refit_rounds(
-        evaluated.log["best_iteration"], evaluated.log["rows"]["train"]["fitted"], learned.sum()
+        evaluated.log.best_iteration, evaluated.log.rows["train"].fitted, learned.sum()
     )
-    assert trees > evaluated.log["best_iteration"] + 1  # more data, more trees
+    assert trees > evaluated.log.best_iteration + 1  # more data, more trees
     info = deployed.model.info
-    assert info["role"] == "deployed" and evaluated.model.info["role"] == "evaluated"
-    assert info["evaluated"]["windows"] == windows.as_dict()
+    assert info.role == "deployed" and evaluated.model.info.role == "evaluated"
+    assert info.windows == windows and info.best_iteration == evaluated.log.best_iteration
+    assert info.refit is not None and info.refit.trees == trees
+    assert info.to_dict()["evaluated"]["windows"] == windows.as_dict()
     proba = deployed.model.predict_proba(fs.X)
     assert np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
     assert deployed.model.booster_sha256() != evaluated.model.booster_sha256()

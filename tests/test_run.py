@@ -93,7 +93,7 @@ def test_incoming_stretch_is_unseen_by_training_and_by_its_snapshot(chain: tuple
     assert snapshot.as_of <= start
     tracking.configure(config)
     model = tracking.load_model(tracking.read_last_run(config)["run_id"], "deployed")
-    for window in dict(model.info["windows"]).values():
+    for window in model.info.windows_dict().values():
         assert pd.Timestamp(window["end"]) <= start
 
 

@@ -63,7 +63,7 @@ def test_ranking_metrics_of_the_calibrated_model_equal_those_of_the_margin(
     for rate in rates:
         top = top_mask(m, rate)  # by margin, no tie in a continuous margin
         assert logged[f"precision_at_{round(rate * 100)}"] == pytest.approx(rows.y[top].mean())
-    assert result.log["metrics"]["test"]["precision_at_5"] == logged["precision_at_5"]
+    assert result.log.metrics["test"]["precision_at_5"] == logged["precision_at_5"]
 
 
 def test_the_scorer_and_the_report_rank_alike(isotonic_fit: tuple) -> None:

@@ -12,6 +12,7 @@ import pytest
 from helpers_train import feature_set, train_config
 
 from pipeline.config import Config
+from pipeline.jobs.feature_file import FeatureFile, read_rows, window_positions
 from pipeline.jobs.train import (
     file_fingerprint,
     read_around_training,
@@ -21,7 +22,7 @@ from pipeline.jobs.train import (
     workers_read_training,
 )
 from pipeline.train import tracking
-from pipeline.train.fit import BoostSource, fit, read_rows, window_positions, window_rows
+from pipeline.train.fit import fit, window_rows
 from pipeline.train.split import make_windows, rows_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
@@ -55,16 +56,16 @@ def test_dask_model_matches_the_in_memory_model(tmp_path: Path) -> None:
         windows = make_windows(fs.lodged_at, config.split)
         results[engine] = fit(fs, windows, dict(config.train.params), config)
     memory, dask = results["memory"], results["dask"]
-    assert dask.model.info["engine"] == "dask"
+    assert dask.model.info.engine == "dask"
     # Two workers sketch the quantiles of their own partition: the histogram bins, hence the
     # trees, differ slightly from one process's (one partition gives the same booster); the
     # ranking must not.
     for metric, tolerance in TOLERANCE.items():
-        in_memory = memory.log["metrics"]["test"][metric]
-        on_dask = dask.log["metrics"]["test"][metric]
+        in_memory = memory.log.metrics["test"][metric]
+        on_dask = dask.log.metrics["test"][metric]
         assert abs(on_dask - in_memory) <= tolerance, (metric, in_memory, on_dask)
-    assert dask.log["metrics"]["test"]["labelled"] == memory.log["metrics"]["test"]["labelled"]
-    assert memory.log["metrics"]["test"]["average_precision"] > 0.3  # a model worth comparing
+    assert dask.log.metrics["test"]["labelled"] == memory.log.metrics["test"]["labelled"]
+    assert memory.log.metrics["test"]["average_precision"] > 0.3  # a model worth comparing
 
 
 def test_a_window_read_from_the_file_holds_the_rows_of_the_in_memory_window(
@@ -77,7 +78,7 @@ def test_a_window_read_from_the_file_holds_the_rows_of_the_in_memory_window(
     fs.to_parquet(path, tmp_path / "manifest.csv", rows_per_group=700)
     config = train_config(tmp_path)
     windows = make_windows(fs.lodged_at, config.split)
-    source = BoostSource(path, windows, fs.X.dtypes, weighted=True)
+    file = FeatureFile(path)
     for window in (windows.train, windows.valid, windows.test):
         known_by = windows.labels_known_by(window)
         mask = rows_in(fs, window, known_by)
@@ -93,8 +94,8 @@ def test_a_window_read_from_the_file_holds_the_rows_of_the_in_memory_window(
         pd.testing.assert_frame_equal(read[list(fs.X.columns)], expected.X)
         np.testing.assert_array_equal(read["y"].to_numpy(), expected.y)
         np.testing.assert_array_equal(read["sample_weight"].to_numpy(), expected.weight)
-        np.testing.assert_array_equal(source.labels(window), expected.y)
-        assert source.lodged(window) == int(window.contains(fs.lodged_at).sum())
+        np.testing.assert_array_equal(file.labels(window, known_by), expected.y)
+        assert file.lodged(window) == int(window.contains(fs.lodged_at).sum())
 
 
 def test_dask_workers_reading_the_feature_set_file_match_the_in_memory_model(
@@ -110,15 +111,16 @@ def test_dask_workers_reading_the_feature_set_file_match_the_in_memory_model(
     for engine in ("memory", "dask"):
         config = engine_config(tmp_path / engine, engine)
         windows = make_windows(fs.lodged_at, config.split)
-        results[engine] = fit(fs, windows, dict(config.train.params), config, source=path)
+        file = FeatureFile(path)
+        results[engine] = fit(fs, windows, dict(config.train.params), config, feature_file=file)
     memory, dask = results["memory"], results["dask"]
-    assert memory.model.info["boosted_from"] == "memory"
-    assert dask.model.info["boosted_from"] == "feature-set file"
+    assert memory.model.info.boosted_from == "memory"
+    assert dask.model.info.boosted_from == "feature-set file"
     for metric, tolerance in TOLERANCE.items():
-        in_memory = memory.log["metrics"]["test"][metric]
-        on_dask = dask.log["metrics"]["test"][metric]
+        in_memory = memory.log.metrics["test"][metric]
+        on_dask = dask.log.metrics["test"][metric]
         assert abs(on_dask - in_memory) <= tolerance, (metric, in_memory, on_dask)
-    assert memory.log["metrics"]["test"]["average_precision"] > 0.3
+    assert memory.log.metrics["test"]["average_precision"] > 0.3
 
 
 def test_the_train_job_on_dask_boosts_from_the_feature_set_file(tmp_path: Path) -> None:
@@ -151,10 +153,10 @@ def test_the_rows_around_training_fit_the_model_the_whole_feature_set_fits(
         [whole.X, whole.meta()]
     )
     params = dict(config.train.params)
-    source = config.paths.features
-    on_whole = fit(whole, windows, params, config, source=source)
-    on_around = fit(around, windows, params, config, source=source)
-    assert on_around.log["rows"] == on_whole.log["rows"]
-    assert on_around.log["params"] == on_whole.log["params"]  # scale_pos_weight from the file
-    assert on_around.log["metrics"] == on_whole.log["metrics"]
+    file = FeatureFile(config.paths.features)
+    on_whole = fit(whole, windows, params, config, feature_file=file)
+    on_around = fit(around, windows, params, config, feature_file=file)
+    assert on_around.log.rows == on_whole.log.rows
+    assert on_around.log.params == on_whole.log.params  # scale_pos_weight from the file
+    assert on_around.log.metrics == on_whole.log.metrics
     assert on_around.model.categories == on_whole.model.categories

@@ -79,9 +79,9 @@ def test_ipw_calibration_gives_the_hit_rate_of_every_declaration(tmp_path: Path,
         )
         result = fit(fs, windows, config.train.params, config)
         expected[correction] = result.model.predict_proba(fs.X.loc[test]).mean()
-        meaning = result.model.info["probability_means"]
+        meaning = result.model.info.probability_means
         assert ("any declaration" in meaning) == (correction != "none")
-        assert result.log["anchoring"].startswith("anchored") == anchor
+        assert result.log.anchoring.startswith("anchored") == anchor
     # unweighted: the probability of a hit among the policy's controls, far above the truth
     assert expected["none"] > 1.5 * true_rate
     assert abs(expected["ipw"] - true_rate) < 0.2 * true_rate
@@ -93,5 +93,5 @@ def test_a_fully_inspected_stream_needs_no_selection_model(tmp_path: Path) -> No
     fs = dataclasses.replace(fs, sample_weight=pd.Series(np.ones(len(fs))))
     config = train_config(tmp_path)
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
-    assert "every declaration controlled" in result.log["selection_correction"]
-    assert result.log["anchoring"].startswith("not anchored")
+    assert "every declaration controlled" in result.log.selection_correction
+    assert result.log.anchoring.startswith("not anchored")

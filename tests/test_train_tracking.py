@@ -100,7 +100,7 @@ def test_the_booster_is_logged_with_the_run_and_not_registered(trained: dict[str
     types = {spec.name: str(spec.type) for spec in signature.inputs.inputs}
     assert set(types) == set(bundle.feature_names)
     assert "string" in types["hs2"]  # category columns are logged as strings, not `category`
-    assert bundle.booster.num_boosted_rounds() == bundle.info["best_iteration"] + 1
+    assert bundle.booster.num_boosted_rounds() == bundle.info.trees
 
 
 def test_last_run_points_at_the_run(trained: dict[str, Any]) -> None:

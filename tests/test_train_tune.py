@@ -47,7 +47,7 @@ def test_one_seed_gives_the_same_study_and_model(tmp_path: Path) -> None:
     (params_a, values_a, model_a), (params_b, values_b, model_b) = results
     assert params_a == params_b
     assert values_a == values_b
-    assert model_a.log["metrics"] == model_b.log["metrics"]
+    assert model_a.log.metrics == model_b.log.metrics
     assert model_a.model.booster_sha256() == model_b.model.booster_sha256()
 
 
@@ -99,4 +99,4 @@ def test_capacity_objectives_and_tuned_imbalance(tmp_path: Path, objective: str)
     assert all(0 <= t.value <= 1 for t in study.trials if t.value is not None)
     assert "imbalance" in best_params(study)
     result = fit(fs, windows, best_params(study), config)
-    assert result.model.info["imbalance"] == best_params(study)["imbalance"]
+    assert result.model.info.imbalance == best_params(study)["imbalance"]

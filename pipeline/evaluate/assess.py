@@ -194,7 +194,7 @@ def build_window(
     """The model's test window of `features` (its recorded windows), ranked by the model."""
     from pipeline.serve.ranking import resolve_rank_by
 
-    windows, notes = parse_windows(model.info, features.lodged_at, config.split.test_days)
+    windows, notes = parse_windows(model.info.to_dict(), features.lodged_at, config.split.test_days)
     rows = in_window(features.lodged_at, windows["test"])
     test = features.subset(rows)
     if len(test) == 0:
@@ -298,7 +298,7 @@ def comparators(
             learners[name] = sel.learner_scores(champ, X)
             probabilities[name] = learners[name].probability
             compare.append(("model", name))
-    references = reference.for_model(model.info, features, window.rows, config)
+    references = reference.for_model(model.info.to_dict(), features, window.rows, config)
     notes += references.notes
     learners |= _reference_learners(window, features, config, references)
     probabilities |= references.scores
@@ -767,7 +767,7 @@ def assessment_warnings(
 
         warnings += drift_warnings(found.drift)
     capped = cap_warning(
-        int(model.info.get("best_iteration", 0)), config.train.num_boost_round, "Evaluated model"
+        model.info.best_iteration or 0, config.train.num_boost_round, "Evaluated model"
     )
     return warnings + ([capped] if capped else [])
 
@@ -924,7 +924,7 @@ def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> 
         "ground truth": "yes (simulator)" if window.truth is not None else "no",
         "random stratum": f"{int(window.stratum.sum())} declarations",
         "bootstrap": f"{config.evaluate.bootstrap} replicates, seed {int(config.seed)}",
-        "deployed model": deployed_summary(model.info),
+        "deployed model": deployed_summary(model.info.to_dict()),
     }
 
 
@@ -970,7 +970,7 @@ def assess(
         window.truth is not None,
         window.windows,
     )
-    card["What the probability means"] = probability_meaning(model.info)
+    card["What the probability means"] = probability_meaning(model.info.to_dict())
     report = ReportData(
         title=f"Targeting model review: {config.name}",
         run_id=run_id,
@@ -991,7 +991,7 @@ def assess(
         model_card=card,
         headline_rate=rate,
         references=pd.DataFrame(compared.references.fitted),
-        families=family_effects(model.info),
+        families=family_effects(model.info.to_dict()),
         decision=decision(
             metrics,
             drawn.calibration,

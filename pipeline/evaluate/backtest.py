@@ -484,7 +484,7 @@ class Fitter:
             result = fit(fs, windows, self.params, self.config)
         finally:
             self.seconds["training_s"] += time.perf_counter() - tick
-        return result.model, result.log
+        return result.model, result.log.to_dict()
 
 
 def _features_at(

@@ -28,7 +28,7 @@ INSPECTED_POPULATION = "inspected"
 def test_window(model: TargetingModel, features: FeatureSet, test_days: int) -> FeatureSet:
     """The rows of `features` inside the model's test window (the last `test_days` days of the
     data when the model records none)."""
-    windows, _ = parse_windows(model.info, features.lodged_at, test_days)
+    windows, _ = parse_windows(model.info.to_dict(), features.lodged_at, test_days)
     test = features.subset(in_window(features.lodged_at, windows["test"]))
     if len(test) == 0:
         start, end = windows["test"]

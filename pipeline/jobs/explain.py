@@ -42,7 +42,7 @@ def explain(
         run_id = str(dict(tracking.read_last_run(config))["run_id"])
     model = tracking.load_model(run_id, "evaluated")
     features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
-    windows, _ = parse_windows(model.info, features.lodged_at, config.split.test_days)
+    windows, _ = parse_windows(model.info.to_dict(), features.lodged_at, config.split.test_days)
     test = features.subset(in_window(features.lodged_at, windows["test"]))
     if len(test) == 0:
         raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")

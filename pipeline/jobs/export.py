@@ -67,21 +67,16 @@ def reference_scores(
     for a model judged on a test window, the most recent `serve.reference_days` after it
     (`train.split.reference_window`), never the test window itself."""
     from pipeline.jobs.train import holdout_days
-    from pipeline.timeaxis import Window
     from pipeline.train.split import reference_window as after_test
 
-    recorded = dict(model.info.get("windows", {}))
-    test = recorded.get("test", {})
-    if model.info.get("role") == "deployed":
+    info = model.info
+    if info.role == "deployed" and info.refit is not None:
         # The refit learned from every label known at the end of the data: its out-of-sample
         # stretch is its calibration window (held out of its training) and the declarations
         # after it, whose labels were not known yet.
-        window = ReferenceWindow(
-            start=pd.Timestamp(recorded["calibration"]["start"]),
-            end=pd.Timestamp(model.info["labels_known_by"]),
-        )
-    elif isinstance(test, dict) and test.get("start") and test.get("end"):
-        tested = Window("test", pd.Timestamp(test["start"]), pd.Timestamp(test["end"]))
+        window = ReferenceWindow(start=info.refit.calibration.start, end=info.refit.labels_known_by)
+    elif info.role == "evaluated" and info.windows is not None:
+        tested = info.windows.test
         after = after_test(
             feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
         )
@@ -193,7 +188,7 @@ def _run_model(config: Config, run_id: str | None) -> tuple[str, TargetingModel,
     model = tracking.load_model(run_id, "deployed")
     tags = tracking.run_tags(run_id)
     registered_name = tags.get(
-        "registered_model", model.info.get("registered_model", config.tracking.registered_model)
+        "registered_model", model.info.registered_model or config.tracking.registered_model
     )
     return run_id, model, str(registered_name)
 
@@ -228,7 +223,7 @@ def _document(
         else {}
     )
     windows = {
-        **{str(k): v for k, v in dict(model.info.get("windows", {})).items()},
+        **model.info.windows_dict(),
         "reference": {"start": window.start.isoformat(), "end": window.end.isoformat()},
     }
     return new_document(

@@ -1,7 +1,7 @@
 """`targeting monitor`: drift of features and score, and the random stratum, for a scheduler.
 
 Reference window: the last `monitor.reference_days` of the model's training window
-(`model.info["windows"]["train"]`). Recent window: the last `monitor.recent_days` before
+(`model.info.training_window()`). Recent window: the last `monitor.recent_days` before
 `monitor.recent_end` (default: the end of the data). Both are rows of the FeatureSet written by
 `targeting features`; the score is the model's calibrated probability. Writes under
 `config.paths.monitor`: ``drift.csv`` (tidy, one row per variable), ``monitor.md`` (the human
@@ -29,11 +29,10 @@ LEVEL_CODE = {"ok": 0, "warn": 1, "alarm": 2}
 
 def reference_window(model: TargetingModel, config: Config) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The end of the model's training window: `reference_days` long (or all of it)."""
-    windows = model.info.get("windows") or {}
-    if "train" not in windows:
-        raise ValueError("the model carries no training window (info['windows']['train'])")
-    start = pd.Timestamp(windows["train"]["start"])
-    end = pd.Timestamp(windows["train"]["end"])
+    train = model.info.training_window()
+    if train is None:
+        raise ValueError("the model carries no training window (info.windows.train)")
+    start, end = train.start, train.end
     days = config.monitor.reference_days
     if days is not None:
         start = max(start, end - pd.Timedelta(days=days))

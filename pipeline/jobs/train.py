@@ -14,8 +14,8 @@ the hits, and fingerprints the file a batch at a time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
@@ -24,10 +24,12 @@ from pipeline.config import Config
 from pipeline.features import featureset
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, recorded_fingerprint
 from pipeline.jobs import JobResult, step
+from pipeline.jobs.feature_file import FeatureFile
+from pipeline.serve.model import FamiliesKept
 from pipeline.timeaxis import Windows
 from pipeline.train import tracking
-from pipeline.train.fit import FILE_IMBALANCE, fit, refit
-from pipeline.train.select import select_families
+from pipeline.train.fit import FILE_IMBALANCE, FitResult, RefitResult, fit, refit
+from pipeline.train.select import FamilySelection, select_families
 from pipeline.train.split import make_windows, refit_windows
 from pipeline.train.tune import best_params, finished_trials, run_study
 
@@ -87,67 +89,85 @@ def train_feature_set(
             model_fs = fs.select(selection.columns)
         elif config.train.select_families:
             notes.append("feature families not chosen: the workers read the training window")
+        params = dict(config.train.params)
         if config.tune.n_trials > 0:
             step(f"tuning: {config.tune.n_trials} Optuna trials")
             study = run_study(model_fs, windows, config, workers=workers, progress=progress)
             # The parent run holds the whole study, trials of earlier invocations included.
             tracking.log_trials(run_id, study.trials)
-            params: dict[str, Any] = {**config.train.params, **best_params(study)}
-        else:
-            params = dict(config.train.params)
+            params = {**config.train.params, **best_params(study)}
         step("fitting and calibrating the model")
-        result = fit(model_fs, windows, params, config, source=source)
+        feature_file = FeatureFile(source) if source is not None else None
+        result = fit(model_fs, windows, params, config, feature_file=feature_file)
         if selection is not None:
-            result.model.info["families"] = selection.as_dict()
-            result.log["families"] = selection.as_dict()
+            families = FamiliesKept.from_dict(selection.as_dict())
+            result.model.info = replace(result.model.info, families=families)
+            result.log = replace(result.log, families=families)
         deployed = None
         if config.train.refit and around_training is None:
-            deployed = refit(
-                model_fs,
-                refit_windows(fs, windows, config.split.calibration_days, holdout_days(config)),
-                result,
-                config,
+            refit_at = refit_windows(
+                fs, windows, config.split.calibration_days, holdout_days(config)
             )
-            result.model.info["deployed"] = {
-                "windows": deployed.log["windows"],
-                "trees": deployed.log["trees"],
-                "labels_known_by": deployed.log["labels_known_by"],
-            }
+            deployed = refit(model_fs, refit_at, result, config)
+            result.model.info = replace(result.model.info, refit=deployed.model.info.refit)
         elif config.train.refit:
             notes.append("no refit: the workers read the training window (train.engine=dask)")
         sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
-        # Taken once by the features job; a feature set not read from the file is hashed here.
-        recorded = (
-            recorded_fingerprint(source, config.paths.manifest) if source is not None else None
-        )
-        fingerprint = recorded or (
-            file_fingerprint(config)
-            if around_training is not None
-            else tracking.data_fingerprint([fs.X, fs.meta()])
-        )
+        fingerprint = _fingerprint(config, fs, source, around_training is not None)
         step("logging the run to MLflow")
         info = tracking.log_training(
             config, result, fs.manifest, fingerprint, study, sample, deployed=deployed
         )
     last = tracking.write_last_run(config, info)
-    test = result.log["metrics"].get("test", {})
     ui = tracking.ui_command(config)
     lines = [
+        *_summary_lines(config, windows, result, selection, study),
+        *notes,
+        *_refit_lines(deployed),
+        f"MLflow run {info.run_id} (registered as {config.tracking.registered_model} "
+        f"@{tracking.CHALLENGER} by `targeting export`, with its thresholds)",
+        f"open it with: {ui}",
+    ]
+    figures = {
+        "run_id": info.run_id,
+        "model_uri": info.model_uri,
+        "ui_command": ui,
+        **_fit_figures(windows, result, selection, deployed),
+    }
+    return JobResult(stage="train", outputs={"last_run": last}, figures=figures, lines=lines)
+
+
+def _fingerprint(config: Config, fs: FeatureSet, source: Path | None, around: bool) -> str:
+    """The data fingerprint: taken once by the features job; a feature set not read from the
+    file is hashed here (over the file when only the rows around training are held)."""
+    recorded = recorded_fingerprint(source, config.paths.manifest) if source is not None else None
+    return recorded or (
+        file_fingerprint(config) if around else tracking.data_fingerprint([fs.X, fs.meta()])
+    )
+
+
+def _summary_lines(
+    config: Config,
+    windows: Windows,
+    result: FitResult,
+    selection: FamilySelection | None,
+    study: optuna.Study | None,
+) -> list[str]:
+    """What the job prints of the study, the families and the fit."""
+    log = result.log
+    test = log.metrics.get("test", {})
+    lines = [
         "windows: " + ", ".join(str(w) for w in windows.ordered()),
-        f"best iteration {result.log['best_iteration']}, imbalance {result.log['imbalance']}, "
-        f"boosted on {config.train.engine} from {result.log['boosted_from']}, "
-        f"revenue model: {result.log['revenue_model']}",
+        f"best iteration {log.best_iteration}, imbalance {log.imbalance}, "
+        f"boosted on {config.train.engine} from {log.boosted_from}, "
+        f"revenue model: {log.revenue_model}",
         "test, inspected declarations ranked by margin: "
         + ", ".join(
             f"{k} {v:.3f}"
             for k, v in test.items()
             if k.startswith(("average", "precision_at", "brier"))
         ),
-        *result.log["warnings"],
-        *notes,
-        f"MLflow run {info.run_id} (registered as {config.tracking.registered_model} "
-        f"@{tracking.CHALLENGER} by `targeting export`, with its thresholds)",
-        f"open it with: {ui}",
+        *log.warnings,
     ]
     if selection is not None:
         dropped = [f for f in selection.effects["family"] if f not in selection.kept]
@@ -157,39 +177,47 @@ def train_feature_set(
             + (f"; dropped on validation: {', '.join(dropped)}" if dropped else "")
             + f" (validation AP {selection.ap_chosen:.3f}, all families {selection.ap_all:.3f})",
         )
-    if deployed is not None:
-        train_rows = deployed.log["rows"]["train"]
-        lines.insert(
-            -2,
-            f"deployed: refit on {train_rows['labelled']:,} labels known by "
-            f"{deployed.log['labels_known_by'][:10]} ({deployed.log['trees']} trees), calibrated "
-            f"on {deployed.log['windows']['calibration']['start'][:10]}.."
-            f"{deployed.log['windows']['calibration']['end'][:10]}",
-        )
     if study is not None:
         lines.insert(
             0,
             f"study {study.study_name}: {finished_trials(study)} trials, best "
             f"{config.tune.objective} {study.best_value:.4f}",
         )
-    return JobResult(
-        stage="train",
-        outputs={"last_run": last},
-        figures={
-            "run_id": info.run_id,
-            "model_uri": info.model_uri,
-            "ui_command": ui,
-            "best_iteration": result.log["best_iteration"],
-            "windows": [str(w) for w in windows.ordered()],
-            "test": test,
-            "boosted_from": result.log["boosted_from"],
-            "timings": result.log["timings"],
-            "families": selection.as_dict() if selection is not None else None,
-            "refit": deployed.log if deployed is not None else None,
-            "warnings": result.log["warnings"],
-        },
-        lines=lines,
-    )
+    return lines
+
+
+def _refit_lines(deployed: RefitResult | None) -> list[str]:
+    """What the job prints of the deployed refit."""
+    if deployed is None:
+        return []
+    refitted = deployed.log
+    calibration = refitted.windows.calibration
+    return [
+        f"deployed: refit on {refitted.rows['train'].labelled:,} labels known by "
+        f"{refitted.windows.labels_known_by.isoformat()[:10]} ({refitted.trees} trees), "
+        f"calibrated on {calibration.start.isoformat()[:10]}.."
+        f"{calibration.end.isoformat()[:10]}"
+    ]
+
+
+def _fit_figures(
+    windows: Windows,
+    result: FitResult,
+    selection: FamilySelection | None,
+    deployed: RefitResult | None,
+) -> dict[str, object]:
+    """The job's figures of the fit, the families and the refit."""
+    log = result.log
+    return {
+        "best_iteration": log.best_iteration,
+        "windows": [str(w) for w in windows.ordered()],
+        "test": log.metrics.get("test", {}),
+        "boosted_from": log.boosted_from,
+        "timings": log.timings.to_dict(),
+        "families": selection.as_dict() if selection is not None else None,
+        "refit": deployed.log.to_dict() if deployed is not None else None,
+        "warnings": log.warnings,
+    }
 
 
 def workers_read_training(config: Config) -> bool:

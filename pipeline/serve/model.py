@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+
+from pipeline.timeaxis import Window, Windows
 
 BOOSTER_FILE = "booster.ubj"
 REVENUE_FILE = "revenue.ubj"
@@ -52,6 +55,199 @@ def shift_log_odds(p: np.ndarray, shift: float) -> np.ndarray:
     return np.where(p >= 1.0, 1.0, odds / (1.0 + odds))
 
 
+@dataclass(frozen=True)
+class FamiliesKept:
+    """The feature families the model keeps, chosen on validation AP (`train.select`)."""
+
+    kept: list[str]
+    ap_all: float  # validation AP with every family
+    ap_chosen: float  # validation AP with the families kept
+    effects: list[dict[str, object]]  # one record per family: features, AP without it, dropped
+
+    def to_dict(self) -> dict[str, object]:
+        """As written in the bundle's info."""
+        return {
+            "kept": self.kept,
+            "ap_all": self.ap_all,
+            "ap_chosen": self.ap_chosen,
+            "effects": self.effects,
+        }
+
+    @classmethod
+    def from_dict(cls, families: Mapping[str, Any]) -> FamiliesKept:
+        """The families written by `to_dict`."""
+        return cls(
+            kept=[str(f) for f in families["kept"]],
+            ap_all=float(families["ap_all"]),
+            ap_chosen=float(families["ap_chosen"]),
+            effects=[dict(e) for e in families.get("effects", [])],
+        )
+
+
+@dataclass(frozen=True)
+class DeployedRefit:
+    """The deployed refit: trained on every label known by `labels_known_by`, its latest
+    stretch held out for calibration, with a number of trees set by the evaluated model."""
+
+    train: Window
+    calibration: Window
+    labels_known_by: pd.Timestamp
+    trees: int
+
+    def windows_dict(self) -> dict[str, dict[str, str]]:
+        """Window name -> {start, end} (no validation or test window: nothing is held out)."""
+        return {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
+
+    def to_dict(self) -> dict[str, object]:
+        """As the evaluated model's info records it (``deployed``)."""
+        return {
+            "windows": self.windows_dict(),
+            "trees": self.trees,
+            "labels_known_by": self.labels_known_by.isoformat(),
+        }
+
+    @classmethod
+    def from_windows(
+        cls, windows: Mapping[str, Mapping[str, str]], labels_known_by: str, trees: int
+    ) -> DeployedRefit:
+        """The refit from its recorded windows (train, calibration), date and trees."""
+        train, calibration = (
+            Window(name, pd.Timestamp(windows[name]["start"]), pd.Timestamp(windows[name]["end"]))
+            for name in ("train", "calibration")
+        )
+        return cls(train, calibration, pd.Timestamp(labels_known_by), int(trees))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model bundle records about its fit, in both roles.
+
+    ``evaluated``: the model judged on the test window, fitted on `windows`. ``deployed``: the
+    same configuration refit on every label known at the end of the data (`refit`); `windows`
+    and `best_iteration` are then those of the evaluated model it was refit from. An evaluated
+    model records the refit deployed in its place in `refit` too. Older bundles may lack any
+    field but the role: a missing one is None.
+    """
+
+    role: Literal["evaluated", "deployed"] = "evaluated"
+    windows: Windows | None = None  # the evaluated model's four windows
+    best_iteration: int | None = None  # the evaluated model's, found by early stopping
+    params: dict[str, Any] = field(default_factory=dict)  # XGBoost's, as boosted
+    refit: DeployedRefit | None = None
+    imbalance: str | None = None
+    objective: str | None = None  # the tuning objective
+    calibration: str | None = None  # the calibration method (isotonic, platt, none)
+    selection_correction: str | None = None  # how inspected rows stand for every declaration
+    anchoring: str | None = None  # the log-odds shift on the random stratum, or why none
+    probability_means: str | None = None  # what the calibrated probability is the chance of
+    revenue_model: str | None = None  # this model's revenue part, or why it has none
+    registered_model: str | None = None  # the registry name the scorer is registered under
+    seed: int | None = None
+    engine: str | None = None  # train.engine (memory, dask)
+    boosted_from: str | None = None  # memory, or the feature-set file the dask workers read
+    families: FamiliesKept | None = None
+
+    @property
+    def trees(self) -> int | None:
+        """Trees of this model's booster."""
+        if self.role == "deployed" and self.refit is not None:
+            return self.refit.trees
+        return None if self.best_iteration is None else self.best_iteration + 1
+
+    def training_window(self) -> Window | None:
+        """The window this model's booster learned from (the refit's, when deployed)."""
+        if self.role == "deployed":
+            return self.refit.train if self.refit is not None else None
+        return self.windows.train if self.windows is not None else None
+
+    def windows_dict(self) -> dict[str, dict[str, str]]:
+        """This model's own windows as recorded: name -> {start, end}."""
+        if self.role == "deployed":
+            return self.refit.windows_dict() if self.refit is not None else {}
+        return self.windows.as_dict() if self.windows is not None else {}
+
+    def to_dict(self) -> dict[str, object]:
+        """The info as the bundle's JSON holds it (keys in the order the fit writes them)."""
+        deployed = self.role == "deployed" and self.refit is not None
+        own: dict[str, object] = {
+            "params": self.params,
+            "windows": self.windows_dict() or None,
+            "best_iteration": self.trees - 1 if self.trees is not None else None,
+            "imbalance": self.imbalance,
+            "objective": self.objective,
+            "calibration": self.calibration,
+            "selection_correction": self.selection_correction,
+            "anchoring": self.anchoring,
+            "probability_means": self.probability_means,
+            "revenue_model": self.revenue_model,
+            "registered_model": self.registered_model,
+            "seed": self.seed,
+            "engine": self.engine,
+            "boosted_from": self.boosted_from,
+            "role": self.role,
+            "families": self.families.to_dict() if self.families is not None else None,
+        }
+        if deployed and self.refit is not None:
+            own["labels_known_by"] = self.refit.labels_known_by.isoformat()
+            own["evaluated"] = {
+                "windows": self.windows.as_dict() if self.windows is not None else None,
+                "best_iteration": self.best_iteration,
+            }
+        elif self.refit is not None:
+            own["deployed"] = self.refit.to_dict()
+        return {k: v for k, v in own.items() if v is not None and (k != "params" or v)}
+
+    @classmethod
+    def from_dict(cls, info: Mapping[str, Any]) -> ModelInfo:
+        """The info written by `to_dict` (a saved bundle's)."""
+        role: Literal["evaluated", "deployed"] = (
+            "deployed" if info.get("role") == "deployed" else "evaluated"
+        )
+        own_windows = info.get("windows") or {}
+        evaluated: Mapping[str, Any] = info.get("evaluated") or {}
+        refit = None
+        if role == "deployed":
+            windows, best = evaluated.get("windows"), evaluated.get("best_iteration")
+            if info.get("labels_known_by") and "best_iteration" in info:
+                refit = DeployedRefit.from_windows(
+                    own_windows, info["labels_known_by"], int(info["best_iteration"]) + 1
+                )
+        else:
+            windows, best = own_windows, info.get("best_iteration")
+            deployed = info.get("deployed")
+            if deployed:
+                refit = DeployedRefit.from_windows(
+                    deployed["windows"], deployed["labels_known_by"], deployed["trees"]
+                )
+        names = ("train", "valid", "calibration", "test")
+        whole = isinstance(windows, Mapping) and all(n in windows for n in names)
+        return cls(
+            role=role,
+            windows=Windows.from_dict(dict(windows)) if whole and windows else None,
+            best_iteration=int(best) if best is not None else None,
+            params=dict(info.get("params") or {}),
+            refit=refit,
+            imbalance=_text(info, "imbalance"),
+            objective=_text(info, "objective"),
+            calibration=_text(info, "calibration"),
+            selection_correction=_text(info, "selection_correction"),
+            anchoring=_text(info, "anchoring"),
+            probability_means=_text(info, "probability_means"),
+            revenue_model=_text(info, "revenue_model"),
+            registered_model=_text(info, "registered_model"),
+            seed=int(info["seed"]) if info.get("seed") is not None else None,
+            engine=_text(info, "engine"),
+            boosted_from=_text(info, "boosted_from"),
+            families=FamiliesKept.from_dict(info["families"]) if info.get("families") else None,
+        )
+
+
+def _text(info: Mapping[str, Any], key: str) -> str | None:
+    """A recorded note, None when the bundle predates it."""
+    value = info.get(key)
+    return None if value is None else str(value)
+
+
 @dataclass
 class TargetingModel:
     """What is served: P(hit), and expected revenue when a revenue model exists."""
@@ -61,7 +257,7 @@ class TargetingModel:
     feature_names: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)  # training levels per column
     revenue_booster: xgb.Booster | None = None
-    info: dict[str, Any] = field(default_factory=dict)  # params, windows, best_iteration...
+    info: ModelInfo = field(default_factory=ModelInfo)
 
     @staticmethod
     def categories_of(X: pd.DataFrame) -> dict[str, list[str]]:
@@ -130,7 +326,7 @@ class TargetingModel:
             "calibration": self.calibration.__dict__,
             "feature_names": self.feature_names,
             "categories": self.categories,
-            "info": self.info,
+            "info": self.info.to_dict(),
             "has_revenue": self.revenue_booster is not None,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
@@ -151,5 +347,5 @@ class TargetingModel:
             feature_names=list(meta["feature_names"]),
             categories={k: list(v) for k, v in meta.get("categories", {}).items()},
             revenue_booster=revenue,
-            info=dict(meta.get("info", {})),
+            info=ModelInfo.from_dict(meta.get("info", {})),
         )

@@ -1,20 +1,19 @@
-"""The final fit: XGBoost with early stopping, the booster sliced at its best iteration,
-calibration on a later window, and an optional revenue model.
+"""The final fit, as chained steps: the windows' rows, rebalance, boost (early stopping, the
+booster sliced at its best iteration), calibrate, and an optional revenue model.
 
 Everything stateful is fitted inside its own window: the imbalance treatment (samplers, class
 weights) on the training window only, early stopping on the validation window, the calibrator on
-the calibration window. `fit` returns a `TargetingModel` and a plain log dict; it never talks to
-MLflow (`train.tracking` does, at the edge).
+the calibration window. The boosting runs on an `Engine`: in memory, or on a dask cluster
+(`train.dask_engine`) whose workers may read the training window through a file adapter the job
+passes in; this module reads no file. `fit` returns a `TargetingModel` and a `FitLog`; it never
+talks to MLflow (`train.tracking` does, at the edge).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,9 +26,11 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
-from pipeline.serve.model import Calibration, TargetingModel
+from pipeline.serve.model import Calibration, DeployedRefit, ModelInfo, TargetingModel
 from pipeline.serve.ranking import control_priority
 from pipeline.timeaxis import Window, Windows
+from pipeline.train.dask_engine import DaskEngine, FileReads, WindowFile
+from pipeline.train.fitlog import FitLog, RefitCounts, RefitLog, Timings, WindowCounts
 from pipeline.train.objectives import precision_at, revenue_at
 from pipeline.train.split import RefitWindows, rows_in
 
@@ -42,10 +43,18 @@ _MISSING_LEVEL = "__missing__"
 
 @dataclass
 class FitResult:
-    """The served model and what happened while fitting it (params, metrics, counts, timings)."""
+    """The evaluated model and what happened while fitting it (params, metrics, counts, timings)."""
 
     model: TargetingModel
-    log: dict[str, Any]
+    log: FitLog
+
+
+@dataclass
+class RefitResult:
+    """The deployed refit and its log."""
+
+    model: TargetingModel
+    log: RefitLog
 
 
 @dataclass
@@ -231,305 +240,6 @@ def train_booster(
     )
     best = int(booster.best_iteration)
     return booster[: best + 1], best
-
-
-@contextmanager
-def dask_client(config: Config) -> Iterator[Any]:
-    """A dask.distributed client: on `train.dask_scheduler`, else on a LocalCluster of
-    `train.dask_workers` single-threaded worker processes that lives for the fit."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - the `scale` extra is in the lock file
-        raise ValueError(
-            "train.engine=dask needs dask.distributed: install the `scale` extra"
-        ) from exc
-    if config.train.dask_scheduler:
-        with Client(config.train.dask_scheduler) as client:
-            yield client
-        return
-    with (
-        LocalCluster(
-            n_workers=config.train.dask_workers,
-            threads_per_worker=1,
-            processes=True,
-            # Any free port: with None, distributed still tries 8787 and warns when it is taken.
-            dashboard_address=":0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
-def _dask_matrix(client: Any, rows: WindowRows, partitions: int, weighted: bool) -> Any:
-    """A DaskDMatrix over `partitions` row blocks of a window (categories kept)."""
-    import dask.dataframe as dd
-    from xgboost import dask as dxgb
-
-    parts = max(1, min(partitions, len(rows)))
-    X = dd.from_pandas(rows.X, npartitions=parts, sort=False)
-    y = dd.from_pandas(pd.Series(rows.y), npartitions=parts, sort=False)
-    weight = (
-        dd.from_pandas(pd.Series(rows.weight), npartitions=parts, sort=False) if weighted else None
-    )
-    return dxgb.DaskDMatrix(client, X, y, weight=weight, enable_categorical=True)
-
-
-def train_booster_dask(
-    client: Any,
-    train: WindowRows,
-    valid: WindowRows,
-    params: dict[str, Any],
-    num_boost_round: int,
-    early_stopping_rounds: int,
-    partitions: int,
-) -> tuple[xgb.Booster, int]:
-    """`train_booster` on a dask cluster: the training window is spread over the workers, which
-    build one histogram together (xgboost.dask.train); the booster comes back sliced."""
-    return _boost_on_cluster(
-        client,
-        _dask_matrix(client, train, partitions, weighted=True),
-        _dask_matrix(client, valid, partitions, weighted=False),
-        params,
-        num_boost_round,
-        early_stopping_rounds,
-    )
-
-
-def _boost_on_cluster(
-    client: Any,
-    dtrain: Any,
-    dvalid: Any,
-    params: dict[str, Any],
-    num_boost_round: int,
-    early_stopping_rounds: int,
-) -> tuple[xgb.Booster, int]:
-    """xgboost.dask.train with early stopping on ``dvalid``; the booster sliced at its best."""
-    from xgboost import dask as dxgb
-
-    # Each worker runs with its own threads; the in-process thread count does not apply.
-    on_cluster = {k: v for k, v in params.items() if k != "nthread"}
-    output = dxgb.train(
-        client,
-        on_cluster,
-        dtrain,
-        num_boost_round=num_boost_round,
-        evals=[(dvalid, "valid")],
-        early_stopping_rounds=early_stopping_rounds,
-        verbose_eval=False,
-    )
-    booster: xgb.Booster = output["booster"]
-    best = int(booster.best_iteration)
-    return booster[: best + 1], best
-
-
-# Imbalance treatments that weigh rows by what the feature-set file holds (no resampling), so
-# that dask workers can read their training window from it.
-FILE_IMBALANCE = ("none", "scale_pos_weight", "inverse_propensity")
-
-
-def _window_filters(
-    window: Window, labels_known_by: pd.Timestamp | None
-) -> list[tuple[str, str, Any]]:
-    """Parquet filters selecting what `rows_in` selects: lodged in the window, labelled, the
-    label known before ``labels_known_by``."""
-    filters: list[tuple[str, str, Any]] = [
-        ("lodged_at", ">=", window.start),
-        ("lodged_at", "<", window.end),
-        ("y", ">=", 0.0),  # labelled: a missing label is null in the file
-    ]
-    if labels_known_by is not None:
-        filters.append(("label_known_at", "<", labels_known_by))
-    return filters
-
-
-def _row_group_starts(file: Any) -> np.ndarray:
-    """The first row of each row group of a ParquetFile, and the number of rows at the end."""
-    sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
-    return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-
-
-def window_positions(
-    path: Path, window: Window, labels_known_by: pd.Timestamp | None
-) -> np.ndarray:
-    """Row numbers in the feature-set file of the rows `rows_in` selects, in file order; only the
-    row groups whose lodging times overlap the window are read, three metadata columns of them."""
-    import pyarrow.parquet as pq
-
-    file = pq.ParquetFile(path)
-    starts = _row_group_starts(file)
-    lodged = file.schema_arrow.get_field_index("lodged_at")
-    found = [np.empty(0, dtype=np.int64)]
-    # A loop over row groups (a handful), not over declarations.
-    for group in range(file.num_row_groups):
-        stats = file.metadata.row_group(group).column(lodged).statistics
-        if stats is not None and stats.has_min_max:
-            low, high = pd.Timestamp(stats.min), pd.Timestamp(stats.max)
-            if high < window.start or low >= window.end:
-                continue
-        columns = ["lodged_at", "y", "label_known_at"]
-        part = file.read_row_group(group, columns=columns).to_pandas()
-        mask = window.contains(part["lodged_at"]) & part["y"].notna().to_numpy()
-        if labels_known_by is not None:
-            known = pd.to_datetime(part["label_known_at"])
-            mask &= np.asarray((known < labels_known_by).fillna(False), dtype=bool)
-        found.append(starts[group] + np.flatnonzero(mask))
-    return np.concatenate(found)
-
-
-def read_rows(path: Path, positions: np.ndarray, dtypes: pd.Series, weighted: bool) -> pd.DataFrame:
-    """The rows at ``positions`` (sorted) of the feature-set file, read one row group at a time
-    from the groups that hold them: the model's features (``dtypes``, categories cast to their
-    levels), ``y`` and, when ``weighted``, ``sample_weight`` (missing -> 1). Run by a worker."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    file = pq.ParquetFile(path)
-    starts = _row_group_starts(file)
-    features = [str(c) for c in dtypes.index]
-    columns = [*features, "y", *(["sample_weight"] if weighted else [])]
-    if len(positions) == 0:
-        return _empty_rows(dtypes, weighted)
-    groups = np.searchsorted(starts, positions, side="right") - 1
-    bounds = np.flatnonzero(np.diff(groups)) + 1
-    # A loop over the row groups holding the rows (a handful): one group's rows are held at a
-    # time besides those taken.
-    tables = [
-        file.read_row_group(int(group[0]), columns=columns).take(rows - starts[group[0]])
-        for group, rows in zip(np.split(groups, bounds), np.split(positions, bounds), strict=True)
-    ]
-    frame = pa.concat_tables(tables).to_pandas()
-    categories = {c: t for c, t in dtypes.items() if isinstance(t, pd.CategoricalDtype)}
-    frame = frame.astype(categories)
-    if weighted:
-        frame["sample_weight"] = frame["sample_weight"].fillna(1.0)
-    return frame
-
-
-def _empty_rows(dtypes: pd.Series, weighted: bool) -> pd.DataFrame:
-    """What `read_rows` gives for no rows (the dask frame's meta)."""
-    columns = {str(c): pd.Series(dtype=t) for c, t in dtypes.items()}
-    columns["y"] = pd.Series(dtype=float)
-    if weighted:
-        columns["sample_weight"] = pd.Series(dtype=float)
-    return pd.DataFrame(columns)
-
-
-def parquet_window_matrix(
-    client: Any,
-    path: Path,
-    window: Window,
-    labels_known_by: pd.Timestamp | None,
-    dtypes: pd.Series,
-    partitions: int,
-    weighted: bool,
-) -> Any:
-    """A DaskDMatrix of one window's labelled rows (`rows_in`'s), read by the workers from the
-    feature-set file: the rows are cut into `partitions` consecutive blocks (as `_dask_matrix`
-    cuts a frame in memory) dealt round the workers, so every worker holds a non-empty part of
-    every matrix (XGBoost refuses a worker an empty one when features are categories)."""
-    import dask.dataframe as dd
-    from xgboost import dask as dxgb
-
-    positions = window_positions(path, window, labels_known_by)
-    workers = sorted(client.scheduler_info()["workers"])
-    if len(positions) < len(workers):
-        raise ValueError(
-            f"{window} has {len(positions)} labelled declarations in {path}: fewer than the "
-            f"{len(workers)} dask workers"
-        )
-    blocks = np.array_split(positions, min(max(partitions, len(workers)), len(positions)))
-    parts = [
-        client.submit(read_rows, path, block, dtypes, weighted, workers=[worker], pure=False)
-        for block, worker in zip(blocks, workers * len(blocks), strict=False)
-    ]
-    frame = dd.from_delayed(parts, meta=_empty_rows(dtypes, weighted), verify_meta=False)
-    features = [str(c) for c in dtypes.index]
-    weight = frame["sample_weight"] if weighted else None
-    return dxgb.DaskDMatrix(
-        client, frame[features], frame["y"], weight=weight, enable_categorical=True
-    )
-
-
-def _boost(
-    train: WindowRows,
-    valid: WindowRows,
-    params: dict[str, Any],
-    config: Config,
-    source: BoostSource | None = None,
-    weighted_valid: bool = False,
-) -> tuple[xgb.Booster, int]:
-    """The final boosting on the configured engine (train.engine); on dask with a ``source``,
-    the workers read the training and validation windows from the feature-set file.
-    ``weighted_valid``: early stopping weighs the validation rows (in memory only)."""
-    if config.train.engine == "dask":
-        with dask_client(config) as client:
-            workers = len(client.scheduler_info()["workers"])
-            partitions = workers * config.train.dask_partitions_per_worker
-            if source is None:
-                return train_booster_dask(
-                    client,
-                    train,
-                    valid,
-                    params,
-                    config.train.num_boost_round,
-                    config.train.early_stopping_rounds,
-                    partitions,
-                )
-            windows = source.windows
-            dtrain, dvalid = (
-                parquet_window_matrix(
-                    client,
-                    source.path,
-                    window,
-                    windows.labels_known_by(window),
-                    source.dtypes,
-                    partitions,
-                    weighted=weighted and source.weighted,
-                )
-                for window, weighted in ((windows.train, True), (windows.valid, False))
-            )
-            return _boost_on_cluster(
-                client,
-                dtrain,
-                dvalid,
-                params,
-                config.train.num_boost_round,
-                config.train.early_stopping_rounds,
-            )
-    return train_booster(
-        dmatrix(train),
-        dmatrix(valid, weighted=weighted_valid),
-        params,
-        config.train.num_boost_round,
-        config.train.early_stopping_rounds,
-    )
-
-
-@dataclass(frozen=True)
-class BoostSource:
-    """Where dask workers read the final fit's windows: the feature-set file, its windows, the
-    model's feature dtypes and whether the training rows carry their inverse-propensity weight."""
-
-    path: Path
-    windows: Windows
-    dtypes: pd.Series
-    weighted: bool
-
-    def labels(self, window: Window) -> np.ndarray:
-        """The labels of a window's rows that the workers read (`rows_in`'s rows)."""
-        filters = _window_filters(window, self.windows.labels_known_by(window))
-        frame = pd.read_parquet(self.path, columns=["y"], filters=filters)
-        return frame["y"].to_numpy(dtype=float)
-
-    def lodged(self, window: Window) -> int:
-        """Declarations lodged in a window, counted in the file (no column is read)."""
-        import pyarrow.dataset as ds
-
-        lodged_at = ds.field("lodged_at")
-        start, end = window.start.to_datetime64(), window.end.to_datetime64()
-        return int(
-            ds.dataset(self.path).count_rows(filter=(lodged_at >= start) & (lodged_at < end))
-        )
 
 
 # --- selection correction: what each inspected declaration stands for -------------------------
@@ -833,105 +543,6 @@ def refit_rounds(best_iteration: int, evaluated_rows: int, refit_rows: int) -> i
     return max(1, round((best_iteration + 1) * max(scale, 1.0)))
 
 
-def refit(
-    fs: FeatureSet,
-    refit_windows: RefitWindows,
-    evaluated: FitResult,
-    config: Config,
-) -> FitResult:
-    """The deployed model: the evaluated model's configuration (parameters, features, imbalance
-    treatment) boosted on every label known at the end of the data, with the evaluated model's
-    trees scaled to the grown window, calibrated on the latest labelled stretch.
-
-    No early stopping: no later labelled window exists to stop on; the evaluated model's best
-    iteration, found on its own validation window, sets the number of trees.
-    """
-    started = time.perf_counter()
-    log = evaluated.log
-    booster_params = dict(log["params"])
-    imbalance = str(log["imbalance"])
-    known_by = refit_windows.labels_known_by
-    masks = {
-        "train": rows_in(fs, refit_windows.train, known_by),
-        "calibration": rows_in(fs, refit_windows.calibration, known_by),
-    }
-    rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
-    levels = frequent_levels(rows["train"].X, config.train.min_category_count)
-    rows = {name: with_levels(part, levels) for name, part in rows.items()}
-    correct = config.train.selection_correction != "none"
-    selection_note = "none"
-    if correct or imbalance == "inverse_propensity":
-        rows, selection_note = weigh_by_selection(
-            fs, masks, rows, refit_windows.calibration, config
-        )
-    if rows["train"].y.sum() == 0:
-        raise ValueError(f"{refit_windows.train} has no labelled hit: cannot refit")
-    train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
-    booster_params.update(extra)
-    rounds = refit_rounds(
-        int(log["best_iteration"]), int(log["rows"]["train"]["fitted"]), len(train_rows)
-    )
-    booster = xgb.train(booster_params, dmatrix(train_rows), num_boost_round=rounds)
-    method = config.train.calibration
-    calibration = Calibration(method="none")
-    if method != "none":
-        if len(np.unique(rows["calibration"].y)) < 2:
-            raise ValueError(
-                f"{refit_windows.calibration} needs hits and non-hits to calibrate the refit: "
-                "set split.calibration_days larger or train.refit false"
-            )
-        held = rows["calibration"]
-        calibration = calibrate(
-            margin(booster, held.X), held.y, method, held.weight if correct else None
-        )
-    anchor_note = "not anchored (train.anchor_to_random is false)"
-    if config.train.anchor_to_random and calibration.method != "none":
-        calibration, anchor_note = anchor_calibration(
-            calibration, booster, fs, refit_windows.as_windows(), config, levels=levels
-        )
-    revenue_booster: xgb.Booster | None = None
-    revenue_note = "skipped: the data has no revenue"
-    if has_revenue(fs):
-        revenue_booster, revenue_note = fit_revenue_model(
-            rows["train"], rows["calibration"], config
-        )
-    evaluated_info = evaluated.model.info
-    info: dict[str, Any] = {
-        **evaluated_info,
-        "role": "deployed",
-        "windows": refit_windows.as_dict(),
-        "labels_known_by": refit_windows.labels_known_by.isoformat(),
-        "best_iteration": rounds - 1,
-        "revenue_model": revenue_note,
-        "evaluated": {
-            "windows": evaluated_info["windows"],
-            "best_iteration": evaluated_info["best_iteration"],
-        },
-    }
-    model = TargetingModel(
-        booster=booster,
-        calibration=calibration,
-        feature_names=list(evaluated.model.feature_names),
-        categories=levels,
-        revenue_booster=revenue_booster,
-        info=info,
-    )
-    refit_log: dict[str, Any] = {
-        "windows": refit_windows.as_dict(),
-        "labels_known_by": refit_windows.labels_known_by.isoformat(),
-        "trees": rounds,
-        "rows": {
-            name: {"labelled": len(part), "hits": int(part.y.sum())} for name, part in rows.items()
-        },
-        "calibration": calibration.method,
-        "selection_correction": selection_note,
-        "anchoring": anchor_note,
-        "revenue_model": revenue_note,
-        "seconds": time.perf_counter() - started,
-    }
-    return FitResult(model=model, log=refit_log)
-
-
 def weigh_by_selection(
     fs: FeatureSet,
     masks: dict[str, np.ndarray],
@@ -972,53 +583,325 @@ def weigh_by_selection(
     return out, note
 
 
-def fit(
-    fs: FeatureSet,
-    windows: Windows,
-    params: dict[str, Any],
-    config: Config,
-    source: Path | None = None,
-) -> FitResult:
-    """Fit, slice, calibrate (and add a revenue model): the model to serve and its log.
+# --- engines: where the final boosting runs ----------------------------------------------------
 
-    ``source`` is the feature-set Parquet file `fs` was read from: on train.engine=dask the
-    workers then read the training and validation windows from it rather than from `fs` (unless
-    the imbalance treatment resamples rows, which happens here).
-    """
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    booster_params, imbalance = split_params(params, config)
-    boost_source = (
-        BoostSource(source, windows, fs.X.dtypes, weighted=imbalance == "inverse_propensity")
-        if source is not None and config.train.engine == "dask" and imbalance in FILE_IMBALANCE
+# Imbalance treatments that weigh rows by what the feature-set file holds (no resampling), so
+# that dask workers can read their training window from it.
+FILE_IMBALANCE = ("none", "scale_pos_weight", "inverse_propensity")
+
+
+class Engine(Protocol):
+    """Where the final fit boosts and finds its training window: in this process
+    (`MemoryEngine`) or on a dask cluster (`dask_engine.DaskEngine`), whose workers may read the
+    window from the feature-set file, `fs` then holding only part of it."""
+
+    @property
+    def boosted_from(self) -> str:
+        """Where the boosted rows came from: memory, or the feature-set file."""
+        ...
+
+    def category_min_count(self, configured: int) -> int:
+        """Training rows a category level needs to enter the model's vocabulary."""
+        ...
+
+    def training_labels(self, train: WindowRows, window: Window) -> np.ndarray:
+        """The training window's labels as the boosting sees them."""
+        ...
+
+    def lodged(self, lodged_at: pd.Series, window: Window) -> int:
+        """Declarations lodged in the training window."""
+        ...
+
+    def resamples(self) -> bool:
+        """Whether the imbalance treatment may resample the training rows."""
+        ...
+
+    def memory_from(self, windows: Windows) -> pd.Timestamp | None:
+        """From when `fs` holds every declaration (None: all along)."""
+        ...
+
+    def boost(
+        self,
+        train: WindowRows,
+        valid: WindowRows,
+        params: dict[str, Any],
+        config: Config,
+        weighted_valid: bool,
+    ) -> tuple[xgb.Booster, int]:
+        """Boost with early stopping on the validation window; the booster sliced at its best.
+        ``weighted_valid``: early stopping weighs the validation rows."""
+        ...
+
+
+@dataclass(frozen=True)
+class MemoryEngine:
+    """xgboost.train in this process, on the windows `fs` holds."""
+
+    @property
+    def boosted_from(self) -> str:
+        return "memory"
+
+    def category_min_count(self, configured: int) -> int:
+        return configured
+
+    def training_labels(self, train: WindowRows, window: Window) -> np.ndarray:
+        return train.y
+
+    def lodged(self, lodged_at: pd.Series, window: Window) -> int:
+        return int(window.contains(lodged_at).sum())
+
+    def resamples(self) -> bool:
+        return True
+
+    def memory_from(self, windows: Windows) -> pd.Timestamp | None:
+        return None
+
+    def boost(
+        self,
+        train: WindowRows,
+        valid: WindowRows,
+        params: dict[str, Any],
+        config: Config,
+        weighted_valid: bool,
+    ) -> tuple[xgb.Booster, int]:
+        return train_booster(
+            dmatrix(train),
+            dmatrix(valid, weighted=weighted_valid),
+            params,
+            config.train.num_boost_round,
+            config.train.early_stopping_rounds,
+        )
+
+
+def engine_for(
+    config: Config,
+    imbalance: str,
+    windows: Windows,
+    dtypes: pd.Series,
+    feature_file: WindowFile | None,
+) -> Engine:
+    """The configured engine (train.engine); on dask with a ``feature_file`` the workers read the
+    training and validation windows from it, unless the imbalance treatment resamples rows."""
+    if config.train.engine != "dask":
+        return MemoryEngine()
+    reads = (
+        FileReads(feature_file, windows, dtypes, weighted=imbalance == "inverse_propensity")
+        if feature_file is not None and imbalance in FILE_IMBALANCE
         else None
     )
-    masks = {
-        w.name: rows_in(fs, w, windows.labels_known_by(w))
-        for w in (windows.train, windows.valid, windows.calibration, windows.test)
-    }
-    rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
-    # The model's vocabulary: levels frequent enough in the training window (all of them when
-    # the dask workers read the windows from the file, whose categories are whole).
-    levels = frequent_levels(
-        rows["train"].X, 1 if boost_source is not None else config.train.min_category_count
-    )
-    rows = {name: with_levels(part, levels) for name, part in rows.items()}
+    return DaskEngine(reads)
 
+
+# --- the fit's steps: each returns its part and what the log records of it ---------------------
+
+
+@dataclass(frozen=True)
+class FitRows:
+    """The windows' labelled rows, cast to the model's vocabulary (`levels`) and weighted by
+    inverse selection probability when the selection is corrected (`selection_correction`)."""
+
+    rows: dict[str, WindowRows]
+    levels: dict[str, list[str]]
+    selection_correction: str
+
+
+def fit_rows(
+    fs: FeatureSet,
+    masks: dict[str, np.ndarray],
+    min_count: int,
+    imbalance: str,
+    selection_window: Window,
+    config: Config,
+) -> FitRows:
+    """The rows of each window (`masks`), the vocabulary: levels seen `min_count` times in the
+    training window, and each row's weight; the selection model learns on `selection_window`."""
+    rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
+    levels = frequent_levels(rows["train"].X, min_count)
+    rows = {name: with_levels(part, levels) for name, part in rows.items()}
+    note = "none"
+    if config.train.selection_correction != "none" or imbalance == "inverse_propensity":
+        rows, note = weigh_by_selection(fs, masks, rows, selection_window, config)
+    return FitRows(rows=rows, levels=levels, selection_correction=note)
+
+
+@dataclass(frozen=True)
+class Rebalanced:
+    """The training rows as boosted, the parameters with the treatment's own, the rows fitted."""
+
+    rows: WindowRows
+    params: dict[str, Any]
+    fitted: int
+
+
+def rebalance_step(
+    train: WindowRows,
+    labels: np.ndarray,
+    imbalance: str,
+    params: dict[str, Any],
+    seed: int,
+    resample: bool,
+) -> Rebalanced:
+    """The imbalance treatment of the training window (`rebalance`); without ``resample`` (dask
+    workers read the window's weights and labels from the file) only scale_pos_weight applies,
+    computed on the file's ``labels``."""
+    if resample:
+        rows, extra = rebalance(train, imbalance, seed)
+        return Rebalanced(rows, {**params, **extra}, len(rows))
+    extra = positive_weight(labels) if imbalance == "scale_pos_weight" else {}
+    return Rebalanced(train, {**params, **extra}, len(labels))
+
+
+@dataclass(frozen=True)
+class Boosted:
+    """The booster sliced at its best iteration."""
+
+    booster: xgb.Booster
+    best_iteration: int
+    seconds: float
+
+
+def boost_step(
+    engine: Engine,
+    train: WindowRows,
+    valid: WindowRows,
+    params: dict[str, Any],
+    config: Config,
+    weighted_valid: bool,
+) -> Boosted:
+    """Boosting with early stopping on the validation window, on the engine."""
+    tick = time.perf_counter()
+    booster, best = engine.boost(train, valid, params, config, weighted_valid)
+    return Boosted(booster, best, time.perf_counter() - tick)
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The calibration, anchored on the random stratum when it can be, and how."""
+
+    calibration: Calibration
+    anchoring: str
+    seconds: float
+
+
+def calibrate_step(
+    booster: xgb.Booster,
+    held: WindowRows,
+    fs: FeatureSet,
+    windows: Windows,
+    config: Config,
+    weighted: bool,
+    levels: dict[str, list[str]],
+    memory_from: pd.Timestamp | None = None,
+) -> Calibrated:
+    """Calibration on the held-out window's margins (weighted by inverse selection probability
+    when ``weighted``), then the anchor on the random stratum (`anchor_calibration`); `fs` holds
+    every declaration only from ``memory_from`` on (dask workers read the training window)."""
+    tick = time.perf_counter()
+    method = config.train.calibration
+    calibration = (
+        calibrate(margin(booster, held.X), held.y, method, held.weight if weighted else None)
+        if method != "none"
+        else Calibration(method="none")
+    )
+    anchoring = "not anchored (train.anchor_to_random is false)"
+    if config.train.anchor_to_random and calibration.method != "none":
+        calibration, anchoring = anchor_calibration(
+            calibration, booster, fs, windows, config, memory_from, levels
+        )
+    return Calibrated(calibration, anchoring, time.perf_counter() - tick)
+
+
+@dataclass(frozen=True)
+class RevenuePart:
+    """The revenue model (None when the data cannot support one) and why."""
+
+    booster: xgb.Booster | None
+    note: str
+    in_data: bool  # whether any hit of the data has a recorded revenue
+    seconds: float
+
+
+def revenue_step(
+    fs: FeatureSet, train: WindowRows, held: WindowRows, config: Config
+) -> RevenuePart:
+    """E[revenue | hit] on the training window's hits, stopped on the held-out window's."""
+    tick = time.perf_counter()
+    in_data = has_revenue(fs)
+    booster, note = (
+        fit_revenue_model(train, held, config)
+        if in_data
+        else (None, "skipped: the data has no revenue")
+    )
+    return RevenuePart(booster, note, in_data, time.perf_counter() - tick)
+
+
+def held_out_metrics(
+    booster: xgb.Booster,
+    calibration: Calibration,
+    rows: dict[str, WindowRows],
+    with_revenue: bool,
+) -> dict[str, dict[str, float]]:
+    """`window_metrics` of the validation, calibration and test windows."""
+    metrics: dict[str, dict[str, float]] = {}
+    for name in ("valid", "calibration", "test"):
+        part = rows[name]
+        m = margin(booster, part.X) if len(part) else np.empty(0)
+        raw = 1.0 / (1.0 + np.exp(-m))
+        metrics[name] = window_metrics(part, raw, calibration.apply(m), with_revenue, m)
+    return metrics
+
+
+def probability_means(correct: bool, weigh_valid: bool) -> str:
+    """What the calibrated probability is the chance of, given the selection correction."""
+    if not correct:
+        return (
+            "P(hit | controlled by the historical policy): early stopping and calibration on "
+            "the inspected declarations, unweighted"
+        )
+    return (
+        "The chance that a control of the declaration finds an irregularity, for any "
+        "declaration (not only the kind the historical policy picked): "
+        + ("early stopping and calibration" if weigh_valid else "calibration")
+        + " weighted by inverse selection probability"
+    )
+
+
+def evaluated_info(
+    config: Config,
+    windows: Windows,
+    imbalance: str,
+    engine: Engine,
+    data: FitRows,
+    balanced: Rebalanced,
+    boosted: Boosted,
+    calibrated: Calibrated,
+    revenue: RevenuePart,
+) -> ModelInfo:
+    """What the evaluated model's bundle records of its fit, from the steps' parts."""
     correct = config.train.selection_correction != "none"
-    weigh_valid = config.train.selection_correction == "ipw"
-    selection_note = "none"
-    if correct or imbalance == "inverse_propensity":
-        # The selection model learns on the validation window: every engine holds it whole in
-        # memory (the dask job keeps only the training window's hits), and it precedes the
-        # calibration window.
-        rows, selection_note = weigh_by_selection(fs, masks, rows, windows.valid, config)
-    # The training window's labels as the boosting sees them: read from the file when the workers
-    # read it (`fs` may then hold only the training window's hits, see jobs.train).
-    labels = {
-        "train": boost_source.labels(windows.train) if boost_source else rows["train"].y,
-        "valid": rows["valid"].y,
-    }
+    return ModelInfo(
+        role="evaluated",
+        windows=windows,
+        best_iteration=boosted.best_iteration,
+        params=balanced.params,
+        imbalance=imbalance,
+        objective=config.tune.objective,
+        calibration=calibrated.calibration.method,
+        selection_correction=data.selection_correction,
+        anchoring=calibrated.anchoring,
+        probability_means=probability_means(correct, config.train.selection_correction == "ipw"),
+        revenue_model=revenue.note,
+        registered_model=config.tracking.registered_model,
+        seed=config.seed,
+        engine=config.train.engine,
+        boosted_from=engine.boosted_from,
+    )
+
+
+def _check_windows(
+    windows: Windows, labels: dict[str, np.ndarray], calibration: WindowRows, config: Config
+) -> None:
+    """Clear errors when a window cannot fit, early-stop or calibrate."""
     for name, y in labels.items():
         if y.sum() == 0:
             window: Window = getattr(windows, name)
@@ -1026,121 +909,175 @@ def fit(
                 f"{window} has {len(y)} labelled declarations and no hit: "
                 "cannot fit or early-stop; widen the window (split.*)"
             )
-    if config.train.calibration != "none" and len(rows["calibration"]) == 0:
+    if config.train.calibration != "none" and len(calibration) == 0:
         raise ValueError(
             f"{windows.calibration} has no labelled declaration: set split.calibration_days > 0 "
             "or train.calibration: none"
         )
-    if boost_source is not None:  # weights and labels come from the file: nothing to resample
-        train_rows = rows["train"]
-        extra = positive_weight(labels["train"]) if imbalance == "scale_pos_weight" else {}
-    else:
-        train_rows, extra = rebalance(rows["train"], imbalance, config.seed)
-    booster_params.update(extra)
-    timings["prepare_s"] = time.perf_counter() - started
 
-    tick = time.perf_counter()
-    booster, best = _boost(
-        train_rows, rows["valid"], booster_params, config, boost_source, weighted_valid=weigh_valid
-    )
-    timings["boost_s"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    calibration = (
-        calibrate(
-            margin(booster, rows["calibration"].X),
-            rows["calibration"].y,
-            config.train.calibration,
-            rows["calibration"].weight if correct else None,
+def _window_counts(
+    fs: FeatureSet,
+    windows: Windows,
+    rows: dict[str, WindowRows],
+    engine: Engine,
+    train_labels: np.ndarray,
+    fitted: int,
+) -> dict[str, WindowCounts]:
+    """Lodged, labelled and fitted declarations of each window (the training window's as the
+    engine sees it: `fs` may then hold only its hits)."""
+    counts = {}
+    for name, part in rows.items():
+        window: Window = getattr(windows, name)
+        counts[name] = (
+            WindowCounts(engine.lodged(fs.lodged_at, window), len(train_labels), fitted)
+            if name == "train"
+            else WindowCounts(int(window.contains(fs.lodged_at).sum()), len(part), len(part))
         )
-        if config.train.calibration != "none"
-        else Calibration(method="none")
-    )
-    anchor_note = "not anchored (train.anchor_to_random is false)"
-    if config.train.anchor_to_random and calibration.method != "none":
-        # Boosted from the file (dask), `fs` may hold only the training window's hits: the
-        # anchor then looks no further back than the validation window.
-        earliest = windows.valid.start if boost_source is not None else None
-        calibration, anchor_note = anchor_calibration(
-            calibration, booster, fs, windows, config, earliest, levels
-        )
-    timings["calibrate_s"] = time.perf_counter() - tick
+    return counts
 
-    tick = time.perf_counter()
-    revenue_ok = has_revenue(fs)
-    if revenue_ok:
-        revenue_booster, revenue_note = fit_revenue_model(rows["train"], rows["valid"], config)
-    else:
-        revenue_booster, revenue_note = None, "skipped: the data has no revenue"
-    timings["revenue_s"] = time.perf_counter() - tick
 
-    metrics: dict[str, dict[str, float]] = {}
-    for name in ("valid", "calibration", "test"):
-        part = rows[name]
-        m = margin(booster, part.X) if len(part) else np.empty(0)
-        raw = 1.0 / (1.0 + np.exp(-m))
-        metrics[name] = window_metrics(part, raw, calibration.apply(m), revenue_ok, m)
-    timings["total_s"] = time.perf_counter() - started
+def fit(
+    fs: FeatureSet,
+    windows: Windows,
+    params: dict[str, Any],
+    config: Config,
+    feature_file: WindowFile | None = None,
+) -> FitResult:
+    """Rebalance, boost, calibrate, add a revenue model: the model to serve and its log.
 
-    info: dict[str, Any] = {
-        "params": booster_params,
-        "windows": windows.as_dict(),
-        "best_iteration": best,
-        "imbalance": imbalance,
-        "objective": config.tune.objective,
-        "calibration": calibration.method,
-        "selection_correction": selection_note,
-        "anchoring": anchor_note,
-        "probability_means": (
-            "The chance that a control of the declaration finds an irregularity, for any "
-            "declaration (not only the kind the historical policy picked): "
-            + ("early stopping and calibration" if weigh_valid else "calibration")
-            + " weighted by inverse selection probability"
-            if correct
-            else "P(hit | controlled by the historical policy): early stopping and calibration on "
-            "the inspected declarations, unweighted"
-        ),
-        "revenue_model": revenue_note,
-        "registered_model": config.tracking.registered_model,
-        "seed": config.seed,
-        "engine": config.train.engine,
-        "boosted_from": "feature-set file" if boost_source is not None else "memory",
-        "role": "evaluated",
+    ``feature_file``: where `fs` was read from, an adapter the job passes in; on
+    train.engine=dask the workers then read the training and validation windows from it rather
+    than from `fs` (unless the imbalance treatment resamples rows, which happens here).
+    """
+    started = time.perf_counter()
+    booster_params, imbalance = split_params(params, config)
+    engine = engine_for(config, imbalance, windows, fs.X.dtypes, feature_file)
+    masks = {
+        w.name: rows_in(fs, w, windows.labels_known_by(w))
+        for w in (windows.train, windows.valid, windows.calibration, windows.test)
     }
+    # The selection model learns on the validation window: every engine holds it whole in
+    # memory, and it precedes the calibration window.
+    min_count = engine.category_min_count(config.train.min_category_count)
+    data = fit_rows(fs, masks, min_count, imbalance, windows.valid, config)
+    rows = data.rows
+    labels = {
+        "train": engine.training_labels(rows["train"], windows.train),
+        "valid": rows["valid"].y,
+    }
+    _check_windows(windows, labels, rows["calibration"], config)
+    balanced = rebalance_step(
+        rows["train"], labels["train"], imbalance, booster_params, config.seed, engine.resamples()
+    )
+    prepare_s = time.perf_counter() - started
+
+    correct = config.train.selection_correction != "none"
+    weigh_valid = config.train.selection_correction == "ipw"
+    boosted = boost_step(engine, balanced.rows, rows["valid"], balanced.params, config, weigh_valid)
+    calibrated = calibrate_step(
+        boosted.booster,
+        rows["calibration"],
+        fs,
+        windows,
+        config,
+        correct,
+        data.levels,
+        engine.memory_from(windows),
+    )
+    revenue = revenue_step(fs, rows["train"], rows["valid"], config)
+    metrics = held_out_metrics(boosted.booster, calibrated.calibration, rows, revenue.in_data)
+    seconds = (boosted.seconds, calibrated.seconds, revenue.seconds)
+    timings = Timings(prepare_s, *seconds, total_s=time.perf_counter() - started)
+    steps = (data, balanced, boosted, calibrated, revenue)
+    info = evaluated_info(config, windows, imbalance, engine, *steps)
     model = TargetingModel(
-        booster=booster,
-        calibration=calibration,
+        booster=boosted.booster,
+        calibration=calibrated.calibration,
         feature_names=[str(c) for c in fs.X.columns],
-        categories=levels,
-        revenue_booster=revenue_booster,
+        categories=data.levels,
+        revenue_booster=revenue.booster,
         info=info,
     )
-    lodged = {name: int(getattr(windows, name).contains(fs.lodged_at).sum()) for name in rows}
-    fitted_train = len(train_rows)
-    if boost_source is not None:  # `fs` may hold only the training window's hits
-        lodged["train"] = boost_source.lodged(windows.train)
-        fitted_train = len(labels["train"])
-    log: dict[str, Any] = {
-        "params": booster_params,
-        "imbalance": imbalance,
-        "best_iteration": best,
-        "windows": windows.as_dict(),
-        "rows": {
-            name: {
-                "lodged": lodged[name],
-                "labelled": len(labels["train"]) if name == "train" else len(part),
-                "fitted": fitted_train if name == "train" else len(part),
-            }
-            for name, part in rows.items()
-        },
-        "metrics": metrics,
-        "revenue_model": revenue_note,
-        "selection_correction": selection_note,
-        "anchoring": anchor_note,
-        "boosted_from": info["boosted_from"],
-        "timings": timings,
-        "warnings": [
-            w for w in [cap_warning(best, config.train.num_boost_round, "final fit")] if w
-        ],
-    }
+    cap = cap_warning(boosted.best_iteration, config.train.num_boost_round, "final fit")
+    log = FitLog(
+        params=balanced.params,
+        imbalance=imbalance,
+        best_iteration=boosted.best_iteration,
+        windows=windows,
+        rows=_window_counts(fs, windows, rows, engine, labels["train"], balanced.fitted),
+        metrics=metrics,
+        revenue_model=revenue.note,
+        selection_correction=data.selection_correction,
+        anchoring=calibrated.anchoring,
+        boosted_from=engine.boosted_from,
+        timings=timings,
+        warnings=[cap] if cap else [],
+    )
     return FitResult(model=model, log=log)
+
+
+def refit(
+    fs: FeatureSet,
+    refit_windows: RefitWindows,
+    evaluated: FitResult,
+    config: Config,
+) -> RefitResult:
+    """The deployed model: the evaluated model's configuration (parameters, features, imbalance
+    treatment) boosted in memory on every label known at the end of the data, with the evaluated
+    model's trees scaled to the grown window, calibrated on the latest labelled stretch: the
+    fit's steps (rows, rebalance, calibrate, revenue) on the refit's windows.
+
+    No early stopping: no later labelled window exists to stop on; the evaluated model's best
+    iteration, found on its own validation window, sets the number of trees.
+    """
+    started = time.perf_counter()
+    log = evaluated.log
+    known_by = refit_windows.labels_known_by
+    masks = {
+        "train": rows_in(fs, refit_windows.train, known_by),
+        "calibration": rows_in(fs, refit_windows.calibration, known_by),
+    }
+    data = fit_rows(
+        fs, masks, config.train.min_category_count, log.imbalance, refit_windows.calibration, config
+    )
+    rows = data.rows
+    if rows["train"].y.sum() == 0:
+        raise ValueError(f"{refit_windows.train} has no labelled hit: cannot refit")
+    balanced = rebalance_step(
+        rows["train"], rows["train"].y, log.imbalance, dict(log.params), config.seed, True
+    )
+    rounds = refit_rounds(log.best_iteration, log.rows["train"].fitted, len(balanced.rows))
+    booster = xgb.train(balanced.params, dmatrix(balanced.rows), num_boost_round=rounds)
+    if config.train.calibration != "none" and len(np.unique(rows["calibration"].y)) < 2:
+        raise ValueError(
+            f"{refit_windows.calibration} needs hits and non-hits to calibrate the refit: "
+            "set split.calibration_days larger or train.refit false"
+        )
+    correct = config.train.selection_correction != "none"
+    calibrated = calibrate_step(
+        booster, rows["calibration"], fs, refit_windows.as_windows(), config, correct, data.levels
+    )
+    revenue = revenue_step(fs, rows["train"], rows["calibration"], config)
+    deployed = DeployedRefit(refit_windows.train, refit_windows.calibration, known_by, rounds)
+    model = TargetingModel(
+        booster=booster,
+        calibration=calibrated.calibration,
+        feature_names=list(evaluated.model.feature_names),
+        categories=data.levels,
+        revenue_booster=revenue.booster,
+        info=replace(
+            evaluated.model.info, role="deployed", refit=deployed, revenue_model=revenue.note
+        ),
+    )
+    refit_log = RefitLog(
+        windows=refit_windows,
+        trees=rounds,
+        rows={name: RefitCounts(len(part), int(part.y.sum())) for name, part in rows.items()},
+        calibration=calibrated.calibration.method,
+        selection_correction=data.selection_correction,
+        anchoring=calibrated.anchoring,
+        revenue_model=revenue.note,
+        seconds=time.perf_counter() - started,
+    )
+    return RefitResult(model=model, log=refit_log)

@@ -47,7 +47,7 @@ from mlflow.utils.validation import (
 from pipeline.config import PROJECT_ROOT, Config, flatten, to_yaml
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import ScorerModel, pyfunc_signature
-from pipeline.train.fit import FitResult
+from pipeline.train.fit import FitResult, RefitResult
 
 MODEL_ARTIFACT = "targeting_model"  # the deployed model (the refit when train.refit)
 EVALUATED_ARTIFACT = "evaluated_model"  # the model judged on the test window (the evidence)
@@ -232,22 +232,6 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _flat_metrics(log: dict[str, Any]) -> dict[str, float]:
-    """The fit log as MLflow metrics; a window's figures are named ``<window>.inspected.<name>``:
-    its inspected declarations ranked among themselves by margin (the report's ``eval.*`` rank
-    every declaration)."""
-    out: dict[str, float] = {}
-    for window, values in log.get("metrics", {}).items():
-        out.update({f"{window}.inspected.{k}": float(v) for k, v in values.items()})
-    for window, counts in log.get("rows", {}).items():
-        out.update({f"rows.{window}.{k}": float(v) for k, v in counts.items()})
-    out.update(
-        {f"seconds.{k.removesuffix('_s')}": float(v) for k, v in log.get("timings", {}).items()}
-    )
-    out["best_iteration"] = float(log.get("best_iteration", np.nan))
-    return out
-
-
 def log_trials(parent_run_id: str, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
     """Each trial as a nested run under the parent: params, objective value, state, trees."""
     client = MlflowClient()
@@ -293,7 +277,7 @@ def log_training(
     data_fingerprint: str,
     study: optuna.Study | None = None,
     sample: pd.DataFrame | None = None,
-    deployed: FitResult | None = None,
+    deployed: RefitResult | None = None,
 ) -> RunInfo:
     """Log a fit to the active run: config, params, fingerprint, commit, versions, manifest,
     metrics, the evaluated model and the deployed one (``deployed``, the refit; the evaluated
@@ -303,27 +287,21 @@ def log_training(
     if run is None:
         raise RuntimeError("log_training needs an active run: wrap it in start_parent_run")
     run_id = run.info.run_id
+    log = fit_result.log
     model = (deployed or fit_result).model
     mlflow.log_text(to_yaml(config), "config.yaml")
     mlflow.log_text(manifest.to_csv(index=False), "features/manifest.csv")
-    mlflow.log_text(json.dumps(fit_result.log, indent=2, default=str), "fit_log.json")
-    params = dict(flatten(config))
-    params.update({f"fit.{k}": v for k, v in fit_result.log["params"].items()})
-    params["fit.imbalance"] = fit_result.log["imbalance"]
-    log_params(run_id, params)
-    log_metrics(run_id, _flat_metrics(fit_result.log))
+    mlflow.log_text(json.dumps(log.to_dict(), indent=2, default=str), "fit_log.json")
+    log_params(run_id, {**flatten(config), **log.tracked_params()})
+    log_metrics(run_id, log.tracked_metrics())
     if deployed is not None:
-        mlflow.log_text(json.dumps(deployed.log, indent=2, default=str), "refit_log.json")
-        refit_rows = {
-            f"refit.rows.{window}.{k}": float(v)
-            for window, counts in deployed.log["rows"].items()
-            for k, v in counts.items()
-        }
-        log_metrics(run_id, {**refit_rows, "refit.trees": float(deployed.log["trees"])})
+        refit_log = deployed.log.to_dict()
+        mlflow.log_text(json.dumps(refit_log, indent=2, default=str), "refit_log.json")
+        log_metrics(run_id, deployed.log.tracked_metrics())
     tags = {
         "data_fingerprint": data_fingerprint,
         "git_commit": git_commit(),
-        "revenue_model": fit_result.log.get("revenue_model", ""),
+        "revenue_model": log.revenue_model,
         **{f"version.{k}": v for k, v in package_versions().items()},
     }
     if study is not None:
@@ -334,24 +312,37 @@ def log_training(
         )
     set_tags(run_id, tags)
     log_training_data(config, data_fingerprint, sample)
-    windows = fit_result.log.get("windows", {})
-    set_tags(
-        run_id,
-        {
-            "mlflow.note.content": (
-                f"Training run of config {config.name!r}: XGBoost "
-                f"({fit_result.log.get('imbalance')} imbalance, calibration "
-                f"{fit_result.log.get('calibration')}) on the feature set with fingerprint "
-                f"{data_fingerprint[:12]}; windows "
-                + ", ".join(f"{k} {v}" for k, v in dict(windows).items())
-                + ". `targeting evaluate` adds the report, `targeting export` the thresholds and "
-                "the registered scorer."
-            )
-        },
+    set_tags(run_id, {"mlflow.note.content": _run_note(config, fit_result, data_fingerprint)})
+    flavour_uri = _log_bundles(model, fit_result.model, sample)
+    set_tags(run_id, {"xgboost_model_uri": flavour_uri})
+    return RunInfo(
+        run_id=run_id,
+        model_uri=f"runs:/{run_id}/{MODEL_ARTIFACT}",
+        version=None,
+        experiment_id=run.info.experiment_id,
     )
 
+
+def _run_note(config: Config, fit_result: FitResult, data_fingerprint: str) -> str:
+    """The run's description in the MLflow UI."""
+    log, info = fit_result.log, fit_result.model.info
+    return (
+        f"Training run of config {config.name!r}: XGBoost "
+        f"({log.imbalance} imbalance, calibration {info.calibration}) on the feature set with "
+        f"fingerprint {data_fingerprint[:12]}; windows "
+        + ", ".join(f"{k} {v}" for k, v in log.windows.as_dict().items())
+        + ". `targeting evaluate` adds the report, `targeting export` the thresholds and "
+        "the registered scorer."
+    )
+
+
+def _log_bundles(
+    model: TargetingModel, evaluated: TargetingModel, sample: pd.DataFrame | None
+) -> str:
+    """The deployed and evaluated bundles as artefacts, and the deployed booster in MLflow's
+    xgboost flavour (with a signature from ``sample``); returns the flavour's model URI."""
     with tempfile.TemporaryDirectory() as scratch:
-        for artifact, bundle in ((MODEL_ARTIFACT, model), (EVALUATED_ARTIFACT, fit_result.model)):
+        for artifact, bundle in ((MODEL_ARTIFACT, model), (EVALUATED_ARTIFACT, evaluated)):
             folder = Path(scratch) / artifact
             bundle.save(folder)
             mlflow.log_artifacts(str(folder), artifact)
@@ -370,13 +361,7 @@ def log_training(
         signature=signature,
         pip_requirements=[f"xgboost=={xgb.__version__}"],
     )
-    set_tags(run_id, {"xgboost_model_uri": info.model_uri})
-    return RunInfo(
-        run_id=run_id,
-        model_uri=f"runs:/{run_id}/{MODEL_ARTIFACT}",
-        version=None,
-        experiment_id=run.info.experiment_id,
-    )
+    return str(info.model_uri)
 
 
 def log_training_data(config: Config, data_fingerprint: str, sample: pd.DataFrame | None) -> None:
