@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import PolicyConfig, load  # noqa: E402
 from pipeline.evaluate.backtest import PHASES, run_backtest  # noqa: E402
-from pipeline.ingest.simulate import simulate  # noqa: E402
+from pipeline.simulate import simulate  # noqa: E402
 
 
 def main() -> None:

@@ -32,9 +32,9 @@ from pipeline.config import load  # noqa: E402
 from pipeline.evaluate.assess import model_score  # noqa: E402
 from pipeline.evaluate.estimators import estimate_at_rates  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
-from pipeline.ingest.simulate import simulate  # noqa: E402
 from pipeline.jobs.train import windows_of  # noqa: E402
 from pipeline.serve.ranking import resolve_rank_by, top_mask  # noqa: E402
+from pipeline.simulate import simulate  # noqa: E402
 from pipeline.train.fit import fit, recorded_propensity  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -46,7 +46,7 @@ FLOORS = {
 
 def simulate_to(rows: int, folder: Path, seed: int) -> None:
     """Simulate ``rows`` declarations (entities scaled with the size) into ``folder``."""
-    from pipeline.ingest.simulate import scaled_config, simulate
+    from pipeline.simulate import scaled_config, simulate
 
     config = scaled_config(rows)
     data = simulate(config, seed)

@@ -98,7 +98,7 @@ class Clock:
 
 
 def _simulate(rows: int, folder: Path, seed: int, threads: int, options: Options) -> dict[str, Any]:
-    from pipeline.ingest.simulate import scaled_config, simulate
+    from pipeline.simulate import scaled_config, simulate
 
     config = scaled_config(rows)
     with Clock() as clock:

@@ -118,7 +118,7 @@ def pipeline_model(rows: int, threads: int, seed: int) -> tuple[pd.DataFrame, pd
     """The pipeline's model on `rows` simulated declarations: declarations, X and the model."""
     from pipeline.config import Config, SimulateConfig
     from pipeline.features.build import build_feature_set
-    from pipeline.ingest.simulate import simulate
+    from pipeline.simulate import simulate
     from pipeline.train.fit import fit
     from pipeline.train.split import make_windows
 
@@ -191,7 +191,7 @@ def full_path(rows: int, trees: int, threads: int, seed: int) -> dict[str, Any]:
     from pipeline.config import SimulateConfig
     from pipeline.features.build import build_feature_set, build_snapshot
     from pipeline.ingest.schema import validate_declarations
-    from pipeline.ingest.simulate import simulate
+    from pipeline.simulate import simulate
 
     data = simulate(SimulateConfig(rows=rows, days=365), seed)
     declarations, _ = validate_declarations(data.declarations)

@@ -34,7 +34,7 @@ def child(rows: int, seed: int) -> dict[str, Any]:
     """Run one simulation in this (fresh) process and measure it."""
     sys.path.insert(0, str(ROOT))
     from pipeline.config import SimulateConfig
-    from pipeline.ingest.simulate import simulate, summary
+    from pipeline.simulate import simulate, summary
 
     baseline = _peak_gib()
     started = time.perf_counter()

@@ -61,7 +61,7 @@ def feature_set(rows: int, seed: int) -> tuple[FeatureSet, str]:
     try:
         from pipeline.config import FeaturesConfig, SimulateConfig
         from pipeline.features.build import build_feature_set
-        from pipeline.ingest.simulate import simulate
+        from pipeline.simulate import simulate
 
         data = simulate(SimulateConfig(rows=rows), seed)
         built = build_feature_set(

@@ -37,7 +37,7 @@ class Section(BaseModel):
 
 
 class SimulateConfig(Section):
-    """Parameters of the synthetic declaration stream (pipeline/ingest/simulate.py)."""
+    """Parameters of the synthetic declaration stream (pipeline/simulate/)."""
 
     rows: int = Field(200_000, gt=0, description="declarations to generate")
     start: dt.date = Field(dt.date(2023, 1, 1), description="first lodging day")

@@ -348,7 +348,7 @@ def experiment_config(tmp_path: Path, seed: int = 5) -> Config:
 def simulated_tables(config: Config) -> Any:
     """Simulate the experiment's declarations and write the canonical tables where jobs read."""
     from pipeline.ingest.readers import write_table
-    from pipeline.ingest.simulate import simulate
+    from pipeline.simulate import simulate
 
     data = simulate(config.simulate, config.seed)
     write_table(data.declarations, config.paths.declarations)

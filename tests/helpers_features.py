@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import PROJECT_ROOT, FeaturesConfig, SimulateConfig
-from pipeline.ingest.simulate import simulate
+from pipeline.simulate import simulate
 
 CATEGORY_COLUMNS = (
     "office",

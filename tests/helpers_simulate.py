@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from pipeline.config import SimulateConfig
-from pipeline.ingest.simulate import SimulatedData, simulate
+from pipeline.simulate import SimulatedData, simulate
 
 ROWS = 20_000
 

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import Config, PolicyConfig, RuleConfig, to_yaml
 from pipeline.evaluate import backtest as bt
-from pipeline.ingest.simulate import SimulatedData, simulate
 from pipeline.jobs.simulate import simulate as simulate_job
+from pipeline.simulate import SimulatedData, simulate
 
 # --- selection ---------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pandas as pd
 from pipeline.config import load
 from pipeline.features.build import build_feature_set
 from pipeline.features.featureset import FeatureSet
-from pipeline.ingest.simulate import simulate
+from pipeline.simulate import simulate
 
 
 def test_row_groups_round_trip_like_one_frame(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_golden import check_golden, table_digest
 from helpers_simulate import ROWS, small_config, small_stream
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,8 +23,20 @@ from pipeline.ingest.columns import (
     OUTCOME_COLUMNS,
     SELECTION_REASONS,
 )
-from pipeline.ingest.simulate import EMERGING, FRAUD_TYPES, simulate, summary
 from pipeline.jobs.simulate import simulate as simulate_job
+from pipeline.simulate import EMERGING, FRAUD_TYPES, simulate, summary
+from pipeline.simulate.entities import Importers, draw_countries, draw_entities
+from pipeline.simulate.fraud import Fraud, declare, draw_fraud
+from pipeline.simulate.goods import draw_catalogue
+from pipeline.simulate.policy import Selection, inspect, select_historically
+from pipeline.simulate.scheme import (
+    ANTI_DUMPING_DUTY,
+    PREFERENTIAL_FACTOR,
+    Tariff,
+    design_scheme,
+    draw_tariff,
+)
+from pipeline.simulate.stream import Lodging, draw_consignments, draw_lodging, draw_parties
 
 KIND_CHECKS = {
     "id": pd.api.types.is_object_dtype,
@@ -361,3 +374,166 @@ def test_policy_invariants_hold_for_any_small_stream(
     controls, random_draws = per_day.size(), per_day["random"].sum()
     limit = np.maximum(capacity.reindex(controls.index).to_numpy(), random_draws.to_numpy())
     assert (controls.to_numpy() <= limit).all()
+
+
+# Other seeds and shapes than the whole-chain golden run, recorded before the simulator was split
+# into stages: every table, the scenario and the summary must stay identical bit for bit.
+DIGEST_CASES: dict[str, tuple[dict[str, object], int]] = {
+    "small_seed_11": ({}, 11),
+    "one_of_each_entity": (
+        {"rows": 800, "importers": 1, "offices": 1, "declarants": 1, "sellers": 1, "aeo_share": 0},
+        3,
+    ),
+    "no_fraud_no_capacity": (
+        {"rows": 2_000, "fraud_rate": 0.0, "random_rate": 0.0, "capacity_rate": 0.0},
+        5,
+    ),
+    "early_heavy_drift": (
+        {
+            "rows": 5_000,
+            "days": 120,
+            "drift_start": 0.2,
+            "emerging_share": 0.6,
+            "new_importer_share": 0.5,
+        },
+        21,
+    ),
+}
+
+
+def test_simulated_streams_match_their_recorded_digests() -> None:
+    digests: dict[str, object] = {}
+    for name, (changes, seed) in DIGEST_CASES.items():
+        data = simulate(small_config(**changes), seed)
+        digests[name] = {
+            "declarations": table_digest(data.declarations),
+            "outcomes": table_digest(data.outcomes),
+            "ground_truth": table_digest(data.ground_truth),
+            "offices": table_digest(data.offices),
+            "capacity": table_digest(data.capacity),
+            "scenario": data.scenario,
+            "summary": {key: repr(value) for key, value in summary(data).items()},
+        }
+    check_golden("simulate_streams", digests)
+
+
+def test_each_stage_runs_alone_and_hands_the_next_what_it_needs() -> None:
+    config = small_config(rows=3_000, days=90, importers=200, sellers=150, declarants=20)
+    rng = np.random.default_rng(5)
+    cat = draw_catalogue(rng)
+    n_codes, n_hs6 = len(cat.code), len(cat.hs6_code)
+    assert len(cat.hs6) == len(cat.duty) == n_codes and cat.hs6_count.sum() == n_codes
+    assert ((cat.cheaper_sibling == -1) | (cat.duty[cat.cheaper_sibling] < cat.duty)).all()
+
+    countries = draw_countries(rng)
+    assert countries.preferential[countries.hubs].all()
+    assert countries.preferential[countries.substitute].all()
+
+    scheme = design_scheme(rng, cat, countries)
+    assert not countries.preferential[scheme.source] and scheme.transit in countries.hubs
+    assert not set(scheme.emerging_chapters) & set(scheme.rule_chapters)
+    tariff = draw_tariff(rng, cat, countries, scheme)
+    assert tariff.ref_price.shape == (n_hs6, len(countries.codes))
+
+    entities = draw_entities(rng, config, cat, countries)
+    importers = entities.importers
+    n_imp = len(importers.size)
+    assert n_imp == 200 + round(200 * config.new_importer_share)
+    assert importers.scheme_taste.shape == (n_imp, 4) and entities.ties.hs6.shape == (n_imp, 6)
+    assert entities.ties.sellers.max() < config.sellers and entities.ties.hs6.max() < n_hs6
+    assert not importers.aeo[importers.is_new].any()
+    assert entities.declarants.usual.max() < config.declarants
+
+    lodging = draw_lodging(rng, config, importers)
+    assert len(lodging.day) == config.rows and (np.diff(lodging.lodged_s) >= 0).all()
+    assert lodging.lodged_s.max() < config.days * 86_400
+    parties = draw_parties(rng, cat, countries, entities, lodging)
+    assert (importers.first_day[parties.importer] <= lodging.day).all()
+    assert (cat.hs6[parties.true_code] == parties.hs6).all()
+    consignments = draw_consignments(rng, cat, tariff, importers, parties)
+    assert (consignments.true_value >= 1).all() and (consignments.quantity >= 1).all()
+
+    fraud = draw_fraud(
+        rng, config, cat, countries, scheme, entities, lodging, parties, consignments
+    )
+    emerging = fraud.scheme == FRAUD_TYPES.index(EMERGING)
+    assert (np.flatnonzero(emerging) == np.sort(fraud.emerging_rows)).all()
+    assert fraud.fraud[fraud.scheme > 0].all() and not fraud.fraud[fraud.scheme == 0].any()
+    assert (lodging.day[emerging] >= config.drift_start * config.days).all()
+    declared = declare(rng, config, cat, countries, scheme, tariff, parties, consignments, fraud)
+    assert (declared.origin[fraud.emerging_rows] == scheme.transit).all()
+    assert (declared.recoverable[~fraud.fraud] == 0).all()
+    assert (parties.departure != declared.departure).sum() <= len(fraud.emerging_rows)
+
+    selection = select_historically(
+        rng, config, countries, scheme, entities, lodging, parties, declared, fraud
+    )
+    assert selection.capacity.shape == (config.offices * config.days,)
+    assert selection.selected[selection.random_draw].all()
+    inspections = inspect(rng, config, lodging, fraud, selection)
+    assert (inspections.rows == np.flatnonzero(selection.selected)).all()
+
+    # The stages chained in this order are the simulation itself.
+    data = simulate(config, 5)
+    assert (data.ground_truth["fraud"].to_numpy() == fraud.fraud).all()
+    assert (data.declarations["declared_value"].to_numpy() == declared.value).all()
+    assert len(data.outcomes) == len(inspections.rows)
+    assert (data.outcomes["hit"].to_numpy() == inspections.hit).all()
+
+
+def test_lodging_follows_the_flow_of_the_importers_already_trading() -> None:
+    config = small_config(rows=20_000, days=100)
+    # One importer from day 0, a nine times larger one from day 50: the flow grows tenfold.
+    importers = Importers(
+        first_day=np.array([0.0, 50.0]),
+        size=np.array([1.0, 9.0]),
+        is_new=np.array([False, True]),
+        aeo=np.zeros(2, dtype=bool),
+        risk=np.zeros(2),
+        scale=np.zeros(2),
+        scheme_taste=np.ones((2, 4)),
+        home_office=np.zeros(2, dtype=np.int64),
+    )
+    lodging = draw_lodging(np.random.default_rng(0), config, importers)
+    before, after = (lodging.day < 50).sum(), (lodging.day >= 50).sum()
+    assert 6 < after / before < 15
+
+
+def test_duty_rate_applies_preference_and_anti_dumping() -> None:
+    tariff = Tariff(
+        ref_price=np.ones((1, 3), dtype=np.float32),
+        duty=np.array([0.1, 0.2]),
+        code_chapter=np.array([0, 1]),
+        preferential=np.array([False, True, False]),
+        source=2,
+        is_emerging_chapter=np.array([False, True]),
+    )
+    rate = tariff.rate(np.array([0, 0, 1, 1]), np.array([0, 1, 2, 0]))
+    expected = [0.1, 0.1 * PREFERENTIAL_FACTOR, 0.2 + ANTI_DUMPING_DUTY, 0.2]
+    assert np.allclose(rate, expected)
+
+
+def test_inspections_find_only_frauds_and_report_after_selection() -> None:
+    config = small_config(rows=1_000, days=1, detection_rate=1.0)
+    rows = np.arange(1_000)
+    lodging = Lodging(
+        day_index=np.arange(1),
+        day_p=np.ones(1),
+        day=np.zeros(1_000, dtype=np.int32),
+        lodged_s=rows.astype(np.int64) * 60,
+    )
+    is_fraud = rows % 3 == 0
+    fraud = Fraud(is_fraud, is_fraud.astype(np.int8), np.empty(0, dtype=np.int64))
+    selected = rows % 2 == 0
+    selection = Selection(
+        office_rows=np.array([1_000]),
+        capacity=np.array([500]),
+        random_draw=rows % 4 == 0,
+        reason_rule=np.ones(1_000, dtype=bool),
+        selected=selected,
+    )
+    inspections = inspect(np.random.default_rng(1), config, lodging, fraud, selection)
+    assert (inspections.hit == is_fraud[selected]).all()  # detection_rate 1: every fraud found
+    assert (inspections.selected_s > lodging.lodged_s[selected]).all()
+    assert (inspections.result_s > inspections.selected_s).all()
+    assert set(inspections.reason) == {"random", "rule"}

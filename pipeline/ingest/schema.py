@@ -333,17 +333,84 @@ def _numeric_dates(
     return pd.to_datetime(iso.str.strip(), errors="coerce", format="ISO8601", utc=True)
 
 
-def _coerce_timestamp(
-    series: pd.Series,
-    col: Column,
-    verdicts: _Verdicts,
-    contract: Contract,
+def _first_pass(
+    text: pd.Series, contract: Contract, present: np.ndarray
+) -> tuple[pd.Series, np.ndarray]:
+    """Every value in `contract.date_format` exactly (nothing left to retry), or ISO 8601 (fast);
+    returns the parsed dates and the present values that failed."""
+    if contract.date_format is not None:
+        parsed = pd.to_datetime(
+            text.astype("string").str.strip(),
+            errors="coerce",
+            format=contract.date_format,
+            utc=True,
+        )
+        return parsed, np.zeros(len(text), dtype=bool)
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    return parsed, parsed.isna().to_numpy() & present
+
+
+def _numeric_pass(
+    text: pd.Series,
+    parsed: pd.Series,
+    failed: np.ndarray,
+    present: np.ndarray,
+    column: str,
     source: str,
+    contract: Contract,
+) -> tuple[pd.Series, np.ndarray]:
+    """The failed values read as numeric dates (`_numeric_dates`); those in the numeric shape that
+    still do not parse are bad dates, not another format, so they leave the retries."""
+    numeric = _numeric_dates(text[failed].astype(str), column, source, contract.date_format)
+    parsed = parsed.copy()
+    parsed[failed] = numeric
+    still = parsed.isna().to_numpy() & present
+    shaped = np.zeros(len(text), dtype=bool)
+    shaped[np.flatnonzero(failed)] = (
+        text[failed].astype(str).str.match(NUMERIC_DATE.pattern).to_numpy(dtype=bool)
+    )
+    return parsed, still & ~shaped
+
+
+def _fallback_passes(
+    text: pd.Series, parsed: pd.Series, failed: np.ndarray, present: np.ndarray
 ) -> pd.Series:
-    """With `contract.date_format`, every value in that format exactly. Without: ISO 8601 first
-    (fast); numeric dates (01/12/2024) in the one day/month order the column admits
-    (`_numeric_dates`); then the format of the first remaining value, applied to all of them;
-    then each remaining value on its own ('mixed', slow, only where both failed)."""
+    """The format of the first remaining value applied to all of them (fast), then each remaining
+    value on its own ('mixed', slow, only where both failed)."""
+    for fallback in ("infer", "mixed"):
+        if not failed.any():
+            break
+        with warnings.catch_warnings():  # pandas' format-guessing notes are not for users
+            warnings.simplefilter("ignore", UserWarning)
+            retry = pd.to_datetime(
+                text[failed],
+                errors="coerce",
+                utc=True,
+                **({"format": "mixed"} if fallback == "mixed" else {}),
+            )
+        parsed = parsed.copy()
+        parsed[failed] = retry
+        failed = parsed.isna().to_numpy() & present
+    return parsed
+
+
+def _parse_text_dates(
+    series: pd.Series, column: str, contract: Contract, source: str
+) -> tuple[pd.Series, np.ndarray]:
+    """Dates written as text, in UTC without a zone, and which present values are no date."""
+    text = series if series.dtype == object else series.astype("string")
+    present = text.notna().to_numpy() & (text.astype(str).str.strip() != "").to_numpy()
+    parsed, failed = _first_pass(text, contract, present)
+    if failed.any():
+        parsed, failed = _numeric_pass(text, parsed, failed, present, column, source, contract)
+    parsed = _fallback_passes(text, parsed, failed, present).dt.tz_localize(None)
+    return parsed, parsed.isna().to_numpy() & present
+
+
+def _parse_timestamps(
+    series: pd.Series, column: str, contract: Contract, source: str
+) -> tuple[pd.Series, np.ndarray]:
+    """Datetimes as naive UTC datetime64[ns], and which present values are no date."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         parsed = series.dt.tz_convert("UTC").dt.tz_localize(None)
         unparseable = np.zeros(len(series), dtype=bool)
@@ -351,50 +418,20 @@ def _coerce_timestamp(
         parsed = series
         unparseable = np.zeros(len(series), dtype=bool)
     else:
-        text = series if series.dtype == object else series.astype("string")
-        present = text.notna().to_numpy() & (text.astype(str).str.strip() != "").to_numpy()
-        if contract.date_format is not None:
-            parsed = pd.to_datetime(
-                text.astype("string").str.strip(),
-                errors="coerce",
-                format=contract.date_format,
-                utc=True,
-            )
-            failed = np.zeros(len(text), dtype=bool)
-        else:
-            parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
-            failed = parsed.isna().to_numpy() & present
-        if failed.any():
-            numeric = _numeric_dates(
-                text[failed].astype(str), col.name, source, contract.date_format
-            )
-            parsed = parsed.copy()
-            parsed[failed] = numeric
-            still = parsed.isna().to_numpy() & present
-            # values in the numeric shape that did not parse are bad dates, not another format
-            shaped = np.zeros(len(text), dtype=bool)
-            shaped[np.flatnonzero(failed)] = (
-                text[failed].astype(str).str.match(NUMERIC_DATE.pattern).to_numpy(dtype=bool)
-            )
-            failed = still & ~shaped
-        for fallback in ("infer", "mixed"):  # one other format for all (fast), then each its own
-            if not failed.any():
-                break
-            with warnings.catch_warnings():  # pandas' format-guessing notes are not for users
-                warnings.simplefilter("ignore", UserWarning)
-                retry = pd.to_datetime(
-                    text[failed],
-                    errors="coerce",
-                    utc=True,
-                    **({"format": "mixed"} if fallback == "mixed" else {}),
-                )
-            parsed = parsed.copy()
-            parsed[failed] = retry
-            failed = parsed.isna().to_numpy() & present
-        parsed = parsed.dt.tz_localize(None)
-        unparseable = parsed.isna().to_numpy() & present
-    parsed = parsed.astype("datetime64[ns]")
-    original = series
+        parsed, unparseable = _parse_text_dates(series, column, contract, source)
+    return parsed.astype("datetime64[ns]"), unparseable
+
+
+def _flag_timestamps(
+    series: pd.Series,
+    parsed: pd.Series,
+    unparseable: np.ndarray,
+    col: Column,
+    verdicts: _Verdicts,
+    contract: Contract,
+) -> None:
+    """Flag values that are no date, missing required ones, and dates before
+    `data.earliest_date` or in the future."""
     what = (
         f"not a date in data.date_format {contract.date_format!r}"
         if (
@@ -405,7 +442,7 @@ def _coerce_timestamp(
     )
     verdicts.flag(
         unparseable,
-        lambda idx: _reasons(f"{col.name}: {what}", _quoted(original.to_numpy()[idx])),
+        lambda idx: _reasons(f"{col.name}: {what}", _quoted(series.to_numpy()[idx])),
     )
     if not col.nullable:
         verdicts.flag(parsed.isna().to_numpy(), f"{col.name}: missing")
@@ -426,6 +463,22 @@ def _coerce_timestamp(
             f"{col.name}: in the future", pd.Series(stamps[idx]).astype(str), " > now"
         ),
     )
+
+
+def _coerce_timestamp(
+    series: pd.Series,
+    col: Column,
+    verdicts: _Verdicts,
+    contract: Contract,
+    source: str,
+) -> pd.Series:
+    """With `contract.date_format`, every value in that format exactly. Without: ISO 8601 first
+    (fast); numeric dates (01/12/2024) in the one day/month order the column admits
+    (`_numeric_dates`); then the format of the first remaining value, applied to all of them;
+    then each remaining value on its own ('mixed', slow, only where both failed). Values that
+    are no date, missing, too early or in the future are flagged."""
+    parsed, unparseable = _parse_timestamps(series, col.name, contract, source)
+    _flag_timestamps(series, parsed, unparseable, col, verdicts, contract)
     return parsed.reset_index(drop=True)
 
 

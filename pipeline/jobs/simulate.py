@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.config import Config, SimulateConfig
-from pipeline.ingest.simulate import SimulatedData, summary
-from pipeline.ingest.simulate import simulate as simulate_stream
 from pipeline.jobs import JobResult
+from pipeline.simulate import SimulatedData, summary
+from pipeline.simulate import simulate as simulate_stream
 
 TableFormat = Literal["parquet", "csv"]
 
