@@ -101,7 +101,7 @@ def test_summary_counts_seeds_and_keeps(quality: ModuleType, monkeypatch: Any) -
 def _doc(low: float, high: float) -> dict[str, Any]:
     row = {
         "ranking": "probability",
-        "comparator": "best reference learner",
+        "comparator": "LightGBM",
         "metric": "precision",
         "mean": (low + high) / 2,
         "low": low,
@@ -135,9 +135,10 @@ def _doc(low: float, high: float) -> dict[str, Any]:
 
 def test_an_edge_only_when_the_interval_over_seeds_excludes_zero(readme: ModuleType) -> None:
     text = "\n".join(readme.quality_seeds(_doc(0.01, 0.09)))
-    assert "an edge where the interval lies above 0: precision@5 % by probability" in text
+    assert "by probability | LightGBM (the best, every seed) | +0.050 [+0.010, +0.090]" in text
+    assert "Ranked by probability, the model has an edge over LightGBM in precision@5 %;" in text
     assert "edge in 1 of 3" in text and "t = 4.30" in text
     assert "| history | 10 | 2 of 3 | +0.010 [-0.020, +0.040] |" in text
     assert "effect is above 0 over the seeds: none" in text
     straddling = "\n".join(readme.quality_seeds(_doc(-0.01, 0.09)))
-    assert "an edge where the interval lies above 0: none" in straddling
+    assert "Ranked by probability, the model has an edge over no reference learner" in straddling

@@ -306,19 +306,42 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
                 text += f", behind in {row['seeds_below_zero']}"
         return text, row
 
+    # The best reference learner is chosen per seed; when it is the same learner on every seed,
+    # its row is that learner's, named as the best, rather than a duplicate row.
+    bests = {s["best_reference"] for s in doc["per_seed"]}
+    same_best = next(iter(bests)) if len(bests) == 1 and bests <= set(REFERENCES) else None
+    comparators = list(REFERENCES) if same_best else [best, *REFERENCES]
+
+    def named(comparator: str) -> str:
+        return f"{comparator} (the best, every seed)" if comparator == same_best else comparator
+
     rows = []
-    verdicts: dict[str, list[str]] = {}
+    verdicts: dict[tuple[str, str], dict[str, list[str]]] = {}
     for ranking in ("probability", "expected revenue"):
-        for comparator in (best, *REFERENCES):
+        for comparator in comparators:
             cells = [cell(ranking, comparator, m) for m in _SEED_METRICS]
             if all(r is None for _, r in cells):
                 continue
-            rows.append([f"by {ranking}", comparator] + [text for text, _ in cells])
+            rows.append([f"by {ranking}", named(comparator)] + [text for text, _ in cells])
             for (_, row), label in zip(cells, _SEED_METRICS.values(), strict=True):
                 if row is not None:
-                    verdicts.setdefault(_verdict(row), []).append(
-                        f"{label} by {ranking} vs {comparator}"
-                    )
+                    verdicts.setdefault((ranking, _verdict(row)), {}).setdefault(
+                        comparator, []
+                    ).append(label)
+
+    def said(ranking: str, verdict: str) -> str:
+        found = verdicts.get((ranking, verdict), {})
+        return "; ".join(f"{c} in {', '.join(labels)}" for c, labels in found.items())
+
+    conclusions = []
+    for ranking in ("probability", "expected revenue"):
+        edge, behind = said(ranking, "an edge"), said(ranking, "behind")
+        conclusions.append(
+            f"Ranked by {ranking}, the model has an edge over "
+            + (edge or "no reference learner")
+            + (f"; it is behind {behind}" if behind else "; it is behind none")
+            + "."
+        )
     best_words = ", ".join(
         f"{s['best_reference'] or 'none'} (seed {s['seed']})" for s in doc["per_seed"]
     )
@@ -336,11 +359,11 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
         "",
         *_table(["ranking", "model minus", *_SEED_METRICS.values()], rows),
         "",
-        "Read from the intervals over seeds: an edge where the interval lies above 0: "
-        + (", ".join(verdicts.get("an edge", [])) or "none")
-        + "; behind where it lies below 0: "
-        + (", ".join(verdicts.get("behind", [])) or "none")
-        + ". Everything else is not shown either way at this number of seeds.",
+        "Read from the intervals over seeds (an edge only where the interval lies above 0): "
+        + " ".join(conclusions)
+        + " Every other difference in the table is not shown either way at this number of "
+        "seeds.",
+        *_trade_off(doc),
     ]
     families = doc.get("families") or []
     if families:
@@ -380,6 +403,35 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
         f"{n} seeds).",
     ]
     return lines
+
+
+def _trade_off(doc: dict[str, Any]) -> list[str]:
+    """The model's own trade-off over seeds: ranked by expected revenue minus by probability."""
+    parts = []
+    for metric in ("precision", "revenue"):
+        gaps = [
+            float(s["levels"]["model by expected revenue"][metric])
+            - float(s["levels"]["model by probability"][metric])
+            for s in doc["per_seed"]
+            if s.get("levels", {}).get("model by expected revenue", {}).get(metric) is not None
+            and s["levels"].get("model by probability", {}).get(metric) is not None
+        ]
+        if len(gaps) < 2:
+            return []
+        mean, low, high = _t_interval(gaps)
+        verdict = {"an edge": "higher", "behind": "lower"}.get(
+            _verdict({"low": low, "high": high}), "not shown"
+        )
+        higher = sum(g > 0 for g in gaps)
+        parts.append(
+            f"{metric}@5 % {_signed(mean, low, high)} ({verdict}; higher on {higher} of "
+            f"{len(gaps)} seeds)"
+        )
+    return [
+        "",
+        "The model's own trade-off, ranked by expected revenue minus ranked by probability on "
+        "the same seed (mean [95 % t-interval over the seeds]): " + "; ".join(parts) + ".",
+    ]
 
 
 def _window(doc: dict[str, Any], name: str) -> str:
