@@ -34,6 +34,8 @@ PY = ".venv/bin/python"
 COMMANDS = {
     "quality_default.json": f"{PY} bench/quality.py --config configs/default.yaml "
     "--set simulate.rows=60000 --set tune.n_trials=0",
+    "quality_default_seeds.json": f"{PY} bench/quality.py --config configs/default.yaml "
+    "--set simulate.rows=60000 --set tune.n_trials=0 --seeds 42 43 44",
     "honest.json": f"{PY} bench/honest.py --rows 200000 --seeds 42 43 44",
     "estimators.json": f"{PY} bench/estimators.py --rows 150000 --seeds 42 43 44 "
     "--set simulate.random_rate=0.05",
@@ -169,7 +171,7 @@ def quality_default(doc: dict[str, Any]) -> list[str]:
         f"{_num((ap or {}).get('value'))}.",
         "",
         *_table(["selection", "controls", "precision", "recall", "revenue"], rows),
-        *_edges(records, population),
+        *_edges(records, population, doc["seed"]),
     ]
     incoming = doc.get("incoming_truth") or {}
     red = incoming.get("red")
@@ -215,9 +217,9 @@ def _best_reference(records: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _edges(records: list[dict[str, Any]], population: str) -> list[str]:
+def _edges(records: list[dict[str, Any]], population: str, seed: Any) -> list[str]:
     """The model's paired-bootstrap edge over the best reference learner at 5 %, ranking by
-    ranking."""
+    ranking, on one seed (the spread over seeds is `quality_seeds`)."""
     lines = []
     best = _best_reference(records)
     if best is None:
@@ -229,10 +231,207 @@ def _edges(records: list[dict[str, Any]], population: str) -> list[str]:
             continue
 
         lines.append(
-            f"Ranked by {ranking}, model minus {best} (the best reference learner) at 5 % "
-            "(paired bootstrap): " + "; ".join(_edge(m, cells[m]) for m in _METRICS) + "."
+            f"Seed {seed} alone, ranked by {ranking}, model minus {best} (the best reference "
+            "learner) at 5 % (paired bootstrap over this test window): "
+            + "; ".join(_edge(m, cells[m]) for m in _METRICS)
+            + "."
         )
     return ["", *lines] if lines else []
+
+
+def _t_interval(values: list[float]) -> tuple[float, float | None, float | None]:
+    """Mean and 95 % t-interval over seeds (no interval below two)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None, None
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / n**0.5
+    return mean, mean - half, mean + half
+
+
+def _signed(value: Any, low: Any, high: Any) -> str:
+    """`+0.012 [-0.030, +0.054]`, or the mean alone without an interval."""
+    if value is None:
+        return "-"
+    text = f"{float(value):+.3f}"
+    if low is not None and high is not None:
+        text += f" [{float(low):+.3f}, {float(high):+.3f}]"
+    return text
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    """What the interval over seeds says: an edge only when it lies above zero."""
+    if row.get("low") is not None and row["low"] > 0:
+        return "an edge"
+    if row.get("high") is not None and row["high"] < 0:
+        return "behind"
+    return "not shown"
+
+
+_SEED_METRICS = {
+    "precision": "precision@5 %",
+    "recall": "recall@5 %",
+    "revenue": "revenue@5 %",
+    "average_precision": "average precision",
+}
+
+
+def quality_seeds(doc: dict[str, Any]) -> list[str]:
+    """The simulator's research claims over several seeds: the model minus each reference
+    learner (both rankings) and the feature families, as means with t-intervals over seeds."""
+    seeds = [str(s) for s in doc["seeds"]]
+    n = len(seeds)
+    t = next((float(d["t"]) for d in doc["differences"] if d.get("t")), None)
+    diffs = doc["differences"]
+    best = "best reference learner"
+
+    def cell(ranking: str, comparator: str, metric: str) -> tuple[str, dict[str, Any] | None]:
+        row = next(
+            (
+                d
+                for d in diffs
+                if (d["ranking"], d["comparator"], d["metric"]) == (ranking, comparator, metric)
+            ),
+            None,
+        )
+        if row is None:
+            return "-", None
+        text = _signed(row["mean"], row["low"], row["high"])
+        if row["seeds_with_interval"]:
+            text += f"; edge in {row['seeds_above_zero']} of {row['seeds_with_interval']}"
+            if row["seeds_below_zero"]:
+                text += f", behind in {row['seeds_below_zero']}"
+        return text, row
+
+    # The best reference learner is chosen per seed; when it is the same learner on every seed,
+    # its row is that learner's, named as the best, rather than a duplicate row.
+    bests = {s["best_reference"] for s in doc["per_seed"]}
+    same_best = next(iter(bests)) if len(bests) == 1 and bests <= set(REFERENCES) else None
+    comparators = list(REFERENCES) if same_best else [best, *REFERENCES]
+
+    def named(comparator: str) -> str:
+        return f"{comparator} (the best, every seed)" if comparator == same_best else comparator
+
+    rows = []
+    verdicts: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for ranking in ("probability", "expected revenue"):
+        for comparator in comparators:
+            cells = [cell(ranking, comparator, m) for m in _SEED_METRICS]
+            if all(r is None for _, r in cells):
+                continue
+            rows.append([f"by {ranking}", named(comparator)] + [text for text, _ in cells])
+            for (_, row), label in zip(cells, _SEED_METRICS.values(), strict=True):
+                if row is not None:
+                    verdicts.setdefault((ranking, _verdict(row)), {}).setdefault(
+                        comparator, []
+                    ).append(label)
+
+    def said(ranking: str, verdict: str) -> str:
+        found = verdicts.get((ranking, verdict), {})
+        return "; ".join(f"{c} in {', '.join(labels)}" for c, labels in found.items())
+
+    conclusions = []
+    for ranking in ("probability", "expected revenue"):
+        edge, behind = said(ranking, "an edge"), said(ranking, "behind")
+        conclusions.append(
+            f"Ranked by {ranking}, the model has an edge over "
+            + (edge or "no reference learner")
+            + (f"; it is behind {behind}" if behind else "; it is behind none")
+            + "."
+        )
+    best_words = ", ".join(
+        f"{s['best_reference'] or 'none'} (seed {s['seed']})" for s in doc["per_seed"]
+    )
+    lines = [
+        f"**Over {n} seeds** (the same run with `seed` {', '.join(seeds)}: each seed draws its own "
+        f"simulated data, {doc['per_seed'][0]['rows']:,} declarations, and its own splits and "
+        "learner randomness). The model minus each reference learner on all declarations "
+        "(ground truth), both rankings: mean over the seeds [95 % t-interval over the seeds, "
+        f"n = {n}"
+        + (f", t = {t:.2f}: with {n} seeds the interval is wide" if t else "")
+        + "]. 'Edge in k' counts the seeds whose own paired-bootstrap interval lies above 0; "
+        "the report computes that interval only against the best reference learner (highest "
+        f"test average precision; here {best_words}), so the other rows have the interval "
+        "over seeds alone.",
+        "",
+        *_table(["ranking", "model minus", *_SEED_METRICS.values()], rows),
+        "",
+        "Read from the intervals over seeds (an edge only where the interval lies above 0): "
+        + " ".join(conclusions)
+        + " Every other difference in the table is not shown either way at this number of "
+        "seeds.",
+        *_trade_off(doc),
+    ]
+    families = doc.get("families") or []
+    if families:
+        family_rows = [
+            [
+                str(f["family"]),
+                str(f["features"]),
+                f"{f['kept']} of {f['seeds']}",
+                _signed(f["mean"], f["low"], f["high"]),
+                f"{f['seeds_above_zero']} above, {f['seeds_below_zero']} below",
+            ]
+            for f in families
+        ]
+        adds = [f["family"] for f in families if _verdict(f) == "an edge"]
+        hurts = [f["family"] for f in families if _verdict(f) == "behind"]
+        lines += [
+            "",
+            "Feature families over the same seeds: how often forward selection kept each, and "
+            "what it adds to the chosen set's mean validation average precision (or would add if "
+            "left out): mean [95 % t-interval over the seeds], and how many seeds' own paired "
+            "bootstrap interval lies above or below 0.",
+            "",
+            *_table(
+                ["family", "features", "kept in", "validation AP it adds", "seeds' own interval"],
+                family_rows,
+            ),
+            "",
+            "Families whose effect is above 0 over the seeds: "
+            + (", ".join(adds) or "none")
+            + "; below 0: "
+            + (", ".join(hurts) or "none")
+            + ".",
+        ]
+    lines += [
+        "",
+        f"Command: {_command('quality_default_seeds.json')} ({doc['seconds']:.0f} s for the "
+        f"{n} seeds).",
+    ]
+    return lines
+
+
+def _trade_off(doc: dict[str, Any]) -> list[str]:
+    """The model's own trade-off over seeds: ranked by expected revenue minus by probability."""
+    parts = []
+    for metric in ("precision", "revenue"):
+        gaps = [
+            float(s["levels"]["model by expected revenue"][metric])
+            - float(s["levels"]["model by probability"][metric])
+            for s in doc["per_seed"]
+            if s.get("levels", {}).get("model by expected revenue", {}).get(metric) is not None
+            and s["levels"].get("model by probability", {}).get(metric) is not None
+        ]
+        if len(gaps) < 2:
+            return []
+        mean, low, high = _t_interval(gaps)
+        verdict = {"an edge": "higher", "behind": "lower"}.get(
+            _verdict({"low": low, "high": high}), "not shown"
+        )
+        higher = sum(g > 0 for g in gaps)
+        parts.append(
+            f"{metric}@5 % {_signed(mean, low, high)} ({verdict}; higher on {higher} of "
+            f"{len(gaps)} seeds)"
+        )
+    return [
+        "",
+        "The model's own trade-off, ranked by expected revenue minus ranked by probability on "
+        "the same seed (mean [95 % t-interval over the seeds]): " + "; ".join(parts) + ".",
+    ]
 
 
 def _window(doc: dict[str, Any], name: str) -> str:
@@ -343,6 +542,25 @@ def feedback_loop(doc: dict[str, Any]) -> list[str]:
     def mean(parts: list[dict[str, Any]], key: str) -> float:
         return sum(float(p[key]) for p in parts) / len(parts)
 
+    def with_interval(parts: list[dict[str, Any]], key: str) -> str:
+        value, low, high = _t_interval([float(p[key]) for p in parts])
+        return _pct(value) + ("" if low is None else f" [{_pct(low)}, {_pct(high)}]")
+
+    exploit = (
+        each("exploit")
+        if all(any(p["policy"] == "exploit" for p in by_seed[s]) for s in seeds)
+        else None
+    )
+
+    def versus_exploit(policy: str, parts: list[dict[str, Any]], key: str) -> str:
+        """The policy minus model exploitation on the same seed's data: mean [t-interval]."""
+        if exploit is None or policy == "exploit":
+            return "-"
+        gaps = [float(p[key]) - float(e[key]) for p, e in zip(parts, exploit, strict=True)]
+        value, low, high = _t_interval([100 * g for g in gaps])
+        text = f"{value:+.1f}"
+        return text if low is None else f"{text} [{low:+.1f}, {high:+.1f}]"
+
     def days(value: Any) -> str:
         return "-" if value is None else f"{float(value):.0f}"
 
@@ -362,21 +580,27 @@ def feedback_loop(doc: dict[str, Any]) -> list[str]:
             [
                 str(policy),
                 f"{mean(parts, 'controls'):,.0f}",
-                _pct(mean(parts, "hit_rate")),
-                _pct(mean(parts, "recall")),
+                with_interval(parts, "hit_rate"),
+                with_interval(parts, "recall"),
                 f"{_pct(mean(parts, 'recall_emerging'))} "
                 f"({' / '.join(_pct(p['recall_emerging'], 0) for p in parts)})",
                 " / ".join(days(p.get("emerging_days_to_detect")) for p in parts),
+                versus_exploit(policy, parts, "recall"),
+                versus_exploit(policy, parts, "recall_emerging"),
                 random_check,
             ]
         )
     return [
         f"**Feedback loop** ({doc['rows']:,} simulated declarations, {doc['steps']} weekly steps "
         "after a 180-day warm-up, retraining every 4 steps on the labels each policy revealed; "
-        f"the emerging scheme starts half-way; seeds {', '.join(seeds)}). Means over the seeds, "
-        "each seed's value in brackets or separated by slashes. Recall is against the ground "
-        "truth. The last column counts the seeds whose random-stratum 95 % interval holds the "
-        "true hit rate.",
+        f"the emerging scheme starts half-way; seeds {', '.join(seeds)}). Means over the seeds; "
+        "hit rate and recall with their 95 % t-interval over the seeds in brackets (n = "
+        f"{len(seeds)}, so wide), the emerging-scheme recall with each seed's value in brackets, "
+        "days separated by slashes. Recall is against the ground truth. 'Minus exploit' is the "
+        "policy's recall less that of model exploitation on the same seed's data, in percentage "
+        "points: mean [95 % t-interval over the seeds]; exploration has a measured effect only "
+        "where that interval excludes 0. The last column counts the seeds whose random-stratum "
+        "95 % interval holds the true hit rate.",
         "",
         *_table(
             [
@@ -386,6 +610,8 @@ def feedback_loop(doc: dict[str, Any]) -> list[str]:
                 "recall",
                 "recall, emerging scheme",
                 "days to first detect it",
+                "recall minus exploit (points)",
+                "emerging-scheme recall minus exploit (points)",
                 "random stratum holds the truth",
             ],
             rows,
@@ -617,6 +843,25 @@ def honesty(doc: dict[str, Any]) -> list[str]:
                     f"{ratio:.2f}",
                 ]
             )
+    channels = list(dict.fromkeys(c["channel"] for r in doc["records"] for c in r["channels"]))
+    for channel in channels if len(doc["records"]) > 1 else []:
+        ratios = [
+            float(c["expected_over_true"])
+            for r in doc["records"]
+            for c in r["channels"]
+            if c["channel"] == channel
+        ]
+        mean, low, high = _t_interval(ratios)
+        rows.append(
+            [
+                f"mean of {len(ratios)}",
+                channel,
+                "",
+                "",
+                "",
+                f"{mean:.2f}" + ("" if low is None else f" [{low:.2f}, {high:.2f}]"),
+            ]
+        )
     return [
         "**What a probability means** (simulator, "
         f"{doc['records'][0]['rows']:,} declarations per seed, no tuning): the export's expected "
@@ -629,7 +874,8 @@ def honesty(doc: dict[str, Any]) -> list[str]:
         "a year holds about 500 random controls and a dozen hits, so the anchored level is "
         "uncertain by about +-40 %; below `train.min_random_hits` (10) it is not anchored and "
         "the probability overstates the chance of a hit 2-3x (officers pick on what the features "
-        "do not show).",
+        "do not show). The last rows: each channel's ratio over the seeds, mean [95 % "
+        "t-interval over the seeds].",
         "",
         *_table(
             ["seed", "channel", "incoming declarations", "expected", "true", "expected / true"],
@@ -693,6 +939,8 @@ def figures_section() -> list[str]:
     parts: list[list[str]] = []
     if "quality_default.json" in results:
         parts.append(quality_default(results["quality_default.json"]))
+    if "quality_default_seeds.json" in results:
+        parts.append(quality_seeds(results["quality_default_seeds.json"]))
     if "honest.json" in results:
         parts.append(honesty(results["honest.json"]))
     if "estimators.json" in results:
