@@ -78,6 +78,8 @@ dashboard: $(STAMP)
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 	$(BIN)/python bench/quality.py --config configs/kcs.yaml
+	$(BIN)/python bench/quality.py --config configs/default.yaml --set simulate.rows=60000 \
+	  --set tune.n_trials=0 --seeds 42 43 44
 	$(BIN)/python bench/backtest.py --rows 200000 --weeks 52 --policies historical rules_only \
 	  exploit random_5 random_10 uncertainty_10 --seeds 42 43 44 --out bench/results/backtest_policies.json
 	$(BIN)/python tools/readme.py
