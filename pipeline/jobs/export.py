@@ -46,9 +46,9 @@ THRESHOLDS_ARTIFACT = "selectivity"
 
 def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
     """The canonical declarations of the reference window, in the order of `ids`."""
-    from pipeline.ingest.readers import load_inputs
+    from pipeline.jobs.catalog import validated_inputs
 
-    declarations = load_inputs(config).declarations
+    declarations = validated_inputs(config).declarations
     wanted = ids.astype(str).to_numpy()
     position = pd.Index(declarations["declaration_id"].astype(str)).get_indexer(wanted)
     if (position < 0).any():
@@ -129,22 +129,13 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
 def export(config: Config, run_id: str | None = None, out: Path | None = None) -> JobResult:
     """Compute the cut-offs of a run's model (default: the last trained) and write the export."""
     import pipeline.train.tracking as tracking
+    from pipeline.jobs import catalog
 
-    tracking.configure(config)
-    last: dict[str, Any] = {}
-    if run_id is None:
-        last = dict(tracking.read_last_run(config))
-        run_id = str(last["run_id"])
-    model = tracking.load_model(run_id, "deployed")
+    loaded = catalog.load_run(config, run_id, "deployed")
+    run_id, model = loaded.run_id, loaded.model
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
-    for path in (config.paths.features, config.paths.manifest):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run `targeting features` first")
-    if not config.paths.snapshot.exists():
-        raise FileNotFoundError(
-            f"feature snapshot {config.paths.snapshot} not found: run `targeting features` first"
-        )
-    feature_set = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    feature_set = catalog.feature_set(config)
+    catalog.snapshot_folder(config)
     rank_by = resolve_rank_by(model, config.serve.rank_by)
     reference, window = reference_scores(config, model, feature_set, rank_by)
 
