@@ -52,11 +52,18 @@ def catalog_folder(config: Config) -> Path:
     return config.paths.root / CATALOG_FOLDER
 
 
-def _file_sha256(path: Path) -> str:
+def _file_state(path: Path) -> str:
+    """SHA-256 of a raw file's bytes, or why there are none (`load_inputs` then names the
+    problem with its own error)."""
+    if not path.is_file():
+        return "absent"
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return "unreadable"
     return digest.hexdigest()
 
 
@@ -65,8 +72,7 @@ def inputs_digest(config: Config) -> str:
     the config's `data` section and the source of the validating modules."""
     digest = hashlib.sha256(config.data.model_dump_json().encode())
     for path in raw_input_files(config):
-        state = _file_sha256(path) if path.is_file() else "absent"
-        digest.update(f"{path}\0{state}\0".encode())
+        digest.update(f"{path}\0{_file_state(path)}\0".encode())
     for module in VALIDATING_MODULES:
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()
@@ -95,7 +101,10 @@ def save_inputs(inputs: Inputs, folder: Path, digest: str) -> None:
         json.dumps({"digest": digest, "tables": sorted(tables)}, indent=2), encoding="utf-8"
     )
     shutil.rmtree(folder, ignore_errors=True)
-    os.replace(staging, folder)
+    try:
+        os.replace(staging, folder)
+    except OSError:  # another job saved the catalog meanwhile: the next read checks its digest
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_inputs(folder: Path) -> Inputs:
