@@ -134,8 +134,8 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     loaded = catalog.load_run(config, run_id, "deployed")
     run_id, model = loaded.run_id, loaded.model
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    catalog.snapshot_folder(config)  # logged with the export: refuse early when missing
     feature_set = catalog.feature_set(config)
-    catalog.snapshot_folder(config)
     rank_by = resolve_rank_by(model, config.serve.rank_by)
     reference, window = reference_scores(config, model, feature_set, rank_by)
 
