@@ -9,7 +9,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.config import Config, load
-from pipeline.jobs.ensure import ensure, last_run_id, missing_stages
+from pipeline.jobs.catalog import last_run_id
+from pipeline.jobs.ensure import ensure, missing_stages
 from pipeline.train import tracking
 
 

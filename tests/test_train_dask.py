@@ -12,11 +12,11 @@ import pytest
 from helpers_train import feature_set, train_config
 
 from pipeline.config import Config
+from pipeline.jobs import catalog
 from pipeline.jobs.feature_file import FeatureFile, read_rows, window_positions
 from pipeline.jobs.train import (
     file_fingerprint,
     read_around_training,
-    read_feature_set,
     train,
     windows_of,
     workers_read_training,
@@ -145,7 +145,7 @@ def test_the_rows_around_training_fit_the_model_the_whole_feature_set_fits(
     feature_set(rows=8_000, seed=8, days=730).to_parquet(
         config.paths.features, config.paths.manifest, rows_per_group=1_500
     )
-    whole = read_feature_set(config)
+    whole = catalog.feature_set(config)
     around, windows = read_around_training(config)
     assert windows == windows_of(config, whole)
     assert len(around) < len(whole) / 2  # the training window's non-hits stay on disk

@@ -3,7 +3,9 @@
 `read_table` reads one file (CSV in UTF-8 with or without a BOM, or Parquet, by extension) and
 renames the user's columns to canonical ones; whole-file problems raise `DataError` naming the
 file. `load_inputs` reads what a config points at (simulated tables, the user's files or the KCS
-files) and validates it. Writing the quarantine is left to jobs (`write_quarantine`).
+files) and validates it; `raw_input_files` names what it reads (the run catalog keys its saved
+copy on them, `pipeline.jobs.catalog.validated_inputs`). Writing the quarantine is left to jobs
+(`write_quarantine`).
 """
 
 from __future__ import annotations
@@ -358,7 +360,23 @@ def load_inputs(config: Config) -> Inputs:
         ground_truth = _ground_truth(
             ground_truth, tables.declarations, str(config.paths.ground_truth)
         )
-    for report in tables.reports:
+    warn_quarantined(tables.reports)
+    return Inputs(tables.declarations, tables.outcomes, ground_truth, tables.reports)
+
+
+def warn_quarantined(reports: list[ValidationReport]) -> None:
+    """Log the summary of every table that lost rows to quarantine (each time inputs are loaded,
+    validated now or read back from the run catalog)."""
+    for report in reports:
         if report.rows_quarantined:
             logger.warning(report.summary())
-    return Inputs(tables.declarations, tables.outcomes, ground_truth, tables.reports)
+
+
+def raw_input_files(config: Config) -> list[Path]:
+    """The files `load_inputs` reads for this config (what the run catalog's digest covers)."""
+    data, paths = config.data, config.paths
+    if data.source == "simulate":
+        return [paths.declarations, paths.outcomes, paths.ground_truth]
+    if data.format == "kcs":
+        return [data.kcs_dir / name for name in data.kcs_files]
+    return [Path(p) for p in (data.declarations, data.outcomes) if p is not None]

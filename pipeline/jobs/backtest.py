@@ -59,13 +59,13 @@ SUMMARY_METRICS = (
 
 
 def _inputs(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    from pipeline.ingest.readers import load_inputs
+    from pipeline.jobs.catalog import validated_inputs
 
     if config.data.source == "simulate" and not config.paths.declarations.is_file():
         from pipeline.jobs.simulate import simulate
 
         simulate(config)
-    inputs = load_inputs(config)
+    inputs = validated_inputs(config)
     return inputs.declarations, inputs.outcomes, inputs.ground_truth
 
 

@@ -93,17 +93,14 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
 
     matplotlib.use("Agg")
     from pipeline.evaluate.assess import assess
-    from pipeline.features.featureset import FeatureSet
-    from pipeline.ingest.readers import load_inputs
+    from pipeline.jobs import catalog
     from pipeline.train import tracking
 
-    tracking.configure(config)
-    if run_id is None:
-        run_id = str(dict(tracking.read_last_run(config))["run_id"])
     step("reading the run's model and the feature set")
-    model = tracking.load_model(run_id, "evaluated")
-    features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
-    inputs = load_inputs(config)
+    loaded = catalog.load_run(config, run_id, "evaluated")
+    run_id, model = loaded.run_id, loaded.model
+    features = catalog.feature_set(config)
+    inputs = catalog.validated_inputs(config)
     step(f"metrics, baselines and {config.evaluate.bootstrap} bootstrap replicates, SHAP views")
     assessment = assess(
         model,

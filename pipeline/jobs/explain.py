@@ -35,13 +35,11 @@ def explain(
     import pipeline.train.tracking as tracking
     from pipeline.evaluate import explain as ex
     from pipeline.evaluate.assess import in_window, model_score, parse_windows
-    from pipeline.features.featureset import FeatureSet
+    from pipeline.jobs import catalog
 
-    tracking.configure(config)
-    if run_id is None:
-        run_id = str(dict(tracking.read_last_run(config))["run_id"])
-    model = tracking.load_model(run_id, "evaluated")
-    features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    loaded = catalog.load_run(config, run_id, "evaluated")
+    run_id, model = loaded.run_id, loaded.model
+    features = catalog.feature_set(config)
     windows, _ = parse_windows(model.info.to_dict(), features.lodged_at, config.split.test_days)
     test = features.subset(in_window(features.lodged_at, windows["test"]))
     if len(test) == 0:

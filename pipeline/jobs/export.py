@@ -45,9 +45,9 @@ THRESHOLDS_ARTIFACT = "selectivity"
 
 def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
     """The canonical declarations of the reference window, in the order of `ids`."""
-    from pipeline.ingest.readers import load_inputs
+    from pipeline.jobs.catalog import validated_inputs
 
-    declarations = load_inputs(config).declarations
+    declarations = validated_inputs(config).declarations
     wanted = ids.astype(str).to_numpy()
     position = pd.Index(declarations["declaration_id"].astype(str)).get_indexer(wanted)
     if (position < 0).any():
@@ -181,28 +181,22 @@ def _run_model(config: Config, run_id: str | None) -> tuple[str, TargetingModel,
     """The run to export (default: the last trained), its deployed model, and the registered
     model's name it goes under (the run's tag, else the model's, else the config's)."""
     import pipeline.train.tracking as tracking
+    from pipeline.jobs import catalog
 
-    tracking.configure(config)
-    if run_id is None:
-        run_id = str(dict(tracking.read_last_run(config))["run_id"])
-    model = tracking.load_model(run_id, "deployed")
-    tags = tracking.run_tags(run_id)
+    loaded = catalog.load_run(config, run_id, "deployed")
+    tags = tracking.run_tags(loaded.run_id)
     registered_name = tags.get(
-        "registered_model", model.info.registered_model or config.tracking.registered_model
+        "registered_model", loaded.model.info.registered_model or config.tracking.registered_model
     )
-    return run_id, model, str(registered_name)
+    return loaded.run_id, loaded.model, str(registered_name)
 
 
 def _feature_set(config: Config) -> FeatureSet:
     """The feature set the features job wrote; its snapshot must be there too (it is logged)."""
-    for path in (config.paths.features, config.paths.manifest):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run `targeting features` first")
-    if not config.paths.snapshot.exists():
-        raise FileNotFoundError(
-            f"feature snapshot {config.paths.snapshot} not found: run `targeting features` first"
-        )
-    return FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
+    from pipeline.jobs import catalog
+
+    catalog.snapshot_folder(config)  # logged with the export: refuse early when missing
+    return catalog.feature_set(config)
 
 
 def _document(

@@ -1,11 +1,11 @@
 """`targeting features`: canonical inputs -> the FeatureSet (Parquet + manifest) and the snapshot.
 
-Reads what `config.data` points at (validated by `ingest.readers.load_inputs`), builds the
-features of every declaration as of its lodging time (in memory, or over chunks of
-``features.chunk_months`` months when set, each chunk written as it is built and the snapshot
-carried out of the last chunk), writes them to `config.paths.features` with the manifest at
-`config.paths.manifest`, and saves the serving snapshot as of the end of the data (the last
-lodging + 1 second) to `config.paths.snapshot`.
+Reads what `config.data` points at (validated once per run and saved in the run catalog,
+`jobs.catalog.validated_inputs`), builds the features of every declaration as of its lodging time
+(in memory, or over chunks of ``features.chunk_months`` months when set, each chunk written as it
+is built and the snapshot carried out of the last chunk), writes them to `config.paths.features`
+with the manifest at `config.paths.manifest`, and saves the serving snapshot as of the end of the
+data (the last lodging + 1 second) to `config.paths.snapshot`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pipeline.jobs import JobResult, step
 
 def features(config: Config) -> JobResult:
     """Build and write the training FeatureSet and the serving snapshot."""
-    from pipeline.ingest.readers import load_inputs
+    from pipeline.jobs.catalog import validated_inputs
 
     start = time.perf_counter()
-    inputs = load_inputs(config)
+    inputs = validated_inputs(config)
     declarations, outcomes = inputs.declarations, inputs.outcomes
     if declarations.empty:
         raise ValueError("no declarations left after validation: nothing to build features from")

@@ -79,13 +79,12 @@ def monitor_feature_set(fs: FeatureSet, model: TargetingModel, config: Config) -
 
 def monitor(config: Config, run_id: str | None = None) -> JobResult:
     """Monitor the model of `run_id` (default: the last `train` run) on the latest data."""
-    from pipeline.jobs.train import read_feature_set
+    from pipeline.jobs import catalog
     from pipeline.train import tracking
 
-    fs = read_feature_set(config)
-    tracking.configure(config)
-    model_run = run_id or str(tracking.read_last_run(config)["run_id"])
-    model = tracking.load_model(model_run, "deployed")
+    fs = catalog.feature_set(config)
+    loaded = catalog.load_run(config, run_id, "deployed")
+    model_run, model = loaded.run_id, loaded.model
     report = monitor_feature_set(fs, model, config)
 
     folder = config.paths.monitor

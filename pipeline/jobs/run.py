@@ -1,9 +1,10 @@
 """`targeting run`: the whole chain, then a summary of where everything is.
 
-simulate (when the config asks for it) -> features -> train (tuning first) -> evaluate ->
-explain -> export -> score the incoming declarations. The last `serve.score_last_days` of data
-play the part of declarations that arrive after the model was trained: training never sees
-them, and the scorer scores them as a selectivity system would.
+Every job of the job graph (`jobs.graph`), in its order: simulate (when the config asks for it)
+-> features -> train (tuning first) -> evaluate -> explain -> export -> the incoming declarations
+-> score them. The last `serve.score_last_days` of data play the part of declarations that arrive
+after the model was trained: training never sees them, and the scorer scores them as a
+selectivity system would.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.jobs import JobResult, steps_shown_by
+from pipeline.jobs.graph import jobs_of
 
 # Console output fits 100 columns (fewer on a narrower terminal); details go to the report.
 console = Console(width=min(100, shutil.get_terminal_size((100, 24)).columns))
@@ -42,10 +44,11 @@ def incoming_declarations(config: Config) -> tuple[Path, Path]:
     Returns the declarations file and the snapshot folder.
     """
     from pipeline.features.build import build_snapshot
-    from pipeline.ingest.readers import load_inputs, write_table
+    from pipeline.ingest.readers import write_table
+    from pipeline.jobs.catalog import validated_inputs
     from pipeline.train.split import data_span
 
-    inputs = load_inputs(config)
+    inputs = validated_inputs(config)
     declarations = inputs.declarations
     _, start = data_span(declarations["lodged_at"], config.serve.score_last_days)
     incoming = declarations.loc[declarations["lodged_at"] >= start]
@@ -76,22 +79,29 @@ def _run_stage(
     return result
 
 
+def _run_jobs(config: Config, results: dict[str, JobResult]) -> tuple[Path, Path]:
+    """Every job of the graph in order; the incoming declarations and their snapshot."""
+    incoming: tuple[Path, Path] | None = None
+    for job in jobs_of(config):
+        kwargs: dict[str, Any] = {"config": config}
+        if "model" in job.needs:  # the run this chain trained, not whatever last_run.json says
+            kwargs["run_id"] = str(results["train"].figures["run_id"])
+        if job.verb == "incoming":  # run's own step: no job of its own, no line of its own
+            incoming = incoming_declarations(config)
+            continue
+        if job.verb == "score":
+            assert incoming is not None
+            kwargs.update(input=incoming[0], snapshot=str(incoming[1]))
+        _run_stage(job.verb, _stage(job.verb), results, **kwargs)
+    assert incoming is not None
+    return incoming
+
+
 def run(config: Config) -> JobResult:
-    """Run every stage for one config and summarise the artefacts and headline figures."""
+    """Run every job for one config and summarise the artefacts and headline figures."""
     results: dict[str, JobResult] = {}
     started = time.perf_counter()
-    if config.data.source == "simulate":
-        _run_stage("simulate", _stage("simulate"), results, config=config)
-    _run_stage("features", _stage("features"), results, config=config)
-    _run_stage("train", _stage("train"), results, config=config)
-    run_id = str(results["train"].figures["run_id"])
-    _run_stage("evaluate", _stage("evaluate"), results, config=config, run_id=run_id)
-    _run_stage("explain", _stage("explain"), results, config=config, run_id=run_id)
-    _run_stage("export", _stage("export"), results, config=config, run_id=run_id)
-    incoming, snapshot = incoming_declarations(config)
-    _run_stage(
-        "score", _stage("score"), results, config=config, input=incoming, snapshot=str(snapshot)
-    )
+    incoming, snapshot = _run_jobs(config, results)
     total = time.perf_counter() - started
 
     summary = JobResult(stage="run")
@@ -129,48 +139,46 @@ def _headline_rate(config: Config) -> float:
     return 0.05 if 0.05 in rates else max(rates)
 
 
-def headline(metrics: pd.DataFrame, rate: float) -> tuple[str, pd.DataFrame]:
-    """The model against its baselines at one control rate, and the two policies at capacity.
+HEADLINE_METRICS = ("precision", "recall", "revenue")
+POLICIES = "policy|capacity"  # selections judged at their own control share, not at a rate
 
-    Figures are on all declarations (ground truth) when the data has it, else on the inspected
-    ones. Returns the population and a table (rows: model or baseline; columns: precision,
-    recall, revenue as "value [low, high]" text, and the control share).
+
+def headline(metrics: pd.DataFrame, rate: float) -> tuple[str, pd.DataFrame]:
+    """The model against its baselines at one control rate, and the policies at capacity.
+
+    The report's own headline (`evaluate.report.headline`) on its most honest population
+    (`primary_population`: ground truth when the data has it, else the inspected declarations),
+    with each figure's interval. Returns the population and a table (rows: model or baseline, in
+    the metrics' order; columns: precision, recall, revenue as "value [low, high]" text, and the
+    control share).
     """
-    populations = metrics["population"].unique().tolist()
-    population = next(
-        (p for p in populations if "ground truth" in str(p)), populations[0] if populations else ""
-    )
+    from pipeline.evaluate.report import headline as report_headline
+    from pipeline.evaluate.report import primary_population
+
+    population = primary_population(metrics) or ""
+    model = metrics["model"].astype(str)
     rows = metrics.loc[
         (metrics["population"] == population)
-        & metrics["metric"].isin(["precision", "recall", "revenue"])
-        & (
-            metrics["rate"].sub(rate).abs().lt(1e-9)
-            | metrics["model"].str.contains("policy|capacity")
-        )
-        & ~metrics["model"].str.contains(" - ")
-    ].copy()
-    rows = rows.loc[~(rows["model"].str.startswith("random") & rows["metric"].eq("revenue"))]
-    low, high = rows["low"], rows["high"]
-    rows["text"] = (
-        rows["value"]
-        .map("{:.3f}".format)
-        .where(
-            low.isna() | high.isna(),
-            rows["value"].map("{:.3f}".format)
-            + " ["
-            + low.map("{:.3f}".format)
-            + ", "
-            + high.map("{:.3f}".format)
-            + "]",
-        )
-    )
-    table = rows.pivot_table(
-        index="model", columns="metric", values="text", aggfunc="first", sort=False
-    )
+        & metrics["metric"].isin(HEADLINE_METRICS)
+        & (metrics["rate"].sub(rate).abs().lt(1e-9) | model.str.contains(POLICIES))
+        & ~model.str.contains(" - ")
+        & ~(model.str.startswith("random") & metrics["metric"].eq("revenue"))
+    ]
+    order = pd.unique(rows["model"])
     shares = rows.groupby("model", sort=False)["rate"].first()
-    table["control share"] = shares.map("{:.1%}".format)
-    table = table.reindex(columns=["control share", "precision", "recall", "revenue"])
-    return str(population), table.dropna(axis="columns", how="all")
+    # One column per metric: a policy's control share stands in for the rate (shown apart).
+    at_rate = rows.assign(rate=rate)
+    value, low, high = (
+        report_headline(at_rate.assign(value=rows[part]), HEADLINE_METRICS, population=population)
+        .rename(columns=lambda column: str(column).split("@")[0])
+        .reindex(index=order, columns=list(HEADLINE_METRICS))
+        for part in ("value", "low", "high")
+    )
+    text = value.map("{:.3f}".format, na_action="ignore")
+    interval = " [" + low.map("{:.3f}".format) + ", " + high.map("{:.3f}".format) + "]"
+    table = text.where(low.isna() | high.isna(), text + interval)
+    table.insert(0, "control share", shares.reindex(order).map("{:.1%}".format))
+    return population, table.dropna(axis="columns", how="all")
 
 
 def incoming_truth(config: Config) -> pd.DataFrame | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult, step
+from pipeline.jobs import JobResult, catalog, step
 from pipeline.serve.scorer import Scorer
 
 TOP_MANUAL_REASONS = 5
@@ -88,7 +88,7 @@ def score(
         raise ValueError(f"--out {target}: the scored file must end in .csv or .parquet")
     if target.is_dir():
         raise ValueError(f"--out {target}: is a folder, expected a .csv or .parquet file name")
-    selectivity = Path(thresholds) if thresholds is not None else config.paths.thresholds
+    selectivity = catalog.selectivity_file(config, thresholds)
     from pipeline.serve.thresholds import serve_random_key
 
     scorer = Scorer.from_files(

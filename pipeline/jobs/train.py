@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features import featureset
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, recorded_fingerprint
-from pipeline.jobs import JobResult, step
+from pipeline.jobs import JobResult, catalog, step
 from pipeline.jobs.feature_file import FeatureFile
 from pipeline.serve.model import FamiliesKept
 from pipeline.timeaxis import Windows
@@ -34,19 +34,6 @@ from pipeline.train.split import make_windows, refit_windows
 from pipeline.train.tune import best_params, finished_trials, run_study
 
 SIGNATURE_ROWS = 100
-
-
-def _check_written(config: Config) -> None:
-    """A clear error when the features job has not run."""
-    for path in (config.paths.features, config.paths.manifest):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run `targeting features` first")
-
-
-def read_feature_set(config: Config) -> FeatureSet:
-    """The FeatureSet of this config, or a clear error when the features job has not run."""
-    _check_written(config)
-    return FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
 
 
 def holdout_days(config: Config) -> int:
@@ -233,7 +220,7 @@ def read_around_training(config: Config) -> tuple[FeatureSet, Windows]:
     """What the train job holds when the workers read the training window: every declaration
     lodged from the validation window on and every hit (for the revenue model), with the windows
     placed on the lodging times of the whole file (the only column read whole)."""
-    _check_written(config)
+    catalog.require_features(config)
     path = config.paths.features
     lodged = pd.read_parquet(path, columns=["lodged_at"])["lodged_at"]
     windows = make_windows(lodged, config.split, holdout_days(config))
@@ -268,4 +255,4 @@ def train(config: Config) -> JobResult:
     if workers_read_training(config):
         fs, windows = read_around_training(config)
         return train_feature_set(config, fs, source=source, around_training=windows)
-    return train_feature_set(config, read_feature_set(config), source=source)
+    return train_feature_set(config, catalog.feature_set(config), source=source)

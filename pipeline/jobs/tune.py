@@ -5,15 +5,15 @@ from __future__ import annotations
 import optuna
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult
-from pipeline.jobs.train import read_feature_set, windows_of
+from pipeline.jobs import JobResult, catalog
+from pipeline.jobs.train import windows_of
 from pipeline.train.tune import finished_trials, run_study, storage_url
 
 
 def tune(config: Config, workers: int | None = None) -> JobResult:
     """Run the study until it holds `tune.n_trials` finished trials (it continues if it exists)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fs = read_feature_set(config)
+    fs = catalog.feature_set(config)
     study = run_study(fs, windows_of(config, fs), config, workers=workers, progress=True)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     lines = [
