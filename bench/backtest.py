@@ -3,7 +3,7 @@
     .venv/bin/python bench/backtest.py [--rows 500000] [--weeks 52] [--policies random_10]
 
 Simulates `--rows` declarations over the warm-up (180 days) plus `--weeks` weeks, so every
-declaration is replayed, then runs `evaluate.backtest.run_backtest` with the named policies
+declaration is replayed, then runs `backtest.replay.run_backtest` with the named policies
 (default: the historical replay and model + 10 % random, retrained every 4 steps with the
 default booster parameters). Prints the total and its breakdown (simulation, features, training,
 scoring, selection) and writes bench/results/backtest.json. Target: <= 600 s on 2 cores.
@@ -23,8 +23,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.backtest.replay import run_backtest  # noqa: E402
+from pipeline.backtest.retrain import PHASES  # noqa: E402
 from pipeline.config import PolicyConfig, load  # noqa: E402
-from pipeline.evaluate.backtest import PHASES, run_backtest  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 
 

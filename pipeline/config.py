@@ -501,7 +501,7 @@ def _default_policies() -> list[PolicyConfig]:
 
 
 class BacktestConfig(Section):
-    """Policy replays over time (pipeline/evaluate/backtest.py)."""
+    """Policy replays over time (pipeline/backtest/)."""
 
     step_days: int = Field(7, gt=0)
     retrain_every_steps: int = Field(4, gt=0)

@@ -14,10 +14,24 @@ from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from pipeline.backtest import policies
+from pipeline.backtest.replay import BacktestResult, run_backtest
+from pipeline.backtest.selection import (
+    EXPLORE,
+    MODEL,
+    RANDOM,
+    RULE,
+    Candidates,
+    Selection,
+    candidates,
+    select,
+    take_top,
+)
+from pipeline.backtest.stream import BacktestError, daily_capacity, make_stream, reveal
 from pipeline.cli import app
 from pipeline.config import Config, PolicyConfig, RuleConfig, to_yaml
-from pipeline.evaluate import backtest as bt
 from pipeline.jobs.simulate import simulate as simulate_job
+from pipeline.serve.thresholds import random_draw
 from pipeline.simulate import SimulatedData, simulate
 
 # --- selection ---------------------------------------------------------------------------------
@@ -31,7 +45,7 @@ def test_take_top_is_the_top_k_of_each_group(rows: list[tuple[int, float]], k: l
     groups = np.array([g for g, _ in rows])
     priority = np.array([p for _, p in rows])
     slots = np.array(k)
-    taken = bt.take_top(groups, priority, np.ones(len(rows), dtype=bool), slots)
+    taken = take_top(groups, priority, np.ones(len(rows), dtype=bool), slots)
     frame = pd.DataFrame({"g": groups, "p": priority, "pos": np.arange(len(rows))})
     frame = frame.sort_values(["g", "p", "pos"], ascending=[True, False, True])
     expected = np.zeros(len(rows), dtype=bool)
@@ -39,85 +53,158 @@ def test_take_top_is_the_top_k_of_each_group(rows: list[tuple[int, float]], k: l
     np.testing.assert_array_equal(taken, expected)
 
 
-def test_select_fills_each_office_day_in_order_random_rules_model_exploration() -> None:
-    rng = np.random.default_rng(0)
-    n, days = 3_000, 30
-    groups = rng.integers(0, days, n)
-    capacity = np.full(days, 5)
-    drawn = rng.random(n) < 0.01
-    rule_hit = rng.random(n) < 0.02
-    score = rng.random(n)
-    selection = bt.select(
-        groups,
-        capacity,
-        drawn=drawn,
-        random_rate=0.01,
-        rule_hit=rule_hit,
-        score=score,
-        probability=score / 2,
-        explore_share=0.2,
-        rng=np.random.default_rng(1),
+def _step(n: int, days: int, cap: int, seed: int, **scores: np.ndarray) -> Candidates:
+    """`n` declarations over `days` office-days of capacity `cap`, hs codes by chapter."""
+    rng = np.random.default_rng(seed)
+    declarations = pd.DataFrame(
+        {
+            "declaration_id": [f"D{seed}-{i}" for i in range(n)],
+            "hs_code": rng.choice(
+                ["620000", "850000", "010000", "030000"], n, p=[0.01, 0.01, 0.49, 0.49]
+            ),
+        }
     )
+    return candidates(declarations, rng.integers(0, days, n), np.full(days, cap), **scores)
+
+
+def test_select_fills_each_office_day_in_order_random_rules_model_exploration() -> None:
+    n, days = 3_000, 30
+    score = np.random.default_rng(9).random(n)
+    step = _step(n, days, 5, seed=0, score=score, probability=score / 2)
+    groups, capacity = step.groups, step.capacity
+    shares = [
+        policies.RandomShare(0.01, "k:random"),
+        policies.Rules([RuleConfig(name="chapters", column="hs_code", prefix=["62", "85"])]),
+        policies.Uncertainty(0.2, policies.Exploit()),
+    ]
+    selection = select(step, shares, np.random.default_rng(1))
+    drawn = random_draw(step.declarations["declaration_id"], "k:random", 0.01)
     per_group = np.bincount(groups[selection.selected], minlength=days)
     assert (per_group <= capacity).all()
-    assert selection.selected[drawn].all()  # few draws: none had to be cut
-    assert (selection.reason[drawn] == bt.RANDOM).all()
+    assert drawn.any() and selection.selected[drawn].all()  # few draws: none had to be cut
+    assert (selection.reason[drawn] == RANDOM).all()
     assert np.allclose(selection.probability[drawn], 0.01)
     reasons = pd.Series(selection.reason[selection.selected]).value_counts()
-    assert reasons[bt.EXPLORE] > 0 and reasons[bt.MODEL] > reasons[bt.EXPLORE]
-    assert reasons.get(bt.RULE, 0) > 0
+    assert reasons[EXPLORE] > 0 and reasons[MODEL] > reasons[EXPLORE]
+    assert reasons.get(RULE, 0) > 0
     # the model's picks are the group's highest scores among the rows not already taken
-    model = selection.reason == bt.MODEL
+    model = selection.reason == MODEL
     for g in range(days):
         rows = groups == g
-        free = rows & ~(selection.reason == bt.RANDOM) & ~(selection.reason == bt.RULE)
+        free = rows & ~(selection.reason == RANDOM) & ~(selection.reason == RULE)
         if model[rows].any():
             assert score[model & rows].min() >= score[free & ~model & ~selection.selected].max(
                 initial=-1
             )
-    without = bt.select(
-        groups,
-        capacity,
-        drawn=drawn,
-        random_rate=0.01,
-        rule_hit=np.zeros(n, dtype=bool),
-        score=None,
-        probability=None,
-        explore_share=0.0,
-        rng=np.random.default_rng(1),
-    )
+    without = select(
+        _step(n, days, 5, seed=0), [policies.RandomShare(0.01, "k:random"), policies.Rules([])],
+        np.random.default_rng(1),
+    )  # fmt: skip
     np.testing.assert_array_equal(without.selected, drawn)
 
 
 def test_random_draws_count_inside_the_capacity() -> None:
-    rng = np.random.default_rng(2)
     n, days = 2_000, 20
-    groups = rng.integers(0, days, n)
-    capacity = np.full(days, 3)
-    drawn = rng.random(n) < 0.1  # ~10 draws per office-day against a capacity of 3
-    selection = bt.select(
-        groups,
-        capacity,
-        drawn=drawn,
-        random_rate=0.1,
-        rule_hit=np.zeros(n, dtype=bool),
-        score=rng.random(n),
-        probability=None,
-        explore_share=0.0,
-        rng=np.random.default_rng(3),
-    )
+    step = _step(n, days, 3, seed=2, score=np.random.default_rng(2).random(n))
+    groups, capacity = step.groups, step.capacity
+    shares = [policies.RandomShare(0.1, "k:random"), policies.Rules([]), policies.Exploit()]
+    selection = select(step, shares, np.random.default_rng(3))
+    # ~10 draws per office-day against a capacity of 3
+    drawn = random_draw(step.declarations["declaration_id"], "k:random", 0.1)
     per_group = np.bincount(groups[selection.selected], minlength=days)
     np.testing.assert_array_equal(per_group, capacity)  # full, never beyond
-    random = selection.reason == bt.RANDOM
-    assert random.sum() == capacity.sum() and (selection.reason != bt.MODEL).all()
+    random = selection.reason == RANDOM
+    assert random.sum() == capacity.sum() and (selection.reason != MODEL).all()
     drawn_per = np.bincount(groups[drawn], minlength=days)
     expected = 0.1 * 3 / drawn_per[groups[random]]
     np.testing.assert_allclose(selection.probability[random], expected)
 
 
+# --- each policy strategy alone, on a tiny step ------------------------------------------------
+
+TINY_GROUPS = np.array([0, 0, 0, 1, 1, 1, 1])
+TINY_SCORE = np.array([0.1, 0.9, 0.5, 0.3, 0.8, 0.2, 0.7])
+
+
+def _tiny(capacity: list[int], **extra: np.ndarray) -> Candidates:
+    declarations = pd.DataFrame(
+        {
+            "declaration_id": [f"T{i}" for i in range(7)],
+            "hs_code": ["620000", "010000", "850000", "010000", "620000", "010000", "010000"],
+        }
+    )
+    return candidates(declarations, TINY_GROUPS, np.array(capacity), **extra)
+
+
+def test_exploit_takes_the_top_scores_of_each_office_day() -> None:
+    step = _tiny([2, 1], score=TINY_SCORE, probability=TINY_SCORE)
+    taken = policies.Exploit().select(step, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.flatnonzero(taken.selected), [1, 2, 4])
+    assert (taken.reason[taken.selected] == MODEL).all()
+    assert np.isnan(taken.probability).all()
+    assert not policies.Exploit().select(_tiny([2, 1]), np.random.default_rng(0)).selected.any()
+
+
+def test_random_share_draws_count_inside_the_capacity_and_are_marked_random() -> None:
+    step = _tiny([1, 2])
+    taken = policies.RandomShare(1.0, "k").select(step, np.random.default_rng(0))
+    per_group = np.bincount(TINY_GROUPS[taken.selected], minlength=2)
+    np.testing.assert_array_equal(per_group, [1, 2])  # every row drawn, the capacity kept
+    assert (taken.reason[taken.selected] == RANDOM).all()
+    np.testing.assert_allclose(taken.probability[taken.selected], [1 / 3, 2 / 4, 2 / 4])
+    assert (taken.reason[~taken.selected] == None).all()  # noqa: E711
+
+
+def test_rules_take_the_matches_within_the_capacity_left() -> None:
+    rule = RuleConfig(name="chapters", column="hs_code", prefix=["62", "85"])
+    step = _tiny([5, 5]).after(Selection.of(np.arange(7) == 4, RANDOM, 0.5))
+    taken = policies.Rules([rule]).select(step, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.flatnonzero(taken.selected), [0, 2])  # row 4 already taken
+    assert (taken.reason[taken.selected] == RULE).all() and (taken.probability[[0, 2]] == 1).all()
+
+
+def test_uncertainty_keeps_its_share_back_from_the_ranking() -> None:
+    step = _tiny([2, 2], score=TINY_SCORE, probability=np.full(7, 0.5))
+    share = policies.Uncertainty(0.5, policies.Exploit())
+    taken = share.select(step, np.random.default_rng(0))
+    for group in (0, 1):
+        rows = step.groups == group
+        assert (taken.reason[rows] == MODEL).sum() == 1  # the best score of the office-day
+        assert (taken.reason[rows] == EXPLORE).sum() == 1
+    np.testing.assert_array_equal(np.flatnonzero(taken.reason == MODEL), [1, 4])
+
+
+def test_historical_replays_the_recorded_controls() -> None:
+    recorded = np.array([True, False, False, True, False, False, True])
+    reason = np.array(["rule", None, None, "random", None, None, "officer"], dtype=object)
+    step = _tiny([0, 0], recorded=recorded, recorded_reason=reason)
+    taken = policies.Historical(0.01).select(step, np.random.default_rng(0))
+    np.testing.assert_array_equal(taken.selected, recorded)  # capacity aside: what happened
+    assert list(taken.reason[recorded]) == ["historical", "random", "historical"]
+    np.testing.assert_allclose(taken.probability[recorded], [np.nan, 0.01, np.nan])
+
+
+def test_policy_shares_follow_the_config() -> None:
+    config = small_config(Path("unused"))
+    kinds = {
+        "historical": PolicyConfig(name="h", kind="historical"),
+        "exploit": PolicyConfig(name="e"),
+        "uncertainty": PolicyConfig(name="u", explore_share=0.1, random_share=0.05),
+        "rules": PolicyConfig(name="r", kind="rules"),
+    }
+    shares = {k: policies.policy_shares(p, config) for k, p in kinds.items()}
+    assert [type(s).__name__ for s in shares["historical"]] == ["Historical"]
+    assert [type(s).__name__ for s in shares["exploit"]] == ["RandomShare", "Rules", "Exploit"]
+    assert [type(s).__name__ for s in shares["uncertainty"]] == [
+        "RandomShare", "Rules", "Uncertainty",
+    ]  # fmt: skip
+    assert [type(s).__name__ for s in shares["rules"]] == ["RandomShare", "Rules"]
+    assert shares["exploit"][0].rate == 0.0 and shares["uncertainty"][0].rate > 0
+
+
 def test_daily_capacity_keeps_the_rate_on_average() -> None:
     groups = np.repeat(np.arange(2_000), 7)  # 2,000 office-days of 7 declarations
-    capacity = bt.daily_capacity(groups, 0.05, seed=3)
+    capacity = daily_capacity(groups, 0.05, seed=3)
     assert capacity.mean() == pytest.approx(0.35, abs=0.03)  # a floor would give 0
 
 
@@ -131,7 +218,7 @@ def data() -> SimulatedData:
 
 
 def test_stream_reveals_recorded_outcomes_and_the_truth_otherwise(data: SimulatedData) -> None:
-    stream = bt.make_stream(
+    stream = make_stream(
         data.declarations.sample(frac=1.0, random_state=0),  # any row order
         data.outcomes,
         data.ground_truth,
@@ -150,7 +237,7 @@ def test_stream_reveals_recorded_outcomes_and_the_truth_otherwise(data: Simulate
     detected = stream.hit[other & stream.fraud].mean()
     assert 0.8 < detected < 0.9  # detection_rate
     assert (stream.result_after[other] > stream.selected_after[other]).all()
-    again = bt.make_stream(
+    again = make_stream(
         data.declarations, data.outcomes, data.ground_truth,
         detection_rate=0.85, result_delay_days=14, key="k",
     )  # fmt: skip
@@ -158,26 +245,26 @@ def test_stream_reveals_recorded_outcomes_and_the_truth_otherwise(data: Simulate
 
 
 def test_without_ground_truth_every_declaration_needs_an_outcome(data: SimulatedData) -> None:
-    with pytest.raises(bt.BacktestError, match="no ground truth"):
-        bt.make_stream(
+    with pytest.raises(BacktestError, match="no ground truth"):
+        make_stream(
             data.declarations, data.outcomes, None,
             detection_rate=0.85, result_delay_days=14, key="k",
         )  # fmt: skip
 
 
 def test_reveal_gives_outcomes_to_the_selected_rows_only(data: SimulatedData) -> None:
-    stream = bt.make_stream(
+    stream = make_stream(
         data.declarations, data.outcomes, data.ground_truth,
         detection_rate=0.85, result_delay_days=14, key="k",
     )  # fmt: skip
     rows = np.arange(1_000, 1_400)
     selected = np.zeros(len(rows), dtype=bool)
     selected[::7] = True
-    reason = np.where(selected, bt.MODEL, None).astype(object)
-    reason[::14] = bt.RANDOM
+    reason = np.where(selected, MODEL, None).astype(object)
+    reason[::14] = RANDOM
     reason[~selected] = None
-    prob = np.where(reason == bt.RANDOM, 0.01, np.nan)
-    revealed = bt.reveal(stream, rows, bt.Selection(selected, reason, prob))
+    prob = np.where(reason == RANDOM, 0.01, np.nan)
+    revealed = reveal(stream, rows, Selection(selected, reason, prob))
     assert len(revealed) == selected.sum()
     assert set(revealed["declaration_id"]) == set(
         stream.declarations["declaration_id"].iloc[rows[selected]]
@@ -210,12 +297,12 @@ def _config(folder: Path, *extra: str) -> Config:
 
 
 @pytest.fixture(scope="module")
-def result(data: SimulatedData, tmp_path_factory: pytest.TempPathFactory) -> bt.BacktestResult:
+def result(data: SimulatedData, tmp_path_factory: pytest.TempPathFactory) -> BacktestResult:
     config = _config(tmp_path_factory.mktemp("bt"))
-    return bt.run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
+    return run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
 
 
-def test_kpis_per_step_and_policy_respect_capacity(result: bt.BacktestResult) -> None:
+def test_kpis_per_step_and_policy_respect_capacity(result: BacktestResult) -> None:
     kpis = result.kpis
     assert set(kpis["policy"]) == {"historical", "exploit", "random_all", "uncertainty_20"}
     assert kpis.groupby("policy")["step"].nunique().eq(8).all()
@@ -230,7 +317,7 @@ def test_kpis_per_step_and_policy_respect_capacity(result: bt.BacktestResult) ->
     assert (kpis.loc[kpis["policy"] == "exploit", "controls_explore"] == 0).all()
 
 
-def test_retraining_follows_each_policy_schedule(result: bt.BacktestResult) -> None:
+def test_retraining_follows_each_policy_schedule(result: BacktestResult) -> None:
     retrained = result.kpis.loc[result.kpis["retrained"], ["policy", "step"]]
     steps = retrained.groupby("policy")["step"].apply(list).to_dict()
     attempted = pd.DataFrame(result.fits).groupby("policy")["step"].apply(list).to_dict()
@@ -242,7 +329,7 @@ def test_retraining_follows_each_policy_schedule(result: bt.BacktestResult) -> N
     assert all(pd.Timestamp(f["windows"]["test"]["start"]) > result.warm_end for f in fits)
 
 
-def test_random_stratum_agrees_with_the_ground_truth(result: bt.BacktestResult) -> None:
+def test_random_stratum_agrees_with_the_ground_truth(result: BacktestResult) -> None:
     """A random draw as large as the capacity: its hit rate estimates the true rate."""
     row = result.summary.set_index("policy").loc["random_all"]
     steps = result.kpis.loc[result.kpis["policy"] == "random_all"]
@@ -253,7 +340,7 @@ def test_random_stratum_agrees_with_the_ground_truth(result: bt.BacktestResult) 
     assert row["truth_in_interval"]
 
 
-def test_first_detections_name_the_emerging_scheme(result: bt.BacktestResult) -> None:
+def test_first_detections_name_the_emerging_scheme(result: BacktestResult) -> None:
     schemes = result.schemes
     assert {"policy", "fraud_type", "first_known_at", "first_known_step"} <= set(schemes.columns)
     emerging = schemes.loc[schemes["fraud_type"].str.startswith("emerging")]
@@ -308,10 +395,10 @@ def test_backtest_job_writes_tables_plots_and_one_child_run_per_policy(
 def test_rules_policy_controls_rule_matches_only(data: SimulatedData, tmp_path: Path) -> None:
     config = small_config(tmp_path, *POLICIES, "backtest.weeks=2")
     config.backtest.policies = [PolicyConfig(name="rules_only", kind="rules")]
-    with pytest.raises(bt.BacktestError, match="rules are empty"):
-        bt.run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
+    with pytest.raises(BacktestError, match="rules are empty"):
+        run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
     config.backtest.rules = [RuleConfig(name="chapters", column="hs_code", prefix=["62", "85"])]
-    result = bt.run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
+    result = run_backtest(data.declarations, data.outcomes, data.ground_truth, config)
     kpis = result.kpis
     assert (kpis["controls"] == kpis["controls_rule"]).all() and kpis["controls"].sum() > 0
     assert (kpis["controls"] <= kpis["capacity"]).all()
@@ -339,7 +426,7 @@ def test_every_row_labelled_without_revenue_like_kcs(data: SimulatedData, tmp_pa
         "backtest.gap_days=30", "features.missing_result_delay_days=30",
     )  # fmt: skip
     config.backtest.policies = [PolicyConfig(name="random_10", random_share=0.1)]
-    result = bt.run_backtest(decl, outcomes, None, config)
+    result = run_backtest(decl, outcomes, None, config)
     kpis = result.kpis
     assert (kpis["controls"] >= 0.9 * kpis["capacity"]).all()  # every step scored
     assert kpis["revenue_recovered"].eq(0).all()

@@ -1,1 +1,1 @@
-"""Metrics, SHAP explanations, the reviewer report, backtests and monitoring."""
+"""Metrics, SHAP explanations, the reviewer report and monitoring."""

@@ -1,7 +1,7 @@
 """`targeting backtest`: replay the selection policies over time and compare them.
 
 Reads the canonical inputs (simulating them first when a simulated config has none yet), runs
-`evaluate.backtest.run_backtest`, and writes under `config.paths.backtest`:
+`backtest.replay.run_backtest`, and writes under `config.paths.backtest`:
 
 - ``kpis.parquet`` / ``kpis.csv``: one row per step and policy;
 - ``summary.csv``: one row per policy (totals, the emerging scheme, the random stratum);
@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.backtest.replay import BacktestResult, run_backtest
 from pipeline.config import Config, flatten
-from pipeline.evaluate.backtest import BacktestResult, run_backtest
 from pipeline.jobs import JobResult
 
 STEP_METRICS = (
