@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.report import in_window, model_score, parse_windows
+from pipeline.evaluate.report import model_score, parse_windows
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 
@@ -29,10 +29,12 @@ def test_window(model: TargetingModel, features: FeatureSet, test_days: int) -> 
     """The rows of `features` inside the model's test window (the last `test_days` days of the
     data when the model records none)."""
     windows, _ = parse_windows(model.info, features.lodged_at, test_days)
-    test = features.subset(in_window(features.lodged_at, windows["test"]))
+    window = windows["test"]
+    test = features.subset(window.contains(features.lodged_at))
     if len(test) == 0:
-        start, end = windows["test"]
-        raise ValueError(f"the test window {start} .. {end} holds no declaration of the features")
+        raise ValueError(
+            f"the test window {window.start} .. {window.end} holds no declaration of the features"
+        )
     return test
 
 

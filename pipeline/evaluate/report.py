@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from pipeline.evaluate.decision import Decision, decide, render_decision
 from pipeline.evaluate.explain import Explanations
+from pipeline.timeaxis import Window, after_last
 from pipeline.train.fit import cap_warning
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
@@ -493,13 +494,13 @@ class Assessment:
 
 def parse_windows(
     info: Mapping[str, Any], lodged_at: pd.Series, test_days: int
-) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], list[str]]:
-    """The model's windows as (start, end) timestamps; a test window derived when absent.
+) -> tuple[dict[str, Window], list[str]]:
+    """The model's windows; a test window derived when absent.
 
     Accepts ``{"test": {"start": ..., "end": ...}}`` and ``{"test": [start, end]}``.
     """
     notes: list[str] = []
-    windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    windows: dict[str, Window] = {}
     for name, window in dict(info.get("windows") or {}).items():
         if isinstance(window, Mapping):
             start, end = window.get("start"), window.get("end")
@@ -508,24 +509,15 @@ def parse_windows(
         else:
             continue
         if start is not None and end is not None:
-            windows[str(name)] = (pd.Timestamp(start), pd.Timestamp(end))
+            windows[str(name)] = Window(str(name), pd.Timestamp(start), pd.Timestamp(end))
     if "test" not in windows:
-        end = pd.Timestamp(lodged_at.max()) + pd.Timedelta(seconds=1)
-        windows["test"] = (end - pd.Timedelta(days=test_days), end)
+        end = after_last(lodged_at)
+        windows["test"] = Window("test", end - pd.Timedelta(days=test_days), end)
         notes.append(
             f"The model records no test window: the last {test_days} days of the feature set "
             "are used, which may overlap its training data."
         )
     return windows, notes
-
-
-def in_window(lodged_at: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
-    stamps = pd.to_datetime(lodged_at)
-    start, end = window
-    if stamps.dt.tz is not None:
-        start = start.tz_localize(stamps.dt.tz) if start.tzinfo is None else start
-        end = end.tz_localize(stamps.dt.tz) if end.tzinfo is None else end
-    return ((stamps >= start) & (stamps < end)).to_numpy()
 
 
 def model_score(
@@ -639,14 +631,14 @@ def assess(
     notes: list[str] = []
     windows, window_notes = parse_windows(model.info, features.lodged_at, config.split.test_days)
     notes += window_notes
-    test = features.subset(in_window(features.lodged_at, windows["test"]))
+    test = features.subset(windows["test"].contains(features.lodged_at))
     if len(test) == 0:
         raise ValueError(
-            f"test window {windows['test'][0]} .. {windows['test'][1]} holds no declaration "
+            f"test window {windows['test'].start} .. {windows['test'].end} holds no declaration "
             f"of the feature set"
         )
     train = (
-        features.subset(in_window(features.lodged_at, windows["train"]))
+        features.subset(windows["train"].contains(features.lodged_at))
         if "train" in windows
         else None
     )
@@ -680,7 +672,7 @@ def assess(
             probabilities[name] = learners[name].probability
             compare.append(("model", name))
     references = reference.for_model(
-        model.info, features, in_window(features.lodged_at, windows["test"]), config
+        model.info, features, windows["test"].contains(features.lodged_at), config
     )
     notes += references.notes
     own = sel.training_labels(features, windows)
@@ -778,7 +770,7 @@ def assess(
             )
         if config.serve.office_capacity:
             # serve.office_capacity is red controls per office and day: over the test window
-            days = (windows["test"][1] - windows["test"][0]) / pd.Timedelta(days=1)
+            days = windows["test"].days
             per_window = {o: max(c * days, 1.0) for o, c in config.serve.office_capacity.items()}
             offices = test.office.astype("string").to_numpy()[known]
             quota = mx.quota_mask(score[known], offices, per_window)
@@ -924,7 +916,7 @@ def assess(
         "model": f"XGBoost ({model.booster.num_boosted_rounds()} trees, "
         f"{len(model.feature_names)} features), calibration {model.calibration.method}",
         "ranked by": ranked_by,
-        "test window": f"{windows['test'][0].date()} .. {windows['test'][1].date()} "
+        "test window": f"{windows['test'].start.date()} .. {windows['test'].end.date()} "
         f"({len(test):,} declarations, {int(labelled.sum()):,} with an outcome)",
         "ground truth": "yes (simulator)" if truth is not None else "no",
         "random stratum": f"{int(stratum.sum())} declarations",
@@ -1012,18 +1004,16 @@ def family_effects(info: Mapping[str, Any]) -> pd.DataFrame:
     )
 
 
-def _windows_table(
-    features: Any, windows: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]]
-) -> pd.DataFrame:
+def _windows_table(features: Any, windows: Mapping[str, Window]) -> pd.DataFrame:
     rows = []
     for name, window in windows.items():
-        inside = in_window(features.lodged_at, window)
+        inside = window.contains(features.lodged_at)
         y = features.y.to_numpy(dtype=float)[inside]
         rows.append(
             {
                 "window": name,
-                "start": str(window[0].date()),
-                "end (exclusive)": str(window[1].date()),
+                "start": str(window.start.date()),
+                "end (exclusive)": str(window.end.date()),
                 "declarations": int(inside.sum()),
                 "with outcome": int(np.isfinite(y).sum()),
                 "hits": int(np.nansum(y)),
@@ -1064,10 +1054,10 @@ def model_card(
     labelled: np.ndarray,
     has_revenue: bool,
     has_truth: bool,
-    windows: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]],
+    windows: Mapping[str, Window],
 ) -> dict[str, str]:
     """Intended use, data and limitations, in a reviewer's words."""
-    span = ", ".join(f"{k} {v[0].date()}..{v[1].date()}" for k, v in windows.items())
+    span = ", ".join(f"{k} {v.start.date()}..{v.end.date()}" for k, v in windows.items())
     return {
         "Intended use": "Rank import declarations by risk so that a customs selectivity system "
         "sends the top of the ranking to documentary or physical control within each office's "

@@ -28,7 +28,7 @@ def explain(
     matplotlib.use("Agg")
     import pipeline.train.tracking as tracking
     from pipeline.evaluate import explain as ex
-    from pipeline.evaluate.report import in_window, model_score, parse_windows
+    from pipeline.evaluate.report import model_score, parse_windows
     from pipeline.features.featureset import FeatureSet
 
     tracking.configure(config)
@@ -37,7 +37,7 @@ def explain(
     model = tracking.load_model(run_id, "evaluated")
     features = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
     windows, _ = parse_windows(model.info, features.lodged_at, config.split.test_days)
-    test = features.subset(in_window(features.lodged_at, windows["test"]))
+    test = features.subset(windows["test"].contains(features.lodged_at))
     if len(test) == 0:
         raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")
     ev = config.evaluate

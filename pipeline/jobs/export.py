@@ -26,7 +26,6 @@ from pipeline.jobs import JobResult, step
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
 from pipeline.serve.thresholds import (
-    ReferenceWindow,
     Thresholds,
     ThresholdsError,
     assign_channels,
@@ -38,6 +37,7 @@ from pipeline.serve.thresholds import (
     reference_window,
     serve_random_key,
 )
+from pipeline.timeaxis import Window
 
 MODEL_ARTIFACT = "targeting_model"
 SNAPSHOT_ARTIFACT = "snapshot"
@@ -62,13 +62,12 @@ def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
 
 def reference_scores(
     config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
-) -> tuple[pd.DataFrame, Any]:
+) -> tuple[pd.DataFrame, Window]:
     """The reference window's declarations with their margin, probability and score: for the
     deployed refit, the stretch it never learned from (its calibration window and what follows);
     for a model judged on a test window, the most recent `serve.reference_days` after it
     (`train.split.reference_window`), never the test window itself."""
     from pipeline.jobs.train import holdout_days
-    from pipeline.timeaxis import Window
     from pipeline.train.split import reference_window as after_test
 
     recorded = dict(model.info.get("windows", {}))
@@ -77,16 +76,16 @@ def reference_scores(
         # The refit learned from every label known at the end of the data: its out-of-sample
         # stretch is its calibration window (held out of its training) and the declarations
         # after it, whose labels were not known yet.
-        window = ReferenceWindow(
-            start=pd.Timestamp(recorded["calibration"]["start"]),
-            end=pd.Timestamp(model.info["labels_known_by"]),
+        window = Window(
+            "reference",
+            pd.Timestamp(recorded["calibration"]["start"]),
+            pd.Timestamp(model.info["labels_known_by"]),
         )
     elif isinstance(test, dict) and test.get("start") and test.get("end"):
         tested = Window("test", pd.Timestamp(test["start"]), pd.Timestamp(test["end"]))
-        after = after_test(
+        window = after_test(
             feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
         )
-        window = ReferenceWindow(start=after.start, end=after.end)
     else:  # a model without recorded windows: the last days before the held-out stretch
         window = reference_window(feature_set.lodged_at, config.serve, None)
     rows = window.contains(feature_set.lodged_at)
