@@ -31,7 +31,8 @@ from helpers_serve import (
 
 from pipeline.config import FeaturesConfig
 from pipeline.features import build
-from pipeline.serve.scorer import Scorer, log_scorer, model_scores
+from pipeline.serve.ranking import rank
+from pipeline.serve.scorer import Scorer, log_scorer
 from pipeline.serve.thresholds import Thresholds
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-serve")]
@@ -97,7 +98,7 @@ def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, 
             history.set_index("declaration_id")
             .loc[feature_set.declaration_id.astype(str)]
             .reset_index(),
-            model_scores(model, feature_set.X, "probability"),
+            rank(model, feature_set.X, "probability").frame(feature_set.X.index),
         ],
         axis=1,
     )

@@ -60,7 +60,7 @@ from pipeline.features.build import build_feature_set
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import SELECTION_REASONS
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
+from pipeline.serve.ranking import rank
 from pipeline.serve.thresholds import random_draw, random_hash, rule_matches
 from pipeline.train.fit import fit
 from pipeline.train.split import make_windows
@@ -498,20 +498,6 @@ def _features_at(
     return fs, positions
 
 
-def _scores(
-    model: TargetingModel, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tie-free control priority (`serve.ranking`: score, then margin) and the probability."""
-    margin = model.margin(X)
-    proba = model.calibration.apply(margin)
-    # A model without a revenue part (a retraining on too few revenue hits) ranks by probability.
-    has_revenue = model.revenue_booster is not None
-    resolved = resolve_rank_by(has_revenue, rank_by if has_revenue else "probability")
-    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
-    score = ranking_score(proba, revenue, resolved, revenue_weight)
-    return control_priority(score, margin), proba
-
-
 def _rank_by(policy: PolicyConfig, config: Config) -> str:
     if policy.rank_by is not None:
         return policy.rank_by
@@ -639,8 +625,20 @@ def replay_policy(
             proba = np.full(len(rows), np.nan)
             if present.any():
                 X = state.features.X.iloc[fs_rows[present]]
-                s, p = _scores(state.model, X, rank_by, config.serve.revenue_weight)
-                score[present], proba[present] = s, p
+                ranked = rank(
+                    state.model,
+                    X,
+                    rank_by,
+                    config.serve.revenue_weight,
+                    fallback_to_probability=True,  # a retraining on few revenue hits has none
+                )
+                score[present], proba[present] = ranked.priority, ranked.probability
+                if ranked.fell_back and (retrained or k == 0):  # once per model, in its fit log
+                    note = f"ranked by probability: rank_by={rank_by}, no revenue part"
+                    if retrained:
+                        fits[-1]["fallback"] = note
+                    else:
+                        fits.append({"policy": policy.name, "step": k, "fallback": note})
         fitter.seconds["scoring_s"] += time.perf_counter() - tick
         tick = time.perf_counter()
         if policy.kind == "historical":

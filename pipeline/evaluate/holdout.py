@@ -17,9 +17,10 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.report import model_score, parse_windows
+from pipeline.evaluate.report import parse_windows
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.ranking import rank
 
 TRUTH_POPULATION = "all declarations (ground truth)"
 INSPECTED_POPULATION = "inspected"
@@ -53,16 +54,14 @@ def scored_test_window(
     recorded hit and revenue, NaN for declarations nobody controlled.
     """
     test = test_window(model, features, config.split.test_days)
-    score, probability, _ = model_score(
-        model, test.X, config.serve.rank_by, config.serve.revenue_weight
-    )
+    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
     frame = pd.DataFrame(
         {
             "declaration_id": test.declaration_id.astype(str).to_numpy(),
             "lodged_at": test.lodged_at.to_numpy(),
             "office": test.office.astype("string").to_numpy(),
-            "score": score,
-            "probability": probability,
+            "score": ranked.priority,
+            "probability": ranked.probability,
             "hit": test.y.to_numpy(dtype=float),
             "revenue_recovered": test.revenue_recovered.to_numpy(dtype=float),
         }

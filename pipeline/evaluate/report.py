@@ -520,24 +520,6 @@ def parse_windows(
     return windows, notes
 
 
-def model_score(
-    model: Any, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Tie-free control priority, calibrated probability and what the ranking is by.
-
-    The one ranking path (`serve.ranking`): the score of `rank_by` (``auto`` resolved), its ties
-    broken by the booster's margin; ranked by probability this is the margin's order exactly.
-    """
-    from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
-
-    margin = model.margin(X)
-    probability = model.calibration.apply(margin)
-    resolved = resolve_rank_by(model.revenue_booster is not None, rank_by)
-    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
-    score = ranking_score(probability, revenue, resolved, revenue_weight)
-    return control_priority(score, margin), probability, RANKING_NAMES[resolved]
-
-
 RANKING_NAMES = {
     "probability": "probability of a hit",
     "expected_revenue": "expected revenue",
@@ -652,14 +634,15 @@ def assess(
         )
 
     from pipeline.evaluate import selections as sel
-    from pipeline.serve.ranking import resolve_rank_by
+    from pipeline.serve.ranking import rank
 
     # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
     # probability and by expected revenue under "<name> by ...": the comparison is like for like.
-    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
     weight = config.serve.revenue_weight
-    score, probability, ranked_by = model_score(model, test.X, rank_by, weight)
-    learners = {"model": sel.learner_scores(model, test.X)}
+    ranked = rank(model, test.X, config.serve.rank_by, weight)
+    rank_by, score, probability = ranked.rank_by, ranked.priority, ranked.probability
+    ranked_by = RANKING_NAMES[rank_by]
+    learners = {"model": sel.LearnerScores(ranked.margin, probability, ranked.revenue_if_hit)}
     probabilities = {"model": probability}
     compare: list[tuple[str, str]] = []
     if champion is not None:

@@ -28,8 +28,9 @@ def explain(
     matplotlib.use("Agg")
     import pipeline.train.tracking as tracking
     from pipeline.evaluate import explain as ex
-    from pipeline.evaluate.report import model_score, parse_windows
+    from pipeline.evaluate.report import parse_windows
     from pipeline.features.featureset import FeatureSet
+    from pipeline.serve.ranking import rank
 
     tracking.configure(config)
     if run_id is None:
@@ -60,9 +61,9 @@ def explain(
             f"{config.paths.features}: column declaration_id has no row for {missing[:10]}"
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         )
-    score, _, _ = model_score(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
+    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
     red = ex.red_sample(
-        score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
+        ranked.priority, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
     )
     chosen = pd.concat(
         [

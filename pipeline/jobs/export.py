@@ -24,7 +24,8 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import write_table
 from pipeline.jobs import JobResult, step
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.scorer import log_scorer, model_scores, resolve_rank_by
+from pipeline.serve.ranking import rank, resolve_rank_by
+from pipeline.serve.scorer import log_scorer
 from pipeline.serve.thresholds import (
     Thresholds,
     ThresholdsError,
@@ -93,7 +94,7 @@ def reference_scores(
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
     X = feature_set.X.loc[rows].reset_index(drop=True)
     declarations = _reference_declarations(config, feature_set.declaration_id[rows])
-    scores = model_scores(model, X, rank_by, config.serve.revenue_weight)
+    scores = rank(model, X, rank_by, config.serve.revenue_weight).frame(X.index)
     return pd.concat([declarations, scores], axis=1), window
 
 
@@ -144,7 +145,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             f"feature snapshot {config.paths.snapshot} not found: run `targeting features` first"
         )
     feature_set = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)
-    rank_by = resolve_rank_by(model, config.serve.rank_by)
+    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
     reference, window = reference_scores(config, model, feature_set, rank_by)
 
     step("cut-offs on the reference window")
