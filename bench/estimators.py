@@ -29,11 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load  # noqa: E402
-from pipeline.evaluate.assess import model_score  # noqa: E402
 from pipeline.evaluate.estimators import estimate_at_rates  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
 from pipeline.jobs.train import windows_of  # noqa: E402
-from pipeline.serve.ranking import resolve_rank_by, top_mask  # noqa: E402
+from pipeline.serve.ranking import rank, top_mask  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 from pipeline.train.fit import fit, recorded_propensity  # noqa: E402
 
@@ -50,8 +49,8 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> pd.DataFrame:
     windows = windows_of(config, fs)
     model = fit(fs, windows, dict(config.train.params), config).model
     test = fs.subset(windows.test.contains(fs.lodged_at))
-    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
-    priority, probability, _ = model_score(model, test.X, rank_by, config.serve.revenue_weight)
+    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
+    priority, probability = ranked.priority, ranked.probability
     propensity = recorded_propensity(test)
     stratum = test.labelled.to_numpy() & np.isfinite(propensity)
     rates = [float(r) for r in config.evaluate.rates]

@@ -42,12 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import FeaturesConfig, ServeConfig  # noqa: E402
 from pipeline.serve.model import Calibration, TargetingModel  # noqa: E402
-from pipeline.serve.scorer import (  # noqa: E402
-    Scorer,
-    model_scores,
-    prepare,
-    resolve_rank_by,
-)
+from pipeline.serve.ranking import prepare, rank, resolve_rank_by  # noqa: E402
+from pipeline.serve.scorer import Scorer  # noqa: E402
 from pipeline.serve.thresholds import Thresholds, compute_cutoffs, new_document  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "score.json"
@@ -155,7 +151,7 @@ def thresholds_for(
 ) -> Thresholds:
     """Cut-offs set on the benchmark matrix itself (red 2 %, yellow 6 %, random 0.5 %)."""
     serve = ServeConfig(reasons=reasons, reason_method=method)
-    scores = model_scores(model, X, rank_by)
+    scores = rank(model, X, rank_by).frame(X.index)
     policy = compute_cutoffs(pd.concat([declarations, scores], axis=1), serve, days=30.0)
     document = new_document(
         policy,
@@ -254,7 +250,7 @@ def main() -> None:
     model.booster.set_param({"nthread": args.threads})
     if model.revenue_booster is not None:
         model.revenue_booster.set_param({"nthread": args.threads})
-    rank_by = resolve_rank_by(model, "auto")
+    rank_by = resolve_rank_by(model.revenue_booster is not None, "auto")
     trees = model.booster.num_boosted_rounds()
     prepared = prepare(model, X)
     scorer = Scorer(

@@ -1,7 +1,10 @@
 """The one time axis: stretches of lodging time, start-inclusive and end-exclusive.
 
 `Window` is every stretch the project names (a training window, a reference window, a monitor's
-recent days); `Windows` the four of a final fit. Pure pandas: `serve` may import it.
+recent days); `Windows` the four of a final fit. Where the data ends has two rules, each written
+once: `after_last` (the first instant after the last declaration: a snapshot's as-of, the end of
+an open-ended window) and `data_end` (the day boundary that ends the usable data, before the
+held-out days). Pure pandas: `serve` may import it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,29 @@ import pandas as pd
 def instants(lodged_at: pd.Series) -> np.ndarray:
     """Lodging times as a numpy datetime64[ns] array (comparisons on it are vectorised and fast)."""
     return np.asarray(pd.to_datetime(lodged_at).to_numpy(dtype="datetime64[ns]"))
+
+
+# Lodging times are recorded to the second: one second after the last lodging is after every
+# declaration, and no declaration can fall between the last one and it.
+AFTER_LAST = pd.Timedelta(seconds=1)
+
+
+def after_last(lodged_at: pd.Series) -> pd.Timestamp:
+    """The first instant after the last declaration: the as-of of a snapshot of all the data and
+    the end of a window open to the latest declaration."""
+    last = pd.to_datetime(lodged_at).max()
+    if pd.isna(last):
+        raise ValueError("lodged_at has no dates: the data has no end")
+    return pd.Timestamp(last) + AFTER_LAST
+
+
+def data_end(lodged_at: pd.Series, holdout_days: int = 0) -> pd.Timestamp:
+    """The day boundary that ends the usable data: midnight after the last lodging day, moved
+    back by the `holdout_days` held out for scoring (the declarations `run` scores)."""
+    last = pd.to_datetime(lodged_at).max()
+    if pd.isna(last):
+        raise ValueError("lodged_at has no dates: the data has no end")
+    return pd.Timestamp(last).normalize() + pd.Timedelta(days=1) - pd.Timedelta(days=holdout_days)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ from pipeline.config import FeaturesConfig
 from pipeline.features import build
 from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.scorer import Scorer, model_scores
+from pipeline.serve.ranking import rank
+from pipeline.serve.scorer import Scorer
 from pipeline.serve.thresholds import Thresholds, content_digest
 
 CONFIG = str(PROJECT / "configs" / "default.yaml")
@@ -88,7 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     reference = pd.concat(
         [
             by_id.reset_index(),
-            model_scores(model, feature_set.X.loc[late].reset_index(drop=True), "probability"),
+            rank(model, feature_set.X.loc[late].reset_index(drop=True), "probability").frame(),
         ],
         axis=1,
     )

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.evaluate.assess import assess, parse_windows, review_warnings
 from pipeline.evaluate.report import render_report
+from pipeline.timeaxis import Window
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +138,11 @@ def test_windows_are_read_in_both_forms_and_derived_when_absent() -> None:
     lodged = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
     dicts, notes = parse_windows({"windows": h.WINDOWS}, lodged, 30)
     lists, _ = parse_windows({"windows": {"test": ["2024-03-24", "2024-04-30"]}}, lodged, 30)
-    assert (
-        dicts["test"] == lists["test"] == (pd.Timestamp("2024-03-24"), pd.Timestamp("2024-04-30"))
-    )
+    test = Window("test", pd.Timestamp("2024-03-24"), pd.Timestamp("2024-04-30"))
+    assert dicts["test"] == lists["test"] == test
     assert not notes
     derived, notes = parse_windows({}, lodged, 30)
-    assert derived["test"][1] > lodged.max() >= derived["test"][0]
+    assert derived["test"].end > lodged.max() >= derived["test"].start
     assert notes
 
 

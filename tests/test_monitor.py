@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import MonitorConfig
 from pipeline.evaluate import monitor
+from pipeline.timeaxis import Window
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -121,7 +122,7 @@ def test_report_level_is_the_worst_judged_level() -> None:
     n = 2_000
     ref = pd.DataFrame({"x": rng.normal(size=n)})
     cur = pd.DataFrame({"x": rng.normal(size=n)})
-    window = (pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
+    window = Window("reference", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
     common = dict(
         recent_hit=np.zeros(n),
         recent_selection_reason=np.array([None] * n),

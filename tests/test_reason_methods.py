@@ -19,7 +19,8 @@ from helpers_serve import (
 
 from pipeline.config import FeaturesConfig, ServeConfig
 from pipeline.features import build
-from pipeline.serve.scorer import Scorer, model_scores, reason_codes, reason_methods
+from pipeline.serve.ranking import rank
+from pipeline.serve.scorer import Scorer, reason_codes, reason_methods
 from pipeline.serve.thresholds import Thresholds
 
 
@@ -34,7 +35,7 @@ def scored() -> tuple[Scorer, pd.DataFrame, pd.DataFrame, dict[str, Thresholds]]
     reference = pd.concat(
         [
             history.set_index("declaration_id").loc[feature_set.declaration_id].reset_index(),
-            model_scores(model, feature_set.X, "probability"),
+            rank(model, feature_set.X, "probability").frame(feature_set.X.index),
         ],
         axis=1,
     )

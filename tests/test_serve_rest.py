@@ -31,7 +31,8 @@ from helpers_serve import (
 
 from pipeline.config import FeaturesConfig
 from pipeline.features import build
-from pipeline.serve.scorer import Scorer, model_scores
+from pipeline.serve.ranking import rank
+from pipeline.serve.scorer import Scorer
 from pipeline.serve.thresholds import Thresholds
 from pipeline.train.tracking import log_scorer
 
@@ -98,7 +99,7 @@ def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, 
             history.set_index("declaration_id")
             .loc[feature_set.declaration_id.astype(str)]
             .reset_index(),
-            model_scores(model, feature_set.X, "probability"),
+            rank(model, feature_set.X, "probability").frame(feature_set.X.index),
         ],
         axis=1,
     )

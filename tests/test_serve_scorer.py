@@ -27,11 +27,10 @@ from hypothesis import strategies as st
 from pipeline.config import FeaturesConfig
 from pipeline.features import build
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.ranking import prepare, rank
 from pipeline.serve.scorer import (
     OUTPUT_COLUMNS,
     Scorer,
-    model_scores,
-    prepare,
     reason_codes,
     reason_phrases,
 )
@@ -67,7 +66,7 @@ def world() -> World:
     model = train_model(X, y)
     late = feature_set.subset(~early)
     by_id = history.set_index("declaration_id").loc[late.declaration_id.astype(str)]
-    scores = model_scores(model, late.X, "probability")
+    scores = rank(model, late.X, "probability").frame(late.X.index)
     reference = pd.concat([by_id.reset_index(), scores], axis=1)
     descriptions = dict(
         zip(feature_set.manifest["name"], feature_set.manifest["description"], strict=True)

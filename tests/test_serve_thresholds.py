@@ -31,6 +31,7 @@ from pipeline.serve.thresholds import (
     random_key_bytes,
     reference_window,
 )
+from pipeline.timeaxis import data_end
 
 SHA = "ab" * 32
 
@@ -238,7 +239,8 @@ def test_reference_window_ends_where_the_holdout_begins():
     lodged = pd.Series(pd.date_range("2024-01-01", "2024-06-30", freq="6h"))
     serve = serve_config(reference_days=30, score_last_days=20)
     window = reference_window(lodged, serve)
-    assert window.end == lodged.max() - pd.Timedelta(days=20)
+    # the day boundary where the stretch `run` scores begins
+    assert window.end == pd.Timestamp("2024-06-11") == data_end(lodged, 20)
     assert window.days == 30
     inside = lodged[window.contains(lodged)]
     assert inside.min() >= window.start and inside.max() < window.end

@@ -29,7 +29,7 @@ from pipeline.backtest.summary import first_detections, step_kpis, summarise
 from pipeline.config import Config, PolicyConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
+from pipeline.serve.ranking import rank
 
 
 @dataclass(frozen=True)
@@ -98,20 +98,6 @@ def schedule(policy: PolicyConfig, config: Config) -> Schedule:
     )
 
 
-def _scores(
-    model: TargetingModel, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tie-free control priority (`serve.ranking`: score, then margin) and the probability."""
-    margin = model.margin(X)
-    proba = model.calibration.apply(margin)
-    # A model without a revenue part (a retraining on too few revenue hits) ranks by probability.
-    has_revenue = model.revenue_booster is not None
-    resolved = resolve_rank_by(has_revenue, rank_by if has_revenue else "probability")
-    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
-    score = ranking_score(proba, revenue, resolved, revenue_weight)
-    return control_priority(score, margin), proba
-
-
 def refresh(
     k: int,
     stream: Stream,
@@ -141,32 +127,40 @@ def refresh(
 
 def model_scores(
     stream: Stream, rows: np.ndarray, state: PolicyState, rank_by: str, revenue_weight: float
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Control priority and probability of the step's rows (NaN outside the feature set)."""
+) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
+    """Control priority and probability of the step's rows (NaN outside the feature set), and
+    whether the model, having no revenue part, ranked by probability instead of `rank_by`."""
     if state.model is None or state.features is None:
-        return None, None
+        return None, None, False
     where = np.full(len(stream.declarations), -1, dtype=np.int64)
     where[state.positions[state.positions >= 0]] = np.flatnonzero(state.positions >= 0)
     fs_rows = where[rows]
     present = fs_rows >= 0
     score = np.full(len(rows), np.nan)
     proba = np.full(len(rows), np.nan)
+    fell_back = False
     if present.any():
         X = state.features.X.iloc[fs_rows[present]]
-        s, p = _scores(state.model, X, rank_by, revenue_weight)
-        score[present], proba[present] = s, p
-    return score, proba
+        # a retraining on few revenue hits has no revenue part: it ranks by probability, and
+        # the replay records it in the fit log
+        ranked = rank(state.model, X, rank_by, revenue_weight, fallback_to_probability=True)
+        score[present], proba[present] = ranked.priority, ranked.probability
+        fell_back = ranked.fell_back
+    return score, proba, fell_back
 
 
 def step_candidates(
     stream: Stream, plan: Plan, rows: np.ndarray, state: PolicyState, policy: PolicyConfig,
     config: Config,
-) -> Candidates:  # fmt: skip
-    """The step's declarations with their office-day, its capacity, and the model's scores."""
+) -> tuple[Candidates, bool]:  # fmt: skip
+    """The step's declarations with their office-day, its capacity, and the model's scores (and
+    whether the model fell back to ranking by probability)."""
     groups, local = pd.factorize(plan.groups[rows])
-    rank_by = policy.rank_by if policy.rank_by is not None else config.serve.rank_by
-    score, proba = model_scores(stream, rows, state, rank_by, config.serve.revenue_weight)
-    return candidates(
+    rank_by = ranked_by(policy, config)
+    score, proba, fell_back = model_scores(
+        stream, rows, state, rank_by, config.serve.revenue_weight
+    )
+    step = candidates(
         stream.declarations.iloc[rows],
         groups,
         plan.capacity[np.asarray(local, dtype=np.int64)],
@@ -175,6 +169,24 @@ def step_candidates(
         recorded=stream.recorded[rows],
         recorded_reason=stream.recorded_reason[rows],
     )
+    return step, fell_back
+
+
+def ranked_by(policy: PolicyConfig, config: Config) -> str:
+    """What the policy's model ranks by: its own `rank_by`, else `serve.rank_by`."""
+    return policy.rank_by if policy.rank_by is not None else config.serve.rank_by
+
+
+def record_fallback(
+    fits: list[dict[str, Any]], policy: PolicyConfig, config: Config, k: int, retrained: bool
+) -> None:
+    """Note, once per model, that it ranked by probability for want of a revenue part: in the
+    log of the retraining that made it, or as an entry of its own for the initial model."""
+    note = f"ranked by probability: rank_by={ranked_by(policy, config)}, no revenue part"
+    if retrained:
+        fits[-1]["fallback"] = note
+    elif k == 0:
+        fits.append({"policy": policy.name, "step": k, "fallback": note})
 
 
 def policy_outcomes(
@@ -229,7 +241,9 @@ def replay_policy(
             fits.append({"policy": policy.name, **log})
         tick = time.perf_counter()
         rows = plan.rows(k)
-        step = step_candidates(stream, plan, rows, state, policy, config)
+        step, fell_back = step_candidates(stream, plan, rows, state, policy, config)
+        if fell_back:
+            record_fallback(fits, policy, config, k, retrained)
         fitter.seconds["scoring_s"] += time.perf_counter() - tick
         tick = time.perf_counter()
         selection = select(step, shares, rng)

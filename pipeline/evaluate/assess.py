@@ -27,9 +27,11 @@ from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.reference import ReferenceScores
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.ranking import Ranking, rank
+from pipeline.timeaxis import Window, after_last
 from pipeline.train.fit import cap_warning
 
-Windows = dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+NamedWindows = dict[str, Window]
 
 PRIMARY_POPULATIONS = ("all declarations (ground truth)", "inspected")
 POPULATION_TRUTH = "all declarations (ground truth)"
@@ -88,13 +90,13 @@ class Assessment:
 
 def parse_windows(
     info: Mapping[str, Any], lodged_at: pd.Series, test_days: int
-) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], list[str]]:
-    """The model's windows as (start, end) timestamps; a test window derived when absent.
+) -> tuple[NamedWindows, list[str]]:
+    """The model's windows; a test window derived when absent.
 
     Accepts ``{"test": {"start": ..., "end": ...}}`` and ``{"test": [start, end]}``.
     """
     notes: list[str] = []
-    windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    windows: NamedWindows = {}
     for name, window in dict(info.get("windows") or {}).items():
         if isinstance(window, Mapping):
             start, end = window.get("start"), window.get("end")
@@ -103,42 +105,15 @@ def parse_windows(
         else:
             continue
         if start is not None and end is not None:
-            windows[str(name)] = (pd.Timestamp(start), pd.Timestamp(end))
+            windows[str(name)] = Window(str(name), pd.Timestamp(start), pd.Timestamp(end))
     if "test" not in windows:
-        end = pd.Timestamp(lodged_at.max()) + pd.Timedelta(seconds=1)
-        windows["test"] = (end - pd.Timedelta(days=test_days), end)
+        end = after_last(lodged_at)
+        windows["test"] = Window("test", end - pd.Timedelta(days=test_days), end)
         notes.append(
             f"The model records no test window: the last {test_days} days of the feature set "
             "are used, which may overlap its training data."
         )
     return windows, notes
-
-
-def in_window(lodged_at: pd.Series, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
-    stamps = pd.to_datetime(lodged_at)
-    start, end = window
-    if stamps.dt.tz is not None:
-        start = start.tz_localize(stamps.dt.tz) if start.tzinfo is None else start
-        end = end.tz_localize(stamps.dt.tz) if end.tzinfo is None else end
-    return ((stamps >= start) & (stamps < end)).to_numpy()
-
-
-def model_score(
-    model: Any, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Tie-free control priority, calibrated probability and what the ranking is by.
-
-    The one ranking path (`serve.ranking`): the score of `rank_by` (``auto`` resolved), its ties
-    broken by the booster's margin; ranked by probability this is the margin's order exactly.
-    """
-    from pipeline.serve.ranking import control_priority, ranking_score, resolve_rank_by
-
-    margin = model.margin(X)
-    probability = model.calibration.apply(margin)
-    resolved = resolve_rank_by(model.revenue_booster is not None, rank_by)
-    revenue = model.revenue_if_hit(X) if resolved != "probability" else None
-    score = ranking_score(probability, revenue, resolved, revenue_weight)
-    return control_priority(score, margin), probability, RANKING_NAMES[resolved]
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,13 +123,14 @@ class TestWindow:
     Row-aligned arrays: `labelled` (an outcome is recorded), `y` and `revenue` (the recorded
     outcome and revenue recovered, NaN where unknown), `stratum` (the random stratum with a
     recorded selection probability), `score` / `probability` (the model's tie-free control
-    priority under `rank_by` and its calibrated probability). `declarations` and `truth` are the
-    canonical declarations and the simulator's ground truth lined up with the rows, when given.
+    priority under `rank_by` and its calibrated probability, from `ranking`). `declarations` and
+    `truth` are the canonical declarations and the simulator's ground truth lined up with the
+    rows, when given.
     """
 
     __test__ = False  # a customs window, not a pytest class
 
-    windows: Windows
+    windows: NamedWindows
     rows: np.ndarray  # mask of the test window over the whole feature set
     test: FeatureSet
     train: FeatureSet | None
@@ -169,6 +145,7 @@ class TestWindow:
     ranked_by: str
     score: np.ndarray
     probability: np.ndarray
+    ranking: Ranking
     notes: tuple[str, ...] = ()
 
     @property
@@ -192,18 +169,16 @@ def build_window(
     ground_truth: pd.DataFrame | None = None,
 ) -> TestWindow:
     """The model's test window of `features` (its recorded windows), ranked by the model."""
-    from pipeline.serve.ranking import resolve_rank_by
-
     windows, notes = parse_windows(model.info.to_dict(), features.lodged_at, config.split.test_days)
-    rows = in_window(features.lodged_at, windows["test"])
+    rows = windows["test"].contains(features.lodged_at)
     test = features.subset(rows)
     if len(test) == 0:
         raise ValueError(
-            f"test window {windows['test'][0]} .. {windows['test'][1]} holds no declaration "
+            f"test window {windows['test'].start} .. {windows['test'].end} holds no declaration "
             f"of the feature set"
         )
     train = (
-        features.subset(in_window(features.lodged_at, windows["train"]))
+        features.subset(windows["train"].contains(features.lodged_at))
         if "train" in windows
         else None
     )
@@ -215,8 +190,7 @@ def build_window(
     stratum &= labelled & (test.sample_weight.to_numpy(dtype=float) > 1.0)
     # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
     # probability and by expected revenue under "<name> by ...": the comparison is like for like.
-    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
-    score, probability, ranked_by = model_score(model, test.X, rank_by, config.serve.revenue_weight)
+    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
     return TestWindow(
         windows=windows,
         rows=rows,
@@ -229,10 +203,11 @@ def build_window(
         revenue=revenue,
         has_revenue=bool(np.isfinite(revenue[labelled]).any()),
         stratum=stratum,
-        rank_by=rank_by,
-        ranked_by=ranked_by,
-        score=score,
-        probability=probability,
+        rank_by=ranked.rank_by,
+        ranked_by=RANKING_NAMES[ranked.rank_by],
+        score=ranked.priority,
+        probability=ranked.probability,
+        ranking=ranked,
         notes=tuple(notes),
     )
 
@@ -286,7 +261,10 @@ def comparators(
 
     notes: list[str] = []
     X = window.test.X
-    learners = {"model": sel.learner_scores(model, X)}
+    ranked = window.ranking
+    learners = {
+        "model": sel.LearnerScores(ranked.margin, ranked.probability, ranked.revenue_if_hit)
+    }
     probabilities = {"model": window.probability}
     compare: list[tuple[str, str]] = []
     if champion is not None:
@@ -408,8 +386,7 @@ def truth_metrics(window: TestWindow, compared: Comparators, config: Config) -> 
         parts.append(selected(quota, "model at office capacity"))
     if config.serve.office_capacity:
         # serve.office_capacity is red controls per office and day: over the test window
-        start, end = window.windows["test"]
-        days = (end - start) / pd.Timedelta(days=1)
+        days = window.windows["test"].days
         per_window = {o: max(c * days, 1.0) for o, c in config.serve.office_capacity.items()}
         quota = mx.quota_mask(score, offices, per_window)
         parts.append(selected(quota, "model at configured capacity"))
@@ -837,17 +814,17 @@ def family_effects(info: Mapping[str, Any]) -> pd.DataFrame:
     )
 
 
-def windows_table(features: FeatureSet, windows: Windows) -> pd.DataFrame:
+def windows_table(features: FeatureSet, windows: NamedWindows) -> pd.DataFrame:
     """Each window's span, declarations, recorded outcomes and hits."""
     rows = []
     for name, window in windows.items():
-        inside = in_window(features.lodged_at, window)
+        inside = window.contains(features.lodged_at)
         y = features.y.to_numpy(dtype=float)[inside]
         rows.append(
             {
                 "window": name,
-                "start": str(window[0].date()),
-                "end (exclusive)": str(window[1].date()),
+                "start": str(window.start.date()),
+                "end (exclusive)": str(window.end.date()),
                 "declarations": int(inside.sum()),
                 "with outcome": int(np.isfinite(y).sum()),
                 "hits": int(np.nansum(y)),
@@ -888,10 +865,10 @@ def model_card(
     labelled: np.ndarray,
     has_revenue: bool,
     has_truth: bool,
-    windows: Windows,
+    windows: NamedWindows,
 ) -> dict[str, str]:
     """Intended use, data and limitations, in a reviewer's words."""
-    span = ", ".join(f"{k} {v[0].date()}..{v[1].date()}" for k, v in windows.items())
+    span = ", ".join(f"{k} {v.start.date()}..{v.end.date()}" for k, v in windows.items())
     return {
         "Intended use": "Rank import declarations by risk so that a customs selectivity system "
         "sends the top of the ranking to documentary or physical control within each office's "
@@ -914,7 +891,7 @@ def model_card(
 
 def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> dict[str, str]:
     """The summary box: the model, its ranking, the test window and what labels it."""
-    start, end = window.windows["test"]
+    start, end = window.windows["test"].start, window.windows["test"].end
     return {
         "model": f"XGBoost ({model.booster.num_boosted_rounds()} trees, "
         f"{len(model.feature_names)} features), calibration {model.calibration.method}",

@@ -17,9 +17,10 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.assess import in_window, model_score, parse_windows
+from pipeline.evaluate.assess import parse_windows
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.ranking import rank
 
 TRUTH_POPULATION = "all declarations (ground truth)"
 INSPECTED_POPULATION = "inspected"
@@ -29,10 +30,12 @@ def test_window(model: TargetingModel, features: FeatureSet, test_days: int) -> 
     """The rows of `features` inside the model's test window (the last `test_days` days of the
     data when the model records none)."""
     windows, _ = parse_windows(model.info.to_dict(), features.lodged_at, test_days)
-    test = features.subset(in_window(features.lodged_at, windows["test"]))
+    window = windows["test"]
+    test = features.subset(window.contains(features.lodged_at))
     if len(test) == 0:
-        start, end = windows["test"]
-        raise ValueError(f"the test window {start} .. {end} holds no declaration of the features")
+        raise ValueError(
+            f"the test window {window.start} .. {window.end} holds no declaration of the features"
+        )
     return test
 
 
@@ -51,16 +54,14 @@ def scored_test_window(
     recorded hit and revenue, NaN for declarations nobody controlled.
     """
     test = test_window(model, features, config.split.test_days)
-    score, probability, _ = model_score(
-        model, test.X, config.serve.rank_by, config.serve.revenue_weight
-    )
+    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
     frame = pd.DataFrame(
         {
             "declaration_id": test.declaration_id.astype(str).to_numpy(),
             "lodged_at": test.lodged_at.to_numpy(),
             "office": test.office.astype("string").to_numpy(),
-            "score": score,
-            "probability": probability,
+            "score": ranked.priority,
+            "probability": ranked.probability,
             "hit": test.y.to_numpy(dtype=float),
             "revenue_recovered": test.revenue_recovered.to_numpy(dtype=float),
         }

@@ -55,6 +55,7 @@ from scipy import stats
 
 from pipeline.config import MonitorConfig
 from pipeline.evaluate.drift import is_numeric, psi
+from pipeline.timeaxis import Window, after_last
 
 Level = Literal["ok", "warn", "alarm"]
 LEVELS: tuple[Level, ...] = ("ok", "warn", "alarm")
@@ -318,8 +319,8 @@ class MonitorReport:
     drift: pd.DataFrame
     stratum: StratumCheck
     level: Level
-    reference: tuple[pd.Timestamp, pd.Timestamp]
-    recent: tuple[pd.Timestamp, pd.Timestamp]
+    reference: Window
+    recent: Window
 
     def headline(self) -> str:
         """One line for a scheduler's log."""
@@ -328,9 +329,9 @@ class MonitorReport:
         score = self.drift.loc[self.drift["role"] == "score", "level"]
         s = self.stratum
         return (
-            f"monitor {self.level.upper()}: recent {self.recent[0]:%Y-%m-%d}.."
-            f"{self.recent[1]:%Y-%m-%d} vs reference {self.reference[0]:%Y-%m-%d}.."
-            f"{self.reference[1]:%Y-%m-%d}; score {score.iloc[0] if len(score) else 'n/a'}; "
+            f"monitor {self.level.upper()}: recent {self.recent.start:%Y-%m-%d}.."
+            f"{self.recent.end:%Y-%m-%d} vs reference {self.reference.start:%Y-%m-%d}.."
+            f"{self.reference.end:%Y-%m-%d}; score {score.iloc[0] if len(score) else 'n/a'}; "
             f"features alarm {int(counts.get('alarm', 0))}, warn {int(counts.get('warn', 0))}; "
             + (
                 f"random stratum {s.hits}/{s.rows} = {s.hit_rate:.3f} "
@@ -347,8 +348,8 @@ class MonitorReport:
         lines = [
             f"# Monitoring report: {self.level.upper()}",
             "",
-            f"- reference window: {self.reference[0]} .. {self.reference[1]}",
-            f"- recent window: {self.recent[0]} .. {self.recent[1]}",
+            f"- reference window: {self.reference.start} .. {self.reference.end}",
+            f"- recent window: {self.recent.start} .. {self.recent.end}",
             "- PSI bands: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift",
             "",
             "## Random stratum (unbiased performance estimate)",
@@ -371,13 +372,12 @@ class MonitorReport:
         return "\n".join(lines) + "\n"
 
 
-def window_bounds(
-    lodged_at: pd.Series, days: int, end: pd.Timestamp | None = None
-) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The recent window ``[end - days, end)``; `end` defaults to just after the last lodging."""
+def window_bounds(lodged_at: pd.Series, days: int, end: pd.Timestamp | None = None) -> Window:
+    """The recent window ``[end - days, end)``; `end` defaults to just after the last lodging
+    (`timeaxis.after_last`)."""
     if end is None:
-        end = pd.Timestamp(lodged_at.max()) + pd.Timedelta(microseconds=1)
-    return end - pd.Timedelta(days=days), end
+        end = after_last(lodged_at)
+    return Window("recent", end - pd.Timedelta(days=days), end)
 
 
 def monitor_report(
@@ -391,8 +391,8 @@ def monitor_report(
     recent_selection_reason: ArrayLike,
     recent_known: ArrayLike | None = None,
     stages: dict[str, str] | None = None,
-    reference_window: tuple[pd.Timestamp, pd.Timestamp],
-    recent_window: tuple[pd.Timestamp, pd.Timestamp],
+    reference_window: Window,
+    recent_window: Window,
 ) -> MonitorReport:
     """Drift of features and score between two windows, and the random-stratum check.
 

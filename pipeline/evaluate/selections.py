@@ -75,16 +75,13 @@ def reference_learners(
     return out
 
 
-def training_labels(
-    features: FeatureSet, windows: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]]
-) -> WindowRows | None:
+def training_labels(features: FeatureSet, windows: Mapping[str, Window]) -> WindowRows | None:
     """The model's own training labels: the training window's rows whose label was known when
     the validation window opened (`train.split.rows_in`, as `train.fit.fit` takes them)."""
     if "train" not in windows:
         return None
-    train = Window("train", *windows["train"])
-    known_by = windows["valid"][0] if "valid" in windows else None
-    return window_rows(features, rows_in(features, train, known_by))
+    known_by = windows["valid"].start if "valid" in windows else None
+    return window_rows(features, rows_in(features, windows["train"], known_by))
 
 
 def learner_scores(model: TargetingModel, X: pd.DataFrame) -> LearnerScores:

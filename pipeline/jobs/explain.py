@@ -34,14 +34,15 @@ def explain(
     matplotlib.use("Agg")
     import pipeline.train.tracking as tracking
     from pipeline.evaluate import explain as ex
-    from pipeline.evaluate.assess import in_window, model_score, parse_windows
+    from pipeline.evaluate.assess import parse_windows
     from pipeline.jobs import catalog
+    from pipeline.serve.ranking import rank
 
     loaded = catalog.load_run(config, run_id, "evaluated")
     run_id, model = loaded.run_id, loaded.model
     features = catalog.feature_set(config)
     windows, _ = parse_windows(model.info.to_dict(), features.lodged_at, config.split.test_days)
-    test = features.subset(in_window(features.lodged_at, windows["test"]))
+    test = features.subset(windows["test"].contains(features.lodged_at))
     if len(test) == 0:
         raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")
     ev = config.evaluate
@@ -64,7 +65,7 @@ def explain(
             f"{config.paths.features}: column declaration_id has no row for {missing[:10]}"
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         )
-    score, _, _ = model_score(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
+    score = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight).priority
     step("local explanations (waterfalls)")
     local_values, local_figures = local_explanations(model, features, test, score, wanted, config)
     folder: Path = config.paths.explanations

@@ -23,9 +23,8 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import write_table
 from pipeline.jobs import JobResult, step
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.scorer import model_scores, resolve_rank_by
+from pipeline.serve.ranking import rank, resolve_rank_by
 from pipeline.serve.thresholds import (
-    ReferenceWindow,
     Thresholds,
     ThresholdsError,
     assign_channels,
@@ -37,6 +36,7 @@ from pipeline.serve.thresholds import (
     reference_window,
     serve_random_key,
 )
+from pipeline.timeaxis import Window
 
 MODEL_ARTIFACT = "targeting_model"
 SNAPSHOT_ARTIFACT = "snapshot"
@@ -61,7 +61,7 @@ def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
 
 def reference_scores(
     config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
-) -> tuple[pd.DataFrame, Any]:
+) -> tuple[pd.DataFrame, Window]:
     """The reference window's declarations with their margin, probability and score: for the
     deployed refit, the stretch it never learned from (its calibration window and what follows);
     for a model judged on a test window, the most recent `serve.reference_days` after it
@@ -74,13 +74,12 @@ def reference_scores(
         # The refit learned from every label known at the end of the data: its out-of-sample
         # stretch is its calibration window (held out of its training) and the declarations
         # after it, whose labels were not known yet.
-        window = ReferenceWindow(start=info.refit.calibration.start, end=info.refit.labels_known_by)
+        window = Window("reference", info.refit.calibration.start, info.refit.labels_known_by)
     elif info.role == "evaluated" and info.windows is not None:
         tested = info.windows.test
-        after = after_test(
+        window = after_test(
             feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
         )
-        window = ReferenceWindow(start=after.start, end=after.end)
     else:  # a model without recorded windows: the last days before the held-out stretch
         window = reference_window(feature_set.lodged_at, config.serve, None)
     rows = window.contains(feature_set.lodged_at)
@@ -88,7 +87,7 @@ def reference_scores(
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
     X = feature_set.X.loc[rows].reset_index(drop=True)
     declarations = _reference_declarations(config, feature_set.declaration_id[rows])
-    scores = model_scores(model, X, rank_by, config.serve.revenue_weight)
+    scores = rank(model, X, rank_by, config.serve.revenue_weight).frame(X.index)
     return pd.concat([declarations, scores], axis=1), window
 
 
@@ -126,7 +125,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
 
     run_id, model, registered_name = _run_model(config, run_id)
     feature_set = _feature_set(config)
-    rank_by = resolve_rank_by(model, config.serve.rank_by)
+    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
     reference, window = reference_scores(config, model, feature_set, rank_by)
 
     step("cut-offs on the reference window")
@@ -207,7 +206,7 @@ def _document(
     manifest: pd.DataFrame,
     policy: dict[str, Any],
     rank_by: str,
-    window: ReferenceWindow,
+    window: Window,
 ) -> dict[str, Any]:
     """The export document of the cut-offs, its KPIs still empty: the model it belongs to, the
     ranking, the windows (the reference one added), the features' config and descriptions."""

@@ -5,20 +5,19 @@ Reads what `config.data` points at (validated once per run and saved in the run 
 (in memory, or over chunks of ``features.chunk_months`` months when set, each chunk written as it
 is built and the snapshot carried out of the last chunk), writes them to `config.paths.features`
 with the manifest at `config.paths.manifest`, and saves the serving snapshot as of the end of the
-data (the last lodging + 1 second) to `config.paths.snapshot`.
+data (the last lodging + 1 second, `timeaxis.after_last`) to `config.paths.snapshot`.
 """
 
 from __future__ import annotations
 
 import time
 
-import pandas as pd
-
 from pipeline.config import Config
 from pipeline.features.build import build_feature_set, build_snapshot
 from pipeline.features.chunked import WrittenFeatures, write_chunked
 from pipeline.features.featureset import record_fingerprint
 from pipeline.jobs import JobResult, step
+from pipeline.timeaxis import after_last
 
 
 def features(config: Config) -> JobResult:
@@ -30,7 +29,7 @@ def features(config: Config) -> JobResult:
     declarations, outcomes = inputs.declarations, inputs.outcomes
     if declarations.empty:
         raise ValueError("no declarations left after validation: nothing to build features from")
-    as_of = pd.Timestamp(declarations["lodged_at"].max()) + pd.Timedelta(seconds=1)
+    as_of = after_last(declarations["lodged_at"])
     months = config.features.chunk_months
     paths = config.paths
     step("point-in-time features and the serving snapshot")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
@@ -22,12 +21,13 @@ from pipeline.evaluate.monitor import MonitorReport, monitor_report, reaches, wi
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs import JobResult
 from pipeline.serve.model import TargetingModel
+from pipeline.timeaxis import Window
 
 ALARM_EXIT_CODE = 3
 LEVEL_CODE = {"ok": 0, "warn": 1, "alarm": 2}
 
 
-def reference_window(model: TargetingModel, config: Config) -> tuple[pd.Timestamp, pd.Timestamp]:
+def reference_window(model: TargetingModel, config: Config) -> Window:
     """The end of the model's training window: `reference_days` long (or all of it)."""
     train = model.info.training_window()
     if train is None:
@@ -36,12 +36,7 @@ def reference_window(model: TargetingModel, config: Config) -> tuple[pd.Timestam
     days = config.monitor.reference_days
     if days is not None:
         start = max(start, end - pd.Timedelta(days=days))
-    return start, end
-
-
-def _rows(fs: FeatureSet, window: tuple[pd.Timestamp, pd.Timestamp]) -> np.ndarray:
-    lodged = pd.to_datetime(fs.lodged_at)
-    return np.asarray((lodged >= window[0]) & (lodged < window[1]), dtype=bool)
+    return Window("reference", start, end)
 
 
 def monitor_feature_set(fs: FeatureSet, model: TargetingModel, config: Config) -> MonitorReport:
@@ -49,17 +44,17 @@ def monitor_feature_set(fs: FeatureSet, model: TargetingModel, config: Config) -
     reference = reference_window(model, config)
     end = pd.Timestamp(config.monitor.recent_end) if config.monitor.recent_end else None
     recent = window_bounds(pd.to_datetime(fs.lodged_at), config.monitor.recent_days, end)
-    ref_rows, rec_rows = _rows(fs, reference), _rows(fs, recent)
+    ref_rows, rec_rows = reference.contains(fs.lodged_at), recent.contains(fs.lodged_at)
     for name, rows, window in (("reference", ref_rows, reference), ("recent", rec_rows, recent)):
         if not rows.any():
             raise ValueError(
-                f"the {name} window {window[0]:%Y-%m-%d}..{window[1]:%Y-%m-%d} holds no "
+                f"the {name} window {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d} holds no "
                 f"declaration of {config.paths.features}"
             )
     columns = [c for c in model.feature_names if c in fs.X.columns]
     X_ref = fs.X.loc[ref_rows, columns].reset_index(drop=True)
     X_rec = fs.X.loc[rec_rows, columns].reset_index(drop=True)
-    known = pd.to_datetime(fs.label_known_at[rec_rows]) < recent[1]
+    known = pd.to_datetime(fs.label_known_at[rec_rows]) < recent.end
     manifest = fs.manifest
     stages = dict(zip(manifest["name"].astype(str), manifest["stage"].astype(str), strict=True))
     return monitor_report(
@@ -101,8 +96,8 @@ def monitor(config: Config, run_id: str | None = None) -> JobResult:
     summary: dict[str, Any] = {
         "level": report.level,
         "model_run_id": model_run,
-        "reference": [str(t) for t in report.reference],
-        "recent": [str(t) for t in report.recent],
+        "reference": [str(report.reference.start), str(report.reference.end)],
+        "recent": [str(report.recent.start), str(report.recent.end)],
         "score_psi": float(score["psi"].iloc[0]) if len(score) else None,
         "features_alarm": int((judged["level"] == "alarm").sum()),
         "features_warn": int((judged["level"] == "warn").sum()),

@@ -59,71 +59,6 @@ OUTPUT_COLUMNS = (
 INVALID_REASON = "invalid"
 
 
-# --- model scores ----------------------------------------------------------------------------
-
-
-def resolve_rank_by(model: TargetingModel, setting: str) -> str:
-    """`probability`, `expected_revenue` or `blend` from the config's `serve.rank_by`."""
-    return ranking.resolve_rank_by(model.revenue_booster is not None, setting)
-
-
-def prepare(model: TargetingModel, X: pd.DataFrame) -> pd.DataFrame:
-    """`TargetingModel.prepare` (model columns, categories cast to the training levels), faster.
-
-    A category column is re-coded through its categories (a few thousand levels) instead of
-    converting every row to text; a level unseen in training becomes missing, as in `prepare`.
-    Columns of another dtype go through `TargetingModel.prepare`'s conversion.
-    """
-    frame = X[model.feature_names]
-    cast: dict[str, pd.Categorical] = {}
-    for column, levels in model.categories.items():
-        values = frame[column]
-        if not isinstance(values.dtype, pd.CategoricalDtype):
-            cast[column] = pd.Categorical(values.astype("string").astype(object), categories=levels)
-            continue
-        names = values.cat.categories.astype(str)
-        if names.equals(pd.Index(levels)) and values.cat.categories.dtype == object:
-            continue  # already on the training levels
-        recode = pd.Index(levels).get_indexer(names)
-        codes = values.cat.codes.to_numpy()
-        mapped = np.where(codes >= 0, recode[codes], -1)
-        cast[column] = pd.Categorical.from_codes(mapped, categories=pd.Index(levels, dtype=object))
-    return frame.assign(**cast) if cast else frame
-
-
-def model_scores(
-    model: TargetingModel, X: pd.DataFrame, rank_by: str, revenue_weight: float = 1.0
-) -> pd.DataFrame:
-    """Margin, calibrated probability, expected revenue and the ranking score of each row.
-
-    The feature matrix is prepared once and both boosters predict on it in place. The score is
-    `ranking.ranking_score` (`rank_by` resolved; `revenue_weight` for ``blend``); ties in it are
-    broken by the margin (`ranking.control_priority`).
-    """
-    prepared = prepare(model, X)
-    margin = np.asarray(
-        model.booster.inplace_predict(prepared, predict_type="margin"), dtype=float
-    ).reshape(-1)
-    probability = model.calibration.apply(margin)
-    revenue: np.ndarray | None = None
-    if model.revenue_booster is not None:
-        revenue = np.asarray(model.revenue_booster.inplace_predict(prepared), dtype=float)
-        revenue = np.clip(revenue.reshape(-1), 0.0, None)
-        expected = probability * revenue
-    else:
-        expected = np.full(len(X), np.nan)
-    score = ranking.ranking_score(probability, revenue, rank_by, revenue_weight)
-    return pd.DataFrame(
-        {
-            "margin": margin,
-            "probability": probability,
-            "expected_revenue": expected,
-            "score": score,
-        },
-        index=X.index,
-    )
-
-
 # --- reason codes ----------------------------------------------------------------------------
 
 
@@ -272,7 +207,7 @@ def reason_codes(
     """
     if len(X) == 0 or top <= 0:
         return pd.Series([None] * len(X), index=X.index, dtype=object)
-    prepared = prepare(model, X)
+    prepared = ranking.prepare(model, X)
     matrix = xgb.DMatrix(prepared, enable_categorical=True)
     contributions = np.asarray(
         model.booster.predict(matrix, pred_contribs=True, approx_contribs=method == "approximate"),
@@ -498,11 +433,10 @@ class Scorer:
 
     def score_features(self, declarations: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
         """Scores, channels and reason codes from the feature matrix of `declarations`."""
-        scores = model_scores(
+        ranked = ranking.rank(
             self.model, X, self.thresholds.rank_by, self.thresholds.revenue_weight
         )
-        score = scores["score"].to_numpy()
-        margin = scores["margin"].to_numpy()
+        score, margin = ranked.score, ranked.margin
         channels = assign_channels(self.thresholds, declarations, score, margin)
         controlled = channels["channel"].isin(list(self.thresholds.channels)).to_numpy()
         reasons = pd.Series([None] * len(X), index=X.index, dtype=object)
@@ -519,7 +453,7 @@ class Scorer:
             {
                 "declaration_id": declarations["declaration_id"].to_numpy(),
                 "score": score,
-                "probability": scores["probability"].to_numpy(),
+                "probability": ranked.probability,
                 "channel": channels["channel"].to_numpy(),
                 "selection_reason": channels["selection_reason"].to_numpy(),
                 "selection_probability": channels["selection_probability"].to_numpy(),

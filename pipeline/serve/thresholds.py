@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import RuleConfig, ServeConfig
+from pipeline.timeaxis import Window, data_end
 
 logger = logging.getLogger(__name__)
 
@@ -861,36 +862,18 @@ def manifest_sha256(manifest: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
-class ReferenceWindow:
-    """The stretch of declarations the cut-offs are set on: lodged in [start, end)."""
-
-    start: pd.Timestamp
-    end: pd.Timestamp
-
-    @property
-    def days(self) -> float:
-        """Length in days."""
-        return float((self.end - self.start) / pd.Timedelta(days=1))
-
-    def contains(self, lodged_at: pd.Series) -> np.ndarray:
-        """True for declarations lodged inside the window."""
-        return np.asarray(((lodged_at >= self.start) & (lodged_at < self.end)).to_numpy(bool))
-
-
 def reference_window(
     lodged_at: pd.Series, serve: ServeConfig, end: pd.Timestamp | None = None
-) -> ReferenceWindow:
+) -> Window:
     """The last `reference_days` of the data before `end`.
 
     `end`: where the run's held-out stretch begins (the end of its test window); without it,
-    the last `score_last_days` of the data are taken as held out, as `run` scores them.
+    the end of the usable data before the last `score_last_days` (`timeaxis.data_end`, the day
+    boundary where the stretch `run` scores begins).
     """
-    if end is None:
-        end = pd.Timestamp(lodged_at.max()) - pd.Timedelta(days=serve.score_last_days)
-    end = pd.Timestamp(end)
+    end = data_end(lodged_at, serve.score_last_days) if end is None else pd.Timestamp(end)
     start = max(end - pd.Timedelta(days=serve.reference_days), pd.Timestamp(lodged_at.min()))
-    return ReferenceWindow(start=start, end=end)
+    return Window("reference", start, end)
 
 
 def capacity_scenarios(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from pipeline.config import SplitConfig
 from pipeline.features.featureset import FeatureSet
-from pipeline.timeaxis import Window, Windows, instants
+from pipeline.timeaxis import Window, Windows, data_end, instants
 
 
 class SplitError(ValueError):
@@ -32,12 +32,12 @@ def _day(value: object) -> pd.Timestamp:
 
 
 def data_span(lodged_at: pd.Series, holdout_days: int = 0) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First lodging day and the end (exclusive) of the usable data, after the held-out days."""
+    """First lodging day and the end (exclusive) of the usable data (`timeaxis.data_end`)."""
     times = pd.to_datetime(lodged_at)
     if times.isna().all():
         raise SplitError("lodged_at has no dates: cannot place time windows")
     first = times.min().normalize()
-    end = times.max().normalize() + pd.Timedelta(days=1) - pd.Timedelta(days=holdout_days)
+    end = data_end(times, holdout_days)
     if end <= first:
         raise SplitError(
             f"the data spans {first:%Y-%m-%d}..{times.max():%Y-%m-%d}: nothing is left after "
