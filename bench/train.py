@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from pipeline import tracking  # noqa: E402
 from pipeline.config import Config  # noqa: E402
 from pipeline.features.featureset import FeatureSet, record_fingerprint  # noqa: E402
 from pipeline.jobs.train import train_feature_set, windows_of  # noqa: E402
-from pipeline.train import tracking, tune  # noqa: E402
+from pipeline.train import tune  # noqa: E402
 from pipeline.train.fit import (  # noqa: E402
     dmatrix,
     has_revenue,

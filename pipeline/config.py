@@ -340,7 +340,7 @@ class TrainConfig(Section):
 
 
 class TrackingConfig(Section):
-    """MLflow: the only place the tracking URI is decided (train/tracking.py applies it)."""
+    """MLflow: the only place the tracking URI is decided (pipeline/tracking.py applies it)."""
 
     uri: str | None = Field(
         None, description="None: MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db"

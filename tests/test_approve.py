@@ -24,12 +24,12 @@ from mlflow import MlflowClient
 from test_run import run_chain
 from typer.testing import CliRunner
 
+from pipeline import tracking
 from pipeline.cli import app
 from pipeline.config import PROJECT_ROOT, Config
 from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.jobs.approve import ApprovalError, approve
 from pipeline.serve.bundle import serve_requirements
-from pipeline.train import tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("approve-chain")]
 START_TIMEOUT_S = 180.0

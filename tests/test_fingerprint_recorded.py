@@ -10,6 +10,7 @@ from helpers_train import feature_set, train_config
 from mlflow.tracking import MlflowClient
 
 from pipeline import config as config_module
+from pipeline import tracking
 from pipeline.features.featureset import (
     FeatureSet,
     fingerprint_path,
@@ -19,7 +20,6 @@ from pipeline.features.featureset import (
 from pipeline.jobs.features import features
 from pipeline.jobs.simulate import simulate
 from pipeline.jobs.train import train
-from pipeline.train import tracking
 
 
 def test_the_features_job_records_the_fingerprint_train_would_take(tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from helpers_ingest import declarations, outcomes
 
+from pipeline import tracking
 from pipeline.config import Config, DataConfig
 from pipeline.ingest import readers
 from pipeline.ingest.readers import Inputs
 from pipeline.jobs import catalog
-from pipeline.train import tracking
 
 
 def _files_config(tmp_path: Path, **data: object) -> Config:

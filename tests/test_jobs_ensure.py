@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from pipeline import tracking
 from pipeline.config import Config, load
 from pipeline.jobs.catalog import last_run_id
 from pipeline.jobs.ensure import ensure, missing_stages
-from pipeline.train import tracking
 
 
 def small(tmp_path: Path, *more: str) -> Config:

@@ -80,8 +80,8 @@ def test_every_incoming_declaration_gets_a_channel(chain: tuple[Config, str]):
 
 def test_incoming_stretch_is_unseen_by_training_and_by_its_snapshot(chain: tuple[Config, str]):
     """The replayed last days lie after every training window and after the snapshot's as_of."""
+    from pipeline import tracking
     from pipeline.features.build import Snapshot
-    from pipeline.train import tracking
 
     config, _ = chain
     incoming = pd.read_parquet(config.paths.incoming)

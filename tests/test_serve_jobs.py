@@ -57,9 +57,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Config:
 def test_export_writes_a_valid_file_logged_with_the_run(trained: Config):
     from mlflow import MlflowClient
 
+    from pipeline import tracking
     from pipeline.jobs.export import export
     from pipeline.serve.thresholds import Thresholds
-    from pipeline.train import tracking
 
     result = export(trained)
     path = result.outputs["thresholds"]

@@ -34,7 +34,7 @@ from pipeline.features import build
 from pipeline.serve.ranking import rank
 from pipeline.serve.scorer import Scorer
 from pipeline.serve.thresholds import Thresholds
-from pipeline.train.tracking import log_scorer
+from pipeline.tracking import log_scorer
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-serve")]
 START_TIMEOUT_S = 180.0

@@ -1,4 +1,4 @@
-"""`train/tracking.py` is the only module of `pipeline/` that writes to MLflow.
+"""`pipeline/tracking.py` is the only module of `pipeline/` that writes to MLflow.
 
 Read from the source (AST), not by running the jobs: a call to a write function of the `mlflow`
 module (``mlflow.log_metric``, ``mlflow.pyfunc.log_model``, ``mlflow.register_model``...), a write
@@ -14,8 +14,8 @@ from pathlib import Path
 import mlflow
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
-ADAPTER = PIPELINE / "train" / "tracking.py"
-ADAPTER_MODULE = "pipeline.train.tracking"
+ADAPTER = PIPELINE / "tracking.py"
+ADAPTER_MODULE = "pipeline.tracking"
 WRITE_PREFIXES = (
     "log_",
     "set_",
@@ -100,7 +100,9 @@ def test_only_the_adapter_writes_to_mlflow() -> None:
         for path in sorted(PIPELINE.rglob("*.py"))
         if path != ADAPTER and (writes := mlflow_writes(path.read_text(encoding="utf-8")))
     }
-    assert not offenders, f"MLflow writes outside train/tracking.py (move them there): {offenders}"
+    assert not offenders, (
+        f"MLflow writes outside pipeline/tracking.py (move them there): {offenders}"
+    )
 
 
 def test_the_check_sees_every_kind_of_write() -> None:
@@ -132,8 +134,8 @@ def test_a_module_without_mlflow_is_never_flagged() -> None:
 def test_writes_through_the_adapter_are_not_flagged() -> None:
     source = """
 import mlflow
-import pipeline.train.tracking as tracking
-from pipeline.train import tracking as adapter
+import pipeline.tracking as tracking
+from pipeline import tracking as adapter
 
 def job(run_id, folder):
     tracking.log_artifacts(run_id, folder)

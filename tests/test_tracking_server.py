@@ -26,9 +26,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from typer.testing import CliRunner
 
+from pipeline import tracking
 from pipeline.cli import app
 from pipeline.config import to_yaml
-from pipeline.train import tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking-server")]
 

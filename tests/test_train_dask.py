@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.jobs import catalog
 from pipeline.jobs.feature_file import FeatureFile, read_rows, window_positions
@@ -21,7 +22,6 @@ from pipeline.jobs.train import (
     windows_of,
     workers_read_training,
 )
-from pipeline.train import tracking
 from pipeline.train.fit import fit, window_rows
 from pipeline.train.split import make_windows, rows_in
 

@@ -175,7 +175,7 @@ class FeatureSetWriter:
 
 
 def file_fingerprint(path: Path, manifest_path: Path, batch_rows: int = 200_000) -> str:
-    """sha256 of the feature-set file as `train.tracking.data_fingerprint([X, meta])` takes it
+    """sha256 of the feature-set file as `tracking.data_fingerprint([X, meta])` takes it
     on the FeatureSet read back (dtypes, then row hashes with the index), a batch at a time."""
     import hashlib
     import json

@@ -1,7 +1,7 @@
 """One importable function per CLI verb: `pipeline.jobs.<verb>.<verb>(config, ...)`.
 
 Jobs are the wiring: they read inputs through `ingest`, call the pure stages, write artefacts under
-`config.paths`, and hand tracking to `train.tracking`. Stages never do I/O; `cli.py` only parses
+`config.paths`, and hand tracking to `tracking`. Stages never do I/O; `cli.py` only parses
 arguments and prints a job's result. Notebooks call the same functions. `catalog` loads what an
 earlier job made (the validated inputs, the run and its model, the FeatureSet, the snapshot, the
 export); `graph` says which job makes and needs which artefact, for `run` and `ensure`.

@@ -54,7 +54,7 @@ def approve(
 ) -> JobResult:
     """Approve a registered scorer version as the `champion`: `version`, else the last scorer
     registered from `run_id` (the run the report reviewed), else the `challenger`."""
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     if not reason.strip():
         raise ApprovalError("an approval needs a reason (--reason): what the review concluded")
@@ -94,7 +94,7 @@ def approve(
 
 def _last_scorer_of(config: Config, run_id: str) -> str:
     """The last scorer version `export` registered from `run_id` (the run a report reviewed)."""
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     scorers = tracking.scorer_versions(config, run_id)
     if not scorers:
@@ -108,7 +108,7 @@ def _last_scorer_of(config: Config, run_id: str) -> str:
 def _scorer_version(config: Config, version: str | None) -> ModelVersion:
     """The registry entry to approve: `version`, else the `challenger`; refused unless it is a
     scorer registered by `export` from a run."""
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     name = config.tracking.registered_model
     entry = (
@@ -133,7 +133,7 @@ def _checked_evidence(name: str, number: str, run_id: str, registered_sha256: st
     """The evidence a reviewer approves on: the run's report, its logged export and the export
     bundled in the scorer, the two exports identical and the one the version names. Returns the
     export's sha256; ApprovalError says which `targeting` command makes what is missing."""
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     exports = [p for p in tracking.artifact_paths(run_id, EXPORT_FOLDER) if p.endswith(".json")]
     with tempfile.TemporaryDirectory() as scratch:

@@ -157,7 +157,7 @@ def _number(value: Any) -> float | None:
 
 def track(config: Config, result: BacktestResult, folder: Path) -> str:
     """One parent MLflow run (config, artefacts), one child run per policy; the parent's id."""
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     tracking.configure(config)
     with tracking.start_parent_run(config, run_name=f"{config.name}-backtest") as parent:

@@ -149,7 +149,7 @@ class LoadedRun:
 
 def resolve_run_id(config: Config, run_id: str | None = None) -> str:
     """`run_id`, or the last `train` run of this config (`last_run.json`); tracking configured."""
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     tracking.configure(config)
     if run_id is not None:
@@ -162,7 +162,7 @@ def load_run(config: Config, run_id: str | None, role: Role) -> LoadedRun:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     resolved = resolve_run_id(config, run_id)
     uri = tracking.tracking_uri(config)
@@ -182,7 +182,7 @@ def last_run_id(config: Config) -> str | None:
     `last_run.json` names the store it was written for; a run from another store (another
     `tracking.uri`) or one deleted since does not count.
     """
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     if not config.paths.last_run.is_file():
         return None

@@ -27,7 +27,7 @@ HEADLINE_METRICS = ("precision", "recall", "revenue")
 
 def champion_model(config: Config, run_id: str) -> tuple[str, TargetingModel] | None:
     """The registered model's `champion` alias, unless absent or the run under review itself."""
-    from pipeline.train import tracking
+    from pipeline import tracking
 
     version = tracking.alias_version(config, tracking.CHAMPION)
     if version is None or not version.run_id or version.run_id == run_id:
@@ -92,9 +92,9 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     import matplotlib
 
     matplotlib.use("Agg")
+    from pipeline import tracking
     from pipeline.evaluate.assess import assess
     from pipeline.jobs import catalog
-    from pipeline.train import tracking
 
     step("reading the run's model and the feature set")
     loaded = catalog.load_run(config, run_id, "evaluated")

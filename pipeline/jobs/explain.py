@@ -32,7 +32,7 @@ def explain(
     import matplotlib
 
     matplotlib.use("Agg")
-    import pipeline.train.tracking as tracking
+    import pipeline.tracking as tracking
     from pipeline.evaluate import explain as ex
     from pipeline.evaluate.assess import parse_windows
     from pipeline.jobs import catalog

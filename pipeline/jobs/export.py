@@ -121,7 +121,7 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
 
 def export(config: Config, run_id: str | None = None, out: Path | None = None) -> JobResult:
     """Compute the cut-offs of a run's model (default: the last trained) and write the export."""
-    import pipeline.train.tracking as tracking
+    import pipeline.tracking as tracking
 
     run_id, model, registered_name = _run_model(config, run_id)
     feature_set = _feature_set(config)
@@ -179,7 +179,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
 def _run_model(config: Config, run_id: str | None) -> tuple[str, TargetingModel, str]:
     """The run to export (default: the last trained), its deployed model, and the registered
     model's name it goes under (the run's tag, else the model's, else the config's)."""
-    import pipeline.train.tracking as tracking
+    import pipeline.tracking as tracking
     from pipeline.jobs import catalog
 
     loaded = catalog.load_run(config, run_id, "deployed")
@@ -254,7 +254,7 @@ def _log_and_register(
     The run records the export before the file is put in place: a crash in between leaves the
     previous file, never a file newer than what the run holds.
     """
-    import pipeline.train.tracking as tracking
+    import pipeline.tracking as tracking
 
     with tempfile.TemporaryDirectory() as scratch:
         staged = Path(scratch) / file_name

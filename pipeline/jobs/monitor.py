@@ -74,8 +74,8 @@ def monitor_feature_set(fs: FeatureSet, model: TargetingModel, config: Config) -
 
 def monitor(config: Config, run_id: str | None = None) -> JobResult:
     """Monitor the model of `run_id` (default: the last `train` run) on the latest data."""
+    from pipeline import tracking
     from pipeline.jobs import catalog
-    from pipeline.train import tracking
 
     fs = catalog.feature_set(config)
     loaded = catalog.load_run(config, run_id, "deployed")

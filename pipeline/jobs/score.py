@@ -79,7 +79,7 @@ def score(
     `model` and `snapshot` (MLflow URIs or local folders) override what the thresholds file
     names, e.g. a snapshot as of the start of a held-out stretch when replaying it.
     """
-    import pipeline.train.tracking as tracking
+    import pipeline.tracking as tracking
     from pipeline.ingest.readers import contract_of, write_table
 
     tracking.configure(config)

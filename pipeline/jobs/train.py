@@ -2,7 +2,7 @@
 
 Reads the FeatureSet written by `targeting features`, places the time windows (the last
 `serve.score_last_days` of a simulated stream are held out for `run` to score), runs or continues
-the Optuna study, fits the final model and hands everything to `train.tracking`: one parent MLflow
+the Optuna study, fits the final model and hands everything to `tracking`: one parent MLflow
 run holding the trials as nested runs, the config, data fingerprint, metrics and the model,
 registered with the alias `challenger`.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.features import featureset
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, recorded_fingerprint
@@ -27,7 +28,6 @@ from pipeline.jobs import JobResult, catalog, step
 from pipeline.jobs.feature_file import FeatureFile
 from pipeline.serve.model import FamiliesKept
 from pipeline.timeaxis import Windows
-from pipeline.train import tracking
 from pipeline.train.fit import FILE_IMBALANCE, FitResult, RefitResult, fit, refit
 from pipeline.train.select import FamilySelection, select_families
 from pipeline.train.split import make_windows, refit_windows

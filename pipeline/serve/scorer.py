@@ -509,7 +509,7 @@ def _snapshot_folder(
 
 class ScorerModel(PythonModel):
     """The scorer as an MLflow pyfunc: `mlflow models serve -m runs:/<run id>/scorer`
-    (`train.tracking.log_scorer` logs it with its artefacts).
+    (`tracking.log_scorer` logs it with its artefacts).
 
     Artefacts: ``model`` (TargetingModel folder), ``snapshot`` (feature snapshot folder),
     ``thresholds`` (selectivity.json). `predict` takes declarations in the canonical columns and
@@ -533,7 +533,7 @@ class ScorerModel(PythonModel):
 
 
 def pyfunc_signature() -> ModelSignature:
-    """The pyfunc's signature (`train.tracking.log_scorer` logs it): input schema on the raw
+    """The pyfunc's signature (`tracking.log_scorer` logs it): input schema on the raw
     declaration columns (no category dtypes), every column optional so that an incomplete row
     reaches the scorer and comes back `manual` instead of failing; the scored columns out."""
     from mlflow.types.schema import AnyType, ColSpec, Schema

@@ -6,7 +6,7 @@ weights) on the training window only, early stopping on the validation window, t
 the calibration window. The boosting runs on an `Engine`: in memory, or on a dask cluster
 (`train.dask_engine`) whose workers may read the training window through a file adapter the job
 passes in; this module reads no file. `fit` returns a `TargetingModel` and a `FitLog`; it never
-talks to MLflow (`train.tracking` does, at the edge).
+talks to MLflow (`tracking` does, at the edge).
 """
 
 from __future__ import annotations

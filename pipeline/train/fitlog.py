@@ -1,6 +1,6 @@
 """What happened while fitting: the fit's and the refit's logs, typed.
 
-`train.fit` writes them, `train.tracking` turns them into MLflow params, metrics and the
+`train.fit` writes them, `tracking` turns them into MLflow params, metrics and the
 ``fit_log.json`` / ``refit_log.json`` artefacts (`to_dict`), and the train job prints them.
 """
 

@@ -17,9 +17,9 @@ from helpers_train import feature_set, train_config
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from pipeline import tracking
 from pipeline.config import PROJECT_ROOT
 from pipeline.jobs.train import train, train_feature_set
-from pipeline.train import tracking
 
 # One tracking store and one trained run serve the whole module: keep it on one xdist worker.
 pytestmark = pytest.mark.xdist_group(name="train_tracking")
