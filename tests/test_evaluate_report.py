@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluate.assess import assess, parse_windows, review_warnings
+from pipeline.evaluate.assess import assess, model_windows, review_warnings
 from pipeline.evaluate.report import render_report
-from pipeline.timeaxis import Window
+from pipeline.serve.model import ModelInfo
+from pipeline.timeaxis import Window, Windows
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +135,15 @@ def test_review_warnings_name_dominance_and_drift() -> None:
     assert ": a 0.30" in drift_lines[0] and "b 0.01" not in drift_lines[0]
 
 
-def test_windows_are_read_in_both_forms_and_derived_when_absent() -> None:
+def test_the_model_s_windows_are_read_and_a_test_window_derived_when_absent() -> None:
     lodged = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
-    dicts, notes = parse_windows({"windows": h.WINDOWS}, lodged, 30)
-    lists, _ = parse_windows({"windows": {"test": ["2024-03-24", "2024-04-30"]}}, lodged, 30)
-    test = Window("test", pd.Timestamp("2024-03-24"), pd.Timestamp("2024-04-30"))
-    assert dicts["test"] == lists["test"] == test
-    assert not notes
-    derived, notes = parse_windows({}, lodged, 30)
+    recorded = ModelInfo(windows=Windows.from_dict(h.WINDOWS))
+    windows, notes = model_windows(recorded, lodged, 30)
+    assert windows["test"] == Window("test", pd.Timestamp("2024-03-24"), pd.Timestamp("2024-04-30"))
+    assert list(windows) == ["train", "valid", "calibration", "test"] and not notes
+    derived, notes = model_windows(ModelInfo(), lodged, 30)
     assert derived["test"].end > lodged.max() >= derived["test"].start
-    assert notes
+    assert derived["test"].days == 30 and notes
 
 
 def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_path: Path) -> None:

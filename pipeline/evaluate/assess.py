@@ -11,9 +11,8 @@ the evaluate job writes. Nothing here draws HTML.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,7 @@ from pipeline.evaluate.decision import Decision, decide
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.reference import ReferenceScores
 from pipeline.features.featureset import FeatureSet
-from pipeline.serve.model import TargetingModel
+from pipeline.serve.model import ModelInfo, TargetingModel
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.timeaxis import Window, after_last
 from pipeline.train.fit import cap_warning
@@ -88,24 +87,20 @@ class Assessment:
 # --- windows and the model's ranking ------------------------------------------------------------
 
 
-def parse_windows(
-    info: Mapping[str, Any], lodged_at: pd.Series, test_days: int
+def model_windows(
+    info: ModelInfo, lodged_at: pd.Series, test_days: int
 ) -> tuple[NamedWindows, list[str]]:
-    """The model's windows; a test window derived when absent.
-
-    Accepts ``{"test": {"start": ..., "end": ...}}`` and ``{"test": [start, end]}``.
+    """The windows the model records, by name (a deployed refit: its own train and calibration
+    windows); a test window of the last `test_days` derived, with a note, when none is recorded.
     """
     notes: list[str] = []
-    windows: NamedWindows = {}
-    for name, window in dict(info.get("windows") or {}).items():
-        if isinstance(window, Mapping):
-            start, end = window.get("start"), window.get("end")
-        elif isinstance(window, Sequence) and not isinstance(window, str) and len(window) == 2:
-            start, end = window
-        else:
-            continue
-        if start is not None and end is not None:
-            windows[str(name)] = Window(str(name), pd.Timestamp(start), pd.Timestamp(end))
+    if info.role == "deployed":
+        own = [info.refit.train, info.refit.calibration] if info.refit is not None else []
+    else:
+        recorded = info.windows
+        own = [] if recorded is None else [recorded.train, recorded.valid, recorded.calibration]
+        own += [] if recorded is None else [recorded.test]
+    windows: NamedWindows = {w.name: w for w in own}
     if "test" not in windows:
         end = after_last(lodged_at)
         windows["test"] = Window("test", end - pd.Timedelta(days=test_days), end)
@@ -169,7 +164,7 @@ def build_window(
     ground_truth: pd.DataFrame | None = None,
 ) -> TestWindow:
     """The model's test window of `features` (its recorded windows), ranked by the model."""
-    windows, notes = parse_windows(model.info.to_dict(), features.lodged_at, config.split.test_days)
+    windows, notes = model_windows(model.info, features.lodged_at, config.split.test_days)
     rows = windows["test"].contains(features.lodged_at)
     test = features.subset(rows)
     if len(test) == 0:
@@ -276,7 +271,7 @@ def comparators(
             learners[name] = sel.learner_scores(champ, X)
             probabilities[name] = learners[name].probability
             compare.append(("model", name))
-    references = reference.for_model(model.info.to_dict(), features, window.rows, config)
+    references = reference.for_model(model.info, features, window.rows, config)
     notes += references.notes
     learners |= _reference_learners(window, features, config, references)
     probabilities |= references.scores
@@ -782,26 +777,27 @@ def decision(
 # --- the model's description --------------------------------------------------------------------
 
 
-def deployed_summary(info: Mapping[str, Any]) -> str:
+def deployed_summary(info: ModelInfo) -> str:
     """What is deployed: the refit (its windows and trees) or this very model."""
-    deployed = info.get("deployed")
-    if not isinstance(deployed, Mapping):
+    refit = info.refit
+    if refit is None:
         return "this model (no refit: train.refit is off)"
-    train, calibration = deployed["windows"]["train"], deployed["windows"]["calibration"]
+    train, calibration = refit.windows_dict()["train"], refit.windows_dict()["calibration"]
     return (
-        f"the same configuration refit on every label known by {deployed['labels_known_by'][:10]}"
+        f"the same configuration refit on every label known by "
+        f"{refit.labels_known_by.isoformat()[:10]}"
         f" (train {train['start'][:10]} .. {train['end'][:10]}, calibration "
-        f"{calibration['start'][:10]} .. {calibration['end'][:10]}, {deployed['trees']} trees); "
+        f"{calibration['start'][:10]} .. {calibration['end'][:10]}, {refit.trees} trees); "
         "these test figures are the evaluated model's"
     )
 
 
-def family_effects(info: Mapping[str, Any]) -> pd.DataFrame:
+def family_effects(info: ModelInfo) -> pd.DataFrame:
     """The feature-family ablation a model records: each family's effect on validation AP."""
-    families = info.get("families")
-    if not isinstance(families, Mapping) or not families.get("effects"):
+    families = info.families
+    if families is None or not families.effects:
         return pd.DataFrame()
-    frame = pd.DataFrame(list(families["effects"]))
+    frame = pd.DataFrame(list(families.effects))
     frame["kept"] = ~frame.pop("dropped").astype(bool)
     return frame.rename(
         columns={
@@ -833,18 +829,15 @@ def windows_table(features: FeatureSet, windows: NamedWindows) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def probability_meaning(info: Mapping[str, Any]) -> str:
+def probability_meaning(info: ModelInfo) -> str:
     """What the model's calibrated probability is the chance of, from its fit log."""
-    meaning = str(
-        info.get(
-            "probability_means",
-            "not recorded by this model (fitted before the selection correction): read it as "
-            "P(hit | controlled by the historical policy), which overstates the chance of a hit "
-            "of a declaration the policy would not have picked",
-        )
+    meaning = info.probability_means or (
+        "not recorded by this model (fitted before the selection correction): read it as "
+        "P(hit | controlled by the historical policy), which overstates the chance of a hit "
+        "of a declaration the policy would not have picked"
     )
-    details = [str(info[k]) for k in ("selection_correction", "anchoring") if info.get(k)]
-    if str(info.get("anchoring", "")).startswith("not anchored"):
+    details = [d for d in (info.selection_correction, info.anchoring) if d]
+    if (info.anchoring or "").startswith("not anchored"):
         details.append(
             "without the anchor, the probability can still overstate the chance of a hit where "
             "the historical controls were picked on what the features do not show"
@@ -901,7 +894,7 @@ def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> 
         "ground truth": "yes (simulator)" if window.truth is not None else "no",
         "random stratum": f"{int(window.stratum.sum())} declarations",
         "bootstrap": f"{config.evaluate.bootstrap} replicates, seed {int(config.seed)}",
-        "deployed model": deployed_summary(model.info.to_dict()),
+        "deployed model": deployed_summary(model.info),
     }
 
 
@@ -947,7 +940,7 @@ def assess(
         window.truth is not None,
         window.windows,
     )
-    card["What the probability means"] = probability_meaning(model.info.to_dict())
+    card["What the probability means"] = probability_meaning(model.info)
     report = ReportData(
         title=f"Targeting model review: {config.name}",
         run_id=run_id,
@@ -968,7 +961,7 @@ def assess(
         model_card=card,
         headline_rate=rate,
         references=pd.DataFrame(compared.references.fitted),
-        families=family_effects(model.info.to_dict()),
+        families=family_effects(model.info),
         decision=decision(
             metrics,
             drawn.calibration,

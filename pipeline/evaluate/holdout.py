@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.assess import parse_windows
+from pipeline.evaluate.assess import model_windows
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import rank
@@ -29,7 +29,7 @@ INSPECTED_POPULATION = "inspected"
 def test_window(model: TargetingModel, features: FeatureSet, test_days: int) -> FeatureSet:
     """The rows of `features` inside the model's test window (the last `test_days` days of the
     data when the model records none)."""
-    windows, _ = parse_windows(model.info.to_dict(), features.lodged_at, test_days)
+    windows, _ = model_windows(model.info, features.lodged_at, test_days)
     window = windows["test"]
     test = features.subset(window.contains(features.lodged_at))
     if len(test) == 0:

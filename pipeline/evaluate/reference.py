@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
+from pipeline.serve.model import ModelInfo
 from pipeline.timeaxis import Windows
 from pipeline.train.split import rows_in
 
@@ -208,13 +209,11 @@ def best_reference(scores: dict[str, np.ndarray], y: np.ndarray) -> str | None:
 
 
 def for_model(
-    info: dict[str, object], fs: FeatureSet, test_rows: np.ndarray, config: Config
+    info: ModelInfo, fs: FeatureSet, test_rows: np.ndarray, config: Config
 ) -> ReferenceScores:
     """`reference_scores` on the windows a model records (its `info`), or a note why not."""
-    windows = info.get("windows")
-    needed = ("train", "valid", "calibration", "test")
-    if not isinstance(windows, dict) or not all(name in windows for name in needed):
+    if info.role != "evaluated" or info.windows is None:
         return ReferenceScores(
             notes=["Reference learners skipped: the model records no train/valid/test windows."]
         )
-    return reference_scores(fs, Windows.from_dict(windows), test_rows, config)
+    return reference_scores(fs, info.windows, test_rows, config)

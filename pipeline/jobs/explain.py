@@ -34,14 +34,14 @@ def explain(
     matplotlib.use("Agg")
     import pipeline.tracking as tracking
     from pipeline.evaluate import explain as ex
-    from pipeline.evaluate.assess import parse_windows
+    from pipeline.evaluate.assess import model_windows
     from pipeline.jobs import catalog
     from pipeline.serve.ranking import rank
 
     loaded = catalog.load_run(config, run_id, "evaluated")
     run_id, model = loaded.run_id, loaded.model
     features = catalog.feature_set(config)
-    windows, _ = parse_windows(model.info.to_dict(), features.lodged_at, config.split.test_days)
+    windows, _ = model_windows(model.info, features.lodged_at, config.split.test_days)
     test = features.subset(windows["test"].contains(features.lodged_at))
     if len(test) == 0:
         raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")
