@@ -22,7 +22,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple:
 
 def test_the_baseline_learns_from_exactly_the_model_s_training_labels(fitted: tuple) -> None:
     fs, windows, _config, result = fitted
-    spans = {w.name: (w.start, w.end) for w in windows.ordered()}
+    spans = {w.name: w for w in windows.ordered()}
     own = sel.training_labels(fs, spans)
     assert own is not None
     assert len(own) == result.log.rows["train"].labelled
@@ -33,7 +33,7 @@ def test_the_baseline_learns_from_exactly_the_model_s_training_labels(fitted: tu
 
 def test_every_learner_is_ranked_both_ways_and_the_blend_spans_them(fitted: tuple) -> None:
     fs, windows, config, result = fitted
-    spans = {w.name: (w.start, w.end) for w in windows.ordered()}
+    spans = {w.name: w for w in windows.ordered()}
     test = fs.subset(windows.test.contains(fs.lodged_at))
     own = sel.training_labels(fs, spans)
     assert own is not None
