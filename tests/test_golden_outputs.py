@@ -3,6 +3,8 @@
 `targeting run` on the default config (the small simulated stream) and on the KCS config (fewer
 trees, fewer reference learners), then `targeting backtest` on the default one; the digests of
 what they wrote are compared exactly with those recorded in `tests/golden/` (see helpers_golden).
+This is also the reproducibility check: the same config and seed, run in a new process and a new
+folder, give the model (its booster digest), the metrics and the thresholds recorded earlier.
 """
 
 from __future__ import annotations

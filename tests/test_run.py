@@ -95,14 +95,3 @@ def test_incoming_stretch_is_unseen_by_training_and_by_its_snapshot(chain: tuple
     model = tracking.load_model(tracking.read_last_run(config)["run_id"], "deployed")
     for window in model.info.windows_dict().values():
         assert pd.Timestamp(window["end"]) <= start
-
-
-def test_run_is_reproducible_thresholds(chain: tuple[Config, str], tmp_path: Path):
-    """The same config and seed give the same cut-offs (a second run in another folder)."""
-    config, _ = chain
-    again, _ = run_chain(tmp_path)
-    first = json.loads(config.paths.thresholds.read_text(encoding="utf-8"))
-    second = json.loads(again.paths.thresholds.read_text(encoding="utf-8"))
-    assert first["cutoffs"] == second["cutoffs"]
-    assert first["model"]["booster_sha256"] == second["model"]["booster_sha256"]
-    assert first["kpis"] == second["kpis"]
