@@ -4,9 +4,10 @@ Jobs are the wiring: they read inputs through `ingest`, call the pure stages, wr
 `config.paths`, and hand tracking to `tracking`. Stages compute on frames: they read and write
 nothing but through the artefacts' own save and load methods (FeatureSet, Snapshot, the export)
 that jobs call, except the chunked feature build, which writes each chunk as it is built to bound
-memory. `cli.py` only parses arguments and prints a job's result. Notebooks call the same functions. `catalog` loads what an
-earlier job made (the validated inputs, the run and its model, the FeatureSet, the snapshot, the
-export); `graph` says which job makes and needs which artefact, for `run` and `ensure`.
+memory. `cli.py` only parses arguments and prints a job's result. Notebooks call the same
+functions. `catalog` loads what an earlier job made (the validated inputs, the run and its model,
+the FeatureSet, the snapshot, the export); `graph` says which job makes and needs which artefact,
+for `run` and `ensure`.
 """
 
 from __future__ import annotations
