@@ -43,8 +43,10 @@ serve: $(STAMP)
 	  $(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(PORT)
 
 ## test: lint, type checks and the whole test suite
+# --dist loadscope: every test of a module runs on one worker, so a module's shared fixture (a
+# whole-chain run, a tracking server) is built once, not once per worker.
 test: $(STAMP) lint
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadscope
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench tools

@@ -31,7 +31,7 @@ from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.jobs.approve import ApprovalError, approve
 from pipeline.serve.bundle import serve_requirements
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("approve-chain")]
+pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 180.0
 
 

@@ -14,7 +14,7 @@ from pipeline.features.build import build_feature_set
 from pipeline.features.chunked import chunk_starts, write_chunked
 from pipeline.features.featureset import FeatureSet, FeatureSetWriter
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("features_written")]
+pytestmark = pytest.mark.slow
 
 
 def assert_reads_back_as(written: FeatureSet, base: FeatureSet) -> None:

@@ -118,7 +118,6 @@ def test_notebook_is_parametrised_and_stripped(path: Path):
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.xdist_group("notebooks")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_alone_from_an_empty_folder(path: Path, tmp_path: Path):
     """Each notebook, from nothing: it creates its inputs, shows its figures, leaves its

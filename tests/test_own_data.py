@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import PROJECT_ROOT, load
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("own-data-chain")]
+pytestmark = pytest.mark.slow
 EXAMPLE = PROJECT_ROOT / "configs" / "own-data.example.yaml"
 runner = CliRunner()
 

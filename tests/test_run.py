@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import Config, load
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run-chain")]
+pytestmark = pytest.mark.slow
 
 SETTINGS = [*SMALL_CHAIN, "evaluate.bootstrap=50", "evaluate.shap_sample=300"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import Config, load
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve-jobs")]
+pytestmark = pytest.mark.slow
 
 
 def _config(tmp_path: Path, *more: str) -> Config:

@@ -36,7 +36,7 @@ from pipeline.serve.scorer import Scorer
 from pipeline.serve.thresholds import Thresholds
 from pipeline.tracking import log_scorer
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-serve")]
+pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 180.0
 
 

@@ -22,7 +22,6 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.jobs.train import train, train_feature_set
 
 # One tracking store and one trained run serve the whole module: keep it on one xdist worker.
-pytestmark = pytest.mark.xdist_group(name="train_tracking")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from pipeline import tracking
 from pipeline.cli import app
 from pipeline.config import to_yaml
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking-server")]
+pytestmark = pytest.mark.slow
 
 START_TIMEOUT_S = 90.0
 

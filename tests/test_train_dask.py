@@ -25,7 +25,7 @@ from pipeline.jobs.train import (
 from pipeline.train.fit import fit, window_rows
 from pipeline.train.split import make_windows, rows_in
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
+pytestmark = pytest.mark.slow
 
 # Test-window differences between the two engines over seeds 3, 8, 21: at most 0.012 in average
 # precision and 0.027 in precision@5% (2 of the 75 declarations controlled at 5 %).

@@ -20,7 +20,7 @@ from pipeline.cli import app
 from pipeline.config import to_yaml
 from pipeline.train.tune import FINISHED
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postgres")]
+pytestmark = pytest.mark.slow
 
 TRIALS = 4
 
