@@ -66,6 +66,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from pipeline.config import RuleConfig, ServeConfig
 from pipeline.timeaxis import Window, data_end
@@ -637,7 +638,9 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
     }
 
 
-def ranking_key(declarations: pd.DataFrame, score: Any, margin: Any, random_key: str) -> np.ndarray:
+def ranking_key(
+    declarations: pd.DataFrame, score: ArrayLike, margin: ArrayLike, random_key: str
+) -> np.ndarray:
     """(n, 3) ranking key of each declaration: score, margin, tie-break value."""
     return np.column_stack(
         [
