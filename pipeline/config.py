@@ -84,6 +84,18 @@ class SimulateConfig(Section):
     )
 
 
+# Largest plausible value of each numeric canonical column; larger values are quarantined. The
+# validation contract's default too (`ingest.schema.Contract`), so both read one table.
+DEFAULT_MAX_VALUES: dict[str, float] = {
+    "quantity": 1e12,
+    "net_mass_kg": 1e9,
+    "declared_value": 1e15,
+    "duty_rate": 10.0,
+    "declared_duty": 1e15,
+    "revenue_recovered": 1e15,
+}
+
+
 class DataConfig(Section):
     """Where declarations and outcomes come from, and in which format."""
 
@@ -113,14 +125,7 @@ class DataConfig(Section):
         1.0, ge=0, description="timestamps later than now plus these days are quarantined"
     )
     max_values: dict[str, float] = Field(
-        default_factory=lambda: {
-            "quantity": 1e12,
-            "net_mass_kg": 1e9,
-            "declared_value": 1e15,
-            "duty_rate": 10.0,
-            "declared_duty": 1e15,
-            "revenue_recovered": 1e15,
-        },
+        default_factory=lambda: dict(DEFAULT_MAX_VALUES),
         description="column -> largest plausible value; larger values are quarantined",
     )
 

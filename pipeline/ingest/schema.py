@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pipeline.config import DEFAULT_MAX_VALUES
 from pipeline.ingest.columns import (
     DECLARATION_COLUMNS,
     HS_LEVELS,
@@ -40,16 +41,6 @@ HS_MAX_DIGITS = 10
 TRUE_TEXTS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_TEXTS = frozenset({"false", "f", "no", "n", "0"})
 OTHER_DELIMITERS = (";", "\t", "|")
-
-
-DEFAULT_MAX_VALUES: dict[str, float] = {
-    "quantity": 1e12,
-    "net_mass_kg": 1e9,
-    "declared_value": 1e15,
-    "duty_rate": 10.0,
-    "declared_duty": 1e15,
-    "revenue_recovered": 1e15,
-}
 
 
 @dataclass(frozen=True)
