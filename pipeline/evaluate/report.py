@@ -169,10 +169,12 @@ def headline(
     shown: Sequence[str] = ("precision", "recall", "revenue"),
     rates: Sequence[float] | None = None,
     population: str | None = None,
+    values: str = "value",
 ) -> pd.DataFrame:
     """Point values of the main capacity metrics: rows population x model, columns metric@n.
 
-    `rates` keeps only those rates; `population` only that population (index: model).
+    `rates` keeps only those rates; `population` only that population (index: model); `values`
+    names what is shown (``value``, or an interval bound: ``low``, ``high``).
     """
     keep = metrics["metric"].isin(shown) & metrics["rate"].notna()
     if rates is not None:
@@ -187,7 +189,7 @@ def headline(
     part = part.sort_values(["order"], kind="stable")
     index = ["model"] if population is not None else ["population", "model"]
     table = part.pivot_table(
-        index=index, columns="column", values="value", aggfunc="first", sort=False
+        index=index, columns="column", values=values, aggfunc="first", sort=False
     )
     table.columns.name = None
     return table

@@ -169,7 +169,7 @@ def headline(metrics: pd.DataFrame, rate: float) -> tuple[str, pd.DataFrame]:
     # One column per metric: a policy's control share stands in for the rate (shown apart).
     at_rate = rows.assign(rate=rate)
     value, low, high = (
-        report_headline(at_rate.assign(value=rows[part]), HEADLINE_METRICS, population=population)
+        report_headline(at_rate, HEADLINE_METRICS, population=population, values=part)
         .rename(columns=lambda column: str(column).split("@")[0])
         .reindex(index=order, columns=list(HEADLINE_METRICS))
         for part in ("value", "low", "high")
