@@ -256,10 +256,7 @@ def comparators(
 
     notes: list[str] = []
     X = window.test.X
-    ranked = window.ranking
-    learners = {
-        "model": sel.LearnerScores(ranked.margin, ranked.probability, ranked.revenue_if_hit)
-    }
+    learners = {"model": sel.ranked_scores(window.ranking)}
     probabilities = {"model": window.probability}
     compare: list[tuple[str, str]] = []
     if champion is not None:

@@ -22,7 +22,7 @@ from pipeline.config import Config
 from pipeline.evaluate.metrics import align_categories
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import control_priority, ranking_score, top_count
+from pipeline.serve.ranking import Ranking, control_priority, rank, ranking_score, top_count
 from pipeline.timeaxis import Window
 from pipeline.train.fit import WindowRows, fit_revenue_model, window_rows
 from pipeline.train.split import rows_in
@@ -84,10 +84,15 @@ def training_labels(features: FeatureSet, windows: Mapping[str, Window]) -> Wind
     return window_rows(features, rows_in(features, windows["train"], known_by))
 
 
+def ranked_scores(ranking: Ranking) -> LearnerScores:
+    """A model's margin, calibrated probability and E[revenue | hit], from its ranking."""
+    return LearnerScores(ranking.margin, ranking.probability, ranking.revenue_if_hit)
+
+
 def learner_scores(model: TargetingModel, X: pd.DataFrame) -> LearnerScores:
-    """The model's margin, calibrated probability and E[revenue | hit] on `X`."""
-    margin = model.margin(X)
-    return LearnerScores(margin, model.calibration.apply(margin), model.revenue_if_hit(X))
+    """The model's margin, calibrated probability and E[revenue | hit] on `X` (the one ranking
+    path, `serve.ranking.rank`)."""
+    return ranked_scores(rank(model, X, "probability"))
 
 
 def tradeoff_table(
