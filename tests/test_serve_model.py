@@ -91,10 +91,12 @@ def test_a_saved_bundle_loads_with_the_same_info(tmp_path: Path) -> None:
     X = pd.DataFrame({"value": rng.normal(size=200), "weight": rng.normal(size=200)})
     y = (X["value"] + rng.normal(size=200) > 0).astype(float)
     booster = xgb.train({"max_depth": 2, "nthread": 1}, xgb.DMatrix(X, y), num_boost_round=3)
-    model = TargetingModel(booster, Calibration(), list(X.columns), info=EVALUATED)
+    calibration = Calibration(shift=-0.4, level_shifts=[-0.3, 0.0, 0.25])
+    model = TargetingModel(booster, calibration, list(X.columns), info=EVALUATED)
     model.save(tmp_path / "bundle")
     loaded = TargetingModel.load(tmp_path / "bundle")
     assert loaded.info == EVALUATED
+    assert loaded.calibration == calibration  # the level's uncertainty travels with the model
     saved = json.loads((tmp_path / "bundle" / META_FILE).read_text(encoding="utf-8"))
     assert saved["info"] == json.loads(json.dumps(EVALUATED.to_dict()))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
@@ -105,5 +107,8 @@ def test_an_older_bundle_without_some_keys_still_loads() -> None:
     assert info.windows == WINDOWS and info.best_iteration == 9 and info.role == "evaluated"
     assert info.probability_means is None and info.refit is None and info.families is None
     assert info.training_window() == WINDOWS.train
+    # a calibration saved before the level's uncertainty was kept: no interval, same mapping
+    older = Calibration(**{"method": "platt", "platt_a": 1.0, "platt_b": 0.0, "shift": 0.1})
+    assert older.level_shifts is None
     partial = ModelInfo.from_dict({"windows": {"train": WINDOWS.train.as_dict()}})
     assert partial.windows is None and partial.training_window() is None

@@ -12,9 +12,14 @@ import pytest
 from helpers_train import feature_set, train_config
 
 from pipeline.features.featureset import FeatureSet
+from pipeline.serve.model import shift_log_odds
+from pipeline.serve.thresholds import hit_rate_bounds
 from pipeline.train.fit import (
+    LEVEL_QUANTILES,
+    RandomStratum,
     fit,
     ipw_weights,
+    level_shifts,
     recorded_propensity,
     selection_propensity,
 )
@@ -95,3 +100,40 @@ def test_a_fully_inspected_stream_needs_no_selection_model(tmp_path: Path) -> No
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
     assert "every declaration controlled" in result.log.selection_correction
     assert result.log.anchoring.startswith("not anchored")
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_the_anchored_level_interval_holds_the_true_hit_rate(tmp_path: Path, seed: int) -> None:
+    """The level's uncertainty kept with the anchor gives an interval of the expected hit rate
+    that holds what every declaration of the test window really had, and it is not vacuous."""
+    fs, truth = selected_by_policy(seed)
+    config = train_config(tmp_path, train={"calibration": "platt"})
+    windows = make_windows(fs.lodged_at, config.split)
+    model = fit(fs, windows, config.train.params, config).model
+    shifts = model.calibration.level_shifts
+    assert shifts is not None and len(shifts) == LEVEL_QUANTILES
+    assert np.all(np.diff(shifts) >= 0) and shifts[2] < 0 < shifts[97]
+    test = windows.test.contains(fs.lodged_at)
+    interval, spread = hit_rate_bounds(model.predict_proba(fs.X.loc[test]), shifts, int(test.sum()))
+    assert interval is not None and spread is not None
+    assert interval[0] <= truth[test].mean() <= interval[1]
+    assert interval[1] - interval[0] < truth[test].mean()
+
+
+def test_level_shifts_follow_the_random_stratum_posterior() -> None:
+    """Each kept shift moves the mean probability of the anchor's declarations onto the same
+    quantile of the random stratum's hit rate (Jeffreys); more random rows, a narrower level."""
+    from scipy.stats import beta
+
+    anchored = np.random.default_rng(0).beta(0.5, 12.0, 20_000)
+    narrow = {}
+    for rows in (500, 5_000):
+        hits = round(rows * anchored.mean())
+        stratum = RandomStratum(hits / rows, rows, hits, float(rows))
+        shifts = level_shifts(anchored, stratum)
+        quantiles = (np.arange(LEVEL_QUANTILES) + 0.5) / LEVEL_QUANTILES
+        target = beta.ppf(quantiles, hits + 0.5, rows - hits + 0.5)
+        means = np.array([shift_log_odds(anchored, d).mean() for d in shifts])
+        assert np.allclose(means, target, rtol=2e-3)
+        narrow[rows] = shifts[97] - shifts[2]
+    assert narrow[5_000] < narrow[500] / 2

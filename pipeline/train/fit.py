@@ -304,12 +304,26 @@ def effective_rows(weight: np.ndarray) -> float:
     return float(weight.sum() ** 2 / (weight**2).sum()) if len(weight) else 0.0
 
 
+@dataclass(frozen=True)
+class RandomStratum:
+    """The random stratum of a span: its self-normalised IPW hit rate and its counts."""
+
+    rate: float
+    rows: int
+    hits: int
+    effective_rows: float  # Kish's effective rows (the rows themselves at one selection rate)
+
+    @property
+    def effective_hits(self) -> float:
+        """The hits an unweighted sample of `effective_rows` with this hit rate would hold."""
+        return self.rate * self.effective_rows if self.rows else 0.0
+
+
 def random_stratum_rate(
     fs: FeatureSet, span: Window, known_by: pd.Timestamp | None
-) -> tuple[float, int, int]:
+) -> RandomStratum:
     """Hit rate of every declaration estimated on the random stratum (rows with a recorded
-    selection probability) lodged in `span`, labels known by `known_by`: self-normalised IPW.
-    Returns (rate, random rows, random hits)."""
+    selection probability) lodged in `span`, labels known by `known_by`: self-normalised IPW."""
     probability = recorded_propensity(fs)
     keep = np.isfinite(probability) & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
     if known_by is not None:
@@ -318,7 +332,7 @@ def random_stratum_rate(
     y = fs.y.to_numpy(dtype=float)[keep]
     weight = 1.0 / probability[keep]
     rate = float((weight * y).sum() / weight.sum()) if len(y) else float("nan")
-    return rate, int(keep.sum()), int(y.sum())
+    return RandomStratum(rate, int(keep.sum()), int(y.sum()), effective_rows(weight))
 
 
 def anchor_shift(probability: np.ndarray, target: float) -> float:
@@ -337,6 +351,33 @@ def anchor_shift(probability: np.ndarray, target: float) -> float:
     return float(brentq(gap, -20.0, 20.0, xtol=1e-6))
 
 
+# Quantiles of the anchored level kept in the bundle: (k + 1/2) %, so the 3rd and the 98th are
+# the 2.5 % and 97.5 % ends of its 95 % interval.
+LEVEL_QUANTILES = 100
+
+
+def level_shifts(anchored: np.ndarray, stratum: RandomStratum) -> list[float]:
+    """The anchored level's uncertainty, as log-odds shifts of the anchored probabilities.
+
+    The random stratum is the only unbiased evidence of the level (officers pick on what the
+    features do not show), so the level is as uncertain as its hit rate: Jeffreys' posterior
+    Beta(hits + 1/2, rows - hits + 1/2) on the effective counts. Each of `LEVEL_QUANTILES`
+    equally spaced quantiles of that rate becomes the shift that moves the mean of `anchored`
+    (every declaration of the anchor's span) onto it, read off a grid of shifts: the mean is
+    monotone in the shift, so interpolating its inverse is exact to the grid's curvature.
+    """
+    from scipy.stats import beta
+
+    from pipeline.serve.model import shift_log_odds
+
+    grid = np.linspace(-6.0, 6.0, 241)
+    means = np.array([shift_log_odds(anchored, d).mean() for d in grid])
+    hits, rows = stratum.effective_hits, stratum.effective_rows
+    quantiles = (np.arange(LEVEL_QUANTILES) + 0.5) / LEVEL_QUANTILES
+    rates = beta.ppf(quantiles, hits + 0.5, rows - hits + 0.5)
+    return [round(float(d), 6) for d in np.interp(rates, means, grid)]
+
+
 def anchor_calibration(
     calibration: Calibration,
     booster: xgb.Booster,
@@ -349,30 +390,37 @@ def anchor_calibration(
     """Shift the calibrated log-odds so the mean probability over every declaration (controlled
     or not) of the last `train.anchor_days` before the calibration window's end is the random
     stratum's hit rate over the same days, labels known by the test window
-    (`random_stratum_rate`). A refit calls it with its own windows."""
+    (`random_stratum_rate`), and keep the level's uncertainty (`level_shifts`). A refit calls
+    it with its own windows."""
+    from pipeline.serve.model import shift_log_odds
+
     window = windows.calibration if windows.calibration.days > 0 else windows.valid
     first = pd.Timestamp(pd.to_datetime(fs.lodged_at).min())
     start = max(first, window.end - pd.Timedelta(days=config.train.anchor_days))
     if earliest is not None:  # `fs` holds every declaration only from `earliest` on
         start = max(start, earliest)
     span = Window("anchor", start, window.end)
-    rate, rows_n, hits = random_stratum_rate(fs, span, windows.labels_known_by(window))
-    if hits < config.train.min_random_hits:
+    stratum = random_stratum_rate(fs, span, windows.labels_known_by(window))
+    if stratum.hits < config.train.min_random_hits:
         return calibration, (
-            f"not anchored: {hits} random-stratum hits ({rows_n} rows) in {span}, need "
-            f"{config.train.min_random_hits}"
+            f"not anchored: {stratum.hits} random-stratum hits ({stratum.rows} rows) in {span}, "
+            f"need {config.train.min_random_hits}"
         )
     # The mean probability over every declaration of the same span as the random rows: the two
     # sides of the match come from the same stretch of time (fraud drifts).
     inside = span.contains(fs.lodged_at)
     X = fs.X.loc[inside, booster.feature_names] if booster.feature_names else fs.X.loc[inside]
     p = calibration.apply(margin(booster, cast_levels(X, levels or {})))
-    shift = anchor_shift(p, rate)
-    anchored = Calibration(**{**calibration.__dict__, "shift": calibration.shift + shift})
+    shift = anchor_shift(p, stratum.rate)
+    bounds = level_shifts(shift_log_odds(p, shift), stratum)
+    anchored = Calibration(
+        **{**calibration.__dict__, "shift": calibration.shift + shift, "level_shifts": bounds}
+    )
     return anchored, (
-        f"anchored on the random stratum: {hits} hits in {rows_n} rows, hit rate {rate:.2%}; "
-        f"mean probability over {int(inside.sum()):,} declarations of {span} "
-        f"{p.mean():.2%} -> {rate:.2%} (log-odds shift {shift:+.3f})"
+        f"anchored on the random stratum: {stratum.hits} hits in {stratum.rows} rows, hit rate "
+        f"{stratum.rate:.2%}; mean probability over {int(inside.sum()):,} declarations of {span} "
+        f"{p.mean():.2%} -> {stratum.rate:.2%} (log-odds shift {shift:+.3f}); the level's 95 % "
+        f"interval is a further shift of [{bounds[2]:+.3f}, {bounds[97]:+.3f}]"
     )
 
 
