@@ -19,12 +19,14 @@ from helpers_serve import (
 )
 
 from pipeline.serve.thresholds import (
+    NO_LEVEL_BASIS,
     RANDOM_REASON,
     Thresholds,
     ThresholdsError,
     assign_channels,
     channel_kpis,
     compute_cutoffs,
+    hit_rate_bounds,
     new_document,
     random_draw,
     random_hash,
@@ -233,6 +235,49 @@ def test_kpis_report_shares_and_expected_hit_rates():
     total = sum(c["declarations"] for c in kpis["channels"].values())
     assert total == len(reference)
     assert red["expected_revenue"] > 0
+    # without the level's uncertainty no bound is made up, and the file says why
+    assert red["expected_hit_rate_interval"] is None and red["hit_rate_range"] is None
+    assert kpis["hit_rate_uncertainty"] == NO_LEVEL_BASIS
+
+
+def test_kpis_carry_the_level_uncertainty_when_the_model_has_one():
+    reference = reference_frame(10_000, seed=8, ties=False)
+    channels = _shares(reference, _document(reference))
+    shifts = list(np.linspace(-0.5, 0.5, 100))
+    kpis = channel_kpis(
+        channels,
+        reference["probability"].to_numpy(),
+        reference["expected_revenue"].to_numpy(),
+        {"red": 0.02, "yellow": 0.06},
+        days=60.0,
+        level_shifts=shifts,
+        level_basis="anchored on 40 random hits",
+    )
+    assert kpis["hit_rate_uncertainty"] == "anchored on 40 random hits"
+    for entry in kpis["channels"].values():
+        low, high = entry["expected_hit_rate_interval"]
+        assert low < entry["expected_hit_rate"] < high
+        spread = entry["hit_rate_range"]
+        assert spread[0] <= low and high <= spread[1]  # the range adds the luck of the draws
+
+
+def test_hit_rate_range_narrows_to_the_interval_as_controls_grow():
+    """The range is a binomial mixture over the level's quantiles: with few controls it is wide,
+    with many it tends to the interval of the expected rate, never inside it."""
+    p = np.random.default_rng(3).beta(2.0, 8.0, 500)
+    shifts = list(np.linspace(-0.3, 0.3, 100))
+    widths = []
+    for controls in (50, 500, 50_000):
+        interval, spread = hit_rate_bounds(p, shifts, controls)
+        assert interval is not None and spread is not None
+        assert spread[0] <= interval[0] + 1e-3 and interval[1] - 1e-3 <= spread[1]
+        widths.append(spread[1] - spread[0])
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[2] == pytest.approx(interval[1] - interval[0], rel=0.1)
+    assert hit_rate_bounds(p, None, 50) == (None, None)
+    # with one level (no uncertainty) the range is the plain binomial's
+    _, alone = hit_rate_bounds(np.full(10, 0.2), [0.0] * 100, 400)
+    assert alone == pytest.approx([0.16, 0.24], abs=0.006)
 
 
 def test_reference_window_ends_where_the_holdout_begins():

@@ -105,17 +105,27 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
         lines.append(f"  per-office cut-offs for {len(document['offices'])} offices")
     lines.append(
         f"reference window: {kpis['declarations']:,} declarations over {kpis['days']:.0f} days; "
-        "realised share vs target, expected hit rate:"
+        "realised share vs target, expected hit rate [95 % interval]:"
     )
     for name, entry in kpis["channels"].items():
         target = "" if entry["target"] is None else f" (target {entry['target']:.1%})"
         hit = entry["expected_hit_rate"]
+        interval, spread = entry.get("expected_hit_rate_interval"), entry.get("hit_rate_range")
+        days = f"{kpis['days']:.0f}"
         revenue = entry.get("expected_revenue_per_control")
         lines.append(
             f"  {name:<8} {entry['share']:6.2%}{target:<16} hit rate "
             f"{'-' if hit is None else f'{hit:.1%}'}"
+            + ("" if interval is None else f" [{interval[0]:.1%}, {interval[1]:.1%}]")
+            + (
+                ""
+                if spread is None
+                else f"; over {days} days, 95 % range {spread[0]:.1%}-{spread[1]:.1%}"
+            )
             + ("" if revenue is None else f", expected revenue per control {revenue:,.0f}")
         )
+    if not any(e.get("expected_hit_rate_interval") for e in kpis["channels"].values()):
+        lines.append(f"  {kpis['hit_rate_uncertainty']}")
     return lines
 
 
@@ -145,6 +155,8 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         reference["expected_revenue"].to_numpy(),
         draft.channels,
         window.days,
+        model.calibration.level_shifts,
+        model.info.anchoring,
     )
     target = Path(out) if out is not None else config.paths.thresholds
     final = Thresholds(document, key)

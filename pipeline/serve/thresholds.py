@@ -69,6 +69,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from pipeline.config import RuleConfig, ServeConfig
+from pipeline.serve.model import shift_log_odds
 from pipeline.timeaxis import Window, data_end
 
 logger = logging.getLogger(__name__)
@@ -738,17 +739,63 @@ def assign_channels(
     )
 
 
+NO_LEVEL_BASIS = (
+    "no interval: the model's level is not anchored on a random stratum, so nothing unbiased "
+    "says how far the expected hit rates may be off"
+)
+
+
+def hit_rate_bounds(
+    probability: np.ndarray,
+    level_shifts: list[float] | None,
+    controls: int,
+    confidence: float = 0.95,
+) -> tuple[list[float] | None, list[float] | None]:
+    """How far a channel's hit rate may fall from its expected one, from the level's
+    uncertainty (`Calibration.level_shifts`) and, for the range, the luck of `controls` draws.
+
+    Returns (interval, range), each [low, high] or None without level shifts:
+    - the interval of the *expected* hit rate: the mean of `probability` under each quantile of
+      the level, at the (1 - confidence) / 2 ends;
+    - the *prediction* range of the hit rate `controls` controls of the channel will show:
+      quantiles of the binomial mixture over the level's quantiles (exact, no sampling).
+    Written by hand: scipy has binomial quantiles, not those of a mixture of binomials.
+    """
+    if not level_shifts or len(probability) == 0:
+        return None, None
+    from scipy.stats import binom
+
+    p = np.asarray(probability, dtype=float)
+    shifts = np.asarray(level_shifts, dtype=float)
+    # (quantiles x rows): a handful of quantiles, each a vectorised pass over the rows
+    means = np.array([shift_log_odds(p, d).mean() for d in shifts])
+    tail = (1.0 - confidence) / 2.0
+    interval = np.quantile(means, [tail, 1.0 - tail])
+    n = max(int(controls), 1)
+    low_hits = int(binom.ppf(tail / 10, n, means.min()))
+    high_hits = int(binom.ppf(1.0 - tail / 10, n, means.max()))
+    hits = np.arange(low_hits, high_hits + 1)
+    cdf = binom.cdf(hits[None, :], n, means[:, None]).mean(axis=0)
+    bounds = hits[np.minimum(np.searchsorted(cdf, [tail, 1.0 - tail]), len(hits) - 1)] / n
+    return [float(v) for v in interval], [float(v) for v in bounds]
+
+
 def channel_kpis(
     channels: pd.DataFrame,
     probability: np.ndarray,
     expected_revenue: np.ndarray,
     targets: dict[str, float],
     days: float,
+    level_shifts: list[float] | None = None,
+    level_basis: str | None = None,
 ) -> dict[str, Any]:
     """Realised shares and expected hit rate / revenue of each channel, from calibrated scores.
 
     Expected hit rate = mean calibrated probability of the channel's declarations; expected
     revenue = sum of P(hit) x E[revenue | hit] (absent when the model has no revenue part).
+    With the level's uncertainty (`level_shifts`), each channel also gets the 95 % interval of
+    its expected hit rate and the range of the hit rate its controls over a stretch like the
+    reference window will show (`hit_rate_bounds`); `level_basis` says what they rest on.
     """
     n = len(channels)
     frame = pd.DataFrame(
@@ -765,12 +812,15 @@ def channel_kpis(
     grouped = frame.groupby("channel", sort=False)
     for name in names:
         rows = grouped.get_group(name) if name in grouped.groups else frame.iloc[:0]
+        interval, spread = hit_rate_bounds(rows["p"].to_numpy(), level_shifts, len(rows))
         entry: dict[str, Any] = {
             "target": targets.get(name),
             "declarations": len(rows),
             "share": len(rows) / n if n else 0.0,
             "per_day": len(rows) / max(days, 1e-9),
             "expected_hit_rate": float(rows["p"].mean()) if len(rows) else None,
+            "expected_hit_rate_interval": interval,
+            "hit_rate_range": spread,
             "expected_hits": float(rows["p"].sum()),
             "by_reason": {str(k): int(v) for k, v in rows["reason"].value_counts().items()},
         }
@@ -780,7 +830,8 @@ def channel_kpis(
                 float(np.nanmean(rows["revenue"])) if len(rows) else None
             )
         out[name] = entry
-    return {"declarations": n, "days": days, "channels": out}
+    basis = (level_basis or "the level's posterior") if level_shifts else NO_LEVEL_BASIS
+    return {"declarations": n, "days": days, "hit_rate_uncertainty": basis, "channels": out}
 
 
 def office_table(
@@ -879,6 +930,10 @@ def reference_window(
     return Window("reference", start, end)
 
 
+# Per-channel entries a scenario table leaves out: nested, or bounds it does not compute.
+SCENARIO_DROPS = ("by_reason", "expected_hit_rate_interval", "hit_rate_range")
+
+
 def capacity_scenarios(
     reference: pd.DataFrame, serve: ServeConfig, days: float, red_rates: list[float]
 ) -> pd.DataFrame:
@@ -909,6 +964,6 @@ def capacity_scenarios(
         )
         kpis = channel_kpis(channels, probability, revenue, scenario.channels, days)
         for name, entry in kpis["channels"].items():
-            figures = {k: v for k, v in entry.items() if k != "by_reason"}
+            figures = {k: v for k, v in entry.items() if k not in SCENARIO_DROPS}
             rows.append({"red_rate": float(rate), "channel": name, **figures})
     return pd.DataFrame(rows)
