@@ -1,6 +1,8 @@
 """Honesty benchmark: do the export's expected hit rates hold on the declarations that follow?
 
-    .venv/bin/python bench/honest.py [--rows 200000] [--seeds 42 43 44] [--set key=value ...]
+    .venv/bin/python bench/honest.py [--rows 200000] [--seeds 48 ... 53] [--set key=value ...]
+
+The default seeds are held out: seeds 42-47 chose `train.anchor_days` (a year against two).
 
 For each seed: simulate, build the features, train (no tuning unless asked), export the
 thresholds and score the held-out incoming days (`serve.score_last_days`, never seen by
@@ -8,7 +10,10 @@ training), as `targeting run` does, in a folder of its own (outputs/bench-honest
 MLflow SQLite store). Then, per channel: the export's expected hit rate (its reference window)
 against what the incoming declarations really held: the simulator's fraud rate times its
 detection rate (the chance that a control of a fraud finds it), i.e. the hit rate a control of
-every declaration of the channel would have had. Writes bench/results/honest.json.
+every declaration of the channel would have had; and whether that truth lies inside the
+export's 95 % interval of the expected hit rate and its 95 % range for the hit rate of a stretch
+like the reference window (`serve.thresholds.hit_rate_bounds`: the level's uncertainty from the
+random stratum, plus the luck of that many controls). Writes bench/results/honest.json.
 """
 
 from __future__ import annotations
@@ -40,9 +45,8 @@ def channel_table(config: Config) -> pd.DataFrame:
     """Per channel: expected hit rate of the export against the incoming days' truth."""
     paths = config.paths
     document = json.loads(paths.thresholds.read_text(encoding="utf-8"))
-    expected = {
-        name: entry["expected_hit_rate"] for name, entry in document["kpis"]["channels"].items()
-    }
+    entries = document["kpis"]["channels"]
+    expected = {name: entry["expected_hit_rate"] for name, entry in entries.items()}
     scored = pd.read_parquet(paths.scored, columns=["declaration_id", "channel", "probability"])
     truth = pd.read_parquet(paths.ground_truth, columns=["declaration_id", "fraud"])
     merged = scored.merge(truth, on="declaration_id", how="left", validate="one_to_one")
@@ -57,8 +61,31 @@ def channel_table(config: Config) -> pd.DataFrame:
     )
     table["expected_hit_rate"] = pd.Series(expected)
     table["expected_over_true"] = table["expected_hit_rate"] / table["true_hit_rate"]
+    for key, column in (("expected_hit_rate_interval", "interval"), ("hit_rate_range", "range")):
+        bounds = {n: e.get(key) or [float("nan")] * 2 for n, e in entries.items()}
+        table[f"{column}_low"] = pd.Series({n: b[0] for n, b in bounds.items()})
+        table[f"{column}_high"] = pd.Series({n: b[1] for n, b in bounds.items()})
+        table[f"truth_in_{column}"] = (table[f"{column}_low"] <= table["true_hit_rate"]) & (
+            table["true_hit_rate"] <= table[f"{column}_high"]
+        )
     order = [c for c in (*config.serve.channels, "green") if c in table.index]
     return table.reindex(order)
+
+
+def coverage(frame: pd.DataFrame) -> dict[str, Any]:
+    """How often the export's figure held: within 15 % of the truth, and the truth inside the
+    interval of the expected hit rate and inside the range, over every seed and channel."""
+    within = (frame["expected_over_true"] - 1.0).abs() <= 0.15
+    cells = len(frame)
+    return {
+        "cells": cells,
+        "within_15_percent": int(within.sum()),
+        "truth_in_interval": int(frame["truth_in_interval"].sum()),
+        "truth_in_range": int(frame["truth_in_range"].sum()),
+        "median_range_width_over_expected": float(
+            ((frame["range_high"] - frame["range_low"]) / frame["expected_hit_rate"]).median()
+        ),
+    }
 
 
 def one_seed(seed: int, rows: int, overrides: list[str]) -> dict[str, Any]:
@@ -86,6 +113,9 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> dict[str, Any]:
         "seed": seed,
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
+        "level_basis": json.loads(config.paths.thresholds.read_text(encoding="utf-8"))["kpis"][
+            "hit_rate_uncertainty"
+        ],
         "channels": table.reset_index().to_dict(orient="records"),
     }
 
@@ -93,18 +123,21 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[48, 49, 50, 51, 52, 53])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default=str(RESULTS / "honest.json"))
     args = parser.parse_args()
     records = [one_seed(seed, args.rows, args.overrides) for seed in args.seeds]
     frame = pd.DataFrame([{"seed": r["seed"], **c} for r in records for c in r["channels"]])
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    summary = coverage(frame)
+    print(json.dumps(summary, indent=2))
     Path(args.out).write_text(
         json.dumps(
             {
                 "command": "bench/honest.py " + " ".join(sys.argv[1:]),
                 "overrides": args.overrides,
+                "summary": summary,
                 "records": records,
             },
             indent=2,

@@ -36,7 +36,7 @@ COMMANDS = {
     "--set simulate.rows=60000 --set tune.n_trials=0",
     "quality_default_seeds.json": f"{PY} bench/quality.py --config configs/default.yaml "
     "--set simulate.rows=60000 --set tune.n_trials=0 --seeds 42 43 44",
-    "honest.json": f"{PY} bench/honest.py --rows 200000 --seeds 42 43 44",
+    "honest.json": f"{PY} bench/honest.py --rows 200000 --seeds 48 49 50 51 52 53",
     "estimators.json": f"{PY} bench/estimators.py --rows 150000 --seeds 42 43 44 "
     "--set simulate.random_rate=0.05",
     "quality_kcs.json": f"{PY} bench/quality.py --config configs/kcs.yaml",
@@ -824,23 +824,30 @@ def scale(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def _bounds(low: Any, high: Any) -> str:
+    """`[low, high]` in per cent, or a dash where the export gave none."""
+    if low is None or high is None or low != low or high != high:  # NaN: no bound
+        return "-"
+    return f"[{_pct(low)}, {_pct(high)}]"
+
+
 def honesty(doc: dict[str, Any]) -> list[str]:
-    """The export's expected hit rate per channel against the incoming days' truth, per seed."""
+    """The export's expected hit rate per channel, its interval and range, against the incoming
+    days' truth, per seed."""
     rows = []
-    close = total = 0
     for record in doc["records"]:
         for c in record["channels"]:
-            ratio = c["expected_over_true"]
-            total += 1
-            close += int(abs(ratio - 1) <= 0.15)
             rows.append(
                 [
                     str(record["seed"]),
                     c["channel"],
                     f"{c['declarations']:,}",
-                    _pct(c["expected_hit_rate"]),
+                    f"{_pct(c['expected_hit_rate'])} "
+                    + _bounds(c.get("interval_low"), c.get("interval_high")),
+                    _bounds(c.get("range_low"), c.get("range_high")),
                     _pct(c["true_hit_rate"]),
-                    f"{ratio:.2f}",
+                    f"{c['expected_over_true']:.2f}",
+                    "yes" if c.get("truth_in_range") else "no",
                 ]
             )
     channels = list(dict.fromkeys(c["channel"] for r in doc["records"] for c in r["channels"]))
@@ -859,9 +866,13 @@ def honesty(doc: dict[str, Any]) -> list[str]:
                 "",
                 "",
                 "",
+                "",
                 f"{mean:.2f}" + ("" if low is None else f" [{low:.2f}, {high:.2f}]"),
+                "",
             ]
         )
+    summary = doc["summary"]
+    total = summary["cells"]
     return [
         "**What a probability means** (simulator, "
         f"{doc['records'][0]['rows']:,} declarations per seed, no tuning): the export's expected "
@@ -869,16 +880,35 @@ def honesty(doc: dict[str, Any]) -> list[str]:
         "the 30 held-out incoming days really held (fraud rate x detection rate: the hit rate a "
         "control of every declaration of the channel would have had). Probabilities are "
         "calibrated with inverse-selection weights and anchored on the random stratum "
-        f"(`train.selection_correction`, `train.anchor_to_random`). Within 15 %: {close} of "
-        f"{total}. The anchor is only as good as the random stratum: at the default 0.5 % draw "
-        "a year holds about 500 random controls and a dozen hits, so the anchored level is "
-        "uncertain by about +-40 %; below `train.min_random_hits` (10) it is not anchored and "
-        "the probability overstates the chance of a hit 2-3x (officers pick on what the features "
-        "do not show). The last rows: each channel's ratio over the seeds, mean [95 % "
-        "t-interval over the seeds].",
+        "(`train.selection_correction`, `train.anchor_to_random`) over the last year "
+        "(`train.anchor_days`), the only unbiased evidence of the level, since officers pick on "
+        "what the features do not show. At the default 0.5 % draw that year holds about 500 "
+        "random controls and 15-25 hits, so the level itself is uncertain by about +-45 % and no "
+        "single figure can be promised within 15 %. The export therefore gives each channel the "
+        "95 % interval of its expected hit rate (the posterior of the stratum's hit rate) and the "
+        "95 % range of the hit rate a stretch like the reference window will show (that "
+        "interval plus the luck of that many controls), and says what they rest on "
+        "(`kpis.hit_rate_uncertainty`). "
+        f"Within 15 %: {summary['within_15_percent']} of {total}; truth inside the interval: "
+        f"{summary['truth_in_interval']} of {total}; inside the range: "
+        f"{summary['truth_in_range']} of {total} (the range's median width is "
+        f"{summary['median_range_width_over_expected']:.0%} of the expected rate). These seeds "
+        "are held out: seeds 42-47 chose a year's anchor over two (range held 16 of 18 against "
+        "13 of 18; the two-year level lags the fraud rate's rise after the emerging scheme "
+        "starts). The last rows: each channel's ratio over the "
+        "seeds, mean [95 % t-interval over the seeds].",
         "",
         *_table(
-            ["seed", "channel", "incoming declarations", "expected", "true", "expected / true"],
+            [
+                "seed",
+                "channel",
+                "incoming declarations",
+                "expected [95 % interval]",
+                "95 % range",
+                "true",
+                "expected / true",
+                "true in range",
+            ],
             rows,
         ),
         "",
