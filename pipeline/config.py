@@ -311,10 +311,11 @@ class TrainConfig(Section):
         365,
         gt=0,
         description="the anchor matches the random stratum's hit rate and the mean probability "
-        "over the same last anchor_days before the calibration window's end: a longer span holds "
-        "more random hits (a narrower level), a shorter one follows the fraud rate's drift (on "
-        "the simulator, a year covered the incoming days' truth in 16 of 18 channel-seeds, two "
-        "years in 13: bench/honest.py)",
+        "over the same last anchor_days before the calibration window's end, reaching further "
+        "back when they hold fewer than min_random_hits: a longer span holds more random hits (a "
+        "narrower level), a shorter one follows the fraud rate's drift (on the simulator, a year "
+        "covered the incoming days' truth in 16 of 18 channel-seeds, two years in 13: "
+        "bench/honest.py)",
     )
     min_random_hits: int = Field(
         10, ge=1, description="fewest random-stratum hits to anchor on (else no anchoring)"

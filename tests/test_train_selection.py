@@ -14,9 +14,11 @@ from helpers_train import feature_set, train_config
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import shift_log_odds
 from pipeline.serve.thresholds import hit_rate_bounds
+from pipeline.timeaxis import Window
 from pipeline.train.fit import (
     LEVEL_QUANTILES,
     RandomStratum,
+    anchor_span,
     fit,
     ipw_weights,
     level_shifts,
@@ -137,3 +139,17 @@ def test_level_shifts_follow_the_random_stratum_posterior() -> None:
         assert np.allclose(means, target, rtol=2e-3)
         narrow[rows] = shifts[97] - shifts[2]
     assert narrow[5_000] < narrow[500] / 2
+
+
+def test_a_short_anchor_reaches_back_until_it_holds_enough_random_hits(tmp_path: Path) -> None:
+    fs, _ = selected_by_policy(4)
+    config = train_config(tmp_path, train={"anchor_days": 1, "min_random_hits": 12})
+    lodged = pd.to_datetime(fs.lodged_at)
+    available = Window("data", lodged.min(), lodged.max())
+    span = anchor_span(fs, available, None, config)
+    random_hits = (recorded_propensity(fs) > 0) & (fs.y.to_numpy() == 1.0)
+    inside = span.contains(fs.lodged_at)
+    assert (random_hits & inside).sum() >= 12  # one day would hold almost none
+    assert (random_hits & inside & (lodged >= span.start + pd.Timedelta(days=1))).sum() < 12
+    roomy = train_config(tmp_path, train={"anchor_days": 90, "min_random_hits": 1})
+    assert anchor_span(fs, available, None, roomy).days == pytest.approx(90)

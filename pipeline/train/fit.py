@@ -378,6 +378,26 @@ def level_shifts(anchored: np.ndarray, stratum: RandomStratum) -> list[float]:
     return [round(float(d), 6) for d in np.interp(rates, means, grid)]
 
 
+def anchor_span(
+    fs: FeatureSet, available: Window, known_by: pd.Timestamp | None, config: Config
+) -> Window:
+    """The last `train.anchor_days` of `available`, reaching further back (day by day, to the
+    start of `available` at most) when they hold fewer than `train.min_random_hits` random-stratum
+    hits: a short span follows the fraud rate's drift, but a level needs hits to rest on."""
+    days = pd.Timedelta(days=config.train.anchor_days)
+    start = max(available.start, available.end - days)
+    hit = recorded_propensity(fs) > 0
+    hit &= fs.y.to_numpy(dtype=float) == 1.0
+    hit &= available.contains(fs.lodged_at)
+    if known_by is not None:
+        hit &= np.asarray((pd.to_datetime(fs.label_known_at) < known_by).fillna(False), dtype=bool)
+    times = np.sort(pd.to_datetime(fs.lodged_at[hit]).to_numpy())
+    needed = config.train.min_random_hits
+    if len(times) >= needed and times[-needed] < start:
+        start = max(available.start, pd.Timestamp(times[-needed]).floor("D"))
+    return Window("anchor", start, available.end)
+
+
 def anchor_calibration(
     calibration: Calibration,
     booster: xgb.Booster,
@@ -396,11 +416,11 @@ def anchor_calibration(
 
     window = windows.calibration if windows.calibration.days > 0 else windows.valid
     first = pd.Timestamp(pd.to_datetime(fs.lodged_at).min())
-    start = max(first, window.end - pd.Timedelta(days=config.train.anchor_days))
     if earliest is not None:  # `fs` holds every declaration only from `earliest` on
-        start = max(start, earliest)
-    span = Window("anchor", start, window.end)
-    stratum = random_stratum_rate(fs, span, windows.labels_known_by(window))
+        first = max(first, earliest)
+    known_by = windows.labels_known_by(window)
+    span = anchor_span(fs, Window("data", first, window.end), known_by, config)
+    stratum = random_stratum_rate(fs, span, known_by)
     if stratum.hits < config.train.min_random_hits:
         return calibration, (
             f"not anchored: {stratum.hits} random-stratum hits ({stratum.rows} rows) in {span}, "
