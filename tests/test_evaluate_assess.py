@@ -192,7 +192,7 @@ def test_explanations_drift_and_warnings_of_the_window(case: dict) -> None:
     model: TargetingModel = case["model"]
     config: Config = case["config"]
     local = [str(window.test.declaration_id.iloc[-1])]
-    explained = a.explanation_summary(window, model, case["world"]["features"], config, local)
+    explained = a.explanation_summary(window, model, config, local)
     assert len(explained.local_figures) == config.evaluate.red_waterfalls + 1
     assert explained.explanations.importance["share"].sum() == pytest.approx(1.0)
     found = a.drift_and_leakage(window, model, explained.explanations.importance, config)

@@ -105,3 +105,21 @@ def test_dominance_finds_the_entity_that_carries_a_feature() -> None:
     assert table.loc["a", "share"] == pytest.approx(9.0 / 9.3)
     assert table.loc["a", "row_share"] == pytest.approx(0.4)
     assert table.loc["b", "share"] == pytest.approx(0.4)
+
+
+def test_the_same_inputs_reuse_the_last_global_explanation(world: dict) -> None:
+    """`targeting run` reviews then explains one model on one sample: SHAP is computed once.
+    Any change to what it is computed from (here a feature's values) computes it again."""
+    features = world["features"]
+    kept = dict(sample=200, top_dependence=1, seed=3)
+    args = (world["model"], features.X, features.declaration_id, features.manifest)
+    first = ex.global_explanations(*args, **kept)
+    assert ex.global_explanations(*args, **kept) is first
+    changed = features.X.copy()
+    numeric = changed.select_dtypes("number").columns[0]
+    changed[numeric] = changed[numeric] * 2.0 + 1.0
+    other = ex.global_explanations(
+        world["model"], changed, features.declaration_id, features.manifest, **kept
+    )
+    assert other is not first
+    assert not other.values[numeric].equals(first.values[numeric])

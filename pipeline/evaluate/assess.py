@@ -597,21 +597,12 @@ def _entity_frame(window: TestWindow, sample_ids: pd.Series) -> pd.DataFrame:
 def explanation_summary(
     window: TestWindow,
     model: TargetingModel,
-    features: FeatureSet,
     config: Config,
     local_ids: Sequence[str] = (),
 ) -> ExplanationSummary:
     """SHAP on a seeded sample, waterfalls of a red-channel sample and of `local_ids`."""
     ev, seed, test = config.evaluate, int(config.seed), window.test
-    explanations = ex.global_explanations(
-        model,
-        test.X,
-        test.declaration_id,
-        features.manifest,
-        sample=ev.shap_sample,
-        top_dependence=ev.top_dependence,
-        seed=seed,
-    )
+    explanations = ex.window_explanations(model, test, config)
     red_share = config.serve.channels.get("red", 0.02)
     chosen_rows = list(ex.red_sample(window.score, red_share, ev.red_waterfalls, seed))
     if local_ids:
@@ -927,7 +918,7 @@ def assess(
     drawn = curves(window, compared, config)
     rate = headline_rate(config)
     groups = breakdowns(window, rate)
-    explained = explanation_summary(window, model, features, config, local_ids)
+    explained = explanation_summary(window, model, config, local_ids)
     found = drift_and_leakage(window, model, explained.explanations.importance, config)
     card = model_card(
         config,

@@ -13,6 +13,7 @@ Pure functions: figures come back as PNG bytes, values as frames; jobs write the
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from pipeline.config import Config
+from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 
 MAX_DISPLAY = 15
@@ -135,15 +138,20 @@ def global_explanations(
     top_dependence: int,
     seed: int,
 ) -> Explanations:
-    """Global views on a seeded sample of `sample` rows: bar, beeswarm, dependence, families."""
+    """Global views on a seeded sample of `sample` rows: bar, beeswarm, dependence, families.
+    The same inputs again (same booster, rows, manifest and views) return the kept result."""
     import matplotlib.pyplot as plt
     import shap
 
     rng = np.random.default_rng(seed)
     take = np.sort(rng.choice(len(X), size=min(sample, len(X)), replace=False))
     Xs = X.iloc[take][model.feature_names].reset_index(drop=True)
+    ids = declaration_id.iloc[take]
+    key = _inputs_key(model, Xs, ids, manifest, top_dependence)
+    if key in _LAST_GLOBAL:
+        return _LAST_GLOBAL[key]
     values, base, method = shap_values(model, Xs)
-    frame = values_frame(values, base, Xs, declaration_id.iloc[take])
+    frame = values_frame(values, base, Xs, ids)
     importance, families = importance_tables(values, model.feature_names, manifest)
     explanation = _explanation(values, base, Xs)
     figures: dict[str, bytes] = {}
@@ -161,7 +169,47 @@ def global_explanations(
             _category_ticks(plt.gca(), Xs[feature])
         figures[f"dependence_{feature}"] = _png(None)
     figures["shap_families"] = family_figure(families)
-    return Explanations(frame, importance, families, figures, method)
+    found = Explanations(frame, importance, families, figures, method)
+    _LAST_GLOBAL.clear()
+    _LAST_GLOBAL[key] = found
+    return found
+
+
+def window_explanations(model: TargetingModel, window: FeatureSet, config: Config) -> Explanations:
+    """`global_explanations` of a window's declarations with the `evaluate` section's sample,
+    views and the run's seed: the one call the report and `targeting explain` share."""
+    return global_explanations(
+        model,
+        window.X,
+        window.declaration_id,
+        window.manifest,
+        sample=config.evaluate.shap_sample,
+        top_dependence=config.evaluate.top_dependence,
+        seed=int(config.seed),
+    )
+
+
+# The last global explanation of this process, keyed by everything it was computed from:
+# `targeting run` reviews (evaluate) then explains the same model on the same seeded sample, and
+# SHAP with its figures is the slowest view of a large model (about 27 s on KCS). Written by hand
+# because functools' caches need hashable arguments, and these are frames and a booster.
+_LAST_GLOBAL: dict[str, Explanations] = {}
+
+
+def _inputs_key(
+    model: TargetingModel,
+    Xs: pd.DataFrame,
+    ids: pd.Series,
+    manifest: pd.DataFrame,
+    top_dependence: int,
+) -> str:
+    """Digest of the booster, the sampled rows and ids, the manifest and the views asked for."""
+    digest = hashlib.sha256(bytes(model.booster.save_raw("ubj")))
+    for frame in (Xs, ids.astype(str).to_frame(), manifest.astype(str)):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(",".join(map(str, frame.columns)).encode())
+    digest.update(str(top_dependence).encode())
+    return digest.hexdigest()
 
 
 def _category_ticks(axis: Any, values: pd.Series, most: int = 45) -> None:

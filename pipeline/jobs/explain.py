@@ -45,17 +45,8 @@ def explain(
     test = features.subset(windows["test"].contains(features.lodged_at))
     if len(test) == 0:
         raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")
-    ev = config.evaluate
     step("SHAP values and global views")
-    found = ex.global_explanations(
-        model,
-        test.X,
-        test.declaration_id,
-        features.manifest,
-        sample=ev.shap_sample,
-        top_dependence=ev.top_dependence,
-        seed=config.seed,
-    )
+    found = ex.window_explanations(model, test, config)
 
     wanted = [str(d) for d in declarations or []]
     ids = features.declaration_id.astype(str)
