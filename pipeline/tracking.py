@@ -195,25 +195,19 @@ def data_fingerprint(frames: Sequence[pd.DataFrame | pd.Series]) -> str:
     return digest.hexdigest()
 
 
+def _git(*args: str) -> str:
+    """A git command's output in the project folder (raises when git fails or is missing)."""
+    done = subprocess.run(
+        ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10
+    )
+    return done.stdout.strip()
+
+
 def git_commit() -> str:
     """The project's git commit (with '-dirty' for local changes), 'unknown' outside git."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        commit = _git("rev-parse", "HEAD")
+        changed = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if not commit:
