@@ -319,16 +319,25 @@ class RandomStratum:
         return self.rate * self.effective_rows if self.rows else 0.0
 
 
+def random_stratum_rows(fs: FeatureSet, span: Window, known_by: pd.Timestamp | None) -> np.ndarray:
+    """Mask of the random stratum's rows (a recorded selection probability) lodged in `span`
+    whose label was known by `known_by` (any time when None)."""
+    keep = (
+        np.isfinite(recorded_propensity(fs)) & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
+    )
+    if known_by is not None:
+        known = pd.to_datetime(fs.label_known_at) < known_by
+        keep &= np.asarray(known.fillna(False), dtype=bool)
+    return keep
+
+
 def random_stratum_rate(
     fs: FeatureSet, span: Window, known_by: pd.Timestamp | None
 ) -> RandomStratum:
     """Hit rate of every declaration estimated on the random stratum (rows with a recorded
     selection probability) lodged in `span`, labels known by `known_by`: self-normalised IPW."""
     probability = recorded_propensity(fs)
-    keep = np.isfinite(probability) & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
-    if known_by is not None:
-        known = pd.to_datetime(fs.label_known_at) < known_by
-        keep &= np.asarray(known.fillna(False), dtype=bool)
+    keep = random_stratum_rows(fs, span, known_by)
     y = fs.y.to_numpy(dtype=float)[keep]
     weight = 1.0 / probability[keep]
     rate = float((weight * y).sum() / weight.sum()) if len(y) else float("nan")
@@ -386,11 +395,7 @@ def anchor_span(
     hits: a short span follows the fraud rate's drift, but a level needs hits to rest on."""
     days = pd.Timedelta(days=config.train.anchor_days)
     start = max(available.start, available.end - days)
-    hit = recorded_propensity(fs) > 0
-    hit &= fs.y.to_numpy(dtype=float) == 1.0
-    hit &= available.contains(fs.lodged_at)
-    if known_by is not None:
-        hit &= np.asarray((pd.to_datetime(fs.label_known_at) < known_by).fillna(False), dtype=bool)
+    hit = random_stratum_rows(fs, available, known_by) & (fs.y.to_numpy(dtype=float) == 1.0)
     times = np.sort(pd.to_datetime(fs.lodged_at[hit]).to_numpy())
     needed = config.train.min_random_hits
     if len(times) >= needed and times[-needed] < start:
