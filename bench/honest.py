@@ -41,10 +41,10 @@ from pipeline.jobs.train import train  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-def channel_table(config: Config) -> pd.DataFrame:
-    """Per channel: expected hit rate of the export against the incoming days' truth."""
+def channel_table(config: Config, document: dict[str, Any]) -> pd.DataFrame:
+    """Per channel: expected hit rate of the export (`document`) against the incoming days'
+    truth."""
     paths = config.paths
-    document = json.loads(paths.thresholds.read_text(encoding="utf-8"))
     entries = document["kpis"]["channels"]
     expected = {name: entry["expected_hit_rate"] for name, entry in entries.items()}
     scored = pd.read_parquet(paths.scored, columns=["declaration_id", "channel", "probability"])
@@ -108,14 +108,13 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> dict[str, Any]:
     export(config, run_id=str(trained.figures["run_id"]))
     incoming, snapshot = incoming_declarations(config)
     score(config, input=incoming, snapshot=str(snapshot))
-    table = channel_table(config)
+    document = json.loads(config.paths.thresholds.read_text(encoding="utf-8"))
+    table = channel_table(config, document)
     return {
         "seed": seed,
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
-        "level_basis": json.loads(config.paths.thresholds.read_text(encoding="utf-8"))["kpis"][
-            "hit_rate_uncertainty"
-        ],
+        "level_basis": document["kpis"]["hit_rate_uncertainty"],
         "channels": table.reset_index().to_dict(orient="records"),
     }
 
