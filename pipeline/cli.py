@@ -295,6 +295,13 @@ def approve(
         str | None,
         typer.Option(metavar="RUN_ID", help="approve the scorer registered from this run"),
     ] = None,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT",
+            help="approve although the report's verdict is not 'ready to approve': why (recorded)",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -306,6 +313,7 @@ def approve(
         reason=reason,
         reviewer=reviewer,
         run_id=run_id,
+        override=override,
     )
 
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -593,10 +593,16 @@ class Approval:
 
 
 def approve_version(
-    config: Config, version: str, reviewer: str, reason: str, approved_at: str
+    config: Config,
+    version: str,
+    reviewer: str,
+    reason: str,
+    approved_at: str,
+    verdict: Mapping[str, str] | None = None,
 ) -> Approval:
     """Move `champion` to `version` and record who, when and why on the version (tags and
-    description) and on the registered model (its last approval)."""
+    description) and on the registered model (its last approval); `verdict` holds the report's
+    verdict, its criteria and any override, recorded as tags beside them."""
     name = config.tracking.registered_model
     client = MlflowClient()
     entry = client.get_model_version(name, version)
@@ -607,14 +613,21 @@ def approve_version(
         "approved_at": approved_at,
         "approval_reason": reason,
         "replaced_champion": previous or "",
+        **(verdict or {}),
     }
     for key, value in record.items():
         client.set_model_version_tag(name, version, key, value)
     described = (entry.description or "").replace(" Not approved yet.", "")
+    judged = f" (the report's verdict: {record['verdict']}" if record.get("verdict") else ""
+    if judged and record.get("verdict_override"):
+        judged += f"; set aside because: {record['verdict_override']}"
     client.update_model_version(
         name,
         version,
-        description=f"{described} Approved as {CHAMPION} by {reviewer} at {approved_at}: {reason}",
+        description=(
+            f"{described} Approved as {CHAMPION} by {reviewer} at {approved_at}: {reason}"
+            + (f"{judged})" if judged else "")
+        ),
     )
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_registered_model_tag(

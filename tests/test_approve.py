@@ -13,6 +13,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,22 +78,67 @@ def test_approval_needs_a_reason_and_a_scorer_version(chain: Config) -> None:
         approve(chain, version=str(booster.version), reason="ok", reviewer="a.reviewer")
 
 
+def _run_folder(config: Config) -> Path:
+    """The local artefact folder of the challenger's run."""
+    run = MlflowClient().get_run(_scorer_version(config).run_id)
+    return Path(run.info.artifact_uri.removeprefix("file://"))
+
+
+@contextmanager
+def _logged_verdict(config: Config, verdict: str) -> Iterator[None]:
+    """The run's logged report says `verdict` for the duration of the block (restored after)."""
+    logged = _run_folder(config) / "report" / "metrics.json"
+    kept = logged.read_text(encoding="utf-8")
+    document = json.loads(kept)
+    document["decision"]["verdict"] = verdict
+    logged.write_text(json.dumps(document), encoding="utf-8")
+    try:
+        yield
+    finally:
+        logged.write_text(kept, encoding="utf-8")
+
+
+def _approve_cli(config: Config, *options: str) -> Any:
+    settings = [
+        "--set",
+        f"output_dir={config.output_dir}",
+        "--set",
+        f"tracking.uri={config.tracking.uri}",
+    ]
+    return CliRunner().invoke(app, ["approve", *options, *settings])
+
+
+def test_approval_respects_the_reports_verdict(chain: Config) -> None:
+    name = chain.tracking.registered_model
+    challenger = str(_scorer_version(chain).version)
+    with _logged_verdict(chain, "not ready"):
+        refused = _approve_cli(chain, "--reason", "looks fine", "--reviewer", "j.doe")
+        assert refused.exit_code == 1, refused.output
+        said = " ".join(refused.output.split())  # the console wraps at its width
+        assert "the report's verdict is 'not ready', not 'ready to approve'" in said
+        assert '--override "why the verdict is set aside"' in said
+        assert MlflowClient().get_model_version(name, challenger).tags.get("approved_by") is None
+    with _logged_verdict(chain, "ready to approve"):
+        ready = approve(chain, reason="ready on every criterion", reviewer="j.doe")
+    assert ready.figures["verdict"] == "ready to approve" and ready.figures["override"] is None
+    tags = MlflowClient().get_model_version(name, challenger).tags
+    assert tags["verdict"] == "ready to approve" and "verdict_override" not in tags
+    criteria = json.loads(tags["verdict_criteria"])
+    assert criteria and {"name", "status", "figure"} <= set(criteria[0])
+
+
 def test_approve_moves_the_champion_and_records_who_when_why(chain: Config) -> None:
     name = chain.tracking.registered_model
     challenger = str(_scorer_version(chain).version)
-    result = CliRunner().invoke(
-        app,
-        [
-            "approve",
-            "--reason",
-            "beats the historical policy at capacity",
-            "--reviewer",
-            "j.doe",
-            "--set",
-            f"output_dir={chain.output_dir}",
-            "--set",
-            f"tracking.uri={chain.tracking.uri}",
-        ],
+    verdict = json.loads((chain.paths.report.parent / "metrics.json").read_text())["decision"]
+    result = _approve_cli(
+        chain,
+        "--reason",
+        "beats the historical policy at capacity",
+        "--reviewer",
+        "j.doe",
+        "--override",
+        "calibration judged on the random stratum by hand",
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert f"{name} v{challenger} is now @champion" in result.output
@@ -100,11 +147,16 @@ def test_approve_moves_the_champion_and_records_who_when_why(chain: Config) -> N
     assert champion.tags["approved_by"] == "j.doe"
     assert champion.tags["approval_reason"] == "beats the historical policy at capacity"
     assert champion.tags["approved_at"].endswith("+00:00")
+    assert champion.tags["verdict"] == verdict["verdict"]
+    assert champion.tags["verdict_override"] == "calibration judged on the random stratum by hand"
+    logged = json.loads(champion.tags["verdict_criteria"])
+    assert [c["status"] for c in logged] == [c["status"] for c in verdict["criteria"]]
     assert "Approved as champion by j.doe" in champion.description
+    assert "set aside because: calibration judged" in champion.description
     last = json.loads(MlflowClient().get_registered_model(name).tags["last_approval"])
     assert last["version"] == challenger and last["approved_by"] == "j.doe"
     run_id = _scorer_version(chain).run_id
-    again = approve(chain, run_id=run_id, reason="re-approved", reviewer="k.roe")
+    again = approve(chain, run_id=run_id, reason="re-approved", reviewer="k.roe", override="ok")
     assert again.figures["previous"] == challenger == again.figures["version"]
     with pytest.raises(ApprovalError, match="run nope has no scorer registered"):
         approve(chain, run_id="nope", reason="ok", reviewer="k.roe")
@@ -146,7 +198,7 @@ def _wait_for_ping(url: str, server: subprocess.Popen[bytes], log: Path) -> None
 
 def test_make_serve_answers_with_the_approved_champion(chain: Config, tmp_path: Path) -> None:
     name = chain.tracking.registered_model
-    approve(chain, reason="served by the REST test", reviewer="a.reviewer")  # in any test order
+    approve(chain, reason="served by the REST test", reviewer="a.reviewer", override="a test")
     champion = f"models:/{name}@{tracking.CHAMPION}"
     incoming = pd.read_parquet(chain.paths.incoming).head(30)
     # what a selectivity system sends: the declaration columns, plain text rather than categories

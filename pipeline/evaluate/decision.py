@@ -21,6 +21,7 @@ from markupsafe import Markup
 from pipeline.config import AcceptanceConfig
 
 Status = Literal["pass", "fail", "not judged"]
+READY = "ready to approve"  # the only verdict `targeting approve` takes without --override
 HISTORICAL = "historical policy"
 AT_CAPACITY = "model at office capacity"
 
@@ -46,6 +47,16 @@ class Decision:
     approve_command: str
     champion: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        """Whether `targeting approve` takes this model without an override."""
+        return self.verdict == READY
+
+    @property
+    def override_command(self) -> str:
+        """The approve command with the override a verdict other than ready requires."""
+        return f'{self.approve_command} --override "why the verdict is set aside"'
 
 
 def _pct(value: float) -> str:
@@ -247,8 +258,13 @@ _PAGE = """<section id="decision"><h2>Decision</h2>
 {% if d.champion %}<p class="note">Challenger against the current champion ({{ d.champion }}):
 see the criterion above and the paired differences under Metrics.</p>{% else %}<p class="note">
 No champion is registered yet: this model would be the first.</p>{% endif %}
-<p>To approve after review (the export registers the scorer this command approves):</p>
-<pre>{{ d.approve_command }}</pre></section>
+{% if d.ready %}<p>To approve after review (the export registers the scorer this command
+approves):</p>
+<pre>{{ d.approve_command }}</pre>{% else %}<p>The verdict is <b>{{ d.verdict }}</b>:
+<code>targeting approve</code> refuses this model. A reviewer who approves it all the same
+records why the verdict is set aside (the override, the verdict and its criteria are kept on the
+registered version):</p>
+<pre>{{ d.override_command }}</pre>{% endif %}</section>
 """
 
 

@@ -2,9 +2,11 @@
 
 Approval refuses a version that is not a scorer registered by `export`, whose run holds no
 reviewer's report (`targeting evaluate`) or no selectivity export, or whose bundled export is not
-the one logged with the run. It then moves the `champion` alias and records who, when and why on
-the version and on the registered model. `mlflow models serve -m models:/<name>@champion` serves
-exactly what was approved.
+the one logged with the run. It respects the report's decision page: a version whose verdict is
+not "ready to approve" is refused unless the reviewer gives `--override "why"`. It then moves the
+`champion` alias and records who, when and why on the version and on the registered model, with
+the verdict, its criteria and any override as tags of the version.
+`mlflow models serve -m models:/<name>@champion` serves exactly what was approved.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
+from pipeline.evaluate.decision import READY
 from pipeline.jobs import JobResult
 
 if TYPE_CHECKING:
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 
 REVIEWER_ENV = "TARGETING_REVIEWER"
 REPORT_FILE = "report/report.html"
+DECISION_FILE = "report/metrics.json"  # `evaluate` writes the decision page's figures there
 EXPORT_FOLDER = "selectivity"  # `export` logs its file there
 BUNDLED_EXPORT = "scorer/artifacts/selectivity.json"
 
@@ -51,9 +56,11 @@ def approve(
     reason: str = "",
     reviewer: str | None = None,
     run_id: str | None = None,
+    override: str | None = None,
 ) -> JobResult:
     """Approve a registered scorer version as the `champion`: `version`, else the last scorer
-    registered from `run_id` (the run the report reviewed), else the `challenger`."""
+    registered from `run_id` (the run the report reviewed), else the `challenger`. A version
+    whose report's verdict is not "ready to approve" needs `override`: why it is set aside."""
     from pipeline import tracking
 
     if not reason.strip():
@@ -67,8 +74,11 @@ def approve(
     number = str(entry.version)
     run_id = str(entry.run_id)
     logged = _checked_evidence(name, number, run_id, entry.tags.get("thresholds_sha256"))
+    verdict = verdict_tags(_decision_of(run_id), override, f"{name} v{number}")
     approved_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    approval = tracking.approve_version(config, number, who, reason.strip(), approved_at)
+    approval = tracking.approve_version(
+        config, number, who, reason.strip(), approved_at, verdict=verdict
+    )
     replaced = f" (was v{approval.previous})" if approval.previous else ""
     uri = f"models:/{name}@{tracking.CHAMPION}"
     return JobResult(
@@ -83,10 +93,18 @@ def approve(
             "previous": approval.previous,
             "thresholds_sha256": logged,
             "model_uri": uri,
+            "verdict": verdict["verdict"],
+            "override": verdict.get("verdict_override"),
         },
         lines=[
             f"{name} v{number} is now @{tracking.CHAMPION}{replaced}",
             f"approved by {who} at {approved_at}: {approval.reason}",
+            f"the report's verdict: {verdict['verdict']}"
+            + (
+                f", set aside: {verdict['verdict_override']}"
+                if "verdict_override" in verdict
+                else ""
+            ),
             f"serve it: make serve (mlflow models serve -m {uri})",
         ],
     )
@@ -159,3 +177,47 @@ def _checked_evidence(name: str, number: str, run_id: str, registered_sha256: st
                 "approve the version it registers"
             )
     return logged
+
+
+def _decision_of(run_id: str) -> dict[str, Any] | None:
+    """The decision page's figures of the run's report (verdict and criteria); None when the
+    report was written without one."""
+    from pipeline import tracking
+
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            path = tracking.download_artifact(run_id, DECISION_FILE, Path(scratch) / "metrics")
+        except OSError:  # a report from before the decision page: no figures to judge on
+            return None
+        decision = json.loads(path.read_text(encoding="utf-8")).get("decision")
+    return decision if isinstance(decision, dict) else None
+
+
+def verdict_tags(
+    decision: dict[str, Any] | None, override: str | None, what: str
+) -> dict[str, str]:
+    """The tags that record the report's verdict on the approved version: ``verdict``,
+    ``verdict_criteria`` (JSON: each criterion's name, status and figure) and, when given,
+    ``verdict_override``. ApprovalError unless the verdict is "ready to approve" or an override
+    says why it is set aside; the message names the criteria that stand in the way."""
+    verdict = str(decision["verdict"]) if decision else "none (the report has no decision page)"
+    criteria = list(decision.get("criteria", [])) if decision else []
+    why = (override or "").strip()
+    if verdict != READY and not why:
+        standing = [f"{c['name']}: {c['status']}" for c in criteria if c.get("status") != "pass"]
+        raise ApprovalError(
+            f"{what}: the report's verdict is {verdict!r}, not {READY!r}"
+            + (f" ({'; '.join(standing)})" if standing else "")
+            + ': read the decision page, or approve with --override "why the verdict is set '
+            'aside" (recorded on the version)'
+        )
+    tags = {
+        "verdict": verdict,
+        "verdict_criteria": json.dumps(
+            [{k: c.get(k) for k in ("name", "status", "figure", "requirement")} for c in criteria],
+            ensure_ascii=False,
+        ),
+    }
+    if why:
+        tags["verdict_override"] = why
+    return tags

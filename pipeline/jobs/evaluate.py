@@ -121,6 +121,8 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     }
     tracking.log_metrics(run_id, flat)
     tracking.log_artifacts(run_id, config.paths.report.parent, REPORT_ARTIFACT)
+    if assessment.report.decision is not None:  # to filter runs on, beside the report's page
+        tracking.set_tags(run_id, {"verdict": assessment.report.decision.verdict})
 
     rates = [float(r) for r in config.evaluate.rates]
     lines = console_lines(assessment, rates)
