@@ -8,13 +8,15 @@ each declaration gets one outcome whose `hit` is the `Fraud` label.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.ingest.schema import DataError
+from pipeline.ingest.schema import ROW_PROBLEM, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +109,9 @@ def _missing_message(missing: list[Path]) -> str:
     )
 
 
-def _dialect(path: Path) -> str:
+def _dialect(path: Path, text: str) -> str:
     """'eng' or 'ko' from the header line; anything else is not a KCS file."""
-    with path.open("rb") as handle:
-        first = handle.readline(1 << 16)
-    try:
-        header = tuple(first.decode("utf-8-sig").strip().split(","))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; is this a KCS file?") from None
+    header = tuple(text.split("\n", 1)[0].strip().split(","))
     if header == ENG_HEADER:
         return "eng"
     if header == KO_HEADER:
@@ -130,30 +127,73 @@ def _dialect(path: Path) -> str:
     )
 
 
-def _read_one(path: Path) -> pd.DataFrame:
-    """One KCS file with English column names; text kept as text, HS codes left-padded."""
-    from pipeline.ingest.readers import not_utf8_error
+def _short_rows(text: str) -> pd.Series:
+    """Per data row: 'row has 10 of 22 fields' for a row cut short, else None (pandas would
+    fill the missing fields with nulls and report the first one as missing)."""
+    lengths = [len(row) for row in csv.reader(io.StringIO(text)) if row][1:]
+    width = len(ENG_HEADER)
+    return pd.Series(
+        [None if n >= width else f"row has {n} of {width} fields" for n in lengths], dtype=object
+    )
 
-    dialect = _dialect(path)
+
+def _read_one(path: Path) -> pd.DataFrame:
+    """One KCS file with English column names; text kept as text, HS codes left-padded; rows
+    the reader finds broken (short, NUL bytes) named in `ROW_PROBLEM`."""
+    from pipeline.ingest.readers import NUL_MARK, csv_text, nul_problems
+
+    text = csv_text(path)
+    dialect = _dialect(path, text)
     try:  # every column as text: numbers are checked row by row in `read_kcs`
         frame = pd.read_csv(
-            path,
-            encoding="utf-8-sig",
+            io.StringIO(text),
             header=0,
             names=list(ENG_HEADER),
             dtype=str,
             keep_default_na=False,
             na_values={c: [""] for c in ENG_HEADER},
         )
-    except UnicodeDecodeError:
-        raise not_utf8_error(path) from None
-    except (pd.errors.ParserError, ValueError) as exc:
+    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
         raise DataError(f"{path}: cannot be read as a KCS CSV file: {exc}") from None
     if frame.empty:
         raise DataError(f"{path}: header only, no data rows")
+    if NUL_MARK in text:
+        frame = nul_problems(path, frame)
+    short = _short_rows(text)
+    if short.notna().any() and len(short) == len(frame):
+        frame[ROW_PROBLEM] = _first_problem(frame, short.to_numpy(dtype=object))
     digits = HS_DIGITS[dialect]
     frame["HS6 Code"] = frame["HS6 Code"].str.strip().str.zfill(digits)
     return frame
+
+
+def _first_problem(frame: pd.DataFrame, problems: np.ndarray) -> np.ndarray:
+    """The row problems already named in `frame`, else `problems` (one per row)."""
+    if ROW_PROBLEM not in frame.columns:
+        return problems
+    earlier = frame[ROW_PROBLEM].to_numpy(dtype=object)
+    return np.where(pd.notna(earlier), earlier, problems)
+
+
+def _row_problems(raw: pd.DataFrame, fraud: np.ndarray, critical: np.ndarray) -> np.ndarray:
+    """What makes a KCS row unusable whole, settled before labels are attached: a repeated id
+    (the first row keeps it, whatever its validity, so a label never moves to another row) and
+    labels that disagree (Critical Fraud set with Fraud=0)."""
+    ids = raw["Declaration ID"]
+    first = pd.Series(np.arange(1, len(raw) + 1)).groupby(ids.to_numpy(), sort=False)
+    first_row = first.transform("first").to_numpy()
+    repeated = ids.duplicated().to_numpy()
+    problems = np.full(len(raw), None, dtype=object)
+    problems[repeated] = [
+        f"declaration_id: duplicate ('{value}', first at row {row})"
+        for row, value in zip(first_row[repeated], ids[repeated], strict=True)
+    ]
+    disagree = (fraud == 0) & np.isin(critical, (1, 2))
+    problems[disagree & ~repeated] = [
+        f"KCS labels disagree: Critical Fraud set with Fraud=0 (Critical Fraud={c:g})"
+        for c in critical[disagree & ~repeated]
+    ]
+    return _first_problem(raw, problems)
 
 
 def _number(column: pd.Series) -> pd.Series:
@@ -165,7 +205,8 @@ def read_kcs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw (declarations, outcomes) in canonical column names from KCS files (not validated).
 
     Declaration ids are unique within and across the published train and validation files;
-    should files repeat an id, validation keeps the first row and quarantines the rest.
+    should files repeat an id, the first row keeps it (with its own label) and the rest are
+    quarantined, whether the first row is valid or not.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -177,8 +218,8 @@ def read_kcs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     repeated = int(raw["Declaration ID"].duplicated().sum())
     if repeated:
         logger.warning(
-            "%d KCS rows repeat a declaration id of an earlier row (%s); validation keeps the "
-            "first and quarantines the rest",
+            "%d KCS rows repeat a declaration id of an earlier row (%s); the first row keeps "
+            "the id and the rest are quarantined",
             repeated,
             ", ".join(path.name for path in paths),
         )
@@ -204,8 +245,11 @@ def read_kcs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     # Fraud must be 0 or 1: anything else reaches validation as a text it refuses (quarantine).
     label_text = "KCS Fraud=" + raw["Fraud"].astype("string").fillna("").str.strip()
     hit = np.where(fraud == 1, "true", np.where(fraud == 0, "false", label_text.to_numpy()))
+    problems = _row_problems(raw, fraud, critical)
+    declarations[ROW_PROBLEM] = problems
     outcomes = pd.DataFrame(
         {
+            ROW_PROBLEM: problems,
             "declaration_id": raw["Declaration ID"],
             "selected_at": raw["Date"],
             "selection_reason": "unknown",

@@ -11,6 +11,7 @@ copy on them, `pipeline.jobs.catalog.validated_inputs`). Writing the quarantine 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pipeline.ingest.columns import (
 )
 from pipeline.ingest.schema import (
     OTHER_DELIMITERS,
+    ROW_PROBLEM,
     Contract,
     DataError,
     ValidationReport,
@@ -117,60 +119,85 @@ def _check_header(path: Path, header: list[str], mapping: dict[str, str]) -> Non
         )
 
 
-def _csv_header(path: Path) -> list[str]:
-    """Column names from the first line; refuses empty files, binary files and wrong
-    delimiters."""
-    with path.open("rb") as handle:
-        first = handle.readline(1 << 20)
-    if not first.strip():
+NUL_MARK = "\uffff"  # stands for a NUL byte while pandas parses (its C parser cuts at NUL)
+
+
+def csv_text(path: Path) -> str:
+    """The file as text in one dialect: UTF-8 (BOM dropped), lines ending in \\n (CR-only
+    'CSV (Macintosh)' and CRLF files alike), NUL bytes marked for `nul_problems`. Empty,
+    binary and non-UTF-8 files are refused."""
+    raw = path.read_bytes()
+    if not raw.strip():
         raise DataError(f"{path}: the file is empty (no header line)")
     for magic, what in MAGIC_BYTES:
-        if first.startswith(magic):
+        if raw.startswith(magic):
             raise DataError(f"{path}: is {what}")
     try:
-        text = first.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise not_utf8_error(path) from None
-    header = next(csv.reader([text.rstrip("\r\n")]))
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\0", NUL_MARK) if "\0" in text else text
+
+
+def _csv_header(path: Path, text: str) -> list[str]:
+    """Column names from the first line; refuses wrong delimiters."""
+    first = text.split("\n", 1)[0]
+    header = next(csv.reader([first]))
     if len(header) == 1:
-        found = [d for d in OTHER_DELIMITERS if d in text]
+        found = [d for d in OTHER_DELIMITERS if d in first]
         if found:
             raise DataError(
                 f"{path}: everything is in one column ({header[0][:80]!r}); the file looks "
                 f"delimited by {found[0]!r}, not ','. Save it comma-separated."
             )
+    if any(NUL_MARK in name for name in header):
+        raise DataError(f"{path}: the header line holds a NUL byte; the file is damaged")
     return header
 
 
+def nul_problems(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a NUL byte in a cell go to quarantine naming the column (never cut at the
+    NUL: 'IMP\\0 08756' is not 'IMP'); the byte is shown as \\0."""
+    problem = pd.Series(None, index=frame.index, dtype=object)
+    changed: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object:
+            continue
+        marked = column.map(lambda v: isinstance(v, str) and NUL_MARK in v).astype(bool)
+        if not marked.any():
+            continue
+        shown = column[marked].str.replace(NUL_MARK, "\\0", regex=False)
+        reason = f"{name}: a NUL byte in the value, the file is damaged ('" + shown + "')"
+        problem = problem.where(problem.notna() | ~marked, reason)
+        changed[str(name)] = column.where(~marked, shown)
+    if not changed:
+        return frame
+    logger.warning("%s: %d row(s) hold NUL bytes; quarantined", path, int(problem.notna().sum()))
+    return frame.assign(**changed, **{ROW_PROBLEM: problem})
+
+
 def _read_csv(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
-    header = _csv_header(path)
+    text = csv_text(path)
+    header = _csv_header(path, text)
     _check_header(path, header, mapping)
     canonical = {name: mapping.get(name, name) for name in header}
-    text = {name for name in header if canonical[name] in TEXT_COLUMNS}
+    textual = {name for name in header if canonical[name] in TEXT_COLUMNS}
     try:
-        return pd.read_csv(
-            path,
-            encoding="utf-8-sig",
-            dtype=dict.fromkeys(text, str),
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=dict.fromkeys(textual, str),
             keep_default_na=False,
-            na_values={name: TEXT_NULLS if name in text else NUMBER_NULLS for name in header},
+            na_values={name: TEXT_NULLS if name in textual else NUMBER_NULLS for name in header},
             low_memory=False,
         )
-    except UnicodeDecodeError:
-        raise not_utf8_error(path) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, ValueError) as exc:
+    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
         raise DataError(f"{path}: cannot be read as CSV: {exc}") from None
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise DataError(f"{path}: cannot be read as Parquet: {exc}") from None
+    return nul_problems(path, frame) if NUL_MARK in text else frame
 
 
 def read_table(
@@ -190,7 +217,9 @@ def read_table(
     if suffix in CSV_SUFFIXES:
         frame = _read_csv(path, mapping)
     elif suffix in PARQUET_SUFFIXES:
-        frame = _read_parquet(path)
+        from pipeline.ingest.parquet import read_parquet
+
+        frame = read_parquet(path)
     else:
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .csv or .parquet")
     if len(frame.columns) == 0:

@@ -41,6 +41,13 @@ HS_MAX_DIGITS = 10
 TRUE_TEXTS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_TEXTS = frozenset({"false", "f", "no", "n", "0"})
 OTHER_DELIMITERS = (";", "\t", "|")
+# A reader that finds a problem with one row (a NUL byte in a cell, a short KCS row, a repeated
+# KCS id) names it in this column; validation quarantines the row with that reason first.
+ROW_PROBLEM = "_row_problem"
+# A rate column whose values mostly exceed 1 (100 %) is written in percent (8 meaning 8 %):
+# every row is refused, since a few plausible-looking values would be read 100 times too high.
+PERCENT_COLUMNS = ("duty_rate",)
+PERCENT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -258,11 +265,17 @@ def _coerce_selection_reason(series: pd.Series, verdicts: _Verdicts) -> pd.Categ
     return pd.Categorical(values, categories=pd.Index(SELECTION_REASONS, dtype=object))
 
 
+FLOAT_TEXT = r"^\s*(\d{5,10})\.0\s*$"  # one trailing '.0': a number written as a float
+
+
 def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
-    """HS codes: separators '.' and ' ' dropped; odd lengths 5/7/9 lost a leading zero."""
+    """HS codes: a float's trailing '.0' dropped (62082200.0 -> 62082200); separators '.' and
+    ' ' dropped (6208.22.00); odd lengths 5/7/9 lost a leading zero."""
     codes, uniques = _text_codes(series)
     verdicts.flag(codes < 0, "hs_code: missing")
-    cleaned = pd.Series(uniques, dtype=object).str.replace(r"[.\s]", "", regex=True)
+    # A spreadsheet writes the number 62082200 as '62082200.0': its text form is the code.
+    texts = pd.Series(uniques, dtype=object).str.replace(FLOAT_TEXT, r"\1", regex=True)
+    cleaned = texts.str.replace(r"[.\s]", "", regex=True)
     lengths = cleaned.str.len().to_numpy(dtype=np.int64) if len(cleaned) else np.zeros(0, int)
     digits = cleaned.str.fullmatch(r"\d+").fillna(False).to_numpy(dtype=bool)
     padded = np.where(digits & np.isin(lengths, (5, 7, 9)), "0" + cleaned, cleaned).astype(object)
@@ -324,6 +337,40 @@ def _numeric_dates(
     return pd.to_datetime(iso.str.strip(), errors="coerce", format="ISO8601", utc=True)
 
 
+OFFSET_AT_END = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)\s*$"
+ZONE_WORD = r"(?<=\d)\s*([A-Za-z]{2,5})\s*$"
+# Zone names read as UTC; every other abbreviation is refused: CST is China, Cuba or US Central.
+UTC_WORDS = frozenset({"UTC", "GMT", "UT"})
+NOT_ZONES = frozenset({"AM", "PM"})
+
+
+def _flag_zone_words(series: pd.Series, column: str, verdicts: _Verdicts) -> pd.Series:
+    """Text timestamps ending in a zone abbreviation: UTC and GMT read as +00:00; any other
+    (PST, KST, CET...) flagged, since pandas would drop it and read the time as UTC."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return series
+    text = series.astype("string")
+    words = text.str.extract(ZONE_WORD)[0].str.upper()
+    utc = words.isin(UTC_WORDS).fillna(False).to_numpy(bool)
+    refused = (words.notna() & ~words.isin(UTC_WORDS | NOT_ZONES)).fillna(False).to_numpy(bool)
+    if not (utc.any() or refused.any()):
+        return series
+    shown = series.to_numpy(dtype=object)
+    verdicts.flag(
+        refused,
+        lambda idx: _reasons(
+            f"{column}: a time zone abbreviation is ambiguous; write the offset "
+            "(2024-12-01 06:21:07-08:00)",
+            _quoted(shown[idx]),
+        ),
+    )
+    out = series.astype(object).copy()
+    out[utc] = text[utc].str.replace(ZONE_WORD, "", regex=True).to_numpy(dtype=object)
+    out[utc] = out[utc].astype(str) + "+00:00"
+    out[refused] = None
+    return out
+
+
 def _first_pass(
     text: pd.Series, contract: Contract, present: np.ndarray
 ) -> tuple[pd.Series, np.ndarray]:
@@ -337,7 +384,13 @@ def _first_pass(
             utc=True,
         )
         return parsed, np.zeros(len(text), dtype=bool)
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    # Values with an offset and naive ones (UTC) are read apart: in one call pandas gives a
+    # naive value the offset of the value before it, so the reading would depend on row order.
+    with_offset = text.astype("string").str.contains(OFFSET_AT_END).fillna(False).to_numpy(bool)
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    for group in (with_offset, ~with_offset):
+        if group.any():
+            parsed[group] = pd.to_datetime(text[group], errors="coerce", format="ISO8601", utc=True)
     return parsed, parsed.isna().to_numpy() & present
 
 
@@ -468,6 +521,7 @@ def _coerce_timestamp(
     (`_numeric_dates`); then the format of the first remaining value, applied to all of them;
     then each remaining value on its own ('mixed', slow, only where both failed). Values that
     are no date, missing, too early or in the future are flagged."""
+    series = _flag_zone_words(series, col.name, verdicts)
     parsed, unparseable = _parse_timestamps(series, col.name, contract, source)
     _flag_timestamps(series, parsed, unparseable, col, verdicts, contract)
     return parsed.reset_index(drop=True)
@@ -503,6 +557,8 @@ def _coerce_float(
         below = values < col.minimum
         word = "negative" if col.minimum == 0 else f"below {col.minimum:g}"
         verdicts.flag(below, lambda idx: _reasons(f"{col.name}: {word}", values[idx].astype(str)))
+    if col.name in PERCENT_COLUMNS:
+        _flag_percent(values, col.name, verdicts)
     limit = contract.max_values.get(col.name)
     if limit is not None:
         verdicts.flag(
@@ -512,6 +568,23 @@ def _coerce_float(
             ),
         )
     return values
+
+
+def _flag_percent(values: np.ndarray, column: str, verdicts: _Verdicts) -> None:
+    """Refuse every row of a rate column written in percent: most of its values above 1."""
+    present = np.isfinite(values)
+    above = int((present & (values > 1.0)).sum())
+    if above == 0 or above <= PERCENT_SHARE * int(present.sum()):
+        return
+    share = f"{above:,} of {int(present.sum()):,} values above 1"
+    verdicts.flag(
+        present,
+        lambda idx: _reasons(
+            f"{column}: the column is written in percent, expected a fraction (0.08 for 8 %)",
+            values[idx].astype(str),
+            f"; {share}",
+        ),
+    )
 
 
 def _coerce_bool(series: pd.Series, col: Column, verdicts: _Verdicts) -> np.ndarray:
@@ -599,6 +672,16 @@ def _coerce_all(
         else:
             out[col.name] = _coerce_category(series, col, verdicts)
     return out
+
+
+def _flag_row_problems(frame: pd.DataFrame, verdicts: _Verdicts) -> pd.DataFrame:
+    """Quarantine the rows a reader named in `ROW_PROBLEM`; the frame without that column."""
+    if ROW_PROBLEM not in frame.columns:
+        return frame
+    problems = frame[ROW_PROBLEM].to_numpy(dtype=object)
+    named = pd.notna(problems)
+    verdicts.flag(named, lambda idx: problems[idx].astype(str).astype(object))
+    return frame.drop(columns=ROW_PROBLEM)
 
 
 def _flag_duplicates(ids: np.ndarray, verdicts: _Verdicts, what: str) -> None:
@@ -708,6 +791,7 @@ def validate_declarations(
     """Canonical declarations (sorted by lodged_at, declaration_id) and the report."""
     _require(frame, DECLARATION_COLUMNS, "declarations", source)
     verdicts = _Verdicts(len(frame))
+    frame = _flag_row_problems(frame, verdicts)
     coerced = _coerce_all(frame, DECLARATION_COLUMNS, verdicts, contract, source)
     _flag_duplicates(np.asarray(coerced["declaration_id"]), verdicts, "duplicate")
     clean, report = _finish(
@@ -744,6 +828,7 @@ def validate_outcomes(
     """Canonical outcomes of validated `declarations` (sorted by selected_at) and the report."""
     _require(frame, OUTCOME_COLUMNS, "outcomes", source)
     verdicts = _Verdicts(len(frame))
+    frame = _flag_row_problems(frame, verdicts)
     coerced = _coerce_all(frame, OUTCOME_COLUMNS, verdicts, contract, source)
     ids = np.asarray(coerced["declaration_id"])
     probability = np.asarray(coerced["selection_probability"], dtype=float)
