@@ -417,6 +417,18 @@ class EvaluateConfig(Section):
     reference_rounds: int = Field(
         3000, gt=0, description="cap on the reference learners' trees (early stopping ends sooner)"
     )
+    reference_min_trees: int = Field(
+        50,
+        gt=0,
+        description="fewest trees a reference learner keeps (early stopping on the validation "
+        "log-loss counts from here); a reference with fewer is flagged and never the best",
+    )
+    reference_min_distinct_scores: int = Field(
+        20,
+        gt=0,
+        description="fewest distinct scores a reference learner gives the test rows; fewer "
+        "(a near-constant ranking) is flagged and never the best",
+    )
     acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
 
 

@@ -27,6 +27,7 @@ DEFAULT = [
     "evaluate.bootstrap=20",
     "evaluate.shap_sample=300",
     "evaluate.reference_rounds=30",
+    "evaluate.reference_min_trees=20",
     "backtest.warmup_days=150",
     "backtest.weeks=6",
     "backtest.retrain_every_steps=3",
@@ -37,6 +38,7 @@ KCS = [
     "train.n_jobs=1",
     "evaluate.reference_learners=[xgboost,lightgbm]",
     "evaluate.reference_rounds=40",
+    "evaluate.reference_min_trees=20",
     "evaluate.bootstrap=20",
     "evaluate.shap_sample=200",
 ]

@@ -272,7 +272,7 @@ def comparators(
     notes += references.notes
     learners |= _reference_learners(window, features, config, references)
     probabilities |= references.scores
-    best = reference.best_reference(references.scores, window.y)
+    best = reference.best_reference(references, window.y)
     scores = sel.both_rankings(learners, window.rank_by, config.serve.revenue_weight)
     if best is not None:
         compare.append(("model", best))
