@@ -18,7 +18,7 @@ from pipeline.features.build import (
 )
 from pipeline.train.fit import cap_warning, fit, refit, refit_rounds
 from pipeline.train.select import select_families
-from pipeline.train.split import make_windows, refit_windows, rows_in
+from pipeline.train.split import deployed_windows, make_windows, refit_windows, rows_in
 from pipeline.train.tune import study_key
 
 
@@ -114,3 +114,29 @@ def test_the_refit_learns_from_labels_the_evaluated_model_never_saw(tmp_path: Pa
     proba = deployed.model.predict_proba(fs.X)
     assert np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
     assert deployed.model.booster_sha256() != evaluated.model.booster_sha256()
+
+
+def test_the_refit_records_its_own_facts_and_calibrates_on_enough_hits(tmp_path: Path) -> None:
+    fs = feature_set(rows=6_000, seed=7)
+    config = train_config(tmp_path, train={"min_calibration_hits": 40})
+    windows = make_windows(fs.lodged_at, config.split)
+    evaluated = fit(fs, windows, dict(config.train.params), config)
+    spans = deployed_windows(fs, windows, config)
+    deployed = refit(fs, spans, evaluated, config)
+
+    cal = rows_in(fs, spans.calibration, spans.labels_known_by)
+    assert fs.y.to_numpy(dtype=float)[cal].sum() >= 40  # reached back for hits
+    assert spans.calibration.days >= config.split.calibration_days
+    assert spans.selection is not None and spans.selection.end == spans.calibration.start
+    info, log = deployed.model.info, deployed.log
+    # its own anchoring, calibration and selection texts, not copies of the evaluated model's
+    assert info.anchoring == log.anchoring and info.calibration == log.calibration
+    assert info.selection_correction == log.selection_correction
+    if "anchored on" in str(log.anchoring):
+        assert info.anchoring != evaluated.model.info.anchoring
+    assert "evaluated" not in str(info.anchoring)
+    loaded = type(info).from_dict(info.to_dict())
+    assert loaded.anchoring == info.anchoring and loaded.refit is not None
+    assert loaded.refit.calibration.start == spans.calibration.start
+    assert loaded.refit.selection is not None
+    assert loaded.refit.selection.start == spans.selection.start

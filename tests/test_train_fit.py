@@ -35,7 +35,10 @@ def test_calibration_lowers_the_brier_score_of_a_distorted_model(
     tmp_path: Path, method: str
 ) -> None:
     fs = feature_set(rows=6_000, seed=2)
-    config = train_config(tmp_path, train={"imbalance": "scale_pos_weight", "calibration": method})
+    config = train_config(
+        tmp_path,
+        train={"imbalance": "scale_pos_weight", "calibration": method, "isotonic_min_hits": 0},
+    )
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
     test = result.log.metrics["test"]  # held out: neither fitted nor calibrated on
     assert result.log.params["scale_pos_weight"] > 2
@@ -147,3 +150,29 @@ def test_rebalancing_without_resampling_weighs_by_the_labels_the_workers_read(
     assert read.params == {"eta": 0.1, "scale_pos_weight": 3.0}
     held = rebalance_step(train, train.y, "undersample", {"eta": 0.1}, 7, resample=True)
     assert held.fitted == len(held.rows) == 2 * int(train.y.sum())
+
+
+def test_isotonic_falls_back_to_platt_on_a_window_with_few_hits(tmp_path: Path) -> None:
+    fs = feature_set(rows=6_000, seed=2)
+    config = train_config(tmp_path, train={"calibration": "isotonic", "isotonic_min_hits": 1e6})
+    result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
+    assert result.model.calibration.method == "platt"
+    assert str(result.model.info.calibration).startswith("platt (fallback:")
+    p = result.model.predict_proba(fs.X)
+    # Platt is strictly monotone in the margin: no staircase of shared probabilities
+    assert pd.Series(p).value_counts(normalize=True).iloc[0] < 0.05
+
+
+def test_a_calibrated_probability_is_never_exactly_0_or_1() -> None:
+    from pipeline.serve.model import Calibration
+    from pipeline.train.fit import calibrate
+
+    rng = np.random.default_rng(0)
+    margins = rng.normal(size=400)
+    y = (margins > 1.8).astype(float)  # the lower three quarters hold no hit at all
+    iso = calibrate(margins, y, "isotonic")
+    p = iso.apply(np.linspace(-30, 30, 1_001))
+    assert (p > 0).all() and (p < 1).all()
+    assert min(iso.knots_y) >= 1 / 402 and max(iso.knots_y) <= 1 - 1 / 402
+    extreme = Calibration(method="platt", platt_a=50.0).apply(np.array([-40.0, 40.0]))
+    assert 0 < extreme[0] and extreme[1] < 1

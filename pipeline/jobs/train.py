@@ -30,7 +30,7 @@ from pipeline.serve.model import FamiliesKept
 from pipeline.timeaxis import Windows
 from pipeline.train.fit import FILE_IMBALANCE, FitResult, RefitResult, fit, refit
 from pipeline.train.select import FamilySelection, select_families
-from pipeline.train.split import make_windows, refit_windows
+from pipeline.train.split import deployed_windows, make_windows
 from pipeline.train.tune import best_params, finished_trials, run_study
 
 SIGNATURE_ROWS = 100
@@ -92,9 +92,7 @@ def train_feature_set(
             result.log = replace(result.log, families=families)
         deployed = None
         if config.train.refit and around_training is None:
-            refit_at = refit_windows(
-                fs, windows, config.split.calibration_days, holdout_days(config)
-            )
+            refit_at = deployed_windows(fs, windows, config, holdout_days=holdout_days(config))
             deployed = refit(model_fs, refit_at, result, config)
             result.model.info = replace(result.model.info, refit=deployed.model.info.refit)
         elif config.train.refit:

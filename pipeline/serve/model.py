@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from scipy.special import expit
 import pandas as pd
 import xgboost as xgb
 
@@ -23,6 +24,9 @@ from pipeline.timeaxis import Window, Windows
 BOOSTER_FILE = "booster.ubj"
 REVENUE_FILE = "revenue.ubj"
 META_FILE = "model.json"
+
+
+PROBABILITY_BOUND = 1e-6  # the calibrated probability lies in [bound, 1 - bound]
 
 
 @dataclass
@@ -46,10 +50,13 @@ class Calibration:
         if self.method == "isotonic":
             p = np.interp(raw, self.knots_x, self.knots_y)
         elif self.method == "platt":
-            p = 1.0 / (1.0 + np.exp(-(self.platt_a * margin + self.platt_b)))
+            p = expit(self.platt_a * margin + self.platt_b)
         else:
             p = raw
-        return shift_log_odds(p, self.shift) if self.shift else p
+        p = shift_log_odds(p, self.shift) if self.shift else p
+        # Never exactly 0 or 1: no control is certain to find nothing, nor certain to find
+        # something, and a 0 would hide a declaration from every expected-hit figure.
+        return np.clip(p, PROBABILITY_BOUND, 1.0 - PROBABILITY_BOUND)
 
 
 def shift_log_odds(p: np.ndarray, shift: float) -> np.ndarray:
@@ -97,10 +104,12 @@ class DeployedRefit:
     calibration: Window
     labels_known_by: pd.Timestamp
     trees: int
+    selection: Window | None = None  # where its selection model learned (None: no model)
 
     def windows_dict(self) -> dict[str, dict[str, str]]:
         """Window name -> {start, end} (no validation or test window: nothing is held out)."""
-        return {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
+        own = {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
+        return own | ({"selection": self.selection.as_dict()} if self.selection else {})
 
     def to_dict(self) -> dict[str, object]:
         """As the evaluated model's info records it (``deployed``)."""
@@ -119,7 +128,13 @@ class DeployedRefit:
             Window(name, pd.Timestamp(windows[name]["start"]), pd.Timestamp(windows[name]["end"]))
             for name in ("train", "calibration")
         )
-        return cls(train, calibration, pd.Timestamp(labels_known_by), int(trees))
+        found = windows.get("selection")
+        selection = (
+            Window("selection", pd.Timestamp(found["start"]), pd.Timestamp(found["end"]))
+            if found
+            else None
+        )
+        return cls(train, calibration, pd.Timestamp(labels_known_by), int(trees), selection)
 
 
 @dataclass(frozen=True)

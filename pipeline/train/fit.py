@@ -461,6 +461,30 @@ def margin(booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(booster.inplace_predict(X, predict_type="margin"), dtype=float)
 
 
+def effective_hits(y: np.ndarray, weight: np.ndarray | None) -> float:
+    """Hits an unweighted sample would need to carry the same evidence: Kish's effective rows
+    times the weighted hit rate (the plain hit count without weights)."""
+    y = np.asarray(y, dtype=float)
+    if weight is None or len(y) == 0:
+        return float(y.sum())
+    w = np.asarray(weight, dtype=float)
+    return effective_rows(w) * float((w * y).sum() / w.sum())
+
+
+def calibration_method(
+    method: str, y: np.ndarray, weight: np.ndarray | None, isotonic_min_hits: float
+) -> tuple[str, str]:
+    """The method to fit and why: isotonic falls back to Platt on a window with fewer than
+    `isotonic_min_hits` effective hits (a staircase of a few steps is no calibration)."""
+    hits = effective_hits(y, weight)
+    if method == "isotonic" and hits < isotonic_min_hits:
+        return "platt", (
+            f"platt (fallback: {hits:.0f} effective hits in {len(y):,} rows, isotonic needs "
+            f"{isotonic_min_hits:g})"
+        )
+    return method, f"{method} ({hits:.0f} effective hits in {len(y):,} rows)"
+
+
 def calibrate(
     margins: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray | None = None
 ) -> Calibration:
@@ -468,6 +492,8 @@ def calibrate(
 
     `weight`: each row's self-normalised inverse selection probability (`ipw_weights`), so the
     calibrated probability is P(hit) over every declaration, not over the inspected ones.
+    Isotonic values are kept within [1 / (n + 2), 1 - 1 / (n + 2)] of the n effective rows: a
+    plateau without a hit is evidence of a low rate, not of a rate of exactly 0.
     """
     if method == "none":
         return Calibration(method="none")
@@ -478,7 +504,8 @@ def calibrate(
         )
     if method == "isotonic":
         raw = 1.0 / (1.0 + np.exp(-margins))
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        bound = 1.0 / ((effective_rows(weight) if weight is not None else float(len(y))) + 2.0)
+        iso = IsotonicRegression(y_min=bound, y_max=1.0 - bound, out_of_bounds="clip").fit(
             raw, y, sample_weight=weight
         )
         return Calibration(
@@ -565,9 +592,11 @@ def revenue_params(config: Config) -> dict[str, Any]:
 
 
 def fit_revenue_model(
-    train: WindowRows, valid: WindowRows, config: Config
+    train: WindowRows, valid: WindowRows, config: Config, fallback_rounds: int = 100
 ) -> tuple[xgb.Booster | None, str]:
-    """E[revenue | hit]: a Tweedie XGBoost regressor on the training window's hits.
+    """E[revenue | hit]: a Tweedie XGBoost regressor on the training window's hits, early-stopped
+    on `valid`'s; with fewer than 10 hits there, `fallback_rounds` trees (a refit passes the
+    evaluated model's count).
 
     Returns (None, reason) when the data cannot support one.
     """
@@ -596,8 +625,11 @@ def fit_revenue_model(
             dtrain, dvalid, params, config.train.num_boost_round, config.train.early_stopping_rounds
         )
         return booster, f"tweedie regressor on {int(on_train.sum())} hits, {best + 1} trees"
-    booster = xgb.train(params, dtrain, num_boost_round=100)
-    return booster, f"tweedie regressor on {int(on_train.sum())} hits, 100 trees (few valid hits)"
+    booster = xgb.train(params, dtrain, num_boost_round=fallback_rounds)
+    return booster, (
+        f"tweedie regressor on {int(on_train.sum())} hits, {fallback_rounds} trees "
+        f"({int(on_valid.sum())} held-out hits with revenue: too few to stop on)"
+    )
 
 
 # The best iteration this close to train.num_boost_round means the cap, not early stopping,
@@ -861,6 +893,7 @@ class Calibrated:
     calibration: Calibration
     anchoring: str
     seconds: float
+    method: str = ""  # the method fitted and why (`calibration_method`)
 
 
 def calibrate_step(
@@ -877,9 +910,12 @@ def calibrate_step(
     when ``weighted``), then the anchor on the random stratum (`anchor_calibration`); `fs` holds
     every declaration only from ``memory_from`` on (dask workers read the training window)."""
     tick = time.perf_counter()
-    method = config.train.calibration
+    weight = held.weight if weighted else None
+    method, note = calibration_method(
+        config.train.calibration, held.y, weight, config.train.isotonic_min_hits
+    )
     calibration = (
-        calibrate(margin(booster, held.X), held.y, method, held.weight if weighted else None)
+        calibrate(margin(booster, held.X), held.y, method, weight)
         if method != "none"
         else Calibration(method="none")
     )
@@ -888,7 +924,7 @@ def calibrate_step(
         calibration, anchoring = anchor_calibration(
             calibration, booster, fs, windows, config, memory_from, levels
         )
-    return Calibrated(calibration, anchoring, time.perf_counter() - tick)
+    return Calibrated(calibration, anchoring, time.perf_counter() - tick, note)
 
 
 @dataclass(frozen=True)
@@ -902,13 +938,17 @@ class RevenuePart:
 
 
 def revenue_step(
-    fs: FeatureSet, train: WindowRows, held: WindowRows, config: Config
+    fs: FeatureSet,
+    train: WindowRows,
+    held: WindowRows,
+    config: Config,
+    fallback_rounds: int = 100,
 ) -> RevenuePart:
     """E[revenue | hit] on the training window's hits, stopped on the held-out window's."""
     tick = time.perf_counter()
     in_data = has_revenue(fs)
     booster, note = (
-        fit_revenue_model(train, held, config)
+        fit_revenue_model(train, held, config, fallback_rounds)
         if in_data
         else (None, "skipped: the data has no revenue")
     )
@@ -966,7 +1006,7 @@ def evaluated_info(
         params=balanced.params,
         imbalance=imbalance,
         objective=config.tune.objective,
-        calibration=calibrated.calibration.method,
+        calibration=calibrated.method or calibrated.calibration.method,
         selection_correction=data.selection_correction,
         anchoring=calibrated.anchoring,
         probability_means=probability_means(correct, config.train.selection_correction == "ipw"),
@@ -1118,8 +1158,11 @@ def refit(
         "train": rows_in(fs, refit_windows.train, known_by),
         "calibration": rows_in(fs, refit_windows.calibration, known_by),
     }
+    # The selection model learns on the training window's last stretch, not on the calibration
+    # rows it weighs (fitted and applied on the same rows, it would explain their selection away).
+    selection_window = refit_windows.selection or refit_windows.calibration
     data = fit_rows(
-        fs, masks, config.train.min_category_count, log.imbalance, refit_windows.calibration, config
+        fs, masks, config.train.min_category_count, log.imbalance, selection_window, config
     )
     rows = data.rows
     if rows["train"].y.sum() == 0:
@@ -1138,23 +1181,43 @@ def refit(
     calibrated = calibrate_step(
         booster, rows["calibration"], fs, refit_windows.as_windows(), config, correct, data.levels
     )
-    revenue = revenue_step(fs, rows["train"], rows["calibration"], config)
-    deployed = DeployedRefit(refit_windows.train, refit_windows.calibration, known_by, rounds)
+    evaluated_revenue = evaluated.model.revenue_booster
+    revenue = revenue_step(
+        fs,
+        rows["train"],
+        rows["calibration"],
+        config,
+        evaluated_revenue.num_boosted_rounds() if evaluated_revenue is not None else 100,
+    )
+    modelled = "selection model" in data.selection_correction
+    selected_on = refit_windows.selection if modelled else None
+    deployed = DeployedRefit(
+        refit_windows.train, refit_windows.calibration, known_by, rounds, selected_on
+    )
+    # Every fact of the deployed model is its own: its calibration, selection correction and
+    # anchor were fitted on its windows, not the evaluated model's.
+    info = replace(
+        evaluated.model.info,
+        role="deployed",
+        refit=deployed,
+        revenue_model=revenue.note,
+        calibration=calibrated.method or calibrated.calibration.method,
+        selection_correction=data.selection_correction,
+        anchoring=calibrated.anchoring,
+    )
     model = TargetingModel(
         booster=booster,
         calibration=calibrated.calibration,
         feature_names=list(evaluated.model.feature_names),
         categories=data.levels,
         revenue_booster=revenue.booster,
-        info=replace(
-            evaluated.model.info, role="deployed", refit=deployed, revenue_model=revenue.note
-        ),
+        info=info,
     )
     refit_log = RefitLog(
         windows=refit_windows,
         trees=rounds,
         rows={name: RefitCounts(len(part), int(part.y.sum())) for name, part in rows.items()},
-        calibration=calibrated.calibration.method,
+        calibration=calibrated.method or calibrated.calibration.method,
         selection_correction=data.selection_correction,
         anchoring=calibrated.anchoring,
         revenue_model=revenue.note,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.config import SplitConfig
+from pipeline.config import Config, SplitConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.timeaxis import Window, Windows, data_end, instants
 
@@ -116,15 +116,19 @@ def make_windows(lodged_at: pd.Series, config: SplitConfig, holdout_days: int = 
 @dataclass(frozen=True)
 class RefitWindows:
     """The deployed model's windows: every label known at the end of the data, the latest
-    `calibration_days` of it held for calibration, everything before it for training."""
+    stretch of it (at least `calibration_days`, reaching back for hits) held for calibration,
+    everything before it for training; the selection model learns on the training window's last
+    stretch (`selection`), never on the calibration rows it weighs."""
 
     train: Window
     calibration: Window
     labels_known_by: pd.Timestamp
+    selection: Window | None = None
 
     def as_dict(self) -> dict[str, dict[str, str]]:
         """Window name -> {start, end}."""
-        return {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
+        own = {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
+        return own | ({"selection": self.selection.as_dict()} if self.selection else {})
 
     def as_windows(self) -> Windows:
         """As `Windows` (no validation window; the deployment opens when the labels had to be
@@ -140,30 +144,86 @@ class RefitWindows:
         )
 
 
+def _calibration_start(
+    lodged: np.ndarray, hit: np.ndarray, labelled_end: pd.Timestamp, days: int, min_hits: int
+) -> pd.Timestamp:
+    """The start of the last `days` before `labelled_end`, moved back to the day of the
+    `min_hits`-th latest hit when those days hold fewer (the latest days hold few known labels)."""
+    start = labelled_end - pd.Timedelta(days=days)
+    times = np.sort(lodged[hit])
+    if len(times) >= min_hits and times[-min_hits] < start.to_datetime64():
+        start = pd.Timestamp(times[-min_hits]).floor("D")
+    return start
+
+
 def refit_windows(
-    fs: FeatureSet, windows: Windows, calibration_days: int, holdout_days: int = 0
+    fs: FeatureSet,
+    windows: Windows,
+    calibration_days: int,
+    holdout_days: int = 0,
+    *,
+    end: pd.Timestamp | None = None,
+    min_hits: int = 1,
+    selection_days: int = 0,
 ) -> RefitWindows:
-    """Windows of the refit on every label known at the end of the usable data.
+    """Windows of the refit on every label known at the end of the usable data (or at `end`, a
+    past cut-off of the walk-forward evaluation).
 
     Training starts where the evaluated model's did; the calibration window is the last
-    `calibration_days` before the latest labelled declaration (none with 0 days). No gap is
-    needed between them: every label counts only if known before the end of the data, the
-    moment the refit is deployed.
+    `calibration_days` before the latest labelled declaration, reaching back until it holds
+    `min_hits` hits (none with 0 days). No gap is needed between them: every label counts only
+    if known before `end`, the moment the refit is deployed. `selection_days` > 0: the selection
+    model's window, the last days of the training window.
     """
-    _, end = data_span(fs.lodged_at, holdout_days)
+    if end is None:
+        _, end = data_span(fs.lodged_at, holdout_days)
     known = pd.to_datetime(fs.label_known_at)
+    lodged = instants(fs.lodged_at)
     usable = fs.y.notna().to_numpy() & np.asarray((known < end).fillna(False), dtype=bool)
-    usable &= instants(fs.lodged_at) < end.to_datetime64()
+    usable &= lodged < end.to_datetime64()
     if not usable.any():
         raise SplitError(f"no label is known before the end of the data ({end:%Y-%m-%d})")
-    last = pd.Timestamp(instants(fs.lodged_at)[usable].max())
+    last = pd.Timestamp(lodged[usable].max())
     labelled_end = last.normalize() + pd.Timedelta(days=1)
-    cal_start = labelled_end - pd.Timedelta(days=calibration_days)
+    hit = usable & (fs.y.to_numpy(dtype=float) == 1.0)
+    cal_start = (
+        _calibration_start(lodged, hit, labelled_end, calibration_days, min_hits)
+        if calibration_days
+        else labelled_end
+    )
+    cal_start = max(cal_start, windows.train.start + pd.Timedelta(days=1))
     train = Window("refit-train", windows.train.start, cal_start)
     calibration = Window("refit-calibration", cal_start, labelled_end)
     if train.end <= train.start:
         raise SplitError(f"{train} is empty: fewer labelled days than split.calibration_days")
-    return RefitWindows(train=train, calibration=calibration, labels_known_by=end)
+    reach = pd.Timedelta(days=selection_days)
+    selection = (
+        Window("refit-selection", max(train.start, cal_start - reach), cal_start)
+        if selection_days
+        else None
+    )
+    return RefitWindows(train, calibration, end, selection)
+
+
+def deployed_windows(
+    fs: FeatureSet,
+    windows: Windows,
+    config: Config,
+    *,
+    holdout_days: int = 0,
+    end: pd.Timestamp | None = None,
+) -> RefitWindows:
+    """The deployed refit's windows as `targeting train` lays them (`refit_windows`) at the end
+    of the usable data, or at `end` (a walk-forward cut-off)."""
+    return refit_windows(
+        fs,
+        windows,
+        config.split.calibration_days,
+        holdout_days,
+        end=end,
+        min_hits=config.train.min_calibration_hits,
+        selection_days=config.split.valid_days,
+    )
 
 
 def reference_window(
