@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import logging
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,6 +99,9 @@ DEFAULT_MAX_VALUES: dict[str, float] = {
 }
 
 
+STRFTIME_DIRECTIVES = frozenset("aAwdbBmyYHIpMSfzZjUWcxXGuV%")
+
+
 class DataConfig(Section):
     """Where declarations and outcomes come from, and in which format."""
 
@@ -122,12 +128,36 @@ class DataConfig(Section):
         dt.date(1990, 1, 1), description="timestamps before this day are quarantined"
     )
     future_days: float = Field(
-        1.0, ge=0, description="timestamps later than now plus these days are quarantined"
+        1.0,
+        ge=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description="timestamps later than now plus these days are quarantined",
     )
     max_values: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MAX_VALUES),
-        description="column -> largest plausible value; larger values are quarantined",
+        description="column -> largest plausible value (a positive, finite number); larger "
+        "values are quarantined",
     )
+
+    @field_validator("max_values")
+    @classmethod
+    def _positive_bounds(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [f"{k}={v!r}" for k, v in value.items() if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ValueError(f"each bound must be a positive, finite number: {', '.join(bad)}")
+        return value
+
+    @field_validator("date_format")
+    @classmethod
+    def _known_directives(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        unknown = sorted(set(re.findall(r"%(.)", value)) - STRFTIME_DIRECTIVES)
+        if unknown or "%" not in value:
+            shown = ", ".join(f"%{d}" for d in unknown) or "no % directive"
+            raise ValueError(f"not a strptime format ({shown}); e.g. '%d/%m/%Y %H:%M'")
+        return value
 
 
 FeatureStage = Literal["raw", "profiles", "valuation", "history", "calendar"]
@@ -290,7 +320,26 @@ class TrainConfig(Section):
     imbalance: Literal[
         "none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity"
     ] = "none"
-    calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    calibration: Literal["isotonic", "platt", "none"] = Field(
+        "isotonic",
+        description="isotonic (falls back to platt below isotonic_min_hits effective hits in "
+        "the calibration window), platt or none",
+    )
+    isotonic_min_hits: float = Field(
+        100.0,
+        ge=0,
+        description="fewest effective hits (Kish's effective rows x the weighted hit rate) in "
+        "the calibration window for isotonic calibration; below it Platt's two parameters are "
+        "fitted instead: an isotonic map on a thin window is a staircase of few steps, most "
+        "declarations sharing one probability",
+    )
+    min_calibration_hits: int = Field(
+        30,
+        ge=1,
+        description="the deployed refit's calibration window (split.calibration_days before the "
+        "latest known label) reaches back until it holds this many hits: the latest days hold few "
+        "known outcomes (label delay)",
+    )
     selection_correction: Literal["none", "calibration", "ipw"] = Field(
         "calibration",
         description="weigh inspected declarations by their self-normalised inverse selection "
@@ -459,6 +508,20 @@ class ServeConfig(Section):
     invalid_channel: str = "manual"
     score_last_days: int = Field(30, gt=0, description="`run` scores this last stretch of data")
     random_channel: str = Field("red", description="channel of the random draw's declarations")
+
+    @model_validator(mode="after")
+    def _random_draw_within_its_channel(self) -> ServeConfig:
+        target = self.channels.get(self.random_channel)
+        if target is not None and self.random_rate > target:
+            logging.getLogger(__name__).warning(
+                "serve.random_rate %.4g is above serve.channels.%s %.4g: the random draw alone "
+                "fills the channel beyond its target share",
+                self.random_rate,
+                self.random_channel,
+                target,
+            )
+        return self
+
     rank_by: Literal["auto", "probability", "expected_revenue", "blend"] = Field(
         "auto",
         description="score to rank by: probability (the calibrated P(hit); ranks exactly as the "
@@ -739,6 +802,23 @@ def config_path(path: str | Path | None = None) -> Path:
     return under_root if under_root.is_file() else given
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the second block would
+    silently replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise ConfigError(
+                    f"the key {key!r} is given twice (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `section.key=value` overrides, and validate.
 
@@ -753,9 +833,11 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
         if not file.is_file():
             raise ConfigError(f"config file not found: {file}")
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        except ConfigError as exc:
+            raise ConfigError(f"config file {file}: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {file}: expected a mapping at the top level")
         raw = loaded or {}
