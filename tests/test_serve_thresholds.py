@@ -316,3 +316,17 @@ def test_serving_needs_neither_training_nor_evaluation_nor_shap():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert answer.stdout.strip() == "[]"
+
+
+def test_the_expected_hit_rates_interval_is_the_posteriors_own_95_percent():
+    """The stored shifts sit at the level's quantiles (k + 1/2) %: the interval's ends are the
+    2.5 % and 97.5 % quantiles themselves (the 3rd and the 98th shift), not a sample quantile of
+    the 100 means, which would be a 94 % interval."""
+    from pipeline.serve.model import shift_log_odds
+
+    p = np.random.default_rng(4).beta(2.0, 30.0, 2_000)
+    shifts = list(np.linspace(-0.8, 0.8, 100))
+    interval, _ = hit_rate_bounds(p, shifts, 100)
+    assert interval is not None
+    assert interval[0] == pytest.approx(shift_log_odds(p, shifts[2]).mean(), rel=1e-9)
+    assert interval[1] == pytest.approx(shift_log_odds(p, shifts[97]).mean(), rel=1e-9)
