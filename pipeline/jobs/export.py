@@ -62,20 +62,23 @@ def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
 def reference_scores(
     config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
 ) -> tuple[pd.DataFrame, Window]:
-    """The reference window's declarations with their margin, probability and score: for the
-    deployed refit, the stretch it never learned from (its calibration window and what follows);
-    for a model judged on a test window, the most recent `serve.reference_days` after it
-    (`train.split.reference_window`), never the test window itself."""
+    """The reference window's declarations with their margin, probability and score: the most
+    recent `serve.reference_days` after the evaluated model's test window
+    (`train.split.reference_window`), never the test window itself, for the evaluated model and
+    the deployed refit alike."""
     from pipeline.jobs.train import holdout_days
     from pipeline.train.split import reference_window as after_test
 
     info = model.info
-    if info.role == "deployed" and info.refit is not None:
-        # The refit learned from every label known at the end of the data: its out-of-sample
-        # stretch is its calibration window (held out of its training) and the declarations
-        # after it, whose labels were not known yet.
+    if info.role == "deployed" and info.refit is not None and info.windows is None:
+        # A refit without the evaluated model's windows: its calibration window (held out of
+        # its trees) and the declarations after it, whose labels were not known yet.
         window = Window("reference", info.refit.calibration.start, info.refit.labels_known_by)
-    elif info.role == "evaluated" and info.windows is not None:
+    elif info.windows is not None:
+        # The most recent days after the evaluated model's test window, for both models: the
+        # cut-offs rest on the scores of declarations only (no label of them), which the refit's
+        # trees never learned from; its calibration window may overlap them (the walk-forward
+        # evaluation checks its expected hit rates on later stretches).
         tested = info.windows.test
         window = after_test(
             feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
