@@ -91,6 +91,43 @@ def test_a_champion_missing_features_is_skipped_with_a_note(case: dict) -> None:
     assert any(note.startswith("Champion old skipped") for note in compared.notes)
 
 
+def test_a_champion_whose_served_model_learned_from_the_test_window_is_refused(
+    case: dict,
+) -> None:
+    from dataclasses import replace
+
+    from pipeline.serve.model import DeployedRefit, ModelInfo
+    from pipeline.timeaxis import Window
+
+    window: a.TestWindow = case["window"]
+    test = window.windows["test"]
+    served: TargetingModel = h.train_model(case["world"]["features"], seed=1, rounds=5)
+    # the champion's deployed refit: trained on every label up to the end of the test window
+    served.info = ModelInfo(
+        role="deployed",
+        refit=DeployedRefit(
+            train=Window("train", pd.Timestamp("2024-01-01"), test.end - pd.Timedelta(days=10)),
+            calibration=Window("calibration", test.end - pd.Timedelta(days=10), test.end),
+            labels_known_by=test.end,
+            trees=5,
+        ),
+    )
+    compared = a.comparators(
+        window, case["model"], case["world"]["features"], case["config"], ("champion v3", served)
+    )
+    assert "champion v3" not in compared.scores
+    assert not [pair for pair in compared.compare if "champion v3" in pair]
+    assert compared.champion_refused is not None
+    assert "train window 2024-01-01 .. 2024-04-20 overlaps" in compared.champion_refused
+    assert any(n.startswith("Champion champion v3 not compared:") for n in compared.notes)
+    # a bundle without windows cannot show it never saw the test window: refused too
+    served.info = replace(served.info, refit=None)
+    assert a.champion_overlap(served.info, test) is not None
+    # the evaluated-role champion of the fixture learned only before the test window
+    assert a.champion_overlap(h.train_model(case["world"]["features"]).info, test) is None
+    assert case["compared"].champion_refused is None
+
+
 def test_inspected_metrics_are_evaluate_metrics_on_the_labelled_rows(case: dict) -> None:
     window: a.TestWindow = case["window"]
     config: Config = case["config"]

@@ -106,3 +106,29 @@ def test_a_challenger_is_compared_with_the_champion(experiment: dict, tmp_path: 
     # the champion reviewing itself has nobody to compare with
     again = pd.read_csv(evaluate(config, run_id=first.run_id).outputs["metrics"])
     assert not again["model"].str.startswith("champion").any()
+
+
+def test_the_champion_compared_is_the_model_its_run_serves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from pipeline import tracking
+    from pipeline.jobs.evaluate import champion_model
+
+    loaded: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        tracking,
+        "alias_version",
+        lambda config, alias: SimpleNamespace(run_id="champion-run", version="4"),
+    )
+
+    def load_model(run_id: str, role: str) -> str:
+        loaded.append((run_id, role))
+        return "served"
+
+    monkeypatch.setattr(tracking, "load_model", load_model)
+    config = h.config(tmp_path)
+    assert champion_model(config, "challenger-run") == ("champion v4", "served")
+    assert loaded == [("champion-run", "deployed")]
+    assert champion_model(config, "champion-run") is None  # a champion never judges itself

@@ -227,6 +227,7 @@ class Comparators:
     references: ReferenceScores
     best_reference: str | None
     notes: list[str]
+    champion_refused: str | None = None  # why the champion was not compared, when it was not
 
 
 def _reference_learners(
@@ -244,6 +245,27 @@ def _reference_learners(
     return sel.reference_learners(references.scores, revenue_if_hit)
 
 
+def champion_overlap(info: ModelInfo, test: Window) -> str | None:
+    """Why a champion cannot be judged against a challenger on its `test` window: a window its
+    served model learned from (any but a test window) overlaps it, or it records none; None
+    when the comparison is fair."""
+    learned = {name: span for name, span in info.windows_dict().items() if name != "test"}
+    if not learned:
+        return (
+            "its served model records no windows, so nothing shows that it never learned from "
+            "this model's test window"
+        )
+    for name, span in learned.items():
+        start, end = pd.Timestamp(span["start"]), pd.Timestamp(span["end"])
+        if start < test.end and test.start < end:
+            return (
+                f"its served model's {name} window {start.date()} .. {end.date()} overlaps this "
+                f"model's test window {test.start.date()} .. {test.end.date()}: it learned from "
+                "the declarations it would be judged on, so the comparison would favour it"
+            )
+    return None
+
+
 def comparators(
     window: TestWindow,
     model: TargetingModel,
@@ -259,11 +281,15 @@ def comparators(
     learners = {"model": sel.ranked_scores(window.ranking)}
     probabilities = {"model": window.probability}
     compare: list[tuple[str, str]] = []
+    refused = None
     if champion is not None:
         name, champ = champion
         missing = sorted(set(champ.feature_names) - set(X.columns))
+        refused = champion_overlap(champ.info, window.windows["test"])
         if missing:
             notes.append(f"Champion {name} skipped: it needs features absent here ({missing[:5]}).")
+        elif refused is not None:
+            notes.append(f"Champion {name} not compared: {refused}.")
         else:
             learners[name] = sel.learner_scores(champ, X)
             probabilities[name] = learners[name].probability
@@ -285,7 +311,9 @@ def comparators(
         )
     elif not config.evaluate.rules:
         notes.append("Rules baseline skipped: no risk criteria in evaluate.rules.")
-    return Comparators(learners["model"], scores, probabilities, compare, references, best, notes)
+    return Comparators(
+        learners["model"], scores, probabilities, compare, references, best, notes, refused
+    )
 
 
 # --- population metrics ---------------------------------------------------------------------------

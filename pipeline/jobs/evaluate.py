@@ -26,13 +26,16 @@ HEADLINE_METRICS = ("precision", "recall", "revenue")
 
 
 def champion_model(config: Config, run_id: str) -> tuple[str, TargetingModel] | None:
-    """The registered model's `champion` alias, unless absent or the run under review itself."""
+    """The model the registered `champion` alias serves (its run's deployed refit, not the
+    model that run evaluated), unless absent or the run under review itself. The report
+    compares it only where none of its windows overlaps the challenger's test window
+    (`evaluate.assess.champion_overlap`)."""
     from pipeline import tracking
 
     version = tracking.alias_version(config, tracking.CHAMPION)
     if version is None or not version.run_id or version.run_id == run_id:
         return None
-    return f"champion v{version.version}", tracking.load_model(version.run_id, "evaluated")
+    return f"champion v{version.version}", tracking.load_model(version.run_id, "deployed")
 
 
 def metric_key(population: str, model: str, metric: str, rate: float) -> str:
