@@ -67,6 +67,18 @@ def test_export_registers_the_self_contained_scorer_as_challenger(chain: Config)
     assert {"declaration_id", "declared_value", "hs_code"} <= set(inputs)
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"a bare {constant}: not JSON (RFC 8259), JSON.parse refuses it")
+
+
+def test_every_json_file_the_run_wrote_is_strict_json(chain: Config) -> None:
+    written = sorted(chain.paths.root.rglob("*.json"))
+    names = {path.name for path in written}
+    assert {"run_summary.json", "metrics.json", chain.paths.thresholds.name} <= names
+    for path in written:
+        json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+
+
 def test_approval_needs_a_reason_and_a_scorer_version(chain: Config) -> None:
     with pytest.raises(ApprovalError, match="needs a reason"):
         approve(chain, reason="  ", reviewer="a.reviewer")

@@ -32,7 +32,7 @@ from helpers_serve import (
 from pipeline.config import FeaturesConfig
 from pipeline.features import build
 from pipeline.serve.ranking import rank
-from pipeline.serve.scorer import Scorer
+from pipeline.serve.scorer import Scorer, rest_answer
 from pipeline.serve.thresholds import Thresholds
 from pipeline.tracking import log_scorer
 
@@ -60,12 +60,28 @@ def tracking(tmp_path: Path) -> Iterator[str]:
         mlflow.set_tracking_uri(previous)
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"not strict JSON: a bare {constant} in the answer (RFC 8259 has none)")
+
+
+def strict_json(text: bytes | str) -> Any:
+    """Parse as a strict parser (Node's JSON.parse) would: a bare NaN or Infinity is an error."""
+    return json.loads(text, parse_constant=_not_json)
+
+
 def _post(url: str, payload: dict[str, Any]) -> Any:
     request = urllib.request.Request(
         url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.loads(answer.read())
+        return strict_json(answer.read())
+
+
+def test_the_strict_parser_refuses_what_python_writes_by_default() -> None:
+    with pytest.raises(ValueError, match="bare NaN"):
+        strict_json(json.dumps({"score": float("nan")}))
+    with pytest.raises(ValueError, match="bare -Infinity"):
+        strict_json(json.dumps([float("-inf")]))
 
 
 def _wait_for_ping(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
@@ -122,7 +138,7 @@ def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, 
     batch.loc[5, "office"] = "NEW-OFFICE"
     in_process = Scorer(model, snapshot, thresholds, config).score(batch)
     loaded = mlflow.pyfunc.load_model(uri).predict(batch)
-    pd.testing.assert_frame_equal(loaded.reset_index(drop=True), in_process)
+    pd.testing.assert_frame_equal(loaded.reset_index(drop=True), rest_answer(in_process))
 
     port = _free_port()
     log = tmp_path / "serve.log"
@@ -164,8 +180,19 @@ def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, 
     np.testing.assert_allclose(
         served["probability"].astype(float), expected["probability"].astype(float), rtol=1e-6
     )
-    for column in ("selection_reason", "reasons", "error"):
+    for column in ("selection_reason", "error"):
         assert served[column].tolist() == expected[column].tolist(), column
+    # reasons: a JSON array of objects, not JSON text inside the JSON; null where none
+    assert served["reasons"].tolist() == [
+        None if text is None else json.loads(text) for text in expected["reasons"]
+    ]
+    listed = [r for r in answer["predictions"] if r["reasons"] is not None]
+    assert listed and all(isinstance(r["reasons"], list) for r in listed)
+    assert {"feature", "value", "contribution", "phrase"} == set(listed[0]["reasons"][0])
+    # what was NaN in the frame is null in the answer (the manual row has no score)
+    assert answer["predictions"][3]["score"] is None
+    drawn = [r["selection_probability"] for r in answer["predictions"]]
+    assert None in drawn and all(p is None or 0 < p <= 1 for p in drawn)
     rows = pd.DataFrame(hostile["predictions"])
     assert (
         len(rows) == 6

@@ -148,6 +148,7 @@ def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[P
     under the report's folder; returns the paths of the two metrics files."""
     from pipeline.evaluate.decision import decision_figures
     from pipeline.evaluate.report import render_report
+    from pipeline.serve import strict_json
 
     html = render_report(assessment.report, config.evaluate.rates)
     folder: Path = config.paths.report.parent
@@ -158,7 +159,7 @@ def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[P
     json_path = folder / "metrics.json"
     metrics.to_csv(csv_path, index=False)
     json_path.write_text(
-        json.dumps(
+        strict_json.dumps(  # null, never a bare NaN
             {
                 "run_id": run_id,
                 "warnings": assessment.report.warnings,

@@ -11,7 +11,6 @@ exits with code 3 when the level reaches `monitor.fail_on`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -20,6 +19,7 @@ from pipeline.config import Config
 from pipeline.evaluate.monitor import MonitorReport, monitor_report, reaches, window_bounds
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs import JobResult
+from pipeline.serve import strict_json
 from pipeline.serve.model import TargetingModel
 from pipeline.timeaxis import Window
 
@@ -103,7 +103,9 @@ def monitor(config: Config, run_id: str | None = None) -> JobResult:
         "features_warn": int((judged["level"] == "warn").sum()),
         "random_stratum": report.stratum.as_dict(),
     }
-    outputs["summary"].write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    outputs["summary"].write_text(
+        strict_json.dumps(summary, indent=2, default=str), encoding="utf-8"
+    )
 
     with tracking.start_parent_run(config, run_name=f"{config.name}-monitor") as monitor_run:
         tracking.set_tags(

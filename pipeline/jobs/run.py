@@ -10,7 +10,6 @@ selectivity system would.
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from rich.table import Table
 from pipeline.config import Config
 from pipeline.jobs import JobResult, steps_shown_by
 from pipeline.jobs.graph import jobs_of
+from pipeline.serve import strict_json
 
 # Console output fits 100 columns (fewer on a narrower terminal); details go to the report.
 console = Console(width=min(100, shutil.get_terminal_size((100, 24)).columns))
@@ -124,7 +124,7 @@ def run(config: Config) -> JobResult:
     _print_summary(config, results, run_outputs, total, population, table, incoming_table)
     config.paths.root.mkdir(parents=True, exist_ok=True)
     run_outputs["summary"].write_text(
-        json.dumps(
+        strict_json.dumps(  # null, never a bare NaN, for jq and any other parser
             {"outputs": {k: str(v) for k, v in summary.outputs.items()}, **summary.figures},
             indent=2,
             default=str,

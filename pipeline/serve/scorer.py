@@ -42,6 +42,7 @@ from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.ingest.schema import DEFAULT_CONTRACT, Contract, validate_declarations
 from pipeline.serve import ranking
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.strict_json import finite
 from pipeline.serve.thresholds import Thresholds, ThresholdsError, assign_channels
 
 logger = logging.getLogger(__name__)
@@ -528,33 +529,59 @@ class ScorerModel(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Score a batch of declarations."""
-        return self.scorer.score(model_input)
+        """Score a batch of declarations; the answer as strict JSON carries it (`rest_answer`)."""
+        return rest_answer(self.scorer.score(model_input))
 
 
 def pyfunc_signature() -> ModelSignature:
     """The pyfunc's signature (`tracking.log_scorer` logs it): input schema on the raw
     declaration columns (no category dtypes), every column optional so that an incomplete row
     reaches the scorer and comes back `manual` instead of failing; the scored columns out."""
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, Array, ColSpec, Object, Property, Schema
 
     # Every input column is declared `Any`: MLflow's own type conversion would turn the text
     # "false" into True and refuse a whole batch for one bad cell; the scorer validates each
     # row itself and sends the bad ones to the manual channel with the reason.
     inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in DECLARATION_COLUMNS])
+    reason = Object(
+        [
+            Property("feature", "string"),
+            Property("value", AnyType(), required=False),  # text or number, null when unknown
+            Property("contribution", "double"),
+            Property("phrase", "string"),
+        ]
+    )
     outputs = Schema(
         [
             ColSpec("string", "declaration_id"),
-            ColSpec("double", "score"),
-            ColSpec("double", "probability"),
+            ColSpec("double", "score", required=False),
+            ColSpec("double", "probability", required=False),
             ColSpec("string", "channel"),
-            ColSpec("string", "selection_reason"),
-            ColSpec("double", "selection_probability"),
-            ColSpec("string", "reasons"),
-            ColSpec("string", "error"),
+            ColSpec("string", "selection_reason", required=False),
+            ColSpec("double", "selection_probability", required=False),
+            ColSpec(Array(reason), "reasons", required=False),
+            ColSpec("string", "error", required=False),
         ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def rest_answer(scored: pd.DataFrame) -> pd.DataFrame:
+    """`Scorer.score`'s frame as the REST answer carries it, strict JSON whatever a parser:
+    every cell that is missing or not a finite number is None (null, never a bare NaN), and
+    ``reasons`` is a list of objects (feature, value, contribution, phrase), not JSON text."""
+    cells = scored.replace([np.inf, -np.inf], np.nan).astype(object)
+    answer = cells.where(cells.notna(), None)
+    texts = answer["reasons"].tolist()
+    # one JSON document for every row's reasons; cell by cell into the object column (numpy
+    # would read equal-length lists as a second dimension)
+    lists = iter(json.loads("[" + ",".join(t for t in texts if t is not None) + "]"))
+    answer["reasons"] = pd.Series(
+        [None if t is None else finite(next(lists)) for t in texts],
+        index=answer.index,
+        dtype=object,
+    )
+    return answer
 
 
 def document_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
