@@ -83,6 +83,10 @@ def frequent_levels(X: pd.DataFrame, min_count: int) -> dict[str, list[str]]:
                 values.cat.codes.to_numpy() + 1, minlength=len(values.cat.categories) + 1
             )
             kept = counts[1:] >= max(min_count, 1)
+            if not kept.any() and len(kept):
+                # XGBoost refuses a category column without a level: a column no level of which
+                # is frequent keeps its most frequent one (the rest reach the trees as missing).
+                kept[int(np.argmax(counts[1:]))] = True
             out[str(column)] = [str(v) for v in values.cat.categories[kept]]
     return out
 
@@ -1137,10 +1141,48 @@ def fit(
     return FitResult(model=model, log=log)
 
 
+@dataclass(frozen=True)
+class RefitBasis:
+    """What a refit takes from the evaluated model: its bundle (features, info, revenue part),
+    the parameters it boosted with, its imbalance treatment, its best iteration and the
+    labelled training rows that count was found on."""
+
+    model: TargetingModel
+    params: dict[str, Any]
+    imbalance: str
+    best_iteration: int
+    labelled_rows: int
+
+    @classmethod
+    def of_fit(cls, result: FitResult) -> RefitBasis:
+        """The basis of a fit just made (`targeting train`)."""
+        log = result.log
+        return cls(
+            result.model,
+            dict(log.params),
+            log.imbalance,
+            log.best_iteration,
+            log.rows["train"].labelled,
+        )
+
+    @classmethod
+    def of_model(cls, model: TargetingModel, fs: FeatureSet) -> RefitBasis:
+        """The basis of an evaluated bundle read back (the walk-forward evaluation): its
+        labelled training rows counted again on `fs`, as `fit` counted them."""
+        info = model.info
+        if info.windows is None or info.best_iteration is None:
+            raise ValueError("the model records no windows or best iteration: it cannot be refit")
+        windows = info.windows
+        labelled = int(rows_in(fs, windows.train, windows.labels_known_by(windows.train)).sum())
+        return cls(
+            model, dict(info.params), info.imbalance or "none", info.best_iteration, labelled
+        )
+
+
 def refit(
     fs: FeatureSet,
     refit_windows: RefitWindows,
-    evaluated: FitResult,
+    evaluated: FitResult | RefitBasis,
     config: Config,
 ) -> RefitResult:
     """The deployed model: the evaluated model's configuration (parameters, features, imbalance
@@ -1152,7 +1194,7 @@ def refit(
     iteration, found on its own validation window, sets the number of trees.
     """
     started = time.perf_counter()
-    log = evaluated.log
+    basis = evaluated if isinstance(evaluated, RefitBasis) else RefitBasis.of_fit(evaluated)
     known_by = refit_windows.labels_known_by
     masks = {
         "train": rows_in(fs, refit_windows.train, known_by),
@@ -1162,15 +1204,15 @@ def refit(
     # rows it weighs (fitted and applied on the same rows, it would explain their selection away).
     selection_window = refit_windows.selection or refit_windows.calibration
     data = fit_rows(
-        fs, masks, config.train.min_category_count, log.imbalance, selection_window, config
+        fs, masks, config.train.min_category_count, basis.imbalance, selection_window, config
     )
     rows = data.rows
     if rows["train"].y.sum() == 0:
         raise ValueError(f"{refit_windows.train} has no labelled hit: cannot refit")
     balanced = rebalance_step(
-        rows["train"], rows["train"].y, log.imbalance, dict(log.params), config.seed, True
+        rows["train"], rows["train"].y, basis.imbalance, dict(basis.params), config.seed, True
     )
-    rounds = refit_rounds(log.best_iteration, log.rows["train"].fitted, len(balanced.rows))
+    rounds = refit_rounds(basis.best_iteration, basis.labelled_rows, len(rows["train"]))
     booster = xgb.train(balanced.params, dmatrix(balanced.rows), num_boost_round=rounds)
     if config.train.calibration != "none" and len(np.unique(rows["calibration"].y)) < 2:
         raise ValueError(
@@ -1181,7 +1223,7 @@ def refit(
     calibrated = calibrate_step(
         booster, rows["calibration"], fs, refit_windows.as_windows(), config, correct, data.levels
     )
-    evaluated_revenue = evaluated.model.revenue_booster
+    evaluated_revenue = basis.model.revenue_booster
     revenue = revenue_step(
         fs,
         rows["train"],
@@ -1197,7 +1239,7 @@ def refit(
     # Every fact of the deployed model is its own: its calibration, selection correction and
     # anchor were fitted on its windows, not the evaluated model's.
     info = replace(
-        evaluated.model.info,
+        basis.model.info,
         role="deployed",
         refit=deployed,
         revenue_model=revenue.note,
@@ -1208,7 +1250,7 @@ def refit(
     model = TargetingModel(
         booster=booster,
         calibration=calibrated.calibration,
-        feature_names=list(evaluated.model.feature_names),
+        feature_names=list(basis.model.feature_names),
         categories=data.levels,
         revenue_booster=revenue.booster,
         info=info,

@@ -1,0 +1,386 @@
+"""Walk-forward evaluation of what deploys: the deployment procedure replayed at past cut-offs.
+
+The test window judges the *evaluated* model; a selectivity system runs the *refit*, with its own
+calibration, anchor and cut-offs. This module validates the refit the way it is built. At each
+cut-off c (the last `evaluate.walk_forward_cutoffs` steps of `evaluate.walk_forward_days` before
+the end of the usable data, none before the evaluated model's calibration window ends), on what
+was known at c only:
+
+1. the refit (`train.fit.refit`) on every label known before c, its calibration window reaching
+   back for hits and anchored on the random stratum, as `targeting train` makes it;
+2. its cut-offs and expected channel KPIs on the declarations of the reference days before c, as
+   `targeting export` sets them (the same length of reference window);
+3. the declarations of [c, c + days) attached to a feature snapshot built as of c, as
+   `targeting score` sees them, ranked and given a channel.
+
+Then what happened: each channel's realised hit rate against its expected rate, 95 % interval
+and range, and precision, recall and revenue at the configured control rates of the deployed
+procedure and of the evaluated model on the same declarations, with paired bootstrap intervals.
+Ranks are taken within each stretch (a top n % is each stretch's own) before pooling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.evaluate import metrics as mx
+from pipeline.features.build import attach, build_snapshot
+from pipeline.features.featureset import FeatureSet
+from pipeline.serve.model import TargetingModel
+from pipeline.serve.ranking import Ranking, rank
+from pipeline.serve.thresholds import (
+    Thresholds,
+    assign_channels,
+    channel_kpis,
+    compute_cutoffs,
+    new_document,
+    serve_random_key,
+)
+from pipeline.timeaxis import Window, data_end
+from pipeline.train.fit import RefitBasis, refit
+from pipeline.train.split import deployed_windows
+
+DEPLOYED = "deployed procedure"
+EVALUATED = "evaluated model"
+TRUTH = "all declarations (ground truth)"
+EVERY_ROW = "all declarations (every one inspected)"
+INSPECTED = "inspected declarations (diagnostic)"
+RANDOM = "random"  # the selection reason of the random stratum
+
+
+@dataclass(frozen=True)
+class WalkInputs:
+    """What the replay reads besides the feature set: the canonical declarations and outcomes
+    (for the snapshots), the simulator's ground truth when there is one, and its detection rate
+    (the chance a control of a fraud finds it: a true hit rate is fraud rate x detection)."""
+
+    declarations: pd.DataFrame
+    outcomes: pd.DataFrame
+    ground_truth: pd.DataFrame | None = None
+    detection_rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class WalkForward:
+    """The replay's tables: one row per stretch, per channel and stretch, and tidy metrics."""
+
+    stretches: pd.DataFrame  # cutoff, start, end, declarations, refit facts
+    channels: pd.DataFrame  # cutoff, channel, expected and realised hit rate, inside_range
+    metrics: pd.DataFrame  # model, rate, metric, value, low, high (pooled over stretches)
+    population: str  # what the realised figures and metrics are measured on
+    notes: list[str] = field(default_factory=list)
+
+    def coverage(self) -> tuple[int, int]:
+        """(channel x cut-off cells whose realised hit rate lies in the export's 95 % range,
+        cells judged)."""
+        judged = self.channels["inside_range"].dropna() if len(self.channels) else pd.Series()
+        return int(judged.astype(bool).sum()), len(judged)
+
+
+def cutoffs(lodged_at: pd.Series, model: TargetingModel, config: Config, holdout: int) -> list:
+    """The cut-offs, oldest first: steps of `walk_forward_days` back from the end of the usable
+    data, none before the evaluated model's calibration window ends (its configuration was chosen
+    on what precedes it)."""
+    evaluate = config.evaluate
+    end = data_end(lodged_at, holdout)
+    step = pd.Timedelta(days=evaluate.walk_forward_days)
+    found = [end - k * step for k in range(evaluate.walk_forward_cutoffs, 0, -1)]
+    windows = model.info.windows
+    earliest = windows.calibration.end if windows is not None else found[0] if found else end
+    return [c for c in found if c >= earliest]
+
+
+def _aligned_truth(truth: pd.DataFrame | None, ids: pd.Series) -> pd.DataFrame | None:
+    """The ground truth (fraud, revenue_recoverable) in the order of `ids`, None without one."""
+    if truth is None:
+        return None
+    frame = truth.drop_duplicates("declaration_id").set_index("declaration_id")
+    found = frame.reindex(ids.astype(str).to_numpy())
+    return found if found["fraud"].notna().any() else None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the procedure deployed at a cut-off: the refit, its thresholds and expected KPIs."""
+
+    model: TargetingModel
+    thresholds: Thresholds
+    kpis: dict
+    facts: dict
+
+
+def deploy_at(
+    cutoff: pd.Timestamp,
+    basis: RefitBasis,
+    features: FeatureSet,
+    declarations: pd.DataFrame,
+    config: Config,
+    reference_days: float,
+) -> Deployment:
+    """The refit on what was known at `cutoff`, its cut-offs and expected KPIs set on the
+    `reference_days` before it, as `targeting train` and `targeting export` make them."""
+    windows = basis.model.info.windows
+    assert windows is not None  # RefitBasis.of_model checked it
+    spans = deployed_windows(features, windows, config, end=cutoff)
+    deployed = refit(features, spans, basis, config)
+    model = deployed.model
+    reference = Window("reference", cutoff - pd.Timedelta(days=reference_days), cutoff)
+    inside = reference.contains(features.lodged_at)
+    X = features.X.loc[inside].reset_index(drop=True)
+    wanted = features.declaration_id[inside].astype(str).to_numpy()
+    index = pd.Index(declarations["declaration_id"].astype(str))
+    canonical = declarations.iloc[index.get_indexer(wanted)].reset_index(drop=True)
+    ranked = rank(model, X, config.serve.rank_by, config.serve.revenue_weight)
+    scored = pd.concat([canonical, ranked.frame(X.index)], axis=1)
+    policy = compute_cutoffs(scored, config.serve, reference.days)
+    document = new_document(
+        policy,
+        model={
+            "name": "walk-forward",
+            "version": None,
+            "uri": None,
+            "booster_sha256": model.booster_sha256(),
+        },
+        rank_by=ranked.rank_by,
+        revenue_weight=config.serve.revenue_weight,
+        manifest_sha256="0" * 64,
+        windows={"reference": reference.as_dict()},
+        features={"config": config.features.model_dump(mode="json"), "descriptions": {}},
+        snapshot={"uri": None},
+        kpis={},
+    )
+    thresholds = Thresholds(document, serve_random_key(config.serve))
+    channels = assign_channels(thresholds, scored, scored["score"].to_numpy(), ranked.margin)
+    kpis = channel_kpis(
+        channels,
+        ranked.probability,
+        scored["expected_revenue"].to_numpy(dtype=float),
+        thresholds.channels,
+        reference.days,
+        model.calibration.level_shifts,
+        model.info.anchoring,
+    )
+    log = deployed.log
+    facts = {
+        "refit train end": str(spans.train.end.date()),
+        "calibration": f"{spans.calibration.start.date()} .. {spans.calibration.end.date()}",
+        "calibration hits": log.rows["calibration"].hits,
+        "trees": log.trees,
+        "calibration method": log.calibration,
+        "anchored": not str(log.anchoring).startswith("not anchored"),
+    }
+    return Deployment(model, thresholds, kpis, facts)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A stretch's declarations as the scorer sees them (snapshot as of the cut-off), their
+    channels under the deployment, both models' rankings and what is known of their outcome."""
+
+    declarations: pd.DataFrame
+    channel: np.ndarray
+    deployed: Ranking
+    evaluated: Ranking
+    y: np.ndarray  # the population's label (NaN where unknown)
+    revenue: np.ndarray
+    true_rate: np.ndarray  # the chance a control finds something (NaN where unknown)
+
+
+def serve_stretch(
+    stretch: Window, deployment: Deployment, basis: RefitBasis, inputs: WalkInputs, config: Config
+) -> Served:
+    """The stretch's declarations attached to a snapshot built as of its start, ranked by the
+    deployed refit and by the evaluated model, given the deployment's channels."""
+    decl = inputs.declarations
+    lodged = decl["lodged_at"]
+    past = decl.loc[lodged < stretch.end]  # the snapshot reads only what precedes stretch.start
+    snapshot = build_snapshot(past, inputs.outcomes, config.features, stretch.start)
+    given = decl.loc[stretch.contains(lodged)]
+    served = attach(given, snapshot, config.features)  # rows in (lodged_at, id) order
+    order = pd.Index(given["declaration_id"].astype(str)).get_indexer(
+        served.declaration_id.astype(str).to_numpy()
+    )
+    arriving = given.iloc[order].reset_index(drop=True)
+    weight = config.serve.revenue_weight
+    mine = rank(deployment.model, served.X, config.serve.rank_by, weight)
+    theirs = rank(basis.model, served.X, config.serve.rank_by, weight)
+    channels = assign_channels(deployment.thresholds, arriving, mine.score, mine.margin)
+    truth = _aligned_truth(inputs.ground_truth, arriving["declaration_id"])
+    if truth is not None:
+        fraud = truth["fraud"].astype(float).to_numpy()
+        y, revenue = fraud, truth["revenue_recoverable"].to_numpy(dtype=float)
+        true_rate = fraud * inputs.detection_rate
+    else:
+        y, revenue, random = _recorded(arriving, inputs.outcomes)
+        # Every declaration inspected (KCS): its outcome is the truth. Else only the random
+        # stratum's outcomes say what a channel holds (the others were picked).
+        every = bool(np.isfinite(y).mean() > 0.99) if len(y) else False
+        true_rate = y if every else np.where(random, y, np.nan)
+    return Served(arriving, channels["channel"].to_numpy(), mine, theirs, y, revenue, true_rate)
+
+
+def _recorded(
+    arriving: pd.DataFrame, outcomes: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recorded outcome (1 hit, 0 none, NaN not inspected), revenue and random-stratum mask
+    of each declaration."""
+    found = outcomes.drop_duplicates("declaration_id").set_index("declaration_id")
+    rows = found.reindex(arriving["declaration_id"].astype(str).to_numpy())
+    inspected = rows["inspected"].fillna(False).astype(bool).to_numpy()
+    hit = rows["hit"].fillna(False).astype(float).to_numpy()
+    revenue = (
+        rows["revenue_recovered"].to_numpy(dtype=float)
+        if "revenue_recovered" in rows
+        else np.full(len(rows), np.nan)
+    )
+    random = (rows["selection_reason"].astype("string") == RANDOM).fillna(False).to_numpy()
+    return np.where(inspected, hit, np.nan), revenue, random & inspected
+
+
+def population_of(served: list[Served], inputs: WalkInputs) -> str:
+    """What the realised figures rest on: the simulator's truth, every declaration's recorded
+    outcome (all inspected, as on KCS), else only the inspected ones (a diagnostic)."""
+    if (
+        inputs.ground_truth is not None
+        and served
+        and all(
+            _aligned_truth(inputs.ground_truth, s.declarations["declaration_id"]) is not None
+            for s in served
+        )
+    ):
+        return TRUTH
+    known = np.concatenate([np.isfinite(s.y) for s in served]) if served else np.zeros(0, bool)
+    return EVERY_ROW if len(known) and known.mean() > 0.99 else INSPECTED
+
+
+def channel_rows(
+    cutoff: pd.Timestamp, served: Served, kpis: dict, min_rows: int
+) -> list[dict[str, object]]:
+    """Each channel's expected hit rate (interval, range) against what its declarations held."""
+    rows: list[dict[str, object]] = []
+    frame = pd.DataFrame({"channel": served.channel, "rate": served.true_rate})
+    for name, entry in kpis["channels"].items():
+        rates = frame.loc[frame["channel"] == name, "rate"].dropna()
+        spread = entry.get("hit_rate_range")
+        interval = entry.get("expected_hit_rate_interval")
+        realised = float(rates.mean()) if len(rates) >= min_rows else None
+        rows.append(
+            {
+                "cutoff": str(cutoff.date()),
+                "channel": name,
+                "declarations": int((frame["channel"] == name).sum()),
+                "with outcome": len(rates),
+                "expected hit rate": entry.get("expected_hit_rate"),
+                "interval low": None if interval is None else interval[0],
+                "interval high": None if interval is None else interval[1],
+                "range low": None if spread is None else spread[0],
+                "range high": None if spread is None else spread[1],
+                "realised hit rate": realised,
+                "inside_range": None
+                if realised is None or spread is None
+                else bool(spread[0] - 1e-12 <= realised <= spread[1] + 1e-12),
+            }
+        )
+    return rows
+
+
+def _stretch_ranks(priority: np.ndarray, stretch: np.ndarray) -> np.ndarray:
+    """Each row's priority as its share of its own stretch ranked below it (0..1): a top n %
+    of the pooled rows is then the top n % of each stretch."""
+    frame = pd.DataFrame({"p": priority, "s": stretch})
+    return frame.groupby("s")["p"].rank(method="first", pct=True).to_numpy()
+
+
+def pooled_metrics(served: list[Served], config: Config) -> pd.DataFrame:
+    """Precision, recall and revenue at the configured rates of the deployed procedure and the
+    evaluated model over every stretch (ranks within each), with their paired difference."""
+    keep = [np.isfinite(s.y) for s in served]
+    y = np.concatenate([s.y[k] for s, k in zip(served, keep, strict=True)])
+    if len(y) == 0 or y.sum() == 0:
+        return pd.DataFrame()
+    stretch = np.concatenate([np.full(int(k.sum()), i) for i, k in enumerate(keep)])
+    scores = {
+        name: _stretch_ranks(
+            np.concatenate(
+                [getattr(s, part).priority[k] for s, k in zip(served, keep, strict=True)]
+            ),
+            stretch,
+        )
+        for name, part in ((DEPLOYED, "deployed"), (EVALUATED, "evaluated"))
+    }
+    probabilities = {
+        name: np.concatenate(
+            [getattr(s, part).probability[k] for s, k in zip(served, keep, strict=True)]
+        )
+        for name, part in ((DEPLOYED, "deployed"), (EVALUATED, "evaluated"))
+    }
+    revenue = np.concatenate([s.revenue[k] for s, k in zip(served, keep, strict=True)])
+    return mx.metrics_table(
+        y,
+        scores,
+        [float(r) for r in config.evaluate.rates],
+        revenue=revenue if np.isfinite(revenue).any() else None,
+        probabilities=probabilities,
+        replicates=config.evaluate.bootstrap,
+        seed=int(config.seed),
+        compare=[(DEPLOYED, EVALUATED)],
+    )
+
+
+def walk_forward(
+    model: TargetingModel,
+    features: FeatureSet,
+    inputs: WalkInputs,
+    config: Config,
+    holdout: int = 0,
+    reference_days: float | None = None,
+) -> WalkForward:
+    """Replay the deployment procedure at each cut-off (`cutoffs`) and measure what followed.
+
+    `model`: the evaluated model (its configuration and windows); `holdout`: days at the end of
+    the data that belong to no window (the declarations `run` scores); `reference_days`: the
+    length of the export's reference window (default `serve.reference_days`).
+    """
+    basis = RefitBasis.of_model(model, features)
+    days = float(reference_days or config.serve.reference_days)
+    step = pd.Timedelta(days=config.evaluate.walk_forward_days)
+    found = cutoffs(features.lodged_at, model, config, holdout)
+    notes: list[str] = []
+    if len(found) < config.evaluate.walk_forward_cutoffs:
+        notes.append(
+            f"{config.evaluate.walk_forward_cutoffs - len(found)} cut-offs fell before the "
+            "evaluated model's calibration window ended and were left out"
+        )
+    stretches, served, deployments = [], [], []
+    for cutoff in found:
+        deployment = deploy_at(cutoff, basis, features, inputs.declarations, config, days)
+        window = Window("stretch", cutoff, cutoff + step)
+        part = serve_stretch(window, deployment, basis, inputs, config)
+        stretches.append(
+            {
+                "cutoff": str(cutoff.date()),
+                "stretch": f"{window.start.date()} .. {window.end.date()}",
+                "declarations": len(part.declarations),
+                **deployment.facts,
+            }
+        )
+        served.append(part)
+        deployments.append(deployment)
+    population = population_of(served, inputs)
+    min_rows = 1 if population != INSPECTED else config.evaluate.min_stratum_rows
+    channels = [
+        row
+        for cutoff, part, deployment in zip(found, served, deployments, strict=True)
+        for row in channel_rows(cutoff, part, deployment.kpis, min_rows)
+    ]
+    return WalkForward(
+        stretches=pd.DataFrame(stretches),
+        channels=pd.DataFrame(channels),
+        metrics=pooled_metrics(served, config) if served else pd.DataFrame(),
+        population=population,
+        notes=notes,
+    )
