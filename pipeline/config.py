@@ -478,6 +478,12 @@ class EvaluateConfig(Section):
         description="fewest distinct scores a reference learner gives the test rows; fewer "
         "(a near-constant ranking) is flagged and never the best",
     )
+    family_ablation: bool = Field(
+        True,
+        description="measure each feature family's effect out of sample: the frozen choice "
+        "refitted without each kept family and with each dropped one (the model's parameters "
+        "and trees, its training window), scored on the test window; one refit per family",
+    )
     acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
 
 

@@ -63,8 +63,9 @@ def test_families_are_chosen_on_the_tuning_folds_with_an_effect_each(tmp_path: P
     assert first.effects.equals(again.effects)  # seeded: the same choice every time
     assert set(first.effects["family"]) == {"raw", "profiles", "valuation"}
     valuation = first.effects.set_index("family").loc["valuation"]
-    # undervaluation carries most of the signal: it joins the raw columns, with an interval > 0
-    assert valuation["effect"] > 0.02 and valuation["low"] > 0
+    # undervaluation carries most of the signal: it joins the raw columns; the figure is the
+    # selection's own (in sample, no interval: evaluate.families measures it on the test window)
+    assert valuation["effect"] > 0.02 and "low" not in first.effects.columns
     assert "valuation" in first.kept
     assert first.columns == [c for c in fs.X.columns if c in first.columns]
     assert valuation["ap_with"] == first.ap_chosen  # what it adds to the chosen set

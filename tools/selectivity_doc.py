@@ -25,11 +25,76 @@ The selectivity export written by `targeting export`: channel cut-offs, the poli
 and the expected KPIs. It is bound by `content_sha256` (an edited file is refused until exported
 again), names no machine-local path, and holds only a fingerprint of the random draw's key (the
 key comes from the environment variable in `random/key_env`). Alongside it,
-`selectivity_offices.csv` holds the cut-offs and expected KPIs per office for systems that
-cannot run the scorer.
+`selectivity_offices.csv` holds the cut-offs and expected KPIs per office (on the scorer's
+score, which only the registered scorer computes) and `selectivity_vectors.json` the test
+vectors of the channel assignment (below).
 
 | field | type | required | meaning |
 |---|---|---|---|
+"""
+
+ALGORITHM = """
+## Assigning a channel
+
+What `assign_channels` (pipeline/serve/thresholds.py) does for each declaration, in enough
+detail to write it again in another language; [channel_assignment.js](channel_assignment.js) is
+such a second implementation (about 60 lines of JavaScript, no dependency).
+
+**Inputs per declaration**: `declaration_id` (text), `office` (text), `aeo` (true / false; missing
+is false), the columns the `rules` name, and two numbers the model gives: `score` (what `rank_by`
+says) and `margin` (the booster's raw log-odds, which orders declarations exactly as the calibrated
+probability does and breaks the ties that calibration plateaus create). Only the registered
+scorer computes `score` and `margin`: the cut-offs of `selectivity_offices.csv` are on the same
+scale. A declaration that fails validation goes to `serving/invalid_channel` before step 1.
+
+**The keyed hash** `H(id, key)`, a 64-bit unsigned integer:
+
+1. `k` = the first 16 characters of the lowercase hex SHA-256 of the key's UTF-8 bytes, taken as
+   16 ASCII bytes. The key is the deployment's secret (`TARGETING_RANDOM_KEY`); check it against
+   `random/key_sha256` = SHA-256 of `customs-targeting random key fingerprint:` + key.
+2. `h` = SipHash-2-4 of the UTF-8 bytes of `declaration_id` with the 16-byte key `k` (read as
+   two little-endian 64-bit words, as in the reference SipHash).
+3. The splitmix64 finaliser, all arithmetic modulo 2^64: `h ^= h >> 30; h *= 0xBF58476D1CE4E5B9;
+   h ^= h >> 27; h *= 0x94D049BB133111EB; h ^= h >> 31`.
+
+**The tie-break** `T(id)` = `(H(id, key + "/tie-break") >> 11) x 2^-53`: a double in [0, 1), exact.
+
+**The steps**, in this order; the first that applies decides:
+
+1. **Random draw.** When `random/rate` >= 1, or `H(id, key)` < `floor(random/rate x 2^64)`:
+   channel `random/channel`, selection reason `random/reason` (`random`), selection probability
+   `random/rate`. The draw comes first so that the random stratum is a uniform sample of every
+   declaration, rules included.
+2. **Rules**, in the order of `rules`: the first rule whose column's value, as text, equals one of
+   its `values` or starts with one of its `prefix` entries sends the declaration to the first
+   channel of `channels` (red), selection reason the rule's `name`, selection probability 1. A
+   missing value matches no rule.
+3. **The model.** The cut-offs are the office's (`offices/<office>`) when the export has that
+   office, else the global ones (`cutoffs`); of those, `aeo_cutoffs` for an AEO trader, else
+   `cutoffs`. For each channel in the order of `channels` (most severe first), the declaration
+   reaches the channel's cut-off `c` when `score > c.score`, or `score == c.score` and
+   `margin > c.margin`, or `score == c.score` and `margin == c.margin` and `T(id) >= c.tiebreak`
+   (the triple (score, margin, tie-break) compared lexicographically). A cut-off whose `score` is
+   null is reached by nobody. The first channel reached: selection reason `model`, selection
+   probability null.
+4. **Otherwise** `serving/default_channel` (green), selection reason and probability null.
+
+Numbers are IEEE 754 doubles compared exactly: read them from the JSON as doubles (the file
+writes each in its shortest round-trip form), never rounded.
+
+**Test vectors.** `targeting export` writes `selectivity_vectors.json` beside the export:
+`key` (a public key for the vectors only, never the deployment's), `policy` (the export's
+`channels`, `cutoffs`, `offices` (one of them), `random` (with the vectors key's fingerprint),
+`rules` and `serving`, in the fields above) and `vectors`, each an `input` (declaration_id,
+office, aeo, the rules' columns, score, margin) and its `expected` channel, selection_reason and
+selection_probability. They probe each cut-off from just above, just below and on it (ties that
+only the tie-break settles), office and AEO cut-offs, an office the export does not know, each
+rule, declarations the draw takes and an identifier outside ASCII. Check an implementation with
+`node docs/channel_assignment.js outputs/default/selectivity_vectors.json`.
+
+**The registry.** `model/version` is the registered scorer version that carries this file; that
+version's tags name the file twice: `thresholds_sha256` is the SHA-256 of the file's bytes
+(`sha256sum selectivity.json`) and `content_sha256` repeats the file's own `content_sha256`.
 """
 
 
@@ -74,7 +139,7 @@ def render() -> str:
         f"| `$defs/{name}` | {_type(node, root)} | - | {node.get('description', '')} |"
         for name, node in root.get("$defs", {}).items()
     ]
-    return HEADER + "\n".join(lines + definitions) + "\n"
+    return HEADER + "\n".join(lines + definitions) + "\n" + ALGORITHM
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate import explain as ex
+from pipeline.evaluate import families as fam
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate import selections as sel
 from pipeline.evaluate.decision import Decision, decide
@@ -69,7 +70,10 @@ class ReportData:
     model_card: dict[str, str] = field(default_factory=dict)
     headline_rate: float = 0.05
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, trees, seconds...
-    families: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, effect, low, high...
+    # each family's effect on the test window, refitted without / with it (out of sample)
+    families: pd.DataFrame = field(default_factory=pd.DataFrame)  # population, family, ...
+    # the selection's own figures on the folds that chose the families: a diagnostic only
+    families_in_sample: pd.DataFrame = field(default_factory=pd.DataFrame)
     decision: Decision | None = None  # the decision page (pipeline/evaluate/decision.py)
     tradeoff: pd.DataFrame = field(default_factory=pd.DataFrame)  # revenue_weight, rate, ...
     tradeoff_population: str = ""
@@ -809,17 +813,47 @@ def deployed_summary(info: ModelInfo) -> str:
 
 
 def family_effects(info: ModelInfo) -> pd.DataFrame:
-    """The feature-family ablation a model records: each family's effect on validation AP."""
+    """The in-sample figures of the family selection a model records: what each family adds to
+    the validation AP of the very folds that chose it (kept exactly when above 0). A diagnostic,
+    without intervals; the evidence is `family_ablation`."""
     families = info.families
     if families is None or not families.effects:
         return pd.DataFrame()
-    frame = pd.DataFrame(list(families.effects))
+    frame = pd.DataFrame(list(families.effects)).drop(columns=["low", "high"], errors="ignore")
     frame["kept"] = ~frame.pop("dropped").astype(bool)
     return frame.rename(
         columns={
-            "ap_with": "validation AP with it",
-            "ap_without": "validation AP without it",
-            "effect": "AP it adds",
+            "ap_with": "fold AP with it (in sample)",
+            "ap_without": "fold AP without it (in sample)",
+            "effect": "fold AP it adds (in sample)",
+        }
+    )
+
+
+def family_ablation(
+    window: TestWindow, model: TargetingModel, features: FeatureSet, config: Config
+) -> fam.FamilyAblation:
+    """Each family's out-of-sample effect on the test window (`evaluate.families`): on the
+    inspected declarations and, on the simulator, on every one against the ground truth."""
+    populations = {"inspected": (window.labelled, window.y[window.labelled])}
+    if window.has_truth and window.truth is not None:
+        known = window.truth["fraud"].notna().to_numpy()
+        fraud = window.truth["fraud"].to_numpy()[known].astype(float)
+        populations[POPULATION_TRUTH] = (known, fraud)
+    return fam.family_ablation(model, features, window.windows, window.rows, populations, config)
+
+
+def family_table(ablation: fam.FamilyAblation) -> pd.DataFrame:
+    """The ablation as the report shows it (`families.COLUMNS`, in words)."""
+    if ablation.effects.empty:
+        return pd.DataFrame()
+    kept = ablation.effects["kept"].map({True: "yes", False: "no"})
+    return ablation.effects.assign(kept=kept).rename(
+        columns={
+            "kept": "kept by the selection",
+            "ap_with": "test AP with it",
+            "ap_without": "test AP without it",
+            "effect": "test AP it adds",
             "low": "low (95 %)",
             "high": "high (95 %)",
         }
@@ -957,6 +991,7 @@ def assess(
         window.windows,
     )
     card["What the probability means"] = probability_meaning(model.info)
+    ablation = family_ablation(window, model, features, config)
     report = ReportData(
         title=f"Targeting model review: {config.name}",
         run_id=run_id,
@@ -971,13 +1006,14 @@ def assess(
         local_figures=explained.local_figures,
         manifest=features.manifest,
         warnings=assessment_warnings(model, explained, found, config),
-        notes=[*window.notes, *compared.notes, *population.notes],
+        notes=[*window.notes, *compared.notes, *population.notes, *ablation.notes],
         drift=found.drift,
         feature_auc=found.feature_auc,
         model_card=card,
         headline_rate=rate,
         references=pd.DataFrame(compared.references.fitted),
-        families=family_effects(model.info),
+        families=family_table(ablation),
+        families_in_sample=family_effects(model.info),
         decision=decision(
             metrics,
             drawn.calibration,

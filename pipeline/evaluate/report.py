@@ -375,7 +375,11 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
             data.references, empty="<p class='muted'>no reference learner was fitted</p>"
         ),
         families_effect_html=_frame_html(
-            data.families, empty="<p class='muted'>feature families were not chosen</p>"
+            data.families, empty="<p class='muted'>no family ablation (see the notes)</p>"
+        ),
+        families_in_sample_html=_frame_html(
+            data.families_in_sample,
+            empty="<p class='muted'>feature families were not chosen</p>",
         ),
         model_card=data.model_card,
         tradeoff_html=_frame_html(data.tradeoff) if len(data.tradeoff) else Markup(""),

@@ -5,9 +5,15 @@ one at a time, the family (`features.build.FAMILIES`: trader ids, single-key pro
 profiles, valuation, history, calendar) that raises mean validation average precision most,
 until none does: every family must earn its place against the plain model. Each candidate is
 boosted on the same folds (train.params at a screening learning rate of at least 0.3 with capped
-trees, early stopping on each fold's validation block). The report shows what each family adds
-to the chosen set (or would add, for those left out), with a paired bootstrap interval. Nothing
-after the validation window is used, so the choice is part of the model's configuration.
+trees, early stopping on each fold's validation block). Nothing after the validation window is
+used, so the choice is part of the model's configuration.
+
+What each family adds on those folds (`FamilySelection.effects`) is in-sample: the same fold
+blocks chose the families, so a family is kept exactly when its effect there is above 0. It is
+kept as a diagnostic, without intervals. The evidence is out of sample (`ablation_arms`,
+`boost_arm`; measured by `evaluate.families`): after the choice is frozen, the chosen set is
+refitted without each kept family and with each family left out, with the model's parameters and
+tree count on its training window, and scored on the test window.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 
 from pipeline.config import Config
 from pipeline.features.build import feature_families
@@ -41,11 +48,12 @@ SCREEN_ROUNDS = 500
 
 @dataclass(frozen=True)
 class FamilySelection:
-    """The families kept, their features, and each family's effect on validation AP."""
+    """The families kept, their features, and each family's in-sample effect on the validation
+    AP of the folds that chose them (a diagnostic: no interval)."""
 
     kept: list[str]
     columns: list[str]
-    effects: pd.DataFrame  # family, features, ap_without, effect, low, high, dropped
+    effects: pd.DataFrame  # family, features, ap_with, ap_without, effect, dropped
     ap_all: float
     ap_chosen: float
 
@@ -86,18 +94,9 @@ def _fold_scores(
     return out
 
 
-def _mean_ap(
-    folds: list[tuple[np.ndarray, np.ndarray]], replicates: int, seed: int
-) -> tuple[float, np.ndarray]:
-    """Mean AP over the folds and its bootstrap replicates (the same draws for every model)."""
-    points, draws = zip(
-        *(
-            average_precision_replicates(y, score, replicates, seed + i)
-            for i, (y, score) in enumerate(folds)
-        ),
-        strict=True,
-    )
-    return float(np.mean(points)), np.mean(np.vstack(draws), axis=0)
+def _mean_ap(folds: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Mean average precision over the folds' validation blocks."""
+    return float(np.mean([average_precision_replicates(y, score, 0, 0)[0] for y, score in folds]))
 
 
 def select_families(
@@ -107,15 +106,13 @@ def select_families(
     family = feature_families(fs.manifest, config.features)
     family = family.loc[[str(c) for c in fs.X.columns]]
     present = [str(f) for f in dict.fromkeys(family.to_numpy()) if f]
-    replicates, seed = config.evaluate.bootstrap, config.seed
-    cache: dict[frozenset[str], tuple[float, np.ndarray]] = {}
+    cache: dict[frozenset[str], float] = {}
     folds = fold_rows(fs, windows, config)  # built once, sliced by column for each candidate
 
-    def score(families: frozenset[str]) -> tuple[float, np.ndarray]:
+    def score(families: frozenset[str]) -> float:
         if families not in cache:
             columns = [c for c in family.index if family[c] in families]
-            scores = _fold_scores(folds, columns, params, config)
-            cache[families] = _mean_ap(scores, replicates, seed)
+            cache[families] = _mean_ap(_fold_scores(folds, columns, params, config))
         return cache[families]
 
     start = frozenset({"raw"} if "raw" in present else present)
@@ -124,49 +121,82 @@ def select_families(
         candidates = [chosen | {f} for f in present if f not in chosen]
         if not candidates:
             break
-        best = max(candidates, key=lambda c: score(c)[0])
-        if score(best)[0] <= score(chosen)[0]:
+        best = max(candidates, key=score)
+        if score(best) <= score(chosen):
             break
         chosen = best
-    ap_chosen, draws_chosen = score(chosen)
     rows = []
     for name in present:
-        if name in chosen:
-            if chosen == {name}:
-                continue
-            other = chosen - {name}
-            ap_with, draws_with = ap_chosen, draws_chosen
-            ap_without, draws_without = score(other)
-        else:
-            ap_with, draws_with = score(chosen | {name})
-            ap_without, draws_without = ap_chosen, draws_chosen
-        effect = draws_with - draws_without
-        low, high = (
-            (float(q) for q in np.nanpercentile(effect, [2.5, 97.5]))
-            if replicates
-            else (np.nan, np.nan)
-        )
+        if chosen == {name}:
+            continue
+        joined = name in chosen
+        with_it, without_it = (chosen, chosen - {name}) if joined else (chosen | {name}, chosen)
         rows.append(
             dict(
                 family=name,
                 features=int((family == name).sum()),
-                ap_with=ap_with,
-                ap_without=ap_without,
-                effect=ap_with - ap_without,
-                low=low,
-                high=high,
-                dropped=name not in chosen,
+                ap_with=score(with_it),
+                ap_without=score(without_it),
+                effect=score(with_it) - score(without_it),
+                dropped=not joined,
             )
         )
     effects = pd.DataFrame(
-        rows,
-        columns=["family", "features", "ap_with", "ap_without", "effect", "low", "high", "dropped"],
+        rows, columns=["family", "features", "ap_with", "ap_without", "effect", "dropped"]
     )
     kept = [f for f in present if f in chosen]
     return FamilySelection(
         kept=kept,
         columns=[c for c in family.index if family[c] in chosen],
         effects=effects,
-        ap_all=score(frozenset(present))[0],
-        ap_chosen=ap_chosen,
+        ap_all=score(frozenset(present)),
+        ap_chosen=score(chosen),
     )
+
+
+# --- out of sample: the frozen choice refitted with one family changed --------------------------
+
+
+@dataclass(frozen=True)
+class AblationArm:
+    """The frozen choice with one family changed: left out (a kept family) or added (one the
+    selection dropped), as the columns of one refit."""
+
+    family: str
+    kept: bool  # whether the selection kept the family (the arm then leaves it out)
+    features: int
+    columns: list[str]
+
+
+def ablation_arms(
+    fs: FeatureSet, chosen: list[str], config: Config
+) -> tuple[list[str], list[AblationArm]]:
+    """The chosen columns (in `fs`'s order) and one arm per family present in `fs`: the chosen
+    set without each kept family (unless it is the only one) and with each family left out."""
+    family = feature_families(fs.manifest, config.features)
+    family = family.loc[[str(c) for c in fs.X.columns]]
+    kept = {family[c] for c in chosen if c in family.index}
+    present = [str(f) for f in dict.fromkeys(family.to_numpy()) if f]
+    arms = []
+    for name in present:
+        if kept == {name}:
+            continue
+        families = kept - {name} if name in kept else kept | {name}
+        columns = [str(c) for c in family.index if family[c] in families]
+        arms.append(AblationArm(name, name in kept, int((family == name).sum()), columns))
+    return [str(c) for c in family.index if family[c] in kept], arms
+
+
+def boost_arm(
+    train: WindowRows,
+    columns: list[str],
+    params: dict[str, Any],
+    imbalance: str,
+    trees: int,
+    config: Config,
+) -> xgb.Booster:
+    """A fixed number of `trees` boosted on `columns` of the training rows with the model's
+    parameters and imbalance treatment (no early stopping: every arm gets the same budget)."""
+    booster_params, _ = split_params({**params, "imbalance": imbalance}, config)
+    rows, extra = rebalance(replace(train, X=train.X[columns]), imbalance, config.seed)
+    return xgb.train({**booster_params, **extra}, dmatrix(rows), num_boost_round=trees)
