@@ -45,9 +45,13 @@ def channel_table(config: Config, document: dict[str, Any]) -> pd.DataFrame:
     """Per channel: expected hit rate of the export (`document`) against the incoming days'
     truth."""
     paths = config.paths
-    entries = document["kpis"]["channels"]
-    expected = {name: entry["expected_hit_rate"] for name, entry in entries.items()}
-    scored = pd.read_parquet(paths.scored, columns=["declaration_id", "channel", "probability"])
+    # the channels' KPIs leave the random draw out (kpis.random): so does their truth
+    entries = {**document["kpis"]["channels"], "random": document["kpis"].get("random", {})}
+    expected = {name: entry.get("expected_hit_rate") for name, entry in entries.items()}
+    columns = ["declaration_id", "channel", "probability", "selection_reason"]
+    scored = pd.read_parquet(paths.scored, columns=columns)
+    drawn = scored["selection_reason"].astype("string").eq("random").fillna(False)
+    scored["channel"] = scored["channel"].astype(object).where(~drawn, "random")
     truth = pd.read_parquet(paths.ground_truth, columns=["declaration_id", "fraud"])
     merged = scored.merge(truth, on="declaration_id", how="left", validate="one_to_one")
     merged["fraud"] = merged["fraud"].fillna(False).astype(float)
@@ -68,7 +72,7 @@ def channel_table(config: Config, document: dict[str, Any]) -> pd.DataFrame:
         table[f"truth_in_{column}"] = (table[f"{column}_low"] <= table["true_hit_rate"]) & (
             table["true_hit_rate"] <= table[f"{column}_high"]
         )
-    order = [c for c in (*config.serve.channels, "green") if c in table.index]
+    order = [c for c in (*config.serve.channels, "green", "random") if c in table.index]
     return table.reindex(order)
 
 

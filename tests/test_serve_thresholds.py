@@ -25,6 +25,7 @@ from pipeline.serve.thresholds import (
     ThresholdsError,
     assign_channels,
     channel_kpis,
+    channel_order_warnings,
     compute_cutoffs,
     hit_rate_bounds,
     new_document,
@@ -237,11 +238,61 @@ def test_kpis_report_shares_and_expected_hit_rates():
     assert red["expected_hit_rate"] > kpis["channels"]["yellow"]["expected_hit_rate"]
     assert kpis["channels"]["yellow"]["expected_hit_rate"] > green["expected_hit_rate"]
     total = sum(c["declarations"] for c in kpis["channels"].values())
-    assert total == len(reference)
+    assert total + kpis["random"]["declarations"] == len(reference)
+    assert kpis["warnings"] == []  # red >= yellow >= green
     assert red["expected_revenue"] > 0
     # without the level's uncertainty no bound is made up, and the file says why
     assert red["expected_hit_rate_interval"] is None and red["hit_rate_range"] is None
     assert kpis["hit_rate_uncertainty"] == NO_LEVEL_BASIS
+
+
+def test_the_random_draw_is_its_own_share_not_part_of_the_red_kpis():
+    reference = reference_frame(20_000, seed=8, ties=False)
+    document = _document(reference, random_rate=0.01)
+    channels = _shares(reference, document)
+    kpis = channel_kpis(
+        channels,
+        reference["probability"].to_numpy(),
+        reference["expected_revenue"].to_numpy(),
+        {"red": 0.02, "yellow": 0.06},
+        days=60.0,
+    )
+    drawn = (channels["selection_reason"] == RANDOM_REASON).to_numpy()
+    random, red = kpis["random"], kpis["channels"]["red"]
+    assert random["channel"] == "red" and random["declarations"] == drawn.sum() > 100
+    assert random["share"] == pytest.approx(drawn.mean())
+    assert random["expected_hit_rate"] == pytest.approx(reference["probability"][drawn].mean())
+    assert RANDOM_REASON not in red["by_reason"]
+    targeted = (channels["channel"] == "red").to_numpy() & ~drawn
+    assert red["expected_hit_rate"] == pytest.approx(reference["probability"][targeted].mean())
+    # the draw is a uniform sample: far below the targeted red controls' rate
+    assert random["expected_hit_rate"] < 0.5 * red["expected_hit_rate"]
+    assert red["share"] + random["share"] == pytest.approx(0.02, abs=0.003)  # red's target
+
+
+def test_channels_out_of_order_are_warned_about():
+    entries = {
+        "red": {"expected_hit_rate": 0.819},
+        "yellow": {"expected_hit_rate": 0.973},
+        "green": {"expected_hit_rate": 0.02},
+        "empty": {"expected_hit_rate": None},
+    }
+    (warning,) = channel_order_warnings(entries)
+    assert "yellow's expected hit rate (97.3%) is above red's (81.9%)" in warning
+    assert channel_order_warnings({**entries, "red": {"expected_hit_rate": 0.98}}) == []
+    # a rule sending low-risk declarations to red breaks the order: the export says so
+    reference = reference_frame(10_000, seed=8, ties=False)
+    low = reference["probability"] < reference["probability"].quantile(0.5)
+    reference["importer"] = np.where(low, "IMP7", "IMP1000")  # watch-listed, yet low risk
+    document = _document(reference, rules=watch_list_rules(), random_rate=0.0)
+    kpis = channel_kpis(
+        _shares(reference, document),
+        reference["probability"].to_numpy(),
+        reference["expected_revenue"].to_numpy(),
+        {"red": 0.02, "yellow": 0.06},
+        days=60.0,
+    )
+    assert any("above red's" in w for w in kpis["warnings"]), kpis["warnings"]
 
 
 def test_kpis_carry_the_level_uncertainty_when_the_model_has_one():

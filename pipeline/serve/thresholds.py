@@ -800,6 +800,12 @@ def channel_kpis(
     With the level's uncertainty (`level_shifts`), each channel also gets the 95 % interval of
     its expected hit rate and the range of the hit rate its controls over a stretch like the
     reference window will show (`hit_rate_bounds`); `level_basis` says what they rest on.
+
+    The random draw is reported on its own (``random``: its channel, share and expected hit
+    rate), not mixed into the KPIs of the channel it goes to: a channel's entry holds its
+    targeted selections (rules and model), so that its share plus the draw's makes the target
+    of the draw's channel. ``warnings`` names every channel whose expected hit rate is above
+    that of a more severe one (`channel_order_warnings`).
     """
     n = len(channels)
     frame = pd.DataFrame(
@@ -811,31 +817,73 @@ def channel_kpis(
         }
     )
     has_revenue = bool(np.isfinite(expected_revenue).any())
+    drawn = frame["reason"].astype("string").eq(RANDOM_REASON).fillna(False).to_numpy(dtype=bool)
+    grouped = frame.loc[~drawn].groupby("channel", sort=False)
     out: dict[str, Any] = {}
-    names = [*targets, DEFAULT_CHANNEL]
-    grouped = frame.groupby("channel", sort=False)
-    for name in names:
+    for name in [*targets, DEFAULT_CHANNEL]:
         rows = grouped.get_group(name) if name in grouped.groups else frame.iloc[:0]
-        interval, spread = hit_rate_bounds(rows["p"].to_numpy(), level_shifts, len(rows))
-        entry: dict[str, Any] = {
-            "target": targets.get(name),
-            "declarations": len(rows),
-            "share": len(rows) / n if n else 0.0,
-            "per_day": len(rows) / max(days, 1e-9),
-            "expected_hit_rate": float(rows["p"].mean()) if len(rows) else None,
-            "expected_hit_rate_interval": interval,
-            "hit_rate_range": spread,
-            "expected_hits": float(rows["p"].sum()),
-            "by_reason": {str(k): int(v) for k, v in rows["reason"].value_counts().items()},
-        }
-        if has_revenue:
-            entry["expected_revenue"] = float(np.nansum(rows["revenue"]))
-            entry["expected_revenue_per_control"] = (
-                float(np.nanmean(rows["revenue"])) if len(rows) else None
-            )
-        out[name] = entry
+        entry = _kpi_entry(rows, n, days, level_shifts, has_revenue)
+        out[name] = {"target": targets.get(name), **entry}
+    random_rows = frame.loc[drawn]
+    random_entry = {
+        "channel": str(random_rows["channel"].iloc[0]) if len(random_rows) else None,
+        **_kpi_entry(random_rows, n, days, level_shifts, has_revenue),
+    }
+    random_entry.pop("by_reason")
     basis = (level_basis or "the level's posterior") if level_shifts else NO_LEVEL_BASIS
-    return {"declarations": n, "days": days, "hit_rate_uncertainty": basis, "channels": out}
+    return {
+        "declarations": n,
+        "days": days,
+        "hit_rate_uncertainty": basis,
+        "channels": out,
+        "random": random_entry,
+        "warnings": channel_order_warnings(out),
+    }
+
+
+def _kpi_entry(
+    rows: pd.DataFrame, n: int, days: float, level_shifts: list[float] | None, revenue: bool
+) -> dict[str, Any]:
+    """Share, expected hit rate (with its bounds), hits and revenue of some declarations."""
+    interval, spread = hit_rate_bounds(rows["p"].to_numpy(), level_shifts, len(rows))
+    entry: dict[str, Any] = {
+        "declarations": len(rows),
+        "share": len(rows) / n if n else 0.0,
+        "per_day": len(rows) / max(days, 1e-9),
+        "expected_hit_rate": float(rows["p"].mean()) if len(rows) else None,
+        "expected_hit_rate_interval": interval,
+        "hit_rate_range": spread,
+        "expected_hits": float(rows["p"].sum()),
+        "by_reason": {str(k): int(v) for k, v in rows["reason"].value_counts().items()},
+    }
+    if revenue:
+        entry["expected_revenue"] = float(np.nansum(rows["revenue"]))
+        entry["expected_revenue_per_control"] = (
+            float(np.nanmean(rows["revenue"])) if len(rows) else None
+        )
+    return entry
+
+
+def channel_order_warnings(channels: dict[str, Any]) -> list[str]:
+    """Channels keep their order when each expected hit rate is at least that of every less
+    severe channel (red >= yellow >= green); a warning for each pair that does not, naming
+    both rates. Channels without declarations are not judged."""
+    rated = [
+        (name, float(entry["expected_hit_rate"]))
+        for name, entry in channels.items()
+        if entry.get("expected_hit_rate") is not None
+    ]
+    warnings = []
+    for i, (severe, high) in enumerate(rated):
+        for lighter, rate in rated[i + 1 :]:
+            if rate > high:
+                warnings.append(
+                    f"the channels do not keep their order: {lighter}'s expected hit rate "
+                    f"({rate:.1%}) is above {severe}'s ({high:.1%}); a cut-off on a plateau of "
+                    f"the calibration or a rule sending low-risk declarations to {severe} puts "
+                    "controls where they find less"
+                )
+    return warnings
 
 
 def office_table(
