@@ -82,6 +82,46 @@ def _sqlite_folder(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")).parent
 
 
+REACH_TIMEOUT_S = 5.0
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+class TrackingUnreachable(ValueError):
+    """The tracking server named by the config or MLFLOW_TRACKING_URI does not answer."""
+
+
+def _check_reachable(uri: str) -> None:
+    """Refuse, within `REACH_TIMEOUT_S`, a tracking server whose host does not accept a
+    connection (a file or SQLite store is always reachable)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0]
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return
+    import socket
+    import urllib.error
+    import urllib.request
+
+    try:
+        if scheme in ("http", "https"):  # any HTTP answer, even an error, is a server answering
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACH_TIMEOUT_S):
+                return
+        address = (parts.hostname, parts.port or DEFAULT_PORTS[scheme])
+        with socket.create_connection(address, timeout=REACH_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as exc:  # URLError, refused, timed out, no route, bad URI
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        shown = uri.replace(f":{parts.password}@", ":***@") if parts.password else uri
+        raise TrackingUnreachable(
+            f"the MLflow tracking server {shown} does not answer ({reason}; waited at most "
+            f"{REACH_TIMEOUT_S:g} s): start it, or point MLFLOW_TRACKING_URI or tracking.uri "
+            "at one that runs"
+        ) from None
+
+
 def configure(config: Config) -> str:
     """Apply the tracking URI, create the experiment if needed, and return the URI.
 
@@ -91,15 +131,27 @@ def configure(config: Config) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Artefacts are small local files: a progress bar per download only buries the job's summary.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A server that does not answer fails the first call within seconds, not after minutes of
+    # retries (MLflow's defaults: 7 retries with backoff, 120 s per request).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     uri = tracking_uri(config)
     folder = _sqlite_folder(uri)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+    _check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient()
     name = config.tracking.experiment
-    if client.get_experiment_by_name(name) is None:
+    try:
+        experiment = client.get_experiment_by_name(name)
+    except MlflowException as exc:
+        first = str(exc).splitlines()[0][:300]
+        raise TrackingUnreachable(
+            f"the MLflow tracking server {uri} does not answer as one: {first}"
+        ) from None
+    if experiment is None:
         location = (folder / "mlartifacts" / name).as_uri() if folder is not None else None
         client.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(name)
@@ -509,10 +561,17 @@ def log_scorer(
 
 
 def register_scorer(
-    config: Config, run_id: str, scorer_uri: str, thresholds_sha256: str, booster_sha256: str
+    config: Config,
+    run_id: str,
+    scorer_uri: str,
+    thresholds_sha256: str,
+    booster_sha256: str,
+    *,
+    point_challenger: bool = True,
 ) -> str:
     """Register the run's scorer pyfunc as a new version of `tracking.registered_model`, point
-    `challenger` at it, and describe it; returns the version."""
+    `challenger` at it (unless `point_challenger` is false: `export` moves it last, with
+    `move_challenger`), and describe it; returns the version."""
     name = config.tracking.registered_model
     client = MlflowClient()
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -547,9 +606,15 @@ def register_scorer(
             "Not approved yet."
         ),
     )
-    client.set_registered_model_alias(name, CHALLENGER, number)
+    if point_challenger:
+        client.set_registered_model_alias(name, CHALLENGER, number)
     set_tags(run_id, {"registered_model": name, "model_version": number})
     return number
+
+
+def move_challenger(config: Config, version: str) -> None:
+    """Point `challenger` of `tracking.registered_model` at `version`."""
+    MlflowClient().set_registered_model_alias(config.tracking.registered_model, CHALLENGER, version)
 
 
 def scorer_versions(config: Config, run_id: str) -> list[int]:

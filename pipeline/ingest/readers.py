@@ -211,8 +211,13 @@ def read_table(
     mapping = dict(column_mapping or {})
     if not path.exists():
         raise DataError(f"file not found: {path}")
-    if not path.is_file():
+    if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a CSV or Parquet file")
+    if not path.is_file():
+        raise DataError(
+            f"{path}: not a regular file (a pipe or a device such as /dev/stdin); save the "
+            "table to a .csv or .parquet file and name it"
+        )
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         frame = _read_csv(path, mapping)

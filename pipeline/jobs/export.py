@@ -2,9 +2,10 @@
 
 The cut-offs are set on the reference window: the last `serve.reference_days` of the feature set
 before the held-out stretch that `run` scores (`serve.score_last_days`). The export is validated,
-written atomically, logged to the MLflow run with the feature snapshot (artefact ``snapshot``) and
-the scorer pyfunc (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`). The run
-records the export first; the file is put in place last.
+logged to the MLflow run with the feature snapshot (artefact ``snapshot``) and the scorer pyfunc
+(artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`). The files, the registered
+version and the `challenger` alias change as one transaction (`pipeline.jobs.publish`): an export
+stopped at any step leaves the previous one intact or the new one complete.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import write_table
 from pipeline.jobs import JobResult, step
+from pipeline.jobs.paths import refuse_aliases
+from pipeline.jobs.publish import publish
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import rank, resolve_rank_by
 from pipeline.serve.thresholds import (
@@ -162,14 +167,26 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         model.info.anchoring,
     )
     target = Path(out) if out is not None else config.paths.thresholds
-    final = Thresholds(document, key)
-    scorer_uri, version = _log_and_register(config, run_id, model, final, target.name)
-    kpis = document["kpis"]
-    tracking.log_metrics(run_id, _serve_metrics(kpis))
-    final.save(target)  # the same bytes as logged (the document and its digest are fixed)
     offices = target.with_name(f"{target.stem}_offices.csv")
-    write_table(office_table(document, channels, reference), offices)
-    os.chmod(offices, 0o644)
+    refuse_aliases("export", {"--out": target, "the office table": offices}, _inputs(config))
+    final = Thresholds(document, key)
+    kpis = document["kpis"]
+    scorer_uri = ""
+
+    def register(staged: Mapping[Path, Path]) -> str:
+        nonlocal scorer_uri
+        scorer_uri, version = _log_and_register(config, run_id, model, staged[target])
+        tracking.log_metrics(run_id, _serve_metrics(kpis))
+        return version
+
+    version = publish(
+        {
+            target: partial(_save_export, final),
+            offices: partial(_write_offices, office_table(document, channels, reference)),
+        },
+        register,
+        partial(tracking.move_challenger, config),
+    )
 
     lines = _lines(document, kpis, target)
     lines.append(f"cut-offs and expected KPIs per office (CSV): {offices}")
@@ -260,31 +277,52 @@ def _document(
     )
 
 
-def _log_and_register(
-    config: Config, run_id: str, model: TargetingModel, final: Thresholds, file_name: str
-) -> tuple[str, str]:
-    """Log the export and the scorer pyfunc with the run and register the scorer as the
-    `challenger`; returns the scorer's URI and its registry version.
+def _save_export(final: Thresholds, path: Path) -> None:
+    try:
+        final.save(path)
+    except ThresholdsError as exc:
+        raise ValueError(f"the computed export is not valid: {exc}") from exc
 
-    The run records the export before the file is put in place: a crash in between leaves the
-    previous file, never a file newer than what the run holds.
-    """
+
+def _write_offices(table: pd.DataFrame, path: Path) -> None:
+    write_table(table, path)
+    os.chmod(path, 0o644)
+
+
+def _inputs(config: Config) -> dict[str, Path | None]:
+    """What `export` reads, which its outputs must never be."""
+    paths = config.paths
+    return {
+        "the feature set": paths.features,
+        "the feature manifest": paths.manifest,
+        "data.declarations": config.data.declarations,
+        "data.outcomes": config.data.outcomes,
+        "the simulated declarations": paths.declarations,
+        "the simulated outcomes": paths.outcomes,
+    }
+
+
+def _log_and_register(
+    config: Config, run_id: str, model: TargetingModel, staged: Path
+) -> tuple[str, str]:
+    """Log the staged export and the scorer pyfunc with the run and register the scorer (no
+    alias yet: `publish` moves `challenger` once the files are in place); returns the scorer's
+    URI and its registry version."""
     import pipeline.tracking as tracking
 
+    tracking.log_artifacts(run_id, staged, THRESHOLDS_ARTIFACT)
     with tempfile.TemporaryDirectory() as scratch:
-        staged = Path(scratch) / file_name
-        try:
-            final.save(staged)
-        except ThresholdsError as exc:
-            raise ValueError(f"the computed export is not valid: {exc}") from exc
-        tracking.log_artifacts(run_id, staged, THRESHOLDS_ARTIFACT)
         model_folder = Path(scratch) / MODEL_ARTIFACT
         model.save(model_folder)
         step("logging the scorer and registering it")
         scorer_uri = tracking.log_scorer(run_id, model_folder, config.paths.snapshot, staged)
-        export_sha256 = file_sha256(staged)
     version = tracking.register_scorer(
-        config, run_id, scorer_uri, export_sha256, model.booster_sha256()
+        config,
+        run_id,
+        scorer_uri,
+        file_sha256(staged),
+        model.booster_sha256(),
+        point_challenger=False,
     )
     return scorer_uri, version
 

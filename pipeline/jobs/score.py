@@ -12,6 +12,8 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.jobs import JobResult, catalog, step
+from pipeline.jobs.paths import refuse_aliases
+from pipeline.jobs.publish import finish_pending
 from pipeline.serve.scorer import Scorer
 
 TOP_MANUAL_REASONS = 5
@@ -31,6 +33,11 @@ def read_declarations(config: Config, path: Path, format: str) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir():
         raise FileNotFoundError(f"{path}: is a folder, expected a declarations file (CSV/Parquet)")
+    if path.exists() and not path.is_file():
+        raise ValueError(
+            f"{path}: not a regular file (a pipe or a device such as /dev/stdin); save the "
+            "declarations to a .csv or .parquet file and name it"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"declarations file not found: {path}")
     if format == "kcs":
@@ -89,6 +96,17 @@ def score(
     if target.is_dir():
         raise ValueError(f"--out {target}: is a folder, expected a .csv or .parquet file name")
     selectivity = catalog.selectivity_file(config, thresholds)
+    finish_pending(selectivity.parent, None)  # an export stopped after its commit: complete it
+    refuse_aliases(
+        "score",
+        {"--out": target},
+        {
+            "--input": Path(input),
+            "--thresholds": selectivity,
+            "data.declarations": config.data.declarations,
+            "data.outcomes": config.data.outcomes,
+        },
+    )
     from pipeline.serve.thresholds import serve_random_key
 
     scorer = Scorer.from_files(

@@ -12,6 +12,7 @@ from pipeline.config import Config
 from pipeline.ingest import schema
 from pipeline.ingest.readers import contract_of, read_table, write_quarantine
 from pipeline.jobs import JobResult
+from pipeline.jobs.paths import refuse_aliases
 
 FORMATS = ("canonical", "kcs")
 
@@ -49,6 +50,9 @@ def validate(
         if outcomes is None:
             outcomes = config.data.outcomes
     input = Path(input)
+    inputs = {"--input": input, "--outcomes": Path(outcomes) if outcomes is not None else None}
+    if quarantine is not None:  # refused before reading: nothing is read that would be lost
+        refuse_aliases("validate", {"--quarantine": Path(quarantine)}, inputs)
     if format == "kcs":
         if outcomes is not None:
             raise ValueError("--outcomes is not used with --format kcs: KCS files carry outcomes")
@@ -76,6 +80,7 @@ def validate(
         written = write_quarantine(tables.reports, target, remove_stale=False)
     else:
         name = f"{input.stem}.quarantine.csv"
+        refuse_aliases("validate", {"the quarantine": input.with_name(name)}, inputs)
         written, target = write_next_to_input(
             tables.reports, input.with_name(name), config.paths.data / name
         )
