@@ -101,10 +101,17 @@ class Snapshot:
         path = folder / "snapshot.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a feature snapshot folder")
-        document = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ValueError(f"snapshot file {path} is damaged (not valid JSON: {exc})") from None
 
         def read(name: str) -> pd.DataFrame:
-            return pd.read_parquet(folder / f"{name}.parquet")
+            table = folder / f"{name}.parquet"
+            try:
+                return pd.read_parquet(table)
+            except Exception as exc:  # pyarrow raises several unrelated types
+                raise ValueError(f"snapshot file {table} is damaged or missing: {exc}") from None
 
         return cls(
             as_of=pd.Timestamp(document["as_of"]),
@@ -668,19 +675,24 @@ def build_snapshot(
     )
 
 
+def other_settings(snapshot: Snapshot, config: FeaturesConfig) -> list[str]:
+    """The feature settings the snapshot was built with that differ from `config`'s."""
+    stored = snapshot.config
+    given = config.model_dump(mode="json")
+    return sorted(
+        k
+        for k in given.keys() | stored.keys()
+        if given.get(k) != stored.get(k) and k not in HOW_BUILT
+    )
+
+
 def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfig) -> FeatureSet:
     """Features of new declarations from a snapshot (serving); y is NaN.
 
     Rows come back in (lodged_at, declaration_id) order, none dropped. An entity the snapshot
     has never seen gets empty totals, hence its parent level's rate.
     """
-    stored = snapshot.config
-    given = config.model_dump(mode="json")
-    different = sorted(
-        k
-        for k in given.keys() | stored.keys()
-        if given.get(k) != stored.get(k) and k not in HOW_BUILT
-    )
+    different = other_settings(snapshot, config)
     if different:
         raise ValueError(
             f"the snapshot was built with other feature settings ({', '.join(different)}): "

@@ -29,6 +29,24 @@ META_FILE = "model.json"
 PROBABILITY_BOUND = 1e-6  # the calibrated probability lies in [bound, 1 - bound]
 
 
+class ModelFileError(ValueError):
+    """A model folder's file is missing or damaged; the message names the file."""
+
+
+def _load_booster(path: Path) -> xgb.Booster:
+    """An XGBoost booster from `path`; XGBoost's native error (a page of C++ stack) becomes one
+    line naming the file."""
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} is missing: the model folder is incomplete")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(path)
+    except xgb.core.XGBoostError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"model file {path} is damaged ({first[:200]})") from None
+    return booster
+
+
 @dataclass
 class Calibration:
     """Maps the booster's margin to a probability of a hit."""
@@ -352,14 +370,18 @@ class TargetingModel:
 
     @classmethod
     def load(cls, folder: Path) -> TargetingModel:
-        """Read a model written by `save`."""
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        booster = xgb.Booster()
-        booster.load_model(folder / BOOSTER_FILE)
-        revenue = None
-        if meta.get("has_revenue"):
-            revenue = xgb.Booster()
-            revenue.load_model(folder / REVENUE_FILE)
+        """Read a model written by `save`; a missing or damaged file is named (ModelFileError)."""
+        meta_path = folder / META_FILE
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelFileError(f"model file {meta_path} is missing") from None
+        except ValueError as exc:
+            raise ModelFileError(
+                f"model file {meta_path} is damaged (not valid JSON: {exc})"
+            ) from None
+        booster = _load_booster(folder / BOOSTER_FILE)
+        revenue = _load_booster(folder / REVENUE_FILE) if meta.get("has_revenue") else None
         return cls(
             booster=booster,
             calibration=Calibration(**meta["calibration"]),
