@@ -37,11 +37,11 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 
 from pipeline.config import FeaturesConfig
-from pipeline.features.build import Snapshot, attach
-from pipeline.ingest.columns import DECLARATION_COLUMNS
+from pipeline.features.build import Snapshot, attach, other_settings
 from pipeline.ingest.schema import DEFAULT_CONTRACT, Contract, validate_declarations
 from pipeline.serve import ranking
 from pipeline.serve.model import TargetingModel
+from pipeline.serve.requests import nested_cells, request_frame
 from pipeline.serve.strict_json import finite
 from pipeline.serve.thresholds import Thresholds, ThresholdsError, assign_channels
 
@@ -307,6 +307,13 @@ class Scorer:
 
     def __post_init__(self) -> None:
         self.thresholds.check_model(self.model.booster_sha256())
+        different = other_settings(self.snapshot, self.features_config)
+        if different:
+            raise ThresholdsError(
+                f"the feature snapshot was built with other feature settings than the export's "
+                f"model ({', '.join(different)}): pass the snapshot built with the export "
+                "(--snapshot), or export again"
+            )
         self.random_key = self.thresholds.key  # refused here when it does not match the export
         self.thresholds = Thresholds(self.thresholds.document, self.random_key)
         self.descriptions: dict[str, str] = dict(
@@ -341,7 +348,10 @@ class Scorer:
             raise ThresholdsError(f"{thresholds_path}: {exc}") from None
         snapshot_folder = _snapshot_folder(document, snapshot_uri, tracking_uri)
         features_config = FeaturesConfig.model_validate(document["features"]["config"])
-        return cls(model, Snapshot.load(snapshot_folder), thresholds, features_config)
+        try:
+            return cls(model, Snapshot.load(snapshot_folder), thresholds, features_config)
+        except ThresholdsError as exc:
+            raise ThresholdsError(f"{snapshot_folder}: {exc}") from None
 
     def _empty_output(self, frame: pd.DataFrame) -> pd.DataFrame:
         ids = (
@@ -379,6 +389,7 @@ class Scorer:
         """Score every row of `declarations` (one row out per row in, in the same order)."""
         frame = declarations.reset_index(drop=True)
         frame.columns = frame.columns.astype(str)
+        frame = nested_cells(frame)  # a list or object in one cell costs that row only
         out = self._empty_output(frame)
         if frame.empty:
             return out
@@ -530,19 +541,21 @@ class ScorerModel(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         """Score a batch of declarations; the answer as strict JSON carries it (`rest_answer`)."""
-        return rest_answer(self.scorer.score(model_input))
+        return rest_answer(
+            self.scorer.score(request_frame(model_input, self.scorer.model.feature_names))
+        )
 
 
 def pyfunc_signature() -> ModelSignature:
-    """The pyfunc's signature (`tracking.log_scorer` logs it): input schema on the raw
-    declaration columns (no category dtypes), every column optional so that an incomplete row
-    reaches the scorer and comes back `manual` instead of failing; the scored columns out."""
+    """The pyfunc's signature (`tracking.log_scorer` logs it): no input schema, so that every
+    column sent reaches the scorer's own checks (`requests.request_frame`) and an incomplete
+    row comes back `manual` instead of failing; the scored columns out."""
     from mlflow.types.schema import AnyType, Array, ColSpec, Object, Property, Schema
 
-    # Every input column is declared `Any`: MLflow's own type conversion would turn the text
-    # "false" into True and refuse a whole batch for one bad cell; the scorer validates each
-    # row itself and sends the bad ones to the manual channel with the reason.
-    inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in DECLARATION_COLUMNS])
+    # No input schema: MLflow's enforcement would drop every column it does not list (a KCS
+    # model's kcs_* columns, a name in another case), reshape columnar bodies into one row and
+    # turn the text "false" into True; `requests.request_frame` checks the request instead and
+    # the scorer validates each row, sending the bad ones to the manual channel with the reason.
     reason = Object(
         [
             Property("feature", "string"),
@@ -563,7 +576,7 @@ def pyfunc_signature() -> ModelSignature:
             ColSpec("string", "error", required=False),
         ]
     )
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(inputs=None, outputs=outputs)
 
 
 def rest_answer(scored: pd.DataFrame) -> pd.DataFrame:
