@@ -15,9 +15,12 @@ README's quality table.
 With two or more `--seeds`, the same run is repeated once per seed (the config's `seed` drives the
 simulated data, the splits, the sampling and the learners' randomness; each seed in
 outputs/bench-<name>-seed<seed>), and bench/results/quality_<name>_seeds.json records per seed the
-model's differences from each reference learner and from the best one (both rankings, precision,
-recall and revenue at 5 %, average precision), the feature-family effects and which families
-were kept, then their means over the seeds with a 95 % t-interval over the seeds. One seed's
+model's differences from each reference learner and from the best one (both rankings, the
+deployed one first; precision, recall and revenue at 5 %, average precision), each reference's
+health, the feature-family effects measured out of sample (the report's ablation on the test
+window; the selection's in-sample figures kept as a diagnostic) and which families were kept,
+then their means over the seeds with a 95 % t-interval over the seeds, unadjusted for
+multiplicity (each interval is 95 % on its own). One seed's
 paired bootstrap says how sure that seed's test window is; only the spread over seeds says whether
 the claim survives a different draw of the data. quality_<name>.json stays the single-seed detail.
 """
@@ -50,6 +53,7 @@ RANKINGS = ("probability", "expected revenue")
 RATE = 0.05
 METRICS = ("precision", "recall", "revenue", "average_precision")
 BEST = "best reference learner"
+FAMILIES_MEASURED = "test window"  # out of sample: the frozen choice refitted without / with each
 
 
 def main() -> None:
@@ -115,6 +119,9 @@ def one_run(config_file: str, overrides: list[str], suffix: str) -> tuple[dict[s
         "metrics": records,
         "incoming_truth": summary.figures.get("incoming_truth"),
         "families": summary.figures.get("train", {}).get("families"),
+        "family_ablation": _csv_records(config.paths.report.parent / "family_ablation.csv"),
+        "references": _csv_records(config.paths.report.parent / "references.csv"),
+        "deployed_ranking": deployed_ranking(config.serve.rank_by, records),
         "refit": summary.figures.get("train", {}).get("refit"),
         "warnings": summary.figures.get("train", {}).get("warnings"),
         "stages_seconds": stages,
@@ -122,6 +129,23 @@ def one_run(config_file: str, overrides: list[str], suffix: str) -> tuple[dict[s
         "machine": {"cpus": _cpus(), "python": platform.python_version()},
     }
     return result, config
+
+
+def _csv_records(path: Path) -> list[dict[str, Any]]:
+    """A report table written by the evaluate job as records (none when it is absent or empty)."""
+    if not path.exists() or path.stat().st_size <= 1:
+        return []
+    records: list[dict[str, Any]] = json.loads(pd.read_csv(path).to_json(orient="records"))
+    return records
+
+
+def deployed_ranking(rank_by: str, records: list[dict[str, Any]]) -> str:
+    """The ranking the export deploys (`serve.rank_by`) in the words of RANKINGS; auto is
+    expected revenue when the model has a revenue part (the report then ranks it that way)."""
+    if rank_by == "auto":
+        has_revenue = any(str(r["model"]) == "model by expected revenue" for r in records)
+        return "expected revenue" if has_revenue else "probability"
+    return {"expected_revenue": "expected revenue"}.get(rank_by, rank_by)
 
 
 # --- several seeds ---------------------------------------------------------------------------
@@ -154,6 +178,9 @@ def over_seeds(config_file: str, overrides: list[str], seeds: list[int]) -> None
         "seeds": seeds,
         "rate": RATE,
         "interval": "95 % t-interval over the seeds: mean +- t(0.975, n-1) * sd / sqrt(n)",
+        "multiplicity": "unadjusted: each interval is 95 % on its own, over many comparisons",
+        "deployed_ranking": per_seed[0]["deployed_ranking"] if per_seed else None,
+        "families_measured": FAMILIES_MEASURED,
         "per_seed": per_seed,
         "differences": summarise_differences(per_seed),
         "families": summarise_families(per_seed),
@@ -213,9 +240,11 @@ def seed_record(result: dict[str, Any]) -> dict[str, Any]:
             for metric in METRICS:
                 model = levels[f"model by {ranking}"][metric]
                 other = None if learner is None else levels[f"{learner} by {ranking}"][metric]
-                paired = (
-                    _row(records, population, f"model by {ranking} - {best} by {ranking}", metric)
-                    if learner is not None and learner == best
+                paired = (  # the report pairs the model with every healthy reference
+                    _row(
+                        records, population, f"model by {ranking} - {learner} by {ranking}", metric
+                    )
+                    if learner is not None
                     else None
                 )
                 value = (
@@ -240,16 +269,38 @@ def seed_record(result: dict[str, Any]) -> dict[str, Any]:
         "rows": result["rows"],
         "labelled_rows": result["labelled_rows"],
         "population": population,
+        "deployed_ranking": result.get("deployed_ranking"),
         "best_reference": best,
+        "references": result.get("references") or [],
         "levels": levels,
         "differences": differences,
         "families_kept": families.get("kept"),
-        "family_effects": [
-            {k: e[k] for k in ("family", "features", "effect", "low", "high", "dropped")}
+        "family_effects": family_effects(result.get("family_ablation") or [], population),
+        "family_effects_in_sample": [
+            {k: e[k] for k in ("family", "features", "effect", "dropped")}
             for e in families.get("effects", [])
         ],
         "seconds": result["seconds"],
     }
+
+
+def family_effects(ablation: list[dict[str, Any]], population: str) -> list[dict[str, Any]]:
+    """Each family's out-of-sample effect (the report's family ablation on the test window) on
+    `population`, else on the inspected declarations: effect, paired interval, dropped."""
+    rows = [r for r in ablation if r["population"] == population] or [
+        r for r in ablation if r["population"] == "inspected"
+    ]
+    return [
+        {
+            "family": r["family"],
+            "features": r["features"],
+            "effect": r["test AP it adds"],
+            "low": r["low (95 %)"],
+            "high": r["high (95 %)"],
+            "dropped": r["kept by the selection"] == "no",
+        }
+        for r in rows
+    ]
 
 
 def t_interval(values: list[float]) -> dict[str, Any]:

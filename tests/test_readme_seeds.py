@@ -129,6 +129,7 @@ def _doc(low: float, high: float) -> dict[str, Any]:
         ],
         "differences": [row],
         "families": [family],
+        "families_measured": "test window",
         "seconds": 100.0,
     }
 
@@ -139,6 +140,60 @@ def test_an_edge_only_when_the_interval_over_seeds_excludes_zero(readme: ModuleT
     assert "Ranked by probability, the model has an edge over LightGBM in precision@5 %;" in text
     assert "edge in 1 of 3" in text and "t = 4.30" in text
     assert "| history | 10 | 2 of 3 | +0.010 [-0.020, +0.040] |" in text
-    assert "effect is above 0 over the seeds: none" in text
+    assert "out-of-sample effect is above 0 over the seeds: none" in text
+    assert "unadjusted for multiplicity: the table holds 1 comparisons" in text
     straddling = "\n".join(readme.quality_seeds(_doc(-0.01, 0.09)))
     assert "Ranked by probability, the model has an edge over no reference learner" in straddling
+
+
+def test_seed_tables_lead_with_the_deployed_ranking_and_label_in_sample_families(
+    readme: ModuleType,
+) -> None:
+    doc = _doc(0.01, 0.09)
+    revenue = dict(doc["differences"][0], ranking="expected revenue", mean=0.02, low=-0.01)
+    doc["differences"].append(revenue)
+    doc["deployed_ranking"] = "expected revenue"
+    text = "\n".join(readme.quality_seeds(doc))
+    assert text.index("| by expected revenue |") < text.index("| by probability |")
+    assert "The rows lead with the ranking the export deploys, by expected revenue" in text
+    assert text.index("Ranked by expected revenue") < text.index("Ranked by probability")
+    assert "the table holds 2 comparisons" in text
+    # families measured on the folds that chose them: a diagnostic, without an interval
+    doc["families_measured"] = None
+    text = "\n".join(readme.quality_seeds(doc))
+    assert "in sample only (a diagnostic, not evidence)" in text
+    assert "| history | 10 | 2 of 3 | +0.010 |" in text
+    assert "effect is above 0 over the seeds" not in text
+
+
+def test_the_bench_records_families_out_of_sample_and_the_deployed_ranking(
+    quality: ModuleType,
+) -> None:
+    def row(population: str, effect: float) -> dict[str, Any]:
+        return {
+            "population": population,
+            "family": "history",
+            "features": 10,
+            "kept by the selection": "no",
+            "test AP it adds": effect,
+            "low (95 %)": effect - 0.02,
+            "high (95 %)": effect + 0.02,
+        }
+
+    truth = "all declarations (ground truth)"
+    ablation = [row("inspected", 0.05), row(truth, -0.01)]
+    (effect,) = quality.family_effects(ablation, truth)
+    assert effect == {
+        "family": "history",
+        "features": 10,
+        "effect": -0.01,
+        "low": -0.03,
+        "high": 0.01,
+        "dropped": True,
+    }
+    (inspected,) = quality.family_effects(ablation[:1], truth)  # KCS: inspected rows only
+    assert inspected["effect"] == 0.05
+    records = [{"model": "model by expected revenue"}]
+    assert quality.deployed_ranking("auto", records) == "expected revenue"
+    assert quality.deployed_ranking("auto", []) == "probability"
+    assert quality.deployed_ranking("expected_revenue", []) == "expected revenue"

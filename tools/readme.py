@@ -138,16 +138,29 @@ def quality_default(doc: dict[str, Any]) -> list[str]:
     population = "all declarations (ground truth)"
     records = doc["metrics"]
     rows = []
+    deployed = doc.get("deployed_ranking") or (
+        "expected revenue"  # serve.rank_by auto (the config's) with a revenue part
+        if _metric(records, population, "model by expected revenue", "precision", 0.05)
+        else "probability"
+    )
     ranked = [
         f"{learner} by {ranking}"
-        for ranking in ("probability", "expected revenue")
+        for ranking in (
+            deployed,
+            *(r for r in ("probability", "expected revenue") if r != deployed),
+        )
         for learner in ("model", *REFERENCES)
     ]
+    unhealthy = {
+        str(r["name"]): str(r["why"]) for r in doc.get("references") or [] if r["healthy"] == "no"
+    }
     for model in (*ranked, "rules", "random"):
         if _metric(records, population, model, "precision", 0.05) is None:
             continue
+        learner = model.split(" by ")[0]
+        flag = f" (not a real fit: {unhealthy[learner]})" if learner in unhealthy else ""
         rows.append(
-            [model, "5 %"]
+            [model + flag, "5 %"]
             + [_interval(_metric(records, population, model, m, 0.05)) for m in _METRICS]
         )
     for model in ("historical policy", "model at office capacity"):
@@ -166,7 +179,8 @@ def quality_default(doc: dict[str, Any]) -> list[str]:
         "(precision = share of controls that are frauds; recall = share of all frauds caught; "
         "revenue = share of all recoverable duty); 95 % bootstrap intervals. Every learner is "
         "trained on the same labels (the model's training window) and ranked both ways: by "
-        "probability and by expected revenue (`serve.rank_by`). "
+        f"probability and by expected revenue; the deployed ranking (`serve.rank_by`), by "
+        f"{deployed}, comes first. "
         f"Model ROC-AUC {_num((auc or {}).get('value'))}, average precision "
         f"{_num((ap or {}).get('value'))}.",
         "",
@@ -315,9 +329,11 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
     def named(comparator: str) -> str:
         return f"{comparator} (the best, every seed)" if comparator == same_best else comparator
 
+    deployed = _deployed_ranking(doc)
+    rankings = [deployed, *(r for r in ("probability", "expected revenue") if r != deployed)]
     rows = []
     verdicts: dict[tuple[str, str], dict[str, list[str]]] = {}
-    for ranking in ("probability", "expected revenue"):
+    for ranking in rankings:
         for comparator in comparators:
             cells = [cell(ranking, comparator, m) for m in _SEED_METRICS]
             if all(r is None for _, r in cells):
@@ -334,7 +350,7 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
         return "; ".join(f"{c} in {', '.join(labels)}" for c, labels in found.items())
 
     conclusions = []
-    for ranking in ("probability", "expected revenue"):
+    for ranking in rankings:
         edge, behind = said(ranking, "an edge"), said(ranking, "behind")
         conclusions.append(
             f"Ranked by {ranking}, the model has an edge over "
@@ -355,54 +371,98 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
         + "]. 'Edge in k' counts the seeds whose own paired-bootstrap interval lies above 0; "
         "the report computes that interval only against the best reference learner (highest "
         f"test average precision; here {best_words}), so the other rows have the interval "
-        "over seeds alone.",
+        f"over seeds alone. The rows lead with the ranking the export deploys, by {deployed} "
+        "(`serve.rank_by`).",
         "",
         *_table(["ranking", "model minus", *_SEED_METRICS.values()], rows),
         "",
         "Read from the intervals over seeds (an edge only where the interval lies above 0): "
         + " ".join(conclusions)
         + " Every other difference in the table is not shown either way at this number of "
-        "seeds.",
+        "seeds. " + _multiplicity(sum(text != "-" for row in rows for text in row[2:])),
         *_trade_off(doc),
     ]
-    families = doc.get("families") or []
-    if families:
-        family_rows = [
-            [
-                str(f["family"]),
-                str(f["features"]),
-                f"{f['kept']} of {f['seeds']}",
-                _signed(f["mean"], f["low"], f["high"]),
-                f"{f['seeds_above_zero']} above, {f['seeds_below_zero']} below",
-            ]
-            for f in families
-        ]
-        adds = [f["family"] for f in families if _verdict(f) == "an edge"]
-        hurts = [f["family"] for f in families if _verdict(f) == "behind"]
-        lines += [
-            "",
-            "Feature families over the same seeds: how often forward selection kept each, and "
-            "what it adds to the chosen set's mean validation average precision (or would add if "
-            "left out): mean [95 % t-interval over the seeds], and how many seeds' own paired "
-            "bootstrap interval lies above or below 0.",
-            "",
-            *_table(
-                ["family", "features", "kept in", "validation AP it adds", "seeds' own interval"],
-                family_rows,
-            ),
-            "",
-            "Families whose effect is above 0 over the seeds: "
-            + (", ".join(adds) or "none")
-            + "; below 0: "
-            + (", ".join(hurts) or "none")
-            + ".",
-        ]
+    lines += _families_over_seeds(doc)
     lines += [
         "",
         f"Command: {_command('quality_default_seeds.json')} ({doc['seconds']:.0f} s for the "
         f"{n} seeds).",
     ]
     return lines
+
+
+def _deployed_ranking(doc: dict[str, Any]) -> str:
+    """The ranking the export deploys, as the bench recorded it; for a record written before
+    it did, what `serve.rank_by: auto` (the configs' setting) deploys: expected revenue when the
+    model has a revenue part (its expected-revenue figures exist), else probability."""
+    recorded = doc.get("deployed_ranking")
+    if recorded:
+        return str(recorded)
+    levels = [s.get("levels", {}).get("model by expected revenue", {}) for s in doc["per_seed"]]
+    return (
+        "expected revenue"
+        if any(lv.get("precision") is not None for lv in levels)
+        else ("probability")
+    )
+
+
+def _multiplicity(comparisons: int) -> str:
+    """The caveat every multi-seed table carries: its intervals are not adjusted."""
+    return (
+        f"These intervals are unadjusted for multiplicity: the table holds {comparisons} "
+        "comparisons, each interval 95 % on its own, so about one in twenty would exclude 0 by "
+        "chance alone; a single edge is a lead to test on more seeds, not a finding."
+    )
+
+
+def _families_over_seeds(doc: dict[str, Any]) -> list[str]:
+    """Each feature family over the seeds: out of sample (the report's ablation on the test
+    window) when the bench measured it so, else the selection's own in-sample figures, labelled
+    as the diagnostic they are."""
+    families = doc.get("families") or []
+    if not families:
+        return []
+    measured = doc.get("families_measured") == "test window"
+    rows = [
+        [
+            str(f["family"]),
+            str(f["features"]),
+            f"{f['kept']} of {f['seeds']}",
+            _signed(f["mean"], f["low"], f["high"]) if measured else _signed(f["mean"], None, None),
+        ]
+        + ([f"{f['seeds_above_zero']} above, {f['seeds_below_zero']} below"] if measured else [])
+        for f in families
+    ]
+    if not measured:
+        return [
+            "",
+            "Feature families over the same seeds, in sample only (a diagnostic, not evidence): "
+            "how often forward selection kept each, and what it adds to the mean validation "
+            "average precision of the very fold blocks that chose it (so a family is kept "
+            "exactly when it adds above 0 there): the mean over the seeds, without an "
+            "interval. The out-of-sample effects (the report's family ablation on the test "
+            "window) replace this table when the bench is rerun.",
+            "",
+            *_table(["family", "features", "kept in", "fold AP it adds (in sample)"], rows),
+        ]
+    adds = [f["family"] for f in families if _verdict(f) == "an edge"]
+    hurts = [f["family"] for f in families if _verdict(f) == "behind"]
+    return [
+        "",
+        "Feature families over the same seeds, out of sample: how often forward selection kept "
+        "each, and what it adds to the test window's average precision when the frozen choice "
+        "is refitted without it (or with it, if left out) with the model's parameters and "
+        "trees: mean [95 % t-interval over the seeds], and how many seeds' own paired "
+        "bootstrap interval lies above or below 0. " + _multiplicity(len(families)),
+        "",
+        *_table(["family", "features", "kept in", "test AP it adds", "seeds' own interval"], rows),
+        "",
+        "Families whose out-of-sample effect is above 0 over the seeds: "
+        + (", ".join(adds) or "none")
+        + "; below 0: "
+        + (", ".join(hurts) or "none")
+        + ".",
+    ]
 
 
 def _trade_off(doc: dict[str, Any]) -> list[str]:
@@ -492,28 +552,66 @@ def quality_kcs(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _families_and_refit(doc: dict[str, Any]) -> list[str]:
-    """The feature families chosen on validation, and what the deployed refit learned from."""
-    lines: list[str] = []
+def _families_one_seed(doc: dict[str, Any]) -> list[str]:
+    """One run's feature families: each one's out-of-sample effect on the test window (the
+    report's family ablation) with its paired interval, and the selection's in-sample figures
+    without intervals, as the diagnostic they are."""
     families = doc.get("families")
-    if families:
+    if not families:
+        return []
+    lines: list[str] = []
+    ablation = doc.get("family_ablation") or []
+    population = next(
+        (
+            p
+            for p in ("all declarations (ground truth)", "inspected")
+            if any(r["population"] == p for r in ablation)
+        ),
+        None,
+    )
+    if population is not None:
         rows = [
             [
-                str(e["family"]),
-                str(e["features"]),
-                "kept" if not e["dropped"] else "left out",
-                f"{float(e['effect']):+.3f} [{float(e['low']):+.3f}, {float(e['high']):+.3f}]",
+                str(r["family"]),
+                str(r["features"]),
+                "kept" if r["kept by the selection"] == "yes" else "left out",
+                _signed(r["test AP it adds"], r["low (95 %)"], r["high (95 %)"]),
             ]
-            for e in families["effects"]
+            for r in ablation
+            if r["population"] == population
         ]
         lines += [
             "",
-            "Feature families, chosen on the rolling tuning folds by forward selection from the "
-            "raw columns (what each adds to the chosen set's mean validation average precision, "
-            "or would add if left out; paired bootstrap 95 %):",
+            "Feature families, out of sample: what each adds to the test window's average "
+            f"precision ({population}) when the frozen choice is refitted without it (or with "
+            "it, if left out) with the model's parameters and trees (paired bootstrap 95 %):",
             "",
-            *_table(["family", "features", "chosen", "validation AP it adds"], rows),
+            *_table(["family", "features", "chosen", "test AP it adds"], rows),
         ]
+    rows = [
+        [
+            str(e["family"]),
+            str(e["features"]),
+            "kept" if not e["dropped"] else "left out",
+            f"{float(e['effect']):+.3f}",
+        ]
+        for e in families["effects"]
+    ]
+    return [
+        *lines,
+        "",
+        "Feature families as forward selection chose them on the rolling tuning folds, in "
+        "sample (a diagnostic, not evidence: the same fold blocks chose them, so a family is "
+        "kept exactly when it adds above 0 there; no interval):",
+        "",
+        *_table(["family", "features", "chosen", "fold AP it adds (in sample)"], rows),
+    ]
+
+
+def _families_and_refit(doc: dict[str, Any]) -> list[str]:
+    """The feature families (out of sample, and the selection's in-sample diagnostic), and what
+    the deployed refit learned from."""
+    lines = _families_one_seed(doc)
     refit = doc.get("refit")
     if refit:
         train = refit["windows"]["train"]

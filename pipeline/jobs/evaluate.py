@@ -144,8 +144,10 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
 
 
 def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[Path, Path]:
-    """The HTML report, `metrics.csv` and `metrics.json` (warnings, decision, notes, metrics)
-    under the report's folder; returns the paths of the two metrics files."""
+    """The HTML report, `metrics.csv` and `metrics.json` (warnings, decision, notes, metrics),
+    `references.csv` (each reference learner's fit and health) and `family_ablation.csv` (each
+    feature family's out-of-sample effect) under the report's folder; returns the paths of the
+    two metrics files."""
     from pipeline.evaluate.decision import decision_figures
     from pipeline.evaluate.report import render_report
     from pipeline.serve import strict_json
@@ -158,6 +160,8 @@ def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[P
     csv_path = folder / "metrics.csv"
     json_path = folder / "metrics.json"
     metrics.to_csv(csv_path, index=False)
+    assessment.report.references.to_csv(folder / "references.csv", index=False)
+    assessment.report.families.to_csv(folder / "family_ablation.csv", index=False)
     json_path.write_text(
         strict_json.dumps(  # null, never a bare NaN
             {
