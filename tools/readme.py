@@ -715,6 +715,8 @@ def feedback_loop(doc: dict[str, Any]) -> list[str]:
             rows,
         ),
         "",
+        _multiplicity(sum(cell != "-" for row in rows for cell in row[6:8])),
+        "",
         f"Command: {_command('backtest_policies.json')} ({doc['total_s']:.0f} s for the first "
         "seed).",
     ]
