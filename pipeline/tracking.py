@@ -568,10 +568,15 @@ def register_scorer(
     booster_sha256: str,
     *,
     point_challenger: bool = True,
+    content_sha256: str | None = None,
+    expected_version: str | None = None,
 ) -> str:
     """Register the run's scorer pyfunc as a new version of `tracking.registered_model`, point
     `challenger` at it (unless `point_challenger` is false: `export` moves it last, with
-    `move_challenger`), and describe it; returns the version."""
+    `move_challenger`), and describe it; returns the version. The version's tags name its
+    export twice: `thresholds_sha256` (the file's bytes) and `content_sha256` (the file's own
+    digest). With `expected_version` (the number the export wrote into its `model.version`,
+    `next_version`), a registry that gave another number is refused before any alias moves."""
     name = config.tracking.registered_model
     client = MlflowClient()
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -594,9 +599,16 @@ def register_scorer(
             "thresholds_sha256": thresholds_sha256,
             "booster_sha256": booster_sha256,
             "git_commit": client.get_run(run_id).data.tags.get("git_commit", "unknown"),
+            **({"content_sha256": content_sha256} if content_sha256 else {}),
         },
     )
     number = str(version.version)
+    if expected_version is not None and number != str(expected_version):
+        raise ValueError(
+            f"{name}: the registry gave the scorer v{number}, but its export names "
+            f"v{expected_version} (another export registered meanwhile, or a version was "
+            "deleted); no alias moved: run `targeting export` again"
+        )
     client.update_model_version(
         name,
         number,
@@ -610,6 +622,22 @@ def register_scorer(
         client.set_registered_model_alias(name, CHALLENGER, number)
     set_tags(run_id, {"registered_model": name, "model_version": number})
     return number
+
+
+def next_version(config: Config) -> str:
+    """The number the registry gives the next version of `tracking.registered_model`: one
+    above the highest it holds ("1" for a new model). `export` writes it into the document it
+    registers, and `register_scorer` checks the registry gave that number."""
+    name = config.tracking.registered_model
+    try:
+        latest = list(
+            MlflowClient().search_model_versions(
+                f"name = '{name}'", max_results=1, order_by=["version_number DESC"]
+            )
+        )
+    except MlflowException:  # no such registered model yet
+        latest = []
+    return str(int(latest[0].version) + 1) if latest else "1"
 
 
 def move_challenger(config: Config, version: str) -> None:

@@ -55,6 +55,10 @@ def test_export_registers_the_self_contained_scorer_as_challenger(chain: Config)
     assert version.tags["component"] == "scorer"
     exported = chain.paths.thresholds.read_bytes()
     assert version.tags["thresholds_sha256"] == hashlib.sha256(exported).hexdigest()
+    # the file names the version that carries it, and the version names the file's own digest
+    document = json.loads(exported)
+    assert str(document["model"]["version"]) == str(version.version)
+    assert version.tags["content_sha256"] == document["content_sha256"]
     assert "Not approved yet" in version.description
     uri = f"models:/{chain.tracking.registered_model}/{version.version}"
     local = Path(mlflow.artifacts.download_artifacts(uri))
@@ -65,6 +69,22 @@ def test_export_registers_the_self_contained_scorer_as_challenger(chain: Config)
     assert not any(r.split("==")[0] in {"shap", "optuna", "scikit-learn"} for r in requirements)
     inputs = mlflow.models.get_model_info(uri).signature.inputs.input_names()
     assert {"declaration_id", "declared_value", "hs_code"} <= set(inputs)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed here")
+def test_the_exports_test_vectors_pass_the_javascript_reference(chain: Config) -> None:
+    vectors = chain.paths.thresholds.with_name("selectivity_vectors.json")
+    policy = json.loads(vectors.read_text(encoding="utf-8"))["policy"]
+    exported = json.loads(chain.paths.thresholds.read_text(encoding="utf-8"))
+    assert policy["cutoffs"] == exported["cutoffs"] and policy["rules"] == exported["rules"]
+    done = subprocess.run(
+        ["node", str(PROJECT_ROOT / "docs" / "channel_assignment.js"), str(vectors)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and "vectors agree" in done.stdout, done.stdout + done.stderr
 
 
 def _not_json(constant: str) -> None:

@@ -11,6 +11,7 @@ stopped at any step leaves the previous one intact or the new one complete.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from pipeline.ingest.readers import write_table
 from pipeline.jobs import JobResult, step
 from pipeline.jobs.paths import refuse_aliases
 from pipeline.jobs.publish import publish
+from pipeline.serve import strict_json
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import rank, resolve_rank_by
 from pipeline.serve.thresholds import (
@@ -41,6 +43,7 @@ from pipeline.serve.thresholds import (
     reference_window,
     serve_random_key,
 )
+from pipeline.serve.vectors import channel_vectors
 from pipeline.timeaxis import Window
 
 MODEL_ARTIFACT = "targeting_model"
@@ -132,8 +135,17 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
             )
             + ("" if revenue is None else f", expected revenue per control {revenue:,.0f}")
         )
+    drawn = kpis.get("random") or {}
+    if drawn.get("declarations"):
+        hit = drawn["expected_hit_rate"]
+        lines.append(
+            f"  {'random':<8} {drawn['share']:6.2%} of declarations drawn at random into "
+            f"{drawn['channel']} (counted in its target, not in its hit rate), hit rate "
+            f"{'-' if hit is None else f'{hit:.1%}'}"
+        )
     if not any(e.get("expected_hit_rate_interval") for e in kpis["channels"].values()):
         lines.append(f"  {kpis['hit_rate_uncertainty']}")
+    lines += [f"warning: {w}" for w in kpis.get("warnings", [])]
     return lines
 
 
@@ -168,7 +180,12 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     )
     target = Path(out) if out is not None else config.paths.thresholds
     offices = target.with_name(f"{target.stem}_offices.csv")
-    refuse_aliases("export", {"--out": target, "the office table": offices}, _inputs(config))
+    vectors = target.with_name(f"{target.stem}_vectors.json")
+    refuse_aliases(
+        "export",
+        {"--out": target, "the office table": offices, "the test vectors": vectors},
+        _inputs(config),
+    )
     final = Thresholds(document, key)
     kpis = document["kpis"]
     scorer_uri = ""
@@ -183,6 +200,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         {
             target: partial(_save_export, final),
             offices: partial(_write_offices, office_table(document, channels, reference)),
+            vectors: partial(_write_vectors, channel_vectors(document)),
         },
         register,
         partial(tracking.move_challenger, config),
@@ -190,12 +208,13 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
 
     lines = _lines(document, kpis, target)
     lines.append(f"cut-offs and expected KPIs per office (CSV): {offices}")
+    lines.append(f"channel assignment test vectors (docs/selectivity.md): {vectors}")
     name = config.tracking.registered_model
     lines.append(f"scorer: {scorer_uri}, registered as {name} v{version} (@challenger)")
     lines.append(f"approve it after review: targeting approve --version {version} --reason ...")
     return JobResult(
         stage="export",
-        outputs={"thresholds": target, "offices": offices},
+        outputs={"thresholds": target, "offices": offices, "vectors": vectors},
         figures={
             "run_id": run_id,
             "scorer_uri": scorer_uri,
@@ -242,6 +261,8 @@ def _document(
 ) -> dict[str, Any]:
     """The export document of the cut-offs, its KPIs still empty: the model it belongs to, the
     ranking, the windows (the reference one added), the features' config and descriptions."""
+    import pipeline.tracking as tracking
+
     descriptions = (
         dict(zip(manifest["name"].astype(str), manifest["description"].astype(str), strict=True))
         if "description" in manifest.columns
@@ -255,9 +276,10 @@ def _document(
         policy,
         model={
             "name": registered_name,
-            # the registry version is created from this export (the scorer carries it), so the
-            # document cannot name it: the version's tags name the document (thresholds_sha256)
-            "version": None,
+            # the version the registry gives the scorer that carries this export (checked when
+            # it registers); the version's tags name the document back (thresholds_sha256 of
+            # its bytes, content_sha256 of its content)
+            "version": tracking.next_version(config),
             "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
             "run_id": run_id,
             "booster_sha256": model.booster_sha256(),
@@ -289,6 +311,11 @@ def _write_offices(table: pd.DataFrame, path: Path) -> None:
     os.chmod(path, 0o644)
 
 
+def _write_vectors(vectors: dict[str, Any], path: Path) -> None:
+    path.write_text(strict_json.dumps(vectors, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.chmod(path, 0o644)
+
+
 def _inputs(config: Config) -> dict[str, Path | None]:
     """What `export` reads, which its outputs must never be."""
     paths = config.paths
@@ -316,6 +343,7 @@ def _log_and_register(
         model.save(model_folder)
         step("logging the scorer and registering it")
         scorer_uri = tracking.log_scorer(run_id, model_folder, config.paths.snapshot, staged)
+    written = json.loads(staged.read_text(encoding="utf-8"))
     version = tracking.register_scorer(
         config,
         run_id,
@@ -323,6 +351,8 @@ def _log_and_register(
         file_sha256(staged),
         model.booster_sha256(),
         point_challenger=False,
+        content_sha256=written["content_sha256"],
+        expected_version=written["model"]["version"],
     )
     return scorer_uri, version
 
