@@ -297,7 +297,7 @@ def family_effects(ablation: list[dict[str, Any]], population: str) -> list[dict
             "effect": r["test AP it adds"],
             "low": r["low (95 %)"],
             "high": r["high (95 %)"],
-            "dropped": r["kept by the selection"] == "no",
+            "dropped": r["in the model"] == "no",
         }
         for r in rows
     ]

@@ -106,9 +106,7 @@ def test_the_in_sample_table_is_a_labelled_diagnostic_without_intervals(chosen: 
     assert not [c for c in table.columns if "95 %" in str(c)]
     assert "fold AP it adds (in sample)" in table.columns
     shown = a.family_table(chosen["ablation"])
-    assert {"test AP it adds", "low (95 %)", "high (95 %)", "kept by the selection"} <= set(
-        shown.columns
-    )
+    assert {"test AP it adds", "low (95 %)", "high (95 %)", "in the model"} <= set(shown.columns)
 
 
 def test_the_ablation_can_be_turned_off(chosen: dict) -> None:

@@ -174,7 +174,7 @@ def test_the_bench_records_families_out_of_sample_and_the_deployed_ranking(
             "population": population,
             "family": "history",
             "features": 10,
-            "kept by the selection": "no",
+            "in the model": "no",
             "test AP it adds": effect,
             "low (95 %)": effect - 0.02,
             "high (95 %)": effect + 0.02,

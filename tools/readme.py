@@ -574,7 +574,7 @@ def _families_one_seed(doc: dict[str, Any]) -> list[str]:
             [
                 str(r["family"]),
                 str(r["features"]),
-                "kept" if r["kept by the selection"] == "yes" else "left out",
+                "kept" if r["in the model"] == "yes" else "left out",
                 _signed(r["test AP it adds"], r["low (95 %)"], r["high (95 %)"]),
             ]
             for r in ablation

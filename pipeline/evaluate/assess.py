@@ -850,7 +850,7 @@ def family_table(ablation: fam.FamilyAblation) -> pd.DataFrame:
     kept = ablation.effects["kept"].map({True: "yes", False: "no"})
     return ablation.effects.assign(kept=kept).rename(
         columns={
-            "kept": "kept by the selection",
+            "kept": "in the model",
             "ap_with": "test AP with it",
             "ap_without": "test AP without it",
             "effect": "test AP it adds",
