@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,7 @@ from helpers_serve import (
     thresholds_document,
     train_model,
 )
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -168,20 +171,26 @@ def _kcs(tmp: Path, column: str | None = None, value: str = "", raw: bytes | Non
 
 
 def _invoke(
-    args: list[str], tmp: Path, env: dict[str, str] | None = None, store: Path | None = None
+    args: list[str],
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    store: Path | None = None,
+    config: str = CONFIG,
+    sets: tuple[str, ...] = (),
 ) -> tuple[int, str]:
     """Run the CLI; `store`: the folder of the MLflow SQLite store (one per session for the
-    score cases: creating a store runs its migrations, seconds each)."""
+    score cases: creating a store runs its migrations, seconds each); `sets` come last."""
     result = runner.invoke(
         app,
         [
             *args,
             "--config",
-            CONFIG,
+            config,
             "--set",
             f"output_dir={tmp / 'out'}",
             "--set",
             f"tracking.uri=sqlite:///{(store or tmp) / 'mlflow.db'}",
+            *[part for override in sets for part in ("--set", override)],
         ],
         env=env,
     )
@@ -200,6 +209,8 @@ class Validate:
     outcomes: Callable[[Path], Path] | None = None
     kcs: bool = False
     sets: tuple[str, ...] = ()
+    config_text: str | None = None  # a config file of this text instead of the default
+    quarantine: str = "quarantine.csv"
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,7 @@ class Score:
     thresholds: Callable[[Path, Served], Path] = lambda tmp, s: s.thresholds
     out: str = "scored.csv"
     env: tuple[tuple[str, str], ...] = ()
+    sets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,19 +232,27 @@ class Direct:
     bad_rows: tuple[int, ...] = ()
 
 
+def _bytes_of(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
 def _run_validate(case: Validate, tmp: Path, expected: str, fragment: str) -> None:
     source = case.make(tmp)
-    quarantine = tmp / "quarantine.csv"
+    before = _bytes_of(source)
+    quarantine = tmp / case.quarantine
     args = ["validate", "--input", str(source), "--quarantine", str(quarantine)]
     if case.outcomes is not None:
         args += ["--outcomes", str(case.outcomes(tmp))]
     if case.kcs:
         args += ["--format", "kcs"]
-    for override in case.sets:
-        args += ["--set", override]
-    code, output = _invoke(args, tmp)
-    if expected == "refused":
-        assert code == 1, output
+    config = CONFIG
+    if case.config_text is not None:
+        config = str(tmp / "config.yaml")
+        Path(config).write_text(case.config_text)
+    code, output = _invoke(args, tmp, config=config, sets=case.sets)
+    assert _bytes_of(source) == before, "validate changed its input"
+    if expected in ("refused", "config refused"):
+        assert code == (2 if expected == "config refused" else 1), output
         assert fragment in output, output
         return
     assert code == 0, output
@@ -253,11 +273,17 @@ def _run_validate(case: Validate, tmp: Path, expected: str, fragment: str) -> No
 
 def _run_score(case: Score, tmp: Path, served: Served, expected: str, fragment: str) -> None:
     source = case.make(tmp, served)
+    before = _bytes_of(source)
     out = tmp / case.out
     args = ["score", "--input", str(source), "--thresholds", str(case.thresholds(tmp, served))]
     code, output = _invoke(
-        [*args, "--out", str(out)], tmp, dict(case.env) or None, store=served.folder
+        [*args, "--out", str(out)],
+        tmp,
+        dict(case.env) or None,
+        store=served.folder,
+        sets=case.sets,
     )
+    assert _bytes_of(source) == before, "score changed its input"
     codes = {"scored": 0, "some manual": 4, "all manual": 5, "refused": 1}
     assert code == codes[expected], output
     if expected == "refused":
@@ -821,6 +847,743 @@ CASES: list[tuple[str, Any, str, str]] = [
 ]
 
 
+# --- issue 25: dialects, physical types, units, aliasing, infrastructure ------------------------
+
+
+def _csv_bytes(transform: Callable[[str], str], encoding: str = "utf-8") -> Callable[[Path], Path]:
+    return lambda tmp: _raw(tmp, transform(_valid_csv_text()).encode(encoding))
+
+
+def _cr_only(text: str) -> str:
+    return text.replace("\n", "\r")
+
+
+def _nul_in(column: str, row: int = 1) -> Change:
+    return lambda f: _cell(column, f[column].astype(str).iloc[row][:3] + "\0 08756", row)(f)
+
+
+def _arrow(frame: pd.DataFrame) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+
+
+def _retyped(column: str, kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A table with `column` replaced by `kind(table[column])` (a pyarrow conversion)."""
+
+    def change(table: Any) -> Any:
+        index = table.schema.get_field_index(column)
+        return table.set_column(index, column, kind(table.column(column)))
+
+    return change
+
+
+def _as_binary(column: Any) -> Any:
+    import pyarrow as pa
+
+    return column.cast(pa.binary())
+
+
+def _stamps(unit: str, tz: str | None = None, far_row: int | None = None) -> Callable[[Any], Any]:
+    """Text timestamps as Parquet timestamp[unit]; `far_row` set to 9999-12-31."""
+
+    def kind(column: Any) -> Any:
+        import pyarrow as pa
+
+        stamps = pd.to_datetime(pd.Series(column.to_pylist()))
+        counts = stamps.astype(f"datetime64[{unit}]").astype("int64").tolist()
+        if far_row is not None:
+            counts[far_row] = int(np.datetime64("9999-12-31", unit).astype("int64"))
+        return pa.array(counts, pa.int64()).cast(pa.timestamp(unit, tz=tz))
+
+    return kind
+
+
+def _struct_column(table: Any) -> Any:
+    import pyarrow as pa
+
+    return table.append_column(
+        "packages", pa.array([{"count": i, "kind": "box"} for i in range(len(table))])
+    )
+
+
+def _list_column(table: Any) -> Any:
+    import pyarrow as pa
+
+    return table.append_column("containers", pa.array([["C1", "C2"]] * len(table)))
+
+
+def _dictionary(column: Any) -> Any:
+    return column.dictionary_encode()
+
+
+def _not_utf8(column: Any) -> Any:
+    import pyarrow as pa
+
+    values = [str(v).encode() for v in column.to_pylist()]
+    values[2] = b"OFF\xff\xfe"
+    return pa.array(values, pa.binary())
+
+
+def _decimal(column: Any) -> Any:
+    import pyarrow as pa
+
+    return column.cast(pa.decimal128(6, 4))
+
+
+def _user_parquet(change: Callable[[Any], Any]) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        import pyarrow.parquet as pq
+
+        path = tmp / "declarations.parquet"
+        pq.write_table(change(_arrow(user_declarations(12, seed=3))), path)
+        return path
+
+    return make
+
+
+def _score_parquet(change: Callable[[Any], Any]) -> Callable[..., Path]:
+    def make(tmp: Path, served: Served) -> Path:
+        import pyarrow.parquet as pq
+
+        frame = served.incoming.iloc[:10].reset_index(drop=True)
+        frame = frame.assign(lodged_at=frame["lodged_at"].astype(str))
+        path = tmp / "incoming.parquet"
+        pq.write_table(change(_arrow(frame)), path)
+        return path
+
+    return make
+
+
+def _score_bytes(transform: Callable[[str], str]) -> Callable[..., Path]:
+    def make(tmp: Path, served: Served) -> Path:
+        text = served.incoming.iloc[:10].to_csv(index=False)
+        return _raw(tmp, transform(text).encode(), "incoming.csv")
+
+    return make
+
+
+def _with_link(make: Callable[..., Path], name: str) -> Callable[..., Path]:
+    """`make`'s file, and a symbolic link `name` beside it pointing at it."""
+
+    def made(tmp: Path, *served: Any) -> Path:
+        source = make(tmp, *served)
+        (tmp / name).symlink_to(source)
+        return source
+
+    return made
+
+
+def _with_hard_link(make: Callable[..., Path], name: str) -> Callable[..., Path]:
+    def made(tmp: Path, *served: Any) -> Path:
+        source = make(tmp, *served)
+        os.link(source, tmp / name)
+        return source
+
+    return made
+
+
+def _model_copy(tmp: Path, served: Served, damage: Callable[[Path], None]) -> Path:
+    folder = tmp / "model"
+    shutil.copytree(served.folder / "canonical-model", folder)
+    damage(folder)
+    return folder
+
+
+def _damaged_model(damage: Callable[[Path], None]) -> Callable[..., Path]:
+    """The export pointing at a copy of its model folder with `damage` done to it."""
+
+    def make(tmp: Path, served: Served) -> Path:
+        folder = _model_copy(tmp, served, damage)
+        document = json.loads(served.thresholds.read_text())
+        document["model"]["uri"] = str(folder)
+        document["content_sha256"] = content_digest(document)
+        path = tmp / "edited.json"
+        path.write_text(json.dumps(document))
+        return path
+
+    return make
+
+
+def _damaged_snapshot(damage: Callable[[Path], None]) -> Callable[..., Path]:
+    def make(tmp: Path, served: Served) -> Path:
+        folder = tmp / "snapshot"
+        shutil.copytree(served.folder / "snapshot", folder)
+        damage(folder)
+        document = json.loads(served.thresholds.read_text())
+        document["snapshot"] = {"path": str(folder), "uri": None}
+        document["content_sha256"] = content_digest(document)
+        path = tmp / "edited.json"
+        path.write_text(json.dumps(document))
+        return path
+
+    return make
+
+
+def _truncate(name: str) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        content = (folder / name).read_bytes()
+        (folder / name).write_bytes(content[: len(content) // 2])
+
+    return damage
+
+
+def _remove(name: str) -> Callable[[Path], None]:
+    return lambda folder: (folder / name).unlink()
+
+
+def _claims_revenue(folder: Path) -> None:
+    meta = json.loads((folder / "model.json").read_text())
+    meta["has_revenue"] = True
+    (folder / "model.json").write_text(json.dumps(meta))
+
+
+def _other_feature_settings(document: dict[str, Any]) -> None:
+    document["features"]["config"]["reporting_delay_days"] = 99.0
+
+
+def _config_with(extra: str) -> str:
+    return (PROJECT / "configs" / "default.yaml").read_text() + "\n" + extra
+
+
+def _kcs_lines(
+    tmp: Path, change: Callable[[list[bytes]], list[bytes]], name: str = "kcs.csv"
+) -> Path:
+    lines = KCS_FILE.read_bytes().splitlines(keepends=True)[:41]
+    return _raw(tmp, b"".join(change(lines)), name)
+
+
+def _kcs_repeat_after_bad_first(lines: list[bytes]) -> list[bytes]:
+    """Row 3 repeats row 2's id; row 2 has a Tax Rate that is no number (quarantined)."""
+    header = lines[0].decode("utf-8-sig").rstrip("\r\n").split(",")
+    first = lines[2].decode().rstrip("\r\n").split(",")
+    second = lines[3].decode().rstrip("\r\n").split(",")
+    second[0] = first[0]
+    first[header.index("Tax Rate")] = "eight"
+    lines[2] = (",".join(first) + "\n").encode()
+    lines[3] = (",".join(second) + "\n").encode()
+    return lines
+
+
+def _kcs_field(column: str, value: str, row: int = 3) -> Callable[[list[bytes]], list[bytes]]:
+    def change(lines: list[bytes]) -> list[bytes]:
+        header = lines[0].decode("utf-8-sig").rstrip("\r\n").split(",")
+        cells = lines[row].decode().rstrip("\r\n").split(",")
+        cells[header.index(column)] = value
+        lines[row] = (",".join(cells) + "\n").encode()
+        return lines
+
+    return change
+
+
+def _kcs_short(lines: list[bytes]) -> list[bytes]:
+    lines[3] = b",".join(lines[3].split(b",")[:10]) + b"\n"
+    return lines
+
+
+def _kcs_cr_only(lines: list[bytes]) -> list[bytes]:
+    return [line.replace(b"\r\n", b"\n").replace(b"\n", b"\r") for line in lines]
+
+
+def _kcs_nul(lines: list[bytes]) -> list[bytes]:
+    lines[3] = lines[3].replace(b",", b",\0", 1)
+    return lines
+
+
+def _mixed_zones(frame: pd.DataFrame) -> list[str]:
+    stamps = pd.to_datetime(frame["lodged_at"]).dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
+    return [s + ("+09:00" if i % 2 else "") for i, s in enumerate(stamps)]
+
+
+def _zone_word(word: str, row: int = 1) -> Change:
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        stamp = pd.to_datetime(frame["lodged_at"]).dt.strftime("%Y-%m-%d %H:%M:%S").iloc[row]
+        return _cell("lodged_at", f"{stamp} {word}", row)(frame)
+
+    return change
+
+
+def _percent_duty(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(duty_rate=np.resize([8.0, 13.0, 5.2, 0.0], len(frame)))
+
+
+def _object_cell(column: str, value: Any, row: int) -> Change:
+    """A cell holding a Python object (a JSON body's object or array)."""
+
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        values = frame[column].astype(object).tolist()
+        values[row] = value
+        return frame.assign(**{column: pd.Series(values, index=frame.index, dtype=object)})
+
+    return change
+
+
+def _dict_cell(column: str, row: int) -> Change:
+    return _object_cell(column, {"code": "KRPUS"}, row)
+
+
+def _list_cell(column: str, row: int) -> Change:
+    return _object_cell(column, ["KRPUS", "KRINC"], row)
+
+
+UNREACHABLE = "tracking.uri=http://127.0.0.1:9"
+
+ISSUE_25_CASES: list[tuple[str, Any, str, str]] = [
+    # CSV dialects
+    ("CR-only line endings", V(_csv_bytes(_cr_only)), "kept", "12 kept"),
+    ("CRLF line endings", V(_csv_bytes(lambda t: t.replace("\n", "\r\n"))), "kept", "12 kept"),
+    (
+        "BOM and CR-only line endings",
+        V(_csv_bytes(lambda t: "\ufeff" + _cr_only(t))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "every field quoted",
+        V(lambda t: _raw(t, user_declarations(12, seed=3).to_csv(index=False, quoting=1).encode())),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "NUL byte in a text field",
+        V(lambda t: _user_csv(t, _nul_in("importer"))),
+        "quarantined",
+        "importer: a NUL byte in the value",
+    ),
+    (
+        "NUL byte in a number",
+        V(lambda t: _user_csv(t, _nul_in("declared_value", 4))),
+        "quarantined",
+        "declared_value: a NUL byte",
+    ),
+    (
+        "NUL byte in an id",
+        V(lambda t: _user_csv(t, _nul_in("declaration_id", 7))),
+        "quarantined",
+        "declaration_id: a NUL byte",
+    ),
+    (
+        "NUL byte in the header",
+        V(_csv_bytes(lambda t: t.replace("office", "off\0ice", 1))),
+        "refused",
+        "header line holds a NUL byte",
+    ),
+    (
+        "tab-delimited",
+        V(_csv_bytes(lambda t: t.replace(",", "\t"))),
+        "refused",
+        "delimited by '\\t'",
+    ),
+    ("pipe-delimited", V(_csv_bytes(lambda t: t.replace(",", "|"))), "refused", "delimited by '|'"),
+    ("score: CR-only line endings", S(_score_bytes(_cr_only)), "scored", "green"),
+    (
+        "score: NUL byte in a field",
+        S(_score_frame(_nul_in("importer", 3))),
+        "some manual",
+        "importer: a NUL byte",
+    ),
+    # Parquet physical types
+    (
+        "Parquet text stored as binary",
+        V(_user_parquet(_retyped("office", _as_binary))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "Parquet ids and codes stored as binary",
+        V(
+            _user_parquet(
+                lambda t: _retyped("hs_code", _as_binary)(_retyped("declaration_id", _as_binary)(t))
+            )
+        ),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "Parquet binary that is not UTF-8",
+        V(_user_parquet(_retyped("office", _not_utf8))),
+        "quarantined",
+        "office: not UTF-8 text",
+    ),
+    ("Parquet struct column", V(_user_parquet(_struct_column)), "refused", "packages (struct"),
+    ("Parquet list column", V(_user_parquet(_list_column)), "refused", "containers (list"),
+    (
+        "Parquet dictionary-encoded text",
+        V(_user_parquet(_retyped("office", _dictionary))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "Parquet decimal duty rate",
+        V(_user_parquet(_retyped("duty_rate", _decimal))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "Parquet timestamp[s]",
+        V(_user_parquet(_retyped("lodged_at", _stamps("s")))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "Parquet timestamp[us] with a zone",
+        V(_user_parquet(_retyped("lodged_at", _stamps("us", "Asia/Seoul")))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "Parquet timestamp[ms] beyond nanoseconds",
+        V(_user_parquet(_retyped("lodged_at", _stamps("ms", far_row=2)))),
+        "quarantined",
+        "lodged_at: outside the years 1678-2261",
+    ),
+    (
+        "Parquet timestamp[us] beyond nanoseconds",
+        V(_user_parquet(_retyped("lodged_at", _stamps("us", far_row=5)))),
+        "quarantined",
+        "9999-12-31",
+    ),
+    (
+        "score: Parquet text stored as binary",
+        S(_score_parquet(_retyped("office", _as_binary))),
+        "scored",
+        "green",
+    ),
+    ("score: Parquet struct column", S(_score_parquet(_struct_column)), "refused", "nested values"),
+    (
+        "score: Parquet timestamp beyond nanoseconds",
+        S(_score_parquet(_retyped("lodged_at", _stamps("ms", far_row=1)))),
+        "some manual",
+        "outside the years",
+    ),
+    # timestamps
+    (
+        "naive and offset timestamps mixed",
+        V(lambda t: _user_csv(t, _column("lodged_at", _mixed_zones))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "zone abbreviation PST",
+        V(lambda t: _user_csv(t, _zone_word("PST"))),
+        "quarantined",
+        "lodged_at: a time zone abbreviation is ambiguous",
+    ),
+    (
+        "zone abbreviation KST",
+        V(lambda t: _user_csv(t, _zone_word("KST", 4))),
+        "quarantined",
+        "KST",
+    ),
+    (
+        "zone abbreviation CET",
+        V(lambda t: _user_csv(t, _zone_word("CET", 6))),
+        "quarantined",
+        "write the offset",
+    ),
+    (
+        "zone abbreviation in lower case",
+        V(lambda t: _user_csv(t, _zone_word("pst", 2))),
+        "quarantined",
+        "time zone abbreviation",
+    ),
+    ("zone word UTC", V(lambda t: _user_csv(t, _zone_word("UTC"))), "kept", "12 kept"),
+    ("zone word GMT", V(lambda t: _user_csv(t, _zone_word("GMT"))), "kept", "12 kept"),
+    (
+        "outcome dates with a zone abbreviation",
+        V(
+            lambda t: _user_csv(t),
+            _outcomes_csv(_cell("selected_at", "2024-03-05 10:00:00 EST", 1)),
+        ),
+        "quarantined",
+        "selected_at: a time zone abbreviation",
+    ),
+    (
+        "score: zone abbreviation",
+        S(_score_frame(_zone_word("PST", 2))),
+        "some manual",
+        "time zone abbreviation",
+    ),
+    # numeric-looking codes in their text form
+    (
+        "HS code written as a float",
+        V(lambda t: _user_csv(t, _cell("hs_code", "62082200.0"))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "HS6 code written as a float",
+        V(lambda t: _user_csv(t, _cell("hs_code", "870323.0"))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "HS code lost its zero and written as a float",
+        V(lambda t: _user_csv(t, _cell("hs_code", "710807000.0"))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "HS code in scientific notation",
+        V(lambda t: _user_csv(t, _cell("hs_code", "6.2082200E7"))),
+        "quarantined",
+        "hs_code: not digits",
+    ),
+    (
+        "HS code with two decimals",
+        V(lambda t: _user_csv(t, _cell("hs_code", "6208.22.00"))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "score: HS code written as a float",
+        S(_score_frame(_cell("hs_code", "62082200.0", 1))),
+        "scored",
+        "green",
+    ),
+    # units
+    (
+        "duty_rate in percent",
+        V(lambda t: _user_csv(t, _percent_duty)),
+        "quarantined",
+        "duty_rate: the column is written in percent",
+    ),
+    (
+        "duty_rate in percent with some zeros",
+        V(
+            lambda t: _user_csv(
+                t, lambda f: f.assign(duty_rate=np.resize([8.0, 0.0, 0.0, 13.0, 8.0], len(f)))
+            )
+        ),
+        "quarantined",
+        "values above 1",
+    ),
+    (
+        "one duty_rate above 100 %",
+        V(lambda t: _user_csv(t, _cell("duty_rate", 1.5))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "lower duty_rate bound from the config",
+        V(
+            lambda t: _user_csv(t, _cell("duty_rate", 0.9)),
+            sets=("data.max_values={duty_rate: 0.5}",),
+        ),
+        "quarantined",
+        "duty_rate: implausibly large",
+    ),
+    (
+        "score: duty_rate in percent",
+        S(_score_frame(_percent_duty)),
+        "all manual",
+        "written in percent",
+    ),
+    # KCS
+    (
+        "KCS duplicate id after an invalid first row",
+        V(lambda t: _kcs_lines(t, _kcs_repeat_after_bad_first), kcs=True),
+        "quarantined",
+        "declaration_id: duplicate",
+    ),
+    (
+        "KCS Critical Fraud=2 with Fraud=0",
+        V(lambda t: _kcs_lines(t, _kcs_field("Critical Fraud", "2")), kcs=True),
+        "quarantined",
+        "KCS labels disagree",
+    ),
+    (
+        "KCS short row",
+        V(lambda t: _kcs_lines(t, _kcs_short), kcs=True),
+        "quarantined",
+        "row has 10 of 22 fields",
+    ),
+    (
+        "KCS CR-only line endings",
+        V(lambda t: _kcs_lines(t, _kcs_cr_only), kcs=True),
+        "kept",
+        "40 kept",
+    ),
+    ("KCS NUL byte", V(lambda t: _kcs_lines(t, _kcs_nul), kcs=True), "quarantined", "a NUL byte"),
+    (
+        "KCS HS code written as a float",
+        V(lambda t: _kcs_lines(t, _kcs_field("HS6 Code", "620822.0")), kcs=True),
+        "kept",
+        "40 kept",
+    ),
+    # config
+    (
+        "config: a key given twice",
+        V(lambda t: _user_csv(t), config_text=_config_with("data:\n  future_days: 2\n")),
+        "config refused",
+        "given twice",
+    ),
+    (
+        "config: data.future_days=.inf",
+        V(lambda t: _user_csv(t), sets=("data.future_days=.inf",)),
+        "config refused",
+        "data.future_days",
+    ),
+    (
+        "config: a negative max_values bound",
+        V(lambda t: _user_csv(t), sets=("data.max_values={declared_value: -1}",)),
+        "config refused",
+        "positive, finite",
+    ),
+    (
+        "config: date_format %Q",
+        V(lambda t: _user_csv(t), sets=("data.date_format=%Q",)),
+        "config refused",
+        "data.date_format",
+    ),
+    # paths never alias
+    (
+        "validate: --quarantine is --input",
+        V(lambda t: _user_csv(t), quarantine="declarations.csv"),
+        "refused",
+        "is the same file as --input",
+    ),
+    (
+        "validate: --quarantine is --outcomes",
+        V(lambda t: _user_csv(t), _outcomes_csv(lambda f: f), quarantine="outcomes.csv"),
+        "refused",
+        "is the same file as --outcomes",
+    ),
+    (
+        "validate: --quarantine through a link",
+        V(_with_link(lambda t: _user_csv(t), "link.csv"), quarantine="link.csv"),
+        "refused",
+        "same file",
+    ),
+    (
+        "validate: --quarantine through '..'",
+        V(lambda t: _user_csv(t), quarantine="out/../declarations.csv"),
+        "refused",
+        "same file",
+    ),
+    (
+        "validate: --input /dev/stdin",
+        V(lambda t: Path("/dev/stdin")),
+        "refused",
+        "not a regular file",
+    ),
+    (
+        "score: --out is --input",
+        S(_score_frame(), out="incoming.csv"),
+        "refused",
+        "is the same file as --input",
+    ),
+    (
+        "score: --out through a link",
+        S(_with_link(_score_frame(), "link.csv"), out="link.csv"),
+        "refused",
+        "same file",
+    ),
+    (
+        "score: --out through a hard link",
+        S(_with_hard_link(_score_frame(), "hard.csv"), out="hard.csv"),
+        "refused",
+        "same file",
+    ),
+    (
+        "score: --out through '..'",
+        S(_score_frame(), out="out-folder.csv/../incoming.csv"),
+        "refused",
+        "same file",
+    ),
+    (
+        "score: Parquet --out is --input",
+        S(_score_frame(suffix=".parquet"), out="incoming.parquet"),
+        "refused",
+        "same file",
+    ),
+    (
+        "score: --input /dev/stdin",
+        S(lambda t, s: Path("/dev/stdin")),
+        "refused",
+        "not a regular file",
+    ),
+    # infrastructure
+    (
+        "score: unreachable tracking server",
+        S(_score_frame(), sets=(UNREACHABLE,)),
+        "refused",
+        "http://127.0.0.1:9 does not answer",
+    ),
+    (
+        "score: booster.ubj missing",
+        S(_score_frame(), thresholds=_damaged_model(_remove("booster.ubj"))),
+        "refused",
+        "booster.ubj is missing",
+    ),
+    (
+        "score: booster.ubj truncated",
+        S(_score_frame(), thresholds=_damaged_model(_truncate("booster.ubj"))),
+        "refused",
+        "booster.ubj is damaged",
+    ),
+    (
+        "score: revenue.ubj missing",
+        S(_score_frame(), thresholds=_damaged_model(_claims_revenue)),
+        "refused",
+        "revenue.ubj is missing",
+    ),
+    (
+        "score: model.json truncated",
+        S(_score_frame(), thresholds=_damaged_model(_truncate("model.json"))),
+        "refused",
+        "model.json is damaged",
+    ),
+    (
+        "score: snapshot.json truncated",
+        S(_score_frame(), thresholds=_damaged_snapshot(_truncate("snapshot.json"))),
+        "refused",
+        "snapshot.json is damaged",
+    ),
+    (
+        "score: a snapshot table missing",
+        S(_score_frame(), thresholds=_damaged_snapshot(_remove("importers.parquet"))),
+        "refused",
+        "importers.parquet is damaged or missing",
+    ),
+    (
+        "score: snapshot with other feature settings",
+        S(_score_frame(), thresholds=_edited(_other_feature_settings, rebind=True)),
+        "refused",
+        "other feature settings",
+    ),
+    (
+        "score: old declarations and a newer snapshot",
+        S(_score_frame(_column("lodged_at", lambda f: ["1995-06-01 10:00"] * len(f)))),
+        "scored",
+        "before the snapshot's date",
+    ),
+    # the scorer, as a REST body reaches it
+    (
+        "REST a dict in one cell",
+        D(_dict_cell("office", 4), bad_rows=(4,)),
+        "manual",
+        "office: a nested value",
+    ),
+    (
+        "REST a list in one cell",
+        D(_list_cell("importer", 6), bad_rows=(6,)),
+        "manual",
+        "importer: a nested value",
+    ),
+    (
+        "REST zone abbreviation",
+        D(_zone_word("KST", 3), bad_rows=(3,)),
+        "manual",
+        "time zone abbreviation",
+    ),
+    ("REST HS code written as a float", D(_cell("hs_code", "62082200.0", 2)), "scored", "green"),
+    ("REST naive and offset timestamps", D(_column("lodged_at", _mixed_zones)), "scored", "green"),
+    ("REST duty_rate in percent", D(_percent_duty), "all manual", "written in percent"),
+]
+CASES += ISSUE_25_CASES
+
+
 @pytest.mark.parametrize(
     ("case", "expected", "fragment"),
     [pytest.param(case, expected, fragment, id=name) for name, case, expected, fragment in CASES],
@@ -964,3 +1727,134 @@ def test_a_missing_value_is_never_a_reason(served: Served):
     assert len(reasons)
     values = [entry["value"] for text in reasons for entry in json.loads(text)]
     assert None not in values
+
+
+# --- issue 25: what the table's "kept" cases must also read right -------------------------------
+
+
+def test_hs_codes_written_as_floats_keep_their_chapter():
+    from pipeline.ingest.schema import validate_declarations
+
+    frame = user_declarations(4, seed=3)
+    frame["hs_code"] = ["62082200.0", "870323.0", "710807000.0", "6208.22.00"]
+    clean, report = validate_declarations(frame)
+    assert report.rows_quarantined == 0
+    by_id = clean.set_index("declaration_id").loc[frame["declaration_id"]]
+    assert by_id["hs_code"].tolist() == ["62082200", "870323", "0710807000", "62082200"]
+    assert by_id["hs2"].astype(str).tolist() == ["62", "87", "07", "62"]
+
+
+def test_naive_and_offset_timestamps_read_the_same_in_any_order():
+    from pipeline.ingest.schema import validate_declarations
+
+    frame = user_declarations(12, seed=3).reset_index(drop=True)
+    frame["lodged_at"] = _mixed_zones(frame)
+    forward, _ = validate_declarations(frame)
+    backward, _ = validate_declarations(frame.iloc[::-1])
+    read = forward.set_index("declaration_id")["lodged_at"]
+    pd.testing.assert_series_equal(
+        read, backward.set_index("declaration_id")["lodged_at"].loc[read.index]
+    )
+    naive = frame["lodged_at"].str.len() == len("2024-03-01 10:00:00")
+    written = pd.to_datetime(frame["lodged_at"].str[:19])
+    expected = written.where(naive, written - pd.Timedelta(hours=9))  # +09:00 is 9 h ahead of UTC
+    assert read.loc[frame["declaration_id"]].tolist() == expected.tolist()
+
+
+def test_a_parquet_file_with_binary_text_reads_as_its_text_twin(tmp_path: Path):
+    from pipeline.ingest.readers import read_table
+
+    text = _user_parquet(lambda t: t)(tmp_path)
+    text_frame = read_table(text)
+    binary_folder = tmp_path / "binary"
+    binary_folder.mkdir()
+    columns = ("declaration_id", "office", "importer", "hs_code", "origin_country")
+    binary = _user_parquet(lambda t: [t := _retyped(c, _as_binary)(t) for c in columns][-1])(
+        binary_folder
+    )
+    pd.testing.assert_frame_equal(read_table(binary), text_frame)
+
+
+@pytest.mark.skipif(not KCS_FILE.is_file(), reason="the KCS file is not here")
+def test_a_kcs_label_never_moves_to_another_row(tmp_path: Path):
+    from pipeline.ingest.kcs import read_kcs
+    from pipeline.ingest.schema import validate
+
+    path = _kcs_lines(tmp_path, _kcs_repeat_after_bad_first)
+    repeated = path.read_bytes().splitlines()[2].split(b",")[0].decode()
+    tables = validate(*read_kcs([path]))
+    assert repeated not in set(tables.declarations["declaration_id"])
+    assert repeated not in set(tables.outcomes["declaration_id"])
+    declarations, outcomes = tables.reports
+    assert declarations.rows_in == declarations.rows_kept + declarations.rows_quarantined == 40
+    assert outcomes.rows_in == outcomes.rows_kept + outcomes.rows_quarantined == 40
+    assert set(tables.outcomes["declaration_id"]) <= set(tables.declarations["declaration_id"])
+
+
+# --- property: one logical table in any CSV dialect or Parquet physical type, the same channels --
+
+LINE_ENDINGS = st.sampled_from(["\n", "\r\n", "\r"])
+TEXT_TYPES = st.sampled_from(["string", "binary", "dictionary"])
+STAMP_TYPES = st.sampled_from(["text", "s", "ms", "us", "us-utc"])
+
+
+def _written_csv(frame: pd.DataFrame, path: Path, ending: str, bom: bool, quote_all: bool) -> None:
+    text = frame.to_csv(index=False, quoting=1 if quote_all else 0, lineterminator="\n")
+    path.write_bytes((("\ufeff" if bom else "") + text.replace("\n", ending)).encode())
+
+
+def _written_parquet(frame: pd.DataFrame, path: Path, text_type: str, stamp_type: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = _arrow(frame)
+    for name in ("declaration_id", "office", "importer", "declarant", "hs_code", "origin_country"):
+        if text_type == "binary":
+            table = _retyped(name, _as_binary)(table)
+        elif text_type == "dictionary":
+            table = _retyped(name, _dictionary)(table)
+    if stamp_type != "text":
+        unit, _, zone = stamp_type.partition("-")
+        table = _retyped("lodged_at", _stamps(unit, "UTC" if zone else None))(table)
+    assert isinstance(table, pa.Table)
+    pq.write_table(table, path)
+
+
+@given(
+    data=st.data(),
+    ending=LINE_ENDINGS,
+    bom=st.booleans(),
+    quote_all=st.booleans(),
+    text_type=TEXT_TYPES,
+    stamp_type=STAMP_TYPES,
+)
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_every_dialect_and_physical_type_gives_the_same_channels(
+    served: Served,
+    tmp_path: Path,
+    data: Any,
+    ending: str,
+    bom: bool,
+    quote_all: bool,
+    text_type: str,
+    stamp_type: str,
+):
+    from pipeline.ingest.readers import read_table
+
+    start = data.draw(st.integers(0, 20), label="start")
+    frame = served.incoming.iloc[start : start + 10].reset_index(drop=True)
+    frame = frame.assign(lodged_at=frame["lodged_at"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    expected = served.scorer.score(frame)[["declaration_id", "channel", "probability"]]
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    as_csv, as_parquet = folder / "incoming.csv", folder / "incoming.parquet"
+    _written_csv(frame, as_csv, ending, bom, quote_all)
+    _written_parquet(frame, as_parquet, text_type, stamp_type)
+    for path in (as_csv, as_parquet):
+        scored = served.scorer.score(read_table(path))[["declaration_id", "channel", "probability"]]
+        assert len(scored) == len(frame), path.name  # rows in = rows out
+        assert scored["channel"].tolist() == expected["channel"].tolist(), path.name
+        np.testing.assert_allclose(
+            scored["probability"].astype(float), expected["probability"].astype(float), rtol=1e-9
+        )
