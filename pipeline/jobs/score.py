@@ -19,6 +19,7 @@ from pipeline.serve.scorer import Scorer
 TOP_MANUAL_REASONS = 5
 EXIT_SOME_MANUAL = 4  # `targeting score`: some rows could not be scored (channel manual)
 EXIT_ALL_MANUAL = 5  # `targeting score`: no row could be scored
+STALE_DAYS = 365  # declarations older than this before the snapshot get a note
 
 
 def manual_exit_code(rows: int, manual: int) -> int:
@@ -70,6 +71,26 @@ def summarise(scored: pd.DataFrame, targets: dict[str, float], manual: str) -> l
         lines.append(f"  {manual:<8} {int(counts[manual]):>9,}  most common reasons:")
         lines.extend(f"    {count:>7,}  {reason}" for reason, count in reasons.items())
     return lines
+
+
+def _older_than_snapshot(declarations: pd.DataFrame, as_of: pd.Timestamp) -> list[str]:
+    """A note when declarations were lodged well before the snapshot's date: their features hold
+    what was learned after them (a 1995 file scored with a 2024 snapshot)."""
+    if "lodged_at" not in declarations.columns or len(declarations) == 0:
+        return []
+    lodged = pd.to_datetime(declarations["lodged_at"], errors="coerce", format="ISO8601", utc=True)
+    stamp = pd.Timestamp(as_of)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    cutoff = stamp - pd.Timedelta(days=STALE_DAYS)
+    early = lodged < cutoff
+    if not early.any():
+        return []
+    return [
+        f"note: {int(early.sum()):,} declarations were lodged more than {STALE_DAYS} days before "
+        f"the snapshot's date {pd.Timestamp(as_of):%Y-%m-%d} (earliest {lodged.min():%Y-%m-%d}): "
+        "their features hold what was learned after them; score them with a snapshot of their "
+        "time (--snapshot)"
+    ]
 
 
 def score(
@@ -140,5 +161,9 @@ def score(
             "shares": shares,
             "targets": scorer.thresholds.channels,
         },
-        lines=[*summarise(scored, scorer.thresholds.channels, manual), f"scored file: {target}"],
+        lines=[
+            *summarise(scored, scorer.thresholds.channels, manual),
+            *_older_than_snapshot(declarations, scorer.snapshot.as_of),
+            f"scored file: {target}",
+        ],
     )
