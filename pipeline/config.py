@@ -486,6 +486,17 @@ class EvaluateConfig(Section):
     )
     acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
 
+    @model_validator(mode="after")
+    def _reference_cap_above_its_floor(self) -> EvaluateConfig:
+        if self.reference_rounds < self.reference_min_trees:
+            raise ValueError(
+                f"evaluate.reference_rounds ({self.reference_rounds}) is below "
+                f"evaluate.reference_min_trees ({self.reference_min_trees}): every reference "
+                "learner would stop short of the minimum and be flagged as a failed fit; raise "
+                "the cap or lower the floor"
+            )
+        return self
+
 
 class ServeConfig(Section):
     """Channels, capacities and policies of the selectivity export (pipeline/serve/)."""

@@ -108,3 +108,11 @@ def test_a_cap_below_the_floor_gives_flagged_references(fitted: tuple) -> None:
     assert any("not a real fit" in note for note in references.notes)
     y = fs.y.to_numpy(dtype=float)[test_rows]
     assert ref.best_reference(references, y) is None
+
+
+def test_a_config_whose_cap_is_below_the_floor_is_refused() -> None:
+    from pipeline.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match="reference_rounds \\(30\\) is below"):
+        load(None, ["evaluate.reference_rounds=30"])
+    assert load(None, ["evaluate.reference_rounds=30", "evaluate.reference_min_trees=20"])
