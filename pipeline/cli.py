@@ -18,7 +18,7 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from pipeline.config import Config, ConfigError, config_path, load
-from pipeline.jobs import JobResult, steps_shown_by
+from pipeline.jobs import JobResult, progress_shown
 
 
 class _HelpWithoutType:
@@ -126,10 +126,7 @@ def _run_job(verb: str, *args: Any, **kwargs: Any) -> JobResult:
         if verb == "run":
             result: JobResult = getattr(module, verb)(*args, **kwargs)
         else:
-            with (
-                console.status(f"[bold]{verb}[/bold] ...", spinner="dots") as status,
-                steps_shown_by(lambda text: status.update(f"[bold]{verb}[/bold]: {text} ...")),
-            ):
+            with progress_shown(console, verb):  # a line every 30 s in a log without a TTY
                 result = getattr(module, verb)(*args, **kwargs)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         # Expected, explained failures (bad input, missing file): no traceback for the user.

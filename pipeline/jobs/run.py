@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult, steps_shown_by
+from pipeline.jobs import JobResult, progress_shown
 from pipeline.jobs.graph import jobs_of
 from pipeline.serve import strict_json
 
@@ -63,10 +63,7 @@ def _run_stage(
     name: str, job: Callable[..., JobResult], results: dict[str, JobResult], **kwargs: Any
 ) -> JobResult:
     started = time.perf_counter()
-    with (
-        console.status(f"[bold]{name}[/bold] ...", spinner="dots") as status,
-        steps_shown_by(lambda text: status.update(f"[bold]{name}[/bold]: {text} ...")),
-    ):
+    with progress_shown(console, name):
         result = job(**kwargs)
     seconds = time.perf_counter() - started
     console.print(f"[green]✓[/green] {name} [dim]({seconds:.1f} s)[/dim]")

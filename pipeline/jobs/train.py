@@ -14,6 +14,7 @@ the hits, and fingerprints the file a batch at a time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,6 +40,21 @@ SIGNATURE_ROWS = 100
 def holdout_days(config: Config) -> int:
     """Days at the end of the data kept away from training (the declarations `run` scores)."""
     return config.serve.score_last_days if config.data.source == "simulate" else 0
+
+
+def trial_progress(total: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """An Optuna callback that reports each finished trial as a `step` (a log line without a
+    terminal): trial k of n, how it ended, and the best value so far."""
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            best = f", best {study.best_value:.4f}"
+        except ValueError:  # no trial completed yet (all pruned or failed)
+            best = ""
+        done = finished_trials(study)
+        step(f"tuning: trial {done} of {total} {trial.state.name.lower()}{best}")
+
+    return report
 
 
 def windows_of(config: Config, fs: FeatureSet) -> Windows:
@@ -79,7 +95,10 @@ def train_feature_set(
         params = dict(config.train.params)
         if config.tune.n_trials > 0:
             step(f"tuning: {config.tune.n_trials} Optuna trials")
-            study = run_study(model_fs, windows, config, workers=workers, progress=progress)
+            reports = [trial_progress(config.tune.n_trials)]
+            study = run_study(
+                model_fs, windows, config, workers=workers, progress=progress, callbacks=reports
+            )
             # The parent run holds the whole study, trials of earlier invocations included.
             tracking.log_trials(run_id, study.trials)
             params = {**config.train.params, **best_params(study)}

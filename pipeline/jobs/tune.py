@@ -6,7 +6,7 @@ import optuna
 
 from pipeline.config import Config
 from pipeline.jobs import JobResult, catalog
-from pipeline.jobs.train import windows_of
+from pipeline.jobs.train import trial_progress, windows_of
 from pipeline.train.tune import finished_trials, run_study, storage_url
 
 
@@ -14,7 +14,10 @@ def tune(config: Config, workers: int | None = None) -> JobResult:
     """Run the study until it holds `tune.n_trials` finished trials (it continues if it exists)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fs = catalog.feature_set(config)
-    study = run_study(fs, windows_of(config, fs), config, workers=workers, progress=True)
+    reports = [trial_progress(config.tune.n_trials)]
+    study = run_study(
+        fs, windows_of(config, fs), config, workers=workers, progress=True, callbacks=reports
+    )
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     lines = [
         f"study {study.study_name} at {storage_url(config)}: {finished_trials(study)} trials "
