@@ -220,7 +220,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             "scorer_uri": scorer_uri,
             "version": version,
             "rank_by": rank_by,
-            "shares": {n: e["share"] for n, e in kpis["channels"].items()},
+            "shares": _channel_shares(kpis),
             "targets": draft.channels,
         },
         lines=lines,
@@ -355,6 +355,16 @@ def _log_and_register(
         expected_version=written["model"]["version"],
     )
     return scorer_uri, version
+
+
+def _channel_shares(kpis: dict[str, Any]) -> dict[str, float]:
+    """Each channel's share of the reference window, the random draw counted in its channel
+    (what the channel's capacity takes; the KPIs show the draw apart)."""
+    shares = {name: float(entry["share"]) for name, entry in kpis["channels"].items()}
+    drawn = kpis.get("random") or {}
+    if drawn.get("channel") in shares:
+        shares[drawn["channel"]] += float(drawn["share"])
+    return shares
 
 
 def _serve_metrics(kpis: dict[str, Any]) -> dict[str, float]:
