@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/default.yaml
 
-.PHONY: install install-serve serve dashboard run test lint format readme lab bench lock clean
+.PHONY: install install-serve serve ui dashboard run test lint format readme lab bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "make: no python3.11, python3.12 or python3.13 on PATH" >&2; exit 1; }
@@ -41,6 +41,13 @@ PORT  ?= 5001
 serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
 	  $(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(PORT)
+
+## ui: the MLflow UI on the store that `run` and `serve` use (MLFLOW_TRACKING_URI, else ./mlflow.db)
+## on 127.0.0.1:UI_PORT
+UI_PORT ?= 5000
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	  --host 127.0.0.1 --port $(UI_PORT)
 
 ## test: lint, type checks and the whole test suite
 # --dist loadscope: every test of a module runs on one worker, so a module's shared fixture (a
