@@ -89,7 +89,9 @@ def request_frame(model_input: Any, model_columns: Iterable[str] = ()) -> pd.Dat
     ]
     if miscased:
         raise RequestRefused(
-            f"column names must be written as the contract writes them: {', '.join(miscased)}"
+            "column names must be written as the contract writes them: "
+            + ", ".join(miscased[:6])
+            + (f" and {len(miscased) - 6} more" if len(miscased) > 6 else "")
         )
     if model_input.shape[1] and not set(sent) & set(known):
         raise RequestRefused(
