@@ -211,9 +211,21 @@ def train(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
 
 @app.command(cls=Verb)
-def evaluate(config: ConfigOpt = None, set_: SetOpt = None, run_id: RunIdOpt = None) -> None:
+def evaluate(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_id: RunIdOpt = None,
+    walk_forward: Annotated[
+        bool | None,
+        typer.Option(
+            "--walk-forward/--no-walk-forward",
+            help="replay the deployment procedure at past cut-offs (default: on when "
+            "evaluate.walk_forward_cutoffs > 0)",
+        ),
+    ] = None,
+) -> None:
     """Metrics against baselines and the reviewer's HTML report for a run."""
-    _run_job("evaluate", _config(config, set_), run_id=run_id)
+    _run_job("evaluate", _config(config, set_), run_id=run_id, walk_forward=walk_forward)
 
 
 @app.command(cls=Verb)

@@ -484,6 +484,17 @@ class EvaluateConfig(Section):
         "refitted without each kept family and with each dropped one (the model's parameters "
         "and trees, its training window), scored on the test window; one refit per family",
     )
+    walk_forward_cutoffs: int = Field(
+        3,
+        ge=0,
+        description="past cut-offs of the walk-forward evaluation (0: none): at each, the "
+        "deployment procedure (refit, calibration, anchor, cut-offs) is run on what was known "
+        "then and the following walk_forward_days are scored with it; the last stretch ends where "
+        "the usable data ends",
+    )
+    walk_forward_days: int = Field(
+        30, gt=0, description="days between cut-offs: each cut-off's refit serves this stretch"
+    )
     acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
 
     @model_validator(mode="after")

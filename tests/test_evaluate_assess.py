@@ -194,7 +194,18 @@ def test_curves_agree_with_the_metrics_on_the_same_ranking(case: dict) -> None:
     drawn = a.curves(window, case["compared"], config)
     labelled = window.labelled
     expected = mx.calibration_table(window.y[labelled], window.probability[labelled])
-    pd.testing.assert_frame_equal(drawn.calibration, expected)
+    pd.testing.assert_frame_equal(drawn.calibration_inspected, expected)  # a diagnostic only
+    # judged on the population the probability claims: every declaration, against the truth
+    # (fraud x detection: the chance a control finds something), not the inspected rows
+    assert drawn.calibration_population == a.POPULATION_TRUTH
+    known = window.truth["fraud"].notna().to_numpy()
+    chance = window.truth["fraud"].to_numpy(dtype=float)[known] * config.simulate.detection_rate
+    table = drawn.calibration
+    assert table["rows"].sum() == known.sum()
+    observed = float((table["observed"] * table["rows"]).sum() / table["rows"].sum())
+    assert observed == pytest.approx(chance.mean())
+    predicted = float((table["predicted"] * table["rows"]).sum() / table["rows"].sum())
+    assert predicted == pytest.approx(window.probability[known].mean())
     assert drawn.gain["gain"].iloc[-1] == pytest.approx(1.0)
     assert drawn.gain["gain"].is_monotonic_increasing
     # the model has no revenue part: one ranking, by probability, the metrics' own
@@ -247,18 +258,19 @@ def test_the_decision_is_judged_on_the_most_honest_population(case: dict) -> Non
     compared: a.Comparators = case["compared"]
     judged = a.decision(
         metrics,
-        drawn.calibration,
+        drawn,
         pd.DataFrame(columns=["feature", "psi"]),
         case["config"],
         "run-1",
-        (CHAMPION, case["model"]),
-        compared.best_reference,
+        a.Judged((CHAMPION, case["model"]), compared.references.healthy, None),
     )
     assert judged.population == a.POPULATION_TRUTH and judged.champion == CHAMPION
     assert "--run-id run-1" in judged.approve_command
     names = [c.name for c in judged.criteria]
-    assert any(name.startswith("beats the best baseline") for name in names)
+    assert {f"beats {name}" for name in compared.references.healthy} <= set(names)
     assert "calibrated" in names and "no unexplained drift" in names
+    calibrated = judged.criteria[names.index("calibrated")]
+    assert a.POPULATION_TRUTH in calibrated.requirement  # not the inspected declarations
 
 
 def test_the_summary_and_card_describe_the_window(case: dict) -> None:

@@ -59,19 +59,20 @@ def test_a_model_that_beats_every_comparator_is_ready_to_approve() -> None:
         AcceptanceConfig(),
         TRUTH,
         "abc123",
-        best_reference="plain XGBoost",
+        references=["plain XGBoost"],
     )
     assert decision.verdict == "ready to approve"
     assert decision.rate == pytest.approx(SHARE)  # office capacity: the policy's control share
     names = [c.name for c in decision.criteria]
     assert names == [
-        "beats the best baseline (plain XGBoost)",
+        "beats plain XGBoost",
+        "beats rules",
         "beats the historical policy",
         "calibrated",
         "no unexplained drift",
     ]
     assert decision.criteria[0].figure == "+0.100 [+0.050, +0.150]"
-    assert decision.criteria[1].figure == "0.410 [0.370, 0.450] vs 0.180 [0.150, 0.210]"
+    assert decision.criteria[2].figure == "0.410 [0.370, 0.450] vs 0.180 [0.150, 0.210]"
     assert decision.approve_command == 'targeting approve --run-id abc123 --reason "..."'
 
 
@@ -83,19 +84,68 @@ def test_an_interval_that_reaches_zero_fails_and_so_does_the_verdict() -> None:
         AcceptanceConfig(),
         TRUTH,
         "r",
-        best_reference="plain XGBoost",
+        references=["plain XGBoost"],
     )
     assert decision.criteria[0].status == "fail" and decision.verdict == "not ready"
 
 
-def test_a_reference_learner_is_judged_once_named_in_the_baselines() -> None:
-    config = AcceptanceConfig(baselines=["plain XGBoost", "rules", "LightGBM"])
+def test_the_model_must_beat_every_healthy_reference_learner() -> None:
+    """Beating the reference chosen on another metric is not enough: each healthy reference is
+    judged on the page's population, metric and rate, and a loss to any one fails."""
+    metrics = _metrics((0.10, 0.05, 0.15), lightgbm=0.38)
     decision = decide(
-        _metrics((0.10, 0.05, 0.15), lightgbm=0.38), CALIBRATED, STABLE, config, TRUTH, "r"
+        metrics,
+        CALIBRATED,
+        STABLE,
+        AcceptanceConfig(),
+        TRUTH,
+        "r",
+        references=["plain XGBoost", "LightGBM"],
     )
-    first = decision.criteria[0]
-    assert first.name == "beats the best baseline (LightGBM)"  # the best of the three
-    assert first.status == "fail" and decision.verdict == "not ready"
+    by_name = {c.name: c.status for c in decision.criteria}
+    assert by_name["beats plain XGBoost"] == "pass"
+    assert by_name["beats LightGBM"] == "fail" and decision.verdict == "not ready"
+    # a reference that is no real fit is not among `references`: not judged, never "the best"
+    only = decide(metrics, CALIBRATED, STABLE, AcceptanceConfig(), TRUTH, "r", references=[])
+    assert "beats LightGBM" not in {c.name for c in only.criteria}
+    assert {c.name: c.status for c in only.criteria}[
+        "beats every healthy reference learner"
+    ] == "not judged"
+
+
+def test_calibration_on_the_random_stratum_is_judged_by_its_intervals() -> None:
+    thin = pd.DataFrame(
+        {
+            "predicted": [0.01, 0.03, 0.08],
+            "observed": [0.0, 0.05, 0.20],
+            "low": [0.0, 0.01, 0.12],
+            "high": [0.04, 0.12, 0.30],
+        }
+    )
+    population = "random stratum (IPW)"
+    decision = decide(
+        _metrics((0.10, 0.05, 0.15)),
+        thin,
+        STABLE,
+        AcceptanceConfig(),
+        TRUTH,
+        "r",
+        calibration_population=population,
+    )
+    calibrated = {c.name: c for c in decision.criteria}["calibrated"]
+    assert calibrated.figure == "2 of 3 bins inside" and calibrated.status == "pass"
+    assert population in calibrated.requirement
+    far = thin.assign(predicted=[0.2, 0.3, 0.5])
+    again = decide(
+        _metrics((0.10, 0.05, 0.15)),
+        far,
+        STABLE,
+        AcceptanceConfig(),
+        TRUTH,
+        "r",
+        calibration_population=population,
+    )
+    assert {c.name: c for c in again.criteria}["calibrated"].status == "fail"
 
 
 def test_miscalibration_and_drift_fail_with_their_figures() -> None:
@@ -163,7 +213,10 @@ def test_the_decision_page_opens_the_report_in_headless_chromium(tmp_path: Path)
     assert verdict is not None and verdict.group(1) == report.decision.verdict
     decision_section = main.split("</section>", 1)[0]
     statuses = re.findall(r"<td>(pass|fail|not judged)</td></tr>", decision_section)
-    assert len(statuses) == len(report.decision.criteria) == 5  # champion criterion included
+    assert len(statuses) == len(report.decision.criteria)
+    healthy = report.references.loc[report.references["healthy"] == "yes", "name"]
+    for name in [*healthy, "rules", "champion v1"]:  # every healthy reference, each named
+        assert f"beats {name}" in decision_section
     assert "beats champion v1" in decision_section
     assert "targeting approve --run-id run-under-review --reason" in decision_section
     # the global SHAP views span the page (legible labels) and a click enlarges a figure
@@ -224,6 +277,6 @@ def test_a_baseline_without_a_paired_difference_is_judged_on_unpaired_intervals(
     metrics = metrics.loc[metrics["model"] != "model - rules"]
     config = AcceptanceConfig(baselines=["rules"])
     first = decide(metrics, CALIBRATED, STABLE, config, TRUTH, "r").criteria[0]
-    assert first.name == "beats the best baseline (rules)" and first.status == "pass"
+    assert first.name == "beats rules" and first.status == "pass"
     assert first.figure == "0.400 [0.360, 0.440] vs 0.200 [0.170, 0.230]"
     assert "(unpaired)" in first.requirement

@@ -70,10 +70,11 @@ def test_metrics_table_holds_the_model_and_every_baseline(reviewed: dict) -> Non
         "champion v1",
         "model - champion v1",
     } <= set(truth["model"])
-    # the model against the best reference learner, with a paired interval
-    against = [m for m in set(truth["model"]) if m.startswith("model - ") and "champion" not in m]
-    assert len(against) == 1
-    assert against[0].removeprefix("model - ") in {"plain XGBoost", "LightGBM", "CatBoost"}
+    # the model against every healthy reference learner, each with a paired interval
+    against = {m for m in set(truth["model"]) if m.startswith("model - ") and "champion" not in m}
+    references = reviewed["assessment"].report.references
+    healthy = set(references.loc[references["healthy"] == "yes", "name"])
+    assert against == {f"model - {name}" for name in healthy}
     for rate in reviewed["config"].evaluate.rates:
         rows = truth.loc[(truth["model"] == "model") & np.isclose(truth["rate"], rate)]
         assert set(rows["metric"]) >= {"precision", "recall", "revenue", "precision_norm"}
@@ -155,6 +156,7 @@ def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_pa
     assert len(report.local_figures) == 3  # two red-channel declarations and the one asked for
     for anchor in (
         "decision",
+        "walkforward",
         "summary",
         "windows",
         "metrics",
@@ -170,7 +172,7 @@ def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_pa
     assert "Proportionality" in html and "AEO status" in html
     assert not re.search(r"&lt;(table|img|p)\b", html)  # fragments are not escaped twice
     seen = h.rendered_images(html, tmp_path)
-    assert seen == {"images": expected_images, "decoded": expected_images, "sections": 11}
+    assert seen == {"images": expected_images, "decoded": expected_images, "sections": 12}
 
 
 def test_configured_office_capacity_is_a_count_per_day(tmp_path: Path) -> None:

@@ -175,4 +175,4 @@ def test_a_calibrated_probability_is_never_exactly_0_or_1() -> None:
     assert (p > 0).all() and (p < 1).all()
     assert min(iso.knots_y) >= 1 / 402 and max(iso.knots_y) <= 1 - 1 / 402
     extreme = Calibration(method="platt", platt_a=50.0).apply(np.array([-40.0, 40.0]))
-    assert 0 < extreme[0] and extreme[1] < 1
+    assert extreme[0] > 0 and extreme[1] < 1

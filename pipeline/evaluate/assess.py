@@ -22,9 +22,10 @@ from pipeline.evaluate import explain as ex
 from pipeline.evaluate import families as fam
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate import selections as sel
-from pipeline.evaluate.decision import Decision, decide
+from pipeline.evaluate.decision import EVERY_ROW_INSPECTED, Decision, decide
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.reference import ReferenceScores
+from pipeline.evaluate.walkforward import WalkForward
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import ModelInfo, TargetingModel
 from pipeline.serve.ranking import Ranking, rank
@@ -75,6 +76,9 @@ class ReportData:
     # the selection's own figures on the folds that chose the families: a diagnostic only
     families_in_sample: pd.DataFrame = field(default_factory=pd.DataFrame)
     decision: Decision | None = None  # the decision page (pipeline/evaluate/decision.py)
+    calibration_population: str = ""  # the population `calibration` is measured on
+    calibration_inspected: pd.DataFrame = field(default_factory=pd.DataFrame)  # a diagnostic
+    walk_forward: WalkForward | None = None  # the deployment procedure replayed
     tradeoff: pd.DataFrame = field(default_factory=pd.DataFrame)  # revenue_weight, rate, ...
     tradeoff_population: str = ""
 
@@ -304,11 +308,13 @@ def comparators(
     probabilities |= references.scores
     best = reference.best_reference(references, window.y)
     scores = sel.both_rankings(learners, window.rank_by, config.serve.revenue_weight)
-    if best is not None:
-        compare.append(("model", best))
+    # Every healthy reference gets a paired difference: the model must beat each (the decision
+    # page judges them all, on its population, metric and ranking), not only the one chosen.
+    for name in [best, *(n for n in references.healthy if n != best)] if best else []:
+        compare.append(("model", name))
         for words in sel.RANKINGS.values():
-            if f"{best} {words}" in scores and f"model {words}" in scores:
-                compare.append((f"model {words}", f"{best} {words}"))
+            if f"{name} {words}" in scores and f"model {words}" in scores:
+                compare.append((f"model {words}", f"{name} {words}"))
     if config.evaluate.rules and window.declarations is not None:
         scores["rules"] = mx.rules_score(
             window.declarations, config.evaluate.rules, int(config.seed)
@@ -519,17 +525,44 @@ def main_rows(window: TestWindow) -> MainRows:
 class Curves:
     """Calibration, gain and lift, and precision against revenue share as the ranking moves."""
 
-    calibration: pd.DataFrame  # predicted, observed
+    calibration: pd.DataFrame  # predicted, observed[, low, high, rows]: the claimed population
     gain: pd.DataFrame  # share, gain, oracle_gain, lift[, revenue_gain]
     tradeoff: pd.DataFrame  # revenue_weight, rate, precision, recall, revenue
     tradeoff_population: str
+    calibration_population: str = ""
+    calibration_inspected: pd.DataFrame = field(default_factory=pd.DataFrame)  # a diagnostic
+
+
+def claimed_calibration(window: TestWindow, config: Config) -> tuple[pd.DataFrame, str]:
+    """The reliability table on the population the probability speaks of, every declaration:
+    the simulator's truth (fraud x detection rate: the chance a control finds something), every
+    recorded outcome where every declaration was inspected (KCS), else the random stratum with
+    its weights (too few to judge below `evaluate.min_stratum_rows` rows a bin)."""
+    detection = config.simulate.detection_rate if config.data.source == "simulate" else 1.0
+    if window.truth is not None and window.has_truth:
+        keep = window.truth["fraud"].notna().to_numpy()
+        target = window.truth["fraud"].to_numpy(dtype=float)[keep] * detection
+        table = mx.calibration_table(target, window.probability[keep], bins=10, hard=False)
+        return table, POPULATION_TRUTH
+    if window.labelled.mean() > 0.99:
+        labelled = window.labelled
+        table = mx.calibration_table(window.y[labelled], window.probability[labelled])
+        return table, f"all declarations ({EVERY_ROW_INSPECTED})"
+    stratum = window.stratum
+    weight = window.test.sample_weight.to_numpy(dtype=float)[stratum]
+    table = mx.weighted_calibration_table(
+        window.y[stratum], window.probability[stratum], weight, config.evaluate.min_stratum_rows
+    )
+    return table, ESTIMATOR_POPULATIONS["ipw"]
 
 
 def curves(window: TestWindow, compared: Comparators, config: Config) -> Curves:
-    """The reliability table (recorded outcomes), gain and the two rankings' trade-off."""
+    """The reliability table on the claimed population (`claimed_calibration`; the inspected
+    rows' table kept as a diagnostic), gain and the two rankings' trade-off."""
     main = main_rows(window)
     keep, labelled = main.keep, window.labelled
-    calibration = (
+    calibration, claimed = claimed_calibration(window, config)
+    inspected = (
         mx.calibration_table(window.y[labelled], window.probability[labelled])
         if labelled.sum() > 1
         else pd.DataFrame(columns=["predicted", "observed"])
@@ -545,7 +578,7 @@ def curves(window: TestWindow, compared: Comparators, config: Config) -> Curves:
         )
         rates = [float(r) for r in config.evaluate.rates]
         tradeoff = sel.tradeoff_table(main.y, main.money, kept, rates)
-    return Curves(calibration, gain, tradeoff, main.population)
+    return Curves(calibration, gain, tradeoff, main.population, claimed, inspected)
 
 
 def headline_rate(config: Config) -> float:
@@ -772,25 +805,38 @@ def judged_features(drift: pd.DataFrame) -> pd.DataFrame:
     return drift.loc[~drift["verdict"].astype(str).str.startswith("not judged")]
 
 
+@dataclass(frozen=True)
+class Judged:
+    """What the decision compares the model with besides its metrics: the champion, every
+    healthy reference learner and the walk-forward replay of the deployment."""
+
+    champion: tuple[str, TargetingModel] | None
+    references: list[str]
+    walk_forward: WalkForward | None
+
+
 def decision(
     metrics: pd.DataFrame,
-    calibration: pd.DataFrame,
+    drawn: Curves,
     drift: pd.DataFrame,
     config: Config,
     run_id: str,
-    champion: tuple[str, TargetingModel] | None,
-    best_reference: str | None,
+    judged: Judged,
 ) -> Decision:
     """The acceptance criteria judged on the most honest population (`evaluate.decision`)."""
+    champion = judged.champion
     return decide(
         metrics,
-        calibration,
+        drawn.calibration,
         judged_features(drift),
         config.evaluate.acceptance,
         primary_population(metrics),
         run_id,
         champion=champion[0] if champion is not None else None,
-        best_reference=best_reference,
+        references=judged.references,
+        walk=judged.walk_forward,
+        calibration_population=drawn.calibration_population,
+        fallback_rate=headline_rate(config),
     )
 
 
@@ -925,7 +971,10 @@ def model_card(
         "declarations overstate what the model finds in the whole flow, and the model learns "
         "the past policy's blind spots. Only the random stratum (and, on simulated data, the "
         "ground truth) measures true rates. Fraud patterns drift; retrain and monitor. Scores "
-        "are calibrated on a past window and may be dishonest after drift.",
+        "are calibrated on a past window and may be dishonest after drift. Label delay is assumed "
+        "independent of the outcome: a window's labels count only once known, and if hits took "
+        "longer to establish than clean results, the latest windows (the refit's calibration) "
+        "would under-count hits.",
         "Proportionality": "Selection rates by AEO status, origin and office below: a group "
         "selected far above the overall rate must be justified by its risk, not by its "
         "identity alone. Keep a random stratum so compliance is measured on everyone.",
@@ -951,6 +1000,20 @@ def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> 
 # --- the combination ------------------------------------------------------------------------------
 
 
+def window_card(window: TestWindow, model: TargetingModel, config: Config) -> dict[str, str]:
+    """The model card of the test window, with what the model's probability means."""
+    card = model_card(
+        config,
+        window.test,
+        window.labelled,
+        window.has_revenue,
+        window.truth is not None,
+        window.windows,
+    )
+    card["What the probability means"] = probability_meaning(model.info)
+    return card
+
+
 def assess(
     model: TargetingModel,
     features: FeatureSet,
@@ -961,6 +1024,7 @@ def assess(
     champion: tuple[str, TargetingModel] | None = None,
     run_id: str = "",
     local_ids: Sequence[str] = (),
+    walk_forward: WalkForward | None = None,
 ) -> Assessment:
     """Metrics against baselines, explanations and warnings of `model` on its test window.
 
@@ -972,6 +1036,8 @@ def assess(
         ground_truth: the simulator's truth (fraud, revenue_recoverable) when there is one.
         champion: (name, model) of the registered champion, compared with a paired bootstrap.
         local_ids: declarations to explain one by one (waterfalls), on top of a red sample.
+        walk_forward: the deployment procedure replayed at past cut-offs (`walkforward`), shown
+            first on the decision page.
     """
     window = build_window(model, features, config, declarations, ground_truth)
     compared = comparators(window, model, features, config, champion)
@@ -982,15 +1048,7 @@ def assess(
     groups = breakdowns(window, rate)
     explained = explanation_summary(window, model, config, local_ids)
     found = drift_and_leakage(window, model, explained.explanations.importance, config)
-    card = model_card(
-        config,
-        window.test,
-        window.labelled,
-        window.has_revenue,
-        window.truth is not None,
-        window.windows,
-    )
-    card["What the probability means"] = probability_meaning(model.info)
+    card = window_card(window, model, config)
     ablation = family_ablation(window, model, features, config)
     report = ReportData(
         title=f"Targeting model review: {config.name}",
@@ -1016,14 +1074,16 @@ def assess(
         families_in_sample=family_effects(model.info),
         decision=decision(
             metrics,
-            drawn.calibration,
+            drawn,
             found.drift,
             config,
             run_id,
-            champion,
-            compared.best_reference,
+            Judged(champion, compared.references.healthy, walk_forward),
         ),
         tradeoff=drawn.tradeoff,
         tradeoff_population=drawn.tradeoff_population,
+        calibration_population=drawn.calibration_population,
+        calibration_inspected=drawn.calibration_inspected,
+        walk_forward=walk_forward,
     )
     return Assessment(metrics=metrics, report=report, explanations=explained.explanations)

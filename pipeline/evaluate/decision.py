@@ -10,6 +10,7 @@ frame under its name is judged as soon as it is listed there).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ Status = Literal["pass", "fail", "not judged"]
 READY = "ready to approve"  # the only verdict `targeting approve` takes without --override
 HISTORICAL = "historical policy"
 AT_CAPACITY = "model at office capacity"
+EVERY_ROW_INSPECTED = "every one inspected"  # named in the population of such data
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,15 @@ def _at(rows: pd.DataFrame, model: str, rate: float) -> pd.Series | None:
     return None if hit.empty else hit.iloc[0]
 
 
-def decision_rate(metrics: pd.DataFrame, population: str, config: AcceptanceConfig) -> float | None:
+def decision_rate(
+    metrics: pd.DataFrame,
+    population: str,
+    config: AcceptanceConfig,
+    fallback: float | None = None,
+) -> float | None:
     """The rate the criteria are judged at: the configured one, else the historical policy's
-    control share (office capacity) when the report has it, else None."""
+    control share (office capacity) when the report has it, else `fallback` (the report's
+    headline rate: data where every declaration was inspected has no policy share)."""
     if config.rate is not None:
         return float(config.rate)
     policy = metrics.loc[
@@ -89,7 +97,7 @@ def decision_rate(metrics: pd.DataFrame, population: str, config: AcceptanceConf
         & (metrics["model"] == HISTORICAL)
         & (metrics["metric"] == "control_share")
     ]
-    return float(policy["value"].iloc[0]) if len(policy) else None
+    return float(policy["value"].iloc[0]) if len(policy) else fallback
 
 
 def _beats(rows: pd.DataFrame, comparator: str, rate: float, metric: str) -> Criterion:
@@ -158,38 +166,101 @@ def calibration_error(calibration: pd.DataFrame) -> float | None:
 BEST_REFERENCE = "best reference learner"
 
 
-def _baseline_criterion(
-    rows: pd.DataFrame, rate: float | None, config: AcceptanceConfig, best_reference: str | None
-) -> Criterion:
-    """Whether the model beats the best of the listed baselines at the decision rate."""
+def _baseline_criteria(
+    rows: pd.DataFrame, rate: float | None, config: AcceptanceConfig, references: Sequence[str]
+) -> list[Criterion]:
+    """Whether the model beats each listed baseline at the decision rate: `BEST_REFERENCE`
+    stands for every healthy reference learner (the model must beat each, not one chosen on
+    some other metric); a listed baseline absent from the report is left out."""
     if rate is None:
-        return Criterion("beats the best baseline", "a decision rate", "none", "not judged")
-    names = [
-        (best_reference or "") if name == BEST_REFERENCE else name for name in config.baselines
-    ]
-    best = _best_baseline(rows, rate, [name for name in names if name])
-    if best is None:
+        return [Criterion("beats the baselines", "a decision rate", "none", "not judged")]
+    criteria: list[Criterion] = []
+    for name in config.baselines:
+        if name == BEST_REFERENCE and not references:
+            criteria.append(
+                Criterion(
+                    "beats every healthy reference learner",
+                    "at least one reference learner that is a real fit",
+                    "no healthy reference learner",
+                    "not judged",
+                )
+            )
+        for comparator in references if name == BEST_REFERENCE else [name]:
+            if _at(rows, comparator, rate) is not None:
+                criteria.append(_beats(rows, comparator, rate, config.metric))
+    return criteria
+
+
+def chance_misses(cells: int, share: float = 0.05) -> int:
+    """Most cells a 95 % band may miss by chance alone (the binomial's 99th percentile)."""
+    from scipy.stats import binom
+
+    return int(binom.ppf(0.99, cells, share)) if cells else 0
+
+
+def _calibration_criterion(
+    calibration: pd.DataFrame, config: AcceptanceConfig, population: str
+) -> Criterion:
+    """Calibration judged on the population the probability claims (`population`): with bin
+    intervals (the random stratum's thin, weighted rows), no more bins outside their interval
+    than chance allows; else the mean |predicted - observed| below the bound."""
+    on = f" on {population}" if population else ""
+    if "low" in calibration and len(calibration):
+        judged = calibration.dropna(subset=["low", "high"])
+        predicted = judged["predicted"].astype(float)
+        outside = int(((predicted < judged["low"]) | (predicted > judged["high"])).sum())
+        allowed = chance_misses(len(judged))
         return Criterion(
-            "beats the best baseline",
-            f"one of {', '.join(config.baselines)} in the report",
-            "none present",
-            "not judged",
+            "calibrated",
+            f"predicted probability inside the observed 95 % interval{on} in every bin but "
+            "what chance allows",
+            f"{len(judged) - outside} of {len(judged)} bins inside"
+            if len(judged)
+            else "too few to judge",
+            "not judged" if not len(judged) else ("pass" if outside <= allowed else "fail"),
         )
-    beaten = _beats(rows, best, rate, config.metric)
-    return Criterion(
-        f"beats the best baseline ({best})", beaten.requirement, beaten.figure, beaten.status
-    )
-
-
-def _calibration_criterion(calibration: pd.DataFrame, config: AcceptanceConfig) -> Criterion:
     error = calibration_error(calibration)
     bound = config.max_calibration_error
     return Criterion(
         "calibrated",
-        f"mean |predicted - observed| over the reliability bins below {bound:.3f}",
+        f"mean |predicted - observed| over the reliability bins{on} below {bound:.3f}",
         "no reliability table" if error is None else f"{error:.4f}",
         "not judged" if error is None else ("pass" if error < bound else "fail"),
     )
+
+
+WALK_NAME = "the deployed procedure holds (walk-forward)"
+
+
+def walk_criterion(walk: Any, rate: float | None, metric: str) -> Criterion:
+    """What deploys, replayed at past cut-offs (`walkforward.WalkForward`): its `metric` at the
+    rate nearest the decision rate not significantly below the evaluated model's on the same
+    stretches, and each channel's realised hit rate inside the export's 95 % range in every
+    cell but what chance allows."""
+    from pipeline.evaluate.walkforward import DEPLOYED, EVALUATED, INSPECTED
+
+    requirement = (
+        f"deployed - evaluated {metric}: paired 95 % interval reaching 0 or above; realised "
+        "channel hit rates inside the 95 % range"
+    )
+    if walk is None or walk.stretches.empty:
+        return Criterion(WALK_NAME, requirement, "not run", "not judged")
+    inside, cells = walk.coverage()
+    parts, failed = [], cells - inside > chance_misses(cells)
+    parts.append(f"channels inside the range: {inside} of {cells}" if cells else "no channel")
+    rows = walk.metrics.loc[walk.metrics["metric"] == metric] if len(walk.metrics) else None
+    if rows is not None and len(rows) and walk.population != INSPECTED and rate is not None:
+        rates = rows["rate"].astype(float).dropna().unique()
+        near = float(rates[np.argmin(np.abs(rates - rate))])
+        diff = _at(rows, f"{DEPLOYED} - {EVALUATED}", near)
+        if diff is not None:
+            low, high = float(diff["low"]), float(diff["high"])
+            parts.insert(
+                0, f"{metric}@{_pct(near)} {_with_interval(float(diff['value']), low, high)}"
+            )
+            failed |= bool(np.isfinite(high) and high < 0)
+    status: Status = "fail" if failed else ("pass" if cells else "not judged")
+    return Criterion(WALK_NAME, requirement, "; ".join(parts), status)
 
 
 def _drift_criterion(judged_drift: pd.DataFrame, config: AcceptanceConfig) -> Criterion:
@@ -213,19 +284,27 @@ def decide(
     population: str | None,
     run_id: str,
     champion: str | None = None,
-    best_reference: str | None = None,
+    references: Sequence[str] = (),
+    walk: Any = None,
+    calibration_population: str = "",
+    fallback_rate: float | None = None,
 ) -> Decision:
-    """Judge every acceptance criterion and give the verdict; the baseline named
-    `BEST_REFERENCE` stands for ``best_reference``, the strongest reference learner."""
+    """Judge every acceptance criterion and give the verdict: first what deploys, replayed
+    (`walk`, a `walkforward.WalkForward`), then the evaluated model against each listed baseline
+    (`BEST_REFERENCE` standing for every healthy reference learner in `references`), the
+    historical policy and the champion, its calibration on `calibration_population`, drift."""
     population = population or ""
-    rate = decision_rate(metrics, population, config)
+    rate = decision_rate(metrics, population, config, fallback_rate)
     rows = _rows(metrics, population, config.metric)
-    criteria = [_baseline_criterion(rows, rate, config, best_reference)]
-    if config.historical_policy:
+    criteria = [walk_criterion(walk, rate, config.metric)] if walk is not None else []
+    criteria += _baseline_criteria(rows, rate, config, references)
+    # Where every declaration was inspected (KCS) there was no selection policy to beat.
+    every_row = EVERY_ROW_INSPECTED in calibration_population
+    if config.historical_policy and not every_row:
         criteria.append(_beats_historical(rows, config.metric))
     if champion is not None and rate is not None:
         criteria.append(_beats(rows, champion, rate, config.metric))
-    criteria.append(_calibration_criterion(calibration, config))
+    criteria.append(_calibration_criterion(calibration, config, calibration_population))
     criteria.append(_drift_criterion(judged_drift, config))
     statuses = {c.status for c in criteria}
     verdict = (

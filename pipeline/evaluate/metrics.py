@@ -352,14 +352,65 @@ def quota_mask(score: ArrayLike, office: ArrayLike, capacity: Mapping[str, float
     return mask
 
 
-def calibration_table(y: ArrayLike, probability: ArrayLike, bins: int = 10) -> pd.DataFrame:
-    """Reliability curve on quantile bins: mean predicted probability and observed hit rate."""
+def calibration_table(
+    y: ArrayLike, probability: ArrayLike, bins: int = 10, hard: bool = True
+) -> pd.DataFrame:
+    """Reliability curve on quantile bins: mean predicted probability and observed hit rate.
+
+    `hard=False`: `y` holds each row's true chance of a hit (the simulator's fraud x detection
+    rate), not a 0/1 outcome; the bins and means are the same.
+    """
     y_arr = _check(np.asarray(y, dtype=float))
     p = np.clip(np.asarray(probability, dtype=float), 0.0, 1.0)
     if len(y_arr) == 0 or len(np.unique(y_arr)) < 2:
         return pd.DataFrame(columns=["predicted", "observed"])
-    observed, predicted = calibration_curve(y_arr, p, n_bins=bins, strategy="quantile")
-    return pd.DataFrame({"predicted": predicted, "observed": observed})
+    if hard:
+        observed, predicted = calibration_curve(y_arr, p, n_bins=bins, strategy="quantile")
+        return pd.DataFrame({"predicted": predicted, "observed": observed})
+    return weighted_calibration_table(y_arr, p, np.ones(len(p)), 1, bins)[
+        ["predicted", "observed", "rows"]
+    ]
+
+
+def weighted_calibration_table(
+    y: ArrayLike, probability: ArrayLike, weight: ArrayLike, min_rows: int, bins: int = 5
+) -> pd.DataFrame:
+    """Reliability on weighted rows (the random stratum, by inverse selection probability):
+    per quantile bin of the probability, the weighted mean probability and hit rate, with a
+    Jeffreys 95 % interval on the bin's effective counts; a bin of fewer than `min_rows` rows
+    keeps its figures but no interval ("too few to judge"). Written by hand: scikit-learn's
+    `calibration_curve` takes no sample weights."""
+    from scipy.stats import beta
+
+    y_arr = np.asarray(y, dtype=float)
+    frame = pd.DataFrame(
+        {"y": y_arr, "p": np.asarray(probability, dtype=float), "w": np.asarray(weight, float)}
+    )
+    columns = ["predicted", "observed", "low", "high", "rows", "verdict"]
+    if len(frame) == 0:
+        return pd.DataFrame(columns=columns)
+    ranks = frame["p"].rank(method="first")
+    frame["bin"] = np.minimum((ranks - 1) * bins // len(frame), bins - 1).astype(int)
+    frame["wy"], frame["wp"], frame["w2"] = frame.w * frame.y, frame.w * frame.p, frame.w**2
+    grouped = frame.groupby("bin").agg(
+        w=("w", "sum"), wy=("wy", "sum"), wp=("wp", "sum"), w2=("w2", "sum"), rows=("y", "size")
+    )
+    observed = grouped.wy / grouped.w
+    effective = grouped.w**2 / grouped.w2
+    hits = observed * effective
+    enough = grouped.rows >= min_rows
+    low = np.where(enough, beta.ppf(0.025, hits + 0.5, effective - hits + 0.5), np.nan)
+    high = np.where(enough, beta.ppf(0.975, hits + 0.5, effective - hits + 0.5), np.nan)
+    return pd.DataFrame(
+        {
+            "predicted": (grouped.wp / grouped.w).to_numpy(),
+            "observed": observed.to_numpy(),
+            "low": low,
+            "high": high,
+            "rows": grouped.rows.to_numpy(),
+            "verdict": np.where(enough, "", f"too few to judge (need {min_rows} rows)"),
+        }
+    )
 
 
 def gain_curve(

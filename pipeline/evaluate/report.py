@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from pipeline.evaluate.assess import ReportData, primary_population
 from pipeline.evaluate.decision import render_decision
+from pipeline.evaluate.walkforward import WalkForward
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
 
@@ -47,6 +48,9 @@ def calibration_figure(calibration: pd.DataFrame) -> bytes:
     top = float(max(calibration[["predicted", "observed"]].max().max(), 0.05)) * 1.05
     ax.plot([0, top], [0, top], color="grey", linestyle="--", label="perfectly calibrated")
     ax.plot(calibration["predicted"], calibration["observed"], marker="o", label="model")
+    if "low" in calibration:  # the random stratum's bins carry an interval
+        judged = calibration.dropna(subset=["low", "high"])
+        ax.vlines(judged["predicted"], judged["low"], judged["high"], color="C0", alpha=0.5)
     ax.set_xlabel("predicted probability of a hit")
     ax.set_ylabel("observed hit rate")
     ax.set_title("Calibration (quantile bins)")
@@ -235,6 +239,7 @@ TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 
 TOC = (
     ("decision", "Decision"),
+    ("walkforward", "What deploys, replayed"),
     ("summary", "Summary"),
     ("windows", "Data windows"),
     ("metrics", "Metrics"),
@@ -290,7 +295,10 @@ def _curve_figures(data: ReportData, rates: Sequence[float]) -> list[dict[str, A
         curve_figures.append(
             {
                 "img": _img(calibration_figure(data.calibration), "calibration"),
-                "caption": "Reliability of the calibrated probability on the test window.",
+                "caption": "Reliability of the calibrated probability on the test window, on "
+                f"{data.calibration_population or 'the inspected declarations'} (the "
+                "population the probability speaks of); the inspected declarations' table "
+                "below is a diagnostic.",
             }
         )
     if len(data.gain):
@@ -348,6 +356,10 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         title=data.title,
         run_id=data.run_id,
         decision_html=render_decision(data.decision) if data.decision else Markup(""),
+        walk_html=walk_forward_html(data.walk_forward),
+        calibration_html=_frame_html(data.calibration, empty=""),
+        calibration_population=data.calibration_population,
+        calibration_inspected_html=_frame_html(data.calibration_inspected, empty=""),
         toc=TOC,
         model_summary=data.model_summary,
         warnings=data.warnings,
@@ -388,6 +400,43 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
             (k, _frame_html(_proportion_table(v))) for k, v in data.proportionality.items()
         ],
     )
+
+
+def walk_forward_pivot(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The walk-forward's pooled metrics: one row per selection, `metric@n %` columns, each
+    value with its 95 % interval."""
+    if metrics.empty:
+        return metrics
+    shown = metrics.loc[metrics["metric"].isin(["precision", "recall", "revenue"])].copy()
+    shown["cell"] = [
+        f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]" if np.isfinite(r.low) else f"{r.value:.3f}"
+        for r in shown.itertuples()
+    ]
+    shown["column"] = [f"{r.metric}@{rate_label(r.rate)}" for r in shown.itertuples()]
+    table = shown.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
+    return table.reset_index().rename_axis(columns=None)
+
+
+def walk_forward_html(walk: WalkForward | None) -> Markup:
+    """The walk-forward section's tables: the stretches and their refits, the pooled metrics of
+    the deployed procedure against the evaluated model, each channel's expected and realised
+    hit rate."""
+    if walk is None:
+        return Markup(
+            "<p class='muted'>not run (evaluate.walk_forward_cutoffs is 0, or "
+            "<code>targeting evaluate --no-walk-forward</code>)</p>"
+        )
+    inside, cells = walk.coverage()
+    parts = [
+        f"<p class='note'>Measured on {walk.population}. {' '.join(walk.notes)}</p>",
+        _frame_html(walk.stretches, empty="<p class='muted'>no cut-off</p>"),
+        "<h3>Deployed procedure against the evaluated model, same stretches</h3>",
+        _frame_html(walk_forward_pivot(walk.metrics), empty="<p class='muted'>no labels</p>"),
+        f"<h3>Channels: realised hit rate inside the export's 95 % range in {inside} of "
+        f"{cells} cells</h3>",
+        _frame_html(walk.channels, empty=""),
+    ]
+    return Markup("".join(str(p) for p in parts))
 
 
 def _frame_wrapped(frame: pd.DataFrame) -> Markup:

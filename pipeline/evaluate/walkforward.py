@@ -201,6 +201,13 @@ def serve_stretch(
     snapshot = build_snapshot(past, inputs.outcomes, config.features, stretch.start)
     given = decl.loc[stretch.contains(lodged)]
     served = attach(given, snapshot, config.features)  # rows in (lodged_at, id) order
+    missing = sorted(set(basis.model.feature_names) - set(served.X.columns))
+    if missing:
+        raise ValueError(
+            f"the serving snapshot does not rebuild the model's features {missing[:5]}: the "
+            "feature set was not built by `targeting features` with this config; rebuild it, or "
+            "set evaluate.walk_forward_cutoffs=0"
+        )
     order = pd.Index(given["declaration_id"].astype(str)).get_indexer(
         served.declaration_id.astype(str).to_numpy()
     )
@@ -345,6 +352,8 @@ def walk_forward(
     the data that belong to no window (the declarations `run` scores); `reference_days`: the
     length of the export's reference window (default `serve.reference_days`).
     """
+    # The refit learns from the columns the evaluated model kept (its families), as in `train`.
+    features = features.select([str(c) for c in model.feature_names])
     basis = RefitBasis.of_model(model, features)
     days = float(reference_days or config.serve.reference_days)
     step = pd.Timedelta(days=config.evaluate.walk_forward_days)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,6 +19,9 @@ from pipeline.jobs import JobResult, step
 
 if TYPE_CHECKING:
     from pipeline.evaluate.assess import Assessment
+    from pipeline.evaluate.walkforward import WalkForward
+    from pipeline.features.featureset import FeatureSet
+    from pipeline.ingest.readers import Inputs
     from pipeline.serve.model import TargetingModel
 
 REPORT_ARTIFACT = "report"
@@ -90,8 +93,61 @@ def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
     return lines
 
 
-def evaluate(config: Config, run_id: str | None = None) -> JobResult:
-    """Evaluate a run (default: the last `train` run) and write the reviewer's report."""
+def replay_deployment(
+    config: Config, model: TargetingModel, features: FeatureSet, inputs: Inputs
+) -> WalkForward:
+    """The walk-forward evaluation of the deployment procedure (`evaluate.walkforward`), with
+    the export's reference window length and the run's held-out days."""
+    from pipeline.evaluate.walkforward import WalkInputs, walk_forward
+    from pipeline.jobs.train import holdout_days
+    from pipeline.train.split import reference_window
+
+    held = holdout_days(config)
+    days: float = float(config.serve.reference_days)
+    if model.info.windows is not None:
+        tested = model.info.windows.test
+        days = reference_window(features.lodged_at, tested, config.serve.reference_days, held).days
+    simulated = config.data.source == "simulate"
+    walk_inputs = WalkInputs(
+        inputs.declarations,
+        inputs.outcomes,
+        inputs.ground_truth,
+        config.simulate.detection_rate if simulated else 1.0,
+    )
+    return walk_forward(model, features, walk_inputs, config, held, days)
+
+
+def walk_lines(walk: WalkForward | None, rate: float) -> list[str]:
+    """What the console shows of the walk-forward: the precision of both models at the rate
+    nearest `rate` with their paired difference, and the channels' coverage."""
+    from pipeline.evaluate.walkforward import DEPLOYED, EVALUATED
+
+    if walk is None or walk.stretches.empty:
+        return []
+    inside, cells = walk.coverage()
+    lines = [
+        f"walk-forward: {len(walk.stretches)} cut-offs, on {walk.population}; channels' "
+        f"realised hit rate inside the export's 95 % range in {inside} of {cells} cells"
+    ]
+    rows = walk.metrics.loc[walk.metrics["metric"] == "precision"] if len(walk.metrics) else None
+    if rows is not None and len(rows):
+        near = rows["rate"].iloc[int((rows["rate"] - rate).abs().to_numpy().argmin())]
+        at = rows.loc[rows["rate"] == near].set_index("model")
+        diff = at.loc[f"{DEPLOYED} - {EVALUATED}"]
+        lines.append(
+            f"  precision@{near:.0%}: deployed {at.loc[DEPLOYED, 'value']:.3f}, evaluated "
+            f"{at.loc[EVALUATED, 'value']:.3f}, difference {diff['value']:+.3f} "
+            f"[{diff['low']:+.3f}, {diff['high']:+.3f}]"
+        )
+    return lines
+
+
+def evaluate(
+    config: Config, run_id: str | None = None, walk_forward: bool | None = None
+) -> JobResult:
+    """Evaluate a run (default: the last `train` run) and write the reviewer's report;
+    `walk_forward` (default: `evaluate.walk_forward_cutoffs` > 0) replays the deployment
+    procedure at past cut-offs first (`replay_deployment`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,6 +160,12 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
     run_id, model = loaded.run_id, loaded.model
     features = catalog.feature_set(config)
     inputs = catalog.validated_inputs(config)
+    replay = config.evaluate.walk_forward_cutoffs > 0 if walk_forward is None else walk_forward
+    walk = None
+    if replay and config.evaluate.walk_forward_cutoffs > 0:
+        cuts = config.evaluate.walk_forward_cutoffs
+        step(f"walk-forward: the deployment replayed at {cuts} cut-offs")
+        walk = replay_deployment(config, model, features, inputs)
     step(f"metrics, baselines and {config.evaluate.bootstrap} bootstrap replicates, SHAP views")
     assessment = assess(
         model,
@@ -113,6 +175,7 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
         ground_truth=inputs.ground_truth,
         champion=champion_model(config, run_id),
         run_id=run_id,
+        walk_forward=walk,
     )
     step("writing the report")
     csv_path, json_path = write_report(config, run_id, assessment)
@@ -122,13 +185,14 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
         for r in metrics.itertuples()
         if pd.notna(r.value) and not str(r.model).startswith(("random",))
     }
+    flat |= walk_metrics(walk)
     tracking.log_metrics(run_id, flat)
     tracking.log_artifacts(run_id, config.paths.report.parent, REPORT_ARTIFACT)
     if assessment.report.decision is not None:  # to filter runs on, beside the report's page
         tracking.set_tags(run_id, {"verdict": assessment.report.decision.verdict})
 
     rates = [float(r) for r in config.evaluate.rates]
-    lines = console_lines(assessment, rates)
+    lines = walk_lines(walk, assessment.report.headline_rate) + console_lines(assessment, rates)
     lines.append(f"report: {config.paths.report}")
     return JobResult(
         stage="evaluate",
@@ -141,6 +205,40 @@ def evaluate(config: Config, run_id: str | None = None) -> JobResult:
         },
         lines=lines,
     )
+
+
+def walk_metrics(walk: WalkForward | None) -> dict[str, float]:
+    """The walk-forward's MLflow metrics: walkforward.<selection>.<metric>_at_<n>pct and the
+    channels' coverage."""
+    if walk is None or walk.stretches.empty:
+        return {}
+    inside, cells = walk.coverage()
+    out = {
+        "walkforward.channels_inside_range": float(inside),
+        "walkforward.channel_cells": float(cells),
+    }
+    for r in walk.metrics.itertuples():
+        if pd.notna(r.value) and pd.notna(r.rate):
+            model = re.sub(r"[^a-z0-9]+", "_", str(r.model).lower()).strip("_")
+            rate = f"{r.rate * 100:g}".replace(".", "_")
+            out[f"walkforward.{model}.{r.metric}_at_{rate}pct"] = float(r.value)
+    return out
+
+
+def write_walk_forward(folder: Path, walk: WalkForward | None) -> dict[str, Any] | None:
+    """The walk-forward's three tables as CSV beside the report; its summary for metrics.json."""
+    if walk is None:
+        return None
+    for name in ("stretches", "channels", "metrics"):
+        getattr(walk, name).to_csv(folder / f"walk_forward_{name}.csv", index=False)
+    inside, cells = walk.coverage()
+    return {
+        "population": walk.population,
+        "channels_inside_range": inside,
+        "channel_cells": cells,
+        "notes": walk.notes,
+        "stretches": json.loads(walk.stretches.to_json(orient="records")),
+    }
 
 
 def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[Path, Path]:
@@ -171,6 +269,7 @@ def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[P
                 if assessment.report.decision
                 else None,
                 "notes": assessment.report.notes,
+                "walk_forward": write_walk_forward(folder, assessment.report.walk_forward),
                 "metrics": json.loads(metrics.to_json(orient="records")),
             },
             indent=2,

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import expit
 import pandas as pd
 import xgboost as xgb
+from scipy.special import expit
 
 from pipeline.timeaxis import Window, Windows
 

@@ -1179,6 +1179,43 @@ class RefitBasis:
         )
 
 
+def deployed_model(
+    basis: RefitBasis,
+    refit_windows: RefitWindows,
+    rounds: int,
+    booster: xgb.Booster,
+    steps: tuple[FitRows, Calibrated, RevenuePart],
+) -> TargetingModel:
+    """The refit's bundle: every fact of it its own (its calibration, selection correction and
+    anchor were fitted on its windows, not the evaluated model's)."""
+    data, calibrated, revenue = steps
+    modelled = "selection model" in data.selection_correction
+    deployed = DeployedRefit(
+        refit_windows.train,
+        refit_windows.calibration,
+        refit_windows.labels_known_by,
+        rounds,
+        refit_windows.selection if modelled else None,
+    )
+    info = replace(
+        basis.model.info,
+        role="deployed",
+        refit=deployed,
+        revenue_model=revenue.note,
+        calibration=calibrated.method or calibrated.calibration.method,
+        selection_correction=data.selection_correction,
+        anchoring=calibrated.anchoring,
+    )
+    return TargetingModel(
+        booster=booster,
+        calibration=calibrated.calibration,
+        feature_names=list(basis.model.feature_names),
+        categories=data.levels,
+        revenue_booster=revenue.booster,
+        info=info,
+    )
+
+
 def refit(
     fs: FeatureSet,
     refit_windows: RefitWindows,
@@ -1231,30 +1268,7 @@ def refit(
         config,
         evaluated_revenue.num_boosted_rounds() if evaluated_revenue is not None else 100,
     )
-    modelled = "selection model" in data.selection_correction
-    selected_on = refit_windows.selection if modelled else None
-    deployed = DeployedRefit(
-        refit_windows.train, refit_windows.calibration, known_by, rounds, selected_on
-    )
-    # Every fact of the deployed model is its own: its calibration, selection correction and
-    # anchor were fitted on its windows, not the evaluated model's.
-    info = replace(
-        basis.model.info,
-        role="deployed",
-        refit=deployed,
-        revenue_model=revenue.note,
-        calibration=calibrated.method or calibrated.calibration.method,
-        selection_correction=data.selection_correction,
-        anchoring=calibrated.anchoring,
-    )
-    model = TargetingModel(
-        booster=booster,
-        calibration=calibrated.calibration,
-        feature_names=list(basis.model.feature_names),
-        categories=data.levels,
-        revenue_booster=revenue.booster,
-        info=info,
-    )
+    model = deployed_model(basis, refit_windows, rounds, booster, (data, calibrated, revenue))
     refit_log = RefitLog(
         windows=refit_windows,
         trees=rounds,
