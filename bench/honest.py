@@ -1,6 +1,7 @@
 """Honesty benchmark: do the export's expected hit rates hold on the declarations that follow?
 
     .venv/bin/python bench/honest.py [--rows 200000] [--seeds 48 ... 53] [--set key=value ...]
+        [--no-walk-forward]
 
 The default seeds are held out: seeds 42-47 chose `train.anchor_days` (a year against two).
 
@@ -13,7 +14,12 @@ detection rate (the chance that a control of a fraud finds it), i.e. the hit rat
 every declaration of the channel would have had; and whether that truth lies inside the
 export's 95 % interval of the expected hit rate and its 95 % range for the hit rate of a stretch
 like the reference window (`serve.thresholds.hit_rate_bounds`: the level's uncertainty from the
-random stratum, plus the luck of that many controls). Writes bench/results/honest.json.
+random stratum, plus the luck of that many controls). Also per seed: how the deployed model's
+probabilities of the incoming declarations spread (the share exactly 0 or 1, the largest share
+one value holds), and the walk-forward replay of the deployment procedure at past cut-offs
+(`targeting evaluate --walk-forward`): the deployed procedure's precision at 5 % against the
+evaluated model's on the same stretches, and the channels' realised hit rate against each
+cut-off's export range, both against the simulator's truth. Writes bench/results/honest.json.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pipeline.jobs.simulate import simulate  # noqa: E402
 from pipeline.jobs.train import train  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+WALK_RATE = 0.05  # the walk-forward's precision is read at this control rate
 
 
 def channel_table(config: Config, document: dict[str, Any]) -> pd.DataFrame:
@@ -92,7 +99,9 @@ def coverage(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def one_seed(seed: int, rows: int, overrides: list[str]) -> dict[str, Any]:
+def one_seed(
+    seed: int, rows: int, overrides: list[str], walk_forward: bool = True
+) -> dict[str, Any]:
     folder = ROOT / "outputs" / f"bench-honest-{seed}"
     config = load(
         ROOT / "configs" / "default.yaml",
@@ -114,12 +123,78 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> dict[str, Any]:
     score(config, input=incoming, snapshot=str(snapshot))
     document = json.loads(config.paths.thresholds.read_text(encoding="utf-8"))
     table = channel_table(config, document)
+    walk = walk_record(config, str(trained.figures["run_id"])) if walk_forward else None
     return {
         "seed": seed,
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
         "level_basis": document["kpis"]["hit_rate_uncertainty"],
         "channels": table.reset_index().to_dict(orient="records"),
+        "incoming_probability": probability_ties(config),
+        "walk_forward": walk,
+    }
+
+
+def probability_ties(config: Config) -> dict[str, float]:
+    """How the deployed model's probabilities of the incoming declarations spread: the share
+    exactly 0 or 1, the largest share held by one value, the number of distinct values."""
+    p = pd.read_parquet(config.paths.scored, columns=["probability"])["probability"].dropna()
+    shares = p.value_counts(normalize=True)
+    return {
+        "declarations": len(p),
+        "exactly_0_or_1": float(((p == 0) | (p == 1)).mean()),
+        "largest_share_of_one_value": float(shares.iloc[0]) if len(shares) else 0.0,
+        "distinct_values": int(p.nunique()),
+    }
+
+
+def walk_record(config: Config, run_id: str) -> dict[str, Any]:
+    """The walk-forward replay of the deployment (`targeting evaluate --walk-forward`): per
+    stretch, precision at 5 % of the deployed procedure and of the evaluated model against the
+    truth, and each channel's realised hit rate against the export's range."""
+    from pipeline.evaluate.walkforward import DEPLOYED, EVALUATED
+    from pipeline.jobs import catalog
+    from pipeline.jobs.evaluate import replay_deployment
+
+    model = catalog.load_run(config, run_id, "evaluated").model
+    walk = replay_deployment(
+        config, model, catalog.feature_set(config), catalog.validated_inputs(config)
+    )
+    inside, cells = walk.coverage()
+    at = walk.metrics.loc[
+        (walk.metrics["metric"] == "precision") & (walk.metrics["rate"] == WALK_RATE)
+    ].set_index("model")
+    return {
+        "population": walk.population,
+        "stretches": walk.stretches.to_dict(orient="records"),
+        "channels": walk.channels.to_dict(orient="records"),
+        "channels_inside_range": inside,
+        "channel_cells": cells,
+        f"precision_at_{WALK_RATE:g}": {
+            name: at.loc[name, ["value", "low", "high"]].astype(float).to_dict()
+            for name in (DEPLOYED, EVALUATED, f"{DEPLOYED} - {EVALUATED}")
+            if name in at.index
+        },
+    }
+
+
+def walk_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over the seeds: the walk-forward's channel cells inside the range, the stretches where
+    the deployed procedure's precision at 5 % reached the evaluated model's, and the worst
+    probability ties of the incoming declarations."""
+    walks = [r["walk_forward"] for r in records if r.get("walk_forward")]
+    key = f"precision_at_{WALK_RATE:g}"
+    ties = [r["incoming_probability"] for r in records]
+    return {
+        "walk_channel_cells": sum(w["channel_cells"] for w in walks),
+        "walk_channels_inside_range": sum(w["channels_inside_range"] for w in walks),
+        "walk_deployed_minus_evaluated": [
+            w[key].get("deployed procedure - evaluated model") for w in walks
+        ],
+        "incoming_exactly_0_or_1_max": max((t["exactly_0_or_1"] for t in ties), default=None),
+        "incoming_largest_share_of_one_value_max": max(
+            (t["largest_share_of_one_value"] for t in ties), default=None
+        ),
     }
 
 
@@ -129,11 +204,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[48, 49, 50, 51, 52, 53])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default=str(RESULTS / "honest.json"))
+    parser.add_argument(
+        "--no-walk-forward", dest="walk_forward", action="store_false", help="skip the replay"
+    )
     args = parser.parse_args()
-    records = [one_seed(seed, args.rows, args.overrides) for seed in args.seeds]
+    records = [one_seed(seed, args.rows, args.overrides, args.walk_forward) for seed in args.seeds]
     frame = pd.DataFrame([{"seed": r["seed"], **c} for r in records for c in r["channels"]])
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    summary = coverage(frame)
+    summary = {**coverage(frame), **walk_summary(records)}
     print(json.dumps(summary, indent=2))
     Path(args.out).write_text(
         json.dumps(
