@@ -8,8 +8,11 @@ own MLflow SQLite store, so a user's runs are untouched) and records, for the te
 precision, recall and revenue at each control rate with their bootstrap intervals, for the model
 and every baseline, on all declarations (ground truth; simulator) or on the inspected ones (KCS,
 where every row was inspected), ROC-AUC and average precision, the two policies at office
-capacity, what the incoming stretch really held per channel (simulator), and each stage's
-seconds. Writes bench/results/quality_<name>.json, which `tools/readme.py` turns into the
+capacity, what the incoming stretch really held per channel (simulator), the walk-forward
+replay of the deployment procedure (`targeting evaluate --walk-forward`, on by default: the
+deployed procedure against the evaluated model on past stretches, and each channel's realised
+hit rate against the export's range), and each stage's seconds. Writes
+bench/results/quality_<name>.json, which `tools/readme.py` turns into the
 README's quality table.
 
 With two or more `--seeds`, the same run is repeated once per seed (the config's `seed` drives the
@@ -121,6 +124,13 @@ def one_run(config_file: str, overrides: list[str], suffix: str) -> tuple[dict[s
         "families": summary.figures.get("train", {}).get("families"),
         "family_ablation": _csv_records(config.paths.report.parent / "family_ablation.csv"),
         "references": _csv_records(config.paths.report.parent / "references.csv"),
+        "walk_forward": {
+            "summary": json.loads(
+                (config.paths.report.parent / "metrics.json").read_text(encoding="utf-8")
+            ).get("walk_forward"),
+            "metrics": _csv_records(config.paths.report.parent / "walk_forward_metrics.csv"),
+            "channels": _csv_records(config.paths.report.parent / "walk_forward_channels.csv"),
+        },
         "deployed_ranking": deployed_ranking(config.serve.rank_by, records),
         "refit": summary.figures.get("train", {}).get("refit"),
         "warnings": summary.figures.get("train", {}).get("warnings"),
