@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -718,6 +719,19 @@ class Config(Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    # the `section.key=value` overrides `load` applied (run names say what differs)
+    _overrides: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def overrides(self) -> list[str]:
+        """The `--set` overrides this config was loaded with, in order."""
+        return list(self._overrides)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every setting is, whichever overrides produced them."""
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
 
     @field_validator("output_dir")
     @classmethod
@@ -875,6 +889,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    config._overrides = list(overrides or [])
     data = config.data
     for name in ("declarations", "outcomes", "kcs_dir"):
         value = getattr(data, name)

@@ -11,6 +11,7 @@ happens at import; `configure` applies the URI when a job asks for it.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -172,6 +173,20 @@ def ui_command(config: Config) -> str:
         except ValueError:
             program = str(local)
     return f"{shlex.quote(program)} ui --backend-store-uri {shlex.quote(tracking_uri(config))}"
+
+
+RUN_NAME_LENGTH = 120
+UNNAMED_OVERRIDES = ("output_dir", "tracking.")  # where a run goes, not what it is
+
+
+def run_name(config: Config, stage: str, when: dt.datetime | None = None) -> str:
+    """A run's name: config, stage, UTC date and time, and what the command line changed
+    (`--set`, where the outputs go left out), e.g. ``default train 2026-12-06 12:40
+    simulate.rows=50000 tune.n_trials=4``; at most `RUN_NAME_LENGTH` characters."""
+    stamp = (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M")
+    changed = [o for o in config.overrides if not o.startswith(UNNAMED_OVERRIDES)]
+    name = " ".join([config.name, stage, stamp, *changed])
+    return name if len(name) <= RUN_NAME_LENGTH else name[: RUN_NAME_LENGTH - 3] + "..."
 
 
 @contextmanager

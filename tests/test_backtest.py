@@ -379,7 +379,7 @@ def test_backtest_job_writes_tables_plots_and_one_child_run_per_policy(
     assert experiment is not None
     parents = client.search_runs(
         [experiment.experiment_id],
-        "tags.stage = 'backtest' and attributes.run_name LIKE '%backtest'",
+        "tags.stage = 'backtest' and attributes.run_name LIKE '% backtest %'",
     )
     assert len(parents) == 1
     children = client.search_runs(

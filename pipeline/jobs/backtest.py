@@ -160,7 +160,9 @@ def track(config: Config, result: BacktestResult, folder: Path) -> str:
     from pipeline import tracking
 
     tracking.configure(config)
-    with tracking.start_parent_run(config, run_name=f"{config.name}-backtest") as parent:
+    with tracking.start_parent_run(
+        config, run_name=tracking.run_name(config, "backtest")
+    ) as parent:
         params = {k: v for k, v in flatten(config).items() if k.startswith(("backtest.", "sim"))}
         tracking.log_params(parent, params)
         tracking.set_tags(parent, {"stage": "backtest", "git_commit": tracking.git_commit()})

@@ -107,7 +107,9 @@ def monitor(config: Config, run_id: str | None = None) -> JobResult:
         strict_json.dumps(summary, indent=2, default=str), encoding="utf-8"
     )
 
-    with tracking.start_parent_run(config, run_name=f"{config.name}-monitor") as monitor_run:
+    with tracking.start_parent_run(
+        config, run_name=tracking.run_name(config, "monitor")
+    ) as monitor_run:
         tracking.set_tags(
             monitor_run, {"stage": "monitor", "model_run_id": model_run, "level": report.level}
         )

@@ -57,6 +57,24 @@ def trial_progress(total: int) -> Callable[[optuna.Study, optuna.trial.FrozenTri
     return report
 
 
+def _pruned(study: optuna.Study) -> int:
+    """Trials the pruner stopped early (counted among the finished ones, but never fitted)."""
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
+
+
+STUDY_RUNS_KEPT = 50  # the study's user attribute names at most this many runs, newest last
+
+
+def link_study(study: optuna.Study, run_id: str, config: Config) -> None:
+    """Name on the Optuna study the MLflow runs it tuned (user attributes `mlflow_run_ids`,
+    newest last, `config`, `registered_model`): a study found in optuna.db or the dashboard
+    leads to its runs, as the run's `study_name` tag leads back."""
+    runs = [str(r) for r in study.user_attrs.get("mlflow_run_ids", []) if str(r) != run_id]
+    study.set_user_attr("mlflow_run_ids", [*runs, run_id][-STUDY_RUNS_KEPT:])
+    study.set_user_attr("config", config.name)
+    study.set_user_attr("registered_model", config.tracking.registered_model)
+
+
 def windows_of(config: Config, fs: FeatureSet) -> Windows:
     """The final fit's windows for this config and feature set."""
     return make_windows(fs.lodged_at, config.split, holdout_days(config))
@@ -84,7 +102,7 @@ def train_feature_set(
     tracking.configure(config)
     study: optuna.Study | None = None
     notes: list[str] = []
-    with tracking.start_parent_run(config, run_name=f"{config.name}-train") as run_id:
+    with tracking.start_parent_run(config, run_name=tracking.run_name(config, "train")) as run_id:
         selection = None
         model_fs = fs
         if config.train.select_families and around_training is None:
@@ -101,6 +119,7 @@ def train_feature_set(
             )
             # The parent run holds the whole study, trials of earlier invocations included.
             tracking.log_trials(run_id, study.trials)
+            link_study(study, run_id, config)
             params = {**config.train.params, **best_params(study)}
         step("fitting and calibrating the model")
         feature_file = FeatureFile(source) if source is not None else None
@@ -184,8 +203,9 @@ def _summary_lines(
     if study is not None:
         lines.insert(
             0,
-            f"study {study.study_name}: {finished_trials(study)} trials, best "
-            f"{config.tune.objective} {study.best_value:.4f}",
+            f"study {study.study_name}: {finished_trials(study)} trials "
+            f"({_pruned(study)} of them pruned), best {config.tune.objective} "
+            f"{study.best_value:.4f}",
         )
     return lines
 
