@@ -1580,8 +1580,86 @@ ISSUE_25_CASES: list[tuple[str, Any, str, str]] = [
     ("REST HS code written as a float", D(_cell("hs_code", "62082200.0", 2)), "scored", "green"),
     ("REST naive and offset timestamps", D(_column("lodged_at", _mixed_zones)), "scored", "green"),
     ("REST duty_rate in percent", D(_percent_duty), "all manual", "written in percent"),
+    (
+        "an outcomes file of a header only",
+        V(lambda t: _user_csv(t), _outcomes_csv(lambda f: f.iloc[:0])),
+        "kept",
+        "0 rows in, 0 kept",
+    ),
+    (
+        "config: serve.random_rate above the red share",
+        V(lambda t: _user_csv(t), sets=("serve.random_rate=0.05",)),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "outcomes in CR-only line endings",
+        V(
+            lambda t: _user_csv(t),
+            lambda t: _raw(
+                t,
+                _cr_only(user_outcomes(user_declarations(12, seed=3)).to_csv(index=False)).encode(),
+                "outcomes.csv",
+            ),
+        ),
+        "kept",
+        "6 kept",
+    ),
+    (
+        "outcomes with a NUL byte",
+        V(lambda t: _user_csv(t), _outcomes_csv(_nul_in("selection_reason", 2))),
+        "quarantined",
+        "selection_reason: a NUL byte",
+    ),
+    (
+        "outcome dates with offsets and without",
+        V(
+            lambda t: _user_csv(t),
+            _outcomes_csv(_cell("result_at", "2024-06-30 10:00:00+02:00", 0)),
+        ),
+        "kept",
+        "6 kept",
+    ),
 ]
 CASES += ISSUE_25_CASES
+
+
+def test_a_random_draw_above_its_channel_is_warned_about(caplog: pytest.LogCaptureFixture):
+    from pipeline.config import load
+
+    with caplog.at_level("WARNING"):
+        load(None, ["serve.random_rate=0.05"])
+    assert "serve.random_rate 0.05 is above serve.channels.red 0.02" in caplog.text
+
+
+def test_simulate_never_overwrites_the_configured_data(tmp_path: Path):
+    from pipeline.config import load
+    from pipeline.jobs.simulate import simulate
+
+    mine = tmp_path / "declarations.parquet"
+    mine.write_bytes(b"the administration's own declarations")
+    config = load(None, [f"output_dir={tmp_path / 'out'}", f"data.declarations={mine}"])
+    with pytest.raises(ValueError, match=r"is the same file as data\.declarations"):
+        simulate(config, rows=50, out=tmp_path)
+    assert mine.read_bytes() == b"the administration's own declarations"
+
+
+def test_features_never_overwrite_the_configured_data(tmp_path: Path):
+    from pipeline.config import load
+    from pipeline.jobs.features import features
+
+    config = load(None, [f"output_dir={tmp_path}"])
+    target = config.paths.features
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"declarations kept where the features go")
+    config = load(
+        None, [f"output_dir={tmp_path}", "data.source=files", f"data.declarations={target}"]
+    )
+    with pytest.raises(
+        ValueError, match=r"the feature set .* is the same file as data\.declarations"
+    ):
+        features(config)
+    assert target.read_bytes() == b"declarations kept where the features go"
 
 
 @pytest.mark.parametrize(

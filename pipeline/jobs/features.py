@@ -17,6 +17,7 @@ from pipeline.features.build import build_feature_set, build_snapshot
 from pipeline.features.chunked import WrittenFeatures, write_chunked
 from pipeline.features.featureset import record_fingerprint
 from pipeline.jobs import JobResult, step
+from pipeline.jobs.paths import refuse_aliases
 from pipeline.timeaxis import after_last
 
 
@@ -25,13 +26,18 @@ def features(config: Config) -> JobResult:
     from pipeline.jobs.catalog import validated_inputs
 
     start = time.perf_counter()
+    paths = config.paths
+    refuse_aliases(
+        "features",
+        {"the feature set": paths.features, "the feature manifest": paths.manifest},
+        {"data.declarations": config.data.declarations, "data.outcomes": config.data.outcomes},
+    )
     inputs = validated_inputs(config)
     declarations, outcomes = inputs.declarations, inputs.outcomes
     if declarations.empty:
         raise ValueError("no declarations left after validation: nothing to build features from")
     as_of = after_last(declarations["lodged_at"])
     months = config.features.chunk_months
-    paths = config.paths
     step("point-in-time features and the serving snapshot")
     if months:  # written chunk by chunk; the snapshot is the state carried out of the last chunk
         written, carried = write_chunked(

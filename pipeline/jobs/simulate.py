@@ -15,10 +15,12 @@ from typing import Literal
 
 from pipeline.config import Config, SimulateConfig
 from pipeline.jobs import JobResult
+from pipeline.jobs.paths import refuse_aliases
 from pipeline.simulate import SimulatedData, summary
 from pipeline.simulate import simulate as simulate_stream
 
 TableFormat = Literal["parquet", "csv"]
+TABLES = ("declarations", "outcomes", "ground_truth")
 
 
 def write(data: SimulatedData, folder: Path, fmt: TableFormat = "parquet") -> dict[str, Path]:
@@ -56,8 +58,13 @@ def simulate(
     if rows is not None:
         settings["rows"] = rows
     section = SimulateConfig.model_validate(settings)  # validates the override (rows > 0)
-    data = simulate_stream(section, config.seed if seed is None else seed)
     folder = config.paths.data if out is None else Path(out)
+    refuse_aliases(
+        "simulate",
+        {f"--out {name}": folder / f"{name}.{fmt}" for name in TABLES},
+        {"data.declarations": config.data.declarations, "data.outcomes": config.data.outcomes},
+    )
+    data = simulate_stream(section, config.seed if seed is None else seed)
     outputs = write(data, folder, fmt)
     figures = summary(data)
     lodged = data.declarations["lodged_at"]

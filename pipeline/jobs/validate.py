@@ -63,7 +63,10 @@ def validate(
     else:
         declarations = read_table(input, config.data.column_mapping)
         outcome_frame = (
-            read_table(Path(outcomes), config.data.column_mapping) if outcomes is not None else None
+            # no controls yet: an outcomes file of a header only, as `run` accepts it
+            read_table(Path(outcomes), config.data.column_mapping, allow_empty=True)
+            if outcomes is not None
+            else None
         )
         outcome_source = str(outcomes)
     tables = schema.validate(
