@@ -24,7 +24,8 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import Ranking, control_priority, rank, ranking_score, top_count
 from pipeline.timeaxis import Window
-from pipeline.train.fit import WindowRows, fit_revenue_model, window_rows
+from pipeline.train.fit import fit_revenue_model, window_rows
+from pipeline.train.rows import WindowRows
 from pipeline.train.split import rows_in
 
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)

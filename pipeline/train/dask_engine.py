@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,9 +19,7 @@ import xgboost as xgb
 
 from pipeline.config import Config
 from pipeline.timeaxis import Window, Windows
-
-if TYPE_CHECKING:  # a type only: train.fit imports this module
-    from pipeline.train.fit import WindowRows
+from pipeline.train.rows import WindowRows
 
 
 class WindowFile(Protocol):

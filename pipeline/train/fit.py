@@ -32,6 +32,7 @@ from pipeline.timeaxis import Window, Windows
 from pipeline.train.dask_engine import DaskEngine, FileReads, WindowFile
 from pipeline.train.fitlog import FitLog, RefitCounts, RefitLog, Timings, WindowCounts
 from pipeline.train.objectives import precision_at, revenue_at
+from pipeline.train.rows import WindowRows
 from pipeline.train.split import RefitWindows, rows_in
 
 IMBALANCE_METHODS = ("none", "scale_pos_weight", "undersample", "smotenc", "inverse_propensity")
@@ -55,19 +56,6 @@ class RefitResult:
 
     model: TargetingModel
     log: RefitLog
-
-
-@dataclass
-class WindowRows:
-    """Model inputs of one window's labelled declarations."""
-
-    X: pd.DataFrame
-    y: np.ndarray
-    weight: np.ndarray
-    revenue: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.y)
 
 
 def frequent_levels(X: pd.DataFrame, min_count: int) -> dict[str, list[str]]:
