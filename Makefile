@@ -72,9 +72,10 @@ readme: $(STAMP)
 	$(BIN)/python tools/readme.py
 	$(BIN)/python tools/selectivity_doc.py
 
-## lab: JupyterLab on notebooks/ with the project's kernel (customs-targeting)
+## lab: JupyterLab at the project root (notebooks/, outputs/ and the report all in its file
+## browser) with the project's kernel (customs-targeting); each notebook runs in its own folder
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(BIN)/jupyter lab --notebook-dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 ## dashboard: optuna-dashboard on the study of CONFIG, on 127.0.0.1:DASHBOARD_PORT (8080)
 DASHBOARD_PORT ?= 8080
