@@ -147,3 +147,53 @@ def test_a_threshold_file_for_another_model_is_refused_by_the_score_job(
     load_inputs(trained).declarations.head(5).to_parquet(source)
     with pytest.raises(ThresholdsError, match="another model"):
         score(trained, input=source, thresholds=path, out=tmp_path / "x.csv")
+
+
+class _Stopped(BaseException):
+    """The export process stops here (as if killed: no exception handler of the job runs)."""
+
+
+@pytest.mark.parametrize(
+    "stop", ["staged", "registered", "committed", "moved selectivity.json", "alias"]
+)
+def test_an_export_stopped_at_any_step_moves_the_alias_only_with_its_files(
+    trained: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+):
+    """The registry's challenger moves last: an export stopped before its commit leaves the
+    alias and the files as they were; one stopped after it is completed by the next export
+    (files first, then the alias), so the alias always names the export on disk."""
+    from functools import partial
+
+    from mlflow import MlflowClient
+
+    from pipeline import tracking
+    from pipeline.jobs import publish
+    from pipeline.jobs.export import export, file_sha256
+
+    out = tmp_path / "selectivity.json"
+    export(trained, out=out)
+    name = trained.tracking.registered_model
+    client = MlflowClient()
+    before = int(client.get_model_version_by_alias(name, "challenger").version)
+    old_json, old_offices = out.read_bytes(), out.with_name("selectivity_offices.csv").read_bytes()
+
+    def stop_at(step: str) -> None:
+        if step == stop:
+            raise _Stopped(step)
+
+    monkeypatch.setattr(publish, "after_step", stop_at)
+    with pytest.raises(_Stopped):
+        export(trained, out=out)
+    monkeypatch.setattr(publish, "after_step", lambda step: None)
+    committed = stop not in ("staged", "registered")
+    alias_now = int(client.get_model_version_by_alias(name, "challenger").version)
+    assert alias_now == (before + 1 if stop == "alias" else before)
+    if not committed:
+        assert out.read_bytes() == old_json
+        assert out.with_name("selectivity_offices.csv").read_bytes() == old_offices
+        return
+    publish.finish_pending(out.parent, partial(tracking.move_challenger, trained))
+    challenger = client.get_model_version_by_alias(name, "challenger")
+    assert int(challenger.version) == before + 1
+    assert challenger.tags["thresholds_sha256"] == file_sha256(out)
+    assert not (out.parent / publish.JOURNAL).exists()
