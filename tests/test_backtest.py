@@ -3,6 +3,7 @@ the random stratum against the ground truth, and the `targeting backtest` job.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -359,6 +360,10 @@ def test_first_detections_name_the_emerging_scheme(result: BacktestResult) -> No
 # --- the job ---------------------------------------------------------------------------------
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"a bare {constant}: not JSON")
+
+
 def test_backtest_job_writes_tables_plots_and_one_child_run_per_policy(
     tmp_path: Path,
 ) -> None:
@@ -372,6 +377,10 @@ def test_backtest_job_writes_tables_plots_and_one_child_run_per_policy(
     folder = config.paths.backtest
     for name in ("kpis.parquet", "kpis.csv", "summary.csv", "schemes.csv", "backtest.png"):
         assert (folder / name).stat().st_size > 0
+    written = sorted(folder.glob("*.json"))
+    assert written  # timings and fits, strict JSON (a NaN would be a bare NaN otherwise)
+    for path in written:
+        json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
     kpis = pd.read_parquet(folder / "kpis.parquet")
     assert len(kpis) == 3 * 3
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -15,7 +15,6 @@ per-step KPIs as metric histories and its totals as metrics.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from matplotlib.figure import Figure
 from pipeline.backtest.replay import BacktestResult, run_backtest
 from pipeline.config import Config, flatten
 from pipeline.jobs import JobResult
+from pipeline.serve import strict_json
 
 STEP_METRICS = (
     "controls",
@@ -142,8 +142,10 @@ def write(result: BacktestResult, folder: Path) -> dict[str, Path]:
     outputs["summary_md"].write_text(_markdown(result.summary), encoding="utf-8")
     result.schemes.to_csv(outputs["schemes"], index=False)
     plot(result, outputs["plot"])
-    outputs["timings"].write_text(json.dumps(result.timings, indent=2), encoding="utf-8")
-    outputs["fits"].write_text(json.dumps(result.fits, indent=2, default=str), encoding="utf-8")
+    timings = strict_json.dumps(result.timings, indent=2)  # null, never a bare NaN
+    outputs["timings"].write_text(timings, encoding="utf-8")
+    fits = strict_json.dumps(result.fits, indent=2, default=str)
+    outputs["fits"].write_text(fits, encoding="utf-8")
     return outputs
 
 
