@@ -106,6 +106,7 @@ def train_feature_set(
         selection = None
         model_fs = fs
         if config.train.select_families and around_training is None:
+            step("choosing the feature families on the tuning folds")
             selection = select_families(fs, windows, dict(config.train.params), config)
             model_fs = fs.select(selection.columns)
         elif config.train.select_families:
