@@ -50,10 +50,14 @@ def test_random_draw_and_rules_count_in_the_red_share_and_the_config_is_untouche
     before = serve.model_dump()
     table = capacity_scenarios(reference, serve, 60.0, RATES)
     red = table.loc[table["channel"] == "red"].set_index("red_rate")
+    random = table.loc[table["channel"] == "random"].set_index("red_rate")
     drawn, rule = forced_selection(reference, 0.005, serve_random_key(serve), serve.rules)
     forced = float((drawn | rule.notna().to_numpy()).mean())
     assert 0.01 < forced < 0.02  # the 1 % scenario is all random draws and rules
-    assert np.allclose(red["share"], np.maximum(RATES, forced), atol=2 / len(reference))
+    # the draw is a row of its own, and red with it takes the red capacity
+    assert np.allclose(random["share"], drawn.mean()) and len(random) == len(RATES)
+    red_capacity = red["share"] + random["share"]
+    assert np.allclose(red_capacity, np.maximum(RATES, forced), atol=2 / len(reference))
     assert serve.model_dump() == before
     assert "by_reason" not in table.columns
 

@@ -995,7 +995,8 @@ def capacity_scenarios(
     other channels keep theirs, the cut-offs are computed (`compute_cutoffs`) and the reference
     declarations are assigned as the selectivity system would (`assign_channels`: random draw
     and rules included). `reference` is what `compute_cutoffs` takes. Returns one row per
-    scenario and channel: red_rate, channel, target, declarations, share, per_day,
+    scenario and channel, the random draw on a row of its own (channel ``random``, its share
+    part of the red target): red_rate, channel, target, declarations, share, per_day,
     expected_hit_rate, expected_hits and, when the model has a revenue part, expected_revenue
     and expected_revenue_per_control (the `channel_kpis` entries).
     """
@@ -1018,4 +1019,7 @@ def capacity_scenarios(
         for name, entry in kpis["channels"].items():
             figures = {k: v for k, v in entry.items() if k not in SCENARIO_DROPS}
             rows.append({"red_rate": float(rate), "channel": name, **figures})
+        if kpis["random"]["declarations"]:  # the draw on its own row (it sits in the red share)
+            figures = {k: v for k, v in kpis["random"].items() if k not in SCENARIO_DROPS}
+            rows.append({"red_rate": float(rate), **figures, "channel": RANDOM_REASON})
     return pd.DataFrame(rows)
