@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from pipeline.config import PROJECT_ROOT
 
 # Part -> the parts it may import (besides itself). Modules directly under pipeline/ (config.py,
@@ -98,3 +100,42 @@ def test_the_check_sees_a_wrong_import(tmp_path: Path) -> None:
     module.write_text("from pipeline.evaluate.metrics import psi\nimport pipeline.jobs.run\n")
     assert _imports(module) == {"pipeline.evaluate.metrics", "pipeline.jobs.run"}
     assert "evaluate" not in ALLOWED["serve"] and "jobs" not in ALLOWED["evaluate"]
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Module -> the `pipeline` modules it imports, wherever the import is written (inside a
+    function, or for types only under TYPE_CHECKING: a loop there is still a loop to read)."""
+    modules = {
+        "pipeline." + ".".join(p.relative_to(PIPELINE).with_suffix("").parts): p
+        for p in PIPELINE.rglob("*.py")
+    }
+    names = {m.removesuffix(".__init__"): m for m in modules}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        found: set[str] = set()
+        for name in _imports(path):
+            # `from pipeline.train import fit` names the module pipeline.train.fit
+            for candidate in (name, name.rsplit(".", 1)[0]):
+                if candidate in names and candidate != "pipeline":
+                    found.add(names[candidate].removesuffix(".__init__"))
+                    break
+        graph[module.removesuffix(".__init__")] = found - {module.removesuffix(".__init__")}
+    return graph
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    import graphlib
+
+    graph = module_imports()
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        pytest.fail(f"an import loop between files: {' -> '.join(error.args[1])}")
+
+
+def test_the_loop_check_sees_a_loop() -> None:
+    import graphlib
+
+    with pytest.raises(graphlib.CycleError):
+        graphlib.TopologicalSorter({"a": {"b"}, "b": {"a"}}).prepare()
+    assert module_imports()["pipeline.ingest.kcs"] >= {"pipeline.ingest.text"}

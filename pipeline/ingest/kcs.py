@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.ingest.schema import ROW_PROBLEM, DataError
+from pipeline.ingest.text import NUL_MARK, csv_text, nul_problems
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,6 @@ def _short_rows(text: str) -> pd.Series:
 def _read_one(path: Path) -> pd.DataFrame:
     """One KCS file with English column names; text kept as text, HS codes left-padded; rows
     the reader finds broken (short, NUL bytes) named in `ROW_PROBLEM`."""
-    from pipeline.ingest.readers import NUL_MARK, csv_text, nul_problems
 
     text = csv_text(path)
     dialect = _dialect(path, text)
