@@ -143,14 +143,14 @@ def configure(config: Config) -> str:
     _check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient()
     name = config.tracking.experiment
-    try:
+    try:  # the store opens on the first call: a damaged SQLite file fails here
+        client = MlflowClient()
         experiment = client.get_experiment_by_name(name)
-    except MlflowException as exc:
-        first = str(exc).splitlines()[0][:300]
+    except Exception as exc:  # MlflowException, or the store's own (sqlalchemy's)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         raise TrackingUnreachable(
-            f"the MLflow tracking server {uri} does not answer as one: {first}"
+            f"the MLflow tracking store {uri} cannot be used: {first}"
         ) from None
     if experiment is None:
         location = (folder / "mlartifacts" / name).as_uri() if folder is not None else None

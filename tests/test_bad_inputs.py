@@ -931,6 +931,20 @@ def _decimal(column: Any) -> Any:
     return column.cast(pa.decimal128(6, 4))
 
 
+def _far_dates(column: Any) -> Any:
+    import pyarrow as pa
+
+    days = pd.to_datetime(pd.Series(column.to_pylist())).dt.date.tolist()
+    days[3] = dt.date(9999, 12, 31)
+    return pa.array(days, pa.date32())
+
+
+def _integers(column: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.array([int(v) for v in column.to_pylist()], pa.int64())
+
+
 def _user_parquet(change: Callable[[Any], Any]) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         import pyarrow.parquet as pq
@@ -1581,6 +1595,47 @@ ISSUE_25_CASES: list[tuple[str, Any, str, str]] = [
     ("REST naive and offset timestamps", D(_column("lodged_at", _mixed_zones)), "scored", "green"),
     ("REST duty_rate in percent", D(_percent_duty), "all manual", "written in percent"),
     (
+        "REST bytes that are not UTF-8",
+        D(_object_cell("office", b"OFF\xff\xfe", 2), bad_rows=(2,)),
+        "manual",
+        "office: not UTF-8 text",
+    ),
+    (
+        "day-first dates with and without offsets",
+        V(
+            lambda t: _user_csv(
+                t,
+                _column(
+                    "lodged_at",
+                    lambda f: [
+                        f"{d:02d}/03/2024 10:00" + ("+09:00" if d % 2 else "")
+                        for d in range(13, 25)
+                    ],
+                ),
+            )
+        ),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "KCS office code written as a float",
+        V(lambda t: _kcs_lines(t, _kcs_field("Office ID", "30.0")), kcs=True),
+        "kept",
+        "40 kept",
+    ),
+    (
+        "Parquet date32 beyond nanoseconds",
+        V(_user_parquet(_retyped("lodged_at", _far_dates))),
+        "quarantined",
+        "lodged_at: outside the years 1678-2261",
+    ),
+    (
+        "Parquet HS code stored as an integer",
+        V(_user_parquet(_retyped("hs_code", _integers))),
+        "kept",
+        "12 kept",
+    ),
+    (
         "an outcomes file of a header only",
         V(lambda t: _user_csv(t), _outcomes_csv(lambda f: f.iloc[:0])),
         "kept",
@@ -1936,3 +1991,50 @@ def test_every_dialect_and_physical_type_gives_the_same_channels(
         np.testing.assert_allclose(
             scored["probability"].astype(float), expected["probability"].astype(float), rtol=1e-9
         )
+
+
+def test_codes_written_as_floats_read_as_their_numbers():
+    from pipeline.ingest.schema import validate_declarations
+
+    frame = user_declarations(4, seed=3)
+    frame["office"] = ["30.0", "30", "40.0", "SEL.0"]
+    clean, _ = validate_declarations(frame)
+    offices = clean.set_index("declaration_id").loc[frame["declaration_id"], "office"]
+    assert offices.astype(str).tolist() == ["30", "30", "40", "SEL.0"]
+
+
+def test_day_first_dates_with_offsets_read_the_same_in_any_order():
+    from pipeline.ingest.schema import validate_declarations
+
+    frame = user_declarations(12, seed=3).reset_index(drop=True)
+    frame["lodged_at"] = [
+        f"{d:02d}/03/2024 10:00" + ("+09:00" if d % 2 else "") for d in range(13, 25)
+    ]
+    forward = validate_declarations(frame)[0].set_index("declaration_id")["lodged_at"]
+    backward = validate_declarations(frame.iloc[::-1])[0].set_index("declaration_id")["lodged_at"]
+    assert (
+        forward.loc[frame["declaration_id"]].tolist()
+        == backward.loc[frame["declaration_id"]].tolist()
+    )
+    assert forward.loc["D0001"] == pd.Timestamp("2024-03-13 01:00")  # 10:00+09:00
+    assert forward.loc["D0002"] == pd.Timestamp("2024-03-14 10:00")  # naive: UTC
+
+
+def test_bytes_sent_as_text_score_as_the_text(served: Served):
+    batch = served.incoming.iloc[:12].reset_index(drop=True)
+    as_bytes = batch.assign(
+        office=[v.encode() for v in batch["office"].astype(str)],
+        importer=[v.encode() for v in batch["importer"].astype(str)],
+    )
+    pd.testing.assert_frame_equal(served.scorer.score(as_bytes), served.scorer.score(batch))
+
+
+def test_a_damaged_tracking_store_is_named(tmp_path: Path):
+    from pipeline import tracking
+    from pipeline.config import load
+
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(b"not a database" * 100)
+    config = load(None, [f"tracking.uri=sqlite:///{store}"])
+    with pytest.raises(ValueError, match=r"tracking store sqlite:///.*mlflow\.db cannot be used"):
+        tracking.configure(config)

@@ -212,6 +212,11 @@ ANSWERED = [
     ("dataframe_split", lambda f: _body({"dataframe_split": _split(f)}), ()),
     ("dataframe_records", lambda f: _body({"dataframe_records": _records(f)}), ()),
     ("a dict and a list in two cells", _cell_objects, (3, 5)),
+    (
+        "names with stray blanks",
+        lambda f: _body({"dataframe_records": _records(f.rename(columns=lambda c: f" {c} "))}),
+        (),
+    ),
 ]
 
 

@@ -6,9 +6,9 @@ physical type, before validation.
 - dictionary-encoded columns are read as their values, decimals as floats;
 - nested columns (struct, list, map) cannot hold one value per cell: the file is refused,
   naming them;
-- timestamps in seconds, milli- or microseconds reach pandas in nanoseconds; a value outside
-  what nanoseconds hold (years 1678-2261) sends its row to quarantine naming the column, instead
-  of refusing the whole file.
+- timestamps in seconds, milli- or microseconds and dates reach pandas in nanoseconds; a value
+  outside what nanoseconds hold (years 1678-2261) sends its row to quarantine naming the column,
+  instead of refusing the whole file.
 
 Row problems are named in `ROW_PROBLEM` (validation quarantines those rows first).
 """
@@ -109,6 +109,8 @@ def _logical(name: str, column: pa.ChunkedArray, problems: np.ndarray) -> pa.Chu
         return _text_of_binary(name, column, problems)
     if pa.types.is_decimal(column.type):
         return column.cast(pa.float64())
+    if pa.types.is_date(column.type):  # days (date32) or milliseconds (date64) since 1970
+        column = column.cast(pa.timestamp("ms"))
     if pa.types.is_timestamp(column.type):
         return _nanosecond_stamps(name, column, problems)
     return column

@@ -181,6 +181,9 @@ def _nulled(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+INTEGRAL_FLOAT_TEXT = r"^(\d+)\.0$"
+
+
 def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
     """Distinct values as stripped text; integral floats lose their '.0' (30.0 -> '30')."""
     index = pd.Index(uniques)
@@ -196,14 +199,16 @@ def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
     if index.dtype == object and index.inferred_type not in ("string", "empty"):
         # Mixed Python objects (e.g. 71080.0 next to '870323'): distinct values one by one.
         return np.array([_one_text(v) for v in index], dtype=object)
-    return pd.Series(index.astype(str), dtype=object).str.strip().to_numpy(dtype=object)
+    texts = pd.Series(index.astype(str), dtype=object).str.strip()
+    # a code a spreadsheet wrote as a float ('30.0') reads as its number does (30 -> '30')
+    return texts.str.replace(INTEGRAL_FLOAT_TEXT, r"\1", regex=True).to_numpy(dtype=object)
 
 
 def _one_text(value: object) -> str:
     """Text of one distinct value; an integral float loses its '.0'."""
     if isinstance(value, float) and np.isfinite(value) and value == int(value):
         return str(int(value))
-    return str(value).strip()
+    return re.sub(INTEGRAL_FLOAT_TEXT, r"\1", str(value).strip())
 
 
 def _text_codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +339,7 @@ def _numeric_dates(
     year = parts[3].where(parts[3].str.len() == 4, "20" + parts[3])
     rest = parts[4].fillna("").str.strip()
     iso = year + "-" + month.str.zfill(2) + "-" + day.str.zfill(2) + " " + rest
-    return pd.to_datetime(iso.str.strip(), errors="coerce", format="ISO8601", utc=True)
+    return _iso_utc(iso.str.strip())
 
 
 OFFSET_AT_END = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)\s*$"
@@ -342,6 +347,18 @@ ZONE_WORD = r"(?<=\d)\s*([A-Za-z]{2,5})\s*$"
 # Zone names read as UTC; every other abbreviation is refused: CST is China, Cuba or US Central.
 UTC_WORDS = frozenset({"UTC", "GMT", "UT"})
 NOT_ZONES = frozenset({"AM", "PM"})
+
+
+def _iso_utc(text: pd.Series) -> pd.Series:
+    """ISO 8601 text as UTC timestamps (NaT where it is not). Values with an offset and naive
+    ones (UTC) are read apart: in one call pandas gives a naive value the offset of the value
+    before it, so the reading would depend on row order."""
+    with_offset = text.astype("string").str.contains(OFFSET_AT_END).fillna(False).to_numpy(bool)
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    for group in (with_offset, ~with_offset):
+        if group.any():
+            parsed[group] = pd.to_datetime(text[group], errors="coerce", format="ISO8601", utc=True)
+    return parsed
 
 
 def _flag_zone_words(series: pd.Series, column: str, verdicts: _Verdicts) -> pd.Series:
@@ -384,13 +401,7 @@ def _first_pass(
             utc=True,
         )
         return parsed, np.zeros(len(text), dtype=bool)
-    # Values with an offset and naive ones (UTC) are read apart: in one call pandas gives a
-    # naive value the offset of the value before it, so the reading would depend on row order.
-    with_offset = text.astype("string").str.contains(OFFSET_AT_END).fillna(False).to_numpy(bool)
-    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    for group in (with_offset, ~with_offset):
-        if group.any():
-            parsed[group] = pd.to_datetime(text[group], errors="coerce", format="ISO8601", utc=True)
+    parsed = _iso_utc(text)
     return parsed, parsed.isna().to_numpy() & present
 
 

@@ -67,6 +67,8 @@ def request_frame(model_input: Any, model_columns: Iterable[str] = ()) -> pd.Dat
             f"the body holds a {kind}, not a table of declarations (columnar 'inputs' or "
             f"'instances' would be read as one row); {SENT_AS}"
         )
+    # names with stray blanks are the contract's names, as in a file (`readers.read_table`)
+    model_input = model_input.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     columns = list(model_input.columns)
     if model_input.shape[1] and not any(isinstance(c, str) for c in columns):
         raise RequestRefused(
@@ -101,24 +103,46 @@ def request_frame(model_input: Any, model_columns: Iterable[str] = ()) -> pd.Dat
     return model_input
 
 
+PLAIN_KINDS = frozenset(
+    {"string", "empty", "floating", "integer", "mixed-integer-float", "boolean", "datetime", "date"}
+)
+
+
+def _cell_problem(name: str, value: Any) -> str | None:
+    """Why one cell can be no column's value: a list or an object, or bytes that are not UTF-8."""
+    if isinstance(value, dict | list | tuple | set | np.ndarray):
+        return f"{name}: a nested value, expected one value ({str(value)[:60]})"
+    if isinstance(value, bytes | bytearray):
+        try:
+            bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return f"{name}: not UTF-8 text ({bytes(value)[:40]!r})"
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """Bytes (a Parquet body's binary column) as UTF-8 text; a value with a problem as None."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None if isinstance(value, dict | list | tuple | set | np.ndarray) else value
+
+
 def nested_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells holding a list or an object (a JSON body can send one anywhere) replaced by None,
-    their rows named in `ROW_PROBLEM` so that validation quarantines them alone."""
+    their rows named in `ROW_PROBLEM` so that validation quarantines them alone; bytes read as
+    UTF-8 text (never as "b'OFF011'"). Columns of plain values are not walked."""
     problems = np.full(len(frame), None, dtype=object)
     changed: dict[str, pd.Series] = {}
     for name in frame.columns:
         column = frame[name]
-        if column.dtype != object:
+        if column.dtype != object or pd.api.types.infer_dtype(column) in PLAIN_KINDS:
             continue
-        nested = column.map(lambda v: isinstance(v, dict | list | tuple | set | np.ndarray))
-        nested = nested.to_numpy(dtype=bool)
-        if not nested.any():
-            continue
-        for row in np.flatnonzero(nested & pd.isna(problems)):
-            problems[row] = (
-                f"{name}: a nested value, expected one value ({str(column.iloc[row])[:60]})"
-            )
-        changed[str(name)] = column.where(~nested, None)
+        found = column.map(lambda v, n=name: _cell_problem(str(n), v)).to_numpy(dtype=object)
+        problems = np.where(pd.isna(problems), found, problems)
+        changed[str(name)] = column.map(_plain)
     if not changed:
         return frame
     earlier = frame[ROW_PROBLEM].to_numpy(dtype=object) if ROW_PROBLEM in frame else problems
