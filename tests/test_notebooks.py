@@ -169,3 +169,8 @@ def test_notebook_runs_alone_from_an_empty_folder(path: Path, tmp_path: Path):
         assert missing_stages(config) == []
     if stage == "04":
         assert "red_rate" in text and "revenue_norm" in text
+        # run again: the run's export is shown, not registered as another version
+        exported = paths.thresholds.read_bytes()
+        again = text_of(execute(path, overrides))
+        assert f"run {last['run_id']} is exported already" in again
+        assert paths.thresholds.read_bytes() == exported
