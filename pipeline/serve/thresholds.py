@@ -889,8 +889,9 @@ def channel_order_warnings(channels: dict[str, Any]) -> list[str]:
 def office_table(
     document: dict[str, Any], channels: pd.DataFrame, reference: pd.DataFrame
 ) -> pd.DataFrame:
-    """The export flat, for systems that cannot run the scorer: one row per office (``*``: the
-    global cut-offs, for offices the export does not name) and channel, with the cut-offs for
+    """The export flat, for systems without JSON: one row per office (``*``: the global
+    cut-offs, for offices the export does not name) and channel, with the cut-offs (on the
+    scorer's score and margin, which only the registered scorer computes) for
     other and AEO declarations and the expected KPIs on the reference window (declarations,
     share of the office's flow, expected hit rate and hits)."""
     names = [c["name"] for c in document["channels"]]
