@@ -1132,6 +1132,19 @@ def _object_cell(column: str, value: Any, row: int) -> Change:
     return change
 
 
+def _percent_row(row: int, rate: float = 8.0, factor: float = 0.01) -> Change:
+    """Row `row` with duty_rate `rate` and the declared duty of value x rate x `factor`."""
+
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        value = float(out["declared_value"].iloc[row])
+        out.iloc[row, out.columns.get_loc("duty_rate")] = rate
+        out.iloc[row, out.columns.get_loc("declared_duty")] = round(value * rate * factor, 2)
+        return out
+
+    return change
+
+
 def _dict_cell(column: str, row: int) -> Change:
     return _object_cell(column, {"code": "KRPUS"}, row)
 
@@ -1634,6 +1647,30 @@ ISSUE_25_CASES: list[tuple[str, Any, str, str]] = [
         V(_user_parquet(_retyped("hs_code", _integers))),
         "kept",
         "12 kept",
+    ),
+    (
+        "one duty_rate in percent, its declared duty says so",
+        V(lambda t: _user_csv(t, _percent_row(5))),
+        "quarantined",
+        "declared_duty is that percentage of declared_value",
+    ),
+    (
+        "one duty_rate of 150 %, its declared duty says so",
+        V(lambda t: _user_csv(t, _percent_row(5, rate=1.5, factor=1.0))),
+        "kept",
+        "12 kept",
+    ),
+    (
+        "score: one duty_rate in percent",
+        S(_score_frame(_percent_row(4))),
+        "some manual",
+        "duty_rate: written in percent",
+    ),
+    (
+        "REST one duty_rate in percent",
+        D(_percent_row(7), bad_rows=(7,)),
+        "manual",
+        "duty_rate: written in percent",
     ),
     (
         "an outcomes file of a header only",

@@ -598,6 +598,27 @@ def _flag_percent(values: np.ndarray, column: str, verdicts: _Verdicts) -> None:
     )
 
 
+def _flag_percent_rows(coerced: dict[str, object], verdicts: _Verdicts) -> None:
+    """A duty rate above 1 (100 %) that the row's own declared duty shows to be in percent: the
+    duty lies within a factor 2 of value x rate / 100 and closer to it than to value x rate
+    (8 meaning 8 %, in a batch too small for the column-wide check of `_flag_percent`)."""
+    rate = np.asarray(coerced["duty_rate"], dtype=float)
+    value = np.asarray(coerced["declared_value"], dtype=float)
+    duty = np.asarray(coerced["declared_duty"], dtype=float)
+    as_percent = value * rate / 100
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near = (duty >= 0.5 * as_percent) & (duty <= 2.0 * as_percent)
+        percent = (rate > 1.0) & near & (np.abs(duty - as_percent) < np.abs(duty - value * rate))
+    verdicts.flag(
+        percent & (value > 0),
+        lambda idx: _reasons(
+            "duty_rate: written in percent, expected a fraction (0.08 for 8 %)",
+            rate[idx].astype(str),
+            "; declared_duty is that percentage of declared_value",
+        ),
+    )
+
+
 def _coerce_bool(series: pd.Series, col: Column, verdicts: _Verdicts) -> np.ndarray:
     """Booleans from bool, 0/1 or text (true/false, yes/no, t/f, y/n, 1/0, any case)."""
     if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
@@ -804,6 +825,7 @@ def validate_declarations(
     verdicts = _Verdicts(len(frame))
     frame = _flag_row_problems(frame, verdicts)
     coerced = _coerce_all(frame, DECLARATION_COLUMNS, verdicts, contract, source)
+    _flag_percent_rows(coerced, verdicts)
     _flag_duplicates(np.asarray(coerced["declaration_id"]), verdicts, "duplicate")
     clean, report = _finish(
         frame,
