@@ -191,3 +191,25 @@ def test_a_damaged_journal_is_named(tmp_path: Path):
     with pytest.raises(ValueError, match="journal of an interrupted export is damaged"):
         finish_pending(folder, None)
     assert os.path.exists(folder / "selectivity.json")
+
+
+def test_a_staging_folder_of_a_running_export_is_left_alone(tmp_path: Path):
+    folder = _old_export(tmp_path)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        beside = folder / f"{STAGING_PREFIX}{running.pid}-abc"
+        beside.mkdir()
+        dead = folder / f"{STAGING_PREFIX}999999999-def"
+        dead.mkdir()
+        publish(
+            {
+                folder / "selectivity.json": lambda p: p.write_text("new json"),
+                folder / "selectivity_offices.csv": lambda p: p.write_text("new csv"),
+            },
+            lambda staged: "2",
+            lambda version: None,
+        )
+        assert beside.is_dir() and not dead.exists()
+    finally:
+        running.kill()
+        running.wait(timeout=20)

@@ -49,9 +49,23 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
 def _clear_stale_staging(folder: Path) -> None:
-    """Staging folders left by an export stopped before its commit (no journal names them)."""
+    """Staging folders left by an export stopped before its commit; one whose process still
+    runs (an export beside this one) is left to it."""
     for stale in folder.glob(f"{STAGING_PREFIX}*"):
+        pid = stale.name.removeprefix(STAGING_PREFIX).partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -104,7 +118,7 @@ def publish(
     folder.mkdir(parents=True, exist_ok=True)
     finish_pending(folder, move_alias)
     _clear_stale_staging(folder)
-    staging = folder / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    staging = folder / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
         staged = {Path(target): staging / Path(target).name for target in writers}
