@@ -100,3 +100,43 @@ def test_capacity_objectives_and_tuned_imbalance(tmp_path: Path, objective: str)
     assert "imbalance" in best_params(study)
     result = fit(fs, windows, best_params(study), config)
     assert result.model.info.imbalance == best_params(study)["imbalance"]
+
+
+def test_the_conventional_parameters_are_the_first_trial_and_the_floor(tmp_path: Path) -> None:
+    """Tuning can only help: train.params (over XGBoost's defaults) is trial 0, so the kept trial
+    is never worse on validation than them, and a trial kept instead must beat them by more than
+    their validation value's bootstrap noise."""
+    from pipeline.train.tune import CONVENTIONAL, NOISE, chosen_trial, conventional_point
+
+    fs, windows, config = _setup(tmp_path, n_trials=4)
+    study = run_study(fs, windows, config)
+    first = study.trials[0]
+    assert first.user_attrs[CONVENTIONAL] and first.user_attrs[NOISE] > 0
+    point = conventional_point(config)
+    assert first.params == point
+    assert point["learning_rate"] == config.train.params["learning_rate"]
+    assert point["max_depth"] == config.train.params["max_depth"]
+    kept = chosen_trial(study)
+    assert kept.value is not None and first.value is not None and kept.value >= first.value
+    if kept.number != first.number:
+        assert kept.value - first.value > first.user_attrs[NOISE]
+    else:
+        assert study.best_value - first.value <= first.user_attrs[NOISE]
+    # a gain within the conventional trial's noise keeps it; a larger one keeps the best
+    for noise, kept_number in ((0.05, 0), (0.01, 1)):
+        probe = optuna.create_study(direction="maximize")
+        space = {"learning_rate": optuna.distributions.FloatDistribution(0.03, 0.3, log=True)}
+        probe.add_trial(
+            optuna.trial.create_trial(
+                params={"learning_rate": 0.1},
+                distributions=space,
+                value=0.50,
+                user_attrs={CONVENTIONAL: True, NOISE: noise},
+            )
+        )
+        probe.add_trial(
+            optuna.trial.create_trial(
+                params={"learning_rate": 0.2}, distributions=space, value=0.52
+            )
+        )
+        assert chosen_trial(probe).number == kept_number

@@ -32,7 +32,7 @@ from pipeline.timeaxis import Windows
 from pipeline.train.fit import FILE_IMBALANCE, FitResult, RefitResult, fit, refit
 from pipeline.train.select import FamilySelection, select_families
 from pipeline.train.split import deployed_windows, make_windows
-from pipeline.train.tune import best_params, finished_trials, run_study
+from pipeline.train.tune import best_params, choice_line, finished_trials, run_study
 
 SIGNATURE_ROWS = 100
 
@@ -205,8 +205,8 @@ def _summary_lines(
         lines.insert(
             0,
             f"study {study.study_name}: {finished_trials(study)} trials "
-            f"({_pruned(study)} of them pruned), best {config.tune.objective} "
-            f"{study.best_value:.4f}",
+            f"({_pruned(study)} of them pruned); {config.tune.objective}: "
+            + choice_line(study, config.tune.objective),
         )
     return lines
 

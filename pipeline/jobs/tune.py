@@ -7,7 +7,7 @@ import optuna
 from pipeline.config import Config
 from pipeline.jobs import JobResult, catalog
 from pipeline.jobs.train import trial_progress, windows_of
-from pipeline.train.tune import finished_trials, run_study, storage_url
+from pipeline.train.tune import best_params, choice_line, finished_trials, run_study, storage_url
 
 
 def tune(config: Config, workers: int | None = None) -> JobResult:
@@ -22,14 +22,16 @@ def tune(config: Config, workers: int | None = None) -> JobResult:
     lines = [
         f"study {study.study_name} at {storage_url(config)}: {finished_trials(study)} trials "
         f"({pruned} pruned)",
-        f"best {config.tune.objective} {study.best_value:.4f}: {study.best_params}",
-        "`targeting train` fits the best parameters and logs the trials to MLflow",
+        f"{config.tune.objective}: {choice_line(study, config.tune.objective)}",
+        f"kept: {best_params(study)}",
+        "`targeting train` fits the kept parameters and logs the trials to MLflow",
     ]
     return JobResult(
         stage="tune",
         figures={
             "best_value": study.best_value,
             "best_params": study.best_params,
+            "kept_params": best_params(study),
             "trials": finished_trials(study),
             "pruned": pruned,
         },

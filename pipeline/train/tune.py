@@ -56,7 +56,7 @@ START_TIMEOUT_S = 300.0  # longest wait of a parallel worker for the others to b
 
 
 # Bump when `search_space` changes: a study of another space must not be continued.
-SEARCH_SPACE_VERSION = 2
+SEARCH_SPACE_VERSION = 3  # 3: the conventional parameters are the first trial
 
 
 def study_key(config: Config, features: list[str], windows: Windows) -> str:
@@ -185,6 +185,93 @@ def search_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
     return params
 
 
+# XGBoost's own defaults, each inside the search space (L1, split loss: its floor), for the
+# parameters `search_space` draws; `conventional_point` lays train.params over them.
+XGBOOST_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 0.3,
+    "grow_policy": "depthwise",
+    "max_depth": 6,
+    "min_child_weight": 1.0,
+    "subsample": 1.0,
+    "colsample_bytree": 1.0,
+    "reg_lambda": 1.0,
+    "reg_alpha": 1e-3,
+    "gamma": 1e-4,
+    "max_cat_to_onehot": 4,
+    "max_cat_threshold": 64,
+}
+SPACE_BOUNDS: dict[str, tuple[float, float]] = {
+    "learning_rate": (0.03, 0.3),
+    "max_depth": (2, 10),
+    "max_leaves": (8, 256),
+    "min_child_weight": (0.5, 50.0),
+    "subsample": (0.5, 1.0),
+    "colsample_bytree": (0.4, 1.0),
+    "reg_lambda": (1e-3, 30.0),
+    "reg_alpha": (1e-3, 10.0),
+    "gamma": (1e-4, 5.0),
+    "max_cat_to_onehot": (1, 16),
+    "max_cat_threshold": (8, 128),
+}
+CONVENTIONAL = "conventional"  # the user attribute that marks the first, enqueued trial
+NOISE = "noise"  # its user attribute: the bootstrap spread of its validation value
+
+
+def conventional_point(config: Config) -> dict[str, Any]:
+    """The study's first trial: train.params (the conventional parameters a data scientist would
+    start from) over XGBoost's defaults, each moved into the search space, so the chosen trial
+    is never worse on validation than what tuning was meant to improve on."""
+    point = dict(XGBOOST_DEFAULTS)
+    for name, value in config.train.params.items():
+        if name in point or name == "max_leaves":
+            point[name] = value
+    if point.get("grow_policy") == "lossguide":
+        point.pop("max_depth", None)
+        point.setdefault("max_leaves", 31)
+    else:
+        point.pop("max_leaves", None)
+    for name, (low, high) in SPACE_BOUNDS.items():
+        if name in point:
+            kind = int if isinstance(high, int) and isinstance(low, int) else float
+            point[name] = kind(min(max(point[name], low), high))
+    if config.tune.tune_imbalance:
+        point["imbalance"] = config.train.imbalance
+    return point
+
+
+def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best trial, unless it beats the conventional first trial by no more than that
+    trial's noise (the bootstrap spread of its validation value): then the conventional one.
+    A study without a conventional trial (an older one) gives its best."""
+    best = study.best_trial
+    first = next(
+        (t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(CONVENTIONAL)), None
+    )
+    if first is None or first.value is None or best.value is None:
+        return best
+    noise = float(first.user_attrs.get(NOISE, 0.0))
+    return best if best.value - first.value > noise else first
+
+
+def choice_line(study: optuna.Study, objective: str) -> str:
+    """What the study chose, in words: the best trial against the conventional first one and
+    its noise, and which was kept."""
+    chosen, best = chosen_trial(study), study.best_trial
+    first = next(
+        (t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(CONVENTIONAL)), None
+    )
+    if first is None or first.value is None:
+        return f"best {objective} {best.value:.4f} (trial {best.number})"
+    noise = float(first.user_attrs.get(NOISE, 0.0))
+    kept = (
+        "the conventional parameters" if chosen.number == first.number else f"trial {best.number}"
+    )
+    return (
+        f"conventional parameters {first.value:.4f} (noise {noise:.4f}), best trial "
+        f"{best.number} {best.value:.4f}: kept {kept}"
+    )
+
+
 def quantile_matrix(
     rows: WindowRows,
     config: Config,
@@ -266,6 +353,7 @@ class Objective:
         tune = self.config.tune
         params, imbalance = split_params(search_space(trial, self.config), self.config)
         values, rounds = [], []
+        scored: list[tuple[WindowRows, np.ndarray]] = []
         for fold, (_, _, valid) in enumerate(self.folds):
             dtrain, extra = self._train_matrix(fold, imbalance)
             callbacks: list[xgb.callback.TrainingCallback] = []
@@ -280,16 +368,44 @@ class Objective:
                 callbacks,
             )
             score = 1.0 / (1.0 + np.exp(-margin(booster, valid.X)))
+            scored.append((valid, score))
             values.append(
                 objective_value(tune.objective, valid.y, score, valid.revenue, tune.at_rate)
             )
             rounds.append(best + 1)
+        if trial.user_attrs.get(CONVENTIONAL):
+            trial.set_user_attr(NOISE, objective_noise(scored, self.config))
         trial.set_user_attr("trees", rounds)
         # Which process ran it: with several workers (or machines) on one storage, the study
         # shows how the trials were shared.
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("fold_values", values)
         return float(np.mean(values))
+
+
+NOISE_REPLICATES = 50  # bootstrap replicates of the conventional trial's validation value
+
+
+def objective_noise(
+    scored: list[tuple[WindowRows, np.ndarray]], config: Config, replicates: int = NOISE_REPLICATES
+) -> float:
+    """The standard deviation of the mean validation value over bootstrap resamples of each
+    fold's validation rows (seeded): how far the objective moves for one parameter set by the
+    luck of which declarations the folds hold."""
+    tune = config.tune
+    rng = np.random.default_rng(config.seed)
+    draws = []
+    for _ in range(replicates):
+        values = []
+        for valid, score in scored:
+            idx = rng.integers(0, len(valid.y), len(valid.y))
+            values.append(
+                objective_value(
+                    tune.objective, valid.y[idx], score[idx], valid.revenue[idx], tune.at_rate
+                )
+            )
+        draws.append(float(np.mean(values)))
+    return float(np.std(draws, ddof=1)) if len(draws) > 1 else 0.0
 
 
 def load_study(config: Config, key: str | None = None, seed_offset: int = 0) -> optuna.Study:
@@ -384,6 +500,8 @@ def run_study(
     key = study_key(config, list(fs.X.columns), windows)
     study = load_study(config, key)
     fail_abandoned_trials(config, study)
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial(conventional_point(config), user_attrs={CONVENTIONAL: True})
     missing = config.tune.n_trials - finished_trials(study)
     if missing <= 0:
         return study
@@ -415,9 +533,10 @@ def run_study(
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:
-    """The best trial's parameters (imbalance included when it was tuned); loss-guided growth
-    comes with max_depth 0 (no depth limit), as the trial ran it."""
-    params = dict(study.best_trial.params)
+    """The chosen trial's parameters (`chosen_trial`: the best, unless within the noise of the
+    conventional first trial; imbalance included when it was tuned); loss-guided growth comes
+    with max_depth 0 (no depth limit), as the trial ran it."""
+    params = dict(chosen_trial(study).params)
     if params.get("grow_policy") == "lossguide":
         params["max_depth"] = 0
     return params
