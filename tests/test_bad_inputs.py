@@ -931,6 +931,14 @@ def _decimal(column: Any) -> Any:
     return column.cast(pa.decimal128(6, 4))
 
 
+def _with_nul(column: Any) -> Any:
+    import pyarrow as pa
+
+    values = [str(v) for v in column.to_pylist()]
+    values[4] = values[4][:3] + "\x00 08756"
+    return pa.array(values, pa.string())
+
+
 def _far_dates(column: Any) -> Any:
     import pyarrow as pa
 
@@ -1671,6 +1679,18 @@ ISSUE_25_CASES: list[tuple[str, Any, str, str]] = [
         D(_percent_row(7), bad_rows=(7,)),
         "manual",
         "duty_rate: written in percent",
+    ),
+    (
+        "Parquet text with a NUL byte",
+        V(_user_parquet(_retyped("importer", _with_nul))),
+        "quarantined",
+        "importer: a NUL byte in the value",
+    ),
+    (
+        "REST a NUL byte in an id",
+        D(_cell("declaration_id", "S22\x00 0001", 5), bad_rows=(5,)),
+        "manual",
+        "declaration_id: a NUL byte",
     ),
     (
         "an outcomes file of a header only",

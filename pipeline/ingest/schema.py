@@ -239,14 +239,33 @@ def _sorted_categorical(codes: np.ndarray, uniques: np.ndarray) -> pd.Categorica
     return pd.Categorical.from_codes(sorted_codes, categories=categories)
 
 
+def _flag_nul(codes: np.ndarray, uniques: np.ndarray, column: str, verdicts: _Verdicts) -> None:
+    """A text value holding a NUL byte (a Parquet string, a REST body) is damaged, not an id:
+    its row is quarantined, as a CSV file's would be (`readers.nul_problems`)."""
+    if len(uniques) == 0:
+        return
+    damaged = pd.Series(uniques, dtype=object).str.contains("\0", regex=False).fillna(False)
+    if not damaged.any():
+        return
+    shown = pd.Series(uniques, dtype=object).str.replace("\0", "\\0", regex=False).to_numpy()
+    verdicts.flag(
+        _at(damaged.to_numpy(dtype=bool), codes),
+        lambda idx: _reasons(
+            f"{column}: a NUL byte in the value, the file is damaged", _quoted(shown[codes[idx]])
+        ),
+    )
+
+
 def _coerce_id(series: pd.Series, column: str, verdicts: _Verdicts) -> np.ndarray:
     codes, uniques = _text_codes(series)
+    _flag_nul(codes, uniques, column, verdicts)
     verdicts.flag(codes < 0, f"{column}: missing")
     return _at(uniques, codes)
 
 
 def _coerce_category(series: pd.Series, col: Column, verdicts: _Verdicts) -> pd.Categorical:
     codes, uniques = _text_codes(series)
+    _flag_nul(codes, uniques, col.name, verdicts)
     if not col.nullable:
         verdicts.flag(codes < 0, f"{col.name}: missing")
     return _sorted_categorical(codes, uniques)
@@ -277,6 +296,7 @@ def _coerce_hs(series: pd.Series, verdicts: _Verdicts) -> np.ndarray:
     """HS codes: a float's trailing '.0' dropped (62082200.0 -> 62082200); separators '.' and
     ' ' dropped (6208.22.00); odd lengths 5/7/9 lost a leading zero."""
     codes, uniques = _text_codes(series)
+    _flag_nul(codes, uniques, "hs_code", verdicts)
     verdicts.flag(codes < 0, "hs_code: missing")
     # A spreadsheet writes the number 62082200 as '62082200.0': its text form is the code.
     texts = pd.Series(uniques, dtype=object).str.replace(FLOAT_TEXT, r"\1", regex=True)
