@@ -103,3 +103,20 @@ def test_an_export_counts_only_for_the_last_run(tmp_path: Path, same_run: bool):
         json.dumps({"model": {"run_id": run_id if same_run else "another run"}})
     )
     assert missing_stages(config) == ([] if same_run else ["export"])
+
+
+@pytest.mark.parametrize("same_run", [True, False])
+def test_a_report_counts_only_for_the_last_run(tmp_path: Path, same_run: bool):
+    config = small(tmp_path)
+    ensure(config, "data")
+    fake_features(config)
+    run_id = recorded_run(config)
+    assert missing_stages(config, "report") == ["report"]
+    folder = config.paths.report.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    config.paths.report.write_text("<html></html>")
+    assert missing_stages(config, "report") == ["report"]  # no metrics.json: which run?
+    (folder / "metrics.json").write_text(
+        json.dumps({"run_id": run_id if same_run else "another run"})
+    )
+    assert missing_stages(config, "report") == ([] if same_run else ["report"])

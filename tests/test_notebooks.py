@@ -25,6 +25,7 @@ EXPECTED = (
     "02-train-and-tune.ipynb",
     "03-review-explanations.ipynb",
     "04-set-thresholds.ipynb",
+    "05-latest-report.ipynb",
 )
 SETTINGS = [
     *SMALL_CHAIN,
@@ -40,6 +41,7 @@ FIGURES = {
     "02-train-and-tune": 2,
     "03-review-explanations": 6,
     "04-set-thresholds": 1,
+    "05-latest-report": 0,  # the report is embedded as HTML, its figures inside it
 }
 
 
@@ -97,7 +99,18 @@ def text_of(notebook: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def test_the_four_notebooks_are_there():
+def html_of(notebook: nbformat.NotebookNode) -> list[str]:
+    """Every HTML output the executed notebook shows."""
+    return [
+        str(output.get("data", {}).get("text/html", ""))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "text/html" in output.get("data", {})
+    ]
+
+
+def test_the_five_notebooks_are_there():
     assert tuple(p.name for p in NOTEBOOKS) == EXPECTED
 
 
@@ -167,6 +180,11 @@ def test_notebook_runs_alone_from_an_empty_folder(path: Path, tmp_path: Path):
         document = Thresholds.load(paths.thresholds).document
         assert document["model"]["run_id"] == last["run_id"]
         assert missing_stages(config) == []
+    if stage == "05":
+        frames = [html for html in html_of(notebook) if "<iframe srcdoc=" in html]
+        assert len(frames) == 1
+        assert "id=&quot;decision&quot;" in frames[0]  # the report, decision page first
+        assert f"report: {paths.report}" in text
     if stage == "04":
         assert "red_rate" in text and "revenue_norm" in text
         # run again: the run's export is shown, not registered as another version

@@ -20,7 +20,7 @@ from pipeline.jobs.catalog import last_run_id
 from pipeline.jobs.graph import Artefact, Job, prerequisites, stale
 
 # The artefacts whose presence `ensure` can judge: a notebook asks for one of them.
-Stage = Literal["data", "features", "model", "export"]
+Stage = Literal["data", "features", "model", "report", "export"]
 
 
 def _has_data(config: Config) -> bool:
@@ -42,10 +42,24 @@ def _has_export(config: Config) -> bool:
     return run_id is not None and document.get("model", {}).get("run_id") == run_id
 
 
+def _has_report(config: Config) -> bool:
+    """The reviewer's report of the last trained run (its metrics.json names the run)."""
+    path = config.paths.report
+    figures = path.parent / "metrics.json"
+    if not (path.is_file() and figures.is_file()):
+        return False
+    run_id = last_run_id(config)
+    return (
+        run_id is not None
+        and json.loads(figures.read_text(encoding="utf-8")).get("run_id") == run_id
+    )
+
+
 PRESENT: dict[Artefact, Callable[[Config], bool]] = {
     "data": _has_data,
     "features": _has_features,
     "model": lambda config: last_run_id(config) is not None,
+    "report": _has_report,
     "export": _has_export,
 }
 
@@ -66,7 +80,8 @@ def ensure(config: Config, upto: Stage = "export") -> list[JobResult]:
     """Run the jobs that make what `upto` lacks; the results of those that ran.
 
     data: `simulate` (simulated configs only); features: `features`; model: `train` (tuning
-    first when tune.n_trials > 0); export: `export` of the last trained run.
+    first when tune.n_trials > 0); report: `evaluate` of the last trained run; export: `export`
+    of the last trained run.
     """
     results: list[JobResult] = []
     for job in _to_run(config, upto):
