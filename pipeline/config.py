@@ -404,7 +404,10 @@ class TrackingConfig(Section):
     uri: str | None = Field(
         None, description="None: MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db"
     )
-    experiment: str = "customs-targeting"
+    experiment: str = Field(
+        "customs-targeting-{name}",
+        description="MLflow experiment of the runs; {name} is the config's name, as for the model",
+    )
     registered_model: str = Field(
         "customs-targeting-{name}",
         description="registry name of the model; {name} is the config's name, so runs of "
@@ -744,6 +747,8 @@ class Config(Section):
             self.tracking.registered_model = self.tracking.registered_model.replace(
                 "{name}", self.name
             )
+        if "{name}" in self.tracking.experiment:  # runs and model under the same name
+            self.tracking.experiment = self.tracking.experiment.replace("{name}", self.name)
         return self
 
     @property

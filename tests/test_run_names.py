@@ -44,3 +44,10 @@ def test_the_study_names_the_runs_it_tuned() -> None:
     assert study.user_attrs["mlflow_run_ids"] == ["run-2", "run-1"]
     assert study.user_attrs["config"] == "default"
     assert study.user_attrs["registered_model"] == "customs-targeting-default"
+
+
+def test_runs_go_to_the_experiment_named_like_the_model() -> None:
+    own = load(PROJECT_ROOT / "configs" / "own-data.example.yaml")
+    assert own.tracking.experiment == "customs-targeting-own-data"
+    assert own.tracking.registered_model == "customs-targeting-own-data"
+    assert load(DEFAULT).tracking.experiment == "customs-targeting-default"
