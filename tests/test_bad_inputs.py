@@ -2095,3 +2095,23 @@ def test_a_damaged_tracking_store_is_named(tmp_path: Path):
     config = load(None, [f"tracking.uri=sqlite:///{store}"])
     with pytest.raises(ValueError, match=r"tracking store sqlite:///.*mlflow\.db cannot be used"):
         tracking.configure(config)
+
+
+def test_a_tracking_server_that_never_answers_is_named_within_ten_seconds(tmp_path: Path):
+    """A host that accepts the connection and then says nothing (a hung server, a firewall that
+    swallows packets) used to hang for minutes before a traceback."""
+    import socket
+    import time
+
+    from pipeline import tracking
+    from pipeline.config import load
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nothing ever reads or answers
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = load(None, [f"tracking.uri={uri}", f"output_dir={tmp_path}"])
+        started = time.monotonic()
+        with pytest.raises(ValueError, match=f"tracking server {uri} does not answer"):
+            tracking.configure(config)
+        assert time.monotonic() - started < 10.0
