@@ -87,6 +87,15 @@ def test_the_exports_test_vectors_pass_the_javascript_reference(chain: Config) -
     assert done.returncode == 0 and "vectors agree" in done.stdout, done.stdout + done.stderr
 
 
+def test_the_evaluated_run_carries_its_verdict(chain: Config) -> None:
+    decision = json.loads((chain.paths.report.parent / "metrics.json").read_text())["decision"]
+    run = MlflowClient().get_run(_scorer_version(chain).run_id)
+    assert run.data.tags["verdict"] == decision["verdict"]
+    assert run.data.metrics["decision.ready"] == float(decision["verdict"] == "ready to approve")
+    standing = [c["name"] for c in decision["criteria"] if c["status"] != "pass"]
+    assert all(name in run.data.tags["verdict_not_passed"] for name in standing)
+
+
 def _not_json(constant: str) -> None:
     raise ValueError(f"a bare {constant}: not JSON (RFC 8259), JSON.parse refuses it")
 

@@ -19,6 +19,7 @@ from pipeline.jobs import JobResult, step
 
 if TYPE_CHECKING:
     from pipeline.evaluate.assess import Assessment
+    from pipeline.evaluate.decision import Decision
     from pipeline.evaluate.walkforward import WalkForward
     from pipeline.features.featureset import FeatureSet
     from pipeline.ingest.readers import Inputs
@@ -188,8 +189,7 @@ def evaluate(
     flat |= walk_metrics(walk)
     tracking.log_metrics(run_id, flat)
     tracking.log_artifacts(run_id, config.paths.report.parent, REPORT_ARTIFACT)
-    if assessment.report.decision is not None:  # to filter runs on, beside the report's page
-        tracking.set_tags(run_id, {"verdict": assessment.report.decision.verdict})
+    record_decision(run_id, assessment.report.decision)
 
     rates = [float(r) for r in config.evaluate.rates]
     lines = walk_lines(walk, assessment.report.headline_rate) + console_lines(assessment, rates)
@@ -239,6 +239,20 @@ def write_walk_forward(folder: Path, walk: WalkForward | None) -> dict[str, Any]
         "notes": walk.notes,
         "stretches": json.loads(walk.stretches.to_json(orient="records")),
     }
+
+
+def record_decision(run_id: str, decision: Decision | None) -> None:
+    """The decision page on the run, to filter runs on: the verdict and the criteria that did
+    not pass as tags, and `decision.ready` (1 when ready to approve, else 0) as a metric."""
+    from pipeline import tracking
+
+    if decision is None:
+        return
+    standing = [f"{c.name}: {c.status}" for c in decision.criteria if c.status != "pass"]
+    tracking.set_tags(
+        run_id, {"verdict": decision.verdict, "verdict_not_passed": "; ".join(standing)}
+    )
+    tracking.log_metrics(run_id, {"decision.ready": float(decision.ready)})
 
 
 def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[Path, Path]:
