@@ -67,8 +67,10 @@ def test_export_registers_the_self_contained_scorer_as_challenger(chain: Config)
     assert requirements == serve_requirements()  # pinned serve set, no unpublished package
     assert all("==" in r for r in requirements) and "customs-targeting" not in requirements
     assert not any(r.split("==")[0] in {"shap", "optuna", "scikit-learn"} for r in requirements)
-    inputs = mlflow.models.get_model_info(uri).signature.inputs.input_names()
-    assert {"declaration_id", "declared_value", "hs_code"} <= set(inputs)
+    # no input schema (the scorer checks each request itself), the scored columns typed out
+    signature = mlflow.models.get_model_info(uri).signature
+    assert signature.inputs is None
+    assert {"declaration_id", "channel", "reasons"} <= set(signature.outputs.input_names())
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed here")
