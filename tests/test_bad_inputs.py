@@ -222,6 +222,7 @@ class Score:
     out: str = "scored.csv"
     env: tuple[tuple[str, str], ...] = ()
     sets: tuple[str, ...] = ()
+    format: str = "canonical"
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ def _run_score(case: Score, tmp: Path, served: Served, expected: str, fragment: 
     before = _bytes_of(source)
     out = tmp / case.out
     args = ["score", "--input", str(source), "--thresholds", str(case.thresholds(tmp, served))]
+    args += ["--format", case.format]
     code, output = _invoke(
         [*args, "--out", str(out)],
         tmp,
@@ -1693,6 +1695,12 @@ ISSUE_25_CASES: list[tuple[str, Any, str, str]] = [
         "declaration_id: a NUL byte",
     ),
     (
+        "score: KCS declarations with the simulator's export",
+        S(lambda t, s: _kcs_lines(t, lambda lines: lines), format="kcs"),
+        "refused",
+        "the export's model was trained on other data",
+    ),
+    (
         "an outcomes file of a header only",
         V(lambda t: _user_csv(t), _outcomes_csv(lambda f: f.iloc[:0])),
         "kept",
@@ -1784,6 +1792,8 @@ def test_bad_input(served: Served, tmp_path: Path, case: Any, expected: str, fra
             pytest.skip(f"{KCS_FILE} is not here")
         _run_validate(case, tmp_path, expected, fragment)
     elif isinstance(case, Score):
+        if case.format == "kcs" and not KCS_FILE.is_file():
+            pytest.skip(f"{KCS_FILE} is not here")
         (tmp_path / "out-folder.csv").mkdir()
         _run_score(case, tmp_path, served, expected, fragment)
     else:

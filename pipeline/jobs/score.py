@@ -73,6 +73,20 @@ def summarise(scored: pd.DataFrame, targets: dict[str, float], manual: str) -> l
     return lines
 
 
+def _refuse_kcs_with_another_export(scorer: Scorer, format: str, input: Path) -> None:
+    """KCS declarations need an export made on KCS data: a model that never saw them (the
+    simulator's) would score them without a word, channels and all."""
+    if format != "kcs":
+        return
+    read = [*scorer.model.feature_names, *scorer.features_config.raw_categories]
+    if not any(str(name).startswith("kcs_") for name in read):
+        raise ValueError(
+            f"{input}: KCS declarations, but the export's model was trained on other data (it "
+            "reads no kcs_* column): score KCS files with the export of a KCS run "
+            "(targeting export --config configs/kcs.yaml)"
+        )
+
+
 def _older_than_snapshot(declarations: pd.DataFrame, as_of: pd.Timestamp) -> list[str]:
     """A note when declarations were lodged well before the snapshot's date: their features hold
     what was learned after them (a 1995 file scored with a 2024 snapshot)."""
@@ -137,6 +151,7 @@ def score(
         random_key=serve_random_key(config.serve),
     )
     scorer.contract = contract_of(config.data)
+    _refuse_kcs_with_another_export(scorer, format, Path(input))
     declarations = read_declarations(config, Path(input), format)
     lacking = scorer.missing_columns(declarations)
     if lacking is not None:
