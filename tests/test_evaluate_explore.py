@@ -40,6 +40,8 @@ def tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         {
             "declaration_id": ["D0", "D1", "D2", "D2", "D4", "D6", "D7"],
             "selection_reason": ["random", "rule", "rule", "intelligence", "rule", "rule", "rule"],
+            # the random draw's recorded probability: what makes it the random stratum
+            "selection_probability": [0.05, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan],
             "inspected": [True, True, True, True, True, True, False],
             "hit": [True, False, False, True, True, False, False],
             "fraud_type": ["undervaluation", None, None, "origin", "undervaluation", None, None],

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import MonitorConfig
 from pipeline.evaluate import monitor
+from pipeline.ingest.columns import random_stratum
 from pipeline.timeaxis import Window
 
 
@@ -107,8 +108,9 @@ def test_random_stratum_check_uses_only_known_random_labels() -> None:
     y = np.where(pd.isna(reason), np.nan, truth.astype(float))
     y[reason == "rule"] = 1.0  # rule controls hit far more often: they must not count
     config = MonitorConfig()
+    reason = random_stratum(reason, np.where(reason == "random", 0.2, np.nan))
     honest = monitor.random_stratum_check(y, reason, np.full(n, 0.05), config)
-    assert honest.rows == int((reason == "random").sum())
+    assert honest.rows == int(reason.sum())
     assert honest.low <= 0.05 <= honest.high and honest.level == "ok"
     wrong = monitor.random_stratum_check(y, reason, np.full(n, 0.15), config)
     assert wrong.level == "alarm"
@@ -125,7 +127,7 @@ def test_report_level_is_the_worst_judged_level() -> None:
     window = Window("reference", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
     common = dict(
         recent_hit=np.zeros(n),
-        recent_selection_reason=np.array([None] * n),
+        recent_stratum=np.zeros(n, dtype=bool),
         reference_window=window,
         recent_window=window,
     )

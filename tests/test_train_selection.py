@@ -52,6 +52,7 @@ def selected_by_policy(seed: int) -> tuple[FeatureSet, np.ndarray]:
         sample_weight=pd.Series(weight),
         selection_reason=pd.Series(reason, dtype=object),
         label_known_at=full.label_known_at.where(controlled),
+        selection_probability=pd.Series(np.where(drawn, RANDOM_RATE, np.nan)),
     )
     return fs, truth
 
@@ -97,7 +98,10 @@ def test_ipw_calibration_gives_the_hit_rate_of_every_declaration(tmp_path: Path,
 
 def test_a_fully_inspected_stream_needs_no_selection_model(tmp_path: Path) -> None:
     fs = feature_set(rows=3_000, seed=6, labelled_share=1.0)
-    fs = dataclasses.replace(fs, sample_weight=pd.Series(np.ones(len(fs))))
+    nothing = pd.Series(np.full(len(fs), np.nan))  # no probability recorded: no random stratum
+    fs = dataclasses.replace(
+        fs, sample_weight=pd.Series(np.ones(len(fs))), selection_probability=nothing
+    )
     config = train_config(tmp_path)
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
     assert "every declaration controlled" in result.log.selection_correction

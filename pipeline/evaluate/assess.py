@@ -189,8 +189,7 @@ def build_window(
     decl = _aligned(declarations, ids)
     labelled = test.labelled.to_numpy()
     revenue = test.revenue_recovered.to_numpy(dtype=float)
-    stratum = (test.selection_reason.astype("string") == "random").fillna(False).to_numpy()
-    stratum &= labelled & (test.sample_weight.to_numpy(dtype=float) > 1.0)
+    stratum = test.stratum & labelled
     # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
     # probability and by expected revenue under "<name> by ...": the comparison is like for like.
     ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.ingest.columns import random_stratum
+
 NO_FRAUD = "none"
 MapValue = Literal["hit_rate", "controls", "hits"]
 
@@ -54,11 +56,16 @@ def declaration_outcomes(
         else pd.Series(np.nan, index=inspected.index)
     )
     reason = inspected["selection_reason"].astype("string")
+    probability = (
+        inspected["selection_probability"]
+        if "selection_probability" in inspected.columns
+        else pd.Series(np.nan, index=inspected.index)
+    )
     per_declaration = pd.DataFrame(
         {
             "declaration_id": inspected["declaration_id"].astype(str).to_numpy(),
             "hit": inspected["hit"].astype(bool).to_numpy(),
-            "random": (reason == "random").fillna(False).to_numpy(dtype=bool),
+            "random": random_stratum(reason, probability),
             "found_type": (
                 inspected["fraud_type"].astype("string")
                 if "fraud_type" in inspected.columns

@@ -16,11 +16,12 @@ Drift is measured between a **reference** window (the rows the model was trained
   standard deviations so that one threshold fits every feature. ``monitor.metric`` chooses the
   statistic that sets a numeric feature's level; categories always use PSI.
 
-Performance: the random stratum (``selection_reason == "random"``) is a uniform sample of all
-declarations, so its hit rate estimates the population's hit rate without the selection bias
-of rule and model controls. Its interval (Wilson or Clopper-Pearson) is compared with the hit
-rate the model expects on the same declarations (the mean calibrated probability); an expected
-rate outside the interval means the model no longer describes the stream.
+Performance: the random stratum (`FeatureSet.stratum`: the random draw with a recorded
+probability) is a uniform sample of all declarations, so its hit rate estimates the
+population's hit rate without the selection bias of rule and model controls. Its interval
+(Wilson or Clopper-Pearson) is compared with the hit rate the model expects on the same
+declarations (the mean calibrated probability); an expected rate outside the interval means the
+model no longer describes the stream.
 
 Levels: ``ok`` < ``warn`` < ``alarm``. The report's level is the highest of the score's, the
 judged features' and the performance check's.
@@ -59,7 +60,6 @@ from pipeline.timeaxis import Window, after_last
 
 Level = Literal["ok", "warn", "alarm"]
 LEVELS: tuple[Level, ...] = ("ok", "warn", "alarm")
-RANDOM_REASON = "random"
 SCORE = "score"
 
 DRIFT_COLUMNS = [
@@ -276,20 +276,20 @@ def proportion_interval(
 
 def random_stratum_check(
     hit: ArrayLike,
-    selection_reason: ArrayLike,
+    stratum: ArrayLike,
     expected: ArrayLike,
     config: MonitorConfig,
     known: ArrayLike | None = None,
 ) -> StratumCheck:
     """Hit rate of the random stratum (rows with a known label) against the model's expectation.
 
-    `hit` is 1/0 (NaN where unknown), `expected` the model's calibrated probability, `known`
+    `stratum` marks the random stratum (`FeatureSet.stratum`), `hit` is 1/0 (NaN where
+    unknown), `expected` the model's calibrated probability, `known`
     restricts to labels known at the end of the window. Level ``config.performance_level`` when
     the expected rate falls outside the interval, ``ok`` otherwise or with no random control.
     """
     y = np.asarray(hit, dtype=float)
-    reason = pd.Series(np.asarray(selection_reason, dtype=object)).astype("string")
-    rows = reason.eq(RANDOM_REASON).fillna(False).to_numpy(dtype=bool) & np.isfinite(y)
+    rows = np.asarray(stratum, dtype=bool) & np.isfinite(y)
     if known is not None:
         rows &= np.asarray(known, dtype=bool)
     n = int(rows.sum())
@@ -388,7 +388,7 @@ def monitor_report(
     reference_score: ArrayLike,
     recent_score: ArrayLike,
     recent_hit: ArrayLike,
-    recent_selection_reason: ArrayLike,
+    recent_stratum: ArrayLike,
     recent_known: ArrayLike | None = None,
     stages: dict[str, str] | None = None,
     reference_window: Window,
@@ -407,9 +407,7 @@ def monitor_report(
         reference_score=reference_score,
         recent_score=recent_score,
     )
-    stratum = random_stratum_check(
-        recent_hit, recent_selection_reason, recent_score, config, recent_known
-    )
+    stratum = random_stratum_check(recent_hit, recent_stratum, recent_score, config, recent_known)
     judged = drift.loc[drift["judged"], "level"] if not drift.empty else pd.Series([], dtype=str)
     level = worst([*judged.tolist(), stratum.level])
     return MonitorReport(

@@ -30,6 +30,7 @@ from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
 from pipeline.features.build import attach, build_snapshot
 from pipeline.features.featureset import FeatureSet
+from pipeline.ingest.columns import random_stratum
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.serve.thresholds import (
@@ -49,7 +50,6 @@ EVALUATED = "evaluated model"
 TRUTH = "all declarations (ground truth)"
 EVERY_ROW = "all declarations (every one inspected)"
 INSPECTED = "inspected declarations (diagnostic)"
-RANDOM = "random"  # the selection reason of the random stratum
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def _recorded(
         if "revenue_recovered" in rows
         else np.full(len(rows), np.nan)
     )
-    random = (rows["selection_reason"].astype("string") == RANDOM).fillna(False).to_numpy()
+    random = random_stratum(rows["selection_reason"], rows["selection_probability"])
     return np.where(inspected, hit, np.nan), revenue, random & inspected
 
 

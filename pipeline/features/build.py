@@ -629,6 +629,8 @@ def label_columns(
     probability = outcomes["selection_probability"].to_numpy(dtype=np.float64, na_value=np.nan)
     known = probability > 0
     weight[row[known]] = 1.0 / probability[known]
+    recorded = np.full(n, np.nan)
+    recorded[row[known]] = probability[known]
     reason = pd.Series(pd.NA, index=range(n), dtype=object)
     reason.iloc[row] = outcomes["selection_reason"].astype(object).to_numpy()
     return {
@@ -640,6 +642,7 @@ def label_columns(
         "sample_weight": pd.Series(weight),
         "selection_reason": reason.astype("category"),
         "label_known_at": label_known_at,
+        "selection_probability": pd.Series(recorded),
     }
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.ingest.columns import random_stratum
+
 META_COLUMNS = (
     "declaration_id",
     "lodged_at",
@@ -22,6 +24,7 @@ META_COLUMNS = (
     "sample_weight",
     "selection_reason",
     "label_known_at",
+    "selection_probability",
 )
 
 
@@ -40,6 +43,9 @@ class FeatureSet:
         selection_reason: why the declaration was selected; NaN when it was not.
         label_known_at: when the label became usable (result_at + reporting delay); NaT if none.
         manifest: one row per column of X: name, dtype, stage, description.
+        selection_probability: the recorded probability of selection, NaN where none was
+            recorded (a draw at p = 1 stays 1, never confused with an unknown one); when not
+            given (an older file), read back from `sample_weight`.
     """
 
     X: pd.DataFrame
@@ -52,8 +58,14 @@ class FeatureSet:
     selection_reason: pd.Series
     label_known_at: pd.Series
     manifest: pd.DataFrame
+    selection_probability: pd.Series | None = None
 
     def __post_init__(self) -> None:
+        if self.selection_probability is None:  # written before the column existed
+            weight = self.sample_weight.to_numpy(dtype=float)
+            known = np.isfinite(weight) & (weight > 1.0)
+            recorded = pd.Series(np.where(known, 1.0 / np.where(known, weight, 1.0), np.nan))
+            object.__setattr__(self, "selection_probability", recorded)
         n = len(self.X)
         for f in fields(self):
             if f.name in ("X", "manifest"):
@@ -69,6 +81,17 @@ class FeatureSet:
     def labelled(self) -> pd.Series:
         """Rows whose outcome is known."""
         return self.y.notna()
+
+    @property
+    def probability(self) -> pd.Series:
+        """The recorded selection probability (NaN where none was recorded)."""
+        assert self.selection_probability is not None  # set in __post_init__
+        return self.selection_probability
+
+    @property
+    def stratum(self) -> np.ndarray:
+        """The random stratum's rows (`ingest.columns.random_stratum`), labelled or not."""
+        return random_stratum(self.selection_reason, self.probability)
 
     def subset(self, mask: pd.Series | np.ndarray) -> FeatureSet:
         """Rows where `mask` is true, re-indexed from 0."""
@@ -88,6 +111,7 @@ class FeatureSet:
             selection_reason=take(self.selection_reason),
             label_known_at=take(self.label_known_at),
             manifest=self.manifest,
+            selection_probability=take(self.probability),
         )
 
     def select(self, columns: list[str]) -> FeatureSet:
@@ -118,7 +142,8 @@ class FeatureSet:
         frame = pd.read_parquet(path)
         manifest = pd.read_csv(manifest_path)
         X = frame[list(manifest["name"])]
-        return cls(X=X, manifest=manifest, **{name: frame[name] for name in META_COLUMNS})
+        meta = {name: frame[name] for name in META_COLUMNS if name in frame.columns}
+        return cls(X=X, manifest=manifest, **meta)
 
 
 class FeatureSetWriter:

@@ -22,6 +22,7 @@ import pandas as pd
 from pandas._libs import groupby as libgroupby
 
 from pipeline.config import FeaturesConfig
+from pipeline.ingest.columns import random_stratum
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -291,7 +292,7 @@ def outcome_events(
     if config.random_stratum_only:
         probability = outcomes["selection_probability"].to_numpy(dtype=np.float64)
         reason = outcomes["selection_reason"].astype(object).to_numpy()
-        random = inspected & (reason == "random") & (probability > 0)
+        random = inspected & random_stratum(reason, probability)
         weight = np.where(random, 1.0 / np.where(random, probability, 1.0), 0.0)
         columns += [random.astype(np.float64), weight, weight * hit]
     lodged_day = lodged_at.to_numpy(dtype="datetime64[ns]").astype(np.int64)[row] / NS_PER_DAY

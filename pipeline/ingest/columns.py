@@ -7,7 +7,10 @@ these dtypes; every later stage relies on nothing else. `schema.validate()` enfo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
 
 Kind = Literal["id", "category", "timestamp", "float", "bool", "hs"]
 
@@ -71,6 +74,17 @@ GROUND_TRUTH_COLUMNS: tuple[Column, ...] = (
 )
 
 SELECTION_REASONS: tuple[str, ...] = ("rule", "model", "random", "intelligence", "unknown")
+RANDOM = "random"  # the selection reason of the random draw
+
+
+def random_stratum(reason: Any, probability: Any) -> np.ndarray:
+    """The random stratum, the one definition every stage reads: declarations selected by the
+    random draw (`RANDOM`) with a recorded selection probability in (0, 1]. The probability is
+    what makes them evidence: a draw whose probability is unknown cannot be weighted."""
+    drawn = pd.Series(np.asarray(reason, dtype=object)).astype("string").eq(RANDOM)
+    p = np.asarray(pd.to_numeric(pd.Series(np.asarray(probability)), errors="coerce"), dtype=float)
+    return drawn.fillna(False).to_numpy(dtype=bool) & (p > 0) & (p <= 1)
+
 
 # Derived from hs_code by schema.add_hs_levels(); stages may rely on them after validation.
 HS_LEVELS: tuple[str, ...] = ("hs2", "hs4", "hs6")

@@ -64,7 +64,7 @@ def monitor_feature_set(fs: FeatureSet, model: TargetingModel, config: Config) -
         reference_score=model.predict_proba(X_ref),
         recent_score=model.predict_proba(X_rec),
         recent_hit=fs.y[rec_rows].to_numpy(dtype=float),
-        recent_selection_reason=fs.selection_reason[rec_rows].astype(object).to_numpy(),
+        recent_stratum=fs.stratum[rec_rows],
         recent_known=known.fillna(False).to_numpy(dtype=bool),
         stages=stages,
         reference_window=reference,

@@ -270,7 +270,7 @@ def read_around_training(config: Config) -> tuple[FeatureSet, Windows]:
     fs = FeatureSet(
         X=frame[list(manifest["name"])],
         manifest=manifest,
-        **{name: frame[name] for name in META_COLUMNS},
+        **{name: frame[name] for name in META_COLUMNS if name in frame.columns},
     )
     return fs, windows
 

@@ -69,6 +69,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from pipeline.config import RuleConfig, ServeConfig
+from pipeline.ingest.columns import RANDOM
 from pipeline.serve.model import shift_log_odds
 from pipeline.timeaxis import Window, data_end
 
@@ -77,7 +78,7 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = "selectivity.schema.json"
 DEFAULT_CHANNEL = "green"
-RANDOM_REASON = "random"
+RANDOM_REASON = RANDOM  # a declaration the random draw selects serves with this reason
 MODEL_REASON = "model"
 RANDOM_ALGORITHM = "siphash-2-4+splitmix64 (pandas.util.hash_array), key = sha256(key)[:16]"
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.config import SimulateConfig
+from pipeline.ingest.columns import RANDOM
 from pipeline.simulate.draws import sample_rows
 from pipeline.simulate.entities import TRANSPORT_MODES, Countries, Entities
 from pipeline.simulate.fraud import EMERGING, FRAUD_TYPES, Declared, Fraud
@@ -171,7 +172,7 @@ def inspect(
     hit = fraud.fraud[sel] & (rng.random(n_sel_rows) < config.detection_rate)
     reason = np.where(
         selection.random_draw[sel],
-        "random",
+        RANDOM,
         np.where(selection.reason_rule[sel], "rule", "intelligence"),
     )
     return Inspections(sel, selected_s, result_s, hit, reason)

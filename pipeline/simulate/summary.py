@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.ingest.columns import random_stratum
 from pipeline.simulate.fraud import EMERGING
 from pipeline.simulate.tables import SimulatedData
 
@@ -14,7 +15,7 @@ def summary(data: SimulatedData) -> dict[str, float]:
     rows = len(declarations)
     inspected = outcomes["inspected"].to_numpy()
     hits = outcomes["hit"].to_numpy()
-    random_draw = (outcomes["selection_reason"] == "random").to_numpy()
+    random_draw = random_stratum(outcomes["selection_reason"], outcomes["selection_probability"])
     fraud = truth["fraud"].to_numpy()
     aeo = declarations["aeo"].to_numpy()
     emerging = (truth["fraud_type"] == EMERGING).to_numpy()

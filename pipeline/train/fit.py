@@ -238,10 +238,10 @@ def train_booster(
 
 
 def recorded_propensity(fs: FeatureSet) -> np.ndarray:
-    """The recorded selection probability of each row (the random stratum's known rate), NaN
-    where none was recorded (`FeatureSet.sample_weight` holds its inverse, 1 elsewhere)."""
-    weight = fs.sample_weight.to_numpy(dtype=float)
-    return np.where(np.isfinite(weight) & (weight > 1.0), 1.0 / weight, np.nan)
+    """The recorded selection probability of each row in (0, 1] (`FeatureSet.probability`: a
+    draw at p = 1 is 1, not unknown), NaN where none was recorded."""
+    p = fs.probability.to_numpy(dtype=float)
+    return np.where((p > 0) & (p <= 1), p, np.nan)
 
 
 def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.Booster:
@@ -312,11 +312,9 @@ class RandomStratum:
 
 
 def random_stratum_rows(fs: FeatureSet, span: Window, known_by: pd.Timestamp | None) -> np.ndarray:
-    """Mask of the random stratum's rows (a recorded selection probability) lodged in `span`
-    whose label was known by `known_by` (any time when None)."""
-    keep = (
-        np.isfinite(recorded_propensity(fs)) & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
-    )
+    """Mask of the random stratum's rows (`FeatureSet.stratum`) lodged in `span` whose label
+    was known by `known_by` (any time when None)."""
+    keep = fs.stratum & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
     if known_by is not None:
         known = pd.to_datetime(fs.label_known_at) < known_by
         keep &= np.asarray(known.fillna(False), dtype=bool)
