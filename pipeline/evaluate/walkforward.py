@@ -30,7 +30,7 @@ from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
 from pipeline.features.build import attach, build_snapshot
 from pipeline.features.featureset import FeatureSet
-from pipeline.ingest.columns import random_stratum
+from pipeline.ingest.columns import RANDOM, random_stratum
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.serve.thresholds import (
@@ -183,6 +183,7 @@ class Served:
 
     declarations: pd.DataFrame
     channel: np.ndarray
+    drawn: np.ndarray  # selected by the random draw (its own KPI entry)
     deployed: Ranking
     evaluated: Ranking
     y: np.ndarray  # the population's label (NaN where unknown)
@@ -227,7 +228,10 @@ def serve_stretch(
         # stratum's outcomes say what a channel holds (the others were picked).
         every = bool(np.isfinite(y).mean() > 0.99) if len(y) else False
         true_rate = y if every else np.where(random, y, np.nan)
-    return Served(arriving, channels["channel"].to_numpy(), mine, theirs, y, revenue, true_rate)
+    drawn = channels["selection_reason"].astype("string").eq(RANDOM).fillna(False).to_numpy()
+    return Served(
+        arriving, channels["channel"].to_numpy(), drawn, mine, theirs, y, revenue, true_rate
+    )
 
 
 def _recorded(
@@ -269,8 +273,12 @@ def channel_rows(
 ) -> list[dict[str, object]]:
     """Each channel's expected hit rate (interval, range) against what its declarations held."""
     rows: list[dict[str, object]] = []
-    frame = pd.DataFrame({"channel": served.channel, "rate": served.true_rate})
-    for name, entry in kpis["channels"].items():
+    # The channels' KPIs leave the random draw out (its own entry, `kpis.random`): so does
+    # what each channel is judged against.
+    channel = np.where(served.drawn, RANDOM, served.channel)
+    frame = pd.DataFrame({"channel": channel, "rate": served.true_rate})
+    entries = {**kpis["channels"], **({RANDOM: kpis["random"]} if "random" in kpis else {})}
+    for name, entry in entries.items():
         rates = frame.loc[frame["channel"] == name, "rate"].dropna()
         spread = entry.get("hit_rate_range")
         interval = entry.get("expected_hit_rate_interval")
