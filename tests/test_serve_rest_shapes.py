@@ -259,3 +259,13 @@ def test_the_model_receives_every_column_it_reads(server: Server):
         rows = pd.DataFrame(answer["predictions"])
         assert status == 200 and (rows["channel"] == "manual").all()
         assert "made for KCS data" in rows["error"].iloc[0]
+
+
+def test_kcs_rows_to_a_model_that_never_saw_them_are_refused(server: Server):
+    if KCS_COLUMN in server.batch.columns:
+        pytest.skip("this server's model was trained on KCS rows")
+    status, answer = _post(
+        server.url, _body({"dataframe_records": _records(_with_kcs(server.batch))})
+    )
+    assert status == 400, answer
+    assert "trained on other data" in answer["message"]

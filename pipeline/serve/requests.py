@@ -9,7 +9,8 @@ Instead, `request_frame` checks what arrived, before the scorer sees it:
 - a frame, not columnar ``inputs`` / ``instances`` (MLflow reads those as one row);
 - named columns (``dataframe_split`` without ``columns`` gives 0, 1, 2...), each named once;
 - the contract's names as written (``LODGED_AT`` is refused naming ``lodged_at``);
-- at least one column the scorer reads.
+- at least one column the scorer reads, and no KCS column (``kcs_*``) for a model that never
+  saw KCS data.
 
 One bad cell costs its row only: the scorer validates row by row (`nested_cells` marks a cell
 holding a list or an object, which no column takes).
@@ -94,6 +95,12 @@ def request_frame(model_input: Any, model_columns: Iterable[str] = ()) -> pd.Dat
             "column names must be written as the contract writes them: "
             + ", ".join(miscased[:6])
             + (f" and {len(miscased) - 6} more" if len(miscased) > 6 else "")
+        )
+    foreign = [c for c in sent if c.startswith("kcs_") and c not in known]
+    if foreign and not any(c.startswith("kcs_") for c in known):
+        raise RequestRefused(
+            f"KCS declarations ({_shown(foreign, 3)}), but this model was trained on other data "
+            "(it reads no kcs_* column): send them to the scorer of a KCS run"
         )
     if model_input.shape[1] and not set(sent) & set(known):
         raise RequestRefused(

@@ -542,7 +542,12 @@ class ScorerModel(PythonModel):
     ) -> pd.DataFrame:
         """Score a batch of declarations; the answer as strict JSON carries it (`rest_answer`)."""
         return rest_answer(
-            self.scorer.score(request_frame(model_input, self.scorer.model.feature_names))
+            self.scorer.score(
+                request_frame(
+                    model_input,
+                    [*self.scorer.model.feature_names, *self.scorer.features_config.raw_categories],
+                )
+            )
         )
 
 
