@@ -171,8 +171,9 @@ def refit_windows(
 
     Training starts where the evaluated model's did; the calibration window is the last
     `calibration_days` before the latest labelled declaration, reaching back until it holds
-    `min_hits` hits (none with 0 days). No gap is needed between them: every label counts only
-    if known before `end`, the moment the refit is deployed. `selection_days` > 0: the selection
+    `min_hits` hits, never past the middle of the labelled span (none with 0 days). No gap is
+    needed between them: every label counts only if known before `end`, the moment the refit is
+    deployed. `selection_days` > 0: the selection
     model's window, the last days of the training window.
     """
     if end is None:
@@ -190,6 +191,11 @@ def refit_windows(
         _calibration_start(lodged, hit, labelled_end, calibration_days, min_hits)
         if calibration_days
         else labelled_end
+    )
+    # Reaching back for hits never takes more than half of the labelled span from training.
+    half = windows.train.start + (labelled_end - windows.train.start) / 2
+    cal_start = max(
+        cal_start, min(half.floor("D"), labelled_end - pd.Timedelta(days=calibration_days))
     )
     cal_start = max(cal_start, windows.train.start + pd.Timedelta(days=1))
     train = Window("refit-train", windows.train.start, cal_start)
