@@ -130,7 +130,8 @@ def _run_job(verb: str, *args: Any, **kwargs: Any) -> JobResult:
                 result = getattr(module, verb)(*args, **kwargs)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         # Expected, explained failures (bad input, missing file): no traceback for the user.
-        console.print(f"[red]{verb}: {exc}[/red]")
+        # soft_wrap: a path in the message stays whole (rich would break it at the width).
+        console.print(f"[red]{verb}: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as exc:  # an output path that is a file, a read-only folder, a full disk
         where = exc.filename or "an output path"
@@ -138,6 +139,7 @@ def _run_job(verb: str, *args: Any, **kwargs: Any) -> JobResult:
             f"[red]{verb}: cannot write {where}: {exc.strerror or exc} (check output_dir, "
             "--out and that the folder is writable)[/red]",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1) from None
     if verb != "run":
