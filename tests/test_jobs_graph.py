@@ -64,7 +64,8 @@ def test_ensure_makes_exactly_the_missing_prerequisites_and_what_follows(
 
 def test_ensure_judges_what_a_fresh_config_lacks_through_the_graph(tmp_path: Path) -> None:
     simulated, files = _configs(tmp_path)
-    assert set(PRESENT) == set(STAGES)
+    assert set(PRESENT) == {*STAGES, "report"}  # the report: an artefact beside the chain
     assert missing_stages(simulated) == list(STAGES)
+    assert missing_stages(simulated, "report") == ["data", "features", "model", "report"]
     assert missing_stages(simulated, "model") == ["data", "features", "model"]
     assert missing_stages(files, "features") == ["features"]

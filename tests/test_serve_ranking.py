@@ -28,7 +28,9 @@ from pipeline.train.split import make_windows, rows_in
 def isotonic_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A real XGBoost model with isotonic calibration (plateaus) on a small feature set."""
     fs = feature_set(rows=6_000, seed=4)
-    config = train_config(tmp_path_factory.mktemp("rank"), train={"calibration": "isotonic"})
+    config = train_config(
+        tmp_path_factory.mktemp("rank"), train={"calibration": "isotonic", "isotonic_min_hits": 0}
+    )
     windows = make_windows(fs.lodged_at, config.split)
     return fs, windows, config, fit(fs, windows, config.train.params, config)
 
