@@ -25,7 +25,7 @@ from pipeline.evaluate import selections as sel
 from pipeline.evaluate.decision import EVERY_ROW_INSPECTED, Decision, decide
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.reference import ReferenceScores
-from pipeline.evaluate.walkforward import WalkForward
+from pipeline.evaluate.walkforward import WalkForward, detection_rate
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import ModelInfo, TargetingModel
 from pipeline.serve.ranking import Ranking, rank
@@ -537,7 +537,7 @@ def claimed_calibration(window: TestWindow, config: Config) -> tuple[pd.DataFram
     the simulator's truth (fraud x detection rate: the chance a control finds something), every
     recorded outcome where every declaration was inspected (KCS), else the random stratum with
     its weights (too few to judge below `evaluate.min_stratum_rows` rows a bin)."""
-    detection = config.simulate.detection_rate if config.data.source == "simulate" else 1.0
+    detection = detection_rate(config)
     if window.truth is not None and window.has_truth:
         keep = window.truth["fraud"].notna().to_numpy()
         target = window.truth["fraud"].to_numpy(dtype=float)[keep] * detection

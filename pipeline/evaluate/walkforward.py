@@ -52,6 +52,12 @@ EVERY_ROW = "all declarations (every one inspected)"
 INSPECTED = "inspected declarations (diagnostic)"
 
 
+def detection_rate(config: Config) -> float:
+    """The chance a control of a fraud finds it: the simulator's, 1 for any other data (a
+    recorded outcome is what a control found)."""
+    return config.simulate.detection_rate if config.data.source == "simulate" else 1.0
+
+
 @dataclass(frozen=True)
 class WalkInputs:
     """What the replay reads besides the feature set: the canonical declarations and outcomes

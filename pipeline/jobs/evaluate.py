@@ -42,19 +42,24 @@ def champion_model(config: Config, run_id: str) -> tuple[str, TargetingModel] | 
     return f"champion v{version.version}", tracking.load_model(version.run_id, "deployed")
 
 
+def _clean(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_").lower()
+
+
+def metric_name(prefix: str, model: str, metric: str, rate: float) -> str:
+    """An MLflow metric name: <prefix>.<model>.<metric>[_at_<n>pct]."""
+    suffix = "" if pd.isna(rate) else f"_at_{rate * 100:g}pct".replace(".", "_")
+    return f"{prefix}.{_clean(model)}.{metric}{suffix}"
+
+
 def metric_key(population: str, model: str, metric: str, rate: float) -> str:
     """An MLflow metric name: eval.<population>.<model>.<metric>_at_<n>pct."""
-
-    def clean(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_").lower()
-
     short = {
         "all declarations (ground truth)": "true",
         "random stratum (IPW)": "ipw",
         "random stratum (doubly robust)": "dr",
     }
-    suffix = "" if pd.isna(rate) else f"_at_{rate * 100:g}pct".replace(".", "_")
-    return f"eval.{short.get(population, clean(population))}.{clean(model)}.{metric}{suffix}"
+    return metric_name(f"eval.{short.get(population, _clean(population))}", model, metric, rate)
 
 
 CONSOLE_WIDTH = 100  # the console shows what fits here; the report holds every figure
@@ -99,7 +104,7 @@ def replay_deployment(
 ) -> WalkForward:
     """The walk-forward evaluation of the deployment procedure (`evaluate.walkforward`), with
     the export's reference window length and the run's held-out days."""
-    from pipeline.evaluate.walkforward import WalkInputs, walk_forward
+    from pipeline.evaluate.walkforward import WalkInputs, detection_rate, walk_forward
     from pipeline.jobs.train import holdout_days
     from pipeline.train.split import reference_window
 
@@ -108,12 +113,8 @@ def replay_deployment(
     if model.info.windows is not None:
         tested = model.info.windows.test
         days = reference_window(features.lodged_at, tested, config.serve.reference_days, held).days
-    simulated = config.data.source == "simulate"
     walk_inputs = WalkInputs(
-        inputs.declarations,
-        inputs.outcomes,
-        inputs.ground_truth,
-        config.simulate.detection_rate if simulated else 1.0,
+        inputs.declarations, inputs.outcomes, inputs.ground_truth, detection_rate(config)
     )
     return walk_forward(model, features, walk_inputs, config, held, days)
 
@@ -219,9 +220,7 @@ def walk_metrics(walk: WalkForward | None) -> dict[str, float]:
     }
     for r in walk.metrics.itertuples():
         if pd.notna(r.value) and pd.notna(r.rate):
-            model = re.sub(r"[^a-z0-9]+", "_", str(r.model).lower()).strip("_")
-            rate = f"{r.rate * 100:g}".replace(".", "_")
-            out[f"walkforward.{model}.{r.metric}_at_{rate}pct"] = float(r.value)
+            out[metric_name("walkforward", str(r.model), r.metric, r.rate)] = float(r.value)
     return out
 
 

@@ -239,14 +239,18 @@ def conventional_point(config: Config) -> dict[str, Any]:
     return point
 
 
+def conventional_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The study's enqueued first trial of the conventional parameters, None in an older study."""
+    trials = study.get_trials(deepcopy=False)
+    return next((t for t in trials if t.user_attrs.get(CONVENTIONAL)), None)
+
+
 def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The best trial, unless it beats the conventional first trial by no more than that
     trial's noise (the bootstrap spread of its validation value): then the conventional one.
     A study without a conventional trial (an older one) gives its best."""
     best = study.best_trial
-    first = next(
-        (t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(CONVENTIONAL)), None
-    )
+    first = conventional_trial(study)
     if first is None or first.value is None or best.value is None:
         return best
     noise = float(first.user_attrs.get(NOISE, 0.0))
@@ -257,9 +261,7 @@ def choice_line(study: optuna.Study, objective: str) -> str:
     """What the study chose, in words: the best trial against the conventional first one and
     its noise, and which was kept."""
     chosen, best = chosen_trial(study), study.best_trial
-    first = next(
-        (t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(CONVENTIONAL)), None
-    )
+    first = conventional_trial(study)
     if first is None or first.value is None:
         return f"best {objective} {best.value:.4f} (trial {best.number})"
     noise = float(first.user_attrs.get(NOISE, 0.0))
