@@ -883,7 +883,7 @@ class Calibrated:
     calibration: Calibration
     anchoring: str
     seconds: float
-    method: str = ""  # the method fitted and why (`calibration_method`)
+    method: str  # the method fitted and why (`calibration_method`)
 
 
 def calibrate_step(
@@ -996,7 +996,7 @@ def evaluated_info(
         params=balanced.params,
         imbalance=imbalance,
         objective=config.tune.objective,
-        calibration=calibrated.method or calibrated.calibration.method,
+        calibration=calibrated.method,
         selection_correction=data.selection_correction,
         anchoring=calibrated.anchoring,
         probability_means=probability_means(correct, config.train.selection_correction == "ipw"),
@@ -1188,7 +1188,7 @@ def deployed_model(
         role="deployed",
         refit=deployed,
         revenue_model=revenue.note,
-        calibration=calibrated.method or calibrated.calibration.method,
+        calibration=calibrated.method,
         selection_correction=data.selection_correction,
         anchoring=calibrated.anchoring,
     )
@@ -1259,7 +1259,7 @@ def refit(
         windows=refit_windows,
         trees=rounds,
         rows={name: RefitCounts(len(part), int(part.y.sum())) for name, part in rows.items()},
-        calibration=calibrated.method or calibrated.calibration.method,
+        calibration=calibrated.method,
         selection_correction=data.selection_correction,
         anchoring=calibrated.anchoring,
         revenue_model=revenue.note,
