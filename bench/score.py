@@ -41,10 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import FeaturesConfig, ServeConfig  # noqa: E402
+from pipeline.serve.cutoffs import compute_cutoffs, new_document  # noqa: E402
 from pipeline.serve.model import Calibration, TargetingModel  # noqa: E402
 from pipeline.serve.ranking import prepare, rank, resolve_rank_by  # noqa: E402
 from pipeline.serve.scorer import Scorer  # noqa: E402
-from pipeline.serve.thresholds import Thresholds, compute_cutoffs, new_document  # noqa: E402
+from pipeline.serve.thresholds import Thresholds  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "score.json"
 

@@ -217,7 +217,7 @@ def thresholds_document(
 ) -> dict[str, Any]:
     """An export document for `model`, cut-offs set on a scored reference window."""
     from pipeline.config import FeaturesConfig
-    from pipeline.serve.thresholds import compute_cutoffs, new_document
+    from pipeline.serve.cutoffs import compute_cutoffs, new_document
 
     policy = compute_cutoffs(reference, serve, days=30.0)
     return new_document(

@@ -32,7 +32,7 @@ from pipeline.backtest.stream import BacktestError, daily_capacity, make_stream,
 from pipeline.cli import app
 from pipeline.config import Config, PolicyConfig, RuleConfig, to_yaml
 from pipeline.jobs.simulate import simulate as simulate_job
-from pipeline.serve.thresholds import random_draw
+from pipeline.serve.draw import random_draw
 from pipeline.simulate import SimulatedData, simulate
 
 # --- selection ---------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import rank
 from pipeline.serve.scorer import Scorer
-from pipeline.serve.thresholds import Thresholds, content_digest
+from pipeline.serve.selectivity import content_digest
+from pipeline.serve.thresholds import Thresholds
 
 CONFIG = str(PROJECT / "configs" / "default.yaml")
 KCS_FILE = KCS_DIR / "df_syn_train_eng.csv"

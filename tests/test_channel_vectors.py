@@ -15,7 +15,7 @@ import pytest
 from helpers_serve import serve_config, watch_list_rules
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.serve.thresholds import compute_cutoffs
+from pipeline.serve.cutoffs import compute_cutoffs
 from pipeline.serve.vectors import NEW_OFFICE, TIES, VECTORS_KEY, channel_vectors
 
 REFERENCE_JS = PROJECT_ROOT / "docs" / "channel_assignment.js"

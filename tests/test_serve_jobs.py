@@ -131,7 +131,7 @@ def test_a_threshold_file_for_another_model_is_refused_by_the_score_job(
 ):
     from pipeline.jobs.export import export
     from pipeline.jobs.score import score
-    from pipeline.serve.thresholds import ThresholdsError, content_digest
+    from pipeline.serve.selectivity import ThresholdsError, content_digest
 
     path = export(trained, out=tmp_path / "selectivity.json").outputs["thresholds"]
     document = json.loads(path.read_text())

@@ -10,13 +10,11 @@ import pytest
 from helpers_evaluate import train_model, world
 from helpers_serve import reference_frame, serve_config, watch_list_rules
 
+from pipeline.serve.channels import forced_selection
+from pipeline.serve.cutoffs import capacity_scenarios
+from pipeline.serve.draw import serve_random_key
 from pipeline.serve.scorer import reason_codes, reasons_table
-from pipeline.serve.thresholds import (
-    ThresholdsError,
-    capacity_scenarios,
-    forced_selection,
-    serve_random_key,
-)
+from pipeline.serve.selectivity import ThresholdsError
 
 RATES = [0.01, 0.02, 0.05]
 

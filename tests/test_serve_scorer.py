@@ -34,7 +34,8 @@ from pipeline.serve.scorer import (
     reason_codes,
     reason_phrases,
 )
-from pipeline.serve.thresholds import Thresholds, ThresholdsError
+from pipeline.serve.selectivity import ThresholdsError
+from pipeline.serve.thresholds import Thresholds
 
 HISTORY_START = dt.date(2024, 1, 1)
 

@@ -18,22 +18,20 @@ from helpers_serve import (
     watch_list_rules,
 )
 
-from pipeline.serve.thresholds import (
+from pipeline.config import PROJECT_ROOT
+from pipeline.serve.channels import RANDOM_REASON, assign_channels
+from pipeline.serve.cutoffs import (
     NO_LEVEL_BASIS,
-    RANDOM_REASON,
-    Thresholds,
-    ThresholdsError,
-    assign_channels,
     channel_kpis,
     channel_order_warnings,
     compute_cutoffs,
     hit_rate_bounds,
     new_document,
-    random_draw,
-    random_hash,
-    random_key_bytes,
     reference_window,
 )
+from pipeline.serve.draw import random_draw, random_hash, random_key_bytes
+from pipeline.serve.selectivity import ThresholdsError, schema, validate_document
+from pipeline.serve.thresholds import Thresholds
 from pipeline.timeaxis import data_end
 
 SHA = "ab" * 32
@@ -219,6 +217,58 @@ def test_invalid_files_are_refused_with_a_clear_error(tmp_path: Path, change: An
     assert not (tmp_path / "other.json").exists()
 
 
+def test_the_published_schema_and_page_are_those_the_model_gives():
+    """pipeline/serve/selectivity.schema.json and docs/selectivity.md are generated from
+    `SelectivityExport`: `tools/selectivity_doc.py --check` fails on either going stale."""
+    import subprocess
+    import sys
+
+    answer = subprocess.run(
+        [sys.executable, "tools/selectivity_doc.py", "--check"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert answer.returncode == 0, answer.stderr
+    published = json.loads((PROJECT_ROOT / "pipeline/serve/selectivity.schema.json").read_text())
+    assert published == json.loads(json.dumps(schema()))
+
+
+def test_another_system_checking_the_published_schema_agrees_with_the_model(tmp_path: Path):
+    """What the model accepts, a JSON Schema validator given the published schema accepts too;
+    a written key and a rate above 1 both refuse."""
+    jsonschema = pytest.importorskip("jsonschema")
+    document = json.loads(_saved(tmp_path, _document(reference_frame(2_000, seed=7))).read_text())
+    validator = jsonschema.Draft202012Validator(schema())
+    assert list(validator.iter_errors(document)) == []
+    keyed = json.loads(json.dumps(document))
+    keyed["random"]["key"] = "secret"
+    over = json.loads(json.dumps(document))
+    over["channels"][0]["rate"] = 1.5
+    for bad in (keyed, over):
+        assert list(validator.iter_errors(bad))
+        with pytest.raises(ThresholdsError, match="schema"):
+            validate_document(bad)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["random"].update(channel="blue"), "not a defined controlled channel"),
+        (lambda d: d["serving"].update(invalid_channel="green"), "never be released"),
+        (lambda d: d["cutoffs"]["cutoffs"].update(blue=d["cutoffs"]["cutoffs"]["red"]), "blue"),
+        (lambda d: d["cutoffs"]["cutoffs"]["red"].update(score=float("nan")), "finite"),
+        (lambda d: d.update(created_at="yesterday"), "created_at"),
+    ],
+)
+def test_the_model_refuses_what_a_schema_cannot_say(change: Any, message: str):
+    document = _document(reference_frame(2_000, seed=7))
+    change(document)
+    with pytest.raises(ThresholdsError, match=message):
+        validate_document(document)
+
+
 def _reference_kpis(reference: pd.DataFrame, **level: Any) -> dict[str, Any]:
     """`channel_kpis` of a reference frame at red 2 %, yellow 6 %, over 60 days."""
     return channel_kpis(
@@ -360,8 +410,8 @@ def test_serving_needs_neither_training_nor_evaluation_nor_shap():
 
     probe = (
         "import sys, pipeline.serve.scorer, pipeline.serve.thresholds;"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'shap'"
-        " or m.startswith(('pipeline.train', 'pipeline.evaluate'))))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('shap', 'jsonschema')"
+        " or m.startswith(('pipeline.train', 'pipeline.evaluate', 'pipeline.serve.cutoffs'))))"
     )
     answer = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120

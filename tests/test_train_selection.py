@@ -12,8 +12,8 @@ import pytest
 from helpers_train import feature_set, train_config
 
 from pipeline.features.featureset import FeatureSet
+from pipeline.serve.cutoffs import hit_rate_bounds
 from pipeline.serve.model import shift_log_odds
-from pipeline.serve.thresholds import hit_rate_bounds
 from pipeline.timeaxis import Window
 from pipeline.train.fit import (
     LEVEL_QUANTILES,

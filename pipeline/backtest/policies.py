@@ -30,7 +30,8 @@ from pipeline.backtest.selection import (
     weighted_keys,
 )
 from pipeline.config import Config, PolicyConfig, RuleConfig
-from pipeline.serve.thresholds import random_draw, rule_matches
+from pipeline.serve.channels import rule_matches
+from pipeline.serve.draw import random_draw
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pandas as pd
 from pipeline.backtest.selection import EXPLORE, MODEL, RANDOM, RULE, Selection
 from pipeline.config import Config
 from pipeline.ingest.columns import SELECTION_REASONS
-from pipeline.serve.thresholds import random_hash
+from pipeline.serve.draw import random_hash
 
 EMERGING_PREFIX = "emerging"
 NO_FRAUD = "none"

@@ -31,16 +31,11 @@ from pipeline.evaluate import metrics as mx
 from pipeline.features.build import attach, build_snapshot
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import RANDOM, random_stratum
+from pipeline.serve.channels import assign_channels
+from pipeline.serve.cutoffs import reference_cutoffs
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import Ranking, rank
-from pipeline.serve.thresholds import (
-    Thresholds,
-    assign_channels,
-    channel_kpis,
-    compute_cutoffs,
-    new_document,
-    serve_random_key,
-)
+from pipeline.serve.thresholds import Thresholds
 from pipeline.timeaxis import Window, data_end
 from pipeline.train.fit import RefitBasis, refit
 from pipeline.train.split import deployed_windows
@@ -135,40 +130,8 @@ def deploy_at(
     deployed = refit(features, spans, basis, config)
     model = deployed.model
     reference = Window("reference", cutoff - pd.Timedelta(days=reference_days), cutoff)
-    inside = reference.contains(features.lodged_at)
-    X = features.X.loc[inside].reset_index(drop=True)
-    wanted = features.declaration_id[inside].astype(str).to_numpy()
-    index = pd.Index(declarations["declaration_id"].astype(str))
-    canonical = declarations.iloc[index.get_indexer(wanted)].reset_index(drop=True)
-    ranked = rank(model, X, config.serve.rank_by, config.serve.revenue_weight)
-    scored = pd.concat([canonical, ranked.frame(X.index)], axis=1)
-    policy = compute_cutoffs(scored, config.serve, reference.days)
-    document = new_document(
-        policy,
-        model={
-            "name": "walk-forward",
-            "version": None,
-            "uri": None,
-            "booster_sha256": model.booster_sha256(),
-        },
-        rank_by=ranked.rank_by,
-        revenue_weight=config.serve.revenue_weight,
-        manifest_sha256="0" * 64,
-        windows={"reference": reference.as_dict()},
-        features={"config": config.features.model_dump(mode="json"), "descriptions": {}},
-        snapshot={"uri": None},
-        kpis={},
-    )
-    thresholds = Thresholds(document, serve_random_key(config.serve))
-    channels = assign_channels(thresholds, scored, scored["score"].to_numpy(), ranked.margin)
-    kpis = channel_kpis(
-        channels,
-        ranked.probability,
-        scored["expected_revenue"].to_numpy(dtype=float),
-        thresholds.channels,
-        reference.days,
-        model.calibration.level_shifts,
-        model.info.anchoring,
+    placed = reference_cutoffs(
+        model, features, declarations, reference, config.serve, config.serve.rank_by
     )
     log = deployed.log
     facts = {
@@ -179,7 +142,7 @@ def deploy_at(
         "calibration method": log.calibration,
         "anchored": not str(log.anchoring).startswith("not anchored"),
     }
-    return Deployment(model, thresholds, kpis, facts)
+    return Deployment(model, placed.thresholds, placed.kpis, facts)
 
 
 @dataclass(frozen=True)

@@ -29,20 +29,12 @@ from pipeline.jobs import JobResult, step
 from pipeline.jobs.paths import refuse_aliases
 from pipeline.jobs.publish import publish
 from pipeline.serve import strict_json
+from pipeline.serve.cutoffs import manifest_sha256, new_document, office_table, reference_cutoffs
+from pipeline.serve.cutoffs import reference_window as last_days
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import rank, resolve_rank_by
-from pipeline.serve.thresholds import (
-    Thresholds,
-    ThresholdsError,
-    assign_channels,
-    channel_kpis,
-    compute_cutoffs,
-    manifest_sha256,
-    new_document,
-    office_table,
-    reference_window,
-    serve_random_key,
-)
+from pipeline.serve.ranking import resolve_rank_by
+from pipeline.serve.selectivity import ThresholdsError
+from pipeline.serve.thresholds import Thresholds
 from pipeline.serve.vectors import channel_vectors
 from pipeline.timeaxis import Window
 
@@ -51,29 +43,10 @@ SNAPSHOT_ARTIFACT = "snapshot"
 THRESHOLDS_ARTIFACT = "selectivity"
 
 
-def _reference_declarations(config: Config, ids: pd.Series) -> pd.DataFrame:
-    """The canonical declarations of the reference window, in the order of `ids`."""
-    from pipeline.jobs.catalog import validated_inputs
-
-    declarations = validated_inputs(config).declarations
-    wanted = ids.astype(str).to_numpy()
-    position = pd.Index(declarations["declaration_id"].astype(str)).get_indexer(wanted)
-    if (position < 0).any():
-        missing = wanted[position < 0][:5]
-        raise ValueError(
-            f"{(position < 0).sum()} declarations of the feature set are not in the declarations "
-            f"table (e.g. {', '.join(missing)}); rebuild the features"
-        )
-    return declarations.iloc[position].reset_index(drop=True)
-
-
-def reference_scores(
-    config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
-) -> tuple[pd.DataFrame, Window]:
-    """The reference window's declarations with their margin, probability and score: the most
-    recent `serve.reference_days` after the evaluated model's test window
-    (`train.split.reference_window`), never the test window itself, for the evaluated model and
-    the deployed refit alike."""
+def _cutoff_window(config: Config, model: TargetingModel, feature_set: FeatureSet) -> Window:
+    """Where the cut-offs are set: the most recent `serve.reference_days` after the evaluated
+    model's test window (`train.split.reference_window`), never the test window itself, for the
+    evaluated model and the deployed refit alike."""
     from pipeline.jobs.train import holdout_days
     from pipeline.train.split import reference_window as after_test
 
@@ -81,25 +54,18 @@ def reference_scores(
     if info.role == "deployed" and info.refit is not None and info.windows is None:
         # A refit without the evaluated model's windows: its calibration window (held out of
         # its trees) and the declarations after it, whose labels were not known yet.
-        window = Window("reference", info.refit.calibration.start, info.refit.labels_known_by)
-    elif info.windows is not None:
+        return Window("reference", info.refit.calibration.start, info.refit.labels_known_by)
+    if info.windows is not None:
         # The most recent days after the evaluated model's test window, for both models: the
         # cut-offs rest on the scores of declarations only (no label of them), which the refit's
         # trees never learned from; its calibration window may overlap them (the walk-forward
         # evaluation checks its expected hit rates on later stretches).
         tested = info.windows.test
-        window = after_test(
+        return after_test(
             feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
         )
-    else:  # a model without recorded windows: the last days before the held-out stretch
-        window = reference_window(feature_set.lodged_at, config.serve, None)
-    rows = window.contains(feature_set.lodged_at)
-    if not rows.any():
-        raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
-    X = feature_set.X.loc[rows].reset_index(drop=True)
-    declarations = _reference_declarations(config, feature_set.declaration_id[rows])
-    scores = rank(model, X, rank_by, config.serve.revenue_weight).frame(X.index)
-    return pd.concat([declarations, scores], axis=1), window
+    # a model without recorded windows: the last days before the held-out stretch
+    return last_days(feature_set.lodged_at, config.serve, None)
 
 
 def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[str]:
@@ -152,32 +118,21 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
 def export(config: Config, run_id: str | None = None, out: Path | None = None) -> JobResult:
     """Compute the cut-offs of a run's model (default: the last trained) and write the export."""
     import pipeline.tracking as tracking
+    from pipeline.jobs.catalog import validated_inputs
 
     run_id, model, registered_name = _run_model(config, run_id)
     feature_set = _feature_set(config)
     rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
-    reference, window = reference_scores(config, model, feature_set, rank_by)
+    window = _cutoff_window(config, model, feature_set)
+    declarations = validated_inputs(config).declarations
 
     step("cut-offs on the reference window")
-    policy = compute_cutoffs(reference, config.serve, window.days)
+    placed = reference_cutoffs(model, feature_set, declarations, window, config.serve, rank_by)
     tracking.log_artifacts(run_id, config.paths.snapshot, SNAPSHOT_ARTIFACT)
     document = _document(
-        config, run_id, model, registered_name, feature_set.manifest, policy, rank_by, window
+        config, run_id, model, registered_name, feature_set.manifest, placed.policy, rank_by, window
     )
-    key = serve_random_key(config.serve)
-    draft = Thresholds(document, key)
-    channels = assign_channels(
-        draft, reference, reference["score"].to_numpy(), reference["margin"].to_numpy()
-    )
-    document["kpis"] = channel_kpis(
-        channels,
-        reference["probability"].to_numpy(),
-        reference["expected_revenue"].to_numpy(),
-        draft.channels,
-        window.days,
-        model.calibration.level_shifts,
-        model.info.anchoring,
-    )
+    document["kpis"] = placed.kpis
     target = Path(out) if out is not None else config.paths.thresholds
     offices = target.with_name(f"{target.stem}_offices.csv")
     vectors = target.with_name(f"{target.stem}_vectors.json")
@@ -186,7 +141,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
         {"--out": target, "the office table": offices, "the test vectors": vectors},
         _inputs(config),
     )
-    final = Thresholds(document, key)
+    final = Thresholds(document, placed.thresholds.random_key)
     kpis = document["kpis"]
     scorer_uri = ""
 
@@ -199,7 +154,9 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     version = publish(
         {
             target: partial(_save_export, final),
-            offices: partial(_write_offices, office_table(document, channels, reference)),
+            offices: partial(
+                _write_offices, office_table(document, placed.channels, placed.scored)
+            ),
             vectors: partial(_write_vectors, channel_vectors(document)),
         },
         register,
@@ -221,7 +178,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             "version": version,
             "rank_by": rank_by,
             "shares": _channel_shares(kpis),
-            "targets": draft.channels,
+            "targets": placed.thresholds.channels,
         },
         lines=lines,
     )

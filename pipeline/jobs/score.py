@@ -142,7 +142,7 @@ def score(
             "data.outcomes": config.data.outcomes,
         },
     )
-    from pipeline.serve.thresholds import serve_random_key
+    from pipeline.serve.draw import serve_random_key
 
     scorer = Scorer.from_files(
         selectivity,

@@ -40,10 +40,12 @@ from pipeline.config import FeaturesConfig
 from pipeline.features.build import Snapshot, attach, other_settings
 from pipeline.ingest.schema import DEFAULT_CONTRACT, Contract, validate_declarations
 from pipeline.serve import ranking
+from pipeline.serve.channels import assign_channels
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.requests import nested_cells, request_frame
+from pipeline.serve.selectivity import ThresholdsError
 from pipeline.serve.strict_json import finite
-from pipeline.serve.thresholds import Thresholds, ThresholdsError, assign_channels
+from pipeline.serve.thresholds import Thresholds
 
 logger = logging.getLogger(__name__)
 

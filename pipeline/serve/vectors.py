@@ -19,12 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.serve.thresholds import (
-    Thresholds,
-    assign_channels,
-    key_fingerprint,
-    random_draw,
-)
+from pipeline.serve.channels import assign_channels
+from pipeline.serve.draw import key_fingerprint, random_draw
+from pipeline.serve.thresholds import Thresholds
 
 VECTORS_KEY = "customs-targeting public test-vector key"  # public: for the vectors only
 POLICY_KEYS = ("channels", "cutoffs", "offices", "random", "rules", "serving")
