@@ -91,7 +91,7 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         return
 
-    config = Config.model_validate({"seed": args.seed, "train": {"n_jobs": args.threads}})
+    config = Config.model_validate({"seed": args.seed, "compute": {"threads": args.threads}})
     data = simulate(SimulateConfig(rows=args.rows), args.seed)
     fs = build_feature_set(data.declarations, data.outcomes, config.features)
     windows = make_windows(fs.lodged_at, config.split)

@@ -192,11 +192,11 @@ def _train(rows: int, folder: Path, seed: int, threads: int, options: Options) -
             "seed": seed,
             "output_dir": str(folder / "out"),
             "tune": {"n_trials": 0},
+            "compute": {"threads": threads},
             "train": {
                 "params": PARAMS,
                 "num_boost_round": TREES,
                 "early_stopping_rounds": TREES + 1,  # never stops early: a fixed amount of work
-                "n_jobs": threads,
                 "engine": options.train_engine,
                 "dask_workers": DASK_WORKERS,
             },

@@ -85,7 +85,8 @@ def bench_config(
             "seed": args.seed,
             "output_dir": str(folder / "out"),
             "tune": {"n_trials": 0, **tune},
-            "train": {"n_jobs": args.threads, "device": args.device, "params": params},
+            "compute": {"threads": args.threads},
+            "train": {"device": args.device, "params": params},
             "tracking": {"uri": f"sqlite:///{folder}/mlflow.db", "experiment": "bench"},
         }
     )

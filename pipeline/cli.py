@@ -121,6 +121,11 @@ def _run_job(verb: str, *args: Any, **kwargs: Any) -> JobResult:
     """Call `pipeline.jobs.<verb>.<verb>` under a spinner, print its summary and exit with its
     code (`run` shows one spinner per stage itself)."""
     module = importlib.import_module(f"pipeline.jobs.{verb}")
+    from pipeline.compute import cap_threads  # here: it loads XGBoost, `--help` need not
+
+    for arg in args:
+        if isinstance(arg, Config):
+            cap_threads(arg)
     started = time.perf_counter()
     try:
         if verb == "run":

@@ -12,6 +12,7 @@ import datetime as dt
 import difflib
 import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -397,7 +398,25 @@ class TrainConfig(Section):
     dask_partitions_per_worker: int = Field(
         1, ge=1, description="partitions of the training window per dask worker"
     )
-    n_jobs: int = Field(2, ge=1)
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity (a container's or `taskset`'s share),
+    not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class ComputeConfig(Section):
+    """One thread budget for every library a job runs (pipeline/compute.py applies it)."""
+
+    threads: int = Field(
+        default_factory=available_cores,
+        ge=1,
+        description="threads of XGBoost, LightGBM, CatBoost and OpenMP at any one time, split "
+        "between tuning workers; default: the cores this process may use (os.sched_getaffinity)",
+    )
 
 
 class TrackingConfig(Section):
@@ -647,8 +666,8 @@ class BacktestConfig(Section):
     n_jobs: int = Field(
         1,
         ge=1,
-        description="XGBoost threads per fit in the backtest (on a busy machine one thread is "
-        "far faster than two competing ones)",
+        description="XGBoost threads per fit in the backtest, at most compute.threads (on a busy "
+        "machine one thread is far faster than two competing ones)",
     )
 
 
@@ -717,6 +736,7 @@ class Config(Section):
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -737,6 +757,30 @@ class Config(Section):
         if not isinstance(other, Config):
             return NotImplemented
         return self.__dict__ == other.__dict__
+
+    @model_validator(mode="before")
+    @classmethod
+    def _n_jobs_is_compute_threads(cls, data: Any) -> Any:
+        """`train.n_jobs` (deprecated) is read as `compute.threads`, with a warning; both given
+        and different is an error."""
+        train = data.get("train") if isinstance(data, dict) else None
+        if not isinstance(train, dict) or "n_jobs" not in train:
+            return data
+        n_jobs = train["n_jobs"]
+        compute = dict(data.get("compute") or {})
+        if compute.get("threads", n_jobs) != n_jobs:
+            raise ValueError(
+                f"train.n_jobs ({n_jobs}) is the deprecated name of compute.threads "
+                f"({compute['threads']}): give compute.threads only"
+            )
+        logging.getLogger(__name__).warning(
+            "train.n_jobs is deprecated: it is read as compute.threads=%s (one thread count for "
+            "every library); rename it in the config",
+            n_jobs,
+        )
+        compute["threads"] = n_jobs
+        rest = {k: v for k, v in train.items() if k != "n_jobs"}
+        return {**data, "train": rest, "compute": compute}
 
     @field_validator("output_dir")
     @classmethod
@@ -832,6 +876,8 @@ def _describe(error: ValidationError, source: str) -> str:
             if close:
                 hint = f" (did you mean {'.'.join([*map(str, item['loc'][:-1]), close[0]])!r}?)"
             lines.append(f"  unknown key {key!r}{hint}")
+        elif not item["loc"]:  # a rule across sections: its message names the keys
+            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ SMALL_CHAIN = [
     "split.folds=1",
     "tune.n_trials=2",
     "train.num_boost_round=30",
-    "train.n_jobs=1",
+    "compute.threads=1",
     "serve.reference_days=40",
     "serve.score_last_days=20",
 ]

@@ -176,7 +176,8 @@ def config(tmp_path: Path, **evaluate: Any) -> Config:
             **evaluate,
         }
     )
-    cfg.train = cfg.train.model_copy(update={"num_boost_round": 20, "n_jobs": 1})
+    cfg.train = cfg.train.model_copy(update={"num_boost_round": 20})
+    cfg.compute = cfg.compute.model_copy(update={"threads": 1})
     return cfg
 
 
@@ -336,7 +337,7 @@ def experiment_config(tmp_path: Path, seed: int = 5) -> Config:
             "tune.n_trials=0",
             "train.num_boost_round=40",
             "train.early_stopping_rounds=10",
-            "train.n_jobs=1",
+            "compute.threads=1",
             "evaluate.bootstrap=40",
             "evaluate.shap_sample=300",
             "evaluate.top_dependence=1",

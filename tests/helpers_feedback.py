@@ -36,7 +36,7 @@ def small_config(folder: Path, *overrides: str, rows: int = 30_000) -> Config:
             "tune.n_trials=0",
             "train.num_boost_round=40",
             "train.early_stopping_rounds=10",
-            "train.n_jobs=1",
+            "compute.threads=1",
             "train.params.max_depth=4",
             *overrides,
         ],

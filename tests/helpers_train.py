@@ -90,10 +90,10 @@ def train_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
         "output_dir": str(tmp_path / "out"),
         "split": {"valid_days": 45, "calibration_days": 45, "test_days": 45, "gap_days": 14},
         "tune": {"n_trials": 0},
+        "compute": {"threads": 1},
         "train": {
             "num_boost_round": 60,
             "early_stopping_rounds": 10,
-            "n_jobs": 1,
             "params": {"learning_rate": 0.2, "max_depth": 3},
         },
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "train-tests"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,34 @@ def test_importing_every_module_has_no_side_effects(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_threads_default_to_the_cores_this_process_may_use() -> None:
+    assert load(CONFIGS / "default.yaml").compute.threads == len(os.sched_getaffinity(0))
+    assert load(CONFIGS / "kcs.yaml", ["compute.threads=1"]).compute.threads == 1
+
+
+def test_train_n_jobs_is_read_as_compute_threads_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = load(CONFIGS / "default.yaml", ["train.n_jobs=1"])
+    assert config.compute.threads == 1
+    assert "train.n_jobs" not in flatten(config)
+    assert "train.n_jobs is deprecated" in caplog.text
+    with pytest.raises(ConfigError, match=r"give compute\.threads only"):
+        load(CONFIGS / "default.yaml", ["train.n_jobs=1", "compute.threads=2"])
+
+
+def test_openmp_threads_sleep_while_waiting() -> None:
+    """Importing the package makes waiting OpenMP threads passive unless the user chose."""
+    code = "import os, pipeline; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {"PATH": "/usr/bin:/bin"}
+    passive = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert passive.stdout.strip() == "PASSIVE"
+    chosen = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True,
+        text=True,
+    )
+    assert chosen.stdout.strip() == "ACTIVE"

@@ -2,8 +2,9 @@
 
 A deployment installs the light part (serve and what it needs) and must never pull in training,
 evaluation or MLflow writes; the jobs wire the stages and nothing imports a job. The layers, from
-the bottom: config and the time axis; ingestion; the simulator; features; serving; training;
-the MLflow adapter; evaluation; the backtest; the jobs; the command line.
+the bottom: config and the time axis; the thread budget (compute); ingestion; the simulator;
+features; serving; training; the MLflow adapter; evaluation; the backtest; the jobs; the command
+line.
 """
 
 from __future__ import annotations
@@ -24,11 +25,22 @@ ALLOWED: dict[str, set[str]] = {
     "simulate": {"config", "timeaxis", "ingest"},
     "features": {"config", "timeaxis", "ingest"},
     "serve": {"config", "timeaxis", "ingest", "features", "__init__"},
-    "train": {"config", "timeaxis", "ingest", "features", "serve"},
+    "compute": {"config"},
+    "train": {"config", "compute", "timeaxis", "ingest", "features", "serve"},
     "tracking": {"config", "timeaxis", "ingest", "features", "serve", "train"},
-    "evaluate": {"config", "timeaxis", "ingest", "features", "serve", "train", "tracking"},
+    "evaluate": {
+        "config",
+        "compute",
+        "timeaxis",
+        "ingest",
+        "features",
+        "serve",
+        "train",
+        "tracking",
+    },
     "backtest": {
         "config",
+        "compute",
         "timeaxis",
         "ingest",
         "simulate",
@@ -40,7 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     },
 }
 ALLOWED["jobs"] = set(ALLOWED) - {"jobs"}
-ALLOWED["cli"] = {"config", "jobs"}
+ALLOWED["cli"] = {"config", "compute", "jobs"}
 
 PIPELINE = PROJECT_ROOT / "pipeline"
 

@@ -42,8 +42,9 @@ class Fitter:
     """Feature building and fitting with fixed parameters, timed per phase."""
 
     def __init__(self, config: Config) -> None:
-        train = config.train.model_copy(update={"n_jobs": config.backtest.n_jobs})
-        self.config = config.model_copy(update={"train": train})
+        threads = min(config.backtest.n_jobs, config.compute.threads)
+        compute = config.compute.model_copy(update={"threads": threads})
+        self.config = config.model_copy(update={"compute": compute})
         self.params = dict(config.backtest.params or config.train.params)
         self.seconds = dict.fromkeys(PHASES, 0.0)
 

@@ -149,7 +149,7 @@ def _xgboost(data: _Data, config: Config) -> tuple[np.ndarray, int]:
         "max_cat_to_onehot": 1,
         "tree_method": "hist",
         "seed": config.seed,
-        "nthread": config.train.n_jobs,
+        "nthread": config.compute.threads,
     }
     stopper = _XGBoostStopper(config.evaluate.reference_min_trees)
     booster = xgb.train(
@@ -175,7 +175,7 @@ def _lightgbm(data: _Data, config: Config) -> tuple[np.ndarray, int]:
         "num_leaves": 63,
         "seed": config.seed,
         "deterministic": True,
-        "num_threads": config.train.n_jobs,
+        "num_threads": config.compute.threads,
         "verbose": -1,
     }
     min_trees = config.evaluate.reference_min_trees
@@ -230,7 +230,7 @@ def _catboost(data: _Data, config: Config) -> tuple[np.ndarray, int]:
         eval_metric="Logloss",
         use_best_model=False,
         random_seed=config.seed,
-        thread_count=config.train.n_jobs,
+        thread_count=config.compute.threads,
         allow_writing_files=False,
         verbose=False,
     )

@@ -117,7 +117,7 @@ def split_params(params: dict[str, Any], config: Config) -> tuple[dict[str, Any]
         eval_metric=EVAL_METRIC,
         tree_method="hist",
         seed=config.seed,
-        nthread=config.train.n_jobs,
+        nthread=config.compute.threads,
         device=config.train.device,
     )
     return booster, imbalance
@@ -263,7 +263,7 @@ def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.B
         "tree_method": "hist",
         "max_bin": 64,
         "seed": config.seed,
-        "nthread": config.train.n_jobs,
+        "nthread": config.compute.threads,
         "device": config.train.device,
     }
     matrix = xgb.DMatrix(fs.X.loc[inside], label=controlled, enable_categorical=True)
@@ -576,7 +576,7 @@ def revenue_params(config: Config) -> dict[str, Any]:
         "min_child_weight": 5.0,
         "tree_method": "hist",
         "seed": config.seed,
-        "nthread": config.train.n_jobs,
+        "nthread": config.compute.threads,
         "device": config.train.device,
     }
 

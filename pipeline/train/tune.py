@@ -29,6 +29,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from optuna_integration import XGBoostPruningCallback
 
+from pipeline.compute import cap_threads
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.timeaxis import Window, Windows
@@ -294,7 +295,7 @@ def quantile_matrix(
         enable_categorical=True,
         max_bin=int(config.train.params.get("max_bin", 256)),
         ref=ref,
-        nthread=config.train.n_jobs,
+        nthread=config.compute.threads,
     )
 
 
@@ -466,6 +467,7 @@ def _worker(
     scheduled first; a worker that died before it only costs the others the barrier's timeout.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cap_threads(config)  # this process's share of compute.threads
     study = load_study(config, study_key(config, list(fs.X.columns), windows), 1000 * index)
     objective = Objective(fs, windows, config)
     if start is not None:
@@ -494,7 +496,7 @@ def run_study(
     """Run (or continue) the study until it holds `tune.n_trials` finished trials.
 
     With `workers` > 1 (default `tune.workers`), that many processes share the study through its
-    storage; each gets `train.n_jobs // workers` threads. The total may exceed n_trials by up to
+    storage; each gets `compute.threads // workers` threads. The total may exceed n_trials by up to
     workers - 1 trials that were already running when the last one finished.
     """
     workers = workers or config.tune.workers
@@ -517,7 +519,7 @@ def run_study(
         )
         return study
     share = config.model_copy(deep=True)
-    share.train.n_jobs = max(1, config.train.n_jobs // workers)
+    share.compute.threads = max(1, config.compute.threads // workers)
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(workers)
     processes = [
