@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app, package_version
 from pipeline.config import PROJECT_ROOT, ConfigError, config_path, load
+from pipeline.evaluate.keys import HISTORICAL, Kind, Population
 from pipeline.jobs.evaluate import CONSOLE_WIDTH, headline_lines
 
 runner = CliRunner()
@@ -70,10 +71,15 @@ def test_the_default_config_is_found_from_any_folder(
 
 
 def _metrics(models: list[str], rates: list[float]) -> pd.DataFrame:
+    def kind(model: str) -> Kind:
+        if " - " in model:  # the differences this test names
+            return Kind.DIFFERENCE
+        return Kind.POLICY if model == HISTORICAL else Kind.VALUE
+
     rows = [
-        {"population": p, "model": m, "metric": k, "rate": r, "value": 0.123456}
+        {"population": p, "model": m, "kind": kind(m), "metric": k, "rate": r, "value": 0.123456}
         for p, m, k, r in itertools.product(
-            ["inspected", "all declarations (ground truth)"],
+            [Population.INSPECTED, Population.TRUTH],
             models,
             ["precision", "recall", "revenue"],
             rates,

@@ -10,6 +10,8 @@ import pytest
 from pipeline.config import Config
 from pipeline.evaluate import assess as a
 from pipeline.evaluate import metrics as mx
+from pipeline.evaluate.headline import headline_rate, primary_population
+from pipeline.evaluate.keys import Kind, Population, difference_name
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import top_count
@@ -152,10 +154,11 @@ def test_inspected_metrics_are_evaluate_metrics_on_the_labelled_rows(case: dict)
 
 def test_the_paired_difference_is_the_point_difference_inside_its_interval(case: dict) -> None:
     metrics = case["population"].metrics
-    for population in ("inspected", a.POPULATION_TRUTH):
+    for population in (Population.INSPECTED, Population.TRUTH):
         part = metrics.loc[metrics["population"] == population]
-        cells = part.set_index(["model", "metric", "rate"])["value"]
-        diff = part.loc[part["model"] == f"model - {CHAMPION}"]
+        cells = part.loc[part["kind"] == Kind.VALUE].set_index(["model", "metric", "rate"])["value"]
+        diff = part.loc[part["model"] == difference_name("model", CHAMPION)]
+        assert set(diff["kind"]) == {Kind.DIFFERENCE}
         assert len(diff) > 0
         for r in diff.itertuples():
             mine, theirs = cells[("model", r.metric, r.rate)], cells[(CHAMPION, r.metric, r.rate)]
@@ -167,13 +170,14 @@ def test_the_paired_difference_is_the_point_difference_inside_its_interval(case:
 def test_the_truth_population_holds_the_policy_at_its_own_share(case: dict) -> None:
     window: a.TestWindow = case["window"]
     metrics = case["population"].metrics
-    truth = metrics.loc[metrics["population"] == a.POPULATION_TRUTH]
+    truth = metrics.loc[metrics["population"] == Population.TRUTH]
     policy = truth.loc[(truth["model"] == "historical policy")]
+    assert set(policy["kind"]) == {Kind.POLICY}
     share = float(policy.loc[policy["metric"] == "control_share", "value"].iloc[0])
     assert share == pytest.approx(window.labelled.mean())
     assert share in set(truth.loc[truth["model"] == "model", "rate"])
-    assert a.primary_population(metrics) == a.POPULATION_TRUTH
-    assert {"random stratum (IPW)", "random stratum (doubly robust)"} <= set(metrics["population"])
+    assert primary_population(metrics) == Population.TRUTH
+    assert {Population.IPW, Population.DR} <= set(metrics["population"])
 
 
 def test_a_declaration_without_ground_truth_is_noted(case: dict) -> None:
@@ -197,7 +201,7 @@ def test_curves_agree_with_the_metrics_on_the_same_ranking(case: dict) -> None:
     pd.testing.assert_frame_equal(drawn.calibration_inspected, expected)  # a diagnostic only
     # judged on the population the probability claims: every declaration, against the truth
     # (fraud x detection: the chance a control finds something), not the inspected rows
-    assert drawn.calibration_population == a.POPULATION_TRUTH
+    assert drawn.calibration_population == Population.TRUTH.label
     known = window.truth["fraud"].notna().to_numpy()
     chance = window.truth["fraud"].to_numpy(dtype=float)[known] * config.simulate.detection_rate
     table = drawn.calibration
@@ -210,10 +214,10 @@ def test_curves_agree_with_the_metrics_on_the_same_ranking(case: dict) -> None:
     assert drawn.gain["gain"].is_monotonic_increasing
     # the model has no revenue part: one ranking, by probability, the metrics' own
     assert set(drawn.tradeoff["revenue_weight"]) == {0.0}
-    assert drawn.tradeoff_population == a.POPULATION_TRUTH
+    assert drawn.tradeoff_population == Population.TRUTH.label
     metrics = case["population"].metrics
     model = metrics.loc[
-        (metrics["population"] == a.POPULATION_TRUTH)
+        (metrics["population"] == Population.TRUTH)
         & (metrics["model"] == "model")
         & (metrics["metric"] == "precision")
     ].set_index("rate")["value"]
@@ -223,7 +227,7 @@ def test_curves_agree_with_the_metrics_on_the_same_ranking(case: dict) -> None:
 
 def test_breakdowns_cover_every_declaration_once(case: dict) -> None:
     window: a.TestWindow = case["window"]
-    rate = a.headline_rate(case["config"])
+    rate = headline_rate(case["config"].evaluate.rates)
     assert rate == 0.05
     found = a.breakdowns(window, rate)
     assert set(found.catches) == {"office", "HS chapter", "month"}
@@ -264,13 +268,13 @@ def test_the_decision_is_judged_on_the_most_honest_population(case: dict) -> Non
         "run-1",
         a.Judged((CHAMPION, case["model"]), compared.references.healthy, None),
     )
-    assert judged.population == a.POPULATION_TRUTH and judged.champion == CHAMPION
+    assert judged.population == Population.TRUTH and judged.champion == CHAMPION
     assert "--run-id run-1" in judged.approve_command
     names = [c.name for c in judged.criteria]
     assert {f"beats {name}" for name in compared.references.healthy} <= set(names)
     assert "calibrated" in names and "no unexplained drift" in names
     calibrated = judged.criteria[names.index("calibrated")]
-    assert a.POPULATION_TRUTH in calibrated.requirement  # not the inspected declarations
+    assert Population.TRUTH.label in calibrated.requirement  # not the inspected declarations
 
 
 def test_the_summary_and_card_describe_the_window(case: dict) -> None:

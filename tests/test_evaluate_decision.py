@@ -16,15 +16,26 @@ from pipeline.config import AcceptanceConfig
 from pipeline.evaluate.assess import assess
 from pipeline.evaluate.decision import calibration_error, decide, render_decision
 from pipeline.evaluate.explain import _category_ticks
+from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, Kind, Population
 from pipeline.evaluate.report import _frame_html, capacity_pivot, rate_label, render_report
 
-TRUTH = "all declarations (ground truth)"
+TRUTH = Population.TRUTH
 SHARE = 0.0512  # the historical policy's control share
 
 
 def _row(model: str, rate: float, metric: str, value: float, low: float, high: float) -> dict:
+    kind = Kind.DIFFERENCE if " - " in model else Kind.VALUE  # the names this test gives
+    if model in (HISTORICAL, AT_OFFICE_CAPACITY):
+        kind = Kind.POLICY
     return dict(
-        population=TRUTH, model=model, rate=rate, metric=metric, value=value, low=low, high=high
+        population=TRUTH,
+        model=model,
+        kind=kind,
+        rate=rate,
+        metric=metric,
+        value=value,
+        low=low,
+        high=high,
     )
 
 
@@ -161,7 +172,7 @@ def test_miscalibration_and_drift_fail_with_their_figures() -> None:
 
 
 def test_without_ground_truth_the_policy_criterion_is_not_judged() -> None:
-    inspected = _metrics((0.10, 0.05, 0.15)).assign(population="inspected")
+    inspected = _metrics((0.10, 0.05, 0.15)).assign(population=Population.INSPECTED)
     inspected = inspected.loc[
         ~inspected["model"].isin(["historical policy", "model at office capacity"])
     ]

@@ -11,6 +11,7 @@ from helpers_evaluate import WINDOWS, config, train_model, world
 
 from pipeline.evaluate import holdout
 from pipeline.evaluate import metrics as mx
+from pipeline.evaluate.keys import Population
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_scored_test_window_holds_the_test_window_with_the_truth_as_label(traine
     lodged = trained["features"].lodged_at
     assert len(scored) == int(((lodged >= start) & (lodged < end)).sum())
     assert scored["lodged_at"].between(start, end, inclusive="left").all()
-    assert holdout.population(scored) == holdout.TRUTH_POPULATION
+    assert holdout.population(scored) == Population.TRUTH.label
     assert scored["y"].notna().all()  # every declaration has a true label
     truth = trained["ground_truth"].set_index("declaration_id")
     expected = truth.loc[scored["declaration_id"], "fraud"].to_numpy(dtype=float)
@@ -42,7 +43,7 @@ def test_scored_test_window_holds_the_test_window_with_the_truth_as_label(traine
 
 def test_without_truth_only_controlled_declarations_are_labelled(trained, tmp_path: Path):
     scored = holdout.scored_test_window(trained["model"], trained["features"], config(tmp_path))
-    assert holdout.population(scored) == holdout.INSPECTED_POPULATION
+    assert holdout.population(scored) == Population.INSPECTED.label
     assert scored["y"].equals(scored["hit"])
     curve = holdout.tradeoff_curve(scored)
     assert curve["share"].iloc[-1] == 1.0 and curve["gain"].iloc[-1] == pytest.approx(1.0)

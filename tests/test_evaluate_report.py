@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluate.assess import assess, model_windows, review_warnings
+from pipeline.evaluate.keys import COLUMNS, Kind, Population, rendered
 from pipeline.evaluate.report import render_report
 from pipeline.serve.model import ModelInfo
 from pipeline.timeaxis import Window, Windows
@@ -37,27 +38,17 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_metrics_table_holds_the_model_and_every_baseline(reviewed: dict) -> None:
     metrics = reviewed["assessment"].metrics
-    assert list(metrics.columns) == [
-        "population",
-        "model",
-        "rate",
-        "metric",
-        "value",
-        "low",
-        "high",
-    ]
-    populations = set(metrics["population"])
-    assert populations == {
-        "inspected",
-        "all declarations (ground truth)",
-        "random stratum (IPW)",
-        "random stratum (doubly robust)",
-    }
+    assert list(metrics.columns) == COLUMNS
+    assert set(metrics["population"]) == set(Population)
+    # the reviewer's files hold the same rows, populations in words and no machine column
+    shown = rendered(metrics)
+    assert list(shown.columns) == [c for c in COLUMNS if c != "kind"]
+    assert set(shown["population"]) == {p.label for p in Population}
     # a thin stratum is never a number: either enough rows or a "too few to judge" note
-    ipw = metrics.loc[metrics["population"] == "random stratum (IPW)"]
+    ipw = metrics.loc[metrics["population"] == Population.IPW]
     thin = [n for n in reviewed["assessment"].report.notes if "too few to judge" in n]
     assert ipw.loc[ipw["model"] == "model", "value"].isna().any() == bool(thin)
-    truth = metrics.loc[metrics["population"] == "all declarations (ground truth)"]
+    truth = metrics.loc[metrics["population"] == Population.TRUTH]
     assert {
         "model",
         "random",
@@ -71,7 +62,8 @@ def test_metrics_table_holds_the_model_and_every_baseline(reviewed: dict) -> Non
         "model - champion v1",
     } <= set(truth["model"])
     # the model against every healthy reference learner, each with a paired interval
-    against = {m for m in set(truth["model"]) if m.startswith("model - ") and "champion" not in m}
+    paired = truth.loc[truth["kind"] == Kind.DIFFERENCE, "model"]
+    against = {m for m in set(paired) if "champion" not in m}
     references = reviewed["assessment"].report.references
     healthy = set(references.loc[references["healthy"] == "yes", "name"])
     assert against == {f"model - {name}" for name in healthy}
@@ -227,6 +219,7 @@ def test_the_decision_judges_stable_features_and_leaves_out_those_set_aside() ->
         {
             "feature": ["hs6", "seller", "importer_hit_rate"],
             "psi": [0.02, 0.4, 0.3],
+            "judged": [True, True, False],
             "verdict": [
                 "stable: PSI 0.02 < 0.1",
                 "alarm: PSI 0.40 >= 0.25, 4.0x its drift inside the training window",

@@ -1,28 +1,30 @@
-"""The run summary's headline table: the report's headline at one rate, with intervals."""
+"""The headline (`evaluate.headline`): the report's pivot at one rate, with intervals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pipeline.jobs.run import headline
+from pipeline.evaluate.headline import headline
+from pipeline.evaluate.keys import HISTORICAL, Kind, Population
 
-TRUTH = "all declarations (ground truth)"
+TRUTH = Population.TRUTH
 
 
 def _metrics() -> pd.DataFrame:
     rows = []
-    for population in ("inspected", TRUTH):
+    for population in (Population.INSPECTED, TRUTH):
         for model in ("model", "rules", "random", "model - rules"):
+            kind = Kind.DIFFERENCE if model == "model - rules" else Kind.VALUE
             for rate in (0.01, 0.05):
                 for metric in ("precision", "recall", "revenue", "lift"):
                     value = 0.5 if population == TRUTH else 0.9
                     low, high = (np.nan, np.nan) if model == "rules" else (0.4, 0.6)
-                    rows.append((population, model, metric, rate, value + rate, low, high))
+                    rows.append((population, model, kind, metric, rate, value + rate, low, high))
     for metric in ("precision", "recall"):  # a policy at its own control share
-        rows.append((TRUTH, "historical policy", metric, 0.1234, 0.3, 0.25, 0.35))
-    rows.append((TRUTH, "model", "pr_auc", np.nan, 0.4, 0.3, 0.5))
-    columns = ["population", "model", "metric", "rate", "value", "low", "high"]
+        rows.append((TRUTH, HISTORICAL, Kind.POLICY, metric, 0.1234, 0.3, 0.25, 0.35))
+    rows.append((TRUTH, "model", Kind.VALUE, "pr_auc", np.nan, 0.4, 0.3, 0.5))
+    columns = ["population", "model", "kind", "metric", "rate", "value", "low", "high"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -45,6 +47,6 @@ def test_headline_on_the_ground_truth_with_intervals_and_policies() -> None:
 def test_headline_falls_back_to_the_inspected_declarations() -> None:
     metrics = _metrics()
     population, table = headline(metrics.loc[metrics["population"] != TRUTH], 0.01)
-    assert population == "inspected"
+    assert population == Population.INSPECTED
     assert table.loc["model", "precision"] == "0.910 [0.400, 0.600]"
     assert "historical policy" not in table.index

@@ -24,6 +24,18 @@ from pipeline.evaluate import metrics as mx
 from pipeline.evaluate import selections as sel
 from pipeline.evaluate.decision import EVERY_ROW_INSPECTED, Decision, decide
 from pipeline.evaluate.explain import Explanations
+from pipeline.evaluate.headline import headline_rate, primary_population
+from pipeline.evaluate.keys import (
+    AT_CONFIGURED_CAPACITY,
+    AT_OFFICE_CAPACITY,
+    COLUMNS,
+    HISTORICAL,
+    MODEL,
+    RANDOM,
+    Kind,
+    Population,
+    difference_name,
+)
 from pipeline.evaluate.reference import ReferenceScores
 from pipeline.evaluate.walkforward import WalkForward, detection_rate
 from pipeline.features.featureset import FeatureSet
@@ -34,18 +46,13 @@ from pipeline.train.fit import cap_warning
 
 NamedWindows = dict[str, Window]
 
-PRIMARY_POPULATIONS = ("all declarations (ground truth)", "inspected")
-POPULATION_TRUTH = "all declarations (ground truth)"
 ENTITY_COLUMNS = ("importer", "declarant", "seller")
 RANKING_NAMES = {
     "probability": "probability of a hit",
     "expected_revenue": "expected revenue",
     "blend": "blend of probability and expected revenue",
 }
-ESTIMATOR_POPULATIONS = {
-    "ipw": "random stratum (IPW)",
-    "dr": "random stratum (doubly robust)",
-}
+ESTIMATOR_POPULATIONS = {"ipw": Population.IPW, "dr": Population.DR}
 
 
 @dataclass
@@ -56,7 +63,7 @@ class ReportData:
     run_id: str
     model_summary: dict[str, str]
     windows: pd.DataFrame  # window, start, end, declarations, labelled, hits
-    metrics: pd.DataFrame  # population, model, rate, metric, value, low, high
+    metrics: pd.DataFrame  # population, model, kind, rate, metric, value, low, high (keys.py)
     calibration: pd.DataFrame  # predicted, observed
     gain: pd.DataFrame  # share, gain, oracle_gain, lift[, revenue_gain]
     breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)  # dimension -> frame
@@ -328,15 +335,20 @@ def comparators(
 # --- population metrics ---------------------------------------------------------------------------
 
 
-def _with_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
-    return frame.assign(population=population)[
-        ["population", "model", "rate", "metric", "value", "low", "high"]
-    ]
+def _with_population(
+    frame: pd.DataFrame, population: Population, differences: Sequence[tuple[str, str]] = ()
+) -> pd.DataFrame:
+    """The frame keyed (`keys.COLUMNS`): its population, and each row's kind (a policy where
+    the frame says so, a paired difference where the model is one of `differences`)."""
+    paired = [difference_name(a, b) for a, b in differences]
+    kind = frame["kind"] if "kind" in frame else pd.Series(Kind.VALUE, index=frame.index)
+    kind = kind.where(~frame["model"].isin(paired), Kind.DIFFERENCE)
+    return frame.assign(population=population, kind=kind)[COLUMNS]
 
 
 def _selection_rows(frame: pd.DataFrame, model: str) -> pd.DataFrame:
     share = float(frame.loc[frame["metric"] == "control_share", "value"].iloc[0])
-    return frame.assign(model=model, rate=share)
+    return frame.assign(model=model, rate=share, kind=Kind.POLICY)
 
 
 def inspected_metrics(
@@ -360,8 +372,8 @@ def inspected_metrics(
         compare=compared.compare,
     )
     return [
-        _with_population(table, "inspected"),
-        _with_population(mx.random_baseline(y, rates, rev), "inspected"),
+        _with_population(table, Population.INSPECTED, compared.compare),
+        _with_population(mx.random_baseline(y, rates, rev), Population.INSPECTED),
     ]
 
 
@@ -409,17 +421,17 @@ def truth_metrics(window: TestWindow, compared: Comparators, config: Config) -> 
         return _selection_rows(chosen, name)
 
     if controlled.any():
-        parts.append(selected(controlled, "historical policy"))
+        parts.append(selected(controlled, HISTORICAL))
         capacity = pd.Series(controlled).groupby(offices).sum().astype(float)
         quota = mx.quota_mask(score, offices, capacity.to_dict())
-        parts.append(selected(quota, "model at office capacity"))
+        parts.append(selected(quota, AT_OFFICE_CAPACITY))
     if config.serve.office_capacity:
         # serve.office_capacity is red controls per office and day: over the test window
         days = window.windows["test"].days
         per_window = {o: max(c * days, 1.0) for o, c in config.serve.office_capacity.items()}
         quota = mx.quota_mask(score, offices, per_window)
-        parts.append(selected(quota, "model at configured capacity"))
-    return [_with_population(part, POPULATION_TRUTH) for part in parts]
+        parts.append(selected(quota, AT_CONFIGURED_CAPACITY))
+    return [_with_population(part, Population.TRUTH, compared.compare) for part in parts]
 
 
 def stratum_estimates(
@@ -452,9 +464,9 @@ def stratum_estimates(
     out = []
     for estimator, population in ESTIMATOR_POPULATIONS.items():
         part = table.loc[table["estimator"] == estimator]
-        model = part.loc[part["rate"] < 1.0].assign(model="model")
+        model = part.loc[part["rate"] < 1.0].assign(model=MODEL)
         flow = part.loc[(part["rate"] == 1.0) & (part["metric"] == "precision")]
-        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model="random")
+        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model=RANDOM)
         out.append(_with_population(pd.concat([model, random]), population))
     return out
 
@@ -463,7 +475,7 @@ def stratum_estimates(
 class PopulationMetrics:
     """The tidy metrics of every population, and the notes on what is left out."""
 
-    metrics: pd.DataFrame  # population, model, rate, metric, value, low, high
+    metrics: pd.DataFrame  # population, model, kind, rate, metric, value, low, high (keys.py)
     notes: list[str]
 
 
@@ -489,12 +501,6 @@ def population_metrics(
     return PopulationMetrics(metrics, notes)
 
 
-def primary_population(metrics: pd.DataFrame) -> str | None:
-    """The most honest population present: ground truth, else the inspected declarations."""
-    present = set(metrics["population"]) if len(metrics) else set()
-    return next((p for p in PRIMARY_POPULATIONS if p in present), None)
-
-
 # --- curves and breakdowns ----------------------------------------------------------------------
 
 
@@ -514,10 +520,10 @@ def main_rows(window: TestWindow) -> MainRows:
         keep = window.truth["fraud"].notna().to_numpy()
         y = window.truth["fraud"].to_numpy()[keep].astype(float)
         money = window.truth["revenue_recoverable"].to_numpy(dtype=float)[keep]
-        return MainRows(keep, y, money, POPULATION_TRUTH)
+        return MainRows(keep, y, money, Population.TRUTH.label)
     keep = window.labelled
     money_obs = window.revenue[keep] if window.has_revenue else None
-    return MainRows(keep, window.y[keep], money_obs, "inspected")
+    return MainRows(keep, window.y[keep], money_obs, Population.INSPECTED.label)
 
 
 @dataclass(frozen=True)
@@ -542,7 +548,7 @@ def claimed_calibration(window: TestWindow, config: Config) -> tuple[pd.DataFram
         keep = window.truth["fraud"].notna().to_numpy()
         target = window.truth["fraud"].to_numpy(dtype=float)[keep] * detection
         table = mx.calibration_table(target, window.probability[keep], bins=10, hard=False)
-        return table, POPULATION_TRUTH
+        return table, Population.TRUTH.label
     if window.labelled.mean() > 0.99:
         labelled = window.labelled
         table = mx.calibration_table(window.y[labelled], window.probability[labelled])
@@ -552,7 +558,7 @@ def claimed_calibration(window: TestWindow, config: Config) -> tuple[pd.DataFram
     table = mx.weighted_calibration_table(
         window.y[stratum], window.probability[stratum], weight, config.evaluate.min_stratum_rows
     )
-    return table, ESTIMATOR_POPULATIONS["ipw"]
+    return table, Population.IPW.label
 
 
 def curves(window: TestWindow, compared: Comparators, config: Config) -> Curves:
@@ -578,11 +584,6 @@ def curves(window: TestWindow, compared: Comparators, config: Config) -> Curves:
         rates = [float(r) for r in config.evaluate.rates]
         tradeoff = sel.tradeoff_table(main.y, main.money, kept, rates)
     return Curves(calibration, gain, tradeoff, main.population, claimed, inspected)
-
-
-def headline_rate(config: Config) -> float:
-    """The configured control rate nearest 5 %, at which breakdowns are read."""
-    return min((float(r) for r in config.evaluate.rates), key=lambda r: abs(r - 0.05))
 
 
 @dataclass(frozen=True)
@@ -798,10 +799,10 @@ def assessment_warnings(
 
 def judged_features(drift: pd.DataFrame) -> pd.DataFrame:
     """The rows of the drift table that are judged (`evaluate.drift`): stable or drifting, not
-    those set aside ("not judged: ...")."""
-    if "verdict" not in drift:
+    those set aside."""
+    if "judged" not in drift:
         return drift
-    return drift.loc[~drift["verdict"].astype(str).str.startswith("not judged")]
+    return drift.loc[drift["judged"].astype(bool)]
 
 
 @dataclass(frozen=True)
@@ -835,7 +836,7 @@ def decision(
         references=judged.references,
         walk=judged.walk_forward,
         calibration_population=drawn.calibration_population,
-        fallback_rate=headline_rate(config),
+        fallback_rate=headline_rate(config.evaluate.rates),
     )
 
 
@@ -880,11 +881,11 @@ def family_ablation(
 ) -> fam.FamilyAblation:
     """Each family's out-of-sample effect on the test window (`evaluate.families`): on the
     inspected declarations and, on the simulator, on every one against the ground truth."""
-    populations = {"inspected": (window.labelled, window.y[window.labelled])}
+    populations = {Population.INSPECTED.label: (window.labelled, window.y[window.labelled])}
     if window.has_truth and window.truth is not None:
         known = window.truth["fraud"].notna().to_numpy()
         fraud = window.truth["fraud"].to_numpy()[known].astype(float)
-        populations[POPULATION_TRUTH] = (known, fraud)
+        populations[Population.TRUTH.label] = (known, fraud)
     return fam.family_ablation(model, features, window.windows, window.rows, populations, config)
 
 
@@ -924,7 +925,7 @@ def windows_table(features: FeatureSet, windows: NamedWindows) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def probability_meaning(info: ModelInfo) -> str:
+def probability_meaning(info: ModelInfo, anchored: bool) -> str:
     """What the model's calibrated probability is the chance of, from its fit log."""
     meaning = info.probability_means or (
         "not recorded by this model (fitted before the selection correction): read it as "
@@ -932,7 +933,7 @@ def probability_meaning(info: ModelInfo) -> str:
         "of a declaration the policy would not have picked"
     )
     details = [d for d in (info.selection_correction, info.anchoring) if d]
-    if (info.anchoring or "").startswith("not anchored"):
+    if info.anchoring is not None and not anchored:
         details.append(
             "without the anchor, the probability can still overstate the chance of a hit where "
             "the historical controls were picked on what the features do not show"
@@ -1009,7 +1010,7 @@ def window_card(window: TestWindow, model: TargetingModel, config: Config) -> di
         window.truth is not None,
         window.windows,
     )
-    card["What the probability means"] = probability_meaning(model.info)
+    card["What the probability means"] = probability_meaning(model.info, model.calibration.anchored)
     return card
 
 
@@ -1043,7 +1044,7 @@ def assess(
     population = population_metrics(window, compared, config)
     metrics = population.metrics
     drawn = curves(window, compared, config)
-    rate = headline_rate(config)
+    rate = headline_rate(config.evaluate.rates)
     groups = breakdowns(window, rate)
     explained = explanation_summary(window, model, config, local_ids)
     found = drift_and_leakage(window, model, explained.explanations.importance, config)

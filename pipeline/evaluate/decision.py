@@ -20,11 +20,10 @@ from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
 from pipeline.config import AcceptanceConfig
+from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, Population, difference_name
 
 Status = Literal["pass", "fail", "not judged"]
 READY = "ready to approve"  # the only verdict `targeting approve` takes without --override
-HISTORICAL = "historical policy"
-AT_CAPACITY = "model at office capacity"
 EVERY_ROW_INSPECTED = "every one inspected"  # named in the population of such data
 
 
@@ -44,7 +43,7 @@ class Decision:
 
     criteria: list[Criterion]
     verdict: str  # "ready to approve" | "not ready" | "incomplete"
-    population: str
+    population: Population | None
     rate: float | None
     approve_command: str
     champion: str | None = None
@@ -54,6 +53,11 @@ class Decision:
     def ready(self) -> bool:
         """Whether `targeting approve` takes this model without an override."""
         return self.verdict == READY
+
+    @property
+    def population_label(self) -> str:
+        """The population judged on, in words ('' when the report has none)."""
+        return self.population.label if self.population is not None else ""
 
     @property
     def override_command(self) -> str:
@@ -71,7 +75,7 @@ def _with_interval(value: float, low: float, high: float) -> str:
     return f"{value:+.3f} (no interval)"
 
 
-def _rows(metrics: pd.DataFrame, population: str, metric: str) -> pd.DataFrame:
+def _rows(metrics: pd.DataFrame, population: Population | None, metric: str) -> pd.DataFrame:
     return metrics.loc[(metrics["population"] == population) & (metrics["metric"] == metric)]
 
 
@@ -83,7 +87,7 @@ def _at(rows: pd.DataFrame, model: str, rate: float) -> pd.Series | None:
 
 def decision_rate(
     metrics: pd.DataFrame,
-    population: str,
+    population: Population | None,
     config: AcceptanceConfig,
     fallback: float | None = None,
 ) -> float | None:
@@ -103,7 +107,7 @@ def decision_rate(
 def _beats(rows: pd.DataFrame, comparator: str, rate: float, metric: str) -> Criterion:
     """Model minus `comparator`: the paired bootstrap interval must lie above zero."""
     requirement = f"model - {comparator}: paired 95 % interval of {metric}@{_pct(rate)} above 0"
-    diff = _at(rows, f"model - {comparator}", rate)
+    diff = _at(rows, difference_name("model", comparator), rate)
     if diff is None:
         return _beats_unpaired(rows, comparator, rate, metric)
     low, high = float(diff["low"]), float(diff["high"])
@@ -142,7 +146,7 @@ def _beats_historical(rows: pd.DataFrame, metric: str) -> Criterion:
     )
     name = "beats the historical policy"
     policy = rows.loc[rows["model"] == HISTORICAL]
-    model = rows.loc[rows["model"] == AT_CAPACITY]
+    model = rows.loc[rows["model"] == AT_OFFICE_CAPACITY]
     if policy.empty or model.empty:
         return Criterion(name, requirement, "needs ground truth (no policy figure)", "not judged")
     p, m = policy.iloc[0], model.iloc[0]
@@ -281,7 +285,7 @@ def decide(
     calibration: pd.DataFrame,
     judged_drift: pd.DataFrame,
     config: AcceptanceConfig,
-    population: str | None,
+    population: Population | None,
     run_id: str,
     champion: str | None = None,
     references: Sequence[str] = (),
@@ -293,7 +297,6 @@ def decide(
     (`walk`, a `walkforward.WalkForward`), then the evaluated model against each listed baseline
     (`BEST_REFERENCE` standing for every healthy reference learner in `references`), the
     historical policy and the champion, its calibration on `calibration_population`, drift."""
-    population = population or ""
     rate = decision_rate(metrics, population, config, fallback_rate)
     rows = _rows(metrics, population, config.metric)
     criteria = [walk_criterion(walk, rate, config.metric)] if walk is not None else []
@@ -329,7 +332,7 @@ def decide(
 
 _PAGE = """<section id="decision"><h2>Decision</h2>
 <p class="verdict {{ css }}"><b>Verdict: {{ d.verdict }}</b>{% if d.rate is not none -%}
-, judged on {{ d.population }} at a control rate of {{ rate }}{% endif %}.</p>
+, judged on {{ d.population_label }} at a control rate of {{ rate }}{% endif %}.</p>
 <table class="grid decision"><tr><th>criterion</th><th>requirement</th><th>figure</th>
 <th>result</th></tr>{% for c in d.criteria %}<tr class="{{ c.status|replace(' ', '-') }}">
 <td>{{ c.name }}</td><td>{{ c.requirement }}</td><td class="num">{{ c.figure }}</td>
@@ -360,7 +363,7 @@ def decision_figures(decision: Decision) -> dict[str, Any]:
     return {
         "verdict": decision.verdict,
         "rate": decision.rate,
-        "population": decision.population,
+        "population": decision.population_label,
         "criteria": [
             {"name": c.name, "requirement": c.requirement, "figure": c.figure, "status": c.status}
             for c in decision.criteria

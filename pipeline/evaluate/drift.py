@@ -104,7 +104,7 @@ def psi(reference: pd.Series, recent: pd.Series, bins: int = 10, max_levels: int
     return psi_categorical(reference, recent, max_levels)
 
 
-COLUMNS = ("feature", "shap_share", "psi", "psi_inside_training", "level", "verdict")
+COLUMNS = ("feature", "shap_share", "psi", "psi_inside_training", "level", "judged", "verdict")
 
 
 def judge_drift(
@@ -141,7 +141,9 @@ def judge_drift(
             else np.nan
         )
         share = float(shares.get(column, 0.0))
-        level, verdict = _verdict(across, inside, share, psi_warn, psi_alarm, min_share, ratio)
+        level, verdict, judged = _verdict(
+            across, inside, share, psi_warn, psi_alarm, min_share, ratio
+        )
         rows.append(
             {
                 "feature": column,
@@ -149,6 +151,7 @@ def judge_drift(
                 "psi": across,
                 "psi_inside_training": inside,
                 "level": level,
+                "judged": judged,
                 "verdict": verdict,
             }
         )
@@ -164,26 +167,40 @@ def _verdict(
     psi_alarm: float,
     min_share: float,
     ratio: float,
-) -> tuple[str, str]:
+) -> tuple[str, str, bool]:
+    """Level (alarm, warning or ''), the verdict in words, and whether the feature is judged
+    (False: its drift is set aside, too little SHAP mass or no more than inside training)."""
     if not np.isfinite(across) or across < psi_warn:
-        return "", f"stable: PSI {across:.2f} < {psi_warn:g}"
+        return "", f"stable: PSI {across:.2f} < {psi_warn:g}", True
     if share < min_share:
-        return "", (
-            f"not judged: PSI {across:.2f}, but it carries {share:.1%} of the SHAP mass "
-            f"(< {min_share:.0%})"
+        return (
+            "",
+            (
+                f"not judged: PSI {across:.2f}, but it carries {share:.1%} of the SHAP mass "
+                f"(< {min_share:.0%})"
+            ),
+            False,
         )
     baseline = inside if np.isfinite(inside) else 0.0
     if across < ratio * baseline:
-        return "", (
-            f"not judged: PSI {across:.2f}, no more than {ratio:g}x the {baseline:.2f} it "
-            "already showed inside the training window (a running statistic the model was "
-            "trained through)"
+        return (
+            "",
+            (
+                f"not judged: PSI {across:.2f}, no more than {ratio:g}x the {baseline:.2f} it "
+                "already showed inside the training window (a running statistic the model was "
+                "trained through)"
+            ),
+            False,
         )
     level = "alarm" if across >= psi_alarm else "warning"
-    return level, (
-        f"{level}: PSI {across:.2f} >= {psi_alarm if level == 'alarm' else psi_warn:g}, "
-        f"{across / max(baseline, 1e-9):.1f}x its drift inside the training window "
-        f"({baseline:.2f}), and it carries {share:.1%} of the SHAP mass"
+    return (
+        level,
+        (
+            f"{level}: PSI {across:.2f} >= {psi_alarm if level == 'alarm' else psi_warn:g}, "
+            f"{across / max(baseline, 1e-9):.1f}x its drift inside the training window "
+            f"({baseline:.2f}), and it carries {share:.1%} of the SHAP mass"
+        ),
+        True,
     )
 
 

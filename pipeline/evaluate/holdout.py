@@ -18,12 +18,10 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate.assess import model_windows
+from pipeline.evaluate.keys import Population
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import rank
-
-TRUTH_POPULATION = "all declarations (ground truth)"
-INSPECTED_POPULATION = "inspected"
 
 
 def test_window(model: TargetingModel, features: FeatureSet, test_days: int) -> FeatureSet:
@@ -84,8 +82,9 @@ def scored_test_window(
 
 
 def population(scored: pd.DataFrame) -> str:
-    """Which declarations the label `y` of `scored` covers."""
-    return TRUTH_POPULATION if "fraud" in scored.columns else INSPECTED_POPULATION
+    """Which declarations the label `y` of `scored` covers, in words (for a reader)."""
+    key = Population.TRUTH if "fraud" in scored.columns else Population.INSPECTED
+    return key.label
 
 
 def _labelled(scored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -24,6 +24,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import RuleConfig
+from pipeline.evaluate.keys import difference_name
 from pipeline.serve.ranking import control_priority, top_count, top_mask
 
 CAPACITY_METRICS = ("precision", "recall", "revenue", "precision_norm", "revenue_norm")
@@ -195,7 +196,7 @@ def metrics_table(
             for k in stacked[challenger]
             if k in stacked[reference]
         }
-        rows += _table_rows(f"{challenger} - {reference}", diff, boot, rates)
+        rows += _table_rows(difference_name(challenger, reference), diff, boot, rates)
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 

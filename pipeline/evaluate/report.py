@@ -21,8 +21,10 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
-from pipeline.evaluate.assess import ReportData, primary_population
+from pipeline.evaluate.assess import ReportData
 from pipeline.evaluate.decision import render_decision
+from pipeline.evaluate.headline import model_order, pivot, primary_population
+from pipeline.evaluate.keys import HISTORICAL, Population
 from pipeline.evaluate.walkforward import WalkForward
 
 RANK_METRICS = ("roc_auc", "average_precision", "brier")
@@ -103,7 +105,7 @@ def rate_label(rate: float, policy_share: float | None = None) -> str:
     return text
 
 
-def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
+def capacity_pivot(metrics: pd.DataFrame, population: Population) -> pd.DataFrame:
     """One population's capacity metrics: rows model x rate, cells "value [low, high]"."""
     part = metrics.loc[
         (metrics["population"] == population)
@@ -116,21 +118,25 @@ def capacity_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
         _interval(v, lo, hi)
         for v, lo, hi in zip(part["value"], part["low"], part["high"], strict=True)
     ]
-    policy = part.loc[(part["model"] == "historical policy") & (part["metric"] == "control_share")]
+    policy = part.loc[(part["model"] == HISTORICAL) & (part["metric"] == "control_share")]
     share = float(policy["value"].iloc[0]) if len(policy) else None
     part["n %"] = [rate_label(r, share) for r in part["rate"]]
     order = list(dict.fromkeys(part["metric"]))
     table = part.pivot_table(
-        index=["model", "rate", "n %"], columns="metric", values="cell", aggfunc="first", sort=False
+        index=["model", "kind", "rate", "n %"],
+        columns="metric",
+        values="cell",
+        aggfunc="first",
+        sort=False,
     )
     table = table[[m for m in order if m in table.columns]].reset_index()
-    table["order"] = _model_order(table["model"])
+    table["order"] = model_order(table)
     table = table.sort_values(["order", "rate"], kind="stable")
     table.columns.name = None
-    return table.drop(columns=["order", "rate"])
+    return table.drop(columns=["order", "rate", "kind"])
 
 
-def rank_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
+def rank_pivot(metrics: pd.DataFrame, population: Population) -> pd.DataFrame:
     """One population's ranking metrics (ROC-AUC, PR-AUC, Brier) by model."""
     part = metrics.loc[
         (metrics["population"] == population) & metrics["metric"].isin(RANK_METRICS)
@@ -145,56 +151,6 @@ def rank_pivot(metrics: pd.DataFrame, population: str) -> pd.DataFrame:
         index="model", columns="metric", values="cell", aggfunc="first", sort=False
     )
     table = table[[m for m in RANK_METRICS if m in table.columns]].reset_index()
-    table.columns.name = None
-    return table
-
-
-def _model_order(models: pd.Series) -> pd.Series:
-    """Sort key: the model first, then the champion, baselines, random, and differences last."""
-
-    def key(name: str) -> int:
-        if " - " in name:
-            return 6
-        if name == "model" or name.startswith("model "):
-            return 0
-        if name.startswith("champion"):
-            return 1
-        if name in ("historical policy",):
-            return 2
-        if name == "random":
-            return 5
-        return 3
-
-    return models.map(key)
-
-
-def headline(
-    metrics: pd.DataFrame,
-    shown: Sequence[str] = ("precision", "recall", "revenue"),
-    rates: Sequence[float] | None = None,
-    population: str | None = None,
-    values: str = "value",
-) -> pd.DataFrame:
-    """Point values of the main capacity metrics: rows population x model, columns metric@n.
-
-    `rates` keeps only those rates; `population` only that population (index: model); `values`
-    names what is shown (``value``, or an interval bound: ``low``, ``high``).
-    """
-    keep = metrics["metric"].isin(shown) & metrics["rate"].notna()
-    if rates is not None:
-        keep &= metrics["rate"].isin(list(rates))
-    if population is not None:
-        keep &= metrics["population"] == population
-    part = metrics.loc[keep].copy()
-    if part.empty:
-        return pd.DataFrame()
-    part["column"] = [f"{m}@{r:.0%}" for m, r in zip(part["metric"], part["rate"], strict=True)]
-    part["order"] = _model_order(part["model"])
-    part = part.sort_values(["order"], kind="stable")
-    index = ["model"] if population is not None else ["population", "model"]
-    table = part.pivot_table(
-        index=index, columns="column", values=values, aggfunc="first", sort=False
-    )
     table.columns.name = None
     return table
 
@@ -253,16 +209,17 @@ TOC = (
 )
 
 POPULATION_TEXT = {
-    "inspected": "Declarations of the test window with a known outcome, ranked among themselves "
-    "(the usual published evaluation; it overstates hit rates, the labels being selective).",
-    "all declarations (ground truth)": "Every declaration of the test window, labelled with the "
+    Population.INSPECTED: "Declarations of the test window with a known outcome, ranked among "
+    "themselves (the usual published evaluation; it overstates hit rates, the labels being "
+    "selective).",
+    Population.TRUTH: "Every declaration of the test window, labelled with the "
     "simulator's ground truth: what the model catches among all frauds, not only among the "
     "inspected ones.",
-    "random stratum (IPW)": "True rates estimated on the random-selection stratum (recorded "
+    Population.IPW: "True rates estimated on the random-selection stratum (recorded "
     "selection probability), self-normalised inverse-propensity weights, Clopper-Pearson 95 % "
     "intervals on the effective counts; the model's cut-off is set on all declarations. A cell "
     "with fewer stratum rows than evaluate.min_stratum_rows is left empty: too few to judge.",
-    "random stratum (doubly robust)": "The model's own calibrated probability over every "
+    Population.DR: "The model's own calibrated probability over every "
     "declaration, corrected by the random stratum's weighted residuals (augmented IPW); normal "
     "95 % intervals of the correction. Right when either the probability or the weights are.",
 }
@@ -279,10 +236,10 @@ def _populations(metrics: pd.DataFrame) -> list[dict[str, Any]]:
     """Each population's capacity and ranking tables, with what the population is."""
     return [
         {
-            "name": str(p),
-            "description": POPULATION_TEXT.get(str(p), ""),
-            "capacity": _frame_html(capacity_pivot(metrics, str(p)), classes="grid figures"),
-            "ranking": _frame_html(rank_pivot(metrics, str(p)), empty=""),
+            "name": Population(p).label,
+            "description": POPULATION_TEXT[Population(p)],
+            "capacity": _frame_html(capacity_pivot(metrics, p), classes="grid figures"),
+            "ranking": _frame_html(rank_pivot(metrics, p), empty=""),
         }
         for p in dict.fromkeys(metrics["population"])
     ]
@@ -351,7 +308,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         for name, png in data.local_figures.items()
     ]
     primary = primary_population(data.metrics)
-    head = headline(data.metrics, rates=rates, population=primary)
+    head = pivot(data.metrics, rates=rates, population=primary)
     return template.render(
         title=data.title,
         run_id=data.run_id,
@@ -368,7 +325,7 @@ def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 
         headline_html=_frame_wrapped(
             head.T.rename_axis(index="metric", columns=None) if len(head) else head
         ),
-        headline_population=primary or "",
+        headline_population=primary.label if primary else "",
         windows_html=_frame_html(data.windows),
         populations=_populations(data.metrics),
         curve_figures=_curve_figures(data, rates),

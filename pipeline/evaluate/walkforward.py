@@ -28,6 +28,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
+from pipeline.evaluate.keys import Population
 from pipeline.features.build import attach, build_snapshot
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import RANDOM, random_stratum
@@ -42,7 +43,7 @@ from pipeline.train.split import deployed_windows
 
 DEPLOYED = "deployed procedure"
 EVALUATED = "evaluated model"
-TRUTH = "all declarations (ground truth)"
+TRUTH = Population.TRUTH.label
 EVERY_ROW = "all declarations (every one inspected)"
 INSPECTED = "inspected declarations (diagnostic)"
 
@@ -140,7 +141,7 @@ def deploy_at(
         "calibration hits": log.rows["calibration"].hits,
         "trees": log.trees,
         "calibration method": log.calibration,
-        "anchored": not str(log.anchoring).startswith("not anchored"),
+        "anchored": model.calibration.anchored,
     }
     return Deployment(model, placed.thresholds, placed.kpis, facts)
 

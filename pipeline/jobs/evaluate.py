@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipeline.config import Config
+from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, RANDOM, rendered
 from pipeline.jobs import JobResult, step
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from pipeline.serve.model import TargetingModel
 
 REPORT_ARTIFACT = "report"
-HEADLINE_METRICS = ("precision", "recall", "revenue")
 
 
 def champion_model(config: Config, run_id: str) -> tuple[str, TargetingModel] | None:
@@ -53,13 +53,13 @@ def metric_name(prefix: str, model: str, metric: str, rate: float) -> str:
 
 
 def metric_key(population: str, model: str, metric: str, rate: float) -> str:
-    """An MLflow metric name: eval.<population>.<model>.<metric>_at_<n>pct."""
-    short = {
-        "all declarations (ground truth)": "true",
-        "random stratum (IPW)": "ipw",
-        "random stratum (doubly robust)": "dr",
-    }
-    return metric_name(f"eval.{short.get(population, _clean(population))}", model, metric, rate)
+    """An MLflow metric name: eval.<population key>.<model>.<metric>_at_<n>pct."""
+    return metric_name(f"eval.{population}", model, metric, rate)
+
+
+def _summary_rate(rates: list[float]) -> float:
+    """The run summary's rate: 5 % when configured, else the largest."""
+    return 0.05 if 0.05 in rates else max(rates)
 
 
 CONSOLE_WIDTH = 100  # the console shows what fits here; the report holds every figure
@@ -69,16 +69,17 @@ def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
     """The headline table as text for the console: the most honest population, one row per model
     (differences left to the report), precision / recall / revenue at as many of the rates as fit
     in `CONSOLE_WIDTH` columns."""
-    from pipeline.evaluate.assess import primary_population
-    from pipeline.evaluate.report import headline
+    from pipeline.evaluate.headline import pivot, primary_population
+    from pipeline.evaluate.keys import HEADLINE_METRICS, Kind
 
     population = primary_population(metrics)
     shown = sorted(rates)
     table = pd.DataFrame()
     lines: list[str] = []
+    values = metrics.loc[metrics["kind"].ne(Kind.DIFFERENCE)] if len(metrics) else metrics
     while shown:
-        table = headline(metrics, HEADLINE_METRICS, rates=shown, population=population)
-        table = table.loc[[" - " not in str(m) for m in table.index]].rename_axis(None)
+        table = pivot(values, HEADLINE_METRICS, rates=shown, population=population)
+        table = table.rename_axis(None)
         with pd.option_context("display.width", 1000, "display.max_columns", 100):
             lines = table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
         if max(map(len, lines), default=0) <= CONSOLE_WIDTH or len(shown) == 1:
@@ -87,11 +88,12 @@ def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
     if table.empty:
         return ["no labelled declaration in the test window: no metrics"]
     more = "; other rates in the report" if len(shown) < len(rates) else ""
-    lines.insert(0, f"{population}, at control rates {', '.join(f'{r:.0%}' for r in shown)}{more}:")
+    label = population.label if population is not None else ""
+    lines.insert(0, f"{label}, at control rates {', '.join(f'{r:.0%}' for r in shown)}{more}:")
     policies = metrics.loc[
         (metrics["population"] == population)
-        & metrics["model"].isin(["historical policy", "model at office capacity"])
-        & metrics["metric"].isin(["precision", "recall", "revenue"])
+        & metrics["model"].isin([HISTORICAL, AT_OFFICE_CAPACITY])
+        & metrics["metric"].isin(HEADLINE_METRICS)
     ]
     for name, part in policies.groupby("model", sort=False):
         values = ", ".join(f"{r.metric} {r.value:.3f}" for r in part.itertuples())
@@ -155,6 +157,7 @@ def evaluate(
     matplotlib.use("Agg")
     from pipeline import tracking
     from pipeline.evaluate.assess import assess
+    from pipeline.evaluate.headline import headline
     from pipeline.jobs import catalog
 
     step("reading the run's model and the feature set")
@@ -185,7 +188,7 @@ def evaluate(
     flat = {
         metric_key(r.population, r.model, r.metric, r.rate): float(r.value)
         for r in metrics.itertuples()
-        if pd.notna(r.value) and not str(r.model).startswith(("random",))
+        if pd.notna(r.value) and r.model != RANDOM
     }
     flat |= walk_metrics(walk)
     tracking.log_metrics(run_id, flat)
@@ -195,12 +198,16 @@ def evaluate(
     rates = [float(r) for r in config.evaluate.rates]
     lines = walk_lines(walk, assessment.report.headline_rate) + console_lines(assessment, rates)
     lines.append(f"report: {config.paths.report}")
+    population, table = headline(metrics, _summary_rate(rates))
     return JobResult(
         stage="evaluate",
         outputs={"report": config.paths.report, "metrics": csv_path, "metrics_json": json_path},
         figures={
             "run_id": run_id,
             "headline": "\n".join(headline_lines(metrics, rates)),
+            # the run summary's table (`evaluate.headline`)
+            "headline_population": population.label if population is not None else "",
+            "headline_table": table.to_dict(orient="index"),
             "warnings": len(assessment.report.warnings),
             **{k: v for k, v in flat.items() if ".model." in k},
         },
@@ -267,7 +274,7 @@ def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[P
     folder: Path = config.paths.report.parent
     folder.mkdir(parents=True, exist_ok=True)
     config.paths.report.write_text(html, encoding="utf-8")
-    metrics = assessment.metrics
+    metrics = rendered(assessment.metrics)  # the reviewer's files: populations in words
     csv_path = folder / "metrics.csv"
     json_path = folder / "metrics.json"
     metrics.to_csv(csv_path, index=False)

@@ -112,9 +112,10 @@ def run(config: Config) -> JobResult:
     summary.outputs.update(run_outputs)
     summary.figures = {name: r.figures for name, r in results.items()}
     summary.figures["seconds"] = round(total, 1)
-    metrics = pd.read_csv(results["evaluate"].outputs["metrics"])
-    population, table = headline(metrics, _headline_rate(config))
-    summary.figures["headline"] = {"population": population, **table.to_dict(orient="index")}
+    evaluated = results["evaluate"].figures
+    population = str(evaluated["headline_population"])
+    table = pd.DataFrame.from_dict(evaluated["headline_table"], orient="index")
+    summary.figures["headline"] = {"population": population, **evaluated["headline_table"]}
     incoming_table = incoming_truth(config)
     if incoming_table is not None:
         summary.figures["incoming_truth"] = incoming_table.to_dict(orient="index")
@@ -129,53 +130,6 @@ def run(config: Config) -> JobResult:
         encoding="utf-8",
     )
     return summary
-
-
-def _headline_rate(config: Config) -> float:
-    rates = [float(r) for r in config.evaluate.rates]
-    return 0.05 if 0.05 in rates else max(rates)
-
-
-HEADLINE_METRICS = ("precision", "recall", "revenue")
-POLICIES = "policy|capacity"  # selections judged at their own control share, not at a rate
-
-
-def headline(metrics: pd.DataFrame, rate: float) -> tuple[str, pd.DataFrame]:
-    """The model against its baselines at one control rate, and the policies at capacity.
-
-    The report's own headline (`evaluate.report.headline`) on its most honest population
-    (`primary_population`: ground truth when the data has it, else the inspected declarations),
-    with each figure's interval. Returns the population and a table (rows: model or baseline, in
-    the metrics' order; columns: precision, recall, revenue as "value [low, high]" text, and the
-    control share).
-    """
-    from pipeline.evaluate.report import headline as report_headline
-    from pipeline.evaluate.report import primary_population
-
-    population = primary_population(metrics) or ""
-    model = metrics["model"].astype(str)
-    rows = metrics.loc[
-        (metrics["population"] == population)
-        & metrics["metric"].isin(HEADLINE_METRICS)
-        & (metrics["rate"].sub(rate).abs().lt(1e-9) | model.str.contains(POLICIES))
-        & ~model.str.contains(" - ")
-        & ~(model.str.startswith("random") & metrics["metric"].eq("revenue"))
-    ]
-    order = pd.unique(rows["model"])
-    shares = rows.groupby("model", sort=False)["rate"].first()
-    # One column per metric: a policy's control share stands in for the rate (shown apart).
-    at_rate = rows.assign(rate=rate)
-    value, low, high = (
-        report_headline(at_rate, HEADLINE_METRICS, population=population, values=part)
-        .rename(columns=lambda column: str(column).split("@")[0])
-        .reindex(index=order, columns=list(HEADLINE_METRICS))
-        for part in ("value", "low", "high")
-    )
-    text = value.map("{:.3f}".format, na_action="ignore")
-    interval = " [" + low.map("{:.3f}".format) + ", " + high.map("{:.3f}".format) + "]"
-    table = text.where(low.isna() | high.isna(), text + interval)
-    table.insert(0, "control share", shares.reindex(order).map("{:.1%}".format))
-    return population, table.dropna(axis="columns", how="all")
 
 
 def incoming_truth(config: Config) -> pd.DataFrame | None:

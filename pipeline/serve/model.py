@@ -62,6 +62,12 @@ class Calibration:
     # level is not anchored on a random stratum (then it has no interval).
     level_shifts: list[float] | None = None
 
+    @property
+    def anchored(self) -> bool:
+        """Whether the level is anchored on a random stratum (only then is its uncertainty
+        known: `level_shifts`)."""
+        return self.level_shifts is not None
+
     def apply(self, margin: np.ndarray) -> np.ndarray:
         """Calibrated probability from the booster's raw margin (log-odds)."""
         raw = 1.0 / (1.0 + np.exp(-margin))
