@@ -1,11 +1,12 @@
-"""The headline (`evaluate.headline`): the report's pivot at one rate, with intervals."""
+"""The headline (`evaluate.headline`): the report's pivot at one rate, with intervals, and the
+one rule that picks the rate."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluate.headline import headline
+from pipeline.evaluate.headline import headline, headline_rate
 from pipeline.evaluate.keys import HISTORICAL, Kind, Population
 
 TRUTH = Population.TRUTH
@@ -50,3 +51,11 @@ def test_headline_falls_back_to_the_inspected_declarations() -> None:
     assert population == Population.INSPECTED
     assert table.loc["model", "precision"] == "0.910 [0.400, 0.600]"
     assert "historical policy" not in table.index
+
+
+def test_one_rule_picks_the_headline_rate() -> None:
+    """The configured rate nearest 5 % (the run summary once took the largest rate when 5 % was
+    not configured: 20 % of [1 %, 3 %, 20 %], where the report read 3 %)."""
+    assert headline_rate([0.01, 0.02, 0.05, 0.10]) == 0.05
+    assert headline_rate([0.01, 0.03, 0.2]) == 0.03
+    assert headline_rate([0.2]) == 0.2

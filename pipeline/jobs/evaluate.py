@@ -57,11 +57,6 @@ def metric_key(population: str, model: str, metric: str, rate: float) -> str:
     return metric_name(f"eval.{population}", model, metric, rate)
 
 
-def _summary_rate(rates: list[float]) -> float:
-    """The run summary's rate: 5 % when configured, else the largest."""
-    return 0.05 if 0.05 in rates else max(rates)
-
-
 CONSOLE_WIDTH = 100  # the console shows what fits here; the report holds every figure
 
 
@@ -198,14 +193,14 @@ def evaluate(
     rates = [float(r) for r in config.evaluate.rates]
     lines = walk_lines(walk, assessment.report.headline_rate) + console_lines(assessment, rates)
     lines.append(f"report: {config.paths.report}")
-    population, table = headline(metrics, _summary_rate(rates))
+    population, table = headline(metrics, assessment.report.headline_rate)
     return JobResult(
         stage="evaluate",
         outputs={"report": config.paths.report, "metrics": csv_path, "metrics_json": json_path},
         figures={
             "run_id": run_id,
             "headline": "\n".join(headline_lines(metrics, rates)),
-            # the run summary's table (`evaluate.headline`)
+            # the run summary's table (`evaluate.headline`), at the report's headline rate
             "headline_population": population.label if population is not None else "",
             "headline_table": table.to_dict(orient="index"),
             "warnings": len(assessment.report.warnings),
