@@ -125,19 +125,15 @@ def test_report_level_is_the_worst_judged_level() -> None:
     ref = pd.DataFrame({"x": rng.normal(size=n)})
     cur = pd.DataFrame({"x": rng.normal(size=n)})
     window = Window("reference", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
-    common = dict(
-        recent_hit=np.zeros(n),
-        recent_stratum=np.zeros(n, dtype=bool),
-        reference_window=window,
-        recent_window=window,
-    )
+    outcomes = monitor.RecentOutcomes(hit=np.zeros(n), stratum=np.zeros(n, dtype=bool))
     config = MonitorConfig()
+    reference = monitor.Watched(window, ref, rng.random(n))
     quiet = monitor.monitor_report(
-        ref, cur, config, reference_score=rng.random(n), recent_score=rng.random(n), **common
+        reference, monitor.Watched(window, cur, rng.random(n)), outcomes, config
     )
     assert quiet.level == "ok"
     loud = monitor.monitor_report(
-        ref, cur, config, reference_score=rng.random(n), recent_score=rng.random(n) ** 3, **common
+        reference, monitor.Watched(window, cur, rng.random(n) ** 3), outcomes, config
     )
     assert loud.level == "alarm"
     assert "ALARM" in loud.headline() and "| score |" in loud.to_markdown()

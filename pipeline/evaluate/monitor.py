@@ -143,15 +143,19 @@ def _thresholds(config: MonitorConfig, metric: str) -> tuple[float, float]:
     return config.psi_warn, config.psi_alarm
 
 
+@dataclass(frozen=True)
+class Variable:
+    """A monitored variable: a feature (its manifest stage) or the score, and whether its drift
+    may raise a level (`is_judged`)."""
+
+    name: str
+    role: str = "feature"
+    stage: str = ""
+    judged: bool = True
+
+
 def drift_row(
-    name: str,
-    reference: pd.Series,
-    recent: pd.Series,
-    config: MonitorConfig,
-    *,
-    role: str = "feature",
-    stage: str = "",
-    judged: bool = True,
+    variable: Variable, reference: pd.Series, recent: pd.Series, config: MonitorConfig
 ) -> dict[str, object]:
     """Every drift statistic of one variable, the statistic that judges it, and its level."""
     numeric = is_numeric(reference) and is_numeric(recent)
@@ -169,13 +173,13 @@ def drift_row(
         "wasserstein": dist.wasserstein_std,
     }[metric]
     enough = min(len(reference), len(recent)) >= config.min_rows
-    judged = judged and enough
+    judged = variable.judged and enough
     level = band(value, *_thresholds(config, metric)) if judged else "ok"
     return {
-        "variable": name,
-        "role": role,
+        "variable": variable.name,
+        "role": variable.role,
         "kind": "numeric" if numeric else "category",
-        "stage": stage,
+        "stage": variable.stage,
         "rows_reference": len(reference),
         "rows_recent": len(recent),
         "missing_reference": float(reference.isna().mean()) if len(reference) else nan,
@@ -212,12 +216,10 @@ def drift_table(
     if reference_score is not None and recent_score is not None:
         rows.append(
             drift_row(
-                SCORE,
+                Variable(SCORE, role="score", stage="model"),
                 pd.Series(np.asarray(reference_score, dtype=float)),
                 pd.Series(np.asarray(recent_score, dtype=float)),
                 config,
-                role="score",
-                stage="model",
             )
         )
     for column in reference.columns:
@@ -226,12 +228,10 @@ def drift_table(
         stage = str(stages.get(str(column), ""))
         rows.append(
             drift_row(
-                str(column),
+                Variable(str(column), stage=stage, judged=is_judged(str(column), stage, config)),
                 reference[column],
                 recent[column],
                 config,
-                stage=stage,
-                judged=is_judged(str(column), stage, config),
             )
         )
     table = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
@@ -380,42 +380,54 @@ def window_bounds(lodged_at: pd.Series, days: int, end: pd.Timestamp | None = No
     return Window("recent", end - pd.Timedelta(days=days), end)
 
 
-def monitor_report(
-    reference: pd.DataFrame,
-    recent: pd.DataFrame,
-    config: MonitorConfig,
-    *,
-    reference_score: ArrayLike,
-    recent_score: ArrayLike,
-    recent_hit: ArrayLike,
-    recent_stratum: ArrayLike,
-    recent_known: ArrayLike | None = None,
-    stages: dict[str, str] | None = None,
-    reference_window: Window,
-    recent_window: Window,
-) -> MonitorReport:
-    """Drift of features and score between two windows, and the random-stratum check.
+@dataclass(frozen=True)
+class Watched:
+    """One monitored window: its bounds, its feature rows and the model's calibrated
+    probability of each row."""
 
-    `reference` / `recent`: feature frames of the two windows; `*_score`: the model's calibrated
-    probability on each row (the random-stratum check compares the recent one with the hits).
-    """
+    window: Window
+    X: pd.DataFrame
+    score: ArrayLike
+
+
+@dataclass(frozen=True)
+class RecentOutcomes:
+    """What is known of the recent window's outcomes: hits, the random stratum, and which
+    labels are known by the window's end (None: all)."""
+
+    hit: ArrayLike
+    stratum: ArrayLike
+    known: ArrayLike | None = None
+
+
+def monitor_report(
+    reference: Watched,
+    recent: Watched,
+    outcomes: RecentOutcomes,
+    config: MonitorConfig,
+    stages: dict[str, str] | None = None,
+) -> MonitorReport:
+    """Drift of features and score between two windows, and the random-stratum check (the
+    recent probabilities against the recent hits of the random stratum)."""
     drift = drift_table(
-        reference,
-        recent,
+        reference.X,
+        recent.X,
         config,
         stages=stages,
-        reference_score=reference_score,
-        recent_score=recent_score,
+        reference_score=reference.score,
+        recent_score=recent.score,
     )
-    stratum = random_stratum_check(recent_hit, recent_stratum, recent_score, config, recent_known)
+    stratum = random_stratum_check(
+        outcomes.hit, outcomes.stratum, recent.score, config, outcomes.known
+    )
     judged = drift.loc[drift["judged"], "level"] if not drift.empty else pd.Series([], dtype=str)
     level = worst([*judged.tolist(), stratum.level])
     return MonitorReport(
         drift=drift,
         stratum=stratum,
         level=level,
-        reference=reference_window,
-        recent=recent_window,
+        reference=reference.window,
+        recent=recent.window,
     )
 
 

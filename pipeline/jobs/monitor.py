@@ -16,7 +16,14 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.evaluate.monitor import MonitorReport, monitor_report, reaches, window_bounds
+from pipeline.evaluate.monitor import (
+    MonitorReport,
+    RecentOutcomes,
+    Watched,
+    monitor_report,
+    reaches,
+    window_bounds,
+)
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs import JobResult
 from pipeline.serve import strict_json
@@ -57,18 +64,17 @@ def monitor_feature_set(fs: FeatureSet, model: TargetingModel, config: Config) -
     known = pd.to_datetime(fs.label_known_at[rec_rows]) < recent.end
     manifest = fs.manifest
     stages = dict(zip(manifest["name"].astype(str), manifest["stage"].astype(str), strict=True))
+    outcomes = RecentOutcomes(
+        hit=fs.y[rec_rows].to_numpy(dtype=float),
+        stratum=fs.stratum[rec_rows],
+        known=known.fillna(False).to_numpy(dtype=bool),
+    )
     return monitor_report(
-        X_ref,
-        X_rec,
+        Watched(reference, X_ref, model.predict_proba(X_ref)),
+        Watched(recent, X_rec, model.predict_proba(X_rec)),
+        outcomes,
         config.monitor,
-        reference_score=model.predict_proba(X_ref),
-        recent_score=model.predict_proba(X_rec),
-        recent_hit=fs.y[rec_rows].to_numpy(dtype=float),
-        recent_stratum=fs.stratum[rec_rows],
-        recent_known=known.fillna(False).to_numpy(dtype=bool),
-        stages=stages,
-        reference_window=reference,
-        recent_window=recent,
+        stages,
     )
 
 
