@@ -35,11 +35,14 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
     MAX_ENTITY_KEY_LENGTH,
+    MAX_METRICS_PER_BATCH,
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
     MAX_TAG_VAL_LENGTH,
@@ -211,35 +214,65 @@ def _param(key: str, value: Any) -> Param:
     return Param(key[:MAX_ENTITY_KEY_LENGTH], text)
 
 
-def log_params(run_id: str, params: dict[str, Any]) -> None:
-    """Log params in batches, values truncated to MLflow's length limit."""
-    client = MlflowClient()
-    entries = [_param(k, v) for k, v in params.items()]
-    for batch in _batches(entries):
-        client.log_batch(run_id, params=list(batch))
-
-
-def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    """Log finite numeric metrics to a run (NaN and None are left out)."""
-    client = MlflowClient()
-    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
-    entries = [
+def _metrics(metrics: dict[str, float], now: int, step: int = 0) -> list[Metric]:
+    """Finite numeric metrics as MLflow entities (NaN and None are left out)."""
+    return [
         Metric(k[:MAX_ENTITY_KEY_LENGTH], float(v), now, step)
         for k, v in metrics.items()
         if v is not None and np.isfinite(float(v))
     ]
-    for batch in _batches(entries, 1000):
-        client.log_batch(run_id, metrics=list(batch))
+
+
+def log_values(
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, Any] | None = None,
+    curves: dict[str, list[float]] | None = None,
+) -> None:
+    """Params, metrics, tags and per-step curves (``curves``: name -> value at step 0, 1, ...)
+    of a run in as few `log_batch` calls as MLflow's limits allow (100 params and 100 tags, 1000
+    entities in all per call): one round trip to the store instead of one per kind."""
+    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+    param_entries = [_param(k, v) for k, v in (params or {}).items()]
+    tag_entries = [
+        RunTag(k[:MAX_ENTITY_KEY_LENGTH], str(v)[:MAX_TAG_VAL_LENGTH])
+        for k, v in (tags or {}).items()
+    ]
+    metric_entries = _metrics(metrics or {}, now)
+    for name, values in (curves or {}).items():
+        for step, value in enumerate(values):
+            metric_entries += _metrics({name: value}, now, step)
+    client = MlflowClient()
+    while param_entries or tag_entries or metric_entries:
+        batch_params = param_entries[:MAX_PARAMS_TAGS_PER_BATCH]
+        batch_tags = tag_entries[:MAX_PARAMS_TAGS_PER_BATCH]
+        room = MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
+        batch_metrics = metric_entries[: min(room, MAX_METRICS_PER_BATCH)]
+        client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
+        param_entries = param_entries[len(batch_params) :]
+        tag_entries = tag_entries[len(batch_tags) :]
+        metric_entries = metric_entries[len(batch_metrics) :]
+
+
+def log_params(run_id: str, params: dict[str, Any]) -> None:
+    """Log params in batches, values truncated to MLflow's length limit."""
+    log_values(run_id, params=params)
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log finite numeric metrics to a run (NaN and None are left out)."""
+    if step == 0:
+        log_values(run_id, metrics=metrics)
+        return
+    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+    for batch in _batches(_metrics(metrics, now, step), MAX_METRICS_PER_BATCH):
+        MlflowClient().log_batch(run_id, metrics=list(batch))
 
 
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
     """Set tags on a run (values truncated to MLflow's limit)."""
-    client = MlflowClient()
-    entries = [
-        RunTag(k[:MAX_ENTITY_KEY_LENGTH], str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()
-    ]
-    for batch in _batches(entries):
-        client.log_batch(run_id, tags=list(batch))
+    log_values(run_id, tags=tags)
 
 
 def log_artifacts(run_id: str, local_path: Path, artifact_path: str | None = None) -> None:
@@ -307,17 +340,15 @@ def log_trials(parent_run_id: str, trials: Sequence[optuna.trial.FrozenTrial]) -
                 "optuna.trial": str(trial.number),
             },
         )
-        log_params(run.info.run_id, dict(trial.params))
         metrics = {"value": trial.value} if trial.value is not None else {}
         trees = trial.user_attrs.get("trees")
         if trees:
             metrics["trees"] = float(np.mean(trees))
         if trial.duration is not None:
             metrics["seconds"] = trial.duration.total_seconds()
-        log_metrics(run.info.run_id, metrics)
         # a pruned trial ended as Optuna meant it to: finished, and tagged as pruned
-        if trial.state.name == "PRUNED":
-            client.set_tag(run.info.run_id, "optuna.pruned", "true")
+        pruned = {"optuna.pruned": "true"} if trial.state.name == "PRUNED" else {}
+        log_values(run.info.run_id, params=dict(trial.params), metrics=metrics, tags=pruned)
         client.set_terminated(
             run.info.run_id, "FAILED" if trial.state.name == "FAIL" else "FINISHED"
         )
@@ -339,31 +370,34 @@ def log_training(
     study: optuna.Study | None = None,
     sample: pd.DataFrame | None = None,
     deployed: RefitResult | None = None,
+    optional: Sequence[str] = (),
 ) -> RunInfo:
     """Log a fit to the active run: config, params, fingerprint, commit, versions, manifest,
-    metrics, the evaluated model and the deployed one (``deployed``, the refit; the evaluated
-    model itself when None) with its xgboost flavour. Nothing is registered here: the registry
-    holds the deployable scorer, registered by `export` (`register_scorer`)."""
+    metrics, the validation curve per boosting round, the evaluated model and the deployed one
+    (``deployed``, the refit; the evaluated model itself when None) with its xgboost flavour
+    (``optional``: the columns its signature marks not required). Nothing is registered here:
+    the registry holds the deployable scorer, registered by `export` (`register_scorer`)."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_training needs an active run: wrap it in start_parent_run")
     run_id = run.info.run_id
     log = fit_result.log
     model = (deployed or fit_result).model
-    mlflow.log_text(to_yaml(config), "config.yaml")
-    mlflow.log_text(manifest.to_csv(index=False), "features/manifest.csv")
-    mlflow.log_text(json.dumps(log.to_dict(), indent=2, default=str), "fit_log.json")
-    log_params(run_id, {**flatten(config), **log.tracked_params()})
-    log_metrics(run_id, log.tracked_metrics())
+    metrics = log.tracked_metrics()
+    texts = {
+        "config.yaml": to_yaml(config),
+        "features/manifest.csv": manifest.to_csv(index=False),
+        "fit_log.json": json.dumps(log.to_dict(), indent=2, default=str),
+    }
     if deployed is not None:
-        refit_log = deployed.log.to_dict()
-        mlflow.log_text(json.dumps(refit_log, indent=2, default=str), "refit_log.json")
-        log_metrics(run_id, deployed.log.tracked_metrics())
+        texts["refit_log.json"] = json.dumps(deployed.log.to_dict(), indent=2, default=str)
+        metrics |= deployed.log.tracked_metrics()
     tags = {
         "data_fingerprint": data_fingerprint,
         "git_commit": git_commit(),
         "revenue_model": log.revenue_model,
         **{f"version.{k}": v for k, v in package_versions().items()},
+        "mlflow.note.content": _run_note(config, fit_result, data_fingerprint),
     }
     if study is not None:
         tags.update(
@@ -371,10 +405,15 @@ def log_training(
             study_trials=str(len(study.trials)),
             study_best_value=str(study.best_value) if study.best_trials else "",
         )
-    set_tags(run_id, tags)
+    log_values(
+        run_id,
+        params={**flatten(config), **log.tracked_params()},
+        metrics=metrics,
+        tags=tags,
+        curves=log.tracked_curves(),
+    )
     log_training_data(config, data_fingerprint, sample)
-    set_tags(run_id, {"mlflow.note.content": _run_note(config, fit_result, data_fingerprint)})
-    flavour_uri = _log_bundles(model, fit_result.model, sample)
+    flavour_uri = _log_bundles(model, fit_result.model, sample, texts, optional)
     set_tags(run_id, {"xgboost_model_uri": flavour_uri})
     return RunInfo(
         run_id=run_id,
@@ -398,24 +437,35 @@ def _run_note(config: Config, fit_result: FitResult, data_fingerprint: str) -> s
 
 
 def _log_bundles(
-    model: TargetingModel, evaluated: TargetingModel, sample: pd.DataFrame | None
+    model: TargetingModel,
+    evaluated: TargetingModel,
+    sample: pd.DataFrame | None,
+    texts: dict[str, str],
+    optional: Sequence[str] = (),
 ) -> str:
-    """The deployed and evaluated bundles as artefacts, and the deployed booster in MLflow's
-    xgboost flavour (with a signature from ``sample``); returns the flavour's model URI."""
+    """The deployed and evaluated bundles and the ``texts`` (artefact path -> content) as
+    artefacts, written to one folder and logged at once, and the deployed booster in MLflow's
+    xgboost flavour (a typed signature from ``sample``, the ``optional`` columns not required);
+    returns the flavour's model URI."""
     with tempfile.TemporaryDirectory() as scratch:
         for artifact, bundle in ((MODEL_ARTIFACT, model), (EVALUATED_ARTIFACT, evaluated)):
-            folder = Path(scratch) / artifact
-            bundle.save(folder)
-            mlflow.log_artifacts(str(folder), artifact)
+            bundle.save(Path(scratch) / artifact)
+        for artifact, text in texts.items():
+            (Path(scratch) / artifact).parent.mkdir(parents=True, exist_ok=True)
+            (Path(scratch) / artifact).write_text(text, encoding="utf-8")
+        mlflow.log_artifacts(scratch)
+
+    import xgboost as xgb
 
     frame = _signature_frame(model.prepare(sample)) if sample is not None else None
     signature = (
-        infer_signature(frame, model.margin(sample))
+        typed_signature(frame, model.margin(sample), optional)
         if frame is not None and sample is not None
         else None
     )
-    import xgboost as xgb
-
+    # No input example: MLflow 3.17 checks one by scoring it through the flavour's pyfunc, whose
+    # `xgb.DMatrix(data)` takes no categories, so every run would log a failed check (and load the
+    # model to do it); the served model is the scorer (`log_scorer`), not this flavour.
     info = mlflow.xgboost.log_model(
         model.booster,
         name=XGBOOST_ARTIFACT,
@@ -423,6 +473,23 @@ def _log_bundles(
         pip_requirements=[f"xgboost=={xgb.__version__}"],
     )
     return str(info.model_uri)
+
+
+def typed_signature(
+    frame: pd.DataFrame, output: np.ndarray, optional: Sequence[str]
+) -> ModelSignature:
+    """The inputs' types as inferred from ``frame`` (categories as strings), each column named
+    in ``optional`` (one the feature set leaves missing somewhere) marked not required, whatever
+    the few example rows hold."""
+    inferred = infer_signature(frame, output)
+    maybe = set(optional)
+    inputs = Schema(
+        [
+            ColSpec(spec.type, spec.name, required=spec.required and spec.name not in maybe)
+            for spec in (inferred.inputs.inputs if inferred.inputs is not None else [])
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)
 
 
 def log_training_data(config: Config, data_fingerprint: str, sample: pd.DataFrame | None) -> None:

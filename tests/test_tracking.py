@@ -102,6 +102,36 @@ def test_the_booster_is_logged_with_the_run_and_not_registered(trained: dict[str
     assert bundle.booster.num_boosted_rounds() == bundle.info.trees
 
 
+def test_the_flavour_signature_marks_missing_columns_optional(trained: dict[str, Any]) -> None:
+    config, fs = trained["config"], trained["fs"]
+    tracking.configure(config)
+    logged = f"runs:/{trained['run_id']}/{tracking.XGBOOST_ARTIFACT}"
+    signature = mlflow.models.get_model_info(logged).signature
+    required = {spec.name: spec.required for spec in signature.inputs.inputs}
+    missing = set(fs.X.columns[fs.X.isna().any().to_numpy()]) & set(required)
+    assert missing, "the test's feature set should leave some feature missing"
+    assert not any(required[c] for c in missing)
+    assert all(required[c] for c in set(required) - missing)
+
+
+def test_the_validation_curve_is_logged_per_boosting_round(trained: dict[str, Any]) -> None:
+    """Every round the final fit boosted, early-stopped ones included, as one metric history."""
+    tracking.configure(trained["config"])
+    run_id = trained["run_id"]
+    log = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/fit_log.json"))
+    [name] = [k for k in MlflowClient().get_run(run_id).data.metrics if k.startswith("curve.")]
+    assert name == f"curve.valid.{log['params']['eval_metric']}"
+    history = MlflowClient().get_metric_history(run_id, name)
+    steps = sorted(m.step for m in history)
+    config = trained["config"]
+    rounds = min(
+        log["best_iteration"] + 1 + config.train.early_stopping_rounds, config.train.num_boost_round
+    )
+    assert steps == list(range(rounds))
+    best = max(history, key=lambda m: (m.value, -m.step))
+    assert best.step == log["best_iteration"]
+
+
 def test_last_run_points_at_the_run(trained: dict[str, Any]) -> None:
     last = tracking.read_last_run(trained["config"])
     assert last["run_id"] == trained["run_id"]

@@ -139,8 +139,9 @@ def train_feature_set(
         sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
         fingerprint = _fingerprint(config, fs, source, around_training is not None)
         step("logging the run to MLflow")
+        optional = list(model_fs.X.columns[model_fs.X.isna().any().to_numpy()])
         info = tracking.log_training(
-            config, result, fs.manifest, fingerprint, study, sample, deployed=deployed
+            config, result, fs.manifest, fingerprint, study, sample, deployed, optional
         )
     last = tracking.write_last_run(config, info)
     ui = tracking.ui_command(config)

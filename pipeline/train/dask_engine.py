@@ -19,6 +19,7 @@ import xgboost as xgb
 
 from pipeline.config import Config
 from pipeline.timeaxis import Window, Windows
+from pipeline.train.fitlog import validation_curve
 from pipeline.train.rows import WindowRows
 
 
@@ -123,8 +124,9 @@ def _boost_on_cluster(
     params: dict[str, Any],
     num_boost_round: int,
     early_stopping_rounds: int,
-) -> tuple[xgb.Booster, int]:
-    """xgboost.dask.train with early stopping on ``dvalid``; the booster sliced at its best."""
+) -> tuple[xgb.Booster, int, dict[str, list[float]]]:
+    """xgboost.dask.train with early stopping on ``dvalid``; the booster sliced at its best, its
+    best iteration and its validation curve."""
     from xgboost import dask as dxgb
 
     # Each worker runs with its own threads; the in-process thread count does not apply.
@@ -140,7 +142,7 @@ def _boost_on_cluster(
     )
     booster: xgb.Booster = output["booster"]
     best = int(booster.best_iteration)
-    return booster[: best + 1], best
+    return booster[: best + 1], best, validation_curve(output["history"])
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class DaskEngine:
         params: dict[str, Any],
         config: Config,
         weighted_valid: bool,
-    ) -> tuple[xgb.Booster, int]:
+    ) -> tuple[xgb.Booster, int, dict[str, list[float]]]:
         """Early stopping on the validation window, always unweighted on the cluster."""
         with dask_client(config) as client:
             workers = len(client.scheduler_info()["workers"])

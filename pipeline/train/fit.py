@@ -30,7 +30,14 @@ from pipeline.serve.model import Calibration, DeployedRefit, ModelInfo, Targetin
 from pipeline.serve.ranking import control_priority
 from pipeline.timeaxis import Window, Windows
 from pipeline.train.dask_engine import DaskEngine, FileReads, WindowFile
-from pipeline.train.fitlog import FitLog, RefitCounts, RefitLog, Timings, WindowCounts
+from pipeline.train.fitlog import (
+    FitLog,
+    RefitCounts,
+    RefitLog,
+    Timings,
+    WindowCounts,
+    validation_curve,
+)
 from pipeline.train.objectives import precision_at, revenue_at
 from pipeline.train.rows import WindowRows
 from pipeline.train.split import RefitWindows, rows_in
@@ -219,8 +226,11 @@ def train_booster(
     num_boost_round: int,
     early_stopping_rounds: int,
     callbacks: list[xgb.callback.TrainingCallback] | None = None,
+    curve: dict[str, list[float]] | None = None,
 ) -> tuple[xgb.Booster, int]:
-    """Boost with early stopping on the validation matrix; the booster sliced at the best round."""
+    """Boost with early stopping on the validation matrix; the booster sliced at the best round.
+    ``curve``, when given, receives the validation metric of every round (``valid.<metric>``)."""
+    history: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
         params,
         dtrain,
@@ -229,7 +239,10 @@ def train_booster(
         early_stopping_rounds=early_stopping_rounds,
         callbacks=callbacks,
         verbose_eval=False,
+        evals_result=history,
     )
+    if curve is not None:
+        curve.update(validation_curve(history))
     best = int(booster.best_iteration)
     return booster[: best + 1], best
 
@@ -729,9 +742,10 @@ class Engine(Protocol):
         params: dict[str, Any],
         config: Config,
         weighted_valid: bool,
-    ) -> tuple[xgb.Booster, int]:
-        """Boost with early stopping on the validation window; the booster sliced at its best.
-        ``weighted_valid``: early stopping weighs the validation rows."""
+    ) -> tuple[xgb.Booster, int, dict[str, list[float]]]:
+        """Boost with early stopping on the validation window; the booster sliced at its best,
+        its best iteration and its validation curve (`validation_curve`). ``weighted_valid``:
+        early stopping weighs the validation rows."""
         ...
 
 
@@ -765,14 +779,17 @@ class MemoryEngine:
         params: dict[str, Any],
         config: Config,
         weighted_valid: bool,
-    ) -> tuple[xgb.Booster, int]:
-        return train_booster(
+    ) -> tuple[xgb.Booster, int, dict[str, list[float]]]:
+        curve: dict[str, list[float]] = {}
+        booster, best = train_booster(
             dmatrix(train),
             dmatrix(valid, weighted=weighted_valid),
             params,
             config.train.num_boost_round,
             config.train.early_stopping_rounds,
+            curve=curve,
         )
+        return booster, best, curve
 
 
 def engine_for(
@@ -860,6 +877,7 @@ class Boosted:
     booster: xgb.Booster
     best_iteration: int
     seconds: float
+    curve: dict[str, list[float]]  # `validation_curve`: the metric of every round boosted
 
 
 def boost_step(
@@ -872,8 +890,8 @@ def boost_step(
 ) -> Boosted:
     """Boosting with early stopping on the validation window, on the engine."""
     tick = time.perf_counter()
-    booster, best = engine.boost(train, valid, params, config, weighted_valid)
-    return Boosted(booster, best, time.perf_counter() - tick)
+    booster, best, curve = engine.boost(train, valid, params, config, weighted_valid)
+    return Boosted(booster, best, time.perf_counter() - tick, curve)
 
 
 @dataclass(frozen=True)
@@ -1123,6 +1141,7 @@ def fit(
         boosted_from=engine.boosted_from,
         timings=timings,
         warnings=[cap] if cap else [],
+        curve=boosted.curve,
     )
     return FitResult(model=model, log=log)
 

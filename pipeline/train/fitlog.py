@@ -14,6 +14,15 @@ from pipeline.timeaxis import Windows
 from pipeline.train.split import RefitWindows
 
 
+def validation_curve(history: dict[str, Any]) -> dict[str, list[float]]:
+    """XGBoost's evaluation history (``evals_result``) as ``<set>.<metric>`` -> value per round."""
+    return {
+        f"{name}.{metric}": [float(v) for v in values]
+        for name, metrics in history.items()
+        for metric, values in metrics.items()
+    }
+
+
 @dataclass(frozen=True)
 class WindowCounts:
     """Declarations of one window: lodged in it, labelled (as the boosting sees them), fitted
@@ -65,6 +74,9 @@ class FitLog:
     timings: Timings
     warnings: list[str] = field(default_factory=list)
     families: FamiliesKept | None = None  # chosen before the fit (`train.select`)
+    # the validation metric of every boosted round (`validation_curve`); MLflow metrics with
+    # a step each (`tracked_curves`), not in fit_log.json
+    curve: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The log as ``fit_log.json`` holds it."""
@@ -106,6 +118,10 @@ class FitLog:
         )
         out["best_iteration"] = float(self.best_iteration)
         return out
+
+    def tracked_curves(self) -> dict[str, list[float]]:
+        """MLflow metrics logged per boosting round (step = round): ``curve.<set>.<metric>``."""
+        return {f"curve.{name}": values for name, values in self.curve.items()}
 
 
 @dataclass(frozen=True)
