@@ -36,7 +36,7 @@ from pipeline.evaluate.keys import (
     Population,
     difference_name,
 )
-from pipeline.evaluate.reference import ReferenceScores
+from pipeline.evaluate.reference import ReferenceCache, ReferenceScores
 from pipeline.evaluate.walkforward import WalkForward, detection_rate
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import ModelInfo, TargetingModel
@@ -286,8 +286,10 @@ def comparators(
     features: FeatureSet,
     config: Config,
     champion: tuple[str, TargetingModel] | None = None,
+    reference_cache: ReferenceCache | None = None,
 ) -> Comparators:
-    """The model against the champion, the reference learners and the rules (with notes)."""
+    """The model against the champion, the reference learners (fitted once per data and
+    settings with a ``reference_cache``) and the rules (with notes)."""
     from pipeline.evaluate import reference
 
     notes: list[str] = []
@@ -308,7 +310,7 @@ def comparators(
             learners[name] = sel.learner_scores(champ, X)
             probabilities[name] = learners[name].probability
             compare.append(("model", name))
-    references = reference.for_model(model.info, features, window.rows, config)
+    references = reference.for_model(model.info, features, window.rows, config, reference_cache)
     notes += references.notes
     learners |= _reference_learners(window, features, config, references)
     probabilities |= references.scores
@@ -1025,6 +1027,7 @@ def assess(
     run_id: str = "",
     local_ids: Sequence[str] = (),
     walk_forward: WalkForward | None = None,
+    reference_cache: ReferenceCache | None = None,
 ) -> Assessment:
     """Metrics against baselines, explanations and warnings of `model` on its test window.
 
@@ -1038,9 +1041,11 @@ def assess(
         local_ids: declarations to explain one by one (waterfalls), on top of a red sample.
         walk_forward: the deployment procedure replayed at past cut-offs (`walkforward`), shown
             first on the decision page.
+        reference_cache: where the reference learners are kept between runs
+            (`jobs.catalog.reference_cache`); None: fitted every time.
     """
     window = build_window(model, features, config, declarations, ground_truth)
-    compared = comparators(window, model, features, config, champion)
+    compared = comparators(window, model, features, config, champion, reference_cache)
     population = population_metrics(window, compared, config)
     metrics = population.metrics
     drawn = curves(window, compared, config)

@@ -22,10 +22,14 @@ report and never chosen as the best (`best_reference`): a failed fit is not a ba
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -255,12 +259,55 @@ LEARNERS: dict[str, Callable[[_Data, Config], tuple[np.ndarray, int]]] = {
 }
 
 
+# Where a job keeps fitted references between runs (`jobs.catalog.reference_cache`): given a
+# key (`cache_key`) and the fit, it returns the stored scores or fits, stores and returns them.
+ReferenceCache = Callable[[str, Callable[[], ReferenceScores]], ReferenceScores]
+LIBRARIES = ("xgboost", "lightgbm", "catboost")
+
+
+def cache_key(data: _Data, config: Config) -> str:
+    """SHA-256 of everything that decides the references' scores: the rows they are fitted,
+    stopped and scored on (values, labels, column order and dtypes), the settings they read,
+    the libraries' versions and this module's source."""
+    digest = hashlib.sha256()
+    for frame in (data.X_train, data.X_valid, data.X_test):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    for labels in (data.y_train, data.y_valid):
+        digest.update(np.ascontiguousarray(labels, dtype=float).tobytes())
+    evaluate = config.evaluate
+    settings = {
+        "learners": evaluate.reference_learners,
+        "rounds": evaluate.reference_rounds,
+        "min_trees": evaluate.reference_min_trees,
+        "min_distinct": evaluate.reference_min_distinct_scores,
+        "seed": config.seed,
+        "threads": config.compute.threads,  # LightGBM's sums depend on its thread count
+        "categories": data.categories,
+        "versions": {name: _version(name) for name in LIBRARIES},
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def _version(library: str) -> str | None:
+    try:
+        return importlib.metadata.version(library)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def reference_scores(
-    fs: FeatureSet, windows: Windows, test_rows: np.ndarray, config: Config
+    fs: FeatureSet,
+    windows: Windows,
+    test_rows: np.ndarray,
+    config: Config,
+    cache: ReferenceCache | None = None,
 ) -> ReferenceScores:
     """Fit each configured reference learner on the evaluated model's training window (labels
     known before its validation window), early-stop it on the validation window, and score the
-    ``test_rows`` of ``fs``."""
+    ``test_rows`` of ``fs``; with a ``cache``, fitted once per `cache_key`."""
     out = ReferenceScores()
     columns = raw_columns(fs, config)
     if not columns:
@@ -281,6 +328,14 @@ def reference_scores(
     if data.y_train.sum() == 0 or data.y_valid.sum() == 0:
         out.notes.append("Reference learners skipped: no hit in the training or validation window.")
         return out
+    if cache is not None:
+        return cache(cache_key(data, config), lambda: _fit_all(data, len(columns), config))
+    return _fit_all(data, len(columns), config)
+
+
+def _fit_all(data: _Data, columns: int, config: Config) -> ReferenceScores:
+    """Each configured reference learner fitted on `data`, or a note why it is left out."""
+    out = ReferenceScores()
     for learner in config.evaluate.reference_learners:
         name = NAMES[learner]
         if importlib.util.find_spec(learner) is None:
@@ -297,7 +352,7 @@ def reference_scores(
             "seconds": seconds,
             "train_rows": len(data.y_train),
             "valid_rows": len(data.y_valid),
-            "columns": len(columns),
+            "columns": columns,
         }
     return out
 
@@ -335,11 +390,15 @@ def best_reference(references: ReferenceScores, y: np.ndarray) -> str | None:
 
 
 def for_model(
-    info: ModelInfo, fs: FeatureSet, test_rows: np.ndarray, config: Config
+    info: ModelInfo,
+    fs: FeatureSet,
+    test_rows: np.ndarray,
+    config: Config,
+    cache: ReferenceCache | None = None,
 ) -> ReferenceScores:
     """`reference_scores` on the windows a model records (its `info`), or a note why not."""
     if info.role != "evaluated" or info.windows is None:
         return ReferenceScores(
             notes=["Reference learners skipped: the model records no train/valid/test windows."]
         )
-    return reference_scores(fs, info.windows, test_rows, config)
+    return reference_scores(fs, info.windows, test_rows, config, cache)

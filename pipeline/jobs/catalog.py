@@ -9,6 +9,9 @@
   model (`load_run`); `last_run_id` says whether the recorded run is in this config's store.
 - The FeatureSet (`feature_set`), the serving snapshot (`snapshot_folder`) and the selectivity
   export (`selectivity_file`).
+- The reference learners the evaluate job fitted (`reference_cache`), under the validated inputs'
+  folder and keyed by the rows and settings that decide them, so a rerun with another model
+  setting does not fit them again.
 
 A missing artefact raises FileNotFoundError naming the file (or run) and the job that makes it:
 "run `targeting <verb>` first".
@@ -18,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -32,10 +37,12 @@ from pipeline.ingest import columns, kcs, readers, schema
 from pipeline.ingest.readers import Inputs, load_inputs, raw_input_files, warn_quarantined
 
 if TYPE_CHECKING:
+    from pipeline.evaluate.reference import ReferenceCache, ReferenceScores
     from pipeline.features.featureset import FeatureSet
     from pipeline.serve.model import TargetingModel
 
 Role = Literal["deployed", "evaluated"]
+logger = logging.getLogger(__name__)
 
 CATALOG_FOLDER = "validated"
 CATALOG_FILE = "catalog.json"  # written last: its digest says what the folder holds
@@ -133,6 +140,38 @@ def validated_inputs(config: Config) -> Inputs:
     inputs = load_inputs(config)
     save_inputs(inputs, folder, digest)
     return inputs
+
+
+# --- the reference learners, fitted once per data and settings ----------------------------------
+
+REFERENCES_FOLDER = "references"
+
+
+def reference_cache(config: Config) -> ReferenceCache:
+    """The evaluate job's store of fitted reference learners (`evaluate.reference`), one file
+    per `reference.cache_key` under the catalog: a rerun on the same rows with the same
+    reference settings, whatever the model's, reads them instead of fitting them again."""
+    folder = catalog_folder(config) / REFERENCES_FOLDER
+
+    def cached(key: str, fit: Callable[[], ReferenceScores]) -> ReferenceScores:
+        path = folder / f"{key}.pickle"
+        if path.is_file():
+            try:
+                scores: ReferenceScores = pickle.loads(path.read_bytes())
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+                logger.warning("reference learners: unreadable cache entry %s, fitting", path)
+            else:
+                logger.info("reference learners read from the run catalog (%s)", path.name)
+                return scores
+        scores = fit()
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        staging.write_bytes(pickle.dumps(scores))
+        os.replace(staging, path)  # a reader never sees half an entry
+        logger.info("reference learners fitted and saved in the run catalog (%s)", path.name)
+        return scores
+
+    return cached
 
 
 # --- the run, its model and the artefacts of `features` --------------------------------------

@@ -176,6 +176,7 @@ def evaluate(
         champion=champion_model(config, run_id),
         run_id=run_id,
         walk_forward=walk,
+        reference_cache=catalog.reference_cache(config),
     )
     step("writing the report")
     csv_path, json_path = write_report(config, run_id, assessment)
