@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import FeaturesConfig, ServeConfig  # noqa: E402
-from pipeline.serve.cutoffs import compute_cutoffs, new_document  # noqa: E402
+from pipeline.serve.cutoffs import Provenance, compute_cutoffs, new_document  # noqa: E402
 from pipeline.serve.model import Calibration, TargetingModel  # noqa: E402
 from pipeline.serve.ranking import prepare, rank, resolve_rank_by  # noqa: E402
 from pipeline.serve.scorer import Scorer  # noqa: E402
@@ -156,18 +156,19 @@ def thresholds_for(
     policy = compute_cutoffs(pd.concat([declarations, scores], axis=1), serve, days=30.0)
     document = new_document(
         policy,
-        model={
-            "name": "bench",
-            "version": "0",
-            "uri": None,
-            "booster_sha256": model.booster_sha256(),
-        },
-        rank_by=rank_by,
-        manifest_sha256="0" * 64,
-        windows={},
-        features={"config": {}, "descriptions": {}},
-        snapshot={},
-        kpis={},
+        Provenance(
+            model={
+                "name": "bench",
+                "version": "0",
+                "uri": None,
+                "booster_sha256": model.booster_sha256(),
+            },
+            rank_by=rank_by,
+            manifest_sha256="0" * 64,
+            windows={},
+            features={"config": {}, "descriptions": {}},
+            snapshot={},
+        ),
     )
     return Thresholds.from_document(document)
 

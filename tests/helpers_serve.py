@@ -217,23 +217,27 @@ def thresholds_document(
 ) -> dict[str, Any]:
     """An export document for `model`, cut-offs set on a scored reference window."""
     from pipeline.config import FeaturesConfig
-    from pipeline.serve.cutoffs import compute_cutoffs, new_document
+    from pipeline.serve.cutoffs import Provenance, compute_cutoffs, new_document
 
     policy = compute_cutoffs(reference, serve, days=30.0)
     return new_document(
         policy,
-        model={
-            "name": "test-model",
-            "version": "1",
-            "uri": None,
-            "booster_sha256": model.booster_sha256(),
-        },
-        rank_by="probability",
-        manifest_sha256="0" * 64,
-        windows={"reference": ["2024-03-01", "2024-04-01"]},
-        features={"config": FeaturesConfig().model_dump(mode="json"), "descriptions": descriptions},
-        snapshot={"uri": None, "path": None},
-        kpis={},
+        Provenance(
+            model={
+                "name": "test-model",
+                "version": "1",
+                "uri": None,
+                "booster_sha256": model.booster_sha256(),
+            },
+            rank_by="probability",
+            manifest_sha256="0" * 64,
+            windows={"reference": ["2024-03-01", "2024-04-01"]},
+            features={
+                "config": FeaturesConfig().model_dump(mode="json"),
+                "descriptions": descriptions,
+            },
+            snapshot={"uri": None, "path": None},
+        ),
     )
 
 

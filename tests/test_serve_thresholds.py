@@ -22,6 +22,8 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.serve.channels import RANDOM_REASON, assign_channels
 from pipeline.serve.cutoffs import (
     NO_LEVEL_BASIS,
+    Level,
+    Provenance,
     channel_kpis,
     channel_order_warnings,
     compute_cutoffs,
@@ -42,18 +44,19 @@ def _document(reference: pd.DataFrame, **changes: Any) -> dict[str, Any]:
     policy = compute_cutoffs(reference, serve, days=60.0)
     return new_document(
         policy,
-        model={
-            "name": "m",
-            "version": "1",
-            "uri": "runs:/x/targeting_model",
-            "booster_sha256": SHA,
-        },
-        rank_by="probability",
-        manifest_sha256="cd" * 32,
-        windows={"reference": ["2024-03-01", "2024-04-30"]},
-        features={"config": {}, "descriptions": {}},
-        snapshot={"uri": None, "path": None},
-        kpis={},
+        Provenance(
+            model={
+                "name": "m",
+                "version": "1",
+                "uri": "runs:/x/targeting_model",
+                "booster_sha256": SHA,
+            },
+            rank_by="probability",
+            manifest_sha256="cd" * 32,
+            windows={"reference": ["2024-03-01", "2024-04-30"]},
+            features={"config": {}, "descriptions": {}},
+            snapshot={"uri": None, "path": None},
+        ),
     )
 
 
@@ -269,7 +272,7 @@ def test_the_model_refuses_what_a_schema_cannot_say(change: Any, message: str):
         validate_document(document)
 
 
-def _reference_kpis(reference: pd.DataFrame, **level: Any) -> dict[str, Any]:
+def _reference_kpis(reference: pd.DataFrame, level: Level | None = None) -> dict[str, Any]:
     """`channel_kpis` of a reference frame at red 2 %, yellow 6 %, over 60 days."""
     return channel_kpis(
         _shares(reference, _document(reference)),
@@ -277,7 +280,7 @@ def _reference_kpis(reference: pd.DataFrame, **level: Any) -> dict[str, Any]:
         reference["expected_revenue"].to_numpy(),
         {"red": 0.02, "yellow": 0.06},
         days=60.0,
-        **level,
+        level=level,
     )
 
 
@@ -348,8 +351,7 @@ def test_channels_out_of_order_are_warned_about():
 def test_kpis_carry_the_level_uncertainty_when_the_model_has_one():
     kpis = _reference_kpis(
         reference_frame(10_000, seed=8, ties=False),
-        level_shifts=list(np.linspace(-0.5, 0.5, 100)),
-        level_basis="anchored on 40 random hits",
+        Level(list(np.linspace(-0.5, 0.5, 100)), "anchored on 40 random hits"),
     )
     assert kpis["hit_rate_uncertainty"] == "anchored on 40 random hits"
     for entry in kpis["channels"].values():

@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,14 @@ from pipeline.jobs import JobResult, step
 from pipeline.jobs.paths import refuse_aliases
 from pipeline.jobs.publish import publish
 from pipeline.serve import strict_json
-from pipeline.serve.cutoffs import manifest_sha256, new_document, office_table, reference_cutoffs
+from pipeline.serve.cutoffs import (
+    Provenance,
+    ReferenceCutoffs,
+    manifest_sha256,
+    new_document,
+    office_table,
+    reference_cutoffs,
+)
 from pipeline.serve.cutoffs import reference_window as last_days
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import resolve_rank_by
@@ -120,7 +128,8 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     import pipeline.tracking as tracking
     from pipeline.jobs.catalog import validated_inputs
 
-    run_id, model, registered_name = _run_model(config, run_id)
+    exported = _run_model(config, run_id)
+    run_id, model = exported.run_id, exported.model
     feature_set = _feature_set(config)
     rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
     window = _cutoff_window(config, model, feature_set)
@@ -129,9 +138,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     step("cut-offs on the reference window")
     placed = reference_cutoffs(model, feature_set, declarations, window, config.serve, rank_by)
     tracking.log_artifacts(run_id, config.paths.snapshot, SNAPSHOT_ARTIFACT)
-    document = _document(
-        config, run_id, model, registered_name, feature_set.manifest, placed.policy, rank_by, window
-    )
+    document = _document(config, exported, feature_set.manifest, placed, rank_by)
     document["kpis"] = placed.kpis
     target = Path(out) if out is not None else config.paths.thresholds
     offices = target.with_name(f"{target.stem}_offices.csv")
@@ -184,7 +191,17 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     )
 
 
-def _run_model(config: Config, run_id: str | None) -> tuple[str, TargetingModel, str]:
+@dataclass(frozen=True)
+class ExportedRun:
+    """The run an export is made for: its id, its deployed model, and the registered model's
+    name the scorer goes under."""
+
+    run_id: str
+    model: TargetingModel
+    registered_name: str
+
+
+def _run_model(config: Config, run_id: str | None) -> ExportedRun:
     """The run to export (default: the last trained), its deployed model, and the registered
     model's name it goes under (the run's tag, else the model's, else the config's)."""
     import pipeline.tracking as tracking
@@ -195,7 +212,7 @@ def _run_model(config: Config, run_id: str | None) -> tuple[str, TargetingModel,
     registered_name = tags.get(
         "registered_model", loaded.model.info.registered_model or config.tracking.registered_model
     )
-    return loaded.run_id, loaded.model, str(registered_name)
+    return ExportedRun(loaded.run_id, loaded.model, str(registered_name))
 
 
 def _feature_set(config: Config) -> FeatureSet:
@@ -208,17 +225,16 @@ def _feature_set(config: Config) -> FeatureSet:
 
 def _document(
     config: Config,
-    run_id: str,
-    model: TargetingModel,
-    registered_name: str,
+    exported: ExportedRun,
     manifest: pd.DataFrame,
-    policy: dict[str, Any],
+    placed: ReferenceCutoffs,
     rank_by: str,
-    window: Window,
 ) -> dict[str, Any]:
     """The export document of the cut-offs, its KPIs still empty: the model it belongs to, the
     ranking, the windows (the reference one added), the features' config and descriptions."""
     import pipeline.tracking as tracking
+
+    run_id, model, window = exported.run_id, exported.model, placed.window
 
     descriptions = (
         dict(zip(manifest["name"].astype(str), manifest["description"].astype(str), strict=True))
@@ -230,29 +246,30 @@ def _document(
         "reference": {"start": window.start.isoformat(), "end": window.end.isoformat()},
     }
     return new_document(
-        policy,
-        model={
-            "name": registered_name,
-            # the version the registry gives the scorer that carries this export (checked when
-            # it registers); the version's tags name the document back (thresholds_sha256 of
-            # its bytes, content_sha256 of its content)
-            "version": tracking.next_version(config),
-            "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
-            "run_id": run_id,
-            "booster_sha256": model.booster_sha256(),
-        },
-        rank_by=rank_by,
-        revenue_weight=config.serve.revenue_weight,
-        manifest_sha256=manifest_sha256(manifest),
-        windows=_jsonable(windows),
-        features={
-            "config": config.features.model_dump(mode="json"),
-            "descriptions": descriptions,
-        },
-        # No machine-local path or tracking address: the scorer finds both through MLflow
-        # (MLFLOW_TRACKING_URI or the config's tracking.uri).
-        snapshot={"uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}"},
-        kpis={},
+        placed.policy,
+        Provenance(
+            model={
+                "name": exported.registered_name,
+                # the version the registry gives the scorer that carries this export (checked when
+                # it registers); the version's tags name the document back (thresholds_sha256 of
+                # its bytes, content_sha256 of its content)
+                "version": tracking.next_version(config),
+                "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
+                "run_id": run_id,
+                "booster_sha256": model.booster_sha256(),
+            },
+            rank_by=rank_by,
+            revenue_weight=config.serve.revenue_weight,
+            manifest_sha256=manifest_sha256(manifest),
+            windows=_jsonable(windows),
+            features={
+                "config": config.features.model_dump(mode="json"),
+                "descriptions": descriptions,
+            },
+            # No machine-local path or tracking address: the scorer finds both through MLflow
+            # (MLFLOW_TRACKING_URI or the config's tracking.uri).
+            snapshot={"uri": f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}"},
+        ),
     )
 
 

@@ -249,22 +249,31 @@ def hit_rate_bounds(
     return [float(v) for v in interval], [float(v) for v in bounds]
 
 
+@dataclass(frozen=True)
+class Level:
+    """The uncertainty of the model's level: log-odds shifts at the quantiles of its posterior
+    (`Calibration.level_shifts`; None when not anchored on a random stratum) and what they rest
+    on, in words (`ModelInfo.anchoring`)."""
+
+    shifts: list[float] | None = None
+    basis: str | None = None
+
+
 def channel_kpis(
     channels: pd.DataFrame,
     probability: np.ndarray,
     expected_revenue: np.ndarray,
     targets: dict[str, float],
     days: float,
-    level_shifts: list[float] | None = None,
-    level_basis: str | None = None,
+    level: Level | None = None,
 ) -> dict[str, Any]:
     """Realised shares and expected hit rate / revenue of each channel, from calibrated scores.
 
     Expected hit rate = mean calibrated probability of the channel's declarations; expected
     revenue = sum of P(hit) x E[revenue | hit] (absent when the model has no revenue part).
-    With the level's uncertainty (`level_shifts`), each channel also gets the 95 % interval of
-    its expected hit rate and the range of the hit rate its controls over a stretch like the
-    reference window will show (`hit_rate_bounds`); `level_basis` says what they rest on.
+    With the level's uncertainty (`level`), each channel also gets the 95 % interval of its
+    expected hit rate and the range of the hit rate its controls over a stretch like the
+    reference window will show (`hit_rate_bounds`); `level.basis` says what they rest on.
 
     The random draw is reported on its own (``random``: its channel, share and expected hit
     rate), not mixed into the KPIs of the channel it goes to: a channel's entry holds its
@@ -272,6 +281,7 @@ def channel_kpis(
     of the draw's channel. ``warnings`` names every channel whose expected hit rate is above
     that of a more severe one (`channel_order_warnings`).
     """
+    level_shifts = level.shifts if level is not None else None
     n = len(channels)
     frame = pd.DataFrame(
         {
@@ -295,7 +305,8 @@ def channel_kpis(
         **_kpi_entry(random_rows, n, days, level_shifts, has_revenue),
     }
     random_entry.pop("by_reason")
-    basis = (level_basis or "the level's posterior") if level_shifts else NO_LEVEL_BASIS
+    stated = level.basis if level is not None else None
+    basis = (stated or "the level's posterior") if level_shifts else NO_LEVEL_BASIS
     return {
         "declarations": n,
         "days": days,
@@ -397,33 +408,42 @@ def office_table(
     return table.drop(columns="office_declarations")
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where an export's cut-offs come from: the model they belong to, what its score holds
+    (`rank_by`, the blend's `revenue_weight`), the feature manifest's fingerprint, the windows,
+    the features' config and descriptions, and the serving snapshot."""
+
+    model: dict[str, Any]
+    rank_by: str
+    manifest_sha256: str
+    windows: dict[str, Any]
+    features: dict[str, Any]
+    snapshot: dict[str, Any]
+    revenue_weight: float = 1.0
+
+
 def new_document(
     policy: dict[str, Any],
-    *,
-    model: dict[str, Any],
-    rank_by: str,
-    manifest_sha256: str,
-    revenue_weight: float = 1.0,
-    windows: dict[str, Any],
-    features: dict[str, Any],
-    snapshot: dict[str, Any],
-    kpis: dict[str, Any],
+    provenance: Provenance,
+    kpis: dict[str, Any] | None = None,
     created_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Assemble the export document from its parts (see selectivity.schema.json)."""
+    """Assemble the export document from its parts (see selectivity.schema.json); `kpis` are
+    set later, once the channels are assigned on the reference window."""
     stamp = created_at or dt.datetime.now(dt.UTC)
     return {
         "schema_version": SCHEMA_VERSION,
         "created_at": stamp.isoformat(timespec="seconds"),
-        "model": model,
-        "rank_by": rank_by,
-        "revenue_weight": float(revenue_weight),
-        "feature_manifest_sha256": manifest_sha256,
-        "windows": windows,
-        "features": features,
-        "snapshot": snapshot,
+        "model": provenance.model,
+        "rank_by": provenance.rank_by,
+        "revenue_weight": float(provenance.revenue_weight),
+        "feature_manifest_sha256": provenance.manifest_sha256,
+        "windows": provenance.windows,
+        "features": provenance.features,
+        "snapshot": provenance.snapshot,
         **policy,
-        "kpis": kpis,
+        "kpis": kpis if kpis is not None else {},
     }
 
 
@@ -547,7 +567,6 @@ def reference_cutoffs(
         scored["expected_revenue"].to_numpy(dtype=float),
         thresholds.channels,
         window.days,
-        model.calibration.level_shifts,
-        model.info.anchoring,
+        Level(model.calibration.level_shifts, model.info.anchoring),
     )
     return ReferenceCutoffs(window, scored, policy, thresholds, channels, kpis)
