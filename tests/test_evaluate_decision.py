@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import helpers_evaluate as h
 import numpy as np
@@ -14,7 +15,14 @@ import pytest
 
 from pipeline.config import AcceptanceConfig
 from pipeline.evaluate.assess import assess
-from pipeline.evaluate.decision import calibration_error, decide, render_decision
+from pipeline.evaluate.decision import (
+    Against,
+    Decision,
+    Evidence,
+    calibration_error,
+    decide,
+    render_decision,
+)
 from pipeline.evaluate.explain import _category_ticks
 from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, Kind, Population
 from pipeline.evaluate.report import _frame_html, capacity_pivot, rate_label, render_report
@@ -58,12 +66,27 @@ def _metrics(raw_gap: tuple[float, float, float], lightgbm: float | None = None)
     return pd.DataFrame(rows)
 
 
+def _decide(
+    metrics: pd.DataFrame,
+    calibration: pd.DataFrame,
+    drift: pd.DataFrame,
+    config: AcceptanceConfig,
+    population: Population | str,
+    run_id: str,
+    **against: Any,
+) -> Decision:
+    """`decide` on the evidence given in the order these tests read it."""
+    claimed = against.pop("calibration_population", "")
+    evidence = Evidence(metrics, Population(population), calibration, claimed, drift)
+    return decide(evidence, config, run_id, Against(**against))
+
+
 CALIBRATED = pd.DataFrame({"predicted": [0.01, 0.05, 0.2], "observed": [0.012, 0.047, 0.21]})
 STABLE = pd.DataFrame({"feature": ["declared_value", "hs2"], "psi": [0.02, 0.08]})
 
 
 def test_a_model_that_beats_every_comparator_is_ready_to_approve() -> None:
-    decision = decide(
+    decision = _decide(
         _metrics((0.10, 0.05, 0.15)),
         CALIBRATED,
         STABLE,
@@ -88,7 +111,7 @@ def test_a_model_that_beats_every_comparator_is_ready_to_approve() -> None:
 
 
 def test_an_interval_that_reaches_zero_fails_and_so_does_the_verdict() -> None:
-    decision = decide(
+    decision = _decide(
         _metrics((0.02, -0.01, 0.05)),
         CALIBRATED,
         STABLE,
@@ -104,7 +127,7 @@ def test_the_model_must_beat_every_healthy_reference_learner() -> None:
     """Beating the reference chosen on another metric is not enough: each healthy reference is
     judged on the page's population, metric and rate, and a loss to any one fails."""
     metrics = _metrics((0.10, 0.05, 0.15), lightgbm=0.38)
-    decision = decide(
+    decision = _decide(
         metrics,
         CALIBRATED,
         STABLE,
@@ -117,7 +140,7 @@ def test_the_model_must_beat_every_healthy_reference_learner() -> None:
     assert by_name["beats plain XGBoost"] == "pass"
     assert by_name["beats LightGBM"] == "fail" and decision.verdict == "not ready"
     # a reference that is no real fit is not among `references`: not judged, never "the best"
-    only = decide(metrics, CALIBRATED, STABLE, AcceptanceConfig(), TRUTH, "r", references=[])
+    only = _decide(metrics, CALIBRATED, STABLE, AcceptanceConfig(), TRUTH, "r", references=[])
     assert "beats LightGBM" not in {c.name for c in only.criteria}
     assert {c.name: c.status for c in only.criteria}[
         "beats every healthy reference learner"
@@ -134,7 +157,7 @@ def test_calibration_on_the_random_stratum_is_judged_by_its_intervals() -> None:
         }
     )
     population = "random stratum (IPW)"
-    decision = decide(
+    decision = _decide(
         _metrics((0.10, 0.05, 0.15)),
         thin,
         STABLE,
@@ -147,7 +170,7 @@ def test_calibration_on_the_random_stratum_is_judged_by_its_intervals() -> None:
     assert calibrated.figure == "2 of 3 bins inside" and calibrated.status == "pass"
     assert population in calibrated.requirement
     far = thin.assign(predicted=[0.2, 0.3, 0.5])
-    again = decide(
+    again = _decide(
         _metrics((0.10, 0.05, 0.15)),
         far,
         STABLE,
@@ -163,7 +186,7 @@ def test_miscalibration_and_drift_fail_with_their_figures() -> None:
     off = pd.DataFrame({"predicted": [0.01, 0.05, 0.2], "observed": [0.05, 0.10, 0.30]})
     drifted = pd.DataFrame({"feature": ["declared_value", "hs2"], "psi": [0.02, 0.40]})
     assert calibration_error(off) == pytest.approx((0.04 + 0.05 + 0.10) / 3)
-    decision = decide(_metrics((0.10, 0.05, 0.15)), off, drifted, AcceptanceConfig(), TRUTH, "r")
+    decision = _decide(_metrics((0.10, 0.05, 0.15)), off, drifted, AcceptanceConfig(), TRUTH, "r")
     by_name = {c.name: c for c in decision.criteria}
     assert by_name["calibrated"].status == "fail"
     assert by_name["calibrated"].figure == "0.0633"
@@ -176,7 +199,8 @@ def test_without_ground_truth_the_policy_criterion_is_not_judged() -> None:
     inspected = inspected.loc[
         ~inspected["model"].isin(["historical policy", "model at office capacity"])
     ]
-    decision = decide(inspected, CALIBRATED, STABLE, AcceptanceConfig(rate=SHARE), "inspected", "r")
+    chosen = AcceptanceConfig(rate=SHARE)
+    decision = _decide(inspected, CALIBRATED, STABLE, chosen, Population.INSPECTED, "r")
     by_name = {c.name: c.status for c in decision.criteria}
     assert by_name["beats the historical policy"] == "not judged"
     assert decision.verdict == "incomplete"
@@ -287,7 +311,7 @@ def test_a_baseline_without_a_paired_difference_is_judged_on_unpaired_intervals(
     metrics = _metrics((0.10, 0.05, 0.15))
     metrics = metrics.loc[metrics["model"] != "model - rules"]
     config = AcceptanceConfig(baselines=["rules"])
-    first = decide(metrics, CALIBRATED, STABLE, config, TRUTH, "r").criteria[0]
+    first = _decide(metrics, CALIBRATED, STABLE, config, TRUTH, "r").criteria[0]
     assert first.name == "beats rules" and first.status == "pass"
     assert first.figure == "0.400 [0.360, 0.440] vs 0.200 [0.170, 0.230]"
     assert "(unpaired)" in first.requirement

@@ -22,7 +22,7 @@ from pipeline.evaluate import explain as ex
 from pipeline.evaluate import families as fam
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate import selections as sel
-from pipeline.evaluate.decision import EVERY_ROW_INSPECTED, Decision, decide
+from pipeline.evaluate.decision import EVERY_ROW_INSPECTED, Against, Decision, Evidence, decide
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.headline import headline_rate, primary_population
 from pipeline.evaluate.keys import (
@@ -827,19 +827,18 @@ def decision(
 ) -> Decision:
     """The acceptance criteria judged on the most honest population (`evaluate.decision`)."""
     champion = judged.champion
-    return decide(
+    evidence = Evidence(
         metrics,
-        drawn.calibration,
-        judged_features(drift),
-        config.evaluate.acceptance,
         primary_population(metrics),
-        run_id,
-        champion=champion[0] if champion is not None else None,
-        references=judged.references,
-        walk=judged.walk_forward,
-        calibration_population=drawn.calibration_population,
-        fallback_rate=headline_rate(config.evaluate.rates),
+        drawn.calibration,
+        drawn.calibration_population,
+        judged_features(drift),
+        headline_rate(config.evaluate.rates),
     )
+    against = Against(
+        champion[0] if champion is not None else None, judged.references, judged.walk_forward
+    )
+    return decide(evidence, config.evaluate.acceptance, run_id, against)
 
 
 # --- the model's description --------------------------------------------------------------------

@@ -280,35 +280,54 @@ def _drift_criterion(judged_drift: pd.DataFrame, config: AcceptanceConfig) -> Cr
     )
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What the criteria are judged on: the metrics frame and its most honest population, the
+    calibration table on the population the probability claims, the drift of the judged
+    features, and the rate to judge at when neither the config nor the policy gives one."""
+
+    metrics: pd.DataFrame
+    population: Population | None
+    calibration: pd.DataFrame
+    calibration_population: str = ""
+    judged_drift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fallback_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Against:
+    """What the model is compared with besides the baselines of its metrics: the champion's
+    name, the healthy reference learners, and the walk-forward replay of the deployment
+    (a `walkforward.WalkForward`)."""
+
+    champion: str | None = None
+    references: Sequence[str] = ()
+    walk: Any = None
+
+
 def decide(
-    metrics: pd.DataFrame,
-    calibration: pd.DataFrame,
-    judged_drift: pd.DataFrame,
-    config: AcceptanceConfig,
-    population: Population | None,
-    run_id: str,
-    champion: str | None = None,
-    references: Sequence[str] = (),
-    walk: Any = None,
-    calibration_population: str = "",
-    fallback_rate: float | None = None,
+    evidence: Evidence, config: AcceptanceConfig, run_id: str, against: Against | None = None
 ) -> Decision:
     """Judge every acceptance criterion and give the verdict: first what deploys, replayed
-    (`walk`, a `walkforward.WalkForward`), then the evaluated model against each listed baseline
-    (`BEST_REFERENCE` standing for every healthy reference learner in `references`), the
-    historical policy and the champion, its calibration on `calibration_population`, drift."""
-    rate = decision_rate(metrics, population, config, fallback_rate)
+    (`against.walk`), then the evaluated model against each listed baseline (`BEST_REFERENCE`
+    standing for every healthy reference learner in `against.references`), the historical
+    policy and the champion, its calibration on the claimed population, drift."""
+    against = against or Against()
+    metrics, population = evidence.metrics, evidence.population
+    champion, walk = against.champion, against.walk
+    calibration_population = evidence.calibration_population
+    rate = decision_rate(metrics, population, config, evidence.fallback_rate)
     rows = _rows(metrics, population, config.metric)
     criteria = [walk_criterion(walk, rate, config.metric)] if walk is not None else []
-    criteria += _baseline_criteria(rows, rate, config, references)
+    criteria += _baseline_criteria(rows, rate, config, against.references)
     # Where every declaration was inspected (KCS) there was no selection policy to beat.
     every_row = EVERY_ROW_INSPECTED in calibration_population
     if config.historical_policy and not every_row:
         criteria.append(_beats_historical(rows, config.metric))
     if champion is not None and rate is not None:
         criteria.append(_beats(rows, champion, rate, config.metric))
-    criteria.append(_calibration_criterion(calibration, config, calibration_population))
-    criteria.append(_drift_criterion(judged_drift, config))
+    criteria.append(_calibration_criterion(evidence.calibration, config, calibration_population))
+    criteria.append(_drift_criterion(evidence.judged_drift, config))
     statuses = {c.status for c in criteria}
     verdict = (
         "not ready"
