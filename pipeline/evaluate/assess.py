@@ -700,7 +700,7 @@ def drift_and_leakage(
     train, test, labelled = window.train, window.test, window.labelled
     if train is None or not len(train):
         return DriftAndLeakage(drift, feature_auc)
-    from pipeline.evaluate.drift import judge_drift
+    from pipeline.evaluate.drift import DriftLimits, judge_drift
 
     # Drift judged where it matters: features carrying the model (SHAP share), against the
     # drift they already showed inside the training window; every feature has a verdict.
@@ -710,8 +710,7 @@ def drift_and_leakage(
         train.lodged_at,
         test.X[names],
         importance,
-        psi_warn=config.monitor.psi_warn,
-        psi_alarm=config.monitor.psi_alarm,
+        DriftLimits(psi_warn=config.monitor.psi_warn, psi_alarm=config.monitor.psi_alarm),
     )
     tl = train.labelled.to_numpy()
     if tl.sum() and labelled.sum():

@@ -25,6 +25,8 @@ monitor (`evaluate.monitor.drift_table`): ``sum((q - p) ln(q / p))`` over bins, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -107,22 +109,31 @@ def psi(reference: pd.Series, recent: pd.Series, bins: int = 10, max_levels: int
 COLUMNS = ("feature", "shap_share", "psi", "psi_inside_training", "level", "judged", "verdict")
 
 
+@dataclass(frozen=True)
+class DriftLimits:
+    """When a feature's drift between training and test is judged, and how loud it is: PSI of
+    `psi_warn` warns and `psi_alarm` alarms, for a feature carrying at least `min_share` of the
+    SHAP mass whose PSI is more than `ratio` times its drift inside the training window."""
+
+    psi_warn: float = 0.1
+    psi_alarm: float = 0.25
+    min_share: float = 0.05
+    ratio: float = 2.0
+
+
 def judge_drift(
     train_X: pd.DataFrame,
     train_lodged_at: pd.Series,
     test_X: pd.DataFrame,
     importance: pd.DataFrame | None,
-    *,
-    psi_warn: float = 0.1,
-    psi_alarm: float = 0.25,
-    min_share: float = 0.05,
-    ratio: float = 2.0,
+    limits: DriftLimits | None = None,
 ) -> pd.DataFrame:
     """One row per feature (`COLUMNS`), highest PSI first; ``level`` is alarm, warning or ''.
 
     `importance`: feature and share of the SHAP mass (`Explanations.importance`); without it
     every feature counts as carrying the model.
     """
+    limits = limits or DriftLimits()
     columns = [c for c in train_X.columns if c in test_X.columns]
     stamps = pd.to_datetime(train_lodged_at).reset_index(drop=True)
     middle = stamps.min() + (stamps.max() - stamps.min()) / 2
@@ -141,9 +152,7 @@ def judge_drift(
             else np.nan
         )
         share = float(shares.get(column, 0.0))
-        level, verdict, judged = _verdict(
-            across, inside, share, psi_warn, psi_alarm, min_share, ratio
-        )
+        level, verdict, judged = _verdict(across, inside, share, limits)
         rows.append(
             {
                 "feature": column,
@@ -160,16 +169,16 @@ def judge_drift(
 
 
 def _verdict(
-    across: float,
-    inside: float,
-    share: float,
-    psi_warn: float,
-    psi_alarm: float,
-    min_share: float,
-    ratio: float,
+    across: float, inside: float, share: float, limits: DriftLimits
 ) -> tuple[str, str, bool]:
     """Level (alarm, warning or ''), the verdict in words, and whether the feature is judged
     (False: its drift is set aside, too little SHAP mass or no more than inside training)."""
+    psi_warn, psi_alarm, min_share, ratio = (
+        limits.psi_warn,
+        limits.psi_alarm,
+        limits.min_share,
+        limits.ratio,
+    )
     if not np.isfinite(across) or across < psi_warn:
         return "", f"stable: PSI {across:.2f} < {psi_warn:g}", True
     if share < min_share:
