@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from rich.console import Console
@@ -113,13 +113,18 @@ def run(config: Config) -> JobResult:
     summary.figures = {name: r.figures for name, r in results.items()}
     summary.figures["seconds"] = round(total, 1)
     evaluated = results["evaluate"].figures
-    population = str(evaluated["headline_population"])
-    table = pd.DataFrame.from_dict(evaluated["headline_table"], orient="index")
-    summary.figures["headline"] = {"population": population, **evaluated["headline_table"]}
+    headline = Headline(
+        str(evaluated["headline_population"]),
+        pd.DataFrame.from_dict(evaluated["headline_table"], orient="index"),
+    )
+    summary.figures["headline"] = {
+        "population": headline.population,
+        **evaluated["headline_table"],
+    }
     incoming_table = incoming_truth(config)
     if incoming_table is not None:
         summary.figures["incoming_truth"] = incoming_table.to_dict(orient="index")
-    _print_summary(config, results, run_outputs, total, population, table, incoming_table)
+    _print_summary(config, results, run_outputs, total, headline, incoming_table)
     config.paths.root.mkdir(parents=True, exist_ok=True)
     run_outputs["summary"].write_text(
         strict_json.dumps(  # null, never a bare NaN, for jq and any other parser
@@ -172,13 +177,20 @@ def _where(path: object) -> str:
         return str(text)
 
 
+class Headline(NamedTuple):
+    """The run summary's headline: the population it is measured on, in words, and the table
+    (`evaluate.headline.headline`, computed by the evaluate job)."""
+
+    population: str
+    table: pd.DataFrame
+
+
 def _print_summary(
     config: Config,
     results: dict[str, JobResult],
     run_outputs: dict[str, Path],
     seconds: float,
-    population: str,
-    table: pd.DataFrame,
+    headline: Headline,
     incoming: pd.DataFrame | None,
 ) -> None:
     where = Table(title=f"targeting run: {config.name} ({seconds:.0f} s)")
@@ -195,6 +207,7 @@ def _print_summary(
         console.print(f"MLflow run {train['run_id']}: open it with", highlight=False)
         console.print(f"  {train['ui_command']}", highlight=False, soft_wrap=True)
 
+    population, table = headline
     figures = Table(title=f"test window, {population}: model against baselines")
     figures.add_column("selection")
     for column in table.columns:
