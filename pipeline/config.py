@@ -803,8 +803,18 @@ class Config(Section):
         return Paths(self.output_dir)
 
 
+RUNS_FOLDER = "runs"
+LATEST = "latest"  # runs/latest: a link to the newest run's folder
+LATEST_POINTER = "latest.txt"  # where links cannot be made: the newest run's id
+
+
 class Paths:
-    """The artefact layout under `output_dir`, in one place so every stage agrees."""
+    """The artefact layout under `output_dir`, in one place so every stage agrees.
+
+    What one training run makes for review (its report) lives in its own folder,
+    `runs/<run id>/`, so a run with other settings writes beside the others, not over them;
+    `runs/latest` names the newest (`latest`, `report`), and every reader follows it.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -821,13 +831,36 @@ class Paths:
         self.incoming = self.data / "incoming.parquet"
         self.incoming_snapshot = root / "features" / "snapshot_incoming"
         self.study = root / "optuna.db"
-        self.report = root / "report" / "report.html"
+        self.runs = root / RUNS_FOLDER
         self.explanations = root / "explain"
         self.thresholds = root / "selectivity.json"
         self.scored = root / "scored.parquet"
         self.backtest = root / "backtest"
         self.monitor = root / "monitor"
         self.last_run = root / "last_run.json"
+
+    def run_folder(self, run_id: str) -> Path:
+        """The folder of one training run's own artefacts."""
+        return self.runs / run_id
+
+    def run_report(self, run_id: str) -> Path:
+        """The reviewer's report of one training run."""
+        return self.run_folder(run_id) / "report" / "report.html"
+
+    @property
+    def latest(self) -> Path:
+        """The newest run's folder: `runs/latest` (a link to it), or where links cannot be made,
+        the folder `runs/latest.txt` names (`pipeline.jobs.paths.point_latest` writes both)."""
+        link = self.runs / LATEST
+        pointer = self.runs / LATEST_POINTER
+        if not link.is_symlink() and pointer.is_file():
+            return self.run_folder(pointer.read_text(encoding="utf-8").strip())
+        return link
+
+    @property
+    def report(self) -> Path:
+        """The newest run's report (through `latest`)."""
+        return self.latest / "report" / "report.html"
 
 
 def _parse_scalar(text: str) -> Any:

@@ -34,7 +34,8 @@ def test_evaluate_writes_the_report_and_logs_it_to_the_run(experiment: dict) -> 
     config, info = experiment["config"], experiment["info"]
     result = evaluate(config)  # no run id: the last training run
     assert result.figures["run_id"] == info.run_id
-    assert result.outputs["report"] == config.paths.report
+    assert result.outputs["report"] == config.paths.run_report(info.run_id)
+    assert config.paths.report.resolve() == result.outputs["report"].resolve()  # latest: this run
     html = config.paths.report.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 6
     metrics = pd.read_csv(result.outputs["metrics"])
@@ -42,7 +43,7 @@ def test_evaluate_writes_the_report_and_logs_it_to_the_run(experiment: dict) -> 
     assert {"model", "random", "historical policy", "plain XGBoost"} <= set(truth["model"])
     saved = json.loads(result.outputs["metrics_json"].read_text(encoding="utf-8"))
     assert saved["run_id"] == info.run_id and len(saved["metrics"]) == len(metrics)
-    assert result.lines[-1] == f"report: {config.paths.report}"
+    assert result.lines[-1] == f"report: {config.paths.run_report(info.run_id)}"
     assert any("historical policy" in line for line in result.lines)
 
     assert "report/report.html" in artifacts(info.run_id, "report")

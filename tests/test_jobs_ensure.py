@@ -112,11 +112,10 @@ def test_a_report_counts_only_for_the_last_run(tmp_path: Path, same_run: bool):
     fake_features(config)
     run_id = recorded_run(config)
     assert missing_stages(config, "report") == ["report"]
-    folder = config.paths.report.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    config.paths.report.write_text("<html></html>")
+    reviewed = run_id if same_run else "another-run"
+    report = config.paths.run_report(reviewed)  # each run's report in its own folder
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("<html></html>")
     assert missing_stages(config, "report") == ["report"]  # no metrics.json: which run?
-    (folder / "metrics.json").write_text(
-        json.dumps({"run_id": run_id if same_run else "another run"})
-    )
+    (report.parent / "metrics.json").write_text(json.dumps({"run_id": reviewed}))
     assert missing_stages(config, "report") == ([] if same_run else ["report"])

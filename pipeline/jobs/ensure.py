@@ -43,16 +43,16 @@ def _has_export(config: Config) -> bool:
 
 
 def _has_report(config: Config) -> bool:
-    """The reviewer's report of the last trained run (its metrics.json names the run)."""
-    path = config.paths.report
+    """The reviewer's report of the last trained run, in that run's folder (its metrics.json
+    names the run)."""
+    run_id = last_run_id(config)
+    if run_id is None:
+        return False
+    path = config.paths.run_report(run_id)
     figures = path.parent / "metrics.json"
     if not (path.is_file() and figures.is_file()):
         return False
-    run_id = last_run_id(config)
-    return (
-        run_id is not None
-        and json.loads(figures.read_text(encoding="utf-8")).get("run_id") == run_id
-    )
+    return json.loads(figures.read_text(encoding="utf-8")).get("run_id") == run_id
 
 
 PRESENT: dict[Artefact, Callable[[Config], bool]] = {

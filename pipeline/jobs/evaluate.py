@@ -2,7 +2,8 @@
 
 Reads the run's model, the feature set, the declarations and (on the simulator) the ground truth;
 computes everything with `evaluate.assess.assess`; writes `report.html`, `metrics.csv` and
-`metrics.json` under `config.paths.report`'s folder; logs them and the headline metrics to the run.
+`metrics.json` in the run's own folder (`runs/<run id>/report/`, then named by `runs/latest`); logs
+them and the headline metrics to the run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, RANDOM, rendered
 from pipeline.jobs import JobResult, step
+from pipeline.jobs.paths import point_latest
 
 if TYPE_CHECKING:
     from pipeline.evaluate.assess import Assessment
@@ -188,16 +190,17 @@ def evaluate(
     }
     flat |= walk_metrics(walk)
     tracking.log_metrics(run_id, flat)
-    tracking.log_artifacts(run_id, config.paths.report.parent, REPORT_ARTIFACT)
+    report = config.paths.run_report(run_id)
+    tracking.log_artifacts(run_id, report.parent, REPORT_ARTIFACT)
     record_decision(run_id, assessment.report.decision)
 
     rates = [float(r) for r in config.evaluate.rates]
     lines = walk_lines(walk, assessment.report.headline_rate) + console_lines(assessment, rates)
-    lines.append(f"report: {config.paths.report}")
+    lines.append(f"report: {report}")
     population, table = headline(metrics, assessment.report.headline_rate)
     return JobResult(
         stage="evaluate",
-        outputs={"report": config.paths.report, "metrics": csv_path, "metrics_json": json_path},
+        outputs={"report": report, "metrics": csv_path, "metrics_json": json_path},
         figures={
             "run_id": run_id,
             "headline": "\n".join(headline_lines(metrics, rates)),
@@ -260,16 +263,17 @@ def record_decision(run_id: str, decision: Decision | None) -> None:
 def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[Path, Path]:
     """The HTML report, `metrics.csv` and `metrics.json` (warnings, decision, notes, metrics),
     `references.csv` (each reference learner's fit and health) and `family_ablation.csv` (each
-    feature family's out-of-sample effect) under the report's folder; returns the paths of the
-    two metrics files."""
+    feature family's out-of-sample effect) under the run's own report folder, which `runs/latest`
+    then names (`point_latest`); returns the paths of the two metrics files."""
     from pipeline.evaluate.decision import decision_figures
     from pipeline.evaluate.report import render_report
     from pipeline.serve import strict_json
 
     html = render_report(assessment.report, config.evaluate.rates)
-    folder: Path = config.paths.report.parent
+    report = config.paths.run_report(run_id)
+    folder: Path = report.parent
     folder.mkdir(parents=True, exist_ok=True)
-    config.paths.report.write_text(html, encoding="utf-8")
+    report.write_text(html, encoding="utf-8")
     metrics = rendered(assessment.metrics)  # the reviewer's files: populations in words
     csv_path = folder / "metrics.csv"
     json_path = folder / "metrics.json"
@@ -292,6 +296,7 @@ def write_report(config: Config, run_id: str, assessment: Assessment) -> tuple[P
         ),
         encoding="utf-8",
     )
+    point_latest(config.paths, run_id)
     return csv_path, json_path
 
 
