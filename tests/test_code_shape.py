@@ -36,8 +36,6 @@ PENDING_PARAMETERS = {
     "pipeline/features/chunked.py:write_chunked",
     "pipeline/features/profiles.py:__init__",
     "pipeline/features/profiles.py:as_of_sum",
-    "pipeline/ingest/schema.py:_finish",
-    "pipeline/ingest/schema.py:_numeric_pass",
     "pipeline/jobs/score.py:score",
     "pipeline/simulate/fraud.py:_classic_schemes",
     "pipeline/simulate/fraud.py:declare",

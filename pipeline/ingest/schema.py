@@ -22,6 +22,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -425,17 +426,24 @@ def _first_pass(
     return parsed, parsed.isna().to_numpy() & present
 
 
+class _DateColumn(NamedTuple):
+    """A date column being read: its name, the file it comes from and the contract's format."""
+
+    name: str
+    source: str
+    contract: Contract
+
+
 def _numeric_pass(
     text: pd.Series,
     parsed: pd.Series,
     failed: np.ndarray,
     present: np.ndarray,
-    column: str,
-    source: str,
-    contract: Contract,
+    where: _DateColumn,
 ) -> tuple[pd.Series, np.ndarray]:
     """The failed values read as numeric dates (`_numeric_dates`); those in the numeric shape that
     still do not parse are bad dates, not another format, so they leave the retries."""
+    column, source, contract = where
     numeric = _numeric_dates(text[failed].astype(str), column, source, contract.date_format)
     parsed = parsed.copy()
     parsed[failed] = numeric
@@ -477,7 +485,8 @@ def _parse_text_dates(
     present = text.notna().to_numpy() & (text.astype(str).str.strip() != "").to_numpy()
     parsed, failed = _first_pass(text, contract, present)
     if failed.any():
-        parsed, failed = _numeric_pass(text, parsed, failed, present, column, source, contract)
+        where = _DateColumn(column, source, contract)
+        parsed, failed = _numeric_pass(text, parsed, failed, present, where)
     parsed = _fallback_passes(text, parsed, failed, present).dt.tz_localize(None)
     return parsed, parsed.isna().to_numpy() & present
 
@@ -774,17 +783,25 @@ def _time_then_id_order(times: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return order
 
 
+class _Layout(NamedTuple):
+    """A canonical table: its name, its columns, the two columns it is sorted by (time, then
+    id) and the columns derived from others (recomputed, never carried over)."""
+
+    table: str
+    columns: tuple[Column, ...]
+    sort_by: list[str]
+    derived: tuple[str, ...] = ()
+
+
 def _finish(
     frame: pd.DataFrame,
-    columns: tuple[Column, ...],
+    layout: _Layout,
     coerced: dict[str, object],
     verdicts: _Verdicts,
-    sort_by: list[str],
-    table: str,
     source: str,
-    derived: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Kept rows in canonical dtypes, sorted, fresh index; the report with the quarantine."""
+    table, columns, sort_by, derived = layout
     keep = np.flatnonzero(~verdicts.bad)
     times = pd.Series(coerced[sort_by[0]]).to_numpy(dtype="datetime64[ns]")[keep]
     ids = np.asarray(coerced[sort_by[1]], dtype=object)[keep]
@@ -847,16 +864,10 @@ def validate_declarations(
     coerced = _coerce_all(frame, DECLARATION_COLUMNS, verdicts, contract, source)
     _flag_percent_rows(coerced, verdicts)
     _flag_duplicates(np.asarray(coerced["declaration_id"]), verdicts, "duplicate")
-    clean, report = _finish(
-        frame,
-        DECLARATION_COLUMNS,
-        coerced,
-        verdicts,
-        ["lodged_at", "declaration_id"],
-        "declarations",
-        source,
-        derived=HS_LEVELS,
+    layout = _Layout(
+        "declarations", DECLARATION_COLUMNS, ["lodged_at", "declaration_id"], derived=HS_LEVELS
     )
+    clean, report = _finish(frame, layout, coerced, verdicts, source)
     with_levels = add_hs_levels(clean)
     ordered = [c.name for c in DECLARATION_COLUMNS] + list(HS_LEVELS)
     rest = [c for c in with_levels.columns if c not in ordered]
@@ -926,15 +937,8 @@ def validate_outcomes(
         ),
     )
     _flag_duplicates(ids, verdicts, "second outcome for the declaration")
-    return _finish(
-        frame,
-        OUTCOME_COLUMNS,
-        coerced,
-        verdicts,
-        ["selected_at", "declaration_id"],
-        "outcomes",
-        source,
-    )
+    layout = _Layout("outcomes", OUTCOME_COLUMNS, ["selected_at", "declaration_id"])
+    return _finish(frame, layout, coerced, verdicts, source)
 
 
 def empty_outcomes() -> pd.DataFrame:
