@@ -123,3 +123,102 @@ def test_the_same_inputs_reuse_the_last_global_explanation(world: dict) -> None:
     )
     assert other is not first
     assert not other.values[numeric].equals(first.values[numeric])
+
+
+# --- what is served, by name (issue 26, item 5) ---------------------------------------------------
+
+
+def _with_revenue(world: dict) -> object:
+    """The world's model with a tweedie revenue part trained on its hits' recovered revenue."""
+    import dataclasses
+
+    features = world["features"]
+    hits = (features.y == 1).to_numpy()
+    model = world["model"]
+    revenue = xgb.train(
+        {"objective": "reg:tweedie", "max_depth": 3, "eta": 0.3, "nthread": 1},
+        xgb.DMatrix(
+            model.prepare(features.X[hits]),
+            features.revenue_recovered[hits],
+            enable_categorical=True,
+        ),
+        num_boost_round=10,
+    )
+    return dataclasses.replace(model, revenue_booster=revenue)
+
+
+def test_waterfalls_add_up_to_the_served_probability_and_revenue(world: dict) -> None:
+    model = _with_revenue(world)
+    X = world["features"].X.iloc[::50].reset_index(drop=True)
+    values, base, _ = ex.shap_values(model, X)
+    on_probability, p0, probability = ex.probability_scale(model, values, base)
+    np.testing.assert_allclose(probability, model.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(p0 + on_probability.sum(axis=1), probability, atol=1e-9)
+    assert 0 < p0 < 1
+    # each feature keeps its sign (calibration is monotone)
+    moved = ~np.isclose(probability, p0)
+    assert (np.sign(on_probability[moved]) * np.sign(values[moved]) >= 0).all()
+    found = ex.revenue_explanation(model, X)
+    assert found is not None
+    money, r0, if_hit = found
+    np.testing.assert_allclose(if_hit, model.revenue_if_hit(X), rtol=1e-5)
+    np.testing.assert_allclose(r0 + money.sum(axis=1), model.revenue_if_hit(X), rtol=1e-5)
+    assert ex.revenue_explanation(world["model"], X) is None  # no revenue part
+
+
+def test_a_ranking_by_expected_revenue_also_explains_the_revenue_part(world: dict) -> None:
+    model = _with_revenue(world)
+    features = world["features"]
+    rows = [5, 17]
+    ids = features.declaration_id.iloc[rows]
+    _, by_revenue = ex.waterfalls(model, features.X.iloc[rows], ids, "expected_revenue")
+    expected = {f"waterfall_{i}" for i in ids} | {f"waterfall_{i}_revenue" for i in ids}
+    assert set(by_revenue) == expected
+    _, by_probability = ex.waterfalls(model, features.X.iloc[rows], ids, "probability")
+    assert set(by_probability) == {f"waterfall_{i}" for i in ids}
+
+
+def test_categories_are_never_coloured_or_plotted_by_their_codes() -> None:
+    X = pd.DataFrame({"hs6": pd.Categorical(["610910", "851712", None]), "value": [1.0, 2.0, 3.0]})
+    coloured = ex.colour_values(X)
+    assert coloured["hs6"].isna().all() and coloured["value"].tolist() == [1.0, 2.0, 3.0]
+    rng = np.random.default_rng(0)
+    levels = pd.Series(pd.Categorical(rng.choice([f"{6109 * 100 + i}" for i in range(300)], 2000)))
+    levels[:40] = None
+    grouped = ex.level_groups(levels, top=12)
+    assert grouped.nunique() == 13  # the 12 most frequent (missing among them) and the others
+    assert grouped.str.startswith("other levels").sum() > 0
+    assert (grouped == "(missing)").sum() == 40
+    png = ex.category_dependence("hs6", rng.normal(size=2000), levels)
+    assert png.startswith(PNG)
+
+
+def test_red_and_green_cohorts_compare_mean_shap_per_feature(world: dict) -> None:
+    score = np.arange(1000, dtype=float)
+    cohort = ex.channel_cohorts(score, {"red": 0.02, "yellow": 0.06})
+    assert (cohort == "red").sum() == 20 and (cohort == "yellow").sum() == 60
+    assert set(cohort.iloc[980:]) == {"red"} and set(cohort.iloc[:920]) == {"green"}
+
+    features = world["features"]
+    model = world["model"]
+    channel = ex.channel_cohorts(model.margin(features.X), {"red": 0.1, "yellow": 0.1})
+    found = ex.global_explanations(
+        model,
+        features.X,
+        features.declaration_id,
+        features.manifest,
+        sample=500,
+        top_dependence=3,
+        seed=4,
+        channel=channel,
+    )
+    assert found.figures["shap_red_vs_green"].startswith(PNG)
+    table = found.cohorts.set_index("feature")
+    sampled = channel.set_axis(features.declaration_id.astype(str).to_numpy())
+    labels = sampled.loc[found.values["declaration_id"].astype(str)].to_numpy()
+    for feature in model.feature_names:
+        red = found.values.loc[labels == "red", feature].mean()
+        assert table.loc[feature, "red"] == pytest.approx(red)
+    assert table["difference"].abs().is_monotonic_decreasing
+    # the red declarations are there because of what pushes their score up
+    assert table["difference"].sum() > 0

@@ -73,6 +73,18 @@ def test_explain_writes_values_and_figures_for_a_chosen_declaration(experiment: 
         "shap_families.png",
         f"waterfall_{chosen}.png",
     } <= pngs
+    from pipeline import tracking
+
+    revenue = tracking.load_model(info.run_id, "evaluated").revenue_booster is not None
+    ranked_by_revenue = revenue and config.serve.rank_by != "probability"
+    assert (f"waterfall_{chosen}_revenue.png" in pngs) == ranked_by_revenue
+    assert "shap_red_vs_green.png" in pngs
+    cohorts = pd.read_csv(folder / "red_vs_green.csv")
+    assert set(cohorts["feature"]) == set(values.columns) - {
+        "declaration_id",
+        "base_value",
+        "margin",
+    }
     families = pd.read_csv(folder / "families.csv")
     assert set(families["stage"]) == {"raw", "valuation"}
     assert any(line.startswith("families: ") for line in result.lines)

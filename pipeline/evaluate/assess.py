@@ -676,7 +676,10 @@ def explanation_summary(
         ids = test.declaration_id.astype(str)
         chosen_rows += list(np.flatnonzero(ids.isin([str(i) for i in local_ids]).to_numpy()))
     _, local_figures = ex.waterfalls(
-        model, test.X.iloc[chosen_rows], test.declaration_id.iloc[chosen_rows]
+        model,
+        test.X.iloc[chosen_rows],
+        test.declaration_id.iloc[chosen_rows],
+        config.serve.rank_by,
     )
     entities = _entity_frame(window, explanations.values["declaration_id"])
     dominance = ex.dominance(explanations.values, entities, model.feature_names)

@@ -281,7 +281,10 @@ def _curve_figures(data: ReportData, rates: Sequence[float]) -> list[dict[str, A
 SHAP_CAPTIONS = {
     "shap_families": "SHAP mass by feature family (manifest stage).",
     "shap_bar": "Global importance: mean |SHAP| per feature.",
-    "shap_beeswarm": "Beeswarm: each dot a declaration, colour the feature's value.",
+    "shap_beeswarm": "Beeswarm: each dot a declaration, colour the feature's value (a category "
+    "feature is grey: its levels have no order).",
+    "shap_red_vs_green": "Red against green: mean SHAP value per feature of the declarations the "
+    "export's shares put in the red channel and of those in the green one.",
 }
 
 
@@ -298,13 +301,21 @@ def _shap_figures(data: ReportData) -> list[dict[str, Any]]:
     return shap_figures
 
 
+def _local_caption(name: str) -> str:
+    """What a waterfall shows: the served probability, or the revenue if hit."""
+    identifier = name.removeprefix("waterfall_")
+    if identifier.endswith("_revenue"):
+        return f"{identifier.removesuffix('_revenue')}: revenue if hit, in currency"
+    return f"{identifier}: probability of a hit, as served (calibrated)"
+
+
 def render_report(data: ReportData, rates: Sequence[float] = (0.01, 0.02, 0.05, 0.1)) -> str:
     """The whole report as one self-contained HTML string."""
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     explained = data.explanations
     local_figures = [
-        {"img": _img(png, name), "caption": name.replace("_", " "), "wide": True}
+        {"img": _img(png, name), "caption": _local_caption(name), "wide": True}
         for name, png in data.local_figures.items()
     ]
     primary = primary_population(data.metrics)

@@ -1,9 +1,10 @@
 """`targeting explain`: SHAP explanations of a run, written under `config.paths.explanations`.
 
 Global views on a seeded sample of the test window (mean |SHAP| bar, beeswarm, dependence plots,
-SHAP mass by feature family), local waterfalls for the declarations asked for by id and for a
-sample of red-channel declarations. Values as Parquet, tables as CSV, figures as PNG; all logged
-to the run under `explain/`.
+SHAP mass by feature family, the red channel's mean SHAP against the green one's), local
+waterfalls of the served probability (and of the revenue if hit, where the ranking uses expected
+revenue) for the declarations asked for by id and for a sample of red-channel declarations.
+Values as Parquet, tables as CSV, figures as PNG; all logged to the run under `explain/`.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def local_explanations(
     chosen_ids = pd.concat(
         [features.declaration_id[ids.isin(wanted).to_numpy()], test.declaration_id.iloc[red]]
     )
-    local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids)
+    local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids, config.serve.rank_by)
     local_values.insert(
         1, "why", ["requested"] * int(ids.isin(wanted).sum()) + ["red channel sample"] * len(red)
     )
@@ -128,6 +129,7 @@ def write_explanations(
     local_values.to_parquet(folder / "local_values.parquet", index=False)
     found.importance.to_csv(folder / "importance.csv", index=False)
     found.families.to_csv(folder / "families.csv", index=False)
+    found.cohorts.to_csv(folder / "red_vs_green.csv", index=False)
     for name, png in {**found.figures, **local_figures}.items():
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         (figures_dir / f"{safe}.png").write_bytes(png)
