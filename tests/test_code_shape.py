@@ -29,7 +29,6 @@ PENDING_PARAMETERS = {
     "pipeline/evaluate/estimators.py:_dr_cell",
     "pipeline/evaluate/estimators.py:estimate_at_rates",
     "pipeline/evaluate/explain.py:global_explanations",
-    "pipeline/evaluate/metrics.py:_model_block",
     "pipeline/evaluate/metrics.py:metrics_table",
     "pipeline/features/chunked.py:_build",
     "pipeline/features/chunked.py:_chunk_features",

@@ -16,6 +16,7 @@ challenger) use the same index matrix for both models. Percentile intervals, 95 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -111,17 +112,25 @@ def _check(y: np.ndarray, name: str = "y") -> np.ndarray:
     return y
 
 
+class _Outcomes(NamedTuple):
+    """What every model is measured against: the labels, the revenue with its own ranking
+    (the best any selection could recover), and the top counts of the control rates."""
+
+    y: np.ndarray
+    money: np.ndarray | None
+    money_order: np.ndarray | None
+    money_rank: np.ndarray | None
+    ks: np.ndarray
+
+
 def _model_block(
-    y: np.ndarray,
-    money: np.ndarray | None,
+    outcomes: _Outcomes,
     order: np.ndarray,
     rank: np.ndarray,
-    money_order: np.ndarray | None,
-    money_rank: np.ndarray | None,
     probability: np.ndarray | None,
     idx: np.ndarray,
-    ks: np.ndarray,
 ) -> dict[str, np.ndarray]:
+    y, money, money_order, money_rank, ks = outcomes
     rows = _ranked(order, rank, idx)
     y_ranked = y[rows]
     money_ranked = money_best = None
@@ -171,12 +180,11 @@ def metrics_table(
     ranks = {m: _rank_positions(np.asarray(s, dtype=float)) for m, s in scores.items()}
     money_order, money_rank = _rank_positions(money) if money is not None else (None, None)
     probs = {m: np.asarray(p, dtype=float) for m, p in (probabilities or {}).items()}
+    outcomes = _Outcomes(y_arr, money, money_order, money_rank, ks)
 
     def block(idx: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
         return {
-            m: _model_block(
-                y_arr, money, order, rank, money_order, money_rank, probs.get(m), idx, ks
-            )
+            m: _model_block(outcomes, order, rank, probs.get(m), idx)
             for m, (order, rank) in ranks.items()
         }
 
