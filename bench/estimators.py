@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load  # noqa: E402
-from pipeline.evaluate.estimators import estimate_at_rates  # noqa: E402
+from pipeline.evaluate.estimators import Stratum, estimate_at_rates  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
 from pipeline.jobs.train import windows_of  # noqa: E402
 from pipeline.serve.ranking import rank, top_mask  # noqa: E402
@@ -56,9 +56,7 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> pd.DataFrame:
     rates = [float(r) for r in config.evaluate.rates]
     table = estimate_at_rates(
         priority,
-        stratum,
-        test.y.to_numpy(dtype=float),
-        np.where(stratum, propensity, 1.0),
+        Stratum(stratum, test.y.to_numpy(dtype=float), np.where(stratum, propensity, 1.0)),
         rates,
         probability=probability,
         min_rows=1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.evaluate.estimators import clopper_pearson, estimate_at_rates
+from pipeline.evaluate.estimators import Stratum, clopper_pearson, estimate_at_rates
 from pipeline.serve.ranking import top_mask
 
 
@@ -37,7 +37,11 @@ def test_both_estimators_hold_the_truth_over_seeds() -> None:
     for seed in range(8):
         f = flow(seed)
         table = estimate_at_rates(
-            f["score"], f["stratum"], f["y"], f["pi"], rates, probability=f["p"], min_rows=30
+            f["score"],
+            Stratum(f["stratum"], f["y"], f["pi"]),
+            rates,
+            probability=f["p"],
+            min_rows=30,
         )
         for rate in rates:
             chosen = top_mask(f["score"], rate)
@@ -67,7 +71,7 @@ def test_both_estimators_hold_the_truth_over_seeds() -> None:
 def test_doubly_robust_is_tighter_when_the_probability_is_right() -> None:
     f = flow(11)
     table = estimate_at_rates(
-        f["score"], f["stratum"], f["y"], f["pi"], [0.1], probability=f["p"], min_rows=30
+        f["score"], Stratum(f["stratum"], f["y"], f["pi"]), [0.1], probability=f["p"], min_rows=30
     )
     width = (table["high"] - table["low"]).groupby([table["estimator"], table["metric"]]).first()
     assert width[("dr", "precision")] < width[("ipw", "precision")]
@@ -75,7 +79,9 @@ def test_doubly_robust_is_tighter_when_the_probability_is_right() -> None:
 
 def test_a_thin_stratum_is_too_few_to_judge() -> None:
     f = flow(3, n=20_000, random_rate=0.002)
-    table = estimate_at_rates(f["score"], f["stratum"], f["y"], f["pi"], [0.01], min_rows=30)
+    table = estimate_at_rates(
+        f["score"], Stratum(f["stratum"], f["y"], f["pi"]), [0.01], min_rows=30
+    )
     assert table["value"].isna().all()
     assert table["verdict"].str.startswith("too few to judge").all()
     assert (table["stratum_rows"] < 30).all()
@@ -86,4 +92,4 @@ def test_a_stratum_row_without_outcome_is_refused() -> None:
     y = f["y"].copy()
     y[np.flatnonzero(f["stratum"])[0]] = np.nan
     with pytest.raises(ValueError, match="no outcome"):
-        estimate_at_rates(f["score"], f["stratum"], y, f["pi"], [0.05])
+        estimate_at_rates(f["score"], Stratum(f["stratum"], y, f["pi"]), [0.05])

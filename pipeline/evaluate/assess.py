@@ -23,6 +23,7 @@ from pipeline.evaluate import families as fam
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate import selections as sel
 from pipeline.evaluate.decision import EVERY_ROW_INSPECTED, Against, Decision, Evidence, decide
+from pipeline.evaluate.estimators import Stratum
 from pipeline.evaluate.explain import Explanations
 from pipeline.evaluate.headline import headline_rate, primary_population
 from pipeline.evaluate.keys import (
@@ -438,9 +439,7 @@ def truth_metrics(window: TestWindow, compared: Comparators, config: Config) -> 
 
 def stratum_estimates(
     priority: np.ndarray,
-    stratum: np.ndarray,
-    y: np.ndarray,
-    propensity: np.ndarray,
+    stratum: Stratum,
     probability: np.ndarray,
     rates: Sequence[float],
     min_rows: int,
@@ -454,8 +453,6 @@ def stratum_estimates(
     table = estimate_at_rates(
         priority,
         stratum,
-        y,
-        propensity,
         [*rates, 1.0],
         probability=probability,
         min_rows=min_rows,
@@ -491,9 +488,7 @@ def population_metrics(
         weight = window.test.sample_weight.to_numpy(dtype=float)
         parts += stratum_estimates(
             window.score,
-            window.stratum,
-            window.y,
-            1.0 / weight,
+            Stratum(window.stratum, window.y, 1.0 / weight),
             window.probability,
             [float(r) for r in config.evaluate.rates],
             config.evaluate.min_stratum_rows,

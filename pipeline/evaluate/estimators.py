@@ -21,6 +21,8 @@ judge" with the count, rather than a number that means nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -78,17 +80,25 @@ def _ipw_cell(
     return out
 
 
+class _Weighted(NamedTuple):
+    """The stratum's rows: inverse-propensity weights, outcomes and the model's probability."""
+
+    w: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
+
+
 def _dr_cell(
-    w: np.ndarray,
-    y: np.ndarray,
-    p_stratum: np.ndarray,
-    inside: np.ndarray,
+    stratum: _Weighted,
     p_all: np.ndarray,
     chosen: np.ndarray,
+    inside: np.ndarray,
     level: float,
 ) -> dict[str, tuple[float, float, float]]:
-    """Doubly robust precision and recall of one controlled set (model probability + weighted
-    residuals of the stratum), with normal intervals of the residual term."""
+    """Doubly robust precision and recall of one controlled set (`chosen` of every declaration,
+    `inside` of the stratum's: model probability + weighted residuals of the stratum), with
+    normal intervals of the residual term."""
+    w, y, p_stratum = stratum
     z = float(norm.ppf(0.5 + level / 2))
 
     def corrected(mask_all: np.ndarray, mask_stratum: np.ndarray) -> tuple[float, float]:
@@ -116,11 +126,20 @@ def _dr_cell(
     return out
 
 
+@dataclass(frozen=True)
+class Stratum:
+    """The random stratum of a window: `rows`, True for declarations drawn at random with a
+    known outcome; the outcome `y` (1 hit, 0 none) and the recorded selection `propensity` of
+    every declaration, of which only the stratum's are read."""
+
+    rows: ArrayLike
+    y: ArrayLike
+    propensity: ArrayLike
+
+
 def estimate_at_rates(
     priority: ArrayLike,
-    stratum: ArrayLike,
-    y: ArrayLike,
-    propensity: ArrayLike,
+    stratum: Stratum,
     rates: Sequence[float],
     *,
     probability: ArrayLike | None = None,
@@ -131,9 +150,7 @@ def estimate_at_rates(
 
     Args:
         priority: tie-free control priority of every declaration of the window (higher first).
-        stratum: True for declarations in the random stratum with a known outcome.
-        y: outcome (1 hit, 0 none) of every declaration; only stratum rows are read.
-        propensity: recorded selection probability; only stratum rows are read.
+        stratum: the random stratum (`Stratum`).
         rates: control rates n.
         probability: the model's calibrated P(hit) of every declaration (doubly robust).
         min_rows: fewest stratum rows inside the controlled set to give an estimate.
@@ -143,11 +160,11 @@ def estimate_at_rates(
         min_rows)" where the stratum is too thin.
     """
     score = np.asarray(priority, dtype=float)
-    in_stratum = np.asarray(stratum, dtype=bool)
-    labels = np.asarray(y, dtype=float)[in_stratum]
+    in_stratum = np.asarray(stratum.rows, dtype=bool)
+    labels = np.asarray(stratum.y, dtype=float)[in_stratum]
     if np.isnan(labels).any():
         raise ValueError("estimate_at_rates: a stratum row has no outcome; pass labelled rows")
-    pi = np.asarray(propensity, dtype=float)[in_stratum]
+    pi = np.asarray(stratum.propensity, dtype=float)[in_stratum]
     if not ((pi > 0) & (pi <= 1)).all():
         raise ValueError(
             "estimate_at_rates: a stratum row's selection probability is not in (0, 1]"
@@ -160,7 +177,8 @@ def estimate_at_rates(
         inside = chosen[in_stratum]
         cells = {"ipw": _ipw_cell(w, labels, inside, level)}
         if p_all is not None:
-            cells["dr"] = _dr_cell(w, labels, p_all[in_stratum], inside, p_all, chosen, level)
+            weighted = _Weighted(w, labels, p_all[in_stratum])
+            cells["dr"] = _dr_cell(weighted, p_all, chosen, inside, level)
         count, hits = int(inside.sum()), int(labels[inside].sum())
         enough = count >= min_rows
         verdict = "" if enough else f"too few to judge ({count} stratum rows, need {min_rows})"
