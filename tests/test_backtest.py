@@ -23,12 +23,13 @@ from pipeline.backtest.selection import (
     RANDOM,
     RULE,
     Candidates,
+    PastControls,
     Selection,
     candidates,
     select,
     take_top,
 )
-from pipeline.backtest.stream import BacktestError, daily_capacity, make_stream, reveal
+from pipeline.backtest.stream import BacktestError, Draws, daily_capacity, make_stream, reveal
 from pipeline.cli import app
 from pipeline.config import Config, PolicyConfig, RuleConfig, to_yaml
 from pipeline.jobs.simulate import simulate as simulate_job
@@ -178,7 +179,7 @@ def test_uncertainty_keeps_its_share_back_from_the_ranking() -> None:
 def test_historical_replays_the_recorded_controls() -> None:
     recorded = np.array([True, False, False, True, False, False, True])
     reason = np.array(["rule", None, None, "random", None, None, "officer"], dtype=object)
-    step = _tiny([0, 0], recorded=recorded, recorded_reason=reason)
+    step = _tiny([0, 0], recorded=PastControls(recorded, reason))
     taken = policies.Historical(0.01).select(step, np.random.default_rng(0))
     np.testing.assert_array_equal(taken.selected, recorded)  # capacity aside: what happened
     assert list(taken.reason[recorded]) == ["historical", "random", "historical"]
@@ -223,9 +224,7 @@ def test_stream_reveals_recorded_outcomes_and_the_truth_otherwise(data: Simulate
         data.declarations.sample(frac=1.0, random_state=0),  # any row order
         data.outcomes,
         data.ground_truth,
-        detection_rate=0.85,
-        result_delay_days=14,
-        key="k",
+        Draws(detection_rate=0.85, result_delay_days=14, key="k"),
     )
     assert stream.lodged_at.is_monotonic_increasing
     ids = stream.declarations["declaration_id"]
@@ -240,7 +239,7 @@ def test_stream_reveals_recorded_outcomes_and_the_truth_otherwise(data: Simulate
     assert (stream.result_after[other] > stream.selected_after[other]).all()
     again = make_stream(
         data.declarations, data.outcomes, data.ground_truth,
-        detection_rate=0.85, result_delay_days=14, key="k",
+        Draws(detection_rate=0.85, result_delay_days=14, key="k"),
     )  # fmt: skip
     np.testing.assert_array_equal(again.hit, stream.hit)  # common random numbers
 
@@ -249,14 +248,14 @@ def test_without_ground_truth_every_declaration_needs_an_outcome(data: Simulated
     with pytest.raises(BacktestError, match="no ground truth"):
         make_stream(
             data.declarations, data.outcomes, None,
-            detection_rate=0.85, result_delay_days=14, key="k",
+            Draws(detection_rate=0.85, result_delay_days=14, key="k"),
         )  # fmt: skip
 
 
 def test_reveal_gives_outcomes_to_the_selected_rows_only(data: SimulatedData) -> None:
     stream = make_stream(
         data.declarations, data.outcomes, data.ground_truth,
-        detection_rate=0.85, result_delay_days=14, key="k",
+        Draws(detection_rate=0.85, result_delay_days=14, key="k"),
     )  # fmt: skip
     rows = np.arange(1_000, 1_400)
     selected = np.zeros(len(rows), dtype=bool)

@@ -15,9 +15,10 @@ import pandas as pd
 
 from pipeline.backtest.policies import policy_rules, policy_shares
 from pipeline.backtest.retrain import Fitter, features_at
-from pipeline.backtest.selection import Candidates, candidates, select
+from pipeline.backtest.selection import Candidates, PastControls, candidates, select
 from pipeline.backtest.stream import (
     BacktestError,
+    Draws,
     Plan,
     Stream,
     canonical_outcomes,
@@ -166,8 +167,7 @@ def step_candidates(
         plan.capacity[np.asarray(local, dtype=np.int64)],
         score=score,
         probability=proba,
-        recorded=stream.recorded[rows],
-        recorded_reason=stream.recorded_reason[rows],
+        recorded=PastControls(stream.recorded[rows], stream.recorded_reason[rows]),
     )
     return step, fell_back
 
@@ -301,16 +301,14 @@ def backtest_stream(
     """The stream with the backtest's detection rate and delay (else the simulator's)."""
     bt = config.backtest
     sim = config.simulate
-    return make_stream(
-        declarations,
-        outcomes,
-        ground_truth,
+    draws = Draws(
         detection_rate=sim.detection_rate if bt.detection_rate is None else bt.detection_rate,
         result_delay_days=sim.result_delay_days
         if bt.result_delay_days is None
         else bt.result_delay_days,
         key=f"{bt.random_key}:{config.seed}",
     )
+    return make_stream(declarations, outcomes, ground_truth, draws)
 
 
 def run_backtest(

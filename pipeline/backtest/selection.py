@@ -103,6 +103,15 @@ class Candidates:
         return replace(self, free=self.free & ~taken.selected, left=self.left - used)
 
 
+@dataclass(frozen=True)
+class PastControls:
+    """What the historical policy did with a step's declarations: which it controlled, and the
+    selection reason it recorded for each."""
+
+    controlled: np.ndarray
+    reason: np.ndarray
+
+
 def candidates(
     declarations: pd.DataFrame,
     groups: np.ndarray,
@@ -110,8 +119,7 @@ def candidates(
     *,
     score: np.ndarray | None = None,
     probability: np.ndarray | None = None,
-    recorded: np.ndarray | None = None,
-    recorded_reason: np.ndarray | None = None,
+    recorded: PastControls | None = None,
 ) -> Candidates:
     """A step's candidates before any share: every row free, the whole capacity left."""
     n = len(declarations)
@@ -123,10 +131,8 @@ def candidates(
         left=capacity,
         score=score,
         probability=probability,
-        recorded=np.zeros(n, dtype=bool) if recorded is None else recorded,
-        recorded_reason=np.full(n, None, dtype=object)
-        if recorded_reason is None
-        else recorded_reason,
+        recorded=np.zeros(n, dtype=bool) if recorded is None else recorded.controlled,
+        recorded_reason=np.full(n, None, dtype=object) if recorded is None else recorded.reason,
     )
 
 

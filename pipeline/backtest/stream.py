@@ -145,21 +145,29 @@ def aligned_truth(ids: pd.Series, ground_truth: pd.DataFrame) -> Truth:
     return Truth(fraud, fraud_type, recoverable)
 
 
+@dataclass(frozen=True)
+class Draws:
+    """How a control the historical policy did not make is drawn: the chance it finds a fraud,
+    the mean days until its result, and the key of the draws' hashes."""
+
+    detection_rate: float
+    result_delay_days: float
+    key: str
+
+
 def counterfactual_stream(
-    decl: pd.DataFrame,
-    outcomes: pd.DataFrame,
-    rec: Recorded,
-    truth: Truth,
-    *,
-    detection_rate: float,
-    result_delay_days: float,
-    key: str,
+    decl: pd.DataFrame, outcomes: pd.DataFrame, rec: Recorded, truth: Truth, draws: Draws
 ) -> Stream:
     """Recorded outcomes where the historical policy controlled, drawn ones elsewhere.
 
     The detection and delay draws are keyed hashes of the declaration id, so two policies that
     control the same declaration see the same result (common random numbers).
     """
+    detection_rate, result_delay_days, key = (
+        draws.detection_rate,
+        draws.result_delay_days,
+        draws.key,
+    )
     ids = decl["declaration_id"].astype("string")
     n = len(decl)
     detected = unit_uniform(ids, f"{key}:detect") < detection_rate
@@ -186,10 +194,7 @@ def make_stream(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
     ground_truth: pd.DataFrame | None,
-    *,
-    detection_rate: float,
-    result_delay_days: float,
-    key: str,
+    draws: Draws,
 ) -> Stream:
     """Align declarations, recorded outcomes and ground truth; draw the counterfactual results.
 
@@ -207,15 +212,7 @@ def make_stream(
             rec.result_after, truth.fraud, truth.fraud_type, truth.recoverable, rec.controlled,
             rec.reason,
         )  # fmt: skip
-    return counterfactual_stream(
-        decl,
-        outcomes,
-        rec,
-        aligned_truth(ids, ground_truth),
-        detection_rate=detection_rate,
-        result_delay_days=result_delay_days,
-        key=key,
-    )
+    return counterfactual_stream(decl, outcomes, rec, aligned_truth(ids, ground_truth), draws)
 
 
 # --- the calendar and the capacity -------------------------------------------------------------
