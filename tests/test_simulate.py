@@ -37,6 +37,7 @@ from pipeline.simulate.scheme import (
     draw_tariff,
 )
 from pipeline.simulate.stream import Lodging, draw_consignments, draw_lodging, draw_parties
+from pipeline.simulate.world import Flow, World
 
 KIND_CHECKS = {
     "id": pd.api.types.is_object_dtype,
@@ -453,21 +454,19 @@ def test_each_stage_runs_alone_and_hands_the_next_what_it_needs() -> None:
     consignments = draw_consignments(rng, cat, tariff, importers, parties)
     assert (consignments.true_value >= 1).all() and (consignments.quantity >= 1).all()
 
-    fraud = draw_fraud(
-        rng, config, cat, countries, scheme, entities, lodging, parties, consignments
-    )
+    world = World(cat, countries, scheme, tariff)
+    flow = Flow(entities, lodging, parties, consignments)
+    fraud = draw_fraud(rng, config, world, flow)
     emerging = fraud.scheme == FRAUD_TYPES.index(EMERGING)
     assert (np.flatnonzero(emerging) == np.sort(fraud.emerging_rows)).all()
     assert fraud.fraud[fraud.scheme > 0].all() and not fraud.fraud[fraud.scheme == 0].any()
     assert (lodging.day[emerging] >= config.drift_start * config.days).all()
-    declared = declare(rng, config, cat, countries, scheme, tariff, parties, consignments, fraud)
+    declared = declare(rng, config, world, flow, fraud)
     assert (declared.origin[fraud.emerging_rows] == scheme.transit).all()
     assert (declared.recoverable[~fraud.fraud] == 0).all()
     assert (parties.departure != declared.departure).sum() <= len(fraud.emerging_rows)
 
-    selection = select_historically(
-        rng, config, countries, scheme, entities, lodging, parties, declared, fraud
-    )
+    selection = select_historically(rng, config, world, flow, declared, fraud)
     assert selection.capacity.shape == (config.offices * config.days,)
     assert selection.selected[selection.random_draw].all()
     inspections = inspect(rng, config, lodging, fraud, selection)

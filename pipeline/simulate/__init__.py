@@ -44,6 +44,7 @@ from pipeline.simulate.tables import (
     outcomes_table,
     scenario_answers,
 )
+from pipeline.simulate.world import Flow, World
 
 __all__ = ["EMERGING", "FRAUD_TYPES", "SimulatedData", "scaled_config", "simulate", "summary"]
 
@@ -74,20 +75,16 @@ def simulate(config: SimulateConfig, seed: int) -> SimulatedData:
     lodging = draw_lodging(rng, config, entities.importers)
     parties = draw_parties(rng, cat, countries, entities, lodging)
     consignments = draw_consignments(rng, cat, tariff, entities.importers, parties)
-    fraud = draw_fraud(
-        rng, config, cat, countries, scheme, entities, lodging, parties, consignments
-    )
-    declared = declare(rng, config, cat, countries, scheme, tariff, parties, consignments, fraud)
-    selection = select_historically(
-        rng, config, countries, scheme, entities, lodging, parties, declared, fraud
-    )
+    world = World(cat, countries, scheme, tariff)
+    flow = Flow(entities, lodging, parties, consignments)
+    fraud = draw_fraud(rng, config, world, flow)
+    declared = declare(rng, config, world, flow, fraud)
+    selection = select_historically(rng, config, world, flow, declared, fraud)
     inspections = inspect(rng, config, lodging, fraud, selection)
     ids = declaration_ids(config.rows)
-    declarations = declarations_table(
-        rng, config, ids, cat, countries, entities, lodging, parties, declared, consignments
-    )
+    declarations = declarations_table(rng, config, ids, world, flow, declared)
     outcomes = outcomes_table(config, ids, fraud, declared, selection, inspections)
-    truth = ground_truth_table(ids, cat, countries, parties, consignments, fraud, declared)
+    truth = ground_truth_table(ids, world, flow, fraud, declared)
     offices, capacity = office_tables(config, entities, lodging, selection)
     scenario = scenario_answers(config, cat, countries, scheme)
     return SimulatedData(declarations, outcomes, truth, offices, capacity, scenario)

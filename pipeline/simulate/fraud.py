@@ -18,8 +18,9 @@ from pipeline.config import SimulateConfig
 from pipeline.simulate.draws import pick_rows, sigmoid, solve_intercept, top_k_weighted
 from pipeline.simulate.entities import Countries, Entities
 from pipeline.simulate.goods import Catalogue
-from pipeline.simulate.scheme import Scheme, Tariff
-from pipeline.simulate.stream import Consignments, Lodging, Parties
+from pipeline.simulate.scheme import Scheme
+from pipeline.simulate.stream import Parties
+from pipeline.simulate.world import Flow, World
 
 FRAUD_TYPES: tuple[str, ...] = (
     "none",
@@ -71,15 +72,11 @@ def _propensity(
 
 
 def _classic_schemes(
-    rng: np.random.Generator,
-    fraud: np.ndarray,
-    cat: Catalogue,
-    countries: Countries,
-    entities: Entities,
-    parties: Parties,
-    consignments: Consignments,
+    rng: np.random.Generator, fraud: np.ndarray, world: World, flow: Flow
 ) -> np.ndarray:
     """Scheme of each fraud: base weights x eligibility x the importer's taste."""
+    cat, countries = world.cat, world.countries
+    entities, parties, consignments = flow.entities, flow.parties, flow.consignments
     rows = np.flatnonzero(fraud)
     rate_f, origin_f = consignments.true_rate[rows], parties.true_origin[rows]
     weights = (
@@ -118,19 +115,16 @@ def _emerging_rows(
     return top_k_weighted(rng, weight, target)
 
 
-def draw_fraud(
-    rng: np.random.Generator,
-    config: SimulateConfig,
-    cat: Catalogue,
-    countries: Countries,
-    scheme: Scheme,
-    entities: Entities,
-    lodging: Lodging,
-    parties: Parties,
-    consignments: Consignments,
-) -> Fraud:
+def draw_fraud(rng: np.random.Generator, config: SimulateConfig, world: World, flow: Flow) -> Fraud:
     """Classic frauds at the rate left once the emerging scheme's share after drift is set aside,
     then the emerging scheme among clean dutiable declarations of its chapters after drift."""
+    cat, countries, scheme = world.cat, world.countries, world.scheme
+    entities, lodging, parties, consignments = (
+        flow.entities,
+        flow.lodging,
+        flow.parties,
+        flow.consignments,
+    )
     n = len(parties.importer)
     after_drift = lodging.day >= config.drift_start * config.days
     score = _propensity(countries, entities, parties, cat)
@@ -139,7 +133,7 @@ def draw_fraud(
     sample = score[rng.integers(0, n, min(n, 200_000))]
     intercept = solve_intercept(sample.astype(np.float64), base_rate)
     fraud = rng.random(n) < sigmoid(intercept + score)
-    kinds = _classic_schemes(rng, fraud, cat, countries, entities, parties, consignments)
+    kinds = _classic_schemes(rng, fraud, world, flow)
     pool = (
         after_drift
         & ~fraud
@@ -154,18 +148,12 @@ def draw_fraud(
 
 
 def declare(
-    rng: np.random.Generator,
-    config: SimulateConfig,
-    cat: Catalogue,
-    countries: Countries,
-    scheme: Scheme,
-    tariff: Tariff,
-    parties: Parties,
-    consignments: Consignments,
-    fraud: Fraud,
+    rng: np.random.Generator, config: SimulateConfig, world: World, flow: Flow, fraud: Fraud
 ) -> Declared:
     """The declared code, origin, value and duty each scheme implies; the evaded duty; a few
     clerical errors in the declared duty."""
+    cat, countries, scheme, tariff = world.cat, world.countries, world.scheme, world.tariff
+    parties, consignments = flow.parties, flow.consignments
     kinds, emerging_rows = fraud.scheme, fraud.emerging_rows
     true_code, true_origin = parties.true_code, parties.true_origin
     declared_code = true_code.copy()

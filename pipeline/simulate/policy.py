@@ -21,10 +21,10 @@ import numpy as np
 from pipeline.config import SimulateConfig
 from pipeline.ingest.columns import RANDOM
 from pipeline.simulate.draws import sample_rows
-from pipeline.simulate.entities import TRANSPORT_MODES, Countries, Entities
+from pipeline.simulate.entities import TRANSPORT_MODES
 from pipeline.simulate.fraud import EMERGING, FRAUD_TYPES, Declared, Fraud
-from pipeline.simulate.scheme import Scheme
 from pipeline.simulate.stream import Lodging, Parties
+from pipeline.simulate.world import Flow, World
 
 
 @dataclass(frozen=True)
@@ -63,16 +63,12 @@ def _capacity(
 
 
 def _rule_priority(
-    rng: np.random.Generator,
-    countries: Countries,
-    scheme: Scheme,
-    entities: Entities,
-    lodging: Lodging,
-    parties: Parties,
-    declared: Declared,
+    rng: np.random.Generator, world: World, flow: Flow, declared: Declared
 ) -> np.ndarray:
     """Priority of the rules' hits (-inf where no rule fires): risky origins and chapters, high
     values, new importers."""
+    countries, scheme = world.countries, world.scheme
+    entities, lodging, parties = flow.entities, flow.lodging, flow.parties
     n = len(declared.value)
     importer = parties.importer
     high_value = declared.value > np.quantile(declared.value[sample_rows(rng, n)], 0.98)
@@ -90,14 +86,14 @@ def _rule_priority(
 def _officer_priority(
     rng: np.random.Generator,
     config: SimulateConfig,
-    countries: Countries,
-    entities: Entities,
-    parties: Parties,
+    world: World,
+    flow: Flow,
     declared: Declared,
     fraud: Fraud,
 ) -> np.ndarray:
     """Officers' picks (-inf where none): a noisy read of the importer and route, a nose for the
     classic schemes, a taste for road traffic; blind to the emerging scheme."""
+    countries, entities, parties = world.countries, flow.entities, flow.parties
     n = len(declared.value)
     officer_score = (
         0.6 * entities.importers.risk[parties.importer]
@@ -130,21 +126,19 @@ def _fill_capacity(
 def select_historically(
     rng: np.random.Generator,
     config: SimulateConfig,
-    countries: Countries,
-    scheme: Scheme,
-    entities: Entities,
-    lodging: Lodging,
-    parties: Parties,
+    world: World,
+    flow: Flow,
     declared: Declared,
     fraud: Fraud,
 ) -> Selection:
     """Random draws first, then rules and officers (AEO traders pushed down) up to capacity."""
+    entities, lodging, parties = flow.entities, flow.lodging, flow.parties
     n, days = len(declared.value), config.days
     office_rows, capacity = _capacity(rng, config, parties, lodging)
     is_aeo = entities.importers.aeo[parties.importer]
     random_draw = rng.random(n) < config.random_rate
-    rule_priority = _rule_priority(rng, countries, scheme, entities, lodging, parties, declared)
-    officer_priority = _officer_priority(rng, config, countries, entities, parties, declared, fraud)
+    rule_priority = _rule_priority(rng, world, flow, declared)
+    officer_priority = _officer_priority(rng, config, world, flow, declared, fraud)
     priority = np.maximum(rule_priority, officer_priority) - 2.0 * is_aeo
     reason_rule = rule_priority >= officer_priority
     priority[random_draw] = -np.inf  # random draws are taken apart, before the others

@@ -20,7 +20,8 @@ from pipeline.simulate.fraud import EMERGING, FRAUD_TYPES, Declared, Fraud
 from pipeline.simulate.goods import Catalogue
 from pipeline.simulate.policy import Inspections, Selection
 from pipeline.simulate.scheme import ANTI_DUMPING_DUTY, PREFERENTIAL_FACTOR, Scheme
-from pipeline.simulate.stream import Consignments, Lodging, Parties
+from pipeline.simulate.stream import Lodging
+from pipeline.simulate.world import Flow, World
 
 
 @dataclass
@@ -81,15 +82,18 @@ def declarations_table(
     rng: np.random.Generator,
     config: SimulateConfig,
     ids: np.ndarray,
-    cat: Catalogue,
-    countries: Countries,
-    entities: Entities,
-    lodging: Lodging,
-    parties: Parties,
+    world: World,
+    flow: Flow,
     declared: Declared,
-    consignments: Consignments,
 ) -> pd.DataFrame:
     """The declarations as lodged (declared code, origin, value, duty), in lodging order."""
+    cat, countries = world.cat, world.countries
+    entities, lodging, parties, consignments = (
+        flow.entities,
+        flow.lodging,
+        flow.parties,
+        flow.consignments,
+    )
     code = declared.code
     return pd.DataFrame(
         {
@@ -152,15 +156,11 @@ def outcomes_table(
 
 
 def ground_truth_table(
-    ids: np.ndarray,
-    cat: Catalogue,
-    countries: Countries,
-    parties: Parties,
-    consignments: Consignments,
-    fraud: Fraud,
-    declared: Declared,
+    ids: np.ndarray, world: World, flow: Flow, fraud: Fraud, declared: Declared
 ) -> pd.DataFrame:
     """What really happened, per declaration: fraud, scheme, evaded duty, true code and origin."""
+    cat, countries, parties = world.cat, world.countries, flow.parties
+    consignments = flow.consignments
     return pd.DataFrame(
         {
             "declaration_id": ids,
