@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluate.assess import assess, model_windows, review_warnings
+from pipeline.evaluate.assess import LeakageLimits, assess, model_windows, review_warnings
 from pipeline.evaluate.keys import COLUMNS, Kind, Population, rendered
 from pipeline.evaluate.report import render_report
 from pipeline.serve.model import ModelInfo
@@ -105,7 +105,7 @@ def test_a_feature_that_copies_the_outcome_is_flagged(tmp_path: Path) -> None:
     assert leaks and all("result_code" in w for w in leaks)
 
 
-def test_review_warnings_name_dominance_and_drift() -> None:
+def test_review_warnings_name_leakage_and_dominance() -> None:
     importance = pd.DataFrame({"feature": ["a", "b"], "share": [0.3, 0.7]})
     dominance = pd.DataFrame(
         {
@@ -116,16 +116,15 @@ def test_review_warnings_name_dominance_and_drift() -> None:
             "row_share": [0.01, 0.85],  # sea is common: its mass is no dominance
         }
     )
-    drift = pd.DataFrame({"feature": ["a", "b"], "psi": [0.3, 0.01]})
-    warnings = review_warnings(importance, dominance, None, drift)
+    warnings = review_warnings(importance, dominance, None)
     assert any("b carries 70%" in w for w in warnings)
     assert [w for w in warnings if "dominated" in w] == [
         "Feature a is dominated by one entity: importer = IMP9 carries 80% of its SHAP mass "
         "with 1.0% of the declarations."
     ]
-    drift_lines = [w for w in warnings if w.startswith("Drift")]
-    assert len(drift_lines) == 1 and "Drift alarm: 1 feature(s)" in drift_lines[0]
-    assert ": a 0.30" in drift_lines[0] and "b 0.01" not in drift_lines[0]
+    assert not [w for w in warnings if w.startswith("Drift")]  # drift warns on its own
+    stricter = review_warnings(importance, dominance, None, LeakageLimits(mass_limit=0.25))
+    assert any("a carries 30%" in w for w in stricter)
 
 
 def test_the_model_s_windows_are_read_and_a_test_window_derived_when_absent() -> None:

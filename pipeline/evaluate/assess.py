@@ -724,21 +724,32 @@ def drift_and_leakage(
 # --- warnings and the decision ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LeakageLimits:
+    """When a feature looks leaked or owned by one entity: more than `mass_limit` of the SHAP
+    mass, or a test AUC alone above `auc_limit`; dominated when one entity carries more than
+    `dominance_limit` of the feature's SHAP mass and `dominance_ratio` times its share of the
+    declarations, for features carrying at least `min_feature_share` of the mass."""
+
+    auc_limit: float = 0.95
+    mass_limit: float = 0.6
+    dominance_limit: float = 0.5
+    dominance_ratio: float = 3.0
+    min_feature_share: float = 0.05
+
+
 def review_warnings(
     importance: pd.DataFrame | None,
     dominance: pd.DataFrame | None,
     feature_auc: pd.DataFrame | None,
-    drift: pd.DataFrame | None,
-    *,
-    psi_warn: float = 0.1,
-    psi_alarm: float = 0.25,
-    auc_limit: float = 0.95,
-    mass_limit: float = 0.6,
-    dominance_limit: float = 0.5,
-    dominance_ratio: float = 3.0,
-    min_feature_share: float = 0.05,
+    limits: LeakageLimits | None = None,
 ) -> list[str]:
-    """What a reviewer must look at before approving: leakage, entity dominance, drift."""
+    """What a reviewer must look at before approving: leakage and entity dominance (drift has
+    its own warnings, `drift.drift_warnings`, on the features that carry the model)."""
+    limits = limits or LeakageLimits()
+    auc_limit, mass_limit = limits.auc_limit, limits.mass_limit
+    dominance_limit, dominance_ratio = limits.dominance_limit, limits.dominance_ratio
+    min_feature_share = limits.min_feature_share
     out: list[str] = []
     if importance is not None and len(importance):
         heavy = importance.loc[importance["share"] > mass_limit]
@@ -766,17 +777,6 @@ def review_warnings(
             f"carries {r.share:.0%} of its SHAP mass with {r.row_share:.1%} of the declarations."
             for r in dominated.itertuples()
         ]
-    if drift is not None and len(drift):
-        for level, low, high in (("alarm", psi_alarm, np.inf), ("warning", psi_warn, psi_alarm)):
-            hit = drift.loc[(drift["psi"] >= low) & (drift["psi"] < high)]
-            hit = hit.sort_values("psi", ascending=False)
-            if len(hit):
-                top = ", ".join(f"{r.feature} {r.psi:.2f}" for r in hit.head(8).itertuples())
-                more = f" and {len(hit) - 8} more" if len(hit) > 8 else ""
-                out.append(
-                    f"Drift {level}: {len(hit)} feature(s) with PSI >= {low:g} between the "
-                    f"training and test windows: {top}{more} (table below)."
-                )
     return out
 
 
@@ -785,7 +785,7 @@ def assessment_warnings(
 ) -> list[str]:
     """Leakage and dominance, drift of features that carry the model, a capped boosting."""
     importance = explained.explanations.importance
-    warnings = review_warnings(importance, explained.dominance, found.feature_auc, None)
+    warnings = review_warnings(importance, explained.dominance, found.feature_auc)
     if "verdict" in found.drift:
         from pipeline.evaluate.drift import drift_warnings
 
