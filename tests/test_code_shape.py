@@ -24,7 +24,6 @@ CLI_COMMANDS = {"pipeline/cli.py:score", "pipeline/cli.py:approve", "pipeline/jo
 PENDING_PARAMETERS = {
     "pipeline/evaluate/assess.py:assess",
     "pipeline/evaluate/explain.py:global_explanations",
-    "pipeline/evaluate/metrics.py:metrics_table",
     "pipeline/features/chunked.py:_build",
     "pipeline/features/chunked.py:_chunk_features",
     "pipeline/features/chunked.py:write_chunked",

@@ -142,8 +142,7 @@ def test_inspected_metrics_are_evaluate_metrics_on_the_labelled_rows(case: dict)
         rates,
         revenue=window.revenue[labelled],
         probabilities={"model": window.probability[labelled]},
-        replicates=config.evaluate.bootstrap,
-        seed=int(config.seed),
+        resampling=mx.Resampling(replicates=config.evaluate.bootstrap, seed=int(config.seed)),
     )
     got = metrics.loc[(metrics["population"] == "inspected") & (metrics["model"] == "model")]
     columns = ["rate", "metric", "value", "low", "high"]

@@ -76,7 +76,7 @@ def test_capacity_table_measures_the_labelled_rows_against_random():
         {"model": labelled["score"]},
         [0.01, 0.05],
         revenue=labelled["revenue"],
-        replicates=0,
+        resampling=mx.Resampling(replicates=0),
     )
     ours = table.loc[table["model"] == "model"].set_index(["rate", "metric"])["value"]
     theirs = direct.loc[direct["rate"].notna()].set_index(["rate", "metric"])["value"]

@@ -27,7 +27,9 @@ def value(table: pd.DataFrame, model: str, metric: str, rate: float | None = Non
 
 
 def test_capacity_metrics_on_ten_declarations() -> None:
-    table = mx.metrics_table(Y, {"m": SCORE}, [0.2, 0.5], revenue=REVENUE, replicates=0)
+    table = mx.metrics_table(
+        Y, {"m": SCORE}, [0.2, 0.5], revenue=REVENUE, resampling=mx.Resampling(replicates=0)
+    )
     assert value(table, "m", "precision", 0.2) == pytest.approx(1 / 2)
     assert value(table, "m", "recall", 0.2) == pytest.approx(1 / 3)
     # the oracle controls two hits of three at k = 2
@@ -54,7 +56,9 @@ def test_random_baseline_is_the_expected_value() -> None:
 def test_random_baseline_matches_the_mean_of_many_random_rankings() -> None:
     rng = np.random.default_rng(3)
     scores = {f"r{i}": rng.random(10) for i in range(3000)}
-    table = mx.metrics_table(Y, scores, [0.2], revenue=REVENUE, replicates=0)
+    table = mx.metrics_table(
+        Y, scores, [0.2], revenue=REVENUE, resampling=mx.Resampling(replicates=0)
+    )
     simulated = table.loc[np.isclose(table["rate"], 0.2)].groupby("metric")["value"].mean()
     expected = mx.random_baseline(Y, [0.2], REVENUE).dropna(subset=["rate"])
     for row in expected.itertuples():
@@ -63,7 +67,7 @@ def test_random_baseline_matches_the_mean_of_many_random_rankings() -> None:
 
 def test_ties_follow_position_and_strict_score_orders_them() -> None:
     tied = np.ones(10)
-    table = mx.metrics_table(Y, {"m": tied}, [0.2], replicates=0)
+    table = mx.metrics_table(Y, {"m": tied}, [0.2], resampling=mx.Resampling(replicates=0))
     assert value(table, "m", "precision", 0.2) == pytest.approx(0.5)  # rows 0 and 1
     broken = mx.strict_score(tied, tie_break=np.arange(10))  # row 9 first, then 8
     assert np.argsort(-broken)[:3].tolist() == [9, 8, 7]
@@ -78,7 +82,9 @@ def test_ranking_metrics_equal_sklearn(seed: int) -> None:
     y[0], y[1] = 1.0, 0.0  # both classes present
     score = rng.normal(size=n) + y
     p = 1 / (1 + np.exp(-score))
-    table = mx.metrics_table(y, {"m": score}, [0.1], probabilities={"m": p}, replicates=0)
+    table = mx.metrics_table(
+        y, {"m": score}, [0.1], probabilities={"m": p}, resampling=mx.Resampling(replicates=0)
+    )
     assert value(table, "m", "roc_auc") == pytest.approx(roc_auc_score(y, score))
     assert value(table, "m", "average_precision") == pytest.approx(
         average_precision_score(y, score)
@@ -105,7 +111,13 @@ def test_bootstrap_interval_contains_the_estimate_and_shrinks_with_n() -> None:
     widths = []
     for n in (500, 8000):
         y, score, revenue = synthetic(n, seed=1)
-        table = mx.metrics_table(y, {"m": score}, [0.05], revenue=revenue, replicates=200, seed=7)
+        table = mx.metrics_table(
+            y,
+            {"m": score},
+            [0.05],
+            revenue=revenue,
+            resampling=mx.Resampling(replicates=200, seed=7),
+        )
         for metric in ("precision", "recall", "revenue"):
             point, low, high = interval(table, "m", metric, 0.05)
             assert low <= point <= high, metric
@@ -116,9 +128,15 @@ def test_bootstrap_interval_contains_the_estimate_and_shrinks_with_n() -> None:
 
 def test_bootstrap_is_reproducible_with_a_seed() -> None:
     y, score, _ = synthetic(1000, seed=2)
-    first = mx.metrics_table(y, {"m": score}, [0.05], replicates=50, seed=3)
-    again = mx.metrics_table(y, {"m": score}, [0.05], replicates=50, seed=3)
-    other = mx.metrics_table(y, {"m": score}, [0.05], replicates=50, seed=4)
+    first = mx.metrics_table(
+        y, {"m": score}, [0.05], resampling=mx.Resampling(replicates=50, seed=3)
+    )
+    again = mx.metrics_table(
+        y, {"m": score}, [0.05], resampling=mx.Resampling(replicates=50, seed=3)
+    )
+    other = mx.metrics_table(
+        y, {"m": score}, [0.05], resampling=mx.Resampling(replicates=50, seed=4)
+    )
     pd.testing.assert_frame_equal(first, again)
     assert not first["low"].equals(other["low"])
 
@@ -130,9 +148,7 @@ def test_paired_difference_of_a_model_with_itself_is_exactly_zero() -> None:
         y,
         {"a": score, "b": score.copy(), "random": noise},
         [0.05],
-        replicates=100,
-        seed=1,
-        compare=[("a", "b"), ("a", "random")],
+        resampling=mx.Resampling(replicates=100, seed=1, compare=[("a", "b"), ("a", "random")]),
     )
     same = table.loc[table["model"] == "a - b"]
     assert (same[["value", "low", "high"]].to_numpy() == 0).all()

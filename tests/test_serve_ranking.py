@@ -63,8 +63,12 @@ def test_ranking_metrics_of_the_calibrated_model_equal_those_of_the_margin(
     priority = rank(model, test.X, "probability").priority
     margin = model.margin(test.X)
     rates = [0.01, 0.02, 0.05, 0.1]
-    calibrated = mx.metrics_table(y, {"m": priority[labelled]}, rates, replicates=0)
-    by_margin = mx.metrics_table(y, {"m": margin[labelled]}, rates, replicates=0)
+    calibrated = mx.metrics_table(
+        y, {"m": priority[labelled]}, rates, resampling=mx.Resampling(replicates=0)
+    )
+    by_margin = mx.metrics_table(
+        y, {"m": margin[labelled]}, rates, resampling=mx.Resampling(replicates=0)
+    )
     pd.testing.assert_series_equal(calibrated["value"], by_margin["value"])
     # the training log ranks the same way: precision@n% of the log is the margin's
     rows = window_rows(fs, rows_in(fs, windows.test, None))

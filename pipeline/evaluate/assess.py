@@ -370,9 +370,9 @@ def inspected_metrics(
         rates,
         revenue=rev,
         probabilities={k: v[labelled] for k, v in compared.probabilities.items()},
-        replicates=config.evaluate.bootstrap,
-        seed=int(config.seed),
-        compare=compared.compare,
+        resampling=mx.Resampling(
+            replicates=config.evaluate.bootstrap, seed=int(config.seed), compare=compared.compare
+        ),
     )
     return [
         _with_population(table, Population.INSPECTED, compared.compare),
@@ -409,9 +409,7 @@ def truth_metrics(window: TestWindow, compared: Comparators, config: Config) -> 
         {k: v[known] for k, v in compared.scores.items()},
         truth_rates,
         revenue=money,
-        replicates=ev.bootstrap,
-        seed=seed,
-        compare=compared.compare,
+        resampling=mx.Resampling(replicates=ev.bootstrap, seed=seed, compare=compared.compare),
     )
     parts = [table, mx.random_baseline(y_true, truth_rates, money)]
     score = window.score[known]

@@ -121,9 +121,11 @@ def family_ablation(
             y,
             {name: score[mask] for name, score in margins.items()},
             [],
-            replicates=config.evaluate.bootstrap,
-            seed=int(config.seed),
-            compare=[_pair(arm) for arm in arms],
+            resampling=mx.Resampling(
+                replicates=config.evaluate.bootstrap,
+                seed=int(config.seed),
+                compare=[_pair(arm) for arm in arms],
+            ),
         ).set_index("model")
         table = table.loc[table["metric"] == "average_precision"]
         for arm in arms:

@@ -112,7 +112,11 @@ def capacity_table(
     if len(y) == 0:
         raise ValueError("no labelled declaration in the test window: nothing to measure")
     table = mx.metrics_table(
-        y, {"model": score}, rates, revenue=revenue, replicates=replicates, seed=seed
+        y,
+        {"model": score},
+        rates,
+        revenue=revenue,
+        resampling=mx.Resampling(replicates=replicates, seed=seed),
     )
     baseline = mx.random_baseline(y, rates, revenue)
     both = pd.concat([table, baseline], ignore_index=True)

@@ -16,6 +16,7 @@ challenger) use the same index matrix for both models. Percentile intervals, 95 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -144,6 +145,17 @@ def _model_block(
     return out
 
 
+@dataclass(frozen=True)
+class Resampling:
+    """The bootstrap of a metrics table: `replicates` resamples of the declarations (0: no
+    intervals) drawn with `seed`, and the (challenger, reference) pairs whose paired
+    differences it gives."""
+
+    replicates: int = 200
+    seed: int = 0
+    compare: Sequence[tuple[str, str]] = ()
+
+
 def metrics_table(
     y: ArrayLike,
     scores: Mapping[str, ArrayLike],
@@ -151,9 +163,7 @@ def metrics_table(
     *,
     revenue: ArrayLike | None = None,
     probabilities: Mapping[str, ArrayLike] | None = None,
-    replicates: int = 200,
-    seed: int = 0,
-    compare: Sequence[tuple[str, str]] = (),
+    resampling: Resampling | None = None,
 ) -> pd.DataFrame:
     """Capacity and ranking metrics of each scored model, with bootstrap 95 % intervals.
 
@@ -164,9 +174,9 @@ def metrics_table(
         rates: control rates n (share of declarations).
         revenue: recoverable revenue per declaration (revenue metrics when given).
         probabilities: model name -> calibrated probability (Brier score when given).
-        replicates: bootstrap replicates (0: no intervals).
-        compare: (challenger, reference) pairs: adds rows ``"challenger - reference"`` with the
-            paired-bootstrap interval of the difference.
+        resampling: bootstrap replicates (0: no intervals), their seed, and the (challenger,
+            reference) pairs whose rows ``"challenger - reference"`` get the paired-bootstrap
+            interval of the difference (default: 200 replicates, seed 0, no pair).
 
     Returns:
         Tidy frame: model, rate (NaN for rank metrics), metric, value, low, high.
@@ -175,6 +185,8 @@ def metrics_table(
     n = len(y_arr)
     if n == 0:
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
+    resampling = resampling or Resampling()
+    replicates, seed, compare = resampling.replicates, resampling.seed, resampling.compare
     money = None if revenue is None else np.nan_to_num(np.asarray(revenue, dtype=float), nan=0.0)
     ks = np.array([top_count(n, r) for r in rates], dtype=np.int64)
     ranks = {m: _rank_positions(np.asarray(s, dtype=float)) for m, s in scores.items()}

@@ -310,9 +310,11 @@ def pooled_metrics(served: list[Served], config: Config) -> pd.DataFrame:
         [float(r) for r in config.evaluate.rates],
         revenue=revenue if np.isfinite(revenue).any() else None,
         probabilities=probabilities,
-        replicates=config.evaluate.bootstrap,
-        seed=int(config.seed),
-        compare=[(DEPLOYED, EVALUATED)],
+        resampling=mx.Resampling(
+            replicates=config.evaluate.bootstrap,
+            seed=int(config.seed),
+            compare=[(DEPLOYED, EVALUATED)],
+        ),
     )
 
 
