@@ -166,6 +166,16 @@ def test_waterfalls_add_up_to_the_served_probability_and_revenue(world: dict) ->
     assert ex.revenue_explanation(world["model"], X) is None  # no revenue part
 
 
+def test_waterfalls_leave_pyplot_interactive_as_they_found_it(world: dict) -> None:
+    """shap's waterfall turns interactive mode off; a notebook's later figures need it on."""
+    import matplotlib.pyplot as plt
+
+    features = world["features"]
+    with plt.ion():
+        ex.waterfalls(world["model"], features.X.iloc[[3]], features.declaration_id.iloc[[3]])
+        assert plt.isinteractive()
+
+
 def test_a_ranking_by_expected_revenue_also_explains_the_revenue_part(world: dict) -> None:
     model = _with_revenue(world)
     features = world["features"]

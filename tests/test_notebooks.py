@@ -187,8 +187,37 @@ def test_notebook_runs_alone_from_an_empty_folder(path: Path, tmp_path: Path):
         assert f"report: {paths.report}" in text
     if stage == "04":
         assert "red_rate" in text and "revenue_norm" in text
+        _judged_out_of_sample(config, last["run_id"], text)
         # run again: the run's export is shown, not registered as another version
         exported = paths.thresholds.read_bytes()
+        registered = _registered(config)
         again = text_of(execute(path, overrides))
         assert f"run {last['run_id']} is exported already" in again
         assert paths.thresholds.read_bytes() == exported
+        assert _registered(config) == registered  # no new version, @challenger where it was
+
+
+def _registered(config: Config) -> tuple[list[str], str]:
+    """The registered versions of the config's model and the version @challenger names."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(str(config.tracking.uri))
+    name = config.tracking.registered_model
+    versions = sorted(v.version for v in client.search_model_versions(f"name='{name}'"))
+    return versions, client.get_model_version_by_alias(name, "challenger").version
+
+
+def _judged_out_of_sample(config: Config, run_id: str, text: str) -> None:
+    """Notebook 04's capacity table is the evaluated model's on its own recorded test window
+    (after its calibration window), and the deployed procedure is judged by the walk-forward."""
+    import pandas as pd
+
+    from pipeline import tracking
+
+    tracking.configure(config)
+    windows = tracking.load_model(run_id, "evaluated").info.windows_dict()
+    test, calibration = windows["test"], windows["calibration"]
+    assert f"test [{test['start']}, {test['end']})" in text
+    assert pd.Timestamp(test["start"]) >= pd.Timestamp(calibration["end"])
+    assert pd.Timestamp(test["start"]) >= pd.Timestamp(windows["train"]["end"])
+    assert "deployed procedure - evaluated model" in text  # the walk-forward table

@@ -427,7 +427,10 @@ def _waterfall(values: np.ndarray, base: float, row: pd.DataFrame, title: str) -
         feature_names=list(row.columns),
     )
     plt.figure()
-    shap.plots.waterfall(explanation, max_display=12, show=False)
+    # shap 0.51's waterfall(show=False) turns pyplot's interactive mode off for good; the context
+    # restores it, so a notebook that explains declarations keeps showing its later figures
+    with plt.ioff():
+        shap.plots.waterfall(explanation, max_display=12, show=False)
     plt.title(title)
     return _png(None)
 

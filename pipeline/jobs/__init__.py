@@ -40,6 +40,15 @@ class JobResult:
 _listeners: list[Callable[[str], None]] = []
 
 
+def headless_plots() -> None:
+    """Draw the jobs' figures off screen (Agg), unless a notebook's inline backend draws them
+    already: switching it away would stop the notebook showing its later figures."""
+    import matplotlib
+
+    if "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
+
+
 def step(text: str) -> None:
     """Say which step of a job is running (shown beside the CLI's spinner; silent otherwise)."""
     for listener in _listeners:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, RANDOM, rendered
-from pipeline.jobs import JobResult, step
+from pipeline.jobs import JobResult, headless_plots, step
 from pipeline.jobs.paths import point_latest
 
 if TYPE_CHECKING:
@@ -149,9 +149,7 @@ def evaluate(
     """Evaluate a run (default: the last `train` run) and write the reviewer's report;
     `walk_forward` (default: `evaluate.walk_forward_cutoffs` > 0) replays the deployment
     procedure at past cut-offs first (`replay_deployment`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    headless_plots()
     from pipeline import tracking
     from pipeline.evaluate.assess import assess
     from pipeline.evaluate.headline import headline

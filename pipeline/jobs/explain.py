@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.jobs import JobResult, step
+from pipeline.jobs import JobResult, headless_plots, step
 
 if TYPE_CHECKING:
     from pipeline.evaluate.explain import Explanations
@@ -30,9 +30,7 @@ def explain(
     config: Config, run_id: str | None = None, declarations: list[str] | None = None
 ) -> JobResult:
     """Explain a run's model (default: the last `train` run) globally and for chosen ids."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    headless_plots()
     import pipeline.tracking as tracking
     from pipeline.evaluate import explain as ex
     from pipeline.evaluate.assess import model_windows

@@ -123,6 +123,20 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
     return lines
 
 
+def reference_scores(
+    config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
+) -> tuple[pd.DataFrame, Window]:
+    """The reference window's declarations scored as `export` scores them (canonical columns,
+    score, margin, probability, expected revenue) and the window: what capacity scenarios
+    (`serve.cutoffs.capacity_scenarios`) are computed on, as in notebook 04."""
+    from pipeline.jobs.catalog import validated_inputs
+
+    window = _cutoff_window(config, model, feature_set)
+    declarations = validated_inputs(config).declarations
+    placed = reference_cutoffs(model, feature_set, declarations, window, config.serve, rank_by)
+    return placed.scored, window
+
+
 def export(config: Config, run_id: str | None = None, out: Path | None = None) -> JobResult:
     """Compute the cut-offs of a run's model (default: the last trained) and write the export."""
     import pipeline.tracking as tracking
