@@ -265,6 +265,14 @@ def test_reason_phrases_speak_customs():
         "value per kg 63 % below the reference for this HS4",
     ]
     assert reason_phrases("importer_new", pd.Series([1.0]), None)[0].startswith("new importer")
+    # a coded feature reads as what its code means, not as its legend and a number
+    legend = "reference used: 0 hs6 x origin, 1 hs6, 2 hs4 (NaN: none)"
+    level = reason_phrases("reference_level", pd.Series([0.0, 2.0, np.nan]), legend)
+    assert level.tolist() == [
+        "reference price of this HS6 and origin",
+        "reference price of this HS4",
+        "reference price: not known",
+    ]
 
 
 def test_score_job_summary_counts_manual_reasons_by_kind():

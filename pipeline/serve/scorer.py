@@ -143,6 +143,7 @@ def reason_phrases(
     name = feature.lower()
     categorical = isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object
     label = description or feature.replace("_", " ")
+    label = "reference price" if name == "reference_level" else label  # not its code legend
     if categorical:
         prefix = RAW_CATEGORY_WORDS.get(name, label + ":")
         return prefix + " " + values.astype("string").fillna("missing")
@@ -189,6 +190,9 @@ def _numeric_phrase(
             if suffix == "_revenue_per_control":
                 return "revenue recovered per control of this " + who + ": " + _number(x)
             return _number(x) + " past " + suffix.strip("_").replace("_", " ") + " of this " + who
+    if name == "reference_level":  # a code whose legend is its description: named, not numbered
+        reference = pd.Series(x.map(REFERENCE_SCOPES), index=x.index, dtype=object)
+        return "reference price of " + reference.fillna("comparable declarations")
     if name.endswith("_new") or name.startswith(("new_", "is_new")):
         return label + ": " + pd.Series(np.where(x > 0, "yes", "no"), index=x.index)
     return label + ": " + _number(x, 3)
