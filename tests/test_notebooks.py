@@ -110,6 +110,24 @@ def html_of(notebook: nbformat.NotebookNode) -> list[str]:
     ]
 
 
+def test_make_lab_opens_jupyterlab_at_the_project_root():
+    """outputs/ and the report are in JupyterLab's file browser beside notebooks/."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on PATH")
+    dry = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed-stamp", "lab"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"jupyter lab --notebook-dir={PROJECT_ROOT}" in dry.stdout
+
+
 def test_the_five_notebooks_are_there():
     assert tuple(p.name for p in NOTEBOOKS) == EXPECTED
 
