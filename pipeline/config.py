@@ -202,6 +202,13 @@ class FeaturesConfig(Section):
             ["departure_country", "origin_country", "transport_mode"],
         ]
     )
+    target_stat_keys: list[list[str]] = Field(
+        default_factory=lambda: [["importer", "hs4"], ["declarant", "office"]],
+        description="further keys (single columns or pairs) whose as-of statistics (declarations, "
+        "controls, hits, smoothed hit rate, recency) form the family `target_stats`: the "
+        "time-ordered counterpart of CatBoost's target statistics, measured by the family "
+        "selection against the native categories",
+    )
     prior_strength: float = Field(
         10.0, gt=0, description="pseudo-controls of the parent rate in the smoothed hit rate"
     )
@@ -263,6 +270,13 @@ class SplitConfig(Section):
         "stretch just before it",
     )
     folds: int = Field(2, ge=1, description="rolling (prequential) folds for tuning")
+    min_fold_hits: int = Field(
+        0,
+        ge=0,
+        description="fewest labelled hits in each tuning fold's validation block: a block "
+        "reaches back, a day at a time, past valid_days until it holds them (0: calendar "
+        "blocks of valid_days); a fold with few hits cannot tell trials apart",
+    )
     burn_in_days: int = Field(
         0,
         ge=0,

@@ -60,6 +60,15 @@ def test_outcomes_known_at_or_after_t_change_no_feature_before_t(
     assert same_values(BASE.X[before_t], after.X[before_t])
 
 
+def test_the_leakage_property_covers_every_family_with_outcomes() -> None:
+    """The property above is checked on every column of BASE: the as-of target statistics, the
+    profiles and the crosses are among them (and the hit-rate features of each are not constant)."""
+    family = feature_families(BASE.manifest, CONFIG)
+    for name in ("profiles", "crosses", "target_stats"):
+        rates = [c for c in family.index[family == name] if c.endswith("_hit_rate")]
+        assert rates and BASE.X[rates].nunique().gt(1).all()
+
+
 def test_an_outcome_known_before_t_does_change_later_features() -> None:
     """The leakage test can fail: flipping early outcomes moves later profile rates."""
     early = (_known(OUTCOMES, DECLARATIONS) < BASE.lodged_at.quantile(0.3)).to_numpy()
@@ -183,9 +192,12 @@ def test_feature_set_contract() -> None:
     assert "declaration_id" not in fs.X.columns
     for column in ("importer", "declarant"):
         assert isinstance(fs.X[column].dtype, pd.CategoricalDtype)
-    assert (
-        feature_families(fs.manifest, FeaturesConfig())[["importer", "declarant"]].eq("ids").all()
-    )
+    family = feature_families(fs.manifest, FeaturesConfig())
+    assert family[["importer", "declarant"]].tolist() == ["id_importer", "id_declarant"]
+    # the as-of target statistics of trader x goods pairs are a family of their own
+    assert family["importer_x_hs4_hit_rate"] == "target_stats"
+    assert family["declarant_x_office_days_since_hit"] == "target_stats"
+    assert family["importer_x_hs6_hit_rate"] == "crosses" and family["hs6_hits"] == "profiles"
     assert list(fs.manifest["name"]) == list(fs.X.columns)
     assert fs.manifest["description"].str.len().gt(0).all()
     inspected = OUTCOMES.loc[OUTCOMES["inspected"]]

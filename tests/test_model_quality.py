@@ -32,7 +32,7 @@ def test_any_declaration_column_enters_as_a_category_and_unseen_levels_become_mi
         assert isinstance(fs.X[column].dtype, pd.CategoricalDtype)
     assert fs.X["seller"].cat.categories.size > 100  # no cap on the number of levels
     family = feature_families(fs.manifest, config)
-    assert family["importer"] == "ids" and family["hs6"] == "raw"
+    assert family["importer"] == "id_importer" and family["hs6"] == "raw"
     assert "hs2" not in fs.X.columns  # only the listed columns
 
     new = declarations.loc[declarations["lodged_at"] >= cut].head(50).copy()

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import SplitConfig
+from pipeline.timeaxis import Window
 from pipeline.train.split import (
     SplitError,
     make_windows,
@@ -97,6 +98,44 @@ def test_rolling_folds_expand_and_never_pass_the_validation_window(
         assert valid.end <= windows.valid.end
     ends = [train.end for train, _ in pairs]
     assert ends == sorted(ends)
+
+
+@given(
+    folds=st.integers(1, 3),
+    min_hits=st.integers(1, 400),
+    rate=st.floats(0.01, 0.3),
+    seed=st.integers(0, 100),
+)
+def test_folds_sized_by_hits_hold_them_or_reach_their_limit(
+    folds: int, min_hits: int, rate: float, seed: int
+) -> None:
+    """Each validation block holds split.min_fold_hits hits, or reached back as far as it may
+    (its fold keeps half the final training window); blocks never overlap or pass the final
+    validation window, and a block reaches back no further than it needs."""
+    lodged = _lodged(600, 3_000, seed)
+    hits = np.random.default_rng(seed + 7_919).random(len(lodged)) < rate
+    config = SplitConfig(
+        valid_days=30, calibration_days=20, test_days=30, gap_days=7, folds=folds,
+        min_fold_hits=min_hits,
+    )
+    windows = make_windows(lodged, config)
+    pairs = rolling_folds(lodged, config, windows, hits)
+    earliest = windows.train.start + (windows.valid.start - windows.train.start) / 2
+    assert pairs[-1][1].end == windows.valid.end
+    for train, valid in pairs:
+        held = int(hits[valid.contains(lodged)].sum())
+        assert valid.end - valid.start >= pd.Timedelta(days=30)
+        floor = earliest.ceil("D")
+        reached = valid.start <= floor or not Window("x", floor, valid.start).contains(lodged).any()
+        assert held >= min_hits or reached
+        if valid.start < valid.end - pd.Timedelta(days=30) and not reached:  # no further than needed
+            later = Window("later", valid.start + pd.Timedelta(days=1), valid.end)
+            assert int(hits[later.contains(lodged)].sum()) < min_hits
+        if valid.start < pairs[-1][1].start:
+            assert valid.end <= pairs[-1][1].start
+        assert train.end == valid.start - pd.Timedelta(days=7)
+    for (_, before), (_, after) in itertools.pairwise(pairs):
+        assert before.end <= after.start
 
 
 def test_explicit_dates_lay_windows_forwards() -> None:

@@ -333,20 +333,31 @@ def raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, 
     return levels
 
 
-FAMILIES = ("raw", "ids", "profiles", "crosses", "valuation", "history", "calendar")
+# The families of the feature ablation; every trader id column (`features.raw_ids`) is a family
+# of its own, named `ID_FAMILY + column`, so that each id enters only where it helps.
+FAMILIES = ("raw", "profiles", "crosses", "target_stats", "valuation", "history", "calendar")
+ID_FAMILY = "id_"
 
 
 def feature_families(manifest: pd.DataFrame, config: FeaturesConfig) -> pd.Series:
-    """Each feature's family (the unit of the feature ablation), indexed by feature name:
-    the manifest's stage, with trader ids (`features.raw_ids`) apart from the other raw columns
-    and the profiles of cross keys (`features.cross_keys`) apart from single-key profiles."""
+    """Each feature's family (the unit of the feature selection and ablation), indexed by feature
+    name: the manifest's stage, with each trader id (`features.raw_ids`) a family of its own
+    (`id_importer`...), the profiles of cross keys (`features.cross_keys`) and of the
+    target-statistic keys (`features.target_stat_keys`) apart from single-key profiles."""
     names = manifest["name"].astype(str)
     family = manifest["stage"].astype(str).to_numpy(dtype=object)
-    ids = {RAW_NAMES.get(c, c) for c in config.raw_ids}
-    family[(family == "raw") & names.isin(ids).to_numpy()] = "ids"
-    crosses = tuple(profiles.key_name(key) + "_" for key in map(tuple, config.cross_keys))
-    if crosses:
-        family[(family == "profiles") & names.str.startswith(crosses).to_numpy()] = "crosses"
+    raw = family == "raw"
+    for column in config.raw_ids:
+        family[raw & (names == RAW_NAMES.get(column, column)).to_numpy()] = ID_FAMILY + column
+    single = {profiles.key_name((k,)) for k in config.profile_keys}
+    for keys, label in ((config.cross_keys, "crosses"), (config.target_stat_keys, "target_stats")):
+        prefixes = tuple(
+            profiles.key_name(key) + "_"
+            for key in map(tuple, keys)
+            if profiles.key_name(key) not in single
+        )
+        if prefixes:
+            family[(family == "profiles") & names.str.startswith(prefixes).to_numpy()] = label
     return pd.Series(family, index=names.to_numpy(), name="family")
 
 

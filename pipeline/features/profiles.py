@@ -39,9 +39,10 @@ def key_name(columns: Sequence[str]) -> str:
 
 
 def profile_keys(config: FeaturesConfig) -> list[tuple[str, ...]]:
-    """Single and cross keys of the config, in order (duplicates removed)."""
+    """Single, cross and target-statistic keys of the config, in order (duplicates removed)."""
     keys: list[tuple[str, ...]] = [(k,) for k in config.profile_keys]
     keys += [tuple(k) for k in config.cross_keys]
+    keys += [tuple(k) for k in config.target_stat_keys]
     return list(dict.fromkeys(keys))
 
 

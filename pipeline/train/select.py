@@ -1,8 +1,8 @@
 """Feature families chosen on validation: a forward selection on the rolling tuning folds.
 
 The selection starts from the raw declaration columns (what an off-the-shelf model sees) and adds,
-one at a time, the family (`features.build.FAMILIES`: trader ids, single-key profiles, cross-key
-profiles, valuation, history, calendar) that raises mean validation average precision most,
+one at a time, the family (`features.build.FAMILIES`: single-key profiles, cross-key profiles,
+as-of target statistics, valuation, history, calendar, and each trader id column on its own) that raises mean validation average precision most,
 until none does: every family must earn its place against the plain model. Each candidate is
 boosted on the same folds (train.params at a screening learning rate of at least 0.3 with capped
 trees, early stopping on each fold's validation block). Nothing after the validation window is

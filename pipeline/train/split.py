@@ -259,26 +259,55 @@ def reference_window(
     return before
 
 
+def _block_start(
+    day_hits: pd.Series, end: pd.Timestamp, length: pd.Timedelta, hits: int, earliest: pd.Timestamp
+) -> pd.Timestamp:
+    """The start of a validation block ending at `end`: `length` before it, or earlier, a whole
+    day at a time, until the block holds `hits` labelled hits (never before `earliest`)."""
+    start = end - length
+    if hits <= 0 or start <= earliest:
+        return start
+    before = day_hits[(day_hits.index < end) & (day_hits.index >= earliest)]
+    # Hits in [day, end) for each day, latest day first: the latest start that holds enough.
+    held = before.iloc[::-1].cumsum()
+    enough = held[(held >= hits) & (held.index <= start)]
+    if len(enough):
+        return min(start, pd.Timestamp(enough.index[0]))
+    return min(start, pd.Timestamp(before.index[0])) if len(before) else start
+
+
 def rolling_folds(
-    lodged_at: pd.Series, config: SplitConfig, windows: Windows
+    lodged_at: pd.Series,
+    config: SplitConfig,
+    windows: Windows,
+    hits: np.ndarray | None = None,
 ) -> list[tuple[Window, Window]]:
     """Prequential folds for tuning, oldest first: expanding train, gap, a validation block.
 
-    The last fold is the final fit's (train, valid) pair; each earlier fold moves the validation
-    block back by its own length. Nothing after the validation window is ever used.
+    The last fold's validation block is the final fit's validation window; each earlier block
+    ends where the next one starts. With `split.min_fold_hits` and `hits` (a labelled-hit flag
+    per declaration) a block reaches back past its `valid_days` until it holds that many hits, so
+    that every fold can tell trials apart. Nothing after the validation window is ever used.
     """
     gap = pd.Timedelta(days=config.gap_days)
     length = windows.valid.end - windows.valid.start
+    day_hits = pd.Series(dtype=float)
+    if hits is not None and config.min_fold_hits > 0:
+        days = pd.to_datetime(lodged_at).dt.normalize()
+        day_hits = pd.Series(np.asarray(hits, dtype=float)).groupby(days.to_numpy()).sum()
+    # A block never reaches back so far that its fold trains on less than half of the final
+    # fit's training window.
+    earliest = windows.train.start + (windows.valid.start - windows.train.start) / 2
+    blocks: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    end = windows.valid.end
+    for _ in range(config.folds):
+        start = _block_start(day_hits, end, length, config.min_fold_hits, earliest.ceil("D"))
+        blocks.append((start, end))
+        end = start
     folds: list[tuple[Window, Window]] = []
-    for back in range(config.folds - 1, -1, -1):
-        valid = Window(
-            f"fold{config.folds - 1 - back}-valid",
-            windows.valid.start - back * length,
-            windows.valid.end - back * length,
-        )
-        train = Window(
-            f"fold{config.folds - 1 - back}-train", windows.train.start, valid.start - gap
-        )
+    for number, (start, end) in enumerate(reversed(blocks)):
+        valid = Window(f"fold{number}-valid", start, end)
+        train = Window(f"fold{number}-train", windows.train.start, valid.start - gap)
         _check([train, valid], gap, lodged_at, windows.valid.end)
         folds.append((train, valid))
     return folds

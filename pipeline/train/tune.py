@@ -306,7 +306,8 @@ def fold_rows(
     category levels pooled as the training rows of the fold have them (`frequent_levels`)."""
     valid_known_by = windows.labels_known_by(windows.valid)
     out = []
-    for train_window, valid_window in rolling_folds(fs.lodged_at, config.split, windows):
+    hits = fs.y.to_numpy(dtype=float) == 1.0
+    for train_window, valid_window in rolling_folds(fs.lodged_at, config.split, windows, hits):
         train = window_rows(fs, rows_in(fs, train_window, valid_window.start))
         valid = window_rows(fs, rows_in(fs, valid_window, valid_known_by))
         levels = frequent_levels(train.X, config.train.min_category_count)
