@@ -128,7 +128,7 @@ def test_folds_sized_by_hits_hold_them_or_reach_their_limit(
         floor = earliest.ceil("D")
         reached = valid.start <= floor or not Window("x", floor, valid.start).contains(lodged).any()
         assert held >= min_hits or reached
-        if valid.start < valid.end - pd.Timedelta(days=30) and not reached:  # no further than needed
+        if valid.start < valid.end - pd.Timedelta(days=30) and not reached:  # as far as needed
             later = Window("later", valid.start + pd.Timedelta(days=1), valid.end)
             assert int(hits[later.contains(lodged)].sum()) < min_hits
         if valid.start < pairs[-1][1].start:

@@ -2,10 +2,11 @@
 
 The selection starts from the raw declaration columns (what an off-the-shelf model sees) and adds,
 one at a time, the family (`features.build.FAMILIES`: single-key profiles, cross-key profiles,
-as-of target statistics, valuation, history, calendar, and each trader id column on its own) that raises mean validation average precision most,
-until none does: every family must earn its place against the plain model. Each candidate is
-boosted on the same folds (train.params at a screening learning rate of at least 0.3 with capped
-trees, early stopping on each fold's validation block). Nothing after the validation window is
+as-of target statistics, valuation, history, calendar, and each trader id column on its own)
+that raises mean validation average precision most, until none does: every family must earn its
+place against the plain model. Each candidate is boosted on the same folds (train.params at a
+screening learning rate of at least 0.3 with capped trees, early stopping on each fold's
+validation block). Nothing after the validation window is
 used, so the choice is part of the model's configuration.
 
 What each family adds on those folds (`FamilySelection.effects`) is in-sample: the same fold
