@@ -115,7 +115,11 @@ def test_folds_sized_by_hits_hold_them_or_reach_their_limit(
     lodged = _lodged(600, 3_000, seed)
     hits = np.random.default_rng(seed + 7_919).random(len(lodged)) < rate
     config = SplitConfig(
-        valid_days=30, calibration_days=20, test_days=30, gap_days=7, folds=folds,
+        valid_days=30,
+        calibration_days=20,
+        test_days=30,
+        gap_days=7,
+        folds=folds,
         min_fold_hits=min_hits,
     )
     windows = make_windows(lodged, config)
