@@ -151,7 +151,7 @@ def evaluate(
     procedure at past cut-offs first (`replay_deployment`)."""
     headless_plots()
     from pipeline import tracking
-    from pipeline.evaluate.assess import assess
+    from pipeline.evaluate.assess import Review, assess
     from pipeline.evaluate.headline import headline
     from pipeline.jobs import catalog
 
@@ -171,12 +171,14 @@ def evaluate(
         model,
         features,
         config,
-        declarations=inputs.declarations,
-        ground_truth=inputs.ground_truth,
-        champion=champion_model(config, run_id),
-        run_id=run_id,
-        walk_forward=walk,
-        reference_cache=catalog.reference_cache(config),
+        Review(
+            declarations=inputs.declarations,
+            ground_truth=inputs.ground_truth,
+            champion=champion_model(config, run_id),
+            run_id=run_id,
+            walk_forward=walk,
+            reference_cache=catalog.reference_cache(config),
+        ),
     )
     step("writing the report")
     csv_path, json_path = write_report(config, run_id, assessment)
