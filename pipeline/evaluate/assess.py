@@ -32,7 +32,7 @@ from pipeline.evaluate.keys import (
     COLUMNS,
     HISTORICAL,
     MODEL,
-    RANDOM,
+    RANDOM_BASELINE,
     Kind,
     Population,
     difference_name,
@@ -463,7 +463,7 @@ def stratum_estimates(
         part = table.loc[table["estimator"] == estimator]
         model = part.loc[part["rate"] < 1.0].assign(model=MODEL)
         flow = part.loc[(part["rate"] == 1.0) & (part["metric"] == "precision")]
-        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model=RANDOM)
+        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model=RANDOM_BASELINE)
         out.append(_with_population(pd.concat([model, random]), population))
     return out
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, RANDOM, rendered
+from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, RANDOM_BASELINE, rendered
 from pipeline.jobs import JobResult, headless_plots, step
 from pipeline.jobs.paths import point_latest
 
@@ -186,7 +186,7 @@ def evaluate(
     flat = {
         metric_key(r.population, r.model, r.metric, r.rate): float(r.value)
         for r in metrics.itertuples()
-        if pd.notna(r.value) and r.model != RANDOM
+        if pd.notna(r.value) and r.model != RANDOM_BASELINE
     }
     flat |= walk_metrics(walk)
     tracking.log_metrics(run_id, flat)
