@@ -44,14 +44,10 @@ from pipeline.config import Config  # noqa: E402
 from pipeline.features.featureset import FeatureSet, record_fingerprint  # noqa: E402
 from pipeline.jobs.train import train_feature_set, windows_of  # noqa: E402
 from pipeline.train import tune  # noqa: E402
-from pipeline.train.fit import (  # noqa: E402
-    dmatrix,
-    fit_rows,
-    has_revenue,
-    rebalance,
-    revenue_params,
-    split_params,
-)
+from pipeline.train.engine import dmatrix, split_params  # noqa: E402
+from pipeline.train.fit import fit_rows  # noqa: E402
+from pipeline.train.rebalance import rebalance  # noqa: E402
+from pipeline.train.revenue import has_revenue, revenue_params  # noqa: E402
 from pipeline.train.split import rows_in  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "train.json"
@@ -102,7 +98,7 @@ def bench_config(
 def revenue_boosting(
     train: Any, valid: Any, config: Config
 ) -> tuple[dict[str, Any], xgb.DMatrix, xgb.DMatrix | None] | None:
-    """The revenue model's parameters and matrices as `fit.fit_revenue_model` builds them (the
+    """The revenue model's parameters and matrices as `revenue.fit_revenue_model` builds them (the
     job's tree count is checked against the bare one, so a drift between the two shows)."""
     on_train = (train.y == 1) & np.isfinite(train.revenue)
     on_valid = (valid.y == 1) & np.isfinite(valid.revenue)

@@ -43,7 +43,7 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import ModelInfo, TargetingModel
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.timeaxis import Window, after_last
-from pipeline.train.fit import cap_warning
+from pipeline.train.engine import cap_warning
 
 NamedWindows = dict[str, Window]
 
