@@ -119,7 +119,7 @@ def pipeline_model(rows: int, threads: int, seed: int) -> tuple[pd.DataFrame, pd
     from pipeline.train.fit import fit
     from pipeline.train.split import make_windows
 
-    config = Config.model_validate({"seed": seed, "train": {"n_jobs": threads}})
+    config = Config.model_validate({"seed": seed, "compute": {"threads": threads}})
     data = simulate(SimulateConfig(rows=rows), seed)
     fs = build_feature_set(data.declarations, data.outcomes, config.features)
     windows = make_windows(fs.lodged_at, config.split)
