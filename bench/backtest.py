@@ -29,8 +29,8 @@ from pipeline.config import PolicyConfig, load  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 
 
-def main() -> None:
-    """Run the benchmark and write its JSON."""
+def _arguments() -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--weeks", type=int, default=52)
@@ -44,7 +44,12 @@ def main() -> None:
         default=[42],
         help="simulator and policy seeds; timings are the first seed's, summaries every seed's",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Run the benchmark and write its JSON."""
+    args = _arguments()
 
     days = args.warmup_days + 7 * args.weeks
     config = load(

@@ -34,7 +34,8 @@ from pipeline.features.build import build_feature_set  # noqa: E402
 from pipeline.jobs.train import windows_of  # noqa: E402
 from pipeline.serve.ranking import rank, top_mask  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
-from pipeline.train.fit import fit, recorded_propensity  # noqa: E402
+from pipeline.train.fit import fit  # noqa: E402
+from pipeline.train.propensity import recorded_propensity  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

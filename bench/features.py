@@ -115,6 +115,158 @@ def project_stages(
 # Floors: the same statistics, written the simplest vectorised way
 
 
+def _floor_prepare(
+    declarations: pd.DataFrame, outcomes: pd.DataFrame, config: Any
+) -> dict[str, Any]:
+    """The declarations in lodging order with their row, and the labelled ones with the time
+    their outcome is known."""
+    decl = declarations.sort_values("lodged_at", kind="stable", ignore_index=True)
+    decl["row"] = np.arange(len(decl))
+    labelled = decl[["declaration_id", "row", "lodged_at"]].merge(
+        outcomes, on="declaration_id", how="inner"
+    )
+    labelled["known_at"] = labelled["result_at"].fillna(
+        labelled["lodged_at"] + pd.Timedelta(days=config.missing_result_delay_days)
+    ) + pd.Timedelta(days=config.reporting_delay_days)
+    return {"decl": decl, "labelled": labelled}
+
+
+def _floor_profiles(
+    decl: pd.DataFrame, labelled: pd.DataFrame, keys: list[tuple[str, ...]], config: Any
+) -> dict[str, np.ndarray]:
+    """The profiles' statistics: cumulative sums per key, joined as of each lodging time."""
+    controls = labelled.loc[labelled["inspected"]].copy()
+    controls["controls"] = 1.0
+    controls["hits"] = controls["hit"].astype(float)
+    revenue = controls["revenue_recovered"]
+    controls["revenue"] = revenue.fillna(0.0)
+    controls["revenue_known"] = revenue.notna().astype(float)
+    controls["last_hit"] = np.where(controls["hit"], controls["lodged_at"].astype("int64"), 0)
+    controls = controls.sort_values("known_at", kind="stable")
+    sums = ["controls", "hits", "revenue", "revenue_known"]
+    out: dict[str, np.ndarray] = {}
+    left = decl[["lodged_at", "row"]]
+    for key in keys:
+        names = list(key)
+        key_frame = decl[names]
+        events = controls[["known_at", "row", *sums, "last_hit"]].join(key_frame, on="row")
+        if names:
+            grouped = events.groupby(names, observed=True, sort=False)
+            events[sums] = grouped[sums].cumsum()
+            events["last_hit"] = grouped["last_hit"].cummax()
+        else:
+            events[sums] = events[sums].cumsum()
+            events["last_hit"] = events["last_hit"].cummax()
+        queries = left.join(key_frame)
+        joined = pd.merge_asof(
+            queries,
+            events.drop(columns="row"),
+            left_on="lodged_at",
+            right_on="known_at",
+            by=names or None,
+            allow_exact_matches=False,
+        )
+        declared = (
+            decl.groupby(names, observed=True, sort=False).cumcount()
+            if names
+            else pd.Series(np.arange(len(decl)))
+        )
+        name = "_x_".join(names) or "global"
+        hits, tried = joined["hits"].to_numpy(), joined["controls"].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{name}_hit_rate"] = (hits / (tried + config.prior_strength)).astype("f4")
+            out[f"{name}_revenue_per_control"] = (
+                joined["revenue"].to_numpy() / joined["revenue_known"].to_numpy()
+            ).astype("f4")
+        out[f"{name}_declarations"] = declared.to_numpy("f4")
+        out[f"{name}_controls"] = tried.astype("f4")
+        out[f"{name}_hits"] = hits.astype("f4")
+        out[f"{name}_last_hit"] = joined["last_hit"].to_numpy("f4")
+    return out
+
+
+def _floor_valuation(decl: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The valuation statistics: running monthly medians per goods and origin, the duty gap."""
+    month = decl["lodged_at"].to_numpy().astype("datetime64[M]").astype(np.int64)
+    frame = pd.DataFrame(
+        {
+            "hs6": decl["hs6"],
+            "hs4": decl["hs4"],
+            "origin_country": decl["origin_country"],
+            "month": month,
+            "kg": np.log(decl["declared_value"] / decl["net_mass_kg"]),
+            "unit": np.log(decl["declared_value"] / decl["quantity"]),
+            "duty_rate": decl["duty_rate"],
+        }
+    )
+    out: dict[str, np.ndarray] = {}
+    for level in (["hs6", "origin_country"], ["hs6"], ["hs4"]):
+        by = [*level, "month"]
+        grouped = frame.groupby(by, observed=True)
+        monthly = grouped[["kg", "unit"]].median().add_suffix("_median")
+        for kind in ("kg", "unit"):
+            count = grouped[kind].count()
+            mad = (frame[kind] - grouped[kind].transform("median")).abs()
+            monthly[f"{kind}_mad"] = mad.groupby([frame[c] for c in by], observed=True).median()
+            monthly[f"{kind}_count"] = count
+            monthly[f"{kind}_weighted"] = count * monthly[f"{kind}_median"]
+        running = monthly.groupby(level=list(range(len(level))), observed=True).cumsum()
+        running = running.reset_index().sort_values("month", kind="stable")
+        queries = frame[by].assign(row=np.arange(len(frame))).sort_values("month")
+        joined = pd.merge_asof(  # months that ended before the declaration's month
+            queries, running, on="month", by=level, allow_exact_matches=False
+        ).sort_values("row")
+        name = "_x_".join(level)
+        for kind in ("kg", "unit"):
+            reference = (joined[f"{kind}_weighted"] / joined[f"{kind}_count"]).to_numpy()
+            out[f"{name}_{kind}_ratio"] = (frame[kind].to_numpy() - reference).astype("f4")
+    lowest = frame.groupby(["hs4", "month"], observed=True)["duty_rate"].min()
+    lowest = lowest.groupby(level=0, observed=True).cummin().rename("lowest").reset_index()
+    lowest = lowest.sort_values("month", kind="stable")
+    queries = frame[["hs4", "month"]].assign(row=np.arange(len(frame)))
+    gap = pd.merge_asof(
+        queries, lowest, on="month", by="hs4", allow_exact_matches=False
+    ).sort_values("row")
+    out["duty_rate_gap_hs4"] = (frame["duty_rate"] - gap["lowest"].to_numpy()).to_numpy("f4")
+    return out
+
+
+def _floor_history(decl: pd.DataFrame, config: Any) -> dict[str, np.ndarray]:
+    """The importers' history: declarations in windows, tenure, distinct partners."""
+    importer = decl["importer"].cat.codes.to_numpy().astype(np.int64)
+    times = decl["lodged_at"].to_numpy().astype(np.int64)
+    out: dict[str, np.ndarray] = {}
+    keyed = importer * 2**40 + (times - times.min()) // 10**6  # (importer, ms) sortable
+    ordered = np.sort(keyed)
+    now = np.searchsorted(ordered, keyed, side="left")
+    for days in config.history_windows_days:
+        window = keyed - days * 86_400_000
+        out[f"importer_declarations_{days}d"] = (
+            now - np.searchsorted(ordered, window, side="left")
+        ).astype("f4")
+    first = decl.groupby("importer", observed=True)["lodged_at"].transform("min")
+    out["importer_tenure_days"] = (
+        (decl["lodged_at"] - first).dt.total_seconds().to_numpy() / 86_400
+    ).astype("f4")
+    for partner in ("hs6", "origin_country", "seller", "declarant"):
+        new = ~decl.duplicated(["importer", partner])
+        out[f"importer_distinct_{partner}"] = (
+            new.groupby(decl["importer"], observed=True).cumsum().to_numpy("f4")
+        )
+        if partner == "seller":
+            out["importer_seller_new"] = new.to_numpy("f4")
+    return out
+
+
+def _floor_assembly(state: dict[str, Any]) -> None:
+    """The columns of every stage in one frame."""
+    decl = state["decl"]
+    columns = {**state["profiles"], **state["valuation"], **state["history"]}
+    for name in ("office", "transport_mode", "origin_country", "departure_country", "hs2"):
+        columns[f"raw_{name}"] = decl[name].array
+    pd.DataFrame(columns)
+
+
 def floor_stages(
     declarations: pd.DataFrame, outcomes: pd.DataFrame, config: Any
 ) -> dict[str, Callable[[], Any]]:
@@ -123,153 +275,14 @@ def floor_stages(
 
     state: dict[str, Any] = {}
     keys = [(), *profile_keys(config)]
-
-    def prepare() -> None:
-        decl = declarations.sort_values("lodged_at", kind="stable", ignore_index=True)
-        decl["row"] = np.arange(len(decl))
-        labelled = decl[["declaration_id", "row", "lodged_at"]].merge(
-            outcomes, on="declaration_id", how="inner"
-        )
-        labelled["known_at"] = labelled["result_at"].fillna(
-            labelled["lodged_at"] + pd.Timedelta(days=config.missing_result_delay_days)
-        ) + pd.Timedelta(days=config.reporting_delay_days)
-        state.update(decl=decl, labelled=labelled)
-
-    def profile_stage() -> dict[str, np.ndarray]:
-        decl, labelled = state["decl"], state["labelled"]
-        controls = labelled.loc[labelled["inspected"]].copy()
-        controls["controls"] = 1.0
-        controls["hits"] = controls["hit"].astype(float)
-        revenue = controls["revenue_recovered"]
-        controls["revenue"] = revenue.fillna(0.0)
-        controls["revenue_known"] = revenue.notna().astype(float)
-        controls["last_hit"] = np.where(controls["hit"], controls["lodged_at"].astype("int64"), 0)
-        controls = controls.sort_values("known_at", kind="stable")
-        sums = ["controls", "hits", "revenue", "revenue_known"]
-        out: dict[str, np.ndarray] = {}
-        left = decl[["lodged_at", "row"]]
-        for key in keys:
-            names = list(key)
-            key_frame = decl[names]
-            events = controls[["known_at", "row", *sums, "last_hit"]].join(key_frame, on="row")
-            if names:
-                grouped = events.groupby(names, observed=True, sort=False)
-                events[sums] = grouped[sums].cumsum()
-                events["last_hit"] = grouped["last_hit"].cummax()
-            else:
-                events[sums] = events[sums].cumsum()
-                events["last_hit"] = events["last_hit"].cummax()
-            queries = left.join(key_frame)
-            joined = pd.merge_asof(
-                queries,
-                events.drop(columns="row"),
-                left_on="lodged_at",
-                right_on="known_at",
-                by=names or None,
-                allow_exact_matches=False,
-            )
-            declared = (
-                decl.groupby(names, observed=True, sort=False).cumcount()
-                if names
-                else pd.Series(np.arange(len(decl)))
-            )
-            name = "_x_".join(names) or "global"
-            hits, tried = joined["hits"].to_numpy(), joined["controls"].to_numpy()
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[f"{name}_hit_rate"] = (hits / (tried + config.prior_strength)).astype("f4")
-                out[f"{name}_revenue_per_control"] = (
-                    joined["revenue"].to_numpy() / joined["revenue_known"].to_numpy()
-                ).astype("f4")
-            out[f"{name}_declarations"] = declared.to_numpy("f4")
-            out[f"{name}_controls"] = tried.astype("f4")
-            out[f"{name}_hits"] = hits.astype("f4")
-            out[f"{name}_last_hit"] = joined["last_hit"].to_numpy("f4")
-        return out
-
-    def valuation_stage() -> dict[str, np.ndarray]:
-        decl = state["decl"]
-        month = decl["lodged_at"].to_numpy().astype("datetime64[M]").astype(np.int64)
-        frame = pd.DataFrame(
-            {
-                "hs6": decl["hs6"],
-                "hs4": decl["hs4"],
-                "origin_country": decl["origin_country"],
-                "month": month,
-                "kg": np.log(decl["declared_value"] / decl["net_mass_kg"]),
-                "unit": np.log(decl["declared_value"] / decl["quantity"]),
-                "duty_rate": decl["duty_rate"],
-            }
-        )
-        out: dict[str, np.ndarray] = {}
-        for level in (["hs6", "origin_country"], ["hs6"], ["hs4"]):
-            by = [*level, "month"]
-            grouped = frame.groupby(by, observed=True)
-            monthly = grouped[["kg", "unit"]].median().add_suffix("_median")
-            for kind in ("kg", "unit"):
-                count = grouped[kind].count()
-                mad = (frame[kind] - grouped[kind].transform("median")).abs()
-                monthly[f"{kind}_mad"] = mad.groupby([frame[c] for c in by], observed=True).median()
-                monthly[f"{kind}_count"] = count
-                monthly[f"{kind}_weighted"] = count * monthly[f"{kind}_median"]
-            running = monthly.groupby(level=list(range(len(level))), observed=True).cumsum()
-            running = running.reset_index().sort_values("month", kind="stable")
-            queries = frame[by].assign(row=np.arange(len(frame))).sort_values("month")
-            joined = pd.merge_asof(  # months that ended before the declaration's month
-                queries, running, on="month", by=level, allow_exact_matches=False
-            ).sort_values("row")
-            name = "_x_".join(level)
-            for kind in ("kg", "unit"):
-                reference = (joined[f"{kind}_weighted"] / joined[f"{kind}_count"]).to_numpy()
-                out[f"{name}_{kind}_ratio"] = (frame[kind].to_numpy() - reference).astype("f4")
-        lowest = frame.groupby(["hs4", "month"], observed=True)["duty_rate"].min()
-        lowest = lowest.groupby(level=0, observed=True).cummin().rename("lowest").reset_index()
-        lowest = lowest.sort_values("month", kind="stable")
-        queries = frame[["hs4", "month"]].assign(row=np.arange(len(frame)))
-        gap = pd.merge_asof(
-            queries, lowest, on="month", by="hs4", allow_exact_matches=False
-        ).sort_values("row")
-        out["duty_rate_gap_hs4"] = (frame["duty_rate"] - gap["lowest"].to_numpy()).to_numpy("f4")
-        return out
-
-    def history_stage() -> dict[str, np.ndarray]:
-        decl = state["decl"]
-        importer = decl["importer"].cat.codes.to_numpy().astype(np.int64)
-        times = decl["lodged_at"].to_numpy().astype(np.int64)
-        out: dict[str, np.ndarray] = {}
-        keyed = importer * 2**40 + (times - times.min()) // 10**6  # (importer, ms) sortable
-        ordered = np.sort(keyed)
-        now = np.searchsorted(ordered, keyed, side="left")
-        for days in config.history_windows_days:
-            window = keyed - days * 86_400_000
-            out[f"importer_declarations_{days}d"] = (
-                now - np.searchsorted(ordered, window, side="left")
-            ).astype("f4")
-        first = decl.groupby("importer", observed=True)["lodged_at"].transform("min")
-        out["importer_tenure_days"] = (
-            (decl["lodged_at"] - first).dt.total_seconds().to_numpy() / 86_400
-        ).astype("f4")
-        for partner in ("hs6", "origin_country", "seller", "declarant"):
-            new = ~decl.duplicated(["importer", partner])
-            out[f"importer_distinct_{partner}"] = (
-                new.groupby(decl["importer"], observed=True).cumsum().to_numpy("f4")
-            )
-            if partner == "seller":
-                out["importer_seller_new"] = new.to_numpy("f4")
-        return out
-
-    def assembly() -> None:
-        decl = state["decl"]
-        columns = {**state["profiles"], **state["valuation"], **state["history"]}
-        for name in ("office", "transport_mode", "origin_country", "departure_country", "hs2"):
-            columns[f"raw_{name}"] = decl[name].array
-        pd.DataFrame(columns)
-
     return {
-        "prepare": prepare,
-        "profiles": lambda: state.__setitem__("profiles", profile_stage()),
-        "valuation": lambda: state.__setitem__("valuation", valuation_stage()),
-        "history": lambda: state.__setitem__("history", history_stage()),
-        "assembly": assembly,
+        "prepare": lambda: state.update(_floor_prepare(declarations, outcomes, config)),
+        "profiles": lambda: state.__setitem__(
+            "profiles", _floor_profiles(state["decl"], state["labelled"], keys, config)
+        ),
+        "valuation": lambda: state.__setitem__("valuation", _floor_valuation(state["decl"])),
+        "history": lambda: state.__setitem__("history", _floor_history(state["decl"], config)),
+        "assembly": lambda: _floor_assembly(state),
     }
 
 

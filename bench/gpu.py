@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from pipeline.config import Config, SimulateConfig  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
-from pipeline.train.fit import split_params, window_rows  # noqa: E402
+from pipeline.train.engine import split_params  # noqa: E402
+from pipeline.train.rows import window_rows  # noqa: E402
 from pipeline.train.split import make_windows, rows_in  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gpu.json"
@@ -67,7 +68,8 @@ def best_of(repeat: int, action: Callable[[], Any]) -> tuple[float, Any]:
     return min(times), result
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=200)
@@ -76,7 +78,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     result: dict[str, Any] = {
         "machine": platform.platform(),
         "xgboost": xgb.__version__,

@@ -442,7 +442,8 @@ def print_table(document: dict[str, Any]) -> None:
             print(f"{stage:<9}{path:<36}{sizes:<34}{slopes}")
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--seed", type=int, default=42)
@@ -476,7 +477,11 @@ def main() -> None:
     )
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     options = Options(args.chunk_months, args.score_batch, args.train_engine)
     if args.stage:
         figures = child(args.stage, args.rows[0], args.folder, args.seed, args.threads, options)

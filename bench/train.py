@@ -44,14 +44,10 @@ from pipeline.config import Config  # noqa: E402
 from pipeline.features.featureset import FeatureSet, record_fingerprint  # noqa: E402
 from pipeline.jobs.train import train_feature_set, windows_of  # noqa: E402
 from pipeline.train import tune  # noqa: E402
-from pipeline.train.fit import (  # noqa: E402
-    dmatrix,
-    has_revenue,
-    rebalance,
-    revenue_params,
-    split_params,
-    window_rows,
-)
+from pipeline.train.engine import dmatrix, split_params  # noqa: E402
+from pipeline.train.fit import fit_rows  # noqa: E402
+from pipeline.train.rebalance import rebalance  # noqa: E402
+from pipeline.train.revenue import has_revenue, revenue_params  # noqa: E402
 from pipeline.train.split import rows_in  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "train.json"
@@ -86,7 +82,14 @@ def bench_config(
             "output_dir": str(folder / "out"),
             "tune": {"n_trials": 0, **tune},
             "compute": {"threads": args.threads},
-            "train": {"device": args.device, "params": params},
+            # the family choice and the refit boost further models of their own: the job is
+            # compared on the boosters the bare side trains (the evaluated model, its revenue)
+            "train": {
+                "device": args.device,
+                "params": params,
+                "select_families": False,
+                "refit": False,
+            },
             "tracking": {"uri": f"sqlite:///{folder}/mlflow.db", "experiment": "bench"},
         }
     )
@@ -95,7 +98,7 @@ def bench_config(
 def revenue_boosting(
     train: Any, valid: Any, config: Config
 ) -> tuple[dict[str, Any], xgb.DMatrix, xgb.DMatrix | None] | None:
-    """The revenue model's parameters and matrices as `fit.fit_revenue_model` builds them (the
+    """The revenue model's parameters and matrices as `revenue.fit_revenue_model` builds them (the
     job's tree count is checked against the bare one, so a drift between the two shows)."""
     on_train = (train.y == 1) & np.isfinite(train.revenue)
     on_valid = (valid.y == 1) & np.isfinite(valid.revenue)
@@ -123,8 +126,13 @@ def overhead(
     record_fingerprint(config.paths.features, config.paths.manifest)
     windows = windows_of(config, fs)
     params, imbalance = split_params(dict(config.train.params), config)
-    train = window_rows(fs, rows_in(fs, windows.train, windows.valid.start))
-    valid = window_rows(fs, rows_in(fs, windows.valid, windows.labels_known_by(windows.valid)))
+    # the job's rows: rare category levels pooled, rows weighed by the selection correction
+    masks = {
+        w.name: rows_in(fs, w, windows.labels_known_by(w))
+        for w in (windows.train, windows.valid, windows.calibration, windows.test)
+    }
+    rows = fit_rows(fs, masks, config.train.min_category_count, imbalance, windows.valid, config)
+    train, valid = rows.rows["train"], rows.rows["valid"]
     fitted, extra = rebalance(train, imbalance, config.seed)
     dtrain, dvalid = dmatrix(fitted), dmatrix(valid, weighted=False)
     revenue = revenue_boosting(train, valid, config) if has_revenue(fs) else None

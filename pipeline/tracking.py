@@ -36,6 +36,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
+from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -214,10 +215,13 @@ def _param(key: str, value: Any) -> Param:
     return Param(key[:MAX_ENTITY_KEY_LENGTH], text)
 
 
-def _metrics(metrics: dict[str, float], now: int, step: int = 0) -> list[Metric]:
-    """Finite numeric metrics as MLflow entities (NaN and None are left out)."""
+def _metrics(
+    metrics: dict[str, float], now: int, step: int = 0, model_id: str | None = None
+) -> list[Metric]:
+    """Finite numeric metrics as MLflow entities (NaN and None are left out), linked to the
+    logged model ``model_id`` when given."""
     return [
-        Metric(k[:MAX_ENTITY_KEY_LENGTH], float(v), now, step)
+        Metric(k[:MAX_ENTITY_KEY_LENGTH], float(v), now, step, model_id=model_id)
         for k, v in metrics.items()
         if v is not None and np.isfinite(float(v))
     ]
@@ -229,17 +233,19 @@ def log_values(
     metrics: dict[str, float] | None = None,
     tags: dict[str, Any] | None = None,
     curves: dict[str, list[float]] | None = None,
+    model_id: str | None = None,
 ) -> None:
     """Params, metrics, tags and per-step curves (``curves``: name -> value at step 0, 1, ...)
     of a run in as few `log_batch` calls as MLflow's limits allow (100 params and 100 tags, 1000
-    entities in all per call): one round trip to the store instead of one per kind."""
+    entities in all per call): one round trip to the store instead of one per kind. With
+    ``model_id`` (a model logged to the run), the metrics are linked to it."""
     now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     param_entries = [_param(k, v) for k, v in (params or {}).items()]
     tag_entries = [
         RunTag(k[:MAX_ENTITY_KEY_LENGTH], str(v)[:MAX_TAG_VAL_LENGTH])
         for k, v in (tags or {}).items()
     ]
-    metric_entries = _metrics(metrics or {}, now)
+    metric_entries = _metrics(metrics or {}, now, model_id=model_id)
     for name, values in (curves or {}).items():
         for step, value in enumerate(values):
             metric_entries += _metrics({name: value}, now, step)
@@ -405,16 +411,19 @@ def log_training(
             study_trials=str(len(study.trials)),
             study_best_value=str(study.best_value) if study.best_trials else "",
         )
+    # The model first: MLflow links a run's metrics to a model logged after them with one
+    # history query per metric name (a second of a 2-second log); logged after the model, they
+    # carry its id and are linked as they are written.
+    flavour = _log_bundles(model, fit_result.model, sample, texts, optional)
     log_values(
         run_id,
         params={**flatten(config), **log.tracked_params()},
         metrics=metrics,
-        tags=tags,
+        tags={**tags, "xgboost_model_uri": flavour.model_uri},
         curves=log.tracked_curves(),
+        model_id=flavour.model_id,
     )
     log_training_data(config, data_fingerprint, sample)
-    flavour_uri = _log_bundles(model, fit_result.model, sample, texts, optional)
-    set_tags(run_id, {"xgboost_model_uri": flavour_uri})
     return RunInfo(
         run_id=run_id,
         model_uri=f"runs:/{run_id}/{MODEL_ARTIFACT}",
@@ -442,11 +451,11 @@ def _log_bundles(
     sample: pd.DataFrame | None,
     texts: dict[str, str],
     optional: Sequence[str] = (),
-) -> str:
+) -> ModelInfo:
     """The deployed and evaluated bundles and the ``texts`` (artefact path -> content) as
     artefacts, written to one folder and logged at once, and the deployed booster in MLflow's
     xgboost flavour (a typed signature from ``sample``, the ``optional`` columns not required);
-    returns the flavour's model URI."""
+    returns the flavour's model info."""
     with tempfile.TemporaryDirectory() as scratch:
         for artifact, bundle in ((MODEL_ARTIFACT, model), (EVALUATED_ARTIFACT, evaluated)):
             bundle.save(Path(scratch) / artifact)
@@ -472,7 +481,7 @@ def _log_bundles(
         signature=signature,
         pip_requirements=[f"xgboost=={xgb.__version__}"],
     )
-    return str(info.model_uri)
+    return info
 
 
 def typed_signature(

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import AcceptanceConfig
-from pipeline.evaluate.assess import assess
+from pipeline.evaluate.assess import Review, assess
 from pipeline.evaluate.decision import (
     Against,
     Decision,
@@ -217,10 +217,12 @@ def test_the_decision_page_opens_the_report_in_headless_chromium(tmp_path: Path)
         model,
         world["features"],
         config,
-        declarations=world["declarations"],
-        ground_truth=world["ground_truth"],
-        champion=("champion v1", champion),
-        run_id="run-under-review",
+        Review(
+            declarations=world["declarations"],
+            ground_truth=world["ground_truth"],
+            champion=("champion v1", champion),
+            run_id="run-under-review",
+        ),
     ).report
     page = tmp_path / "report.html"
     html = render_report(report, config.evaluate.rates)

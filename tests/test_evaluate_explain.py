@@ -44,15 +44,7 @@ def test_shap_values_of_the_raw_booster_match_a_dmatrix_prediction(world: dict) 
 
 def test_global_explanations_draw_every_view(world: dict) -> None:
     features = world["features"]
-    found = ex.global_explanations(
-        world["model"],
-        features.X,
-        features.declaration_id,
-        features.manifest,
-        sample=300,
-        top_dependence=2,
-        seed=0,
-    )
+    found = ex.global_explanations(world["model"], features, ex.GlobalViews(300, 2, 0))
     assert len(found.values) == 300
     assert found.values["declaration_id"].is_unique
     assert found.importance["share"].sum() == pytest.approx(1.0)
@@ -63,15 +55,7 @@ def test_global_explanations_draw_every_view(world: dict) -> None:
     assert len([n for n in names if n.startswith("dependence_")]) == 2
     assert all(png.startswith(PNG) and len(png) > 2000 for png in found.figures.values())
     # the seeded sample is reproducible
-    again = ex.global_explanations(
-        world["model"],
-        features.X,
-        features.declaration_id,
-        features.manifest,
-        sample=300,
-        top_dependence=0,
-        seed=0,
-    )
+    again = ex.global_explanations(world["model"], features, ex.GlobalViews(300, 0, 0))
     pd.testing.assert_frame_equal(found.values, again.values)
 
 
@@ -110,17 +94,16 @@ def test_dominance_finds_the_entity_that_carries_a_feature() -> None:
 def test_the_same_inputs_reuse_the_last_global_explanation(world: dict) -> None:
     """`targeting run` reviews then explains one model on one sample: SHAP is computed once.
     Any change to what it is computed from (here a feature's values) computes it again."""
+    import dataclasses
+
     features = world["features"]
-    kept = dict(sample=200, top_dependence=1, seed=3)
-    args = (world["model"], features.X, features.declaration_id, features.manifest)
-    first = ex.global_explanations(*args, **kept)
-    assert ex.global_explanations(*args, **kept) is first
+    kept = ex.GlobalViews(sample=200, top_dependence=1, seed=3)
+    first = ex.global_explanations(world["model"], features, kept)
+    assert ex.global_explanations(world["model"], features, kept) is first
     changed = features.X.copy()
     numeric = changed.select_dtypes("number").columns[0]
     changed[numeric] = changed[numeric] * 2.0 + 1.0
-    other = ex.global_explanations(
-        world["model"], changed, features.declaration_id, features.manifest, **kept
-    )
+    other = ex.global_explanations(world["model"], dataclasses.replace(features, X=changed), kept)
     assert other is not first
     assert not other.values[numeric].equals(first.values[numeric])
 
@@ -212,16 +195,7 @@ def test_red_and_green_cohorts_compare_mean_shap_per_feature(world: dict) -> Non
     features = world["features"]
     model = world["model"]
     channel = ex.channel_cohorts(model.margin(features.X), {"red": 0.1, "yellow": 0.1})
-    found = ex.global_explanations(
-        model,
-        features.X,
-        features.declaration_id,
-        features.manifest,
-        sample=500,
-        top_dependence=3,
-        seed=4,
-        channel=channel,
-    )
+    found = ex.global_explanations(model, features, ex.GlobalViews(500, 3, 4), channel)
     assert found.figures["shap_red_vs_green"].startswith(PNG)
     table = found.cohorts.set_index("feature")
     sampled = channel.set_axis(features.declaration_id.astype(str).to_numpy())

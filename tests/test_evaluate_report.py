@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluate.assess import LeakageLimits, assess, model_windows, review_warnings
+from pipeline.evaluate.assess import (
+    LeakageLimits,
+    Review,
+    assess,
+    model_windows,
+    review_warnings,
+)
 from pipeline.evaluate.keys import COLUMNS, Kind, Population, rendered
 from pipeline.evaluate.report import render_report
 from pipeline.serve.model import ModelInfo
@@ -27,11 +33,13 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> dict:
         model,
         world["features"],
         cfg,
-        declarations=world["declarations"],
-        ground_truth=world["ground_truth"],
-        champion=("champion v1", champion),
-        run_id="run-under-review",
-        local_ids=[str(world["features"].declaration_id.iloc[-1])],
+        Review(
+            declarations=world["declarations"],
+            ground_truth=world["ground_truth"],
+            champion=("champion v1", champion),
+            run_id="run-under-review",
+            local_ids=[str(world["features"].declaration_id.iloc[-1])],
+        ),
     )
     return {"world": world, "model": model, "config": cfg, "assessment": assessment}
 
@@ -100,7 +108,7 @@ def test_a_feature_that_copies_the_outcome_is_flagged(tmp_path: Path) -> None:
     world = h.world(rows=4000, seed=3, leak=True)
     model = h.train_model(world["features"])
     cfg = h.config(tmp_path, bootstrap=0)
-    assessment = assess(model, world["features"], cfg, declarations=world["declarations"])
+    assessment = assess(model, world["features"], cfg, Review(declarations=world["declarations"]))
     leaks = [w for w in assessment.report.warnings if "leakage" in w]
     assert leaks and all("result_code" in w for w in leaks)
 
@@ -171,7 +179,7 @@ def test_configured_office_capacity_is_a_count_per_day(tmp_path: Path) -> None:
     model = h.train_model(world["features"], rounds=10)
     cfg = h.config(tmp_path, bootstrap=0, shap_sample=100, top_dependence=0, red_waterfalls=0)
     cfg.serve = cfg.serve.model_copy(update={"office_capacity": {"ICN01": 2.0, "PUS02": 0.5}})
-    assessment = assess(model, world["features"], cfg, ground_truth=world["ground_truth"])
+    assessment = assess(model, world["features"], cfg, Review(ground_truth=world["ground_truth"]))
     rows = assessment.metrics.loc[assessment.metrics["model"] == "model at configured capacity"]
     share = float(rows.loc[rows["metric"] == "control_share", "value"].iloc[0])
     fs = world["features"]

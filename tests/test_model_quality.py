@@ -16,7 +16,8 @@ from pipeline.features.build import (
     build_snapshot,
     feature_families,
 )
-from pipeline.train.fit import cap_warning, fit, refit, refit_rounds
+from pipeline.train.engine import cap_warning
+from pipeline.train.fit import fit, refit, refit_rounds
 from pipeline.train.select import select_families
 from pipeline.train.split import deployed_windows, make_windows, refit_windows, rows_in
 from pipeline.train.tune import study_key

@@ -32,7 +32,7 @@ def _config(tmp_path: Path, *more: str) -> Config:
             "split.folds=1",
             "tune.n_trials=0",
             "train.num_boost_round=25",
-            "train.n_jobs=1",
+            "compute.threads=1",
             "serve.reference_days=40",
             "serve.score_last_days=20",
             "serve.rules=[{name: watch-listed office, column: office, values: [OFFICE-NONE]}]",

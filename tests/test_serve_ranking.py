@@ -20,7 +20,8 @@ from pipeline.serve.ranking import (
     resolve_rank_by,
     top_mask,
 )
-from pipeline.train.fit import fit, window_metrics, window_rows
+from pipeline.train.fit import fit, window_metrics
+from pipeline.train.rows import window_rows
 from pipeline.train.split import make_windows, rows_in
 
 

@@ -114,6 +114,16 @@ def test_the_flavour_signature_marks_missing_columns_optional(trained: dict[str,
     assert all(required[c] for c in set(required) - missing)
 
 
+def test_the_run_metrics_are_linked_to_the_logged_flavour(trained: dict[str, Any]) -> None:
+    tracking.configure(trained["config"])
+    run = MlflowClient().get_run(trained["run_id"])
+    [output] = run.outputs.model_outputs
+    logged = mlflow.get_logged_model(output.model_id)
+    assert run.data.tags["xgboost_model_uri"] == f"models:/{output.model_id}"
+    linked = {m.key for m in logged.metrics or []}
+    assert "test.inspected.average_precision" in linked and "best_iteration" in linked
+
+
 def test_the_validation_curve_is_logged_per_boosting_round(trained: dict[str, Any]) -> None:
     """Every round the final fit boosted, early-stopped ones included, as one metric history."""
     tracking.configure(trained["config"])

@@ -22,7 +22,8 @@ from pipeline.jobs.train import (
     windows_of,
     workers_read_training,
 )
-from pipeline.train.fit import fit, window_rows
+from pipeline.train.fit import fit
+from pipeline.train.rows import window_rows
 from pipeline.train.split import make_windows, rows_in
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from helpers_train import feature_set, train_config
 
-from pipeline.train.fit import fit, rebalance_step, window_rows
+from pipeline.train.fit import fit
+from pipeline.train.rebalance import rebalance_step
+from pipeline.train.rows import window_rows
 from pipeline.train.split import make_windows, rows_in
 
 

@@ -12,7 +12,8 @@ from helpers_train import feature_set, train_config
 
 from pipeline.config import Config
 from pipeline.train import tune
-from pipeline.train.fit import dmatrix, rebalance
+from pipeline.train.engine import dmatrix
+from pipeline.train.rebalance import rebalance
 from pipeline.train.split import make_windows
 
 

@@ -297,6 +297,43 @@ _SEED_METRICS = {
 }
 
 
+def _seed_cell(
+    diffs: list[dict[str, Any]], wanted: tuple[str, str, str]
+) -> tuple[str, dict[str, Any] | None]:
+    """The table's text of one (ranking, comparator, metric) difference over seeds, and its
+    record (None: not measured)."""
+    row = next((d for d in diffs if (d["ranking"], d["comparator"], d["metric"]) == wanted), None)
+    if row is None:
+        return "-", None
+    text = _signed(row["mean"], row["low"], row["high"])
+    if row["seeds_with_interval"]:
+        text += f"; edge in {row['seeds_above_zero']} of {row['seeds_with_interval']}"
+        if row["seeds_below_zero"]:
+            text += f", behind in {row['seeds_below_zero']}"
+    return text, row
+
+
+def _seed_conclusions(
+    rankings: list[str], verdicts: dict[tuple[str, str], dict[str, list[str]]]
+) -> list[str]:
+    """One sentence per ranking: whom the model has an edge over, and whom it is behind."""
+
+    def said(ranking: str, verdict: str) -> str:
+        found = verdicts.get((ranking, verdict), {})
+        return "; ".join(f"{c} in {', '.join(labels)}" for c, labels in found.items())
+
+    conclusions = []
+    for ranking in rankings:
+        edge, behind = said(ranking, "an edge"), said(ranking, "behind")
+        conclusions.append(
+            f"Ranked by {ranking}, the model has an edge over "
+            + (edge or "no reference learner")
+            + (f"; it is behind {behind}" if behind else "; it is behind none")
+            + "."
+        )
+    return conclusions
+
+
 def quality_seeds(doc: dict[str, Any]) -> list[str]:
     """The simulator's research claims over several seeds: the model minus each reference
     learner (both rankings) and the feature families, as means with t-intervals over seeds."""
@@ -307,22 +344,7 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
     best = "best reference learner"
 
     def cell(ranking: str, comparator: str, metric: str) -> tuple[str, dict[str, Any] | None]:
-        row = next(
-            (
-                d
-                for d in diffs
-                if (d["ranking"], d["comparator"], d["metric"]) == (ranking, comparator, metric)
-            ),
-            None,
-        )
-        if row is None:
-            return "-", None
-        text = _signed(row["mean"], row["low"], row["high"])
-        if row["seeds_with_interval"]:
-            text += f"; edge in {row['seeds_above_zero']} of {row['seeds_with_interval']}"
-            if row["seeds_below_zero"]:
-                text += f", behind in {row['seeds_below_zero']}"
-        return text, row
+        return _seed_cell(diffs, (ranking, comparator, metric))
 
     # The best reference learner is chosen per seed; when it is the same learner on every seed,
     # its row is that learner's, named as the best, rather than a duplicate row.
@@ -349,19 +371,7 @@ def quality_seeds(doc: dict[str, Any]) -> list[str]:
                         comparator, []
                     ).append(label)
 
-    def said(ranking: str, verdict: str) -> str:
-        found = verdicts.get((ranking, verdict), {})
-        return "; ".join(f"{c} in {', '.join(labels)}" for c, labels in found.items())
-
-    conclusions = []
-    for ranking in rankings:
-        edge, behind = said(ranking, "an edge"), said(ranking, "behind")
-        conclusions.append(
-            f"Ranked by {ranking}, the model has an edge over "
-            + (edge or "no reference learner")
-            + (f"; it is behind {behind}" if behind else "; it is behind none")
-            + "."
-        )
+    conclusions = _seed_conclusions(rankings, verdicts)
     best_words = ", ".join(
         f"{s['best_reference'] or 'none'} (seed {s['seed']})" for s in doc["per_seed"]
     )
@@ -633,9 +643,9 @@ def _families_and_refit(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def feedback_loop(doc: dict[str, Any]) -> list[str]:
-    """Policies replayed over a year on the simulator, for every seed the bench ran."""
-    by_seed: dict[str, list[dict[str, Any]]] = doc.get("summary_by_seed") or {"42": doc["summary"]}
+def _feedback_rows(by_seed: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
+    """One row per policy: means over the seeds, intervals, the gaps to model exploitation
+    and the random stratum's check."""
     seeds = list(by_seed)
 
     def each(policy: str) -> list[dict[str, Any]]:
@@ -692,6 +702,15 @@ def feedback_loop(doc: dict[str, Any]) -> list[str]:
                 random_check,
             ]
         )
+    return rows
+
+
+def feedback_loop(doc: dict[str, Any]) -> list[str]:
+    """Policies replayed over a year on the simulator, for every seed the bench ran."""
+    by_seed: dict[str, list[dict[str, Any]]] = doc.get("summary_by_seed") or {"42": doc["summary"]}
+    seeds = list(by_seed)
+
+    rows = _feedback_rows(by_seed)
     return [
         f"**Feedback loop** ({doc['rows']:,} simulated declarations, {doc['steps']} weekly steps "
         "after a 180-day warm-up, retraining every 4 steps on the labels each policy revealed; "
@@ -726,8 +745,8 @@ def feedback_loop(doc: dict[str, Any]) -> list[str]:
     ]
 
 
-def speed(results: dict[str, dict[str, Any]]) -> list[str]:
-    """One row per stage benchmark that has a results file."""
+def _speed_inputs(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """The speed table's rows of validation and the simulator."""
     rows: list[list[str]] = []
     validate = results.get("validate.json")
     if validate:
@@ -752,6 +771,12 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
                     _command("simulate.json"),
                 ]
             )
+    return rows
+
+
+def _speed_features(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """The speed table's rows of the feature build."""
+    rows: list[list[str]] = []
     features = results.get("features.json")
     if features:
         for run in features["runs"]:
@@ -774,6 +799,12 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
                     _command("features.json"),
                 ]
             )
+    return rows
+
+
+def _speed_score(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """The speed table's rows of scoring."""
+    rows: list[list[str]] = []
     score = results.get("score.json")
     if score:
         model = (
@@ -802,6 +833,12 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
                     _command("score.json"),
                 ]
             )
+    return rows
+
+
+def _speed_train(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """The speed table's rows of the train job and tuning."""
+    rows: list[list[str]] = []
     train = results.get("train.json")
     if train:
         for cost in train["overhead"]:
@@ -844,6 +881,12 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
                     _command("train.json"),
                 ]
             )
+    return rows
+
+
+def _speed_backtest(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """The speed table's rows of the backtest."""
+    rows: list[list[str]] = []
     backtest = results.get("backtest.json")
     if backtest:
         breakdown = ", ".join(f"{k} {v:.0f} s" for k, v in backtest["breakdown_s"].items())
@@ -856,6 +899,14 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
                 _command("backtest.json"),
             ]
         )
+    return rows
+
+
+def speed(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per stage benchmark that has a results file."""
+    rows: list[list[str]] = []
+    for part in (_speed_inputs, _speed_features, _speed_score, _speed_train, _speed_backtest):
+        rows += part(results)
     if not rows:
         return []
     return [
@@ -935,9 +986,8 @@ def _bounds(low: Any, high: Any) -> str:
     return f"[{_pct(low)}, {_pct(high)}]"
 
 
-def honesty(doc: dict[str, Any]) -> list[str]:
-    """The export's expected hit rate per channel, its interval and range, against the incoming
-    days' truth, per seed."""
+def _honesty_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """One row per seed and channel, then each channel's ratio over the seeds (several)."""
     rows = []
     for record in doc["records"]:
         for c in record["channels"]:
@@ -975,6 +1025,13 @@ def honesty(doc: dict[str, Any]) -> list[str]:
                 "",
             ]
         )
+    return rows
+
+
+def honesty(doc: dict[str, Any]) -> list[str]:
+    """The export's expected hit rate per channel, its interval and range, against the incoming
+    days' truth, per seed."""
+    rows = _honesty_rows(doc)
     summary = doc["summary"]
     total = summary["cells"]
     return [

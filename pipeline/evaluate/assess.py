@@ -32,7 +32,7 @@ from pipeline.evaluate.keys import (
     COLUMNS,
     HISTORICAL,
     MODEL,
-    RANDOM,
+    RANDOM_BASELINE,
     Kind,
     Population,
     difference_name,
@@ -43,7 +43,7 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import ModelInfo, TargetingModel
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.timeaxis import Window, after_last
-from pipeline.train.fit import cap_warning
+from pipeline.train.engine import cap_warning
 
 NamedWindows = dict[str, Window]
 
@@ -463,7 +463,7 @@ def stratum_estimates(
         part = table.loc[table["estimator"] == estimator]
         model = part.loc[part["rate"] < 1.0].assign(model=MODEL)
         flow = part.loc[(part["rate"] == 1.0) & (part["metric"] == "precision")]
-        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model=RANDOM)
+        random = pd.concat([flow.assign(rate=r) for r in rates]).assign(model=RANDOM_BASELINE)
         out.append(_with_population(pd.concat([model, random]), population))
     return out
 
@@ -1010,25 +1010,12 @@ def window_card(window: TestWindow, model: TargetingModel, config: Config) -> di
     return card
 
 
-def assess(
-    model: TargetingModel,
-    features: FeatureSet,
-    config: Config,
-    *,
-    declarations: pd.DataFrame | None = None,
-    ground_truth: pd.DataFrame | None = None,
-    champion: tuple[str, TargetingModel] | None = None,
-    run_id: str = "",
-    local_ids: Sequence[str] = (),
-    walk_forward: WalkForward | None = None,
-    reference_cache: ReferenceCache | None = None,
-) -> Assessment:
-    """Metrics against baselines, explanations and warnings of `model` on its test window.
+@dataclass(frozen=True)
+class Review:
+    """What a review reads besides the model, the feature set and the config; every part
+    optional.
 
-    Args:
-        model: the TargetingModel under review.
-        features: the FeatureSet of every declaration (windows are cut from it).
-        config: the experiment Config (evaluate, serve, train, monitor, split sections).
+    Attributes:
         declarations: canonical declarations (rules, AEO, origin, HS code, entity ids).
         ground_truth: the simulator's truth (fraud, revenue_recoverable) when there is one.
         champion: (name, model) of the registered champion, compared with a paired bootstrap.
@@ -1038,6 +1025,27 @@ def assess(
         reference_cache: where the reference learners are kept between runs
             (`jobs.catalog.reference_cache`); None: fitted every time.
     """
+
+    declarations: pd.DataFrame | None = None
+    ground_truth: pd.DataFrame | None = None
+    champion: tuple[str, TargetingModel] | None = None
+    run_id: str = ""
+    local_ids: Sequence[str] = ()
+    walk_forward: WalkForward | None = None
+    reference_cache: ReferenceCache | None = None
+
+
+def assess(
+    model: TargetingModel, features: FeatureSet, config: Config, review: Review | None = None
+) -> Assessment:
+    """Metrics against baselines, explanations and warnings of `model` (the TargetingModel
+    under review) on its test window, cut from `features` (the FeatureSet of every
+    declaration), with the config's evaluate, serve, train, monitor and split sections and
+    what the `review` adds."""
+    review = review or Review()
+    declarations, ground_truth = review.declarations, review.ground_truth
+    champion, run_id, local_ids = review.champion, review.run_id, review.local_ids
+    walk_forward, reference_cache = review.walk_forward, review.reference_cache
     window = build_window(model, features, config, declarations, ground_truth)
     compared = comparators(window, model, features, config, champion, reference_cache)
     population = population_metrics(window, compared, config)

@@ -189,24 +189,36 @@ def family_figure(families: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+@dataclass(frozen=True)
+class GlobalViews:
+    """How the global views are drawn: SHAP on a seeded sample of `sample` declarations,
+    dependence plots of the `top_dependence` most important features."""
+
+    sample: int
+    top_dependence: int
+    seed: int
+
+    @classmethod
+    def of(cls, config: Config) -> GlobalViews:
+        """The `evaluate` section's sample and views, with the run's seed."""
+        ev = config.evaluate
+        return cls(ev.shap_sample, ev.top_dependence, int(config.seed))
+
+
 def global_explanations(
     model: TargetingModel,
-    X: pd.DataFrame,
-    declaration_id: pd.Series,
-    manifest: pd.DataFrame,
-    *,
-    sample: int,
-    top_dependence: int,
-    seed: int,
+    window: FeatureSet,
+    views: GlobalViews,
     channel: pd.Series | None = None,
 ) -> Explanations:
-    """Global views on a seeded sample of `sample` rows: bar, beeswarm, dependence, families,
-    and where `channel` (row-aligned with `X`) is given, the red channel against the green one.
+    """Global views of a window's declarations: bar, beeswarm, dependence, families, and where
+    `channel` (row-aligned with the window) is given, the red channel against the green one.
     The same inputs again (same booster, rows, manifest and views) return the kept result."""
-    rng = np.random.default_rng(seed)
-    take = np.sort(rng.choice(len(X), size=min(sample, len(X)), replace=False))
+    X, manifest, top_dependence = window.X, window.manifest, views.top_dependence
+    rng = np.random.default_rng(views.seed)
+    take = np.sort(rng.choice(len(X), size=min(views.sample, len(X)), replace=False))
     Xs = X.iloc[take][model.feature_names].reset_index(drop=True)
-    ids = declaration_id.iloc[take]
+    ids = window.declaration_id.iloc[take]
     cohort = None if channel is None else channel.iloc[take].astype(str).reset_index(drop=True)
     key = _inputs_key(model, Xs, ids, manifest, top_dependence, cohort)
     if key in _LAST_GLOBAL:
@@ -334,12 +346,8 @@ def window_explanations(model: TargetingModel, window: FeatureSet, config: Confi
     score = rank(model, window.X, serve.rank_by, serve.revenue_weight).priority
     return global_explanations(
         model,
-        window.X,
-        window.declaration_id,
-        window.manifest,
-        sample=config.evaluate.shap_sample,
-        top_dependence=config.evaluate.top_dependence,
-        seed=int(config.seed),
+        window,
+        GlobalViews.of(config),
         channel=channel_cohorts(score, dict(serve.channels)),
     )
 

@@ -26,7 +26,8 @@ from pipeline.evaluate.selections import training_labels
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 from pipeline.timeaxis import Window
-from pipeline.train.fit import cast_levels, frequent_levels, margin, with_levels
+from pipeline.train.engine import margin
+from pipeline.train.rows import cast_levels, frequent_levels, with_levels
 from pipeline.train.select import AblationArm, ablation_arms, boost_arm
 
 CHOSEN = "chosen families"

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from pipeline.evaluate.keys import HEADLINE_METRICS, PRIMARY_POPULATIONS, RANDOM, Kind, Population
+from pipeline.evaluate.keys import (
+    HEADLINE_METRICS,
+    HISTORICAL,
+    PRIMARY_POPULATIONS,
+    RANDOM_BASELINE,
+    Kind,
+    Population,
+)
 
 TARGET_RATE = 0.05  # the control rate a headline is read at when configured, else the nearest
 
@@ -34,8 +41,8 @@ def model_order(part: pd.DataFrame) -> pd.Series:
     order = pd.Series(3, index=part.index)
     order[model.eq("model") | model.str.startswith("model ")] = 0
     order[model.str.startswith("champion")] = 1
-    order[part["kind"].eq(Kind.POLICY) & model.eq("historical policy")] = 2
-    order[model.eq(RANDOM)] = 5
+    order[part["kind"].eq(Kind.POLICY) & model.eq(HISTORICAL)] = 2
+    order[model.eq(RANDOM_BASELINE)] = 5
     order[part["kind"].eq(Kind.DIFFERENCE)] = 6
     return order
 
@@ -86,7 +93,7 @@ def headline(metrics: pd.DataFrame, rate: float) -> tuple[Population | None, pd.
         & metrics["metric"].isin(HEADLINE_METRICS)
         & (metrics["rate"].sub(rate).abs().lt(1e-9) | kind.eq(Kind.POLICY))
         & kind.ne(Kind.DIFFERENCE)
-        & ~(metrics["model"].eq(RANDOM) & metrics["metric"].eq("revenue"))
+        & ~(metrics["model"].eq(RANDOM_BASELINE) & metrics["metric"].eq("revenue"))
     ]
     order = pd.unique(rows["model"])
     shares = rows.groupby("model", sort=False)["rate"].first()

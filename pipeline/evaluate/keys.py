@@ -49,7 +49,8 @@ class Kind(StrEnum):
 
 
 MODEL = "model"
-RANDOM = "random"  # the random baseline: selects at the flow's hit rate, recovers no revenue
+# The random baseline: selects at the flow's hit rate, recovers no revenue.
+RANDOM_BASELINE = "random"
 HISTORICAL = "historical policy"
 AT_OFFICE_CAPACITY = "model at office capacity"
 AT_CONFIGURED_CAPACITY = "model at configured capacity"

@@ -24,8 +24,8 @@ from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import Ranking, control_priority, rank, ranking_score, top_count
 from pipeline.timeaxis import Window
-from pipeline.train.fit import fit_revenue_model, window_rows
-from pipeline.train.rows import WindowRows
+from pipeline.train.revenue import fit_revenue_model
+from pipeline.train.rows import WindowRows, window_rows
 from pipeline.train.split import rows_in
 
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -52,7 +52,7 @@ def raw_revenue_if_hit(
     train: WindowRows, test_X: pd.DataFrame, config: Config
 ) -> np.ndarray | None:
     """E[revenue | hit] on `test_X` from a Tweedie model of the training hits' revenue on the
-    raw columns (`train.fit.fit_revenue_model`): the revenue part the reference learners rank
+    raw columns (`train.revenue.fit_revenue_model`): the revenue part the reference learners rank
     by expected revenue with; None when the data has no revenue."""
     if not np.isfinite(train.revenue[train.y == 1]).any():
         return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, RANDOM, rendered
+from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, RANDOM_BASELINE, rendered
 from pipeline.jobs import JobResult, headless_plots, step
 from pipeline.jobs.paths import point_latest
 
@@ -151,7 +151,7 @@ def evaluate(
     procedure at past cut-offs first (`replay_deployment`)."""
     headless_plots()
     from pipeline import tracking
-    from pipeline.evaluate.assess import assess
+    from pipeline.evaluate.assess import Review, assess
     from pipeline.evaluate.headline import headline
     from pipeline.jobs import catalog
 
@@ -171,12 +171,14 @@ def evaluate(
         model,
         features,
         config,
-        declarations=inputs.declarations,
-        ground_truth=inputs.ground_truth,
-        champion=champion_model(config, run_id),
-        run_id=run_id,
-        walk_forward=walk,
-        reference_cache=catalog.reference_cache(config),
+        Review(
+            declarations=inputs.declarations,
+            ground_truth=inputs.ground_truth,
+            champion=champion_model(config, run_id),
+            run_id=run_id,
+            walk_forward=walk,
+            reference_cache=catalog.reference_cache(config),
+        ),
     )
     step("writing the report")
     csv_path, json_path = write_report(config, run_id, assessment)
@@ -184,7 +186,7 @@ def evaluate(
     flat = {
         metric_key(r.population, r.model, r.metric, r.rate): float(r.value)
         for r in metrics.itertuples()
-        if pd.notna(r.value) and r.model != RANDOM
+        if pd.notna(r.value) and r.model != RANDOM_BASELINE
     }
     flat |= walk_metrics(walk)
     tracking.log_metrics(run_id, flat)

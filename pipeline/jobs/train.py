@@ -29,7 +29,8 @@ from pipeline.jobs import JobResult, catalog, step
 from pipeline.jobs.feature_file import FeatureFile
 from pipeline.serve.model import FamiliesKept
 from pipeline.timeaxis import Windows
-from pipeline.train.fit import FILE_IMBALANCE, FitResult, RefitResult, fit, refit
+from pipeline.train.engine import FILE_IMBALANCE
+from pipeline.train.fit import FitResult, RefitResult, fit, refit
 from pipeline.train.select import FamilySelection, select_families
 from pipeline.train.split import deployed_windows, make_windows
 from pipeline.train.tune import best_params, choice_line, finished_trials, run_study

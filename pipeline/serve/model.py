@@ -58,7 +58,7 @@ class Calibration:
     platt_b: float = 0.0
     shift: float = 0.0  # added to the calibrated log-odds (anchoring on the random stratum)
     # The anchored level's uncertainty: log-odds shifts, relative to `shift`, at equally spaced
-    # quantiles of the random stratum's hit rate (`train.fit.level_shifts`); None when the
+    # quantiles of the random stratum's hit rate (`train.anchor.level_shifts`); None when the
     # level is not anchored on a random stratum (then it has no interval).
     level_shifts: list[float] | None = None
 

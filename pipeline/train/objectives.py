@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.metrics import average_precision_score
 
 from pipeline.serve.ranking import top_mask
 
@@ -62,3 +63,16 @@ def average_precision_replicates(
         return point, np.empty(0)
     rng = np.random.default_rng(seed)
     return point, ap(rng.integers(0, len(hits), size=(replicates, len(hits))))
+
+
+def objective_value(
+    objective: str, y: np.ndarray, score: np.ndarray, revenue: np.ndarray, at_rate: float
+) -> float:
+    """The tuning objective on one window: average precision, precision@n% or revenue@n%."""
+    if objective == "average_precision":
+        return float(average_precision_score(y, score)) if y.sum() > 0 else 0.0
+    if objective == "precision_at":
+        return precision_at(y, score, at_rate)
+    if objective == "revenue_at":
+        return revenue_at(np.where(y == 1, revenue, 0.0), score, at_rate)
+    raise ValueError(f"unknown objective {objective!r}")

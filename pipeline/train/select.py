@@ -30,15 +30,10 @@ from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
 from pipeline.timeaxis import Window, Windows
-from pipeline.train.fit import (
-    WindowRows,
-    dmatrix,
-    margin,
-    rebalance,
-    split_params,
-    train_booster,
-)
+from pipeline.train.engine import Rounds, dmatrix, margin, split_params, train_booster
 from pipeline.train.objectives import average_precision_replicates
+from pipeline.train.rebalance import rebalance
+from pipeline.train.rows import WindowRows
 from pipeline.train.tune import fold_rows
 
 # A screening: the families are compared at a quick learning rate with a cap on the trees, the
@@ -88,8 +83,9 @@ def _fold_scores(
             dmatrix(train),
             dmatrix(valid, weighted=False),
             {**booster_params, **extra},
-            min(config.train.num_boost_round, SCREEN_ROUNDS),
-            config.train.early_stopping_rounds,
+            Rounds(
+                min(config.train.num_boost_round, SCREEN_ROUNDS), config.train.early_stopping_rounds
+            ),
         )
         out.append((valid.y, margin(booster, valid.X)))
     return out

@@ -33,20 +33,11 @@ from pipeline.compute import cap_threads
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.timeaxis import Window, Windows
-from pipeline.train.fit import (
-    EVAL_METRIC,
-    IMBALANCE_METHODS,
-    WindowRows,
-    frequent_levels,
-    has_revenue,
-    margin,
-    objective_value,
-    rebalance,
-    split_params,
-    train_booster,
-    window_rows,
-    with_levels,
-)
+from pipeline.train.engine import EVAL_METRIC, Rounds, margin, split_params, train_booster
+from pipeline.train.objectives import objective_value
+from pipeline.train.rebalance import IMBALANCE_METHODS, rebalance
+from pipeline.train.revenue import has_revenue
+from pipeline.train.rows import WindowRows, frequent_levels, window_rows, with_levels
 from pipeline.train.split import rolling_folds, rows_in
 
 logger = logging.getLogger(__name__)
@@ -367,8 +358,7 @@ class Objective:
                 dtrain,
                 self._valid_matrix(fold, imbalance),
                 {**params, **extra},
-                self.config.train.num_boost_round,
-                self.config.train.early_stopping_rounds,
+                Rounds.of(self.config),
                 callbacks,
             )
             score = 1.0 / (1.0 + np.exp(-margin(booster, valid.X)))
