@@ -295,3 +295,28 @@ def test_score_job_summary_counts_manual_reasons_by_kind():
     assert lines[0].startswith("6 declarations scored (3 valid)")
     assert any("red" in line and "33.33%" in line and "target 2.0%" in line for line in lines)
     assert any(line.strip().startswith("2  net_mass_kg: negative") for line in lines)
+
+
+def test_the_columns_a_kcs_model_reads_are_its_raw_and_key_columns_not_its_statistics() -> None:
+    """A target statistic of a KCS column (kcs_tax_type_hit_rate) is computed from the column
+    kcs_tax_type: the scorer asks the declarations for the column, never for the statistic."""
+    from types import SimpleNamespace
+
+    from pipeline.config import FeaturesConfig
+    from pipeline.serve.scorer import Scorer
+
+    config = FeaturesConfig(
+        raw_categories=["hs6", "kcs_import_type"], target_stat_keys=[["kcs_tax_type"]]
+    )
+    model = SimpleNamespace(
+        feature_names=["hs6", "kcs_import_type", "kcs_tax_type_hit_rate", "kcs_payment_type"]
+    )
+    scorer = SimpleNamespace(model=model, features_config=config)
+    read = Scorer.read_columns(scorer)  # type: ignore[arg-type]
+    assert read == ["hs6", "kcs_import_type", "kcs_tax_type", "kcs_payment_type"]
+    lacking = Scorer.missing_columns(
+        SimpleNamespace(read_columns=lambda: read),  # type: ignore[arg-type]
+        pd.DataFrame(columns=["hs6", "kcs_import_type"]),
+    )
+    assert lacking is not None and "kcs_tax_type, kcs_payment_type" in lacking
+    assert "hit_rate" not in lacking

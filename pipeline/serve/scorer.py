@@ -37,7 +37,15 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 
 from pipeline.config import FeaturesConfig
-from pipeline.features.build import Snapshot, attach, other_settings
+from pipeline.features import profiles
+from pipeline.features.build import (
+    RAW_NAMES,
+    Snapshot,
+    attach,
+    other_settings,
+    raw_category_columns,
+)
+from pipeline.ingest.columns import DECLARATION_COLUMNS, HS_LEVELS
 from pipeline.ingest.schema import DEFAULT_CONTRACT, Contract, validate_declarations
 from pipeline.serve import ranking
 from pipeline.serve.channels import assign_channels
@@ -379,10 +387,28 @@ class Scorer:
             index=pd.RangeIndex(len(frame)),
         )
 
+    def read_columns(self) -> list[str]:
+        """The declaration columns the model's features are computed from: its raw category
+        columns and the key columns of its profiles and target statistics (a feature such as
+        ``kcs_tax_type_hit_rate`` is computed, its column ``kcs_tax_type`` is read)."""
+        names = set(self.model.feature_names)
+        config = self.features_config
+        read = [c for c in raw_category_columns(config) if RAW_NAMES.get(c, c) in names]
+        computed: set[str] = set()
+        for key in profiles.profile_keys(config):
+            prefix = profiles.key_name(key) + "_"
+            if any(n.startswith(prefix) for n in names):
+                read += list(key)
+                computed |= {n for n in names if n.startswith(prefix)}
+        # A KCS column the model takes as it is, whatever the config lists.
+        read += [n for n in self.model.feature_names if n.startswith("kcs_") and n not in computed]
+        return list(dict.fromkeys(read))
+
     def missing_columns(self, declarations: pd.DataFrame) -> str | None:
         """Why the model cannot score these declarations at all, or None: the extra columns its
-        features were trained on (KCS's ``kcs_*``) are absent."""
-        extras = [c for c in self.model.feature_names if c.startswith("kcs_")]
+        features are computed from (KCS's ``kcs_*``, beyond the canonical contract) are absent."""
+        canonical = {c.name for c in DECLARATION_COLUMNS} | set(HS_LEVELS)
+        extras = [c for c in self.read_columns() if c not in canonical]
         missing = [c for c in extras if c not in declarations.columns]
         if not missing:
             return None
