@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.artefacts import LAYOUT
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -817,7 +819,7 @@ class Config(Section):
         return Paths(self.output_dir)
 
 
-RUNS_FOLDER = "runs"
+RUNS_FOLDER = LAYOUT["runs"]
 LATEST = "latest"  # runs/latest: a link to the newest run's folder
 LATEST_POINTER = "latest.txt"  # where links cannot be made: the newest run's id
 
@@ -830,28 +832,34 @@ class Paths:
     `runs/latest` names the newest (`latest`, `report`), and every reader follows it.
     """
 
+    # Each file's place under `root` is the artefact table's (`pipeline.artefacts.LAYOUT`); the
+    # attributes are named here so that a reader's `paths.features` is checked by mypy, and a
+    # test checks that they are the table's.
+    declarations: Path
+    outcomes: Path
+    ground_truth: Path
+    quarantine: Path
+    features: Path
+    manifest: Path
+    snapshot: Path
+    last_run: Path
+    runs: Path
+    explanations: Path
+    thresholds: Path
+    # `run` replays the held-out last days as incoming declarations, scored with what was
+    # known when they began to arrive (not with the end-of-data snapshot)
+    incoming: Path
+    incoming_snapshot: Path
+    scored: Path
+    study: Path
+    backtest: Path
+    monitor: Path
+
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.data = root / "data"
-        self.declarations = self.data / "declarations.parquet"
-        self.outcomes = self.data / "outcomes.parquet"
-        self.ground_truth = self.data / "ground_truth.parquet"
-        self.quarantine = self.data / "quarantine.csv"
-        self.features = root / "features" / "feature_set.parquet"
-        self.manifest = root / "features" / "manifest.csv"
-        self.snapshot = root / "features" / "snapshot"
-        # `run` replays the held-out last days as incoming declarations, scored with what was
-        # known when they began to arrive (not with the end-of-data snapshot)
-        self.incoming = self.data / "incoming.parquet"
-        self.incoming_snapshot = root / "features" / "snapshot_incoming"
-        self.study = root / "optuna.db"
-        self.runs = root / RUNS_FOLDER
-        self.explanations = root / "explain"
-        self.thresholds = root / "selectivity.json"
-        self.scored = root / "scored.parquet"
-        self.backtest = root / "backtest"
-        self.monitor = root / "monitor"
-        self.last_run = root / "last_run.json"
+        self.data = root / "data"  # the data's folder (`targeting simulate` writes its tables here)
+        for attribute, place in LAYOUT.items():
+            setattr(self, attribute, root / place)
 
     def run_folder(self, run_id: str) -> Path:
         """The folder of one training run's own artefacts."""

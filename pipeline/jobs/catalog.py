@@ -13,8 +13,8 @@
   folder and keyed by the rows and settings that decide them, so a rerun with another model
   setting does not fit them again.
 
-A missing artefact raises FileNotFoundError naming the file (or run) and the job that makes it:
-"run `targeting <verb>` first".
+A missing artefact raises FileNotFoundError naming the file (or run) and the job that makes it,
+as the artefact table (`pipeline.artefacts`) records it: "run `targeting <verb>` first".
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
+from pipeline.artefacts import made_by, missing
 from pipeline.config import Config
 from pipeline.ingest import columns, kcs, readers, schema
 from pipeline.ingest.readers import Inputs, load_inputs, raw_input_files, warn_quarantined
@@ -209,8 +210,8 @@ def load_run(config: Config, run_id: str | None, role: Role) -> LoadedRun:
         MlflowClient().get_run(resolved)
     except MlflowException:
         raise FileNotFoundError(
-            f"run {resolved} not found in the tracking store {uri}: run `targeting train` first "
-            "(or pass the --run-id of a run of this store)"
+            f"run {resolved} not found in the tracking store {uri}: run `{made_by('model')}` "
+            "first (or pass the --run-id of a run of this store)"
         ) from None
     return LoadedRun(resolved, uri, tracking.load_model(resolved, role))
 
@@ -236,7 +237,7 @@ def require_features(config: Config) -> None:
     """A clear error when the features job has not written the feature set and its manifest."""
     for path in (config.paths.features, config.paths.manifest):
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run `targeting features` first")
+            raise missing("features", path)
 
 
 def feature_set(config: Config) -> FeatureSet:
@@ -251,9 +252,7 @@ def snapshot_folder(config: Config) -> Path:
     """The serving snapshot of this config, or a clear error when the features job has not run."""
     folder = config.paths.snapshot
     if not folder.exists():
-        raise FileNotFoundError(
-            f"feature snapshot {folder} not found: run `targeting features` first"
-        )
+        raise missing("features", f"feature snapshot {folder}")
     return folder
 
 
@@ -263,5 +262,5 @@ def selectivity_file(config: Config, given: Path | None = None) -> Path:
         return Path(given)
     path = config.paths.thresholds
     if not path.exists():
-        raise FileNotFoundError(f"selectivity file not found: {path}: run `targeting export` first")
+        raise missing("export", f"selectivity file {path}")
     return path

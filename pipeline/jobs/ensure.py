@@ -14,26 +14,26 @@ import json
 from collections.abc import Callable
 from typing import Literal
 
+from pipeline.artefacts import ARTEFACTS, Artefact, ArtefactName, Presence
 from pipeline.config import Config
 from pipeline.jobs import JobResult
 from pipeline.jobs.catalog import last_run_id
-from pipeline.jobs.graph import Artefact, Job, prerequisites, stale
+from pipeline.jobs.graph import Job, prerequisites, stale
 
 # The artefacts whose presence `ensure` can judge: a notebook asks for one of them.
 Stage = Literal["data", "features", "model", "report", "export"]
 
 
-def _has_data(config: Config) -> bool:
-    paths = config.paths
-    return paths.declarations.is_file() and paths.outcomes.is_file()
+def _has_files(config: Config, artefact: Artefact) -> bool:
+    """Every file the artefact table lists for it (`Artefact.files`) exists."""
+    return all(getattr(config.paths, attribute).exists() for attribute in artefact.files)
 
 
-def _has_features(config: Config) -> bool:
-    paths = config.paths
-    return paths.features.is_file() and paths.manifest.is_file() and paths.snapshot.is_dir()
+def _has_last_run(config: Config, artefact: Artefact) -> bool:
+    return last_run_id(config) is not None
 
 
-def _has_export(config: Config) -> bool:
+def _has_export(config: Config, artefact: Artefact) -> bool:
     path = config.paths.thresholds
     if not path.is_file():
         return False
@@ -42,7 +42,7 @@ def _has_export(config: Config) -> bool:
     return run_id is not None and document.get("model", {}).get("run_id") == run_id
 
 
-def _has_report(config: Config) -> bool:
+def _has_report(config: Config, artefact: Artefact) -> bool:
     """The reviewer's report of the last trained run, in that run's folder (its metrics.json
     names the run)."""
     run_id = last_run_id(config)
@@ -55,23 +55,32 @@ def _has_report(config: Config) -> bool:
     return json.loads(figures.read_text(encoding="utf-8")).get("run_id") == run_id
 
 
-PRESENT: dict[Artefact, Callable[[Config], bool]] = {
-    "data": _has_data,
-    "features": _has_features,
-    "model": lambda config: last_run_id(config) is not None,
-    "report": _has_report,
-    "export": _has_export,
+CHECKS: dict[Presence, Callable[[Config, Artefact], bool]] = {
+    Presence.FILES: _has_files,
+    Presence.LAST_RUN: _has_last_run,
+    Presence.RUN_REPORT: _has_report,
+    Presence.RUN_EXPORT: _has_export,
+}
+# The artefacts `ensure` judges, each by its row's `present` (`pipeline.artefacts`).
+PRESENT: dict[ArtefactName, Artefact] = {
+    artefact.name: artefact for artefact in ARTEFACTS if artefact.present in CHECKS
 }
 
 
+def present(config: Config, name: ArtefactName) -> bool:
+    """Whether `ensure` finds the artefact made (False for one it does not judge)."""
+    artefact = PRESENT.get(name)
+    return artefact is not None and CHECKS[artefact.present](config, artefact)
+
+
 def _to_run(config: Config, upto: Stage) -> list[Job]:
-    def present(artefact: Artefact) -> bool:
-        return artefact in PRESENT and PRESENT[artefact](config)
+    def there(name: ArtefactName) -> bool:
+        return present(config, name)
 
-    return stale(prerequisites(config, upto), present)
+    return stale(prerequisites(config, upto), there)
 
 
-def missing_stages(config: Config, upto: Stage = "export") -> list[Artefact]:
+def missing_stages(config: Config, upto: Stage = "export") -> list[ArtefactName]:
     """The artefacts up to `upto` that `ensure` would make now, in order."""
     return [job.makes for job in _to_run(config, upto)]
 

@@ -2,24 +2,23 @@
 `targeting run` (every job, in this order) and the notebooks' `ensure` (only the jobs whose
 artefacts are missing).
 
-Artefacts, each under `config.paths` or in the tracking store:
+The artefacts, their makers and what those need are the artefact table's (`pipeline.artefacts`):
 data (the simulated declarations and outcomes; a user's or the KCS files are read where they are),
 features (the feature set, its manifest and the serving snapshot), model (the training run and
 `last_run.json`), report, explanations, export (selectivity.json and the registered scorer),
-incoming (the held-out last days and their snapshot) and scored.
+incoming (the held-out last days and their snapshot) and scored; the graph is the table's rows
+that `targeting run` makes, in the table's order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
 
+from pipeline.artefacts import ARTEFACTS, ArtefactName
 from pipeline.config import Config
 
-Artefact = Literal[
-    "data", "features", "model", "report", "explanations", "export", "incoming", "scored"
-]
+Artefact = ArtefactName
 
 
 @dataclass(frozen=True)
@@ -31,15 +30,10 @@ class Job:
     makes: Artefact
 
 
-GRAPH: tuple[Job, ...] = (
-    Job("simulate", needs=(), makes="data"),
-    Job("features", needs=("data",), makes="features"),
-    Job("train", needs=("features",), makes="model"),
-    Job("evaluate", needs=("data", "features", "model"), makes="report"),
-    Job("explain", needs=("features", "model"), makes="explanations"),
-    Job("export", needs=("data", "features", "model"), makes="export"),
-    Job("incoming", needs=("data",), makes="incoming"),
-    Job("score", needs=("export", "incoming"), makes="scored"),
+GRAPH: tuple[Job, ...] = tuple(
+    Job(artefact.made_by, needs=artefact.needs, makes=artefact.name)
+    for artefact in ARTEFACTS
+    if artefact.in_run
 )
 
 
