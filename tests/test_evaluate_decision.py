@@ -23,7 +23,6 @@ from pipeline.evaluate.decision import (
     decide,
     render_decision,
 )
-from pipeline.evaluate.explain import _category_ticks
 from pipeline.evaluate.keys import AT_OFFICE_CAPACITY, HISTORICAL, Kind, Population
 from pipeline.evaluate.report import _frame_html, capacity_pivot, rate_label, render_report
 
@@ -292,21 +291,6 @@ def test_rates_read_apart_and_counts_have_separators() -> None:
     assert model_rows == ["5%", "5.12% (policy's share)"]  # one row per rate, never alike
     html = str(_frame_html(pd.DataFrame({"declarations": [1234567], "share": [0.5]})))
     assert "1,234,567" in html and "0.500" in html
-
-
-def test_dependence_plots_name_the_categories() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    chapters = pd.Series(pd.Categorical(["84", "85", "61", "84"], categories=["61", "84", "85"]))
-    figure, axis = plt.subplots()
-    axis.scatter(chapters.cat.codes, [0.1, 0.2, 0.3, 0.1])
-    _category_ticks(axis, chapters)
-    figure.canvas.draw()
-    assert [t.get_text() for t in axis.get_xticklabels()] == ["61", "84", "85"]
-    plt.close(figure)
 
 
 def test_a_baseline_without_a_paired_difference_is_judged_on_unpaired_intervals() -> None:
