@@ -9,6 +9,7 @@ import json
 import pytest
 
 from pipeline.evaluate.decision import READY, Criterion, Decision, decision_figures, render_decision
+from pipeline.evaluate.keys import Population
 from pipeline.jobs.approve import ApprovalError, verdict_tags
 
 COMMAND = 'targeting approve --run-id abc123 --reason "..."'
@@ -21,7 +22,7 @@ def _decision(verdict: str, status: str) -> Decision:
             Criterion("beats the historical policy", "interval above", "0.31 vs 0.12", status),
         ],
         verdict=verdict,
-        population="all declarations (ground truth)",
+        population=Population.TRUTH,
         rate=0.05,
         approve_command=COMMAND,
     )

@@ -752,7 +752,7 @@ CASES: list[tuple[str, Any, str, str]] = [
         "score: NaN cut-off",
         S(_score_frame(), thresholds=_edited(_nan_cutoff, rebind=False)),
         "refused",
-        "not finite",
+        "red/score: Input should be a finite number",
     ),
     (
         "score: invalid rows sent green",
