@@ -165,8 +165,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     folder = tmp_path_factory.mktemp("readme")
     (folder / ".venv").symlink_to(Path(sys.executable).parent.parent)
     shutil.copytree(PROJECT_ROOT / "data" / "samples", folder / "data" / "samples")
+    # A make started by the test is a make of its own, not a sub-make of `make test`: the outer
+    # make's jobserver and flags (MAKEFLAGS, MFLAGS, MAKELEVEL) are not passed on.
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    }
     env = {
-        **os.environ,
+        **inherited,
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "COLUMNS": "200",
@@ -293,7 +298,7 @@ def started(workspace: Workspace) -> Iterator[Any]:
     def start(*arguments: str) -> subprocess.Popen[bytes]:
         if not (PROJECT_ROOT / ".venv" / "bin" / "mlflow").exists():
             pytest.skip("make serve and make ui run the project's .venv, which is not installed")
-        log = (workspace.folder / f"make-{len(servers)}.log").open("wb")
+        log = (workspace.folder / f"make-{'-'.join(arguments[:1])}-{len(servers)}.log").open("wb")
         server = subprocess.Popen(
             ["make", "-o", STAMP, *arguments],
             cwd=PROJECT_ROOT,
