@@ -165,10 +165,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     folder = tmp_path_factory.mktemp("readme")
     (folder / ".venv").symlink_to(Path(sys.executable).parent.parent)
     shutil.copytree(PROJECT_ROOT / "data" / "samples", folder / "data" / "samples")
-    # A make started by the test is a make of its own, not a sub-make of `make test`: the outer
-    # make's jobserver and flags (MAKEFLAGS, MFLAGS, MAKELEVEL) are not passed on.
+    # The lines run as a new user's would: nothing of this test process's MLflow settings (an
+    # earlier test's mlflow.set_registry_uri leaves MLFLOW_REGISTRY_URI in os.environ, and make
+    # serve then looked for the champion in that test's registry) and nothing of the outer make
+    # (MAKEFLAGS, MFLAGS, MAKELEVEL: a make started here is a make of its own).
     inherited = {
-        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MLFLOW_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
     }
     env = {
         **inherited,
@@ -376,7 +380,7 @@ def test_make_serve_answers_the_readme_curl_in_strict_json(
     assert predictions[0]["channel"] == "manual" and predictions[0]["error"]
     from mlflow import MlflowClient
 
-    client = MlflowClient(workspace.store)
+    client = MlflowClient(workspace.store, registry_uri=workspace.store)
     for command in (c for c in COMMANDS if c.kind == "make"):
         for word in command.words:
             if word.startswith("MODEL=models:/"):  # another version: it is in the registry
