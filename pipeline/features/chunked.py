@@ -36,6 +36,7 @@ import pandas as pd
 from pipeline.config import FeaturesConfig
 from pipeline.features import history, profiles, valuation
 from pipeline.features.build import (
+    ProfileTotals,
     Snapshot,
     aligned_outcomes,
     build_feature_set,
@@ -274,7 +275,7 @@ def _chunk_features(
     """X and manifest of one chunk: the carried state plus the chunk's own events."""
     stream = stream_sums(frame, len(chunk), due, config)
 
-    def totals(key: tuple[str, ...]) -> pd.DataFrame:
+    def totals(key: tuple[str, ...]) -> ProfileTotals:
         sums, maxes = stream(key)
         if tables is not None:
             table = tables[profiles.key_name(key) or "__global__"]

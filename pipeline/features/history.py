@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
+from pipeline.features.lookup import EntityLookup, KeyIndex, RequestKeys, Vocabulary
 from pipeline.features.profiles import NS_PER_DAY, as_of_sum, column_codes, stack
 
 # Partners whose number of distinct values so far is a feature, and the pair flagged when new.
@@ -50,53 +51,65 @@ def describe(config: FeaturesConfig) -> dict[str, str]:
     return out
 
 
+class EventCounts:
+    """Events (key codes, int64 times) sorted once by (key, time) into one int64 code (key x time
+    rank), so that counting the events of a key before a time is two binary searches, the key's
+    start cancelling out. Serving prepares the snapshot's recent declarations once; training
+    counts the declarations themselves. Written by hand because a grouped running count over
+    three copies of the stream cost five times as much."""
+
+    def __init__(self, event_codes: np.ndarray, event_times: np.ndarray) -> None:
+        ordered = np.sort(event_times)  # (np.unique hashes; sorting sorted times is a pass)
+        keep = np.concatenate([[True], ordered[1:] != ordered[:-1]])[: len(ordered)]
+        self.instants = ordered[keep]
+        self.span = len(self.instants) + 1
+        self.keyed = np.sort(
+            event_codes.astype(np.int64) * self.span + np.searchsorted(self.instants, event_times)
+        )
+
+    def before(
+        self, query_codes: np.ndarray, query_times: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """For each array of query times, the events of the query's key strictly before it."""
+        base = query_codes.astype(np.int64) * self.span
+        order = np.argsort(base, kind="stable")  # sorted probes make the searches cache-friendly
+        start = np.searchsorted(self.keyed, base[order], side="left")
+        out = []
+        for times in query_times:
+            probe = (base + np.searchsorted(self.instants, times, side="left"))[order]
+            counts = np.empty(len(times), dtype=np.float64)
+            counts[order] = np.searchsorted(self.keyed, probe, side="left") - start
+            out.append(counts)
+        return out
+
+
 def count_before(
     query_codes: np.ndarray,
     query_times: Sequence[np.ndarray],
     event_codes: np.ndarray,
     event_times: np.ndarray,
 ) -> list[np.ndarray]:
-    """For each array of query times, the events of the query's key strictly before that time.
-
-    The events are sorted once by (key, time) into one int64 code (key x time rank); a count is
-    then the difference of two binary searches, the key's start cancelling out. Training passes
-    the declarations as their own events (a declaration lodged at the same instant is not
-    before); serving passes the snapshot's recent declarations. Written by hand because a
-    grouped running count over three copies of the stream cost five times as much.
-    """
-    ordered = np.sort(event_times)  # (np.unique hashes; sorting sorted times is a pass)
-    instants = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])[: len(ordered)]]
-    span = len(instants) + 1
-    keyed = np.sort(event_codes.astype(np.int64) * span + np.searchsorted(instants, event_times))
-    base = query_codes.astype(np.int64) * span
-    order = np.argsort(base, kind="stable")  # sorted probes make the searches cache-friendly
-    out = []
-    for times in query_times:
-        probe = (base + np.searchsorted(instants, times, side="left"))[order]
-        found = np.searchsorted(keyed, probe, side="left") - np.searchsorted(
-            keyed, base[order], side="left"
-        )
-        counts = np.empty(len(times), dtype=np.float64)
-        counts[order] = found
-        out.append(counts)
-    return out
+    """For each array of query times, the events of the query's key strictly before that time
+    (`EventCounts`). Training passes the declarations as their own events (a declaration lodged
+    at the same instant is not before)."""
+    return EventCounts(event_codes, event_times).before(query_codes, query_times)
 
 
 def _windows(
     codes: np.ndarray,
     times: np.ndarray,
     config: FeaturesConfig,
-    events: tuple[np.ndarray, np.ndarray] | None,
+    events: EventCounts | None,
 ) -> dict[str, np.ndarray]:
     """Declarations of the importer in [t - w, t) for each window w.
 
     Without ``events`` the declarations count themselves (training); otherwise ``events`` are
-    the snapshot's recent declarations (codes, times).
+    the earlier declarations (a snapshot's recent ones), prepared.
     """
     windows = config.history_windows_days
-    e_codes, e_times = (codes, times) if events is None else events
+    counter = EventCounts(codes, times) if events is None else events
     probes = [times - int(w * NS_PER_DAY) for w in windows] + [times]
-    counts = count_before(codes, probes, e_codes, e_times)
+    counts = counter.before(codes, probes)
     return {f"importer_declarations_{w}d": counts[-1] - counts[i] for i, w in enumerate(windows)}
 
 
@@ -221,21 +234,59 @@ def _importer_sums(
     return sums, -first
 
 
-def attach_history(
-    declarations: pd.DataFrame, state: HistoryState, as_of: pd.Timestamp, config: FeaturesConfig
-) -> dict[str, np.ndarray]:
-    """History features of new declarations from the state as of ``as_of`` (serving)."""
-    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    day = times / NS_PER_DAY
-    at = np.maximum(times, pd.Timestamp(as_of).value)
-    codes, table_codes, recent_codes = column_codes(
-        [declarations, state.importers, state.recent], ["importer"]
+@dataclass(frozen=True)
+class HistoryLookup:
+    """A history state as lookups: each importer's counts and first lodging day (negated, the
+    join's maxima), the recent declarations' counts by importer, the importer-seller pairs."""
+
+    importers: EntityLookup
+    recent: EventCounts
+    pairs: KeyIndex
+
+
+def key_tables(state: HistoryState) -> list[tuple[pd.DataFrame, list[str]]]:
+    """The state's tables and their key columns (what a `lookup.Vocabulary` is built from)."""
+    return [
+        (state.importers, ["importer"]),
+        (state.recent, ["importer"]),
+        (state.pairs, ["importer", NEW_PAIR]),
+    ]
+
+
+def lookup(state: HistoryState, vocabulary: Vocabulary) -> HistoryLookup:
+    """The state's tables as lookups, with the values `_importer_sums` joins."""
+    table = state.importers
+    values = np.column_stack(
+        [table["declarations"].to_numpy(float)]
+        + [table[f"distinct_{p}"].to_numpy(float) for p in PARTNERS]
     )
-    sums, first = _importer_sums(codes, at, table_codes, state.importers, pd.Timestamp(as_of).value)
-    recent_times = state.recent["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    windows = _windows(codes, times, config, (recent_codes, recent_times))
-    new_pair = ~_known_pairs(declarations, state.pairs, NEW_PAIR)
-    return _assemble(declarations, day, sums, first, new_pair, windows)
+    recent = state.recent
+    codes = vocabulary.codes(recent, ["importer"])["importer"]
+    return HistoryLookup(
+        importers=EntityLookup(
+            KeyIndex(table, ["importer"], vocabulary),
+            values,
+            maxes=-table["first_seen_day"].to_numpy(float),
+        ),
+        recent=EventCounts(codes, recent["lodged_at"].to_numpy("datetime64[ns]").astype(np.int64)),
+        pairs=KeyIndex(state.pairs, ["importer", NEW_PAIR], vocabulary),
+    )
+
+
+def attach_history(
+    declarations: pd.DataFrame, state: HistoryLookup, keys: RequestKeys, config: FeaturesConfig
+) -> dict[str, np.ndarray]:
+    """History features of new declarations (serving, all counted from the state's cut-off):
+    the same counts as `_importer_sums`, `_windows` and `_known_pairs`, from the lookups."""
+    times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    sums, first = state.importers.take(keys)
+    assert first is not None
+    codes = keys.of(["importer"])["importer"]
+    # An importer no table holds counts nothing: a code past every recent declaration's.
+    codes = np.where(codes >= 0, codes, keys.vocabulary.width("importer"))
+    windows = _windows(codes, times, config, state.recent)
+    new_pair = state.pairs.find(keys) < 0
+    return _assemble(declarations, times / NS_PER_DAY, sums, -first, new_pair, windows)
 
 
 def _known_pairs(declarations: pd.DataFrame, pairs: pd.DataFrame, partner: str) -> np.ndarray:
@@ -319,7 +370,7 @@ def chunk_history_features(
         codes,
         times,
         config,
-        (np.concatenate([recent_codes, codes]), np.concatenate([recent_times, times])),
+        EventCounts(np.concatenate([recent_codes, codes]), np.concatenate([recent_times, times])),
     )
     return _assemble(
         declarations, day, before + sums, np.minimum(first_before, first_day), new_pair, windows

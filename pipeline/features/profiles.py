@@ -14,7 +14,7 @@ each other, whatever the row order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -316,7 +316,7 @@ def event_columns(config: FeaturesConfig) -> list[str]:
 
 def profile_features(
     name: str,
-    totals: pd.DataFrame,
+    totals: Mapping[str, np.ndarray],
     lodged_day: np.ndarray,
     parent_rate: np.ndarray,
     config: FeaturesConfig,
@@ -330,13 +330,13 @@ def profile_features(
     number of random controls).
     """
     f32 = np.float32
-    controls = totals["controls"].to_numpy()
-    hits = totals["hits"].to_numpy()
+    controls = np.asarray(totals["controls"])
+    hits = np.asarray(totals["hits"])
     k = config.prior_strength
     with np.errstate(invalid="ignore", divide="ignore"):
         if config.random_stratum_only:
-            evidence = totals["rate_controls"].to_numpy()
-            raw = totals["rate_hits"].to_numpy() / totals["rate_weight"].to_numpy()
+            evidence = np.asarray(totals["rate_controls"])
+            raw = np.asarray(totals["rate_hits"]) / np.asarray(totals["rate_weight"])
             raw[~(evidence > 0)] = 0.0
             smoothed = (evidence * raw + k * parent_rate) / (evidence + k)
         else:
@@ -347,11 +347,11 @@ def profile_features(
         if orphan.any():  # no parent rate yet: the entity's own rate, if it has controls
             smoothed[orphan] = np.where(evidence > 0, raw, np.nan)[orphan]
         # 0 / 0 is NaN: no control with a known revenue yet.
-        per_control = totals["revenue"].to_numpy() / totals["revenue_known"].to_numpy()
-        since = (lodged_day - totals[LAST_HIT].to_numpy()).astype(f32)
+        per_control = np.asarray(totals["revenue"]) / np.asarray(totals["revenue_known"])
+        since = (lodged_day - np.asarray(totals[LAST_HIT])).astype(f32)
     since[np.isinf(since)] = np.nan  # no hit known yet
     features = {
-        f"{name}_declarations": totals["declarations"].to_numpy(f32),
+        f"{name}_declarations": np.asarray(totals["declarations"], f32),
         f"{name}_controls": controls.astype(f32),
         f"{name}_hits": hits.astype(f32),
         f"{name}_hit_rate": smoothed.astype(f32),
@@ -361,12 +361,12 @@ def profile_features(
     return features, smoothed
 
 
-def global_rate(totals: pd.DataFrame, config: FeaturesConfig) -> np.ndarray:
+def global_rate(totals: Mapping[str, np.ndarray], config: FeaturesConfig) -> np.ndarray:
     """The all-declarations hit rate known at each time (NaN before the first control)."""
     if config.random_stratum_only:
-        weight, hits = totals["rate_weight"].to_numpy(), totals["rate_hits"].to_numpy()
+        weight, hits = np.asarray(totals["rate_weight"]), np.asarray(totals["rate_hits"])
     else:
-        weight, hits = totals["controls"].to_numpy(), totals["hits"].to_numpy()
+        weight, hits = np.asarray(totals["controls"]), np.asarray(totals["hits"])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(weight > 0, hits / weight, np.nan)
 

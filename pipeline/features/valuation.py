@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
+from pipeline.features.lookup import EntityLookup, KeyIndex, RequestKeys, Vocabulary
 from pipeline.features.profiles import AsOfJoin, as_of_sum, column_codes, stack
 
 LEVELS: tuple[tuple[str, ...], ...] = (("hs6", "origin_country"), ("hs6",), ("hs4",))
@@ -333,12 +334,46 @@ def _state_sums(
     return sums_by_level, lowest
 
 
+@dataclass(frozen=True)
+class ValuationLookup:
+    """A valuation state as per-entity lookups (`lookup.EntityLookup`): the reference sums of
+    each level (in `LEVELS` order) and the lowest hs4 rates, negated (the join's maxima)."""
+
+    references: list[EntityLookup]
+    lowest_rate: EntityLookup
+
+
+def key_tables(state: ValuationState) -> list[tuple[pd.DataFrame, list[str]]]:
+    """The state's tables and their key columns (what a `lookup.Vocabulary` is built from)."""
+    tables = [(state.references[level_name(level)], list(level)) for level in LEVELS]
+    return [*tables, (state.lowest_rate, ["hs4"])]
+
+
+def lookup(state: ValuationState, vocabulary: Vocabulary) -> ValuationLookup:
+    """The state's tables as lookups, with the values `_state_sums` joins."""
+    references = [
+        EntityLookup(
+            KeyIndex(state.references[level_name(level)], level, vocabulary),
+            state.references[level_name(level)][_value_columns()].to_numpy(np.float64),
+        )
+        for level in LEVELS
+    ]
+    lowest = state.lowest_rate
+    return ValuationLookup(
+        references=references,
+        lowest_rate=EntityLookup(
+            KeyIndex(lowest, ["hs4"], vocabulary),
+            maxes=-np.nan_to_num(lowest["lowest_rate"].to_numpy(np.float64), nan=-np.inf),
+        ),
+    )
+
+
 def attach_valuation(
-    declarations: pd.DataFrame,
-    state: ValuationState,
-    as_of: pd.Timestamp,
-    config: FeaturesConfig,
+    declarations: pd.DataFrame, state: ValuationLookup, keys: RequestKeys, config: FeaturesConfig
 ) -> dict[str, np.ndarray]:
-    """Valuation features of new declarations from the state as of ``as_of`` (serving)."""
-    sums_by_level, lowest = _state_sums(declarations, state, as_of)
+    """Valuation features of new declarations (serving, all counted from the state's cut-off):
+    the same sums as `_state_sums`, read from the state's lookups."""
+    sums_by_level = [reference.take(keys)[0] for reference in state.references]
+    _, lowest = state.lowest_rate.take(keys)
+    assert lowest is not None
     return _features(declarations, sums_by_level, -lowest, config)
