@@ -183,6 +183,7 @@ def _nulled(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 INTEGRAL_FLOAT_TEXT = r"^(\d+)\.0$"
+FEW_VALUES = 64  # distinct values checked one by one rather than through pandas' string methods
 
 
 def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
@@ -199,6 +200,10 @@ def _as_text(uniques: pd.Index | np.ndarray) -> np.ndarray:
         return texts
     if index.dtype == object and index.inferred_type not in ("string", "empty"):
         # Mixed Python objects (e.g. 71080.0 next to '870323'): distinct values one by one.
+        return np.array([_one_text(v) for v in index], dtype=object)
+    if index.dtype == object and len(index) <= FEW_VALUES:
+        # A few texts (a request of one declaration): one by one, the same strip and regex as
+        # below without pandas' fixed cost per string method (a millisecond a column).
         return np.array([_one_text(v) for v in index], dtype=object)
     texts = pd.Series(index.astype(str), dtype=object).str.strip()
     # a code a spreadsheet wrote as a float ('30.0') reads as its number does (30 -> '30')
@@ -245,6 +250,8 @@ def _flag_nul(codes: np.ndarray, uniques: np.ndarray, column: str, verdicts: _Ve
     its row is quarantined, as a CSV file's would be (`readers.nul_problems`)."""
     if len(uniques) == 0:
         return
+    if len(uniques) <= FEW_VALUES and not any(isinstance(v, str) and "\0" in v for v in uniques):
+        return  # a few clean texts (a one-declaration request): no pandas string method
     damaged = pd.Series(uniques, dtype=object).str.contains("\0", regex=False).fillna(False)
     if not damaged.any():
         return
