@@ -1,0 +1,78 @@
+"""The model's inputs as the numbers XGBoost reads, without its per-call pandas conversion.
+
+Given a pandas frame with category columns, XGBoost (3.1 and later) checks and re-codes every
+category column against the categories it stored at training, on every call: for a one-row
+request that cost more than the prediction itself (some 5 ms per booster on one thread, five
+times that with its default threads). `ranking.prepare` has already cast each category column
+to the training levels (`TargetingModel.categories`), so its codes are the ones the booster was
+trained on: a float matrix of the codes (missing and unseen levels NaN, as XGBoost reads code -1)
+and the numeric columns gives the same predictions, and is used when the booster's stored
+categories are those levels (else the frame goes to XGBoost as it is).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+# Booster -> whether its stored categories are the model's levels (checked once per booster).
+_SAME_LEVELS: weakref.WeakKeyDictionary[xgb.Booster, bool] = weakref.WeakKeyDictionary()
+
+
+def same_levels(booster: xgb.Booster, categories: dict[str, list[str]]) -> bool:
+    """Whether category codes on `categories` are the codes `booster` learned from: every
+    category list it stored equals the model's (a booster storing none reads codes as given)."""
+    known = _SAME_LEVELS.get(booster)
+    if known is None:
+        try:
+            stored = booster.get_categories(export_to_arrow=True).to_arrow() or []
+        except (AttributeError, TypeError, ValueError, xgb.core.XGBoostError):
+            stored = None  # an XGBoost that cannot say: the frame goes as it is
+        known = stored is not None and all(
+            levels is None or levels.to_pylist() == list(categories.get(name, []))
+            for name, levels in stored
+        )
+        _SAME_LEVELS[booster] = known
+    return known
+
+
+def codes_matrix(prepared: pd.DataFrame) -> np.ndarray:
+    """`prepared`'s columns as float32: numbers as they are, categories as their codes (NaN for
+    a missing or unseen level)."""
+    out = np.empty((len(prepared), prepared.shape[1]), dtype=np.float32)
+    for j, (_, values) in enumerate(prepared.items()):
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes = values.cat.codes.to_numpy()
+            out[:, j] = np.where(codes >= 0, codes, np.nan)
+        else:
+            out[:, j] = values.to_numpy(dtype=np.float32, na_value=np.nan)
+    return out
+
+
+def booster_input(
+    booster: xgb.Booster, prepared: pd.DataFrame, categories: dict[str, list[str]]
+) -> Any:
+    """What to hand `booster.inplace_predict` for `prepared`: the codes matrix when the codes
+    are the booster's own, else the frame."""
+    return codes_matrix(prepared) if same_levels(booster, categories) else prepared
+
+
+def booster_dmatrix(
+    booster: xgb.Booster, prepared: pd.DataFrame, categories: dict[str, list[str]]
+) -> xgb.DMatrix:
+    """A DMatrix of `prepared` (for contributions), from the codes matrix when it can be."""
+    if not same_levels(booster, categories):
+        return xgb.DMatrix(prepared, enable_categorical=True)
+    types = [
+        "c" if isinstance(dtype, pd.CategoricalDtype) else "float" for dtype in prepared.dtypes
+    ]
+    return xgb.DMatrix(
+        codes_matrix(prepared),
+        feature_names=[str(c) for c in prepared.columns],
+        feature_types=types,
+        enable_categorical=True,
+    )
