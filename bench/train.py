@@ -4,7 +4,7 @@ trials per minute of the study on matrices quantised once per window against pla
     .venv/bin/python bench/train.py [--rows 200000] [--trials 12] [--threads 2] [--device cpu]
 
 On one FeatureSet of `--rows` simulated declarations (the project's simulator and feature
-builder; a synthetic set from tests/helpers_train.py when those are not importable):
+builder; a synthetic set from tests/helpers/train.py when those are not importable):
 - overhead (default parameters, and learning_rate 0.02 for a longer boosting):
   `jobs.train.train_feature_set` with fixed parameters (tune.n_trials = 0: windows, imbalance,
   boosting with early stopping, calibration, revenue model, metrics, MLflow logging and
@@ -66,7 +66,7 @@ def feature_set(rows: int, seed: int) -> tuple[FeatureSet, str]:
         )
         return built, "simulate"
     except ImportError:
-        from helpers_train import feature_set as synthetic
+        from helpers.train import feature_set as synthetic
 
         return synthetic(rows=rows, seed=seed, days=730), "synthetic"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make PostgreSQL's server binaries (initdb, pg_ctl, postgres) available: Debian's packages,
 # installed with apt-get when they are missing. Nothing is started here and no system service is
-# used: tests/helpers_postgres.py creates a throwaway cluster (initdb in a temporary folder, run by
+# used: tests/helpers/postgres.py creates a throwaway cluster (initdb in a temporary folder, run by
 # an unprivileged user on a free loopback port) and removes it afterwards.
 # Prints the folder holding the server binaries. Called by the PostgreSQL tests and by .ci/run.
 set -euo pipefail

@@ -38,8 +38,8 @@ What it can see: an emerging scheme is *concept* drift (the same declarations, a
 visible in the score once the profiles learn of it, and in the random stratum's hit rate once
 the stratum is large enough. With 0.5 % random controls (about 40 a month on the default
 stream) a monthly window cannot tell a hit rate of 3 % from 4 %: that needs thousands of random
-controls. `tests/test_monitor_job.py` shows the alarm on a scheme of 4 % of the flow with a 5 %
-stratum, and the same windows quiet on the same stream without the scheme.
+controls. `tests/evaluate/test_monitor_job.py` shows the alarm on a scheme of 4 % of the flow
+with a 5 % stratum, and the same windows quiet on the same stream without the scheme.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Reproducible by any system from the declaration id alone:
   ``<random key>/tie-break``.
 
 This is exactly `pandas.util.hash_array(ids, hash_key=k, categorize=False)` (vectorised in C);
-tests/test_serve_thresholds.py checks it against an independent pure-Python SipHash.
+tests/serve/test_serve_thresholds.py checks it against an independent pure-Python SipHash.
 """
 
 from __future__ import annotations

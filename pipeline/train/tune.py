@@ -277,7 +277,7 @@ def quantile_matrix(
     A plain DMatrix keeps the raw values and each trial's booster cuts them into histogram bins
     again; a QuantileDMatrix holds the bins (and a quarter of the memory). A validation window
     takes its training window's cuts (``ref``), so trees split it exactly where they split the
-    training rows: the trials' values are those of plain matrices (tests/test_train_tune.py).
+    training rows: the trials' values are those of plain matrices (tests/train/test_train_tune.py).
     """
     return xgb.QuantileDMatrix(
         rows.X,
