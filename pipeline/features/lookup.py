@@ -17,6 +17,7 @@ features stays where training uses it (`profiles.profile_features`, `valuation._
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ import pandas as pd
 from pipeline.features.profiles import _running
 
 Codes = dict[str, np.ndarray]
+FEW_ROWS = 64  # requests up to this many rows find their codes through a dict
 
 
 class Vocabulary:
@@ -36,10 +38,12 @@ class Vocabulary:
             for column in columns:
                 seen.setdefault(column, []).append(_objects(table[column]))
         self.index: dict[str, pd.Index] = {}
+        self.positions: dict[str, dict[Any, int]] = {}
         for column, parts in seen.items():
             values = np.concatenate(parts)
             present = values[~pd.isna(values)]
             self.index[column] = pd.Index(pd.unique(present), dtype=object)
+            self.positions[column] = {v: i for i, v in enumerate(self.index[column])}
 
     def width(self, column: str) -> int:
         """Codes of a column range over 0..width-1: its values, then the missing value."""
@@ -51,7 +55,18 @@ class Vocabulary:
         for column in columns:
             values = _objects(frame[column])
             missing = pd.isna(values)
-            codes = np.full(len(values), len(self.index[column]), dtype=np.int64)
+            null = len(self.index[column])
+            if len(values) <= FEW_ROWS:
+                # A few rows (a one-declaration request) through a dict: the same hash and
+                # equality as pandas' index, without its fixed cost per call.
+                positions = self.positions[column]
+                found = [
+                    null if gone else positions.get(value, -1)
+                    for value, gone in zip(values, missing, strict=True)
+                ]
+                out[column] = np.array(found, dtype=np.int64)
+                continue
+            codes = np.full(len(values), null, dtype=np.int64)
             if not missing.all():
                 codes[~missing] = self.index[column].get_indexer(values[~missing])
             out[column] = codes
@@ -72,15 +87,13 @@ class KeyIndex:
     def __init__(self, table: pd.DataFrame, columns: Sequence[str], vocabulary: Vocabulary):
         self.columns = list(columns)
         self.widths = [vocabulary.width(c) for c in self.columns]
-        self.steps: list[pd.Index] = []
+        self.steps: list[np.ndarray] = []  # each step's pairs, sorted: their rank is their id
         codes = vocabulary.codes(table, self.columns)
         group = np.zeros(len(table), dtype=np.int64)
         for column, width in zip(self.columns, self.widths, strict=True):
-            pairs = group * width + codes[column]
-            step = pd.Index(pd.unique(pairs))
+            step, group = np.unique(group * width + codes[column], return_inverse=True)
             self.steps.append(step)
-            group = step.get_indexer(pairs)
-        self.groups = group
+        self.groups = group.astype(np.int64, copy=False)
         self.n_groups = len(self.steps[-1]) if self.steps else min(len(table), 1)
 
     def find(self, keys: RequestKeys) -> np.ndarray:
@@ -89,9 +102,14 @@ class KeyIndex:
         codes = keys.of(self.columns)
         group = np.zeros(n, dtype=np.int64) if self.n_groups else np.full(n, -1, np.int64)
         for column, width, step in zip(self.columns, self.widths, self.steps, strict=True):
+            if not len(step):
+                return np.full(n, -1, dtype=np.int64)
             code = codes[column]
-            known = (group >= 0) & (code >= 0)
-            group = step.get_indexer(np.where(known, group * width + code, -1))
+            pairs = np.where((group >= 0) & (code >= 0), group * width + code, -1)
+            # Binary searches in the sorted pairs (pandas' hash lookup costs more per call
+            # than a request of a few rows needs); a pair the table lacks is -1.
+            at = np.minimum(np.searchsorted(step, pairs), len(step) - 1)
+            group = np.where(step[at] == pairs, at, -1)
         return group
 
 

@@ -19,25 +19,33 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-# Booster -> whether its stored categories are the model's levels (checked once per booster).
-_SAME_LEVELS: weakref.WeakKeyDictionary[xgb.Booster, bool] = weakref.WeakKeyDictionary()
+# Booster -> the category levels it stored at training, per column (read once per booster);
+# None when this XGBoost cannot say.
+_STORED: weakref.WeakKeyDictionary[xgb.Booster, dict[str, list[Any]] | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def stored_levels(booster: xgb.Booster) -> dict[str, list[Any]] | None:
+    """The levels of each category column `booster` stored at training (read once)."""
+    if booster not in _STORED:
+        try:
+            stored = booster.get_categories(export_to_arrow=True).to_arrow() or []
+            _STORED[booster] = {
+                str(name): levels.to_pylist() for name, levels in stored if levels is not None
+            }
+        except (AttributeError, TypeError, ValueError, xgb.core.XGBoostError):
+            _STORED[booster] = None  # an XGBoost that cannot say: the frame goes as it is
+    return _STORED[booster]
 
 
 def same_levels(booster: xgb.Booster, categories: dict[str, list[str]]) -> bool:
     """Whether category codes on `categories` are the codes `booster` learned from: every
     category list it stored equals the model's (a booster storing none reads codes as given)."""
-    known = _SAME_LEVELS.get(booster)
-    if known is None:
-        try:
-            stored = booster.get_categories(export_to_arrow=True).to_arrow() or []
-        except (AttributeError, TypeError, ValueError, xgb.core.XGBoostError):
-            stored = None  # an XGBoost that cannot say: the frame goes as it is
-        known = stored is not None and all(
-            levels is None or levels.to_pylist() == list(categories.get(name, []))
-            for name, levels in stored
-        )
-        _SAME_LEVELS[booster] = known
-    return known
+    stored = stored_levels(booster)
+    return stored is not None and all(
+        levels == list(categories.get(name, [])) for name, levels in stored.items()
+    )
 
 
 def codes_matrix(prepared: pd.DataFrame) -> np.ndarray:
