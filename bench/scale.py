@@ -119,7 +119,7 @@ def _features(rows: int, folder: Path, seed: int, threads: int, options: Options
 
     from pipeline.config import FeaturesConfig
     from pipeline.features.build import build_feature_set
-    from pipeline.features.chunked import write_chunked
+    from pipeline.features.chunked import Chunks, write_chunked
 
     io = time.perf_counter()
     declarations = pd.read_parquet(folder / "declarations.parquet")
@@ -133,7 +133,7 @@ def _features(rows: int, folder: Path, seed: int, threads: int, options: Options
                 FeaturesConfig(reporting_delay_days=2),
                 folder / "feature_set.parquet",
                 folder / "manifest.csv",
-                options.chunk_months,
+                Chunks(options.chunk_months),
             )
         return {
             "wall_s": clock.wall,

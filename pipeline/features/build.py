@@ -511,11 +511,8 @@ def stream_sums(
     event_values[:, 1:] = events.values
     join = profiles.AsOfJoin(
         times,
-        events.known_at,
-        event_values,
-        events.last_hit_day,
-        own,
-        own_columns=[0],
+        profiles.EventSums(events.known_at, event_values, events.last_hit_day),
+        profiles.OwnActivity(own, columns=[0]),
         reuse_output=True,  # each key's totals become its features before the next key's
     )
 
@@ -542,9 +539,11 @@ def table_sums(
         codes,
         np.maximum(times, as_of.value),
         table_codes,
-        np.full(len(table), as_of.value - 1, np.int64),
-        table[profiles.event_columns(config)].to_numpy(np.float64),
-        table[profiles.LAST_HIT].to_numpy(np.float64),
+        profiles.EventSums(
+            np.full(len(table), as_of.value - 1, np.int64),
+            table[profiles.event_columns(config)].to_numpy(np.float64),
+            table[profiles.LAST_HIT].to_numpy(np.float64),
+        ),
     )
 
 

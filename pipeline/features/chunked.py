@@ -98,6 +98,30 @@ def build_feature_set_chunked(
     return feature_set
 
 
+@dataclass(frozen=True)
+class Chunks:
+    """How the declarations are cut: chunks of ``months`` calendar months from the first
+    lodging's month, or beginning at ``starts`` (`chunk_starts`); and, given ``snapshot_as_of``
+    (after every lodging), the instant as of which the state carried out of the last chunk is
+    kept as the serving snapshot."""
+
+    months: int = 1
+    starts: Sequence[pd.Timestamp] | None = None
+    snapshot_as_of: pd.Timestamp | None = None
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What a snapshot as of a chunk's ``start`` holds, carried into the chunk: the profile
+    tables, the reference prices of the months ended and the importer history (each None before
+    the first chunk: nothing is known yet)."""
+
+    start: pd.Timestamp
+    tables: dict[str, pd.DataFrame] | None = None
+    references: valuation.ValuationState | None = None
+    importers: history.HistoryCarry | None = None
+
+
 def build_chunked(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
@@ -121,9 +145,8 @@ def build_chunked(
             part = X[name]
             values[lo:hi] = part.cat.codes.to_numpy() if name in dtypes else part.to_numpy()
 
-    labels, manifest, snapshot = _build(
-        declarations, outcomes, config, chunk_months, starts, snapshot_as_of, fill
-    )
+    chunks = Chunks(chunk_months, starts, snapshot_as_of)
+    labels, manifest, snapshot = _build(declarations, outcomes, config, chunks, fill)
     X = pd.DataFrame(
         {
             name: pd.Categorical.from_codes(values, dtype=dtypes[name])
@@ -152,9 +175,7 @@ def write_chunked(
     config: FeaturesConfig,
     path: Path,
     manifest_path: Path,
-    chunk_months: int = 1,
-    starts: Sequence[pd.Timestamp] | None = None,
-    snapshot_as_of: pd.Timestamp | None = None,
+    chunks: Chunks = Chunks(),
 ) -> tuple[WrittenFeatures, Snapshot | None]:
     """`build_chunked` written to the feature-set file chunk by chunk (`FeatureSet.to_parquet`'s
     layout and what `FeatureSet.read_parquet` reads back of the in-memory build): the whole X is
@@ -172,9 +193,7 @@ def write_chunked(
             )
             writer.write(meta.set_axis(X.index), X)
 
-        labels, manifest, snapshot = _build(
-            declarations, outcomes, config, chunk_months, starts, snapshot_as_of, append
-        )
+        labels, manifest, snapshot = _build(declarations, outcomes, config, chunks, append)
     manifest.to_csv(manifest_path, index=False)
     y = labels["y"].to_numpy(dtype=float)
     written = WrittenFeatures(
@@ -193,14 +212,13 @@ def _build(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
     config: FeaturesConfig,
-    chunk_months: int,
-    starts: Sequence[pd.Timestamp] | None,
-    snapshot_as_of: pd.Timestamp | None,
+    chunks: Chunks,
     sink: ChunkSink,
 ) -> tuple[dict[str, pd.Series], pd.DataFrame, Snapshot | None]:
     """Build chunk after chunk, handing each chunk's X (rows ``lo:hi`` of the sorted
     declarations) and the labels of every row to ``sink``; returns the labels, the manifest and
-    the snapshot carried out of the last chunk when ``snapshot_as_of`` is given."""
+    the snapshot carried out of the last chunk when ``chunks.snapshot_as_of`` is given."""
+    snapshot_as_of = chunks.snapshot_as_of
     decl = sorted_declarations(declarations)
     if snapshot_as_of is not None and not pd.Timestamp(snapshot_as_of) > decl["lodged_at"].max():
         raise ValueError(
@@ -215,7 +233,7 @@ def _build(
     order = np.argsort(events.known_at, kind="stable")  # keeps the in-memory order of ties
     events = _take(events, order)
     times = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    borders = chunk_starts(decl["lodged_at"], chunk_months, starts)
+    borders = chunk_starts(decl["lodged_at"], chunks.months, chunks.starts)
     cuts = np.array([b.value for b in borders[1:]], dtype=np.int64)
     row_bounds = np.concatenate([[0], np.searchsorted(times, cuts), [len(decl)]])
     event_bounds = np.concatenate([[0], np.searchsorted(events.known_at, cuts), [len(events.row)]])
@@ -235,9 +253,8 @@ def _build(
         frame = decl.iloc[np.concatenate([np.arange(lo, hi), due.row]), key_positions]
         frame = frame.reset_index(drop=True)
         due = replace(due, row=np.arange(hi - lo, hi - lo + len(due.row)))
-        X, manifest = _chunk_features(
-            chunk, frame, due, tables, references, carry, start, levels, config
-        )
+        carried = Carried(start, tables, references, carry)
+        X, manifest = _chunk_features(chunk, frame, due, carried, levels, config)
         sink(lo, hi, X, labels)
         del X
         last = i + 1 == len(borders)
@@ -265,15 +282,13 @@ def _chunk_features(
     chunk: pd.DataFrame,
     frame: pd.DataFrame,
     due: profiles.OutcomeEvents,
-    tables: dict[str, pd.DataFrame] | None,
-    references: valuation.ValuationState | None,
-    carry: history.HistoryCarry | None,
-    start: pd.Timestamp,
+    carried: Carried,
     levels: dict[str, list[Any]],
     config: FeaturesConfig,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """X and manifest of one chunk: the carried state plus the chunk's own events."""
     stream = stream_sums(frame, len(chunk), due, config)
+    tables, start = carried.tables, carried.start
 
     def totals(key: tuple[str, ...]) -> ProfileTotals:
         sums, maxes = stream(key)
@@ -289,8 +304,8 @@ def _chunk_features(
         chunk,
         config,
         totals,
-        lambda: valuation.chunk_valuation_features(chunk, references, start, config),
-        lambda: history.chunk_history_features(chunk, carry, start, config),
+        lambda: valuation.chunk_valuation_features(chunk, carried.references, start, config),
+        lambda: history.chunk_history_features(chunk, carried.importers, start, config),
         levels,
     )
 

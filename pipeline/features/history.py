@@ -16,7 +16,14 @@ import pandas as pd
 
 from pipeline.config import FeaturesConfig
 from pipeline.features.lookup import EntityLookup, KeyIndex, RequestKeys, Vocabulary
-from pipeline.features.profiles import NS_PER_DAY, as_of_sum, column_codes, stack
+from pipeline.features.profiles import (
+    NS_PER_DAY,
+    EventSums,
+    OwnActivity,
+    as_of_sum,
+    column_codes,
+    stack,
+)
 
 # Partners whose number of distinct values so far is a feature, and the pair flagged when new.
 PARTNERS = ("hs6", "origin_country", "seller", "declarant")
@@ -129,10 +136,8 @@ def _running(
         importer,
         times,
         empty,
-        empty,
-        np.empty((0, own.shape[1])),
-        query_own=own,
-        own_columns=range(own.shape[1]),
+        EventSums(empty, np.empty((0, own.shape[1]))),
+        OwnActivity(own, range(own.shape[1])),
     )
     # The earliest lodging of the importer is in the past whenever it has declarations before.
     # Rows ascend in time, so a key's earliest time is the time of its first row.
@@ -226,9 +231,11 @@ def _importer_sums(
         codes,
         at,
         table_codes,
-        np.full(len(table), as_of - 1, dtype=np.int64),
-        values,
-        event_maxes=-table["first_seen_day"].to_numpy(float),
+        EventSums(
+            np.full(len(table), as_of - 1, dtype=np.int64),
+            values,
+            maxes=-table["first_seen_day"].to_numpy(float),
+        ),
     )
     assert first is not None
     return sums, -first

@@ -97,10 +97,31 @@ def stack(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(total), copy=False)
 
 
+@dataclass(frozen=True)
+class EventSums:
+    """Rows of a profile table as events of the as-of join: the instant each is valid from
+    (``times``, int64 ns), what it adds to its key's sums (``sums``, events x columns) and, when
+    a column is maximised instead (the last hit's day), its value there (``maxes``)."""
+
+    times: np.ndarray
+    sums: np.ndarray
+    maxes: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class OwnActivity:
+    """What each query (a declaration) adds to the later queries of its key: its ``values``
+    (queries x len(columns)), added to the summed ``columns`` (a declaration counts in the
+    activity of its keys)."""
+
+    values: np.ndarray
+    columns: Sequence[int]
+
+
 class AsOfJoin:
     """The as-of join of a profile table on lodging time, prepared once for many keys.
 
-    An event at ``event_times`` is a row of the profile table valid from that instant; each
+    An event (`EventSums`) is a row of the profile table valid from its instant; each
     query gets the sums (and maxima) of the events of its key that happened strictly before it.
     Events are cumulated per key in time order (few rows); queries and events are merged into
     one stream by time (a query before an event of the same instant, so equal times do not
@@ -110,9 +131,9 @@ class AsOfJoin:
     allow_exact_matches=False, by=key)`` on the cumulated table, in O(n) after one merge of two
     time-sorted runs (the stream order depends on times only, so every key shares it).
 
-    ``query_own`` are values the queries contribute to later queries of their key (a declaration
-    counts in the activity of its keys), added to the columns ``own_columns``; queries of the
-    same key and instant never count each other. Times are int64 nanoseconds.
+    ``own`` (`OwnActivity`) are values the queries contribute to later queries of their key (a
+    declaration counts in the activity of its keys); queries of the same key and instant never
+    count each other. Times are int64 nanoseconds.
 
     With ``reuse_output`` every call writes its sums into one array held by the join (the
     previous call's result is overwritten): a caller that uses each key's sums before asking for
@@ -122,13 +143,12 @@ class AsOfJoin:
     def __init__(
         self,
         query_times: np.ndarray,
-        event_times: np.ndarray,
-        event_sums: np.ndarray,
-        event_maxes: np.ndarray | None = None,
-        query_own: np.ndarray | None = None,
-        own_columns: Sequence[int] = (),
+        events: EventSums,
+        own: OwnActivity | None = None,
         reuse_output: bool = False,
     ) -> None:
+        event_times, event_sums, event_maxes = events.times, events.sums, events.maxes
+        query_own = None if own is None else own.values
         n_query, n_event = len(query_times), len(event_times)
         self.output = np.empty((n_query, event_sums.shape[1])) if reuse_output else None
         self.n_query, self.width = n_query, event_sums.shape[1]
@@ -145,7 +165,7 @@ class AsOfJoin:
         slot[self.query_in_stream] = np.arange(n_query)
         self.query_position = np.flatnonzero(self.is_query)[slot]  # stream row of each query
         self.rank = np.where(self.is_query, -1, self.order - n_query)  # event rank; -1: query
-        self.own_columns = list(own_columns)
+        self.own_columns = [] if own is None else list(own.columns)
         self.own: np.ndarray | None = None
         self.query_own = query_own
         self.tied: tuple[np.ndarray, np.ndarray] | None = None
@@ -249,15 +269,11 @@ def as_of_sum(
     query_codes: np.ndarray,
     query_times: np.ndarray,
     event_codes: np.ndarray,
-    event_times: np.ndarray,
-    event_sums: np.ndarray,
-    event_maxes: np.ndarray | None = None,
-    query_own: np.ndarray | None = None,
-    own_columns: Sequence[int] = (),
+    events: EventSums,
+    own: OwnActivity | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """`AsOfJoin` for one key: sums and maxima of the events of each query's key before it."""
-    join = AsOfJoin(query_times, event_times, event_sums, event_maxes, query_own, own_columns)
-    return join.by(query_codes, event_codes)
+    return AsOfJoin(query_times, events, own).by(query_codes, event_codes)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from pipeline.config import FeaturesConfig
 from pipeline.features.lookup import EntityLookup, KeyIndex, RequestKeys, Vocabulary
-from pipeline.features.profiles import AsOfJoin, as_of_sum, column_codes, stack
+from pipeline.features.profiles import AsOfJoin, EventSums, as_of_sum, column_codes, stack
 
 LEVELS: tuple[tuple[str, ...], ...] = (("hs6", "origin_country"), ("hs6",), ("hs4",))
 KINDS = ("kg", "unit")
@@ -204,7 +204,7 @@ def _stream_sums(declarations: pd.DataFrame) -> tuple[list[np.ndarray], np.ndarr
     the negated lowest hs4 rates (declarations sorted by lodging time)."""
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     events = monthly_events(declarations)
-    join = AsOfJoin(times, events.ends, events.values)  # one stream for the three levels
+    join = AsOfJoin(times, EventSums(events.ends, events.values))  # one stream, three levels
     sums_by_level = []
     for level in LEVELS:
         (codes,) = column_codes([declarations], level)
@@ -216,9 +216,11 @@ def _stream_sums(declarations: pd.DataFrame) -> tuple[list[np.ndarray], np.ndarr
         hs4,
         times,
         hs4[events.lowest_row],
-        events.lowest_ends,
-        np.zeros((n_lowest, 1)),
-        event_maxes=-np.nan_to_num(events.lowest_rate, nan=-np.inf),
+        EventSums(
+            events.lowest_ends,
+            np.zeros((n_lowest, 1)),
+            maxes=-np.nan_to_num(events.lowest_rate, nan=-np.inf),
+        ),
     )
     assert lowest is not None
     return sums_by_level, lowest
@@ -316,8 +318,10 @@ def _state_sums(
             codes,
             at,
             table_codes,
-            np.full(len(table), valid_from, np.int64),
-            table[_value_columns()].to_numpy(np.float64),
+            EventSums(
+                np.full(len(table), valid_from, np.int64),
+                table[_value_columns()].to_numpy(np.float64),
+            ),
         )
         sums_by_level.append(sums)
     table = state.lowest_rate
@@ -326,9 +330,11 @@ def _state_sums(
         codes,
         at,
         table_codes,
-        np.full(len(table), valid_from, np.int64),
-        np.zeros((len(table), 1)),
-        event_maxes=-np.nan_to_num(table["lowest_rate"].to_numpy(np.float64), nan=-np.inf),
+        EventSums(
+            np.full(len(table), valid_from, np.int64),
+            np.zeros((len(table), 1)),
+            maxes=-np.nan_to_num(table["lowest_rate"].to_numpy(np.float64), nan=-np.inf),
+        ),
     )
     assert lowest is not None
     return sums_by_level, lowest

@@ -14,7 +14,7 @@ import time
 
 from pipeline.config import Config
 from pipeline.features.build import build_feature_set, build_snapshot
-from pipeline.features.chunked import WrittenFeatures, write_chunked
+from pipeline.features.chunked import Chunks, WrittenFeatures, write_chunked
 from pipeline.features.featureset import record_fingerprint
 from pipeline.jobs import JobResult, step
 from pipeline.jobs.paths import refuse_aliases
@@ -46,8 +46,7 @@ def features(config: Config) -> JobResult:
             config.features,
             paths.features,
             paths.manifest,
-            months,
-            snapshot_as_of=as_of,
+            Chunks(months, snapshot_as_of=as_of),
         )
         assert carried is not None
         snapshot = carried

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.features.history import count_before
-from pipeline.features.profiles import as_of_sum, column_codes
+from pipeline.features.profiles import EventSums, OwnActivity, as_of_sum, column_codes
 
 
 def brute_force(
@@ -54,7 +54,7 @@ def test_as_of_sum_counts_only_the_strict_past_of_the_same_key(
     own = rng.integers(1, 3, (n_query, 1)).astype(float)
 
     sums, maxes = as_of_sum(
-        q_codes, q_times, e_codes, e_times, e_values, e_maxes, query_own=own, own_columns=[0]
+        q_codes, q_times, e_codes, EventSums(e_times, e_values, e_maxes), OwnActivity(own, [0])
     )
     expected_sums, expected_maxes = brute_force(
         q_codes, q_times, e_codes, e_times, e_values, e_maxes, own[:, 0]
@@ -87,8 +87,7 @@ def test_as_of_sum_equals_merge_asof_on_the_cumulated_table() -> None:
         queries["key"].to_numpy(),
         queries["t"].to_numpy(np.int64),
         events["key"].to_numpy(),
-        events["t"].to_numpy(np.int64),
-        events[["v"]].to_numpy(),
+        EventSums(events["t"].to_numpy(np.int64), events[["v"]].to_numpy()),
     )
     np.testing.assert_allclose(sums[:, 0], joined["v"].fillna(0.0).to_numpy())
 

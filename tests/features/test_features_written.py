@@ -11,7 +11,7 @@ import pytest
 from helpers.features import simulated, small_config, tiny_tables
 
 from pipeline.features.build import build_feature_set
-from pipeline.features.chunked import chunk_starts, write_chunked
+from pipeline.features.chunked import Chunks, chunk_starts, write_chunked
 from pipeline.features.featureset import FeatureSet, FeatureSetWriter
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_chunks_written_as_built_read_back_as_the_in_memory_feature_set(
     as_of = declarations["lodged_at"].max() + pd.Timedelta(seconds=1)
     path, manifest = tmp_path / "features.parquet", tmp_path / "manifest.csv"
     written, snapshot = write_chunked(
-        declarations, outcomes, config, path, manifest, chunk_months, snapshot_as_of=as_of
+        declarations, outcomes, config, path, manifest, Chunks(chunk_months, snapshot_as_of=as_of)
     )
     base = build_feature_set(declarations, outcomes, config)
     assert snapshot is not None and snapshot.as_of == as_of
@@ -75,7 +75,7 @@ def test_a_category_level_first_seen_in_a_later_chunk_keeps_its_code(tmp_path: P
     )
     config = small_config(reporting_delay_days=10.0)
     path, manifest = tmp_path / "features.parquet", tmp_path / "manifest.csv"
-    write_chunked(declarations, outcomes, config, path, manifest, chunk_months=1)
+    write_chunked(declarations, outcomes, config, path, manifest, Chunks(months=1))
     base = build_feature_set(declarations, outcomes, config)
     assert "rail-late" in base.X["transport_mode"].cat.categories
     assert_reads_back_as(FeatureSet.read_parquet(path, manifest), base)
