@@ -252,7 +252,8 @@ def time_to_reach(trajectory: list[tuple[float, float]], target: float) -> float
     return next(seconds for seconds, best in trajectory if best >= target - 1e-12)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """The command line: data size, study size, threads, repeats and what to compare."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--trials", type=int, default=12)
@@ -262,9 +263,11 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--compare-pruning", action="store_true")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[0.1, 0.02])
-    args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return parser.parse_args()
 
+
+def built_feature_set(args: argparse.Namespace) -> tuple[FeatureSet, str]:
+    """The benchmark's feature set and where it came from, its size printed."""
     started = time.perf_counter()
     fs, source = feature_set(args.rows, args.seed)
     build_s = time.perf_counter() - started
@@ -272,21 +275,32 @@ def main() -> None:
         f"feature set: {len(fs):,} declarations ({source}), {fs.X.shape[1]} features, "
         f"{int(fs.y.notna().sum()):,} labelled, built in {build_s:.1f} s"
     )
+    return fs, source
+
+
+def print_overhead(cost: dict[str, Any]) -> None:
+    """One learning rate's job against bare boosting."""
+    print(
+        f"overhead at learning_rate {cost['learning_rate']}: job {cost['job_s']:.2f} s "
+        f"vs bare boosting {cost['bare_every_booster_s']:.2f} s (targeting model "
+        f"{cost['bare_xgboost_train_s']:.2f} s, {cost['best_iteration'] + 1} trees; "
+        f"revenue model {cost['bare_revenue_train_s']:.2f} s, {cost['revenue_trees']} "
+        f"trees) on {cost['train_rows']:,} training rows: {cost['overhead_x']:.2f}x "
+        "(target <= 1.3x); inside the job: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in cost["job_timings"].items())
+    )
+
+
+def measured(fs: FeatureSet, args: argparse.Namespace) -> dict[str, Any]:
+    """Every timed run in a scratch folder: the job's overhead per learning rate, the study on
+    plain and on quantised matrices and, with --compare-pruning, the study without pruning."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         costs = [
             overhead(fs, folder / f"overhead-{rate}", args, rate) for rate in args.learning_rates
         ]
         for cost in costs:
-            print(
-                f"overhead at learning_rate {cost['learning_rate']}: job {cost['job_s']:.2f} s "
-                f"vs bare boosting {cost['bare_every_booster_s']:.2f} s (targeting model "
-                f"{cost['bare_xgboost_train_s']:.2f} s, {cost['best_iteration'] + 1} trees; "
-                f"revenue model {cost['bare_revenue_train_s']:.2f} s, {cost['revenue_trees']} "
-                f"trees) on {cost['train_rows']:,} training rows: {cost['overhead_x']:.2f}x "
-                "(target <= 1.3x); inside the job: "
-                + ", ".join(f"{k} {v:.2f}" for k, v in cost["job_timings"].items())
-            )
+            print_overhead(cost)
         plain = study_figures(fs, folder / "plain", args, objective=PlainMatrices)
         shared = study_figures(fs, folder / "shared", args)
         full = (
@@ -294,6 +308,11 @@ def main() -> None:
             if args.compare_pruning
             else None
         )
+    return {"costs": costs, "plain": plain, "shared": shared, "full": full}
+
+
+def print_studies(plain: dict[str, Any], shared: dict[str, Any]) -> tuple[float, bool]:
+    """The two studies' trials per minute; returns the speed-up and whether the trials agree."""
     same = plain["values"] == shared["values"]
     speedup = shared["trials_per_minute"] / plain["trials_per_minute"]
     for name, figures in (("plain DMatrix", plain), ("quantised once per window", shared)):
@@ -303,25 +322,40 @@ def main() -> None:
             f"best {figures['best_value']:.4f}"
         )
     print(f"trials/min quantised over plain: {speedup:.2f}x (target 2x); same trials: {same}")
-    pruning: dict[str, Any] | None = None
-    if full is not None:
-        target = min(shared["best_value"], full["best_value"])
-        reach_pruned = time_to_reach(shared["trajectory"], target)
-        reach_full = time_to_reach(full["trajectory"], target)
-        pruning = {
-            "target_value": target,
-            "seconds_to_target_with": reach_pruned,
-            "seconds_to_target_without": reach_full,
-            "saved_s": reach_full - reach_pruned,
-        }
-        print(
-            f"time to reach {target:.4f}: {reach_pruned:.1f} s with pruning, {reach_full:.1f} s "
-            f"without (whole study saves {full['wall_s'] - shared['wall_s']:.1f} s)"
-        )
+    return speedup, same
 
-    def kept(figures: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in figures.items() if k not in ("trajectory", "values")}
 
+def pruning_saves(shared: dict[str, Any], full: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Seconds to reach the worse of the two best values with and without pruning, printed."""
+    if full is None:
+        return None
+    target = min(shared["best_value"], full["best_value"])
+    reach_pruned = time_to_reach(shared["trajectory"], target)
+    reach_full = time_to_reach(full["trajectory"], target)
+    print(
+        f"time to reach {target:.4f}: {reach_pruned:.1f} s with pruning, {reach_full:.1f} s "
+        f"without (whole study saves {full['wall_s'] - shared['wall_s']:.1f} s)"
+    )
+    return {
+        "target_value": target,
+        "seconds_to_target_with": reach_pruned,
+        "seconds_to_target_without": reach_full,
+        "saved_s": reach_full - reach_pruned,
+    }
+
+
+def kept(figures: dict[str, Any]) -> dict[str, Any]:
+    """A study's figures without its per-trial lists."""
+    return {k: v for k, v in figures.items() if k not in ("trajectory", "values")}
+
+
+def main() -> None:
+    args = arguments()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fs, source = built_feature_set(args)
+    runs = measured(fs, args)
+    plain, shared, full = runs["plain"], runs["shared"], runs["full"]
+    speedup, same = print_studies(plain, shared)
     results = {
         "rows": len(fs),
         "source": source,
@@ -331,14 +365,14 @@ def main() -> None:
         "device": args.device,
         "xgboost": xgb.__version__,
         "machine": platform.platform(),
-        "overhead": costs,
+        "overhead": runs["costs"],
         "study_plain_matrices": kept(plain),
         "study_quantised": kept(shared),
         "study_speedup_x": speedup,
         "study_same_trials": same,
         "study_target_x": 2.0,
         "study_no_pruning": kept(full) if full is not None else None,
-        "pruning": pruning,
+        "pruning": pruning_saves(shared, full),
         "shared_machine": "2 cores shared with other work; both sides measured in this run",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
