@@ -10,7 +10,9 @@ an MLflow SQLite store in a temporary folder), starts `mlflow models serve` on t
 - 20,000-row requests: rows/s over `--large` requests;
 - `targeting score` (the CLI, a new process: start-up, loading, validation, features, scores,
   channels, reason codes, the CSV written) on the same 20,000 rows: rows/s.
-Targets on an idle 2-core machine: p50 <= 50 ms for one row; 20,000 rows in <= 2 s.
+Targets on an idle 2-core machine (issue 27): one row p50 <= 50 ms and p99 <= 80 ms; 20,000
+rows in <= 1 s. The machine may be shared: the 1-minute load average before and after the
+requests is recorded with the figures, and each target is printed as met or missed.
 Prints the figures and writes bench/results/serve.json.
 """
 
@@ -42,6 +44,7 @@ RESULTS = ROOT / "bench" / "results" / "serve.json"
 HOST = "127.0.0.1"  # loopback only: the benchmark never listens on another interface
 START_TIMEOUT_S = 240.0
 LARGE_ROWS = 20_000
+TARGETS = {"one_row_p50_ms": 50.0, "one_row_p99_ms": 80.0, "large_seconds": 1.0}
 
 
 def _config(folder: Path, rows: int) -> Config:
@@ -221,7 +224,9 @@ def main() -> int:
             "large": incoming(declarations, LARGE_ROWS, seed=3),
         }
         counts = {"one_row": args.one, "thousand_rows": args.thousand, "large": args.large}
+        load_before = os.getloadavg()[0]
         served = rest(uri, str(config.tracking.uri), frames, counts, folder / "serve.log")
+        load_after = os.getloadavg()[0]
         command_line = cli(config, frames["large"], folder, args.cli_repeat)
 
     result = {
@@ -231,7 +236,9 @@ def main() -> int:
         "build_s": round(build_s, 1),
         "rest": served,
         "cli": command_line,
-        "targets": {"one_row_p50_ms": 50, "large_seconds": 2.0},
+        "load_1min": [round(load_before, 2), round(load_after, 2)],
+        "targets": TARGETS,
+        "met": verdicts(served),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -250,8 +257,21 @@ def main() -> int:
         f"targeting score (CLI, new process, CSV in and out): {command_line['rows']:,} rows in "
         f"{command_line['seconds']} s, {command_line['rows_per_s']:,} rows/s"
     )
+    print(f"1-minute load average {load_before:.2f} before the requests, {load_after:.2f} after")
+    for name, met in result["met"].items():
+        print(f"  target {name} <= {TARGETS[name]:g}: {'met' if met else 'missed'}")
     print(f"written to {args.out}")
     return 0
+
+
+def verdicts(served: dict[str, Any]) -> dict[str, bool]:
+    """Each target of `TARGETS` met (True) or missed by the REST figures."""
+    one, large = served["one_row"], served["large"]
+    return {
+        "one_row_p50_ms": one["p50_ms"] <= TARGETS["one_row_p50_ms"],
+        "one_row_p99_ms": one["p99_ms"] <= TARGETS["one_row_p99_ms"],
+        "large_seconds": large["p50_ms"] / 1000.0 <= TARGETS["large_seconds"],
+    }
 
 
 if __name__ == "__main__":
