@@ -368,21 +368,33 @@ def _signature_frame(X: pd.DataFrame) -> pd.DataFrame:
     return X.assign(**cast) if cast else X
 
 
+@dataclass(frozen=True)
+class TrainedOn:
+    """The feature set a run's model was fit on, as the run records it: its manifest, its data
+    fingerprint, and the declarations the models' signatures are inferred from (``sample``; no
+    signature when None) with the columns a signature marks not required (``optional``: those
+    the feature set leaves missing somewhere)."""
+
+    manifest: pd.DataFrame
+    fingerprint: str
+    sample: pd.DataFrame | None = None
+    optional: Sequence[str] = ()
+
+
 def log_training(
     config: Config,
     fit_result: FitResult,
-    manifest: pd.DataFrame,
-    data_fingerprint: str,
+    trained_on: TrainedOn,
     study: optuna.Study | None = None,
-    sample: pd.DataFrame | None = None,
     deployed: RefitResult | None = None,
-    optional: Sequence[str] = (),
 ) -> RunInfo:
     """Log a fit to the active run: config, params, fingerprint, commit, versions, manifest,
     metrics, the validation curve per boosting round, the evaluated model and the deployed one
-    (``deployed``, the refit; the evaluated model itself when None) with its xgboost flavour
-    (``optional``: the columns its signature marks not required). Nothing is registered here:
-    the registry holds the deployable scorer, registered by `export` (`register_scorer`)."""
+    (``deployed``, the refit; the evaluated model itself when None) with its xgboost flavour.
+    Nothing is registered here: the registry holds the deployable scorer, registered by
+    `export` (`register_scorer`)."""
+    manifest, data_fingerprint = trained_on.manifest, trained_on.fingerprint
+    sample = trained_on.sample
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_training needs an active run: wrap it in start_parent_run")
@@ -414,7 +426,7 @@ def log_training(
     # The model first: MLflow links a run's metrics to a model logged after them with one
     # history query per metric name (a second of a 2-second log); logged after the model, they
     # carry its id and are linked as they are written.
-    flavour = _log_bundles(model, fit_result.model, sample, texts, optional)
+    flavour = _log_bundles(model, fit_result.model, sample, texts, trained_on.optional)
     log_values(
         run_id,
         params={**flatten(config), **log.tracked_params()},
@@ -651,23 +663,33 @@ def log_scorer(
     return f"runs:/{run_id}/{name}"
 
 
+@dataclass(frozen=True)
+class ScorerDigests:
+    """What a scorer version's tags name of its export and model: the selectivity file's bytes
+    (``thresholds_sha256``), the file's own digest of its content (``content_sha256``, when the
+    file carries one) and the booster's (``booster_sha256``)."""
+
+    thresholds_sha256: str
+    booster_sha256: str
+    content_sha256: str | None = None
+
+
 def register_scorer(
     config: Config,
     run_id: str,
     scorer_uri: str,
-    thresholds_sha256: str,
-    booster_sha256: str,
+    digests: ScorerDigests,
     *,
     point_challenger: bool = True,
-    content_sha256: str | None = None,
     expected_version: str | None = None,
 ) -> str:
     """Register the run's scorer pyfunc as a new version of `tracking.registered_model`, point
     `challenger` at it (unless `point_challenger` is false: `export` moves it last, with
     `move_challenger`), and describe it; returns the version. The version's tags name its
-    export twice: `thresholds_sha256` (the file's bytes) and `content_sha256` (the file's own
-    digest). With `expected_version` (the number the export wrote into its `model.version`,
-    `next_version`), a registry that gave another number is refused before any alias moves."""
+    export twice (`digests`: the file's bytes and the file's own digest) and its booster. With
+    `expected_version` (the number the export wrote into its `model.version`, `next_version`),
+    a registry that gave another number is refused before any alias moves."""
+    thresholds_sha256, content_sha256 = digests.thresholds_sha256, digests.content_sha256
     name = config.tracking.registered_model
     client = MlflowClient()
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -688,7 +710,7 @@ def register_scorer(
         tags={
             "component": SCORER_COMPONENT,
             "thresholds_sha256": thresholds_sha256,
-            "booster_sha256": booster_sha256,
+            "booster_sha256": digests.booster_sha256,
             "git_commit": client.get_run(run_id).data.tags.get("git_commit", "unknown"),
             **({"content_sha256": content_sha256} if content_sha256 else {}),
         },

@@ -332,14 +332,17 @@ def _log_and_register(
         step("logging the scorer and registering it")
         scorer_uri = tracking.log_scorer(run_id, model_folder, config.paths.snapshot, staged)
     written = json.loads(staged.read_text(encoding="utf-8"))
+    digests = tracking.ScorerDigests(
+        thresholds_sha256=file_sha256(staged),
+        booster_sha256=model.booster_sha256(),
+        content_sha256=written["content_sha256"],
+    )
     version = tracking.register_scorer(
         config,
         run_id,
         scorer_uri,
-        file_sha256(staged),
-        model.booster_sha256(),
+        digests,
         point_challenger=False,
-        content_sha256=written["content_sha256"],
         expected_version=written["model"]["version"],
     )
     return scorer_uri, version

@@ -141,9 +141,8 @@ def train_feature_set(
         fingerprint = _fingerprint(config, fs, source, around_training is not None)
         step("logging the run to MLflow")
         optional = list(model_fs.X.columns[model_fs.X.isna().any().to_numpy()])
-        info = tracking.log_training(
-            config, result, fs.manifest, fingerprint, study, sample, deployed, optional
-        )
+        trained_on = tracking.TrainedOn(fs.manifest, fingerprint, sample, optional)
+        info = tracking.log_training(config, result, trained_on, study, deployed)
     last = tracking.write_last_run(config, info)
     ui = tracking.ui_command(config)
     lines = [

@@ -372,8 +372,7 @@ def train_and_track(config: Config, data: Any, params: dict[str, Any] | None = N
     windows = make_windows(features.lodged_at, config.split)
     result = fit(features, windows, params or dict(config.train.params), config)
     with tracking.start_parent_run(config) as _:
-        info = tracking.log_training(
-            config, result, features.manifest, "test-data", sample=features.X.head(50)
-        )
+        trained_on = tracking.TrainedOn(features.manifest, "test-data", features.X.head(50))
+        info = tracking.log_training(config, result, trained_on)
     tracking.write_last_run(config, info)
     return info

@@ -217,7 +217,7 @@ def test_log_training_needs_the_parent_run(tmp_path: Path) -> None:
     config = train_config(tmp_path)
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
     with pytest.raises(RuntimeError, match="start_parent_run"):
-        tracking.log_training(config, result, fs.manifest, "x", None, pd.DataFrame())
+        tracking.log_training(config, result, tracking.TrainedOn(fs.manifest, "x", pd.DataFrame()))
 
 
 def test_pruned_trials_are_finished_and_tagged_as_pruned(trained: dict[str, Any]) -> None:
