@@ -14,9 +14,11 @@ builder; a synthetic set from tests/helpers/train.py when those are not importab
   already built, matrices. Target: at most 1.3x. The tracking store exists before the timed runs
   (a project's does); best of `--repeat` runs, the two sides alternating under the same load.
 - trials per minute of the default study (2 prequential folds, pruning as configured), same
-  seed, on the tuner's matrices (one QuantileDMatrix per window, validation cut with its
-  training window's cuts) and on plain DMatrix per fold as before issue 16; the trials must
-  agree. With `--compare-pruning`, also the study without pruning and what pruning saves.
+  seed, on the tuner's matrices (one QuantileDMatrix per training window; the validation rows
+  in a plain DMatrix, which XGBoost predicts faster every round) and on plain DMatrix per fold
+  as before issue 16; the trials must agree. With `--compare-pruning`, also the study without
+  pruning and what pruning saves. The tuning throughput of issue 27 (parallel workers on the KCS
+  folds) is bench/tune.py's.
 Prints the figures and writes bench/results/train.json.
 """
 
@@ -194,10 +196,9 @@ def overhead(
 
 
 class PlainMatrices(tune.Objective):
-    """The tuner's objective as before issue 16: a plain DMatrix per fold, no shared cuts."""
+    """The tuner's objective as before issue 16: a plain DMatrix per training fold too."""
 
     plain: dict[tuple[int, str], tuple[xgb.DMatrix, dict[str, Any]]]
-    plain_valid: dict[int, xgb.DMatrix]
 
     def _train_matrix(self, fold: int, imbalance: str) -> tuple[Any, dict[str, Any]]:
         self.plain = getattr(self, "plain", {})
@@ -205,12 +206,6 @@ class PlainMatrices(tune.Objective):
             rows, extra = rebalance(self.folds[fold][1], imbalance, self.config.seed)
             self.plain[(fold, imbalance)] = (dmatrix(rows), extra)
         return self.plain[(fold, imbalance)]
-
-    def _valid_matrix(self, fold: int, imbalance: str = "none") -> xgb.DMatrix:
-        self.plain_valid = getattr(self, "plain_valid", {})
-        if fold not in self.plain_valid:
-            self.plain_valid[fold] = dmatrix(self.folds[fold][2], weighted=False)
-        return self.plain_valid[fold]
 
 
 def study_figures(

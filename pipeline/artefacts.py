@@ -137,7 +137,7 @@ ARTEFACTS: tuple[Artefact, ...] = (
         "study",
         made_by="tune",
         needs=("features",),
-        files={"study": "optuna.db"},
+        files={"study": "optuna.journal"},
         load="pipeline.train.tune:latest_study",
         save="pipeline.train.tune:run_study",
         in_run=False,

@@ -295,11 +295,18 @@ class TuneConfig(Section):
     objective: Literal["average_precision", "precision_at", "revenue_at"] = "average_precision"
     at_rate: float = Field(0.05, gt=0, le=1, description="n % for precision_at / revenue_at")
     storage: str | None = Field(
-        None, description="None: SQLite file in output_dir; a path ending .journal; any RDB URL"
+        None,
+        description="None: the journal file optuna.journal in output_dir; a path ending .journal; "
+        "a SQLite URL (one worker); any RDB URL",
     )
     study_name: str | None = None
     pruning: bool = True
-    workers: int = Field(1, ge=1)
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="parallel trial processes sharing the study; None: one per thread of "
+        "compute.threads (one on a SQLite storage)",
+    )
     tune_imbalance: bool = Field(False, description="treat train.imbalance as a hyperparameter")
 
 

@@ -32,7 +32,7 @@ def test_a_stopped_study_continues_to_n_trials(tmp_path: Path) -> None:
     assert finished_trials(study) == 5
     assert [t.params for t in study.trials[:3]] == kept  # continued, not restarted
     assert study.trials[3].params not in kept  # new points, not a replay of the first draws
-    assert (tmp_path / "out" / "optuna.db").exists()
+    assert (tmp_path / "out" / "optuna.journal").exists()  # the default storage
     again = run_study(fs, windows, more)  # complete: nothing more to run
     assert len(again.trials) == 5
 
@@ -78,7 +78,7 @@ def test_journal_storage_shares_one_study_between_two_workers(tmp_path: Path) ->
 
 
 def test_parallel_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
-    fs, windows, config = _setup(tmp_path)
+    fs, windows, config = _setup(tmp_path, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     with pytest.raises(ValueError, match=r"database is locked.*\.journal"):
         run_study(fs, windows, config, workers=2)
 
