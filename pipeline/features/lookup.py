@@ -132,7 +132,8 @@ class RequestKeys:
 class EntityLookup:
     """Per entity of a table valid from before the cut-off, the sums of ``sums`` and the maximum
     of ``maxes`` (rows aligned with the table), as the as-of join gives them to every query at
-    or after the cut-off: `as_of_sum(codes, at, table_codes, cut_off - 1, sums, maxes)`."""
+    or after the cut-off: `as_of_sum(codes, at, table_codes, EventSums(cut_off - 1, sums,
+    maxes))`."""
 
     def __init__(
         self,
