@@ -526,6 +526,14 @@ class EvaluateConfig(Section):
         description="fewest distinct scores a reference learner gives the test rows; fewer "
         "(a near-constant ranking) is flagged and never the best",
     )
+    tune_references: bool = Field(
+        False,
+        description="also fit each reference learner tuned with the model's budget ('plain "
+        "XGBoost (tuned)', 'LightGBM (tuned)', 'CatBoost (tuned)'): tune.n_trials trials on the "
+        "model's rolling folds and objective, its conventional parameters as the first trial, "
+        "kept unless beaten by more than their noise (tune.chosen_trial); judged beside the "
+        "untuned ones, and the best reference may be a tuned one (bench/quality.py turns it on)",
+    )
     family_ablation: bool = Field(
         True,
         description="measure each feature family's effect out of sample: the frozen choice "

@@ -11,8 +11,16 @@ How each is fitted (the same for all three, documented rather than tuned): conve
 parameters (learning rate 0.05; XGBoost depth 6, LightGBM 63 leaves, CatBoost depth 6), early
 stopping on the validation window's log-loss (a metric every boosting round moves, unlike PR-AUC
 on a few hundred rows, which can stop at the first tree) with a patience of `PATIENCE` rounds,
-never fewer than `evaluate.reference_min_trees` trees. The tuning budget is therefore not the
-model's Optuna trials: a reference is what the libraries' usual settings give.
+never fewer than `evaluate.reference_min_trees` trees: a reference is what the libraries' usual
+settings give.
+
+With `evaluate.tune_references`, each is also fitted tuned with the model's budget ("LightGBM
+(tuned)"): `tune.n_trials` trials on the model's rolling folds (`train.split.rolling_folds`) and
+objective, its conventional parameters as trial 0 (run exactly as the untuned reference runs
+them), and the best trial kept only when it beats trial 0 by more than trial 0's bootstrap noise
+(`train.tune.chosen_trial`), the rule the model's study follows; then fitted like the untuned
+one. Each learner's search space is written beside it (`SPACES`; XGBoost's is the model's
+`search_space`). The model's edge then cannot come from a tuning advantage alone.
 
 The health check (`reference_health`): a reference with fewer trees than
 `evaluate.reference_min_trees` (the cap `evaluate.reference_rounds` reached first) or with fewer
@@ -28,11 +36,12 @@ import importlib.util
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 import xgboost as xgb
 
@@ -41,9 +50,24 @@ from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import ModelInfo
 from pipeline.timeaxis import Windows
-from pipeline.train.split import rows_in
+from pipeline.train.objectives import objective_value
+from pipeline.train.rows import WindowRows
+from pipeline.train.split import rolling_folds, rows_in
+from pipeline.train.tune import (
+    CONVENTIONAL,
+    NOISE,
+    SEARCH_SPACE_VERSION,
+    XGBOOST_DEFAULTS,
+    choice_line,
+    chosen_trial,
+    finished_trials,
+    memory_study,
+    objective_noise,
+    search_space,
+)
 
 NAMES = {"xgboost": "plain XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost"}
+TUNED = {learner: f"{name} (tuned)" for learner, name in NAMES.items()}
 LEARNING_RATE = 0.05
 PATIENCE = 100
 _MISSING = "__missing__"
@@ -144,7 +168,24 @@ class _XGBoostStopper(xgb.callback.TrainingCallback):
         return stop_now(self.losses, self.min_trees)
 
 
-def _xgboost(data: _Data, config: Config) -> tuple[np.ndarray, int]:
+def _xgboost_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
+    """The model's own search space (`train.tune.search_space`), without the imbalance method
+    (a reference learner does not rebalance)."""
+    plain = config.tune.model_copy(update={"tune_imbalance": False})
+    return search_space(trial, config.model_copy(update={"tune": plain}))
+
+
+# `_xgboost`'s parameters in `_xgboost_space`'s terms (XGBoost's defaults, L1 and split loss at
+# the space's floor).
+XGBOOST_CONVENTIONAL = XGBOOST_DEFAULTS | {
+    "learning_rate": LEARNING_RATE,
+    "max_depth": 6,
+    "max_cat_to_onehot": 1,
+}
+
+
+def _xgboost(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    """Conventional parameters, with ``tuned`` laid over them."""
     params = {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
@@ -154,6 +195,7 @@ def _xgboost(data: _Data, config: Config) -> tuple[np.ndarray, int]:
         "tree_method": "hist",
         "seed": config.seed,
         "nthread": config.compute.threads,
+        **tuned,
     }
     stopper = _XGBoostStopper(config.evaluate.reference_min_trees)
     booster = xgb.train(
@@ -169,7 +211,42 @@ def _xgboost(data: _Data, config: Config) -> tuple[np.ndarray, int]:
     return np.asarray(score, dtype=float), trees
 
 
-def _lightgbm(data: _Data, config: Config) -> tuple[np.ndarray, int]:
+def _lightgbm_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
+    """LightGBM's usual search space: leaves, leaf size, learning rate, feature and row
+    subsampling, L2, and its category settings (smoothing and L2 of the gradient-sorted levels,
+    rows per level group, levels considered per split)."""
+    return {
+        "num_leaves": trial.suggest_int("num_leaves", 8, 256, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.4, 1.0),
+        "bagging_freq": 1,  # bagging_fraction 1.0 draws every row: no bagging
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+        "cat_smooth": trial.suggest_float("cat_smooth", 1.0, 100.0, log=True),
+        "cat_l2": trial.suggest_float("cat_l2", 1.0, 100.0, log=True),
+        "min_data_per_group": trial.suggest_int("min_data_per_group", 10, 500, log=True),
+        "max_cat_threshold": trial.suggest_int("max_cat_threshold", 8, 128, log=True),
+    }
+
+
+# `_lightgbm`'s parameters in `_lightgbm_space`'s terms (LightGBM's defaults; L2 at the floor).
+LIGHTGBM_CONVENTIONAL: dict[str, Any] = {
+    "num_leaves": 63,
+    "min_child_samples": 20,
+    "learning_rate": LEARNING_RATE,
+    "feature_fraction": 1.0,
+    "bagging_fraction": 1.0,
+    "lambda_l2": 1e-3,
+    "cat_smooth": 10.0,
+    "cat_l2": 10.0,
+    "min_data_per_group": 100,
+    "max_cat_threshold": 32,
+}
+
+
+def _lightgbm(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    """Conventional parameters, with ``tuned`` laid over them."""
     import lightgbm as lgb
 
     params = {
@@ -181,6 +258,7 @@ def _lightgbm(data: _Data, config: Config) -> tuple[np.ndarray, int]:
         "deterministic": True,
         "num_threads": config.compute.threads,
         "verbose": -1,
+        **tuned,
     }
     min_trees = config.evaluate.reference_min_trees
     losses: list[float] = []
@@ -223,13 +301,42 @@ class _CatBoostStopper:
         return not stop_now(self.losses, self.min_trees)
 
 
-def _catboost(data: _Data, config: Config) -> tuple[np.ndarray, int]:
+def _catboost_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
+    """CatBoost's usual search space: depth, learning rate, L2 of the leaves, split-score noise,
+    the bootstrap (its temperature only with the Bayesian one: CatBoost ignores it with its
+    default MVS) and the levels below which a category is one-hot coded instead of its ordered
+    target statistics."""
+    params: dict[str, Any] = {
+        "depth": trial.suggest_int("depth", 4, 10),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 1.0, 30.0, log=True),
+        "random_strength": trial.suggest_float("random_strength", 1e-3, 10.0, log=True),
+        "bootstrap_type": trial.suggest_categorical("bootstrap_type", ["MVS", "Bayesian"]),
+        "one_hot_max_size": trial.suggest_int("one_hot_max_size", 2, 16),
+    }
+    if params["bootstrap_type"] == "Bayesian":
+        params["bagging_temperature"] = trial.suggest_float("bagging_temperature", 0.0, 10.0)
+    return params
+
+
+# `_catboost`'s parameters in `_catboost_space`'s terms (CatBoost's defaults on the CPU).
+CATBOOST_CONVENTIONAL: dict[str, Any] = {
+    "depth": 6,
+    "learning_rate": LEARNING_RATE,
+    "l2_leaf_reg": 3.0,
+    "random_strength": 1.0,
+    "bootstrap_type": "MVS",
+    "one_hot_max_size": 2,
+}
+
+
+def _catboost(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    """Conventional parameters, with ``tuned`` laid over them."""
     from catboost import CatBoostClassifier, Pool
 
     model = CatBoostClassifier(
         iterations=config.evaluate.reference_rounds,
-        learning_rate=LEARNING_RATE,
-        depth=6,
+        **({"learning_rate": LEARNING_RATE, "depth": 6} | dict(tuned)),
         loss_function="Logloss",
         eval_metric="Logloss",
         use_best_model=False,
@@ -252,10 +359,16 @@ def _catboost(data: _Data, config: Config) -> tuple[np.ndarray, int]:
     return np.asarray(model.predict_proba(test)[:, 1], dtype=float), int(model.tree_count_)
 
 
-LEARNERS: dict[str, Callable[[_Data, Config], tuple[np.ndarray, int]]] = {
-    "xgboost": _xgboost,
-    "lightgbm": _lightgbm,
-    "catboost": _catboost,
+# A learner's fit: its data, the config and the parameters laid over its conventional ones ({}:
+# none); its scores on the data's test rows and the trees it kept.
+Fit = Callable[[_Data, Config, Mapping[str, Any]], tuple[np.ndarray, int]]
+Space = Callable[[optuna.Trial, Config], dict[str, Any]]
+LEARNERS: dict[str, Fit] = {"xgboost": _xgboost, "lightgbm": _lightgbm, "catboost": _catboost}
+# Each learner's search space and its conventional parameters there (trial 0).
+SPACES: dict[str, tuple[Space, dict[str, Any]]] = {
+    "xgboost": (_xgboost_space, XGBOOST_CONVENTIONAL),
+    "lightgbm": (_lightgbm_space, LIGHTGBM_CONVENTIONAL),
+    "catboost": (_catboost_space, CATBOOST_CONVENTIONAL),
 }
 
 
@@ -265,18 +378,15 @@ ReferenceCache = Callable[[str, Callable[[], ReferenceScores]], ReferenceScores]
 LIBRARIES = ("xgboost", "lightgbm", "catboost")
 
 
-def cache_key(data: _Data, config: Config) -> str:
+def cache_key(data: _Data, config: Config, folds: Sequence[_Fold] | None = None) -> str:
     """SHA-256 of everything that decides the references' scores: the rows they are fitted,
     stopped and scored on (values, labels, column order and dtypes), the settings they read,
-    the libraries' versions and this module's source."""
+    the libraries' versions and this module's source; with `evaluate.tune_references`, also the
+    tuning folds' rows and the tuning settings."""
     digest = hashlib.sha256()
-    for frame in (data.X_train, data.X_valid, data.X_test):
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-        digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
-    for labels in (data.y_train, data.y_valid):
-        digest.update(np.ascontiguousarray(labels, dtype=float).tobytes())
+    _digest_rows(digest, data)
     evaluate = config.evaluate
-    settings = {
+    settings: dict[str, object] = {
         "learners": evaluate.reference_learners,
         "rounds": evaluate.reference_rounds,
         "min_trees": evaluate.reference_min_trees,
@@ -286,9 +396,30 @@ def cache_key(data: _Data, config: Config) -> str:
         "categories": data.categories,
         "versions": {name: _version(name) for name in LIBRARIES},
     }
+    if evaluate.tune_references:
+        settings["tuned"] = {
+            "tune": config.tune.model_dump(
+                mode="json", include={"n_trials", "timeout_s", "objective", "at_rate"}
+            ),
+            "split": config.split.model_dump(mode="json"),
+            "xgboost_space": SEARCH_SPACE_VERSION,
+            "folds": len(folds) if folds is not None else None,
+        }
+        for fold in folds or ():
+            _digest_rows(digest, fold.data)
+            digest.update(np.ascontiguousarray(fold.valid.revenue, dtype=float).tobytes())
     digest.update(json.dumps(settings, sort_keys=True).encode())
     digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()
+
+
+def _digest_rows(digest: Any, data: _Data) -> None:
+    """Feed ``data``'s frames (values, column order and dtypes) and labels to ``digest``."""
+    for frame in (data.X_train, data.X_valid, data.X_test):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    for labels in (data.y_train, data.y_valid):
+        digest.update(np.ascontiguousarray(labels, dtype=float).tobytes())
 
 
 def _version(library: str) -> str | None:
@@ -296,6 +427,18 @@ def _version(library: str) -> str | None:
         return importlib.metadata.version(library)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _rows(frame: pd.DataFrame, y: np.ndarray, train: np.ndarray, valid: np.ndarray) -> _Data:
+    """The training and validation rows of ``frame`` (the raw columns), tested on ``valid``."""
+    return _Data(
+        X_train=frame.loc[train].reset_index(drop=True),
+        y_train=y[train],
+        X_valid=frame.loc[valid].reset_index(drop=True),
+        y_valid=y[valid],
+        X_test=frame.loc[valid].reset_index(drop=True),
+        categories=[c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)],
+    )
 
 
 def reference_scores(
@@ -307,7 +450,8 @@ def reference_scores(
 ) -> ReferenceScores:
     """Fit each configured reference learner on the evaluated model's training window (labels
     known before its validation window), early-stop it on the validation window, and score the
-    ``test_rows`` of ``fs``; with a ``cache``, fitted once per `cache_key`."""
+    ``test_rows`` of ``fs`` (with `evaluate.tune_references`, tuned too: `tuning_folds`); with a
+    ``cache``, fitted once per `cache_key`."""
     out = ReferenceScores()
     columns = raw_columns(fs, config)
     if not columns:
@@ -315,27 +459,31 @@ def reference_scores(
         return out
     train = rows_in(fs, windows.train, windows.labels_known_by(windows.train))
     valid = rows_in(fs, windows.valid, windows.labels_known_by(windows.valid))
-    y = fs.y.to_numpy(dtype=float)
     X = fs.X[columns]
-    data = _Data(
-        X_train=X.loc[train].reset_index(drop=True),
-        y_train=y[train],
-        X_valid=X.loc[valid].reset_index(drop=True),
-        y_valid=y[valid],
+    data = replace(
+        _rows(X, fs.y.to_numpy(dtype=float), train, valid),
         X_test=X.loc[np.asarray(test_rows, dtype=bool)].reset_index(drop=True),
-        categories=[c for c in columns if isinstance(X[c].dtype, pd.CategoricalDtype)],
     )
     if data.y_train.sum() == 0 or data.y_valid.sum() == 0:
         out.notes.append("Reference learners skipped: no hit in the training or validation window.")
         return out
+    tuned = config.evaluate.tune_references and config.tune.n_trials > 0
+    folds = tuning_folds(fs, windows, columns, config) if tuned else None
     if cache is not None:
-        return cache(cache_key(data, config), lambda: _fit_all(data, len(columns), config))
-    return _fit_all(data, len(columns), config)
+        key = cache_key(data, config, folds)
+        return cache(key, lambda: _fit_all(data, len(columns), config, folds))
+    return _fit_all(data, len(columns), config, folds)
 
 
-def _fit_all(data: _Data, columns: int, config: Config) -> ReferenceScores:
-    """Each configured reference learner fitted on `data`, or a note why it is left out."""
+def _fit_all(
+    data: _Data, columns: int, config: Config, folds: list[_Fold] | None = None
+) -> ReferenceScores:
+    """Each configured reference learner fitted on `data` (and, with ``folds``, tuned on them
+    and fitted again: `_fit_tuned`), or a note why it is left out."""
     out = ReferenceScores()
+    if config.evaluate.tune_references:
+        out.notes += _tuning_notes(config, folds)
+    shape = {"train_rows": len(data.y_train), "valid_rows": len(data.y_valid), "columns": columns}
     for learner in config.evaluate.reference_learners:
         name = NAMES[learner]
         if importlib.util.find_spec(learner) is None:
@@ -345,16 +493,112 @@ def _fit_all(data: _Data, columns: int, config: Config) -> ReferenceScores:
             )
             continue
         started = time.perf_counter()
-        score, trees = LEARNERS[learner](data, config)
-        seconds = round(time.perf_counter() - started, 2)
+        score, trees = LEARNERS[learner](data, config, {})
         _record(out, name, score, trees, config)
-        out.fitted[-1] |= {
-            "seconds": seconds,
-            "train_rows": len(data.y_train),
-            "valid_rows": len(data.y_valid),
-            "columns": columns,
-        }
+        out.fitted[-1] |= {"seconds": round(time.perf_counter() - started, 2), **shape}
+        if folds:
+            started = time.perf_counter()
+            _fit_tuned(out, learner, data, folds, config)
+            out.fitted[-1] |= {"seconds": round(time.perf_counter() - started, 2), **shape}
     return out
+
+
+def _tuning_notes(config: Config, folds: list[_Fold] | None) -> list[str]:
+    """Why the tuned reference learners are left out, when they are."""
+    if config.tune.n_trials == 0:
+        return ["Tuned reference learners skipped: tune.n_trials is 0 (the model is not tuned)."]
+    if not folds:
+        return ["Tuned reference learners skipped: a tuning fold holds no hit."]
+    return []
+
+
+# --- the reference learners tuned with the model's budget (evaluate.tune_references) -------------
+
+
+FITTED = "fitted_params"  # a trial's user attribute: the parameters laid over the conventional
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """One rolling tuning fold on the raw columns: fitted and stopped as a reference is (`data`,
+    whose test rows are the validation rows), and its validation rows for the objective."""
+
+    data: _Data
+    valid: WindowRows
+
+
+def tuning_folds(
+    fs: FeatureSet, windows: Windows, columns: list[str], config: Config
+) -> list[_Fold]:
+    """The model's rolling tuning folds (`rolling_folds` on the same windows, hits and
+    `split` settings; the rows `train.tune.fold_rows` takes) on the raw ``columns`` with their
+    native categories, oldest first; [] when a fold's training or validation rows hold no hit."""
+    X = fs.X[columns]
+    y = fs.y.to_numpy(dtype=float)
+    revenue = fs.revenue_recovered.to_numpy(dtype=float)
+    valid_known_by = windows.labels_known_by(windows.valid)
+    folds = []
+    for train_window, valid_window in rolling_folds(fs.lodged_at, config.split, windows, y == 1.0):
+        train = rows_in(fs, train_window, valid_window.start)
+        valid = rows_in(fs, valid_window, valid_known_by)
+        data = _rows(X, y, train, valid)
+        if data.y_train.sum() == 0 or data.y_valid.sum() == 0:
+            return []
+        rows = WindowRows(data.X_valid, data.y_valid, np.ones(len(data.y_valid)), revenue[valid])
+        folds.append(_Fold(data, rows))
+    return folds
+
+
+def _objective(learner: str, folds: list[_Fold], config: Config) -> Callable[[optuna.Trial], float]:
+    """The tuning objective (`tune.objective`) of ``learner``'s trial, averaged over the folds,
+    each fold fitted and early-stopped as the reference is. Trial 0 (the conventional point,
+    `CONVENTIONAL`) runs the untuned reference's parameters exactly and records its bootstrap
+    noise (`train.tune.objective_noise`), which `chosen_trial` reads."""
+    space = SPACES[learner][0]
+    tune = config.tune
+
+    def objective(trial: optuna.Trial) -> float:
+        first = bool(trial.user_attrs.get(CONVENTIONAL))
+        suggested = space(trial, config)  # trial 0: the enqueued point, recorded as its params
+        params = {} if first else suggested
+        fits = [LEARNERS[learner](fold.data, config, params) for fold in folds]
+        scored = [(fold.valid, score) for fold, (score, _) in zip(folds, fits, strict=True)]
+        values = [
+            objective_value(tune.objective, rows.y, score, rows.revenue, tune.at_rate)
+            for rows, score in scored
+        ]
+        if first:
+            trial.set_user_attr(NOISE, objective_noise(scored, config))
+        trial.set_user_attr(FITTED, params)
+        trial.set_user_attr("trees", [trees for _, trees in fits])
+        trial.set_user_attr("fold_values", values)
+        return float(np.mean(values))
+
+    return objective
+
+
+def _fit_tuned(
+    out: ReferenceScores, learner: str, data: _Data, folds: list[_Fold], config: Config
+) -> None:
+    """``learner`` tuned on the folds with the model's budget (`train.tune.memory_study`), then
+    fitted on ``data`` as the untuned one is, with the chosen trial's parameters; when the
+    chosen trial is trial 0 (the untuned parameters), the untuned fit is that fit."""
+    study = memory_study(
+        _objective(learner, folds, config), SPACES[learner][1], config, TUNED[learner]
+    )
+    chosen = chosen_trial(study)
+    untuned = NAMES[learner]
+    if chosen.user_attrs.get(CONVENTIONAL) and untuned in out.scores:
+        score, trees = out.scores[untuned], out.health[untuned].trees
+    else:
+        score, trees = LEARNERS[learner](data, config, chosen.user_attrs[FITTED])
+    _record(out, TUNED[learner], score, trees, config)
+    out.fitted[-1] |= {
+        "trials": finished_trials(study),
+        "chosen trial": chosen.number,
+        "tuning": choice_line(study, config.tune.objective),
+        "parameters": json.dumps(chosen.params, sort_keys=True),
+    }
 
 
 def _record(out: ReferenceScores, name: str, score: np.ndarray, trees: int, config: Config) -> None:
