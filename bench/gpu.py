@@ -32,10 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Config, SimulateConfig  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
+from pipeline.plan import make_windows  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 from pipeline.train.engine import split_params  # noqa: E402
 from pipeline.train.rows import window_rows  # noqa: E402
-from pipeline.train.split import make_windows, rows_in  # noqa: E402
+from pipeline.train.split import rows_in  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gpu.json"
 

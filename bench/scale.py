@@ -163,7 +163,7 @@ def _around_training(path: Path, manifest: Path, config: Any) -> tuple[Any, Any]
     import pandas as pd
 
     from pipeline.features.featureset import META_COLUMNS, FeatureSet
-    from pipeline.train.split import make_windows
+    from pipeline.plan import make_windows
 
     lodged = pd.read_parquet(path, columns=["lodged_at"])["lodged_at"]
     windows = make_windows(lodged, config.split)
@@ -184,8 +184,8 @@ def _train(rows: int, folder: Path, seed: int, threads: int, options: Options) -
     from pipeline.config import Config
     from pipeline.features.featureset import FeatureSet
     from pipeline.jobs.feature_file import FeatureFile
+    from pipeline.plan import make_windows
     from pipeline.train.fit import fit
-    from pipeline.train.split import make_windows
 
     config = Config.model_validate(
         {

@@ -41,9 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import FeaturesConfig, ServeConfig  # noqa: E402
+from pipeline.plan import resolve_rank_by  # noqa: E402
 from pipeline.serve.cutoffs import Provenance, compute_cutoffs, new_document  # noqa: E402
 from pipeline.serve.model import Calibration, TargetingModel  # noqa: E402
-from pipeline.serve.ranking import prepare, rank, resolve_rank_by  # noqa: E402
+from pipeline.serve.ranking import prepare, rank  # noqa: E402
 from pipeline.serve.scorer import Scorer  # noqa: E402
 from pipeline.serve.thresholds import Thresholds  # noqa: E402
 
@@ -115,9 +116,9 @@ def pipeline_model(rows: int, threads: int, seed: int) -> tuple[pd.DataFrame, pd
     """The pipeline's model on `rows` simulated declarations: declarations, X and the model."""
     from pipeline.config import Config, SimulateConfig
     from pipeline.features.build import build_feature_set
+    from pipeline.plan import make_windows
     from pipeline.simulate import simulate
     from pipeline.train.fit import fit
-    from pipeline.train.split import make_windows
 
     config = Config.model_validate({"seed": seed, "compute": {"threads": threads}})
     data = simulate(SimulateConfig(rows=rows), seed)

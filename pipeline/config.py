@@ -266,7 +266,7 @@ class SplitConfig(Section):
         30,
         ge=0,
         description="laid out backwards: days kept between the test window's end and the end of "
-        "the usable data, for the thresholds' reference window (train.split.reference_window): "
+        "the usable data, for the thresholds' reference window (plan.lay_reference): "
         "the cut-offs and expected channel KPIs are never set on the test window's rows; with "
         "nothing after the test window (0, or a pinned test_end at the end of the data), the "
         "stretch just before it",

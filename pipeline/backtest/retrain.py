@@ -13,10 +13,10 @@ from pipeline.backtest.stream import Stream, canonical_outcomes
 from pipeline.config import Config, SplitConfig
 from pipeline.features.build import build_feature_set
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import make_windows
 from pipeline.serve.model import TargetingModel
 from pipeline.timeaxis import Windows
 from pipeline.train.fit import fit
-from pipeline.train.split import make_windows
 
 PHASES = ("features_s", "training_s", "scoring_s", "selection_s")
 

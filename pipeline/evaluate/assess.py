@@ -25,7 +25,7 @@ from pipeline.evaluate import selections as sel
 from pipeline.evaluate.decision import EVERY_ROW_INSPECTED, Against, Decision, Evidence, decide
 from pipeline.evaluate.estimators import Stratum
 from pipeline.evaluate.explain import Explanations
-from pipeline.evaluate.headline import headline_rate, primary_population
+from pipeline.evaluate.headline import primary_population
 from pipeline.evaluate.keys import (
     AT_CONFIGURED_CAPACITY,
     AT_OFFICE_CAPACITY,
@@ -40,9 +40,10 @@ from pipeline.evaluate.keys import (
 from pipeline.evaluate.reference import ReferenceCache, ReferenceScores
 from pipeline.evaluate.walkforward import WalkForward, detection_rate
 from pipeline.features.featureset import FeatureSet
-from pipeline.serve.model import ModelInfo, TargetingModel
+from pipeline.plan import RunPlan
+from pipeline.serve.model import ModelInfo, TargetingModel, plan_of
 from pipeline.serve.ranking import Ranking, rank
-from pipeline.timeaxis import Window, after_last
+from pipeline.timeaxis import Window
 from pipeline.train.engine import cap_warning
 
 NamedWindows = dict[str, Window]
@@ -103,30 +104,6 @@ class Assessment:
 # --- windows and the model's ranking ------------------------------------------------------------
 
 
-def model_windows(
-    info: ModelInfo, lodged_at: pd.Series, test_days: int
-) -> tuple[NamedWindows, list[str]]:
-    """The windows the model records, by name (a deployed refit: its own train and calibration
-    windows); a test window of the last `test_days` derived, with a note, when none is recorded.
-    """
-    notes: list[str] = []
-    if info.role == "deployed":
-        own = [info.refit.train, info.refit.calibration] if info.refit is not None else []
-    else:
-        recorded = info.windows
-        own = [] if recorded is None else [recorded.train, recorded.valid, recorded.calibration]
-        own += [] if recorded is None else [recorded.test]
-    windows: NamedWindows = {w.name: w for w in own}
-    if "test" not in windows:
-        end = after_last(lodged_at)
-        windows["test"] = Window("test", end - pd.Timedelta(days=test_days), end)
-        notes.append(
-            f"The model records no test window: the last {test_days} days of the feature set "
-            "are used, which may overlap its training data."
-        )
-    return windows, notes
-
-
 @dataclass(frozen=True, eq=False)
 class TestWindow:
     """The declarations of the model's test window and what is known of them, built once.
@@ -172,15 +149,23 @@ def _aligned(frame: pd.DataFrame | None, ids: np.ndarray) -> pd.DataFrame | None
     return frame.drop_duplicates("declaration_id").set_index("declaration_id").reindex(ids)
 
 
+IN_SAMPLE = (
+    "The deployed refit learned from every label known at the end of the data, this test "
+    "window's included: its figures here are in sample."
+)
+
+
 def build_window(
     model: TargetingModel,
     features: FeatureSet,
-    config: Config,
+    plan: RunPlan,
     declarations: pd.DataFrame | None = None,
     ground_truth: pd.DataFrame | None = None,
 ) -> TestWindow:
-    """The model's test window of `features` (its recorded windows), ranked by the model."""
-    windows, notes = model_windows(model.info, features.lodged_at, config.split.test_days)
+    """The run plan's test window of `features`, ranked by the model under the plan's ranking;
+    `windows`: the model's own windows by name (`RunPlan.named_windows`)."""
+    windows = plan.named_windows(model.info.role)
+    notes = [IN_SAMPLE] if model.info.role == "deployed" else []
     rows = windows["test"].contains(features.lodged_at)
     test = features.subset(rows)
     if len(test) == 0:
@@ -200,7 +185,7 @@ def build_window(
     stratum = test.stratum & labelled
     # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
     # probability and by expected revenue under "<name> by ...": the comparison is like for like.
-    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
+    ranked = rank(model, test.X, plan.ranking.rank_by, plan.ranking.revenue_weight)
     return TestWindow(
         windows=windows,
         rows=rows,
@@ -311,7 +296,7 @@ def comparators(
             learners[name] = sel.learner_scores(champ, X)
             probabilities[name] = learners[name].probability
             compare.append(("model", name))
-    references = reference.for_model(model.info, features, window.rows, config, reference_cache)
+    references = reference.for_model(window.windows, features, window.rows, config, reference_cache)
     notes += references.notes
     learners |= _reference_learners(window, features, config, references)
     probabilities |= references.scores
@@ -805,11 +790,13 @@ def judged_features(drift: pd.DataFrame) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Judged:
     """What the decision compares the model with besides its metrics: the champion, every
-    healthy reference learner and the walk-forward replay of the deployment."""
+    healthy reference learner and the walk-forward replay of the deployment, at the run plan's
+    headline rate."""
 
     champion: tuple[str, TargetingModel] | None
     references: list[str]
     walk_forward: WalkForward | None
+    headline_rate: float
 
 
 def decision(
@@ -828,7 +815,7 @@ def decision(
         drawn.calibration,
         drawn.calibration_population,
         judged_features(drift),
-        headline_rate(config.evaluate.rates),
+        judged.headline_rate,
     )
     against = Against(
         champion[0] if champion is not None else None, judged.references, judged.walk_forward
@@ -844,12 +831,12 @@ def deployed_summary(info: ModelInfo) -> str:
     refit = info.refit
     if refit is None:
         return "this model (no refit: train.refit is off)"
-    train, calibration = refit.windows_dict()["train"], refit.windows_dict()["calibration"]
+    train, calibration = refit.as_dict()["train"], refit.as_dict()["calibration"]
     return (
         f"the same configuration refit on every label known by "
         f"{refit.labels_known_by.isoformat()[:10]}"
         f" (train {train['start'][:10]} .. {train['end'][:10]}, calibration "
-        f"{calibration['start'][:10]} .. {calibration['end'][:10]}, {refit.trees} trees); "
+        f"{calibration['start'][:10]} .. {calibration['end'][:10]}, {info.refit_trees} trees); "
         "these test figures are the evaluated model's"
     )
 
@@ -1046,12 +1033,13 @@ def assess(
     declarations, ground_truth = review.declarations, review.ground_truth
     champion, run_id, local_ids = review.champion, review.run_id, review.local_ids
     walk_forward, reference_cache = review.walk_forward, review.reference_cache
-    window = build_window(model, features, config, declarations, ground_truth)
+    plan = plan_of(model, config, features.lodged_at)
+    window = build_window(model, features, plan, declarations, ground_truth)
     compared = comparators(window, model, features, config, champion, reference_cache)
     population = population_metrics(window, compared, config)
     metrics = population.metrics
     drawn = curves(window, compared, config)
-    rate = headline_rate(config.evaluate.rates)
+    rate = plan.headline_rate
     groups = breakdowns(window, rate)
     explained = explanation_summary(window, model, config, local_ids)
     found = drift_and_leakage(window, model, explained.explanations.importance, config)
@@ -1085,7 +1073,7 @@ def assess(
             found.drift,
             config,
             run_id,
-            Judged(champion, compared.references.healthy, walk_forward),
+            Judged(champion, compared.references.healthy, walk_forward, rate),
         ),
         tradeoff=drawn.tradeoff,
         tradeoff_population=drawn.tradeoff_population,

@@ -395,7 +395,7 @@ def waterfalls(
     """Local explanations: SHAP values (margin, log-odds) and one waterfall per declaration of its
     served probability of a hit; where `rank_by` (the config's `serve.rank_by`) uses expected
     revenue and the model has a revenue part, a second waterfall of its revenue if hit."""
-    from pipeline.serve.ranking import resolve_rank_by
+    from pipeline.plan import resolve_rank_by
 
     Xs = X[model.feature_names].reset_index(drop=True)
     ids = declaration_id.astype("string").reset_index(drop=True)

@@ -1,9 +1,9 @@
 """The headline: the model against its baselines on the most honest population, at one rate.
 
-One rule picks the headline rate (`headline_rate`: the configured rate nearest 5 %), read by the
-report's breakdowns, the decision's fallback rate, the console and the run summary alike; one
-pivot (`pivot`) lays the metrics frame out by model, and `headline` is the run summary's table
-with intervals and the policies at their own control share.
+The run plan records the headline rate (`plan.headline_rate`: the configured rate nearest 5 %),
+read by the report's breakdowns, the decision's fallback rate, the console and the run summary
+alike; one pivot (`pivot`) lays the metrics frame out by model, and `headline` is the run
+summary's table with intervals and the policies at their own control share.
 """
 
 from __future__ import annotations
@@ -20,13 +20,6 @@ from pipeline.evaluate.keys import (
     Kind,
     Population,
 )
-
-TARGET_RATE = 0.05  # the control rate a headline is read at when configured, else the nearest
-
-
-def headline_rate(rates: Sequence[float]) -> float:
-    """The configured control rate nearest 5 %, at which the headline and breakdowns are read."""
-    return min((float(r) for r in rates), key=lambda r: abs(r - TARGET_RATE))
 
 
 def primary_population(metrics: pd.DataFrame) -> Population | None:

@@ -1,8 +1,9 @@
 """A run's test window scored, for the review and threshold notebooks.
 
-`scored_test_window` scores the declarations of the model's test window and lines them up with
-the most honest label available: the simulator's ground truth (every declaration, fraud or not)
-when there is one, else the recorded outcome (controlled declarations only). `capacity_table`
+`scored_test_window` scores the declarations of the run plan's test window (`serve.model.plan_of`
+gives a model's plan) and lines them up with the most honest label available: the simulator's
+ground truth (every declaration, fraud or not) when there is one, else the recorded outcome
+(controlled declarations only). `capacity_table`
 and `tradeoff_curve` read what the top of that ranking catches; `lookup` finds declarations by
 id in the feature set and the canonical declarations, in the order asked.
 """
@@ -15,20 +16,17 @@ from dataclasses import fields
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.assess import model_windows
 from pipeline.evaluate.keys import Population
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import RunPlan
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import rank
 
 
-def test_window(model: TargetingModel, features: FeatureSet, test_days: int) -> FeatureSet:
-    """The rows of `features` inside the model's test window (the last `test_days` days of the
-    data when the model records none)."""
-    windows, _ = model_windows(model.info, features.lodged_at, test_days)
-    window = windows["test"]
+def test_window(features: FeatureSet, plan: RunPlan) -> FeatureSet:
+    """The rows of `features` inside the run plan's test window."""
+    window = plan.test
     test = features.subset(window.contains(features.lodged_at))
     if len(test) == 0:
         raise ValueError(
@@ -40,10 +38,11 @@ def test_window(model: TargetingModel, features: FeatureSet, test_days: int) -> 
 def scored_test_window(
     model: TargetingModel,
     features: FeatureSet,
-    config: Config,
+    plan: RunPlan,
     ground_truth: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per declaration of the test window: score, probability, outcome and label.
+    """One row per declaration of the run plan's test window, ranked under the plan's ranking:
+    score, probability, outcome and label.
 
     Columns: declaration_id, lodged_at, office, score (tie-free ranking score, what the channels
     rank by), probability (calibrated P(hit)), hit (recorded outcome; NaN when not controlled),
@@ -51,8 +50,8 @@ def scored_test_window(
     fraud and revenue_recoverable of every declaration (`population` says which); without, the
     recorded hit and revenue, NaN for declarations nobody controlled.
     """
-    test = test_window(model, features, config.split.test_days)
-    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
+    test = test_window(features, plan)
+    ranked = rank(model, test.X, plan.ranking.rank_by, plan.ranking.revenue_weight)
     frame = pd.DataFrame(
         {
             "declaration_id": test.declaration_id.astype(str).to_numpy(),

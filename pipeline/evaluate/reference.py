@@ -48,8 +48,7 @@ import xgboost as xgb
 from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
-from pipeline.serve.model import ModelInfo
-from pipeline.timeaxis import Windows
+from pipeline.timeaxis import Window, Windows
 from pipeline.train.objectives import objective_value
 from pipeline.train.rows import WindowRows
 from pipeline.train.split import rolling_folds, rows_in
@@ -634,15 +633,16 @@ def best_reference(references: ReferenceScores, y: np.ndarray) -> str | None:
 
 
 def for_model(
-    info: ModelInfo,
+    windows: Mapping[str, Window],
     fs: FeatureSet,
     test_rows: np.ndarray,
     config: Config,
     cache: ReferenceCache | None = None,
 ) -> ReferenceScores:
-    """`reference_scores` on the windows a model records (its `info`), or a note why not."""
-    if info.role != "evaluated" or info.windows is None:
+    """`reference_scores` on the model's windows by name (`RunPlan.named_windows`): the
+    evaluated model's four, or a note why not (a deployed refit has no validation window)."""
+    if not all(name in windows for name in ("train", "valid", "calibration", "test")):
         return ReferenceScores(
             notes=["Reference learners skipped: the model records no train/valid/test windows."]
         )
-    return reference_scores(fs, info.windows, test_rows, config, cache)
+    return reference_scores(fs, Windows(**windows), test_rows, config, cache)

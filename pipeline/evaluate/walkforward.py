@@ -26,20 +26,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import Config, EvaluateConfig
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate.keys import Population
 from pipeline.features.build import attach, build_snapshot
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import RANDOM, random_stratum
+from pipeline.plan import RefitRule, RunPlan, lay_refit
 from pipeline.serve.channels import assign_channels
 from pipeline.serve.cutoffs import reference_cutoffs
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.serve.thresholds import Thresholds
-from pipeline.timeaxis import Window, data_end
+from pipeline.timeaxis import Window
 from pipeline.train.fit import RefitBasis, refit
-from pipeline.train.split import deployed_windows
 
 DEPLOYED = "deployed procedure"
 EVALUATED = "evaluated model"
@@ -83,17 +83,14 @@ class WalkForward:
         return int(judged.astype(bool).sum()), len(judged)
 
 
-def cutoffs(lodged_at: pd.Series, model: TargetingModel, config: Config, holdout: int) -> list:
+def cutoffs(plan: RunPlan, evaluate: EvaluateConfig) -> list:
     """The cut-offs, oldest first: steps of `walk_forward_days` back from the end of the usable
     data, none before the evaluated model's calibration window ends (its configuration was chosen
     on what precedes it)."""
-    evaluate = config.evaluate
-    end = data_end(lodged_at, holdout)
+    end = plan.usable_end
     step = pd.Timedelta(days=evaluate.walk_forward_days)
     found = [end - k * step for k in range(evaluate.walk_forward_cutoffs, 0, -1)]
-    windows = model.info.windows
-    earliest = windows.calibration.end if windows is not None else found[0] if found else end
-    return [c for c in found if c >= earliest]
+    return [c for c in found if c >= plan.evaluated.calibration.end]
 
 
 def _aligned_truth(truth: pd.DataFrame | None, ids: pd.Series) -> pd.DataFrame | None:
@@ -121,16 +118,15 @@ def deploy_at(
     features: FeatureSet,
     declarations: pd.DataFrame,
     config: Config,
-    reference_days: float,
+    plan: RunPlan,
 ) -> Deployment:
     """The refit on what was known at `cutoff`, its cut-offs and expected KPIs set on the
-    `reference_days` before it, as `targeting train` and `targeting export` make them."""
-    windows = basis.model.info.windows
-    assert windows is not None  # RefitBasis.of_model checked it
-    spans = deployed_windows(features, windows, config, end=cutoff)
+    reference window before it, as `targeting train` and `targeting export` make them: the
+    refit's windows laid by the run plan's rule (`plan.lay_refit`) at the cut-off."""
+    spans = lay_refit(features, plan.evaluated.train.start, cutoff, RefitRule.of(config))
     deployed = refit(features, spans, basis, config)
     model = deployed.model
-    reference = Window("reference", cutoff - pd.Timedelta(days=reference_days), cutoff)
+    reference = plan.reference_at(cutoff)
     placed = reference_cutoffs(
         model, features, declarations, reference, config.serve, config.serve.rank_by
     )
@@ -323,21 +319,18 @@ def walk_forward(
     features: FeatureSet,
     inputs: WalkInputs,
     config: Config,
-    holdout: int = 0,
-    reference_days: float | None = None,
+    plan: RunPlan,
 ) -> WalkForward:
     """Replay the deployment procedure at each cut-off (`cutoffs`) and measure what followed.
 
-    `model`: the evaluated model (its configuration and windows); `holdout`: days at the end of
-    the data that belong to no window (the declarations `run` scores); `reference_days`: the
-    length of the export's reference window (default `serve.reference_days`).
+    `model`: the evaluated model (its configuration); `plan`: the run's plan (its windows, the
+    end of the usable data, the reference window's length and the refit's rule).
     """
     # The refit learns from the columns the evaluated model kept (its families), as in `train`.
     features = features.select([str(c) for c in model.feature_names])
-    basis = RefitBasis.of_model(model, features)
-    days = float(reference_days or config.serve.reference_days)
+    basis = RefitBasis.of_model(model, features, plan.evaluated)
     step = pd.Timedelta(days=config.evaluate.walk_forward_days)
-    found = cutoffs(features.lodged_at, model, config, holdout)
+    found = cutoffs(plan, config.evaluate)
     notes: list[str] = []
     if len(found) < config.evaluate.walk_forward_cutoffs:
         notes.append(
@@ -346,7 +339,7 @@ def walk_forward(
         )
     stretches, served, deployments = [], [], []
     for cutoff in found:
-        deployment = deploy_at(cutoff, basis, features, inputs.declarations, config, days)
+        deployment = deploy_at(cutoff, basis, features, inputs.declarations, config, plan)
         window = Window("stretch", cutoff, cutoff + step)
         part = serve_stretch(window, deployment, basis, inputs, config)
         stretches.append(

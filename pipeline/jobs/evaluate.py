@@ -101,21 +101,17 @@ def headline_lines(metrics: pd.DataFrame, rates: list[float]) -> list[str]:
 def replay_deployment(
     config: Config, model: TargetingModel, features: FeatureSet, inputs: Inputs
 ) -> WalkForward:
-    """The walk-forward evaluation of the deployment procedure (`evaluate.walkforward`), with
-    the export's reference window length and the run's held-out days."""
+    """The walk-forward evaluation of the deployment procedure (`evaluate.walkforward`) on the
+    run's plan (the export's reference window length, the end of the usable data)."""
     from pipeline.evaluate.walkforward import WalkInputs, detection_rate, walk_forward
-    from pipeline.jobs.train import holdout_days
-    from pipeline.train.split import reference_window
+    from pipeline.serve.model import plan_of
 
-    held = holdout_days(config)
-    days: float = float(config.serve.reference_days)
-    if model.info.windows is not None:
-        tested = model.info.windows.test
-        days = reference_window(features.lodged_at, tested, config.serve.reference_days, held).days
     walk_inputs = WalkInputs(
         inputs.declarations, inputs.outcomes, inputs.ground_truth, detection_rate(config)
     )
-    return walk_forward(model, features, walk_inputs, config, held, days)
+    return walk_forward(
+        model, features, walk_inputs, config, plan_of(model, config, features.lodged_at)
+    )
 
 
 def walk_lines(walk: WalkForward | None, rate: float) -> list[str]:

@@ -33,17 +33,16 @@ def explain(
     headless_plots()
     import pipeline.tracking as tracking
     from pipeline.evaluate import explain as ex
-    from pipeline.evaluate.assess import model_windows
+    from pipeline.evaluate.holdout import test_window
     from pipeline.jobs import catalog
+    from pipeline.serve.model import plan_of
     from pipeline.serve.ranking import rank
 
     loaded = catalog.load_run(config, run_id, "evaluated")
     run_id, model = loaded.run_id, loaded.model
     features = catalog.feature_set(config)
-    windows, _ = model_windows(model.info, features.lodged_at, config.split.test_days)
-    test = features.subset(windows["test"].contains(features.lodged_at))
-    if len(test) == 0:
-        raise ValueError(f"{config.paths.features}: no declaration in the test window {windows}")
+    plan = plan_of(model, config, features.lodged_at)
+    test = test_window(features, plan)
     step("SHAP values and global views")
     found = ex.window_explanations(model, test, config)
 
@@ -55,7 +54,7 @@ def explain(
             f"{config.paths.features}: column declaration_id has no row for {missing[:10]}"
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         )
-    score = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight).priority
+    score = rank(model, test.X, plan.ranking.rank_by, plan.ranking.revenue_weight).priority
     step("local explanations (waterfalls)")
     local_values, local_figures = local_explanations(model, features, test, score, wanted, config)
     folder: Path = config.paths.explanations

@@ -1,7 +1,8 @@
 """`targeting export`: channel cut-offs of a run's model -> selectivity.json, logged with the run.
 
-The cut-offs are set on the reference window: the last `serve.reference_days` of the feature set
-before the held-out stretch that `run` scores (`serve.score_last_days`). The export is validated,
+The cut-offs are set on the run plan's reference window (`plan.lay_reference`: the most recent
+`serve.reference_days` after the evaluated model's test window, before the held-out stretch that
+`run` scores), for the evaluated model and the deployed refit alike. The export is validated,
 logged to the MLflow run with the feature snapshot (artefact ``snapshot``) and the scorer pyfunc
 (artefact ``scorer``: `mlflow models serve -m runs:/<run id>/scorer`). The files, the registered
 version and the `challenger` alias change as one transaction (`pipeline.jobs.publish`): an export
@@ -38,9 +39,7 @@ from pipeline.serve.cutoffs import (
     office_table,
     reference_cutoffs,
 )
-from pipeline.serve.cutoffs import reference_window as last_days
-from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import resolve_rank_by
+from pipeline.serve.model import TargetingModel, plan_of
 from pipeline.serve.selectivity import ThresholdsError
 from pipeline.serve.thresholds import Thresholds
 from pipeline.serve.vectors import channel_vectors
@@ -49,31 +48,6 @@ from pipeline.timeaxis import Window
 MODEL_ARTIFACT = "targeting_model"
 SNAPSHOT_ARTIFACT = "snapshot"
 THRESHOLDS_ARTIFACT = "selectivity"
-
-
-def _cutoff_window(config: Config, model: TargetingModel, feature_set: FeatureSet) -> Window:
-    """Where the cut-offs are set: the most recent `serve.reference_days` after the evaluated
-    model's test window (`train.split.reference_window`), never the test window itself, for the
-    evaluated model and the deployed refit alike."""
-    from pipeline.jobs.train import holdout_days
-    from pipeline.train.split import reference_window as after_test
-
-    info = model.info
-    if info.role == "deployed" and info.refit is not None and info.windows is None:
-        # A refit without the evaluated model's windows: its calibration window (held out of
-        # its trees) and the declarations after it, whose labels were not known yet.
-        return Window("reference", info.refit.calibration.start, info.refit.labels_known_by)
-    if info.windows is not None:
-        # The most recent days after the evaluated model's test window, for both models: the
-        # cut-offs rest on the scores of declarations only (no label of them), which the refit's
-        # trees never learned from; its calibration window may overlap them (the walk-forward
-        # evaluation checks its expected hit rates on later stretches).
-        tested = info.windows.test
-        return after_test(
-            feature_set.lodged_at, tested, config.serve.reference_days, holdout_days(config)
-        )
-    # a model without recorded windows: the last days before the held-out stretch
-    return last_days(feature_set.lodged_at, config.serve, None)
 
 
 def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[str]:
@@ -131,7 +105,7 @@ def reference_scores(
     (`serve.cutoffs.capacity_scenarios`) are computed on, as in notebook 04."""
     from pipeline.jobs.catalog import validated_inputs
 
-    window = _cutoff_window(config, model, feature_set)
+    window = plan_of(model, config, feature_set.lodged_at).reference
     declarations = validated_inputs(config).declarations
     placed = reference_cutoffs(model, feature_set, declarations, window, config.serve, rank_by)
     return placed.scored, window
@@ -145,8 +119,8 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     exported = _run_model(config, run_id)
     run_id, model = exported.run_id, exported.model
     feature_set = _feature_set(config)
-    rank_by = resolve_rank_by(model.revenue_booster is not None, config.serve.rank_by)
-    window = _cutoff_window(config, model, feature_set)
+    plan = plan_of(model, config, feature_set.lodged_at)
+    rank_by, window = plan.ranking.rank_by, plan.reference
     declarations = validated_inputs(config).declarations
 
     step("cut-offs on the reference window")

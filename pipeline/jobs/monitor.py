@@ -1,7 +1,7 @@
 """`targeting monitor`: drift of features and score, and the random stratum, for a scheduler.
 
-Reference window: the last `monitor.reference_days` of the model's training window
-(`model.info.training_window()`). Recent window: the last `monitor.recent_days` before
+Reference window: the last `monitor.reference_days` of the model's training window, as the run
+plan records it (`RunPlan.drift_reference`). Recent window: the last `monitor.recent_days` before
 `monitor.recent_end` (default: the end of the data). Both are rows of the FeatureSet written by
 `targeting features`; the score is the model's calibrated probability. Writes under
 `config.paths.monitor`: ``drift.csv`` (tidy, one row per variable), ``monitor.md`` (the human
@@ -27,28 +27,16 @@ from pipeline.evaluate.monitor import (
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs import JobResult
 from pipeline.serve import strict_json
-from pipeline.serve.model import TargetingModel
-from pipeline.timeaxis import Window
+from pipeline.serve.model import TargetingModel, plan_of
 
 ALARM_EXIT_CODE = 3
 LEVEL_CODE = {"ok": 0, "warn": 1, "alarm": 2}
 
 
-def reference_window(model: TargetingModel, config: Config) -> Window:
-    """The end of the model's training window: `reference_days` long (or all of it)."""
-    train = model.info.training_window()
-    if train is None:
-        raise ValueError("the model carries no training window (info.windows.train)")
-    start, end = train.start, train.end
-    days = config.monitor.reference_days
-    if days is not None:
-        start = max(start, end - pd.Timedelta(days=days))
-    return Window("reference", start, end)
-
-
 def monitor_feature_set(fs: FeatureSet, model: TargetingModel, config: Config) -> MonitorReport:
     """The monitoring report of a feature set against a model (no I/O)."""
-    reference = reference_window(model, config)
+    plan = plan_of(model, config, fs.lodged_at)
+    reference = plan.drift_reference(model.info.role, config.monitor.reference_days)
     end = pd.Timestamp(config.monitor.recent_end) if config.monitor.recent_end else None
     recent = window_bounds(pd.to_datetime(fs.lodged_at), config.monitor.recent_days, end)
     ref_rows, rec_rows = reference.contains(fs.lodged_at), recent.contains(fs.lodged_at)

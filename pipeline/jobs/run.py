@@ -38,19 +38,20 @@ def _stage(verb: str) -> Callable[..., JobResult]:
 def incoming_declarations(config: Config) -> tuple[Path, Path]:
     """Write the last `serve.score_last_days` of declarations and the snapshot they are scored with.
 
-    The stretch starts on the same day boundary as the training holdout (`timeaxis.data_end`),
-    and the snapshot is built as of that start: the scorer sees only what was known when the
-    first incoming declaration arrived, as a selectivity system refreshed before it would.
+    The stretch is the run plan's incoming one (`plan.lay_incoming`: from the day boundary where
+    the training holdout begins), and the snapshot is built as of that start: the scorer sees
+    only what was known when the first incoming declaration arrived, as a selectivity system
+    refreshed before it would.
     Returns the declarations file and the snapshot folder.
     """
     from pipeline.features.build import build_snapshot
     from pipeline.ingest.readers import write_table
     from pipeline.jobs.catalog import validated_inputs
-    from pipeline.timeaxis import data_end
+    from pipeline.plan import lay_incoming
 
     inputs = validated_inputs(config)
     declarations = inputs.declarations
-    start = data_end(declarations["lodged_at"], config.serve.score_last_days)
+    start = lay_incoming(declarations["lodged_at"], config.serve.score_last_days).start
     incoming = declarations.loc[declarations["lodged_at"] >= start]
     paths = config.paths
     write_table(incoming.reset_index(drop=True), paths.incoming)

@@ -27,20 +27,15 @@ from pipeline.features import featureset
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, recorded_fingerprint
 from pipeline.jobs import JobResult, catalog, step
 from pipeline.jobs.feature_file import FeatureFile
+from pipeline.plan import RunPlan, build_plan, held_out_days, make_windows, plan_around
 from pipeline.serve.model import FamiliesKept
 from pipeline.timeaxis import Windows
 from pipeline.train.engine import FILE_IMBALANCE
 from pipeline.train.fit import FitResult, RefitResult, fit, refit
 from pipeline.train.select import FamilySelection, select_families
-from pipeline.train.split import deployed_windows, make_windows
 from pipeline.train.tune import best_params, choice_line, finished_trials, run_study
 
 SIGNATURE_ROWS = 100
-
-
-def holdout_days(config: Config) -> int:
-    """Days at the end of the data kept away from training (the declarations `run` scores)."""
-    return config.serve.score_last_days if config.data.source == "simulate" else 0
 
 
 def trial_progress(total: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
@@ -77,8 +72,8 @@ def link_study(study: optuna.Study, run_id: str, config: Config) -> None:
 
 
 def windows_of(config: Config, fs: FeatureSet) -> Windows:
-    """The final fit's windows for this config and feature set."""
-    return make_windows(fs.lodged_at, config.split, holdout_days(config))
+    """The final fit's windows for this config and feature set (the run plan's `evaluated`)."""
+    return make_windows(fs.lodged_at, config.split, held_out_days(config))
 
 
 def train_feature_set(
@@ -87,19 +82,21 @@ def train_feature_set(
     progress: bool = True,
     workers: int | None = None,
     source: Path | None = None,
-    around_training: Windows | None = None,
+    around_training: RunPlan | None = None,
 ) -> JobResult:
     """Tune, fit, log and register on a FeatureSet in memory (the body of `train`); ``source``,
     the Parquet file `fs` was read from, is where dask workers read the final fit's windows.
 
-    Given ``around_training`` (the windows of the whole file), `fs` is what
+    The run plan (`pipeline.plan.build_plan`) is laid here, once, and recorded with both models.
+    Given ``around_training`` (the plan laid on the whole file), `fs` is what
     `read_around_training` read: the workers read the training window, the data fingerprint is
     taken over the file.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if around_training is not None and (source is None or config.tune.n_trials > 0):
         raise ValueError("a feature set read around the training window needs its file, no tuning")
-    windows = around_training or windows_of(config, fs)
+    plan = around_training or build_plan(config, fs)
+    windows = plan.evaluated
     tracking.configure(config)
     study: optuna.Study | None = None
     notes: list[str] = []
@@ -130,13 +127,10 @@ def train_feature_set(
             families = FamiliesKept.from_dict(selection.as_dict())
             result.model.info = replace(result.model.info, families=families)
             result.log = replace(result.log, families=families)
-        deployed = None
-        if config.train.refit and around_training is None:
-            refit_at = deployed_windows(fs, windows, config, holdout_days=holdout_days(config))
-            deployed = refit(model_fs, refit_at, result, config)
-            result.model.info = replace(result.model.info, refit=deployed.model.info.refit)
-        elif config.train.refit:
+        deployed = refit(model_fs, plan.refit, result, config) if plan.refit else None
+        if deployed is None and config.train.refit:
             notes.append("no refit: the workers read the training window (train.engine=dask)")
+        recorded(result, deployed, plan)
         sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
         fingerprint = _fingerprint(config, fs, source, around_training is not None)
         step("logging the run to MLflow")
@@ -160,6 +154,19 @@ def train_feature_set(
         **_fit_figures(windows, result, selection, deployed),
     }
     return JobResult(stage="train", outputs={"last_run": last}, figures=figures, lines=lines)
+
+
+def recorded(result: FitResult, deployed: RefitResult | None, plan: RunPlan) -> None:
+    """Record the run plan with both models (its ranking resolved against each) and the refit
+    deployed in the evaluated model's place."""
+    evaluated = result.model
+    has_revenue = evaluated.revenue_booster is not None
+    evaluated.info = replace(evaluated.info, plan=plan.for_model(has_revenue))
+    if deployed is not None:
+        model = deployed.model
+        model.info = replace(model.info, plan=plan.for_model(model.revenue_booster is not None))
+        own = model.info
+        evaluated.info = replace(evaluated.info, refit=own.refit, refit_trees=own.refit_trees)
 
 
 def _fingerprint(config: Config, fs: FeatureSet, source: Path | None, around: bool) -> str:
@@ -255,14 +262,15 @@ def workers_read_training(config: Config) -> bool:
     )
 
 
-def read_around_training(config: Config) -> tuple[FeatureSet, Windows]:
+def read_around_training(config: Config) -> tuple[FeatureSet, RunPlan]:
     """What the train job holds when the workers read the training window: every declaration
-    lodged from the validation window on and every hit (for the revenue model), with the windows
-    placed on the lodging times of the whole file (the only column read whole)."""
+    lodged from the validation window on and every hit (for the revenue model), with the run
+    plan laid on the lodging times of the whole file (the only column read whole; no refit)."""
     catalog.require_features(config)
     path = config.paths.features
     lodged = pd.read_parquet(path, columns=["lodged_at"])["lodged_at"]
-    windows = make_windows(lodged, config.split, holdout_days(config))
+    windows = make_windows(lodged, config.split, held_out_days(config))
+    plan = plan_around(config, lodged, windows, None)
     del lodged
     frame = pd.read_parquet(
         path, filters=[[("lodged_at", ">=", windows.valid.start)], [("y", "==", 1.0)]]
@@ -273,7 +281,7 @@ def read_around_training(config: Config) -> tuple[FeatureSet, Windows]:
         manifest=manifest,
         **{name: frame[name] for name in META_COLUMNS if name in frame.columns},
     )
-    return fs, windows
+    return fs, plan
 
 
 def file_fingerprint(config: Config, batch_rows: int = 200_000) -> str:
@@ -292,6 +300,6 @@ def train(config: Config) -> JobResult:
     and the job reads only the rows around them when it can (`workers_read_training`)."""
     source = config.paths.features
     if workers_read_training(config):
-        fs, windows = read_around_training(config)
-        return train_feature_set(config, fs, source=source, around_training=windows)
+        fs, plan = read_around_training(config)
+        return train_feature_set(config, fs, source=source, around_training=plan)
     return train_feature_set(config, catalog.feature_set(config), source=source)

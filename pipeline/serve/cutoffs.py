@@ -48,7 +48,7 @@ from pipeline.serve.model import TargetingModel, shift_log_odds
 from pipeline.serve.ranking import rank
 from pipeline.serve.selectivity import SCHEMA_VERSION, ThresholdsError
 from pipeline.serve.thresholds import Thresholds
-from pipeline.timeaxis import Window, data_end
+from pipeline.timeaxis import Window
 
 Cutoff = dict[str, float | None]  # {"score", "margin", "tiebreak"}; None: nobody reaches it
 
@@ -452,20 +452,6 @@ def manifest_sha256(manifest: pd.DataFrame) -> str:
     columns = [c for c in ("name", "dtype", "stage") if c in manifest.columns]
     text = manifest[columns].astype(str).to_csv(index=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def reference_window(
-    lodged_at: pd.Series, serve: ServeConfig, end: pd.Timestamp | None = None
-) -> Window:
-    """The last `reference_days` of the data before `end`.
-
-    `end`: where the run's held-out stretch begins (the end of its test window); without it,
-    the end of the usable data before the last `score_last_days` (`timeaxis.data_end`, the day
-    boundary where the stretch `run` scores begins).
-    """
-    end = data_end(lodged_at, serve.score_last_days) if end is None else pd.Timestamp(end)
-    start = max(end - pd.Timedelta(days=serve.reference_days), pd.Timestamp(lodged_at.min()))
-    return Window("reference", start, end)
 
 
 # Per-channel entries a scenario table leaves out: nested, or bounds it does not compute.

@@ -19,7 +19,9 @@ import pandas as pd
 import xgboost as xgb
 from scipy.special import expit
 
-from pipeline.timeaxis import Window, Windows
+from pipeline.config import Config
+from pipeline.plan import RefitPlan, RunPlan, plan_around
+from pipeline.timeaxis import Windows
 
 BOOSTER_FILE = "booster.ubj"
 REVENUE_FILE = "revenue.ubj"
@@ -120,63 +122,24 @@ class FamiliesKept:
 
 
 @dataclass(frozen=True)
-class DeployedRefit:
-    """The deployed refit: trained on every label known by `labels_known_by`, its latest
-    stretch held out for calibration, with a number of trees set by the evaluated model."""
-
-    train: Window
-    calibration: Window
-    labels_known_by: pd.Timestamp
-    trees: int
-    selection: Window | None = None  # where its selection model learned (None: no model)
-
-    def windows_dict(self) -> dict[str, dict[str, str]]:
-        """Window name -> {start, end} (no validation or test window: nothing is held out)."""
-        own = {"train": self.train.as_dict(), "calibration": self.calibration.as_dict()}
-        return own | ({"selection": self.selection.as_dict()} if self.selection else {})
-
-    def to_dict(self) -> dict[str, object]:
-        """As the evaluated model's info records it (``deployed``)."""
-        return {
-            "windows": self.windows_dict(),
-            "trees": self.trees,
-            "labels_known_by": self.labels_known_by.isoformat(),
-        }
-
-    @classmethod
-    def from_windows(
-        cls, windows: Mapping[str, Mapping[str, str]], labels_known_by: str, trees: int
-    ) -> DeployedRefit:
-        """The refit from its recorded windows (train, calibration), date and trees."""
-        train, calibration = (
-            Window(name, pd.Timestamp(windows[name]["start"]), pd.Timestamp(windows[name]["end"]))
-            for name in ("train", "calibration")
-        )
-        found = windows.get("selection")
-        selection = (
-            Window("selection", pd.Timestamp(found["start"]), pd.Timestamp(found["end"]))
-            if found
-            else None
-        )
-        return cls(train, calibration, pd.Timestamp(labels_known_by), int(trees), selection)
-
-
-@dataclass(frozen=True)
 class ModelInfo:
-    """What a model bundle records about its fit, in both roles.
+    """What a model bundle records about its fit, in both roles, and the run's plan.
 
     ``evaluated``: the model judged on the test window, fitted on `windows`. ``deployed``: the
-    same configuration refit on every label known at the end of the data (`refit`); `windows`
-    and `best_iteration` are then those of the evaluated model it was refit from. An evaluated
-    model records the refit deployed in its place in `refit` too. Older bundles may lack any
-    field but the role: a missing one is None.
+    same configuration refit on every label known at the end of the data (`refit`, its windows as
+    it used them, and `refit_trees`); `windows` and `best_iteration` are then those of the
+    evaluated model it was refit from. An evaluated model records the refit deployed in its place
+    too. `plan`: the run's plan (`pipeline.plan`), its ranking resolved against this model; a
+    bundle saved before plans were recorded has none (`plan_of` rebuilds it). Older bundles may
+    lack any field but the role: a missing one is None.
     """
 
     role: Literal["evaluated", "deployed"] = "evaluated"
     windows: Windows | None = None  # the evaluated model's four windows
     best_iteration: int | None = None  # the evaluated model's, found by early stopping
     params: dict[str, Any] = field(default_factory=dict)  # XGBoost's, as boosted
-    refit: DeployedRefit | None = None
+    refit: RefitPlan | None = None  # the deployed refit's windows (selection: when modelled)
+    refit_trees: int | None = None  # the deployed refit's trees
     imbalance: str | None = None
     objective: str | None = None  # the tuning objective
     calibration: str | None = None  # the calibration method (isotonic, platt, none)
@@ -189,24 +152,19 @@ class ModelInfo:
     engine: str | None = None  # train.engine (memory, dask)
     boosted_from: str | None = None  # memory, or the feature-set file the dask workers read
     families: FamiliesKept | None = None
+    plan: RunPlan | None = None  # the run's plan, its ranking resolved against this model
 
     @property
     def trees(self) -> int | None:
         """Trees of this model's booster."""
         if self.role == "deployed" and self.refit is not None:
-            return self.refit.trees
+            return self.refit_trees
         return None if self.best_iteration is None else self.best_iteration + 1
-
-    def training_window(self) -> Window | None:
-        """The window this model's booster learned from (the refit's, when deployed)."""
-        if self.role == "deployed":
-            return self.refit.train if self.refit is not None else None
-        return self.windows.train if self.windows is not None else None
 
     def windows_dict(self) -> dict[str, dict[str, str]]:
         """This model's own windows as recorded: name -> {start, end}."""
         if self.role == "deployed":
-            return self.refit.windows_dict() if self.refit is not None else {}
+            return self.refit.as_dict() if self.refit is not None else {}
         return self.windows.as_dict() if self.windows is not None else {}
 
     def to_dict(self) -> dict[str, object]:
@@ -229,6 +187,7 @@ class ModelInfo:
             "boosted_from": self.boosted_from,
             "role": self.role,
             "families": self.families.to_dict() if self.families is not None else None,
+            "plan": self.plan.to_dict() if self.plan is not None else None,
         }
         if deployed and self.refit is not None:
             own["labels_known_by"] = self.refit.labels_known_by.isoformat()
@@ -237,7 +196,11 @@ class ModelInfo:
                 "best_iteration": self.best_iteration,
             }
         elif self.refit is not None:
-            own["deployed"] = self.refit.to_dict()
+            own["deployed"] = {
+                "windows": self.refit.as_dict(),
+                "trees": self.refit_trees,
+                "labels_known_by": self.refit.labels_known_by.isoformat(),
+            }
         return {k: v for k, v in own.items() if v is not None and (k != "params" or v)}
 
     @classmethod
@@ -248,20 +211,19 @@ class ModelInfo:
         )
         own_windows = info.get("windows") or {}
         evaluated: Mapping[str, Any] = info.get("evaluated") or {}
-        refit = None
+        refit, trees = None, None
         if role == "deployed":
             windows, best = evaluated.get("windows"), evaluated.get("best_iteration")
             if info.get("labels_known_by") and "best_iteration" in info:
-                refit = DeployedRefit.from_windows(
-                    own_windows, info["labels_known_by"], int(info["best_iteration"]) + 1
+                refit = RefitPlan.from_dict(
+                    {"windows": own_windows, "labels_known_by": info["labels_known_by"]}
                 )
+                trees = int(info["best_iteration"]) + 1
         else:
             windows, best = own_windows, info.get("best_iteration")
             deployed = info.get("deployed")
             if deployed:
-                refit = DeployedRefit.from_windows(
-                    deployed["windows"], deployed["labels_known_by"], deployed["trees"]
-                )
+                refit, trees = RefitPlan.from_dict(deployed), int(deployed["trees"])
         names = ("train", "valid", "calibration", "test")
         whole = isinstance(windows, Mapping) and all(n in windows for n in names)
         return cls(
@@ -270,6 +232,7 @@ class ModelInfo:
             best_iteration=int(best) if best is not None else None,
             params=dict(info.get("params") or {}),
             refit=refit,
+            refit_trees=trees,
             imbalance=_text(info, "imbalance"),
             objective=_text(info, "objective"),
             calibration=_text(info, "calibration"),
@@ -282,6 +245,7 @@ class ModelInfo:
             engine=_text(info, "engine"),
             boosted_from=_text(info, "boosted_from"),
             families=FamiliesKept.from_dict(info["families"]) if info.get("families") else None,
+            plan=RunPlan.from_dict(info["plan"]) if info.get("plan") else None,
         )
 
 
@@ -396,3 +360,23 @@ class TargetingModel:
             revenue_booster=revenue,
             info=ModelInfo.from_dict(meta.get("info", {})),
         )
+
+
+def plan_of(model: TargetingModel, config: Config, lodged_at: pd.Series) -> RunPlan:
+    """The run plan the model records (its ranking resolved against it when recorded).
+
+    A model saved before plans were recorded has its plan rebuilt from the windows it recorded
+    (the evaluated model's four and the refit's), the rest laid by the functions `targeting train`
+    lays them with (`plan.plan_around`) on `config` and the feature set's `lodged_at`. One that
+    recorded no evaluated windows cannot be placed on the time axis: it is refused, by name.
+    """
+    info = model.info
+    if info.plan is not None:
+        return info.plan
+    if info.windows is None:
+        raise ValueError(
+            "the model records neither a run plan nor the evaluated model's windows (a bundle "
+            "saved before both were recorded): retrain it with `targeting train`"
+        )
+    rebuilt = plan_around(config, lodged_at, info.windows, info.refit)
+    return rebuilt.for_model(model.revenue_booster is not None)

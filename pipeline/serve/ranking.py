@@ -33,23 +33,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from pipeline.plan import RANK_BY, resolve_rank_by
 from pipeline.serve.model import TargetingModel
-
-RANK_BY = ("auto", "probability", "expected_revenue", "blend")
-
-
-def resolve_rank_by(has_revenue: bool, setting: str) -> str:
-    """`probability`, `expected_revenue` or `blend` from the config's `serve.rank_by`.
-
-    ``auto`` ranks by expected revenue when the model has a revenue part, else by probability.
-    """
-    if setting not in RANK_BY:
-        raise ValueError(f"serve.rank_by={setting!r}: choose one of {RANK_BY}")
-    if setting == "auto":
-        return "expected_revenue" if has_revenue else "probability"
-    if setting in ("expected_revenue", "blend") and not has_revenue:
-        raise ValueError(f"serve.rank_by={setting}, but the model has no revenue part")
-    return setting
 
 
 def ranking_score(

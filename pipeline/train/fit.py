@@ -25,7 +25,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
-from pipeline.serve.model import Calibration, DeployedRefit, ModelInfo, TargetingModel
+from pipeline.plan import RefitPlan
+from pipeline.serve.model import Calibration, ModelInfo, TargetingModel
 from pipeline.serve.ranking import control_priority
 from pipeline.timeaxis import Window, Windows
 from pipeline.train.anchor import Lodged, anchor_calibration
@@ -45,7 +46,7 @@ from pipeline.train.propensity import effective_hits, effective_rows, weigh_by_s
 from pipeline.train.rebalance import Rebalanced, rebalance_step
 from pipeline.train.revenue import RevenuePart, revenue_step
 from pipeline.train.rows import WindowRows, frequent_levels, window_rows, with_levels
-from pipeline.train.split import RefitWindows, rows_in
+from pipeline.train.split import rows_in
 
 REPORT_RATES = (0.01, 0.02, 0.05, 0.10)
 
@@ -460,13 +461,13 @@ class RefitBasis:
         )
 
     @classmethod
-    def of_model(cls, model: TargetingModel, fs: FeatureSet) -> RefitBasis:
+    def of_model(cls, model: TargetingModel, fs: FeatureSet, windows: Windows) -> RefitBasis:
         """The basis of an evaluated bundle read back (the walk-forward evaluation): its
-        labelled training rows counted again on `fs`, as `fit` counted them."""
+        labelled training rows in its `windows` (the run plan's) counted again on `fs`, as `fit`
+        counted them."""
         info = model.info
-        if info.windows is None or info.best_iteration is None:
-            raise ValueError("the model records no windows or best iteration: it cannot be refit")
-        windows = info.windows
+        if info.best_iteration is None:
+            raise ValueError("the model records no best iteration: it cannot be refit")
         labelled = int(rows_in(fs, windows.train, windows.labels_known_by(windows.train)).sum())
         return cls(
             model, dict(info.params), info.imbalance or "none", info.best_iteration, labelled
@@ -475,7 +476,7 @@ class RefitBasis:
 
 def deployed_model(
     basis: RefitBasis,
-    refit_windows: RefitWindows,
+    refit_windows: RefitPlan,
     rounds: int,
     booster: xgb.Booster,
     steps: tuple[FitRows, Calibrated, RevenuePart],
@@ -484,17 +485,11 @@ def deployed_model(
     anchor were fitted on its windows, not the evaluated model's)."""
     data, calibrated, revenue = steps
     modelled = "selection model" in data.selection_correction
-    deployed = DeployedRefit(
-        refit_windows.train,
-        refit_windows.calibration,
-        refit_windows.labels_known_by,
-        rounds,
-        refit_windows.selection if modelled else None,
-    )
     info = replace(
         basis.model.info,
         role="deployed",
-        refit=deployed,
+        refit=replace(refit_windows, selection=refit_windows.selection if modelled else None),
+        refit_trees=rounds,
         revenue_model=revenue.note,
         calibration=calibrated.method,
         selection_correction=data.selection_correction,
@@ -512,7 +507,7 @@ def deployed_model(
 
 def refit(
     fs: FeatureSet,
-    refit_windows: RefitWindows,
+    refit_windows: RefitPlan,
     evaluated: FitResult | RefitBasis,
     config: Config,
 ) -> RefitResult:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.plan import RefitPlan
 from pipeline.serve.model import FamiliesKept
 from pipeline.timeaxis import Windows
-from pipeline.train.split import RefitWindows
 
 
 def validation_curve(history: dict[str, Any]) -> dict[str, list[float]]:
@@ -139,7 +139,7 @@ class RefitCounts:
 class RefitLog:
     """The deployed refit: its windows, trees, row counts and notes."""
 
-    windows: RefitWindows
+    windows: RefitPlan
     trees: int
     rows: dict[str, RefitCounts]
     calibration: str

@@ -10,10 +10,10 @@ import pytest
 from pipeline.config import Config
 from pipeline.evaluate import assess as a
 from pipeline.evaluate import metrics as mx
-from pipeline.evaluate.headline import headline_rate, primary_population
+from pipeline.evaluate.headline import primary_population
 from pipeline.evaluate.keys import Kind, Population, difference_name
 from pipeline.features.featureset import FeatureSet
-from pipeline.serve.model import TargetingModel
+from pipeline.serve.model import TargetingModel, plan_of
 from pipeline.serve.ranking import top_count
 
 CHAMPION = "champion v1"
@@ -33,7 +33,8 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict:
         red_waterfalls=2,
         reference_learners=["xgboost"],
     )
-    window = a.build_window(model, features, config, world["declarations"], world["ground_truth"])
+    plan = plan_of(model, config, features.lodged_at)
+    window = a.build_window(model, features, plan, world["declarations"], world["ground_truth"])
     compared = a.comparators(window, model, features, config, (CHAMPION, champion))
     return {
         "world": world,
@@ -98,7 +99,8 @@ def test_a_champion_whose_served_model_learned_from_the_test_window_is_refused(
 ) -> None:
     from dataclasses import replace
 
-    from pipeline.serve.model import DeployedRefit, ModelInfo
+    from pipeline.plan import RefitPlan
+    from pipeline.serve.model import ModelInfo
     from pipeline.timeaxis import Window
 
     window: a.TestWindow = case["window"]
@@ -107,12 +109,12 @@ def test_a_champion_whose_served_model_learned_from_the_test_window_is_refused(
     # the champion's deployed refit: trained on every label up to the end of the test window
     served.info = ModelInfo(
         role="deployed",
-        refit=DeployedRefit(
+        refit=RefitPlan(
             train=Window("train", pd.Timestamp("2024-01-01"), test.end - pd.Timedelta(days=10)),
             calibration=Window("calibration", test.end - pd.Timedelta(days=10), test.end),
             labels_known_by=test.end,
-            trees=5,
         ),
+        refit_trees=5,
     )
     compared = a.comparators(
         window, case["model"], case["world"]["features"], case["config"], ("champion v3", served)
@@ -184,7 +186,8 @@ def test_a_declaration_without_ground_truth_is_noted(case: dict) -> None:
     window: a.TestWindow = case["window"]
     dropped = str(window.test.declaration_id.iloc[0])
     truth = world["ground_truth"].loc[world["ground_truth"]["declaration_id"] != dropped]
-    partial = a.build_window(case["model"], world["features"], case["config"], None, truth)
+    plan = plan_of(case["model"], case["config"], world["features"].lodged_at)
+    partial = a.build_window(case["model"], world["features"], plan, None, truth)
     assert a.truth_notes(partial) == [
         "1 test declarations have no ground truth and are left out of the true figures."
     ]
@@ -226,7 +229,7 @@ def test_curves_agree_with_the_metrics_on_the_same_ranking(case: dict) -> None:
 
 def test_breakdowns_cover_every_declaration_once(case: dict) -> None:
     window: a.TestWindow = case["window"]
-    rate = headline_rate(case["config"].evaluate.rates)
+    rate = plan_of(case["model"], case["config"], case["world"]["features"].lodged_at).headline_rate
     assert rate == 0.05
     found = a.breakdowns(window, rate)
     assert set(found.catches) == {"office", "HS chapter", "month"}
@@ -265,7 +268,7 @@ def test_the_decision_is_judged_on_the_most_honest_population(case: dict) -> Non
         pd.DataFrame(columns=["feature", "psi"]),
         case["config"],
         "run-1",
-        a.Judged((CHAMPION, case["model"]), compared.references.healthy, None),
+        a.Judged((CHAMPION, case["model"]), compared.references.healthy, None, 0.05),
     )
     assert judged.population == Population.TRUTH and judged.champion == CHAMPION
     assert "--run-id run-1" in judged.approve_command
@@ -285,3 +288,34 @@ def test_the_summary_and_card_describe_the_window(case: dict) -> None:
     table = a.windows_table(case["world"]["features"], window.windows)
     assert list(table["window"]) == list(h.WINDOWS)
     assert int(table.loc[table["window"] == "test", "declarations"].iloc[0]) == len(window.test)
+
+
+def test_a_deployed_refit_is_judged_on_the_plan_s_test_window_and_said_in_sample(
+    case: dict,
+) -> None:
+    from dataclasses import replace
+
+    from pipeline.plan import RefitPlan
+    from pipeline.timeaxis import Window
+
+    features: FeatureSet = case["world"]["features"]
+    evaluated: TargetingModel = case["model"]
+    plan = plan_of(evaluated, case["config"], features.lodged_at)
+    test, day = plan.test, pd.Timedelta(days=1)
+    refit = RefitPlan(
+        Window("refit-train", plan.evaluated.train.start, test.end - 10 * day),
+        Window("refit-calibration", test.end - 10 * day, test.end),
+        test.end,
+    )
+    deployed = TargetingModel(
+        evaluated.booster,
+        evaluated.calibration,
+        evaluated.feature_names,
+        evaluated.categories,
+        info=replace(evaluated.info, role="deployed", refit=refit, refit_trees=15),
+    )
+    window = a.build_window(deployed, features, replace(plan, refit=refit))
+    assert list(window.windows) == ["train", "calibration", "test"]
+    assert window.windows["train"] == refit.train and window.windows["test"] == test
+    assert window.notes == (a.IN_SAMPLE,)
+    assert case["window"].windows["test"] == test and case["window"].notes == ()

@@ -14,10 +14,10 @@ from helpers.train import feature_set, train_config
 from pipeline.evaluate import assess as a
 from pipeline.evaluate.families import CHOSEN, arm_margins, family_ablation
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import make_windows
 from pipeline.serve.model import FamiliesKept
 from pipeline.train.fit import fit
 from pipeline.train.select import ablation_arms, select_families
-from pipeline.train.split import make_windows
 
 
 def _with_a_noise_family(fs: FeatureSet) -> FeatureSet:

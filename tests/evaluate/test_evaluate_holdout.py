@@ -12,6 +12,7 @@ from helpers.evaluate import WINDOWS, config, train_model, world
 from pipeline.evaluate import holdout
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate.keys import Population
+from pipeline.serve.model import plan_of
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,9 @@ def trained() -> dict:
 
 
 def test_scored_test_window_holds_the_test_window_with_the_truth_as_label(trained, tmp_path: Path):
-    cfg = config(tmp_path)
+    plan = plan_of(trained["model"], config(tmp_path), trained["features"].lodged_at)
     scored = holdout.scored_test_window(
-        trained["model"], trained["features"], cfg, trained["ground_truth"]
+        trained["model"], trained["features"], plan, trained["ground_truth"]
     )
     start, end = (pd.Timestamp(WINDOWS["test"][k]) for k in ("start", "end"))
     lodged = trained["features"].lodged_at
@@ -42,7 +43,8 @@ def test_scored_test_window_holds_the_test_window_with_the_truth_as_label(traine
 
 
 def test_without_truth_only_controlled_declarations_are_labelled(trained, tmp_path: Path):
-    scored = holdout.scored_test_window(trained["model"], trained["features"], config(tmp_path))
+    plan = plan_of(trained["model"], config(tmp_path), trained["features"].lodged_at)
+    scored = holdout.scored_test_window(trained["model"], trained["features"], plan)
     assert holdout.population(scored) == Population.INSPECTED.label
     assert scored["y"].equals(scored["hit"])
     curve = holdout.tradeoff_curve(scored)

@@ -11,7 +11,7 @@ import pytest
 from helpers.train import feature_set, train_config
 
 from pipeline.evaluate import reference as ref
-from pipeline.train.split import make_windows
+from pipeline.plan import make_windows
 
 
 def test_early_stopping_never_keeps_fewer_trees_than_the_floor() -> None:

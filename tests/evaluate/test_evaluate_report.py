@@ -14,13 +14,10 @@ from pipeline.evaluate.assess import (
     LeakageLimits,
     Review,
     assess,
-    model_windows,
     review_warnings,
 )
 from pipeline.evaluate.keys import COLUMNS, Kind, Population, rendered
 from pipeline.evaluate.report import render_report
-from pipeline.serve.model import ModelInfo
-from pipeline.timeaxis import Window, Windows
 
 
 @pytest.fixture(scope="module")
@@ -133,17 +130,6 @@ def test_review_warnings_name_leakage_and_dominance() -> None:
     assert not [w for w in warnings if w.startswith("Drift")]  # drift warns on its own
     stricter = review_warnings(importance, dominance, None, LeakageLimits(mass_limit=0.25))
     assert any("a carries 30%" in w for w in stricter)
-
-
-def test_the_model_s_windows_are_read_and_a_test_window_derived_when_absent() -> None:
-    lodged = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
-    recorded = ModelInfo(windows=Windows.from_dict(h.WINDOWS))
-    windows, notes = model_windows(recorded, lodged, 30)
-    assert windows["test"] == Window("test", pd.Timestamp("2024-03-24"), pd.Timestamp("2024-04-30"))
-    assert list(windows) == ["train", "valid", "calibration", "test"] and not notes
-    derived, notes = model_windows(ModelInfo(), lodged, 30)
-    assert derived["test"].end > lodged.max() >= derived["test"].start
-    assert derived["test"].days == 30 and notes
 
 
 def test_report_renders_every_figure_in_headless_chromium(reviewed: dict, tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 from helpers.train import feature_set, train_config
 
 from pipeline.evaluate import selections as sel
+from pipeline.plan import make_windows
 from pipeline.train.fit import fit
-from pipeline.train.split import make_windows
 
 
 @pytest.fixture(scope="module")

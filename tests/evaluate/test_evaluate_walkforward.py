@@ -3,6 +3,7 @@ cut-offs replayed at past cut-offs on what was known then, and measured on what 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from pipeline.evaluate.walkforward import (
     walk_forward,
 )
 from pipeline.features.build import build_feature_set
+from pipeline.plan import build_plan
+from pipeline.serve.model import plan_of
 from pipeline.simulate import simulate
 from pipeline.train.fit import RefitBasis, fit
-from pipeline.train.split import make_windows
 
 
 def _setting(tmp_path: Path) -> tuple[Config, Any, Any]:
@@ -33,14 +35,18 @@ def _setting(tmp_path: Path) -> tuple[Config, Any, Any]:
         update={
             "evaluate": config.evaluate.model_copy(
                 update={"walk_forward_cutoffs": 2, "walk_forward_days": 20}
-            )
+            ),
+            # the last cut-off a day before the end of the data: stretches of known labels
+            "serve": config.serve.model_copy(update={"score_last_days": 1}),
         }
     )
     data = simulate(config.simulate, config.seed)
     fs = build_feature_set(data.declarations, data.outcomes, config.features)
-    windows = make_windows(fs.lodged_at, config.split)
-    result = fit(fs, windows, dict(config.train.params), config)
-    return config, data, (fs, result.model)
+    plan = build_plan(config, fs)  # as `targeting train` lays and records it
+    result = fit(fs, plan.evaluated, dict(config.train.params), config)
+    model = result.model
+    model.info = replace(model.info, plan=plan.for_model(model.revenue_booster is not None))
+    return config, data, (fs, model)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,7 @@ def test_the_deployment_is_replayed_at_each_cutoff_and_measured_on_what_followed
     inputs = WalkInputs(
         data.declarations, data.outcomes, data.ground_truth, config.simulate.detection_rate
     )
-    found = walk_forward(model, fs, inputs, config)
+    found = walk_forward(model, fs, inputs, config, plan_of(model, config, fs.lodged_at))
 
     assert found.population == TRUTH
     assert len(found.stretches) == 2
@@ -85,9 +91,10 @@ def test_no_outcome_known_after_a_cutoff_reaches_what_is_deployed_at_it(
     setting: tuple[Config, Any, Any],
 ) -> None:
     config, data, (fs, model) = setting
-    cutoff = cutoffs(fs.lodged_at, model, config, 0)[0]
-    basis = RefitBasis.of_model(model, fs)
-    before = deploy_at(cutoff, basis, fs, data.declarations, config, 30.0)
+    plan = plan_of(model, config, fs.lodged_at)
+    cutoff = cutoffs(plan, config.evaluate)[0]
+    basis = RefitBasis.of_model(model, fs, plan.evaluated)
+    before = deploy_at(cutoff, basis, fs, data.declarations, config, plan)
 
     # flip every outcome that became known at or after the cut-off
     outcomes = data.outcomes.copy()
@@ -98,9 +105,8 @@ def test_no_outcome_known_after_a_cutoff_reaches_what_is_deployed_at_it(
     assert late.sum() > 20
     outcomes.loc[late, "hit"] = ~outcomes.loc[late, "hit"].astype(bool)
     flipped = build_feature_set(data.declarations, outcomes, config.features)
-    after = deploy_at(
-        cutoff, RefitBasis.of_model(model, flipped), flipped, data.declarations, config, 30.0
-    )
+    basis = RefitBasis.of_model(model, flipped, plan.evaluated)
+    after = deploy_at(cutoff, basis, flipped, data.declarations, config, plan)
 
     assert after.model.booster_sha256() == before.model.booster_sha256()
     assert after.model.calibration == before.model.calibration

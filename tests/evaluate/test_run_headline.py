@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluate.headline import headline, headline_rate
+from pipeline.evaluate.headline import headline
 from pipeline.evaluate.keys import HISTORICAL, Kind, Population
+from pipeline.plan import headline_rate
 
 TRUTH = Population.TRUTH
 

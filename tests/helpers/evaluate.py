@@ -364,8 +364,8 @@ def simulated_tables(config: Config) -> Any:
 def train_and_track(config: Config, data: Any, params: dict[str, Any] | None = None) -> Any:
     """Build features, fit with train.fit, log the run with tracking; returns RunInfo."""
     from pipeline import tracking
+    from pipeline.plan import make_windows
     from pipeline.train.fit import fit
-    from pipeline.train.split import make_windows
 
     features = features_from(data.declarations, data.outcomes)
     features.to_parquet(config.paths.features, config.paths.manifest)

@@ -19,7 +19,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline import tracking
 from pipeline.config import PROJECT_ROOT
+from pipeline.jobs import catalog
 from pipeline.jobs.train import train, train_feature_set
+from pipeline.plan import build_plan
 
 # One tracking store and one trained run serve the whole module: keep it on one xdist worker.
 
@@ -100,6 +102,25 @@ def test_the_booster_is_logged_with_the_run_and_not_registered(trained: dict[str
     assert set(types) == set(bundle.feature_names)
     assert "string" in types["hs2"]  # category columns are logged as strings, not `category`
     assert bundle.booster.num_boosted_rounds() == bundle.info.trees
+
+
+def test_the_run_plan_is_recorded_with_both_models(trained: dict[str, Any]) -> None:
+    """`targeting train` lays the plan once and records it with the evaluated model and the
+    deployed refit, each with the ranking resolved against it."""
+    config = trained["config"]
+    tracking.configure(config)
+    evaluated = tracking.load_model(trained["run_id"], "evaluated")
+    deployed = tracking.load_model(trained["run_id"], "deployed")
+    plan = build_plan(config, catalog.feature_set(config))
+    for model in (evaluated, deployed):
+        assert model.info.plan == plan.for_model(model.revenue_booster is not None)
+    assert evaluated.info.windows == plan.evaluated and plan.refit is not None
+    refit = deployed.info.refit
+    assert refit is not None and (refit.train, refit.calibration) == (
+        plan.refit.train,
+        plan.refit.calibration,
+    )
+    assert evaluated.info.refit == refit and evaluated.info.refit_trees == deployed.info.trees
 
 
 def test_the_flavour_signature_marks_missing_columns_optional(trained: dict[str, Any]) -> None:
@@ -210,8 +231,8 @@ def test_train_without_features_says_what_to_run(tmp_path: Path) -> None:
 
 
 def test_log_training_needs_the_parent_run(tmp_path: Path) -> None:
+    from pipeline.plan import make_windows
     from pipeline.train.fit import fit
-    from pipeline.train.split import make_windows
 
     fs = feature_set(rows=1_500, seed=2)
     config = train_config(tmp_path)

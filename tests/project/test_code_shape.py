@@ -21,9 +21,7 @@ CHECKED = ("pipeline", "bench", "tools")
 CLI_COMMANDS = {"pipeline/cli.py:score", "pipeline/cli.py:approve", "pipeline/jobs/score.py:score"}
 # Not yet given parameter objects (issue 23, item 7): modules that were being changed by other
 # work when this check came in. Each entry is to leave this list, never to join it.
-PENDING_PARAMETERS = {
-    "pipeline/train/split.py:refit_windows",
-}
+PENDING_PARAMETERS: set[str] = set()
 # Longer than 80 lines, not yet split (issue 23, item 7: bench/ and tools/ came under the check).
 PENDING_LENGTH: set[str] = set()
 

@@ -3,8 +3,8 @@
 A deployment installs the light part (serve and what it needs) and must never pull in training,
 evaluation or MLflow writes; the jobs wire the stages and nothing imports a job. The layers, from
 the bottom: config and the time axis; the thread budget (compute); ingestion; the simulator;
-features; serving; training; the MLflow adapter; evaluation; the backtest; the jobs; the command
-line.
+features; the run plan (the windows by role, the ranking policy, the headline rate); serving;
+training; the MLflow adapter; evaluation; the backtest; the jobs; the command line.
 """
 
 from __future__ import annotations
@@ -26,16 +26,18 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"config", "timeaxis"},
     "simulate": {"config", "timeaxis", "ingest"},
     "features": {"config", "timeaxis", "ingest"},
-    "serve": {"config", "timeaxis", "ingest", "features", "__init__"},
+    "plan": {"config", "timeaxis", "ingest", "features"},
+    "serve": {"config", "timeaxis", "ingest", "features", "plan", "__init__"},
     "compute": {"config"},
-    "train": {"config", "compute", "timeaxis", "ingest", "features", "serve"},
-    "tracking": {"config", "timeaxis", "ingest", "features", "serve", "train"},
+    "train": {"config", "compute", "timeaxis", "ingest", "features", "plan", "serve"},
+    "tracking": {"config", "timeaxis", "ingest", "features", "plan", "serve", "train"},
     "evaluate": {
         "config",
         "compute",
         "timeaxis",
         "ingest",
         "features",
+        "plan",
         "serve",
         "train",
         "tracking",
@@ -47,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
         "ingest",
         "simulate",
         "features",
+        "plan",
         "serve",
         "train",
         "tracking",

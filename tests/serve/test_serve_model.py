@@ -7,15 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import xgboost as xgb
 
+from pipeline.config import Config
+from pipeline.plan import RankingPolicy, RefitPlan, RunPlan
 from pipeline.serve.model import (
     META_FILE,
     Calibration,
-    DeployedRefit,
     FamiliesKept,
     ModelInfo,
     TargetingModel,
+    plan_of,
 )
 from pipeline.timeaxis import Window, Windows
 
@@ -25,11 +28,19 @@ WINDOWS = Windows(
     calibration=Window("calibration", pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-15")),
     test=Window("test", pd.Timestamp("2024-06-15"), pd.Timestamp("2024-08-01")),
 )
-REFIT = DeployedRefit(
-    train=Window("train", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-07-20")),
-    calibration=Window("calibration", pd.Timestamp("2024-07-20"), pd.Timestamp("2024-08-03")),
+REFIT = RefitPlan(
+    train=Window("refit-train", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-07-20")),
+    calibration=Window("refit-calibration", pd.Timestamp("2024-07-20"), pd.Timestamp("2024-08-03")),
     labels_known_by=pd.Timestamp("2024-08-10"),
-    trees=57,
+)
+PLAN = RunPlan(
+    evaluated=WINDOWS,
+    refit=REFIT,
+    reference=Window("reference", pd.Timestamp("2024-08-01"), pd.Timestamp("2024-08-10")),
+    incoming=Window("incoming", pd.Timestamp("2024-08-10"), pd.Timestamp("2024-09-01 00:00:01")),
+    usable_end=pd.Timestamp("2024-08-10"),
+    ranking=RankingPolicy("expected_revenue", 0.5),
+    headline_rate=0.05,
 )
 EVALUATED = ModelInfo(
     role="evaluated",
@@ -37,6 +48,7 @@ EVALUATED = ModelInfo(
     best_iteration=41,
     params={"learning_rate": 0.1, "max_depth": 6, "objective": "binary:logistic", "seed": 7},
     refit=REFIT,
+    refit_trees=57,
     imbalance="scale_pos_weight",
     objective="average_precision",
     calibration="isotonic",
@@ -54,6 +66,7 @@ EVALUATED = ModelInfo(
         ap_chosen=0.32,
         effects=[{"family": "route", "ap_without": 0.32, "effect": -0.01, "dropped": True}],
     ),
+    plan=PLAN,
 )
 
 
@@ -71,7 +84,7 @@ def test_the_dict_is_the_one_the_fit_wrote_before_the_info_was_typed() -> None:
     ``evaluated``."""
     evaluated = EVALUATED.to_dict()
     assert list(evaluated)[:3] == ["params", "windows", "best_iteration"]
-    assert list(evaluated)[-3:] == ["role", "families", "deployed"]
+    assert list(evaluated)[-3:] == ["families", "plan", "deployed"]
     assert evaluated["windows"] == WINDOWS.as_dict() and evaluated["best_iteration"] == 41
     assert evaluated["deployed"] == {
         "windows": {"train": REFIT.train.as_dict(), "calibration": REFIT.calibration.as_dict()},
@@ -79,7 +92,7 @@ def test_the_dict_is_the_one_the_fit_wrote_before_the_info_was_typed() -> None:
         "labels_known_by": "2024-08-10T00:00:00",
     }
     deployed = ModelInfo(**{**EVALUATED.__dict__, "role": "deployed"}).to_dict()
-    assert list(deployed)[-3:] == ["families", "labels_known_by", "evaluated"]
+    assert list(deployed)[-3:] == ["plan", "labels_known_by", "evaluated"]
     assert deployed["windows"] == evaluated["deployed"]["windows"]
     assert deployed["best_iteration"] == 56  # the refit's trees - 1
     assert deployed["evaluated"] == {"windows": WINDOWS.as_dict(), "best_iteration": 41}
@@ -106,9 +119,32 @@ def test_an_older_bundle_without_some_keys_still_loads() -> None:
     info = ModelInfo.from_dict({"windows": WINDOWS.as_dict(), "best_iteration": 9})
     assert info.windows == WINDOWS and info.best_iteration == 9 and info.role == "evaluated"
     assert info.probability_means is None and info.refit is None and info.families is None
-    assert info.training_window() == WINDOWS.train
+    assert info.plan is None  # saved before the run plan: `plan_of` rebuilds it
     # a calibration saved before the level's uncertainty was kept: no interval, same mapping
     older = Calibration(**{"method": "platt", "platt_a": 1.0, "platt_b": 0.0, "shift": 0.1})
     assert older.level_shifts is None
     partial = ModelInfo.from_dict({"windows": {"train": WINDOWS.train.as_dict()}})
-    assert partial.windows is None and partial.training_window() is None
+    assert partial.windows is None and partial.plan is None
+
+
+def _bundle(info: ModelInfo) -> TargetingModel:
+    X = pd.DataFrame({"value": np.arange(20.0)})
+    booster = xgb.train({"nthread": 1}, xgb.DMatrix(X, X["value"] > 9), num_boost_round=2)
+    return TargetingModel(booster, Calibration(), ["value"], info=info)
+
+
+def test_the_recorded_plan_is_read_and_an_older_bundle_has_it_rebuilt_from_its_windows() -> None:
+    lodged = pd.Series(pd.date_range("2024-01-01", "2024-08-31", freq="D"))
+    config = Config()
+    assert plan_of(_bundle(EVALUATED), config, lodged) is PLAN  # what train decided, as is
+    older = ModelInfo.from_dict({"windows": WINDOWS.as_dict(), "best_iteration": 9})
+    rebuilt = plan_of(_bundle(older), config, lodged)
+    assert rebuilt.evaluated == WINDOWS and rebuilt.refit is None
+    # laid by the functions train lays them with: after the test window, before the held-out
+    # days (the last serve.score_last_days of a simulated stream), ranked as the model can
+    assert rebuilt.reference.start == WINDOWS.test.end
+    assert rebuilt.reference.end == rebuilt.usable_end == pd.Timestamp("2024-08-02")
+    assert rebuilt.incoming.start == rebuilt.usable_end
+    assert rebuilt.ranking == RankingPolicy("probability", config.serve.revenue_weight)
+    with pytest.raises(ValueError, match="retrain it with `targeting train`"):
+        plan_of(_bundle(ModelInfo()), config, lodged)

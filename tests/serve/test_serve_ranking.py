@@ -12,6 +12,7 @@ import pytest
 from helpers.train import feature_set, train_config
 
 from pipeline.evaluate import metrics as mx
+from pipeline.plan import make_windows
 from pipeline.serve.ranking import (
     Ranking,
     control_priority,
@@ -22,7 +23,7 @@ from pipeline.serve.ranking import (
 )
 from pipeline.train.fit import fit, window_metrics
 from pipeline.train.rows import window_rows
-from pipeline.train.split import make_windows, rows_in
+from pipeline.train.split import rows_in
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,10 @@ from pipeline.serve.cutoffs import (
     compute_cutoffs,
     hit_rate_bounds,
     new_document,
-    reference_window,
 )
 from pipeline.serve.draw import random_draw, random_hash, random_key_bytes
 from pipeline.serve.selectivity import ThresholdsError, schema, validate_document
 from pipeline.serve.thresholds import Thresholds
-from pipeline.timeaxis import data_end
 
 SHA = "ab" * 32
 
@@ -378,21 +376,6 @@ def test_hit_rate_range_narrows_to_the_interval_as_controls_grow():
     # with one level (no uncertainty) the range is the plain binomial's
     _, alone = hit_rate_bounds(np.full(10, 0.2), [0.0] * 100, 400)
     assert alone == pytest.approx([0.16, 0.24], abs=0.006)
-
-
-def test_reference_window_ends_where_the_holdout_begins():
-    lodged = pd.Series(pd.date_range("2024-01-01", "2024-06-30", freq="6h"))
-    serve = serve_config(reference_days=30, score_last_days=20)
-    window = reference_window(lodged, serve)
-    # the day boundary where the stretch `run` scores begins
-    assert window.end == pd.Timestamp("2024-06-11") == data_end(lodged, 20)
-    assert window.days == 30
-    inside = lodged[window.contains(lodged)]
-    assert inside.min() >= window.start and inside.max() < window.end
-    pinned = reference_window(lodged, serve, pd.Timestamp("2024-03-01"))
-    assert pinned.end == pd.Timestamp("2024-03-01") and pinned.days == 30
-    short = reference_window(lodged, serve_config(reference_days=400))
-    assert short.start == lodged.min()
 
 
 def test_shares_are_met_even_when_every_score_ties():

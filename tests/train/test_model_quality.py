@@ -16,10 +16,11 @@ from pipeline.features.build import (
     build_snapshot,
     feature_families,
 )
+from pipeline.plan import RefitRule, data_span, lay_refit, make_windows
 from pipeline.train.engine import cap_warning
 from pipeline.train.fit import fit, refit, refit_rounds
 from pipeline.train.select import select_families
-from pipeline.train.split import deployed_windows, make_windows, refit_windows, rows_in
+from pipeline.train.split import rows_in
 from pipeline.train.tune import study_key
 
 
@@ -88,7 +89,8 @@ def test_the_refit_learns_from_labels_the_evaluated_model_never_saw(tmp_path: Pa
     config = train_config(tmp_path)
     windows = make_windows(fs.lodged_at, config.split)
     evaluated = fit(fs, windows, dict(config.train.params), config)
-    spans = refit_windows(fs, windows, config.split.calibration_days)
+    end = data_span(fs.lodged_at)[1]
+    spans = lay_refit(fs, windows.train.start, end, RefitRule(config.split.calibration_days))
     deployed = refit(fs, spans, evaluated, config)
 
     assert spans.train.start == windows.train.start
@@ -111,7 +113,7 @@ def test_the_refit_learns_from_labels_the_evaluated_model_never_saw(tmp_path: Pa
     info = deployed.model.info
     assert info.role == "deployed" and evaluated.model.info.role == "evaluated"
     assert info.windows == windows and info.best_iteration == evaluated.log.best_iteration
-    assert info.refit is not None and info.refit.trees == trees
+    assert info.refit is not None and info.refit_trees == trees
     assert info.to_dict()["evaluated"]["windows"] == windows.as_dict()
     proba = deployed.model.predict_proba(fs.X)
     assert np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
@@ -123,7 +125,7 @@ def test_the_refit_records_its_own_facts_and_calibrates_on_enough_hits(tmp_path:
     config = train_config(tmp_path, train={"min_calibration_hits": 40})
     windows = make_windows(fs.lodged_at, config.split)
     evaluated = fit(fs, windows, dict(config.train.params), config)
-    spans = deployed_windows(fs, windows, config)
+    spans = lay_refit(fs, windows.train.start, data_span(fs.lodged_at)[1], RefitRule.of(config))
     deployed = refit(fs, spans, evaluated, config)
 
     cal = rows_in(fs, spans.calibration, spans.labels_known_by)

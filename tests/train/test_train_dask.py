@@ -22,9 +22,10 @@ from pipeline.jobs.train import (
     windows_of,
     workers_read_training,
 )
+from pipeline.plan import build_plan, make_windows
 from pipeline.train.fit import fit
 from pipeline.train.rows import window_rows
-from pipeline.train.split import make_windows, rows_in
+from pipeline.train.split import rows_in
 
 pytestmark = pytest.mark.slow
 
@@ -147,8 +148,13 @@ def test_the_rows_around_training_fit_the_model_the_whole_feature_set_fits(
         config.paths.features, config.paths.manifest, rows_per_group=1_500
     )
     whole = catalog.feature_set(config)
-    around, windows = read_around_training(config)
+    around, plan = read_around_training(config)
+    windows = plan.evaluated
     assert windows == windows_of(config, whole)
+    # the plan is laid on the whole file's time axis, without a refit (the workers read it)
+    whole_plan = build_plan(config, whole)
+    assert plan.refit is None and plan.reference == whole_plan.reference
+    assert plan.incoming == whole_plan.incoming and plan.usable_end == whole_plan.usable_end
     assert len(around) < len(whole) / 2  # the training window's non-hits stay on disk
     assert file_fingerprint(config, batch_rows=1_000) == tracking.data_fingerprint(
         [whole.X, whole.meta()]

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from helpers.train import feature_set, train_config
 
+from pipeline.plan import make_windows
 from pipeline.train.fit import fit
 from pipeline.train.rebalance import rebalance_step
 from pipeline.train.rows import window_rows
-from pipeline.train.split import make_windows, rows_in
+from pipeline.train.split import rows_in
 
 
 def test_booster_is_sliced_at_its_best_iteration(tmp_path: Path) -> None:

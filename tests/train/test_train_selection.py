@@ -12,13 +12,13 @@ import pytest
 from helpers.train import feature_set, train_config
 
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import make_windows
 from pipeline.serve.cutoffs import hit_rate_bounds
 from pipeline.serve.model import shift_log_odds
 from pipeline.timeaxis import Window
 from pipeline.train.anchor import LEVEL_QUANTILES, RandomStratum, anchor_span, level_shifts
 from pipeline.train.fit import fit
 from pipeline.train.propensity import ipw_weights, recorded_propensity, selection_propensity
-from pipeline.train.split import make_windows
 
 RANDOM_RATE = 0.08
 

@@ -13,14 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import SplitConfig
+from pipeline.plan import SplitError, lay_reference, make_windows
 from pipeline.timeaxis import Window
-from pipeline.train.split import (
-    SplitError,
-    make_windows,
-    reference_window,
-    rolling_folds,
-    rows_in,
-)
+from pipeline.train.split import rolling_folds, rows_in
 
 
 def _lodged(days: int, rows: int, seed: int) -> pd.Series:
@@ -211,12 +206,12 @@ def test_the_reference_window_lies_after_the_test_window_never_on_it() -> None:
     lodged = pd.Series(pd.date_range("2023-01-01", "2024-12-31 12:00", freq="6h"))
     config = SplitConfig(reference_days=30, test_days=60, valid_days=60, calibration_days=30)
     windows = make_windows(lodged, config, holdout_days=30)
-    reference = reference_window(lodged, windows.test, days=60, holdout_days=30)
+    reference = lay_reference(lodged, windows.test, days=60, holdout_days=30)
     assert reference.start >= windows.test.end  # after the test window
     assert reference.end == pd.Timestamp("2025-01-01") - pd.Timedelta(days=30)  # held out after
     assert reference.days == 30  # only what lies after the test window, even when 60 are asked
     assert not (windows.test.contains(lodged) & reference.contains(lodged)).any()
     # a test window at the very end of the data: the stretch just before it
     flush = make_windows(lodged, SplitConfig(reference_days=0), holdout_days=30)
-    before = reference_window(lodged, flush.test, days=60, holdout_days=30)
+    before = lay_reference(lodged, flush.test, days=60, holdout_days=30)
     assert before.end == flush.test.start and before.days == 60

@@ -11,10 +11,10 @@ import xgboost as xgb
 from helpers.train import feature_set, train_config
 
 from pipeline.config import Config
+from pipeline.plan import make_windows
 from pipeline.train import tune
 from pipeline.train.engine import dmatrix
 from pipeline.train.rebalance import rebalance
-from pipeline.train.split import make_windows
 
 
 class PlainObjective(tune.Objective):
