@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline.config import Config, SplitConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import RANDOM
-from pipeline.timeaxis import Window, Windows, after_last, data_end, instants
+from pipeline.timeaxis import Window, Windows, after_last, data_end, datetimes, instants
 
 Role = Literal["evaluated", "deployed"]
 
@@ -48,7 +48,7 @@ def held_out_days(config: Config) -> int:
 
 def data_span(lodged_at: pd.Series, holdout_days: int = 0) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First lodging day and the end (exclusive) of the usable data (`timeaxis.data_end`)."""
-    times = pd.to_datetime(lodged_at)
+    times = datetimes(lodged_at)
     if times.isna().all():
         raise SplitError("lodged_at has no dates: cannot place time windows")
     first = times.min().normalize()
@@ -68,7 +68,7 @@ def check_windows(
     windows: list[Window], gap: pd.Timedelta, lodged_at: pd.Series, end: pd.Timestamp
 ) -> None:
     """Refuse an empty window, a window past the data, or two windows closer than the gap."""
-    times = pd.to_datetime(lodged_at)
+    times = datetimes(lodged_at)
     for window in windows:
         if window.end <= window.start:
             raise SplitError(f"{window} is empty: its end is not after its start")
@@ -229,7 +229,7 @@ def lay_refit(
     refit is deployed. `rule.selection_days` > 0: the selection model's window, the last days of
     the training window.
     """
-    known = pd.to_datetime(fs.label_known_at)
+    known = datetimes(fs.label_known_at)
     lodged = instants(fs.lodged_at)
     usable = fs.y.notna().to_numpy() & np.asarray((known < end).fillna(False), dtype=bool)
     usable &= lodged < end.to_datetime64()

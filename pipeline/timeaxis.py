@@ -15,9 +15,19 @@ import numpy as np
 import pandas as pd
 
 
+def datetimes(values: pd.Series) -> pd.Series:
+    """``values`` as datetimes: a Series or Index already of a (naive) datetime64 dtype as it is,
+    anything else through `pd.to_datetime`. pandas' to_datetime turns the first rows of even a
+    datetime column into Timestamp objects to decide whether to cache its conversion: 40 ms a
+    call on 60,000 declarations, and a train job made 27 such calls."""
+    if isinstance(values, pd.Series | pd.Index) and pd.api.types.is_datetime64_dtype(values.dtype):
+        return values
+    return pd.to_datetime(values)
+
+
 def instants(lodged_at: pd.Series) -> np.ndarray:
     """Lodging times as a numpy datetime64[ns] array (comparisons on it are vectorised and fast)."""
-    return np.asarray(pd.to_datetime(lodged_at).to_numpy(dtype="datetime64[ns]"))
+    return np.asarray(datetimes(lodged_at).to_numpy(dtype="datetime64[ns]"))
 
 
 # Lodging times are recorded to the second: one second after the last lodging is after every
@@ -28,7 +38,7 @@ AFTER_LAST = pd.Timedelta(seconds=1)
 def after_last(lodged_at: pd.Series) -> pd.Timestamp:
     """The first instant after the last declaration: the as-of of a snapshot of all the data and
     the end of a window open to the latest declaration."""
-    last = pd.to_datetime(lodged_at).max()
+    last = datetimes(lodged_at).max()
     if pd.isna(last):
         raise ValueError("lodged_at has no dates: the data has no end")
     return pd.Timestamp(last) + AFTER_LAST
@@ -37,7 +47,7 @@ def after_last(lodged_at: pd.Series) -> pd.Timestamp:
 def data_end(lodged_at: pd.Series, holdout_days: int = 0) -> pd.Timestamp:
     """The day boundary that ends the usable data: midnight after the last lodging day, moved
     back by the `holdout_days` held out for scoring (the declarations `run` scores)."""
-    last = pd.to_datetime(lodged_at).max()
+    last = datetimes(lodged_at).max()
     if pd.isna(last):
         raise ValueError("lodged_at has no dates: the data has no end")
     return pd.Timestamp(last).normalize() + pd.Timedelta(days=1) - pd.Timedelta(days=holdout_days)

@@ -12,7 +12,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.serve.model import Calibration
-from pipeline.timeaxis import Window, Windows
+from pipeline.timeaxis import Window, Windows, datetimes
 from pipeline.train.engine import Trees, margin
 from pipeline.train.propensity import effective_rows, recorded_propensity
 from pipeline.train.rows import cast_levels
@@ -47,7 +47,7 @@ def random_stratum_rows(fs: FeatureSet, span: Window, known_by: pd.Timestamp | N
     was known by `known_by` (any time when None)."""
     keep = fs.stratum & fs.labelled.to_numpy() & span.contains(fs.lodged_at)
     if known_by is not None:
-        known = pd.to_datetime(fs.label_known_at) < known_by
+        known = datetimes(fs.label_known_at) < known_by
         keep &= np.asarray(known.fillna(False), dtype=bool)
     return keep
 
@@ -124,7 +124,7 @@ def anchor_span(
     days = pd.Timedelta(days=config.train.anchor_days)
     start = max(available.start, available.end - days)
     hit = random_stratum_rows(fs, available, known_by) & (fs.y.to_numpy(dtype=float) == 1.0)
-    times = np.sort(pd.to_datetime(fs.lodged_at[hit]).to_numpy())
+    times = np.sort(datetimes(fs.lodged_at[hit]).to_numpy())
     needed = config.train.min_random_hits
     if len(times) >= needed and times[-needed] < start:
         start = max(available.start, pd.Timestamp(times[-needed]).floor("D"))
@@ -147,7 +147,7 @@ def anchor_calibration(
 
     fs, earliest, booster = lodged.fs, lodged.whole_from, trees.booster
     window = windows.calibration if windows.calibration.days > 0 else windows.valid
-    first = pd.Timestamp(pd.to_datetime(fs.lodged_at).min())
+    first = pd.Timestamp(datetimes(fs.lodged_at).min())
     if earliest is not None:  # `fs` holds every declaration only from `earliest` on
         first = max(first, earliest)
     known_by = windows.labels_known_by(window)

@@ -221,6 +221,7 @@ class Calibrated:
     anchoring: str
     seconds: float
     method: str  # the method fitted and why (`calibration_method`)
+    margins: np.ndarray | None = None  # the booster's margins of the held-out window, once
 
 
 def calibrate_step(
@@ -239,15 +240,16 @@ def calibrate_step(
     method, note = calibration_method(
         config.train.calibration, held.y, weight, config.train.isotonic_min_hits
     )
+    margins = margin(trees.booster, held.X) if method != "none" else None
     calibration = (
-        calibrate(margin(trees.booster, held.X), held.y, method, weight)
-        if method != "none"
+        calibrate(margins, held.y, method, weight)
+        if margins is not None
         else Calibration(method="none")
     )
     anchoring = "not anchored (train.anchor_to_random is false)"
     if config.train.anchor_to_random and calibration.method != "none":
         calibration, anchoring = anchor_calibration(calibration, trees, lodged, windows, config)
-    return Calibrated(calibration, anchoring, time.perf_counter() - tick, note)
+    return Calibrated(calibration, anchoring, time.perf_counter() - tick, note, margins)
 
 
 def held_out_metrics(
@@ -255,12 +257,17 @@ def held_out_metrics(
     calibration: Calibration,
     rows: dict[str, WindowRows],
     with_revenue: bool,
+    calibration_margins: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """`window_metrics` of the validation, calibration and test windows."""
+    """`window_metrics` of the validation, calibration and test windows (the calibration
+    window's margins as the calibration step computed them, when it did)."""
     metrics: dict[str, dict[str, float]] = {}
     for name in ("valid", "calibration", "test"):
         part = rows[name]
-        m = margin(booster, part.X) if len(part) else np.empty(0)
+        if name == "calibration" and calibration_margins is not None:
+            m = calibration_margins
+        else:
+            m = margin(booster, part.X) if len(part) else np.empty(0)
         raw = 1.0 / (1.0 + np.exp(-m))
         metrics[name] = window_metrics(part, raw, calibration.apply(m), with_revenue, m)
     return metrics
@@ -404,7 +411,9 @@ def fit(
         correct,
     )
     revenue = revenue_step(fs, rows["train"], rows["valid"], config)
-    metrics = held_out_metrics(boosted.booster, calibrated.calibration, rows, revenue.in_data)
+    metrics = held_out_metrics(
+        boosted.booster, calibrated.calibration, rows, revenue.in_data, calibrated.margins
+    )
     seconds = (boosted.seconds, calibrated.seconds, revenue.seconds)
     timings = Timings(prepare_s, *seconds, total_s=time.perf_counter() - started)
     steps = FitSteps(data, balanced, boosted, calibrated, revenue)

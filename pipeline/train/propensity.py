@@ -56,7 +56,7 @@ def selection_propensity(
     estimated = np.ones(int(keep.sum()))
     unknown = np.isnan(recorded)
     if selection is not None and unknown.any():
-        X = fs.X.loc[keep].loc[unknown]
+        X = fs.X.iloc[np.flatnonzero(keep)[unknown]]  # one copy of the rows, not two
         estimated[unknown] = np.asarray(selection.inplace_predict(X), dtype=float)
     return np.clip(np.where(unknown, estimated, recorded), floor, 1.0)
 

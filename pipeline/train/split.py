@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.config import SplitConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.plan import check_windows
-from pipeline.timeaxis import Window, Windows
+from pipeline.timeaxis import Window, Windows, datetimes
 
 
 def _block_start(
@@ -52,7 +52,7 @@ def rolling_folds(
     length = windows.valid.end - windows.valid.start
     day_hits = pd.Series(dtype=float)
     if hits is not None and config.min_fold_hits > 0:
-        days = pd.to_datetime(lodged_at).dt.normalize()
+        days = datetimes(lodged_at).dt.normalize()
         day_hits = pd.Series(np.asarray(hits, dtype=float)).groupby(days.to_numpy()).sum()
     # A block never reaches back so far that its fold trains on less than half of the final
     # fit's training window.
@@ -80,6 +80,6 @@ def rows_in(fs: FeatureSet, window: Window, labels_known_by: pd.Timestamp | None
     """
     mask = window.contains(fs.lodged_at) & fs.y.notna().to_numpy()
     if labels_known_by is not None:
-        known = pd.to_datetime(fs.label_known_at)
+        known = datetimes(fs.label_known_at)
         mask &= np.asarray((known < labels_known_by).fillna(False), dtype=bool)
     return np.asarray(mask, dtype=bool)

@@ -49,3 +49,19 @@ def test_no_date_no_end():
         after_last(empty)
     with pytest.raises(ValueError, match="no dates"):
         data_end(empty)
+
+
+def test_datetimes_keep_a_datetime_column_as_it_is_and_convert_the_rest() -> None:
+    """A datetime column is not converted again (pandas' to_datetime builds Timestamp objects of
+    its first rows even then); other inputs go through to_datetime, with the same instants."""
+    from pipeline.timeaxis import datetimes, instants
+
+    lodged = _lodged([0, 59, 86_400, 90_000]).astype("datetime64[us]")
+    assert datetimes(lodged) is lodged
+    index = pd.Index(lodged)
+    assert datetimes(index) is index
+    text = lodged.dt.strftime("%Y-%m-%d %H:%M:%S")
+    assert datetimes(text).equals(pd.to_datetime(text))
+    assert (instants(text) == instants(lodged)).all()
+    aware = lodged.dt.tz_localize("UTC")
+    assert datetimes(aware).equals(pd.to_datetime(aware))
