@@ -28,12 +28,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 from numpy.typing import ArrayLike
 
 from pipeline.plan import RANK_BY, resolve_rank_by
+from pipeline.serve.matrix import codes_matrix, same_levels
 from pipeline.serve.model import TargetingModel
 
 
@@ -179,13 +182,23 @@ def rank(
     )
     resolved = resolve_rank_by(has_revenue, "probability" if fell_back else rank_by)
     prepared = prepare(model, X)
+    # The category codes as a matrix when they are the boosters' own (`serve.matrix`): XGBoost
+    # re-codes a frame's categories on every call, which cost more than a one-row prediction.
+    codes = codes_matrix(prepared) if same_levels(model.booster, model.categories) else None
+
+    def given(booster: xgb.Booster) -> Any:
+        same = codes is not None and same_levels(booster, model.categories)
+        return codes if same else prepared
+
     margin = np.asarray(
-        model.booster.inplace_predict(prepared, predict_type="margin"), dtype=float
+        model.booster.inplace_predict(given(model.booster), predict_type="margin"), dtype=float
     ).reshape(-1)
     probability = model.calibration.apply(margin)
     revenue: np.ndarray | None = None
     if model.revenue_booster is not None:
-        revenue = np.asarray(model.revenue_booster.inplace_predict(prepared), dtype=float)
+        revenue = np.asarray(
+            model.revenue_booster.inplace_predict(given(model.revenue_booster)), dtype=float
+        )
         revenue = np.clip(revenue.reshape(-1), 0.0, None)
     score = ranking_score(probability, revenue, resolved, revenue_weight)
     return Ranking(margin, probability, revenue, score, resolved, fell_back)

@@ -86,3 +86,13 @@ def test_codes_matrix_holds_codes_and_numbers_as_float32() -> None:
     np.testing.assert_array_equal(
         codes_matrix(frame), np.array([[1.0, 1.5], [np.nan, np.nan], [0.0, 3.0]], np.float32)
     )
+
+
+def test_the_ranking_reads_the_codes_and_ranks_as_the_frame_would(
+    world: tuple[TargetingModel, pd.DataFrame],
+) -> None:
+    model, prepared = world
+    ranked = ranking.rank(model, prepared, "probability")
+    margin = model.booster.inplace_predict(prepared, predict_type="margin")
+    np.testing.assert_array_equal(ranked.margin, np.asarray(margin, dtype=float))
+    np.testing.assert_array_equal(ranked.probability, model.calibration.apply(ranked.margin))
