@@ -304,7 +304,7 @@ class TuneConfig(Section):
     workers: int | None = Field(
         None,
         ge=1,
-        description="parallel trial processes sharing the study; None: one per thread of "
+        description="parallel trial processes sharing the study; None: one per 2 threads of "
         "compute.threads (one on a SQLite storage)",
     )
     tune_imbalance: bool = Field(False, description="treat train.imbalance as a hyperparameter")

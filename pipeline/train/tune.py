@@ -5,11 +5,11 @@ parallel workers run the trials one process would); the number of trees by early
 fixed number of stalled rounds (`train.early_stopping_rounds`); pruning on the latest fold's
 validation curve with Optuna's XGBoost callback (passed to `xgboost.train`, the native API),
 reported every `PRUNE_EVERY` rounds. Trials run in parallel worker processes when the threads
-allow (`tune.workers`, default one per thread of `compute.threads`), sharing the study through its
-storage: a journal file by default (`optuna.journal`, Optuna's JournalStorage), a SQLite file
-(one worker only) or any RDB URL. A study is named by a digest of what it tunes (`study_key`:
-features, windows, search space, objective): a changed config starts a new study, and re-running
-the same config continues it, `tune.n_trials` counting every finished trial.
+allow (`tune.workers`, default one per 2 threads of `compute.threads`), sharing the study
+through its storage: a journal file by default (`optuna.journal`, Optuna's JournalStorage), a
+SQLite file (one worker only) or any RDB URL. A study is named by a digest of what it tunes
+(`study_key`: features, windows, search space, objective): a changed config starts a new study,
+and re-running the same config continues it, `tune.n_trials` counting every finished trial.
 """
 
 from __future__ import annotations
@@ -88,6 +88,14 @@ def study_name(config: Config, key: str | None = None) -> str:
     return "-".join(part for part in (config.name, config.tune.objective, key) if part)
 
 
+# Threads each default worker boosts on. On 2 loaded cores (bench/tune.py, KCS folds, the same 8
+# trials), two 1-thread workers ran 0.98x the trials per minute of one 2-thread process at a load
+# of 3 and 0.71x at a load of 12: the second process's start (imports, its own fold matrices)
+# costs more than XGBoost's threads lose by waiting for each other, so parallel trials are the
+# default only where the threads allow workers of 2 threads each.
+THREADS_PER_WORKER = 2
+
+
 def storage_url(config: Config) -> str:
     """Where the study lives: `tune.storage`, else the journal file at `paths.study`."""
     if config.tune.storage:
@@ -148,12 +156,12 @@ def fail_abandoned_trials(config: Config, study: optuna.Study) -> list[int]:
 
 def tuning_workers(config: Config, trials: int, workers: int | None = None) -> int:
     """Worker processes for ``trials`` more trials: ``workers``, else `tune.workers`, else one
-    per thread of `compute.threads` (each boosting on one thread: on the small windows of a
-    tuning fold, XGBoost's threads mostly wait for each other, and a process of its own also runs
-    the trial's Python in parallel); never more than the trials."""
+    per `THREADS_PER_WORKER` threads of `compute.threads` (one on a SQLite storage); never more
+    than the trials."""
     chosen = workers or config.tune.workers
     if chosen is None:  # unset: as many as the threads allow, where the storage can share
-        chosen = 1 if storage_url(config).startswith("sqlite") else config.compute.threads
+        shared = not storage_url(config).startswith("sqlite")
+        chosen = config.compute.threads // THREADS_PER_WORKER if shared else 1
     return max(1, min(chosen, trials))
 
 
@@ -591,7 +599,7 @@ def run_study(
     """Run (or continue) the study until it holds `tune.n_trials` finished trials.
 
     With more than one worker (`tuning_workers`: ``workers``, else `tune.workers`, else one per
-    thread of `compute.threads`), that many processes share the study through its storage; each
+    2 threads of `compute.threads`), that many processes share the study through its storage; each
     gets `compute.threads // workers` threads. A worker that finishes its trial while another
     worker's last one runs stops, so the study holds n_trials trials (one more or so only when
     two workers finish at the very same moment).

@@ -50,8 +50,10 @@ def test_unset_workers_follow_the_threads_where_the_storage_can_share(tmp_path: 
     _, _, config = _setup(tmp_path)
     assert storage_url(config).endswith("optuna.journal")  # the default storage is shareable
     config.compute.threads = 2
-    assert tuning_workers(config, trials=8) == 2
-    assert tuning_workers(config, trials=1) == 1  # never more workers than trials
+    assert tuning_workers(config, trials=8) == 1  # workers of 2 threads each
+    config.compute.threads = 8
+    assert tuning_workers(config, trials=8) == 4
+    assert tuning_workers(config, trials=3) == 3  # never more workers than trials
     assert tuning_workers(config, trials=8, workers=3) == 3  # --workers
     config.tune.workers = 1
     assert tuning_workers(config, trials=8) == 1  # tune.workers
