@@ -4,12 +4,14 @@ and a small real TargetingModel (XGBoost, isotonic calibration) trained on real 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import RuleConfig, ServeConfig
+from pipeline.config import FeaturesConfig, RuleConfig, ServeConfig
 
 OFFICES = ("ICN01", "PUS02", "SEL03", "GMP04")
 PRICES = {"850440": 40.0, "610910": 12.0, "940360": 8.0, "300490": 90.0, "870323": 30.0}
@@ -216,7 +218,6 @@ def thresholds_document(
     model: Any, reference: pd.DataFrame, serve: ServeConfig, descriptions: dict[str, str]
 ) -> dict[str, Any]:
     """An export document for `model`, cut-offs set on a scored reference window."""
-    from pipeline.config import FeaturesConfig
     from pipeline.serve.cutoffs import Provenance, compute_cutoffs, new_document
 
     policy = compute_cutoffs(reference, serve, days=30.0)
@@ -247,3 +248,70 @@ def make_snapshot(history: pd.DataFrame, inspected: pd.DataFrame, config: Any) -
 
     as_of = pd.Timestamp(history["lodged_at"].max()) + pd.Timedelta(seconds=1)
     return build.build_snapshot(history, inspected, config, as_of)
+
+
+def scored_reference(history: pd.DataFrame, feature_set: Any, model: Any) -> pd.DataFrame:
+    """The declarations of `feature_set` (looked up in `history`) beside the model's scores: the
+    reference window an export sets its cut-offs on."""
+    from pipeline.serve.ranking import rank
+
+    by_id = history.set_index("declaration_id").loc[feature_set.declaration_id.astype(str)]
+    scores = rank(model, feature_set.X, "probability").frame(feature_set.X.index)
+    return pd.concat([by_id.reset_index(), scores], axis=1)
+
+
+@dataclass
+class Trained:
+    """Declarations, their inspection outcomes and features, and a small model trained on the
+    labelled rows."""
+
+    history: pd.DataFrame
+    inspected: pd.DataFrame
+    feature_set: Any
+    model: Any
+    config: FeaturesConfig
+
+
+def trained(
+    history: pd.DataFrame, seed: int, rounds: int = 30, config: FeaturesConfig | None = None
+) -> Trained:
+    """`history` with outcomes drawn from `seed`, its features, and a model of `rounds` trees."""
+    from pipeline.features import build
+
+    config = config or FeaturesConfig()
+    inspected = outcomes(history, seed=seed)
+    feature_set = build.build_feature_set(history, inspected, config)
+    X, y = labelled_training(feature_set)
+    return Trained(history, inspected, feature_set, train_model(X, y, rounds=rounds), config)
+
+
+@dataclass
+class Logged:
+    """A scorer exported to a folder and logged to MLflow: its run, its URI and what it serves."""
+
+    run_id: str
+    uri: str
+    snapshot: Any
+    thresholds: Any
+
+
+def logged_scorer(world: Trained, folder: Path) -> Logged:
+    """`world`'s model exported to `folder` (cut-offs set on its whole feature window, its
+    features config recorded) and logged as the scorer of a new run of the current experiment."""
+    import mlflow
+
+    from pipeline.serve.thresholds import Thresholds
+    from pipeline.tracking import log_scorer
+
+    reference = scored_reference(world.history, world.feature_set, world.model)
+    document = thresholds_document(world.model, reference, serve_config(), {})
+    document["features"]["config"] = world.config.model_dump(mode="json")
+    thresholds = Thresholds(document)
+    snapshot = make_snapshot(world.history, world.inspected, world.config)
+    world.model.save(folder / "model")
+    snapshot.save(folder / "snapshot")
+    thresholds.save(folder / "selectivity.json")
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+    uri = log_scorer(run_id, folder / "model", folder / "snapshot", folder / "selectivity.json")
+    return Logged(run_id, uri, snapshot, thresholds)

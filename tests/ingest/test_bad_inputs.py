@@ -30,10 +30,11 @@ from helpers.serve import (
     declarations,
     labelled_training,
     make_snapshot,
-    outcomes,
+    scored_reference,
     serve_config,
     thresholds_document,
     train_model,
+    trained,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,10 +42,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import FeaturesConfig
-from pipeline.features import build
 from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import rank
 from pipeline.serve.scorer import Scorer
 from pipeline.serve.selectivity import content_digest
 from pipeline.serve.thresholds import Thresholds
@@ -81,24 +80,17 @@ def _save_export(
 def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     folder = tmp_path_factory.mktemp("bad-inputs")
     config = FeaturesConfig()
-    history = declarations(3_000, seed=21, start=dt.date(2024, 1, 1), days=120)
-    inspected = outcomes(history, seed=21)
-    feature_set = build.build_feature_set(history, inspected, config)
-    snapshot = make_snapshot(history, inspected, config)
-    snapshot.save(folder / "snapshot")
-    X, y = labelled_training(feature_set)
-    model = train_model(X, y, rounds=15)
-    late = (feature_set.lodged_at >= pd.Timestamp("2024-03-15")).to_numpy()
-    by_id = history.set_index("declaration_id").loc[feature_set.declaration_id[late].astype(str)]
-    reference = pd.concat(
-        [
-            by_id.reset_index(),
-            rank(model, feature_set.X.loc[late].reset_index(drop=True), "probability").frame(),
-        ],
-        axis=1,
+    world = trained(
+        declarations(3_000, seed=21, start=dt.date(2024, 1, 1), days=120), seed=21, rounds=15
     )
+    model = world.model
+    snapshot = make_snapshot(world.history, world.inspected, config)
+    snapshot.save(folder / "snapshot")
+    late = (world.feature_set.lodged_at >= pd.Timestamp("2024-03-15")).to_numpy()
+    reference = scored_reference(world.history, world.feature_set.subset(late), model)
     path, document = _save_export(folder, "canonical", model, reference, snapshot)
     # A model trained with a KCS extra column: its thresholds cannot score canonical files.
+    X, y = labelled_training(world.feature_set)
     kcs_X = X.assign(kcs_process_type=pd.Categorical(np.resize(["A", "B"], len(X))))
     kcs_model = train_model(kcs_X, y, rounds=5)
     kcs_path, _ = _save_export(folder, "kcs", kcs_model, reference, snapshot)

@@ -9,17 +9,14 @@ import pandas as pd
 import pytest
 from helpers.serve import (
     declarations,
-    labelled_training,
     make_snapshot,
-    outcomes,
+    scored_reference,
     serve_config,
     thresholds_document,
-    train_model,
+    trained,
 )
 
 from pipeline.config import FeaturesConfig, ServeConfig
-from pipeline.features import build
-from pipeline.serve.ranking import rank
 from pipeline.serve.scorer import Scorer, reason_codes, reason_methods
 from pipeline.serve.thresholds import Thresholds
 
@@ -27,23 +24,15 @@ from pipeline.serve.thresholds import Thresholds
 @pytest.fixture(scope="module")
 def scored() -> tuple[Scorer, pd.DataFrame, pd.DataFrame, dict[str, Thresholds]]:
     config = FeaturesConfig()
-    history = declarations(3_000, seed=5, start=dt.date(2024, 1, 1), days=100)
-    inspected = outcomes(history, seed=5)
-    feature_set = build.build_feature_set(history, inspected, config)
-    X, y = labelled_training(feature_set)
-    model = train_model(X, y)
-    reference = pd.concat(
-        [
-            history.set_index("declaration_id").loc[feature_set.declaration_id].reset_index(),
-            rank(model, feature_set.X, "probability").frame(feature_set.X.index),
-        ],
-        axis=1,
-    )
+    world = trained(declarations(3_000, seed=5, start=dt.date(2024, 1, 1), days=100), seed=5)
+    model = world.model
+    reference = scored_reference(world.history, world.feature_set, model)
     documents = {}
     for method in ("treeshap_red", "treeshap", "approximate"):
         document = thresholds_document(model, reference, serve_config(reason_method=method), {})
         documents[method] = Thresholds.from_document(document, model.booster_sha256())
-    scorer = Scorer(model, make_snapshot(history, inspected, config), documents["treeshap"], config)
+    snapshot = make_snapshot(world.history, world.inspected, config)
+    scorer = Scorer(model, snapshot, documents["treeshap"], config)
     incoming = declarations(800, seed=6, start=dt.date(2024, 4, 20), days=5)
     return scorer, incoming, scorer.features(incoming), documents
 

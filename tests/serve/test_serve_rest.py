@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,45 +13,20 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.serve import (
-    declarations,
-    labelled_training,
-    make_snapshot,
-    outcomes,
-    serve_config,
-    thresholds_document,
-    train_model,
-)
+from helpers.serve import declarations, logged_scorer, trained
+from helpers.servers import mlflow_store, models_serve
 
 from pipeline.config import FeaturesConfig
-from pipeline.features import build
-from pipeline.serve.ranking import rank
 from pipeline.serve.scorer import Scorer, rest_answer
-from pipeline.serve.thresholds import Thresholds
-from pipeline.tracking import log_scorer
 
 pytestmark = pytest.mark.slow
-START_TIMEOUT_S = 180.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def tracking(tmp_path: Path) -> Iterator[str]:
     """A real MLflow SQLite store in tmp_path, artefacts beside it; the old URI restored after."""
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("serve", artifact_location=str(tmp_path / "artifacts"))
-    mlflow.set_experiment(experiment_id=experiment)
-    try:
+    with mlflow_store(tmp_path, "serve") as uri:
         yield uri
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def _not_json(constant: str) -> Any:
@@ -84,20 +53,6 @@ def test_the_strict_parser_refuses_what_python_writes_by_default() -> None:
         strict_json(json.dumps([float("-inf")]))
 
 
-def _wait_for_ping(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    raise AssertionError(f"no /ping answer within {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
-
-
 def _comparable(frame: pd.DataFrame) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records"))
     return records
@@ -105,33 +60,12 @@ def _comparable(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, tracking: str):
     config = FeaturesConfig()
-    history = declarations(3_000, seed=21, start=dt.date(2024, 1, 1), days=90)
-    inspected = outcomes(history, seed=21)
-    feature_set = build.build_feature_set(history, inspected, config)
-    X, y = labelled_training(feature_set)
-    model = train_model(X, y, rounds=15)
-    reference = pd.concat(
-        [
-            history.set_index("declaration_id")
-            .loc[feature_set.declaration_id.astype(str)]
-            .reset_index(),
-            rank(model, feature_set.X, "probability").frame(feature_set.X.index),
-        ],
-        axis=1,
+    world = trained(
+        declarations(3_000, seed=21, start=dt.date(2024, 1, 1), days=90), seed=21, rounds=15
     )
-    document = thresholds_document(model, reference, serve_config(), {})
-    thresholds = Thresholds(document)
-    snapshot = make_snapshot(history, inspected, config)
-    model.save(tmp_path / "model")
-    snapshot.save(tmp_path / "snapshot")
-    thresholds.save(tmp_path / "selectivity.json")
-
-    with mlflow.start_run() as run:
-        run_id = run.info.run_id
-    uri = log_scorer(
-        run_id, tmp_path / "model", tmp_path / "snapshot", tmp_path / "selectivity.json"
-    )
-    assert uri == f"runs:/{run_id}/scorer"
+    logged = logged_scorer(world, tmp_path)
+    model, snapshot, thresholds, uri = world.model, logged.snapshot, logged.thresholds, logged.uri
+    assert uri == f"runs:/{logged.run_id}/scorer"
 
     batch = declarations(40, seed=22, start=dt.date(2024, 4, 1), days=3)
     batch.loc[3, "declared_value"] = -1.0  # invalid: must come back manual, not vanish
@@ -140,37 +74,16 @@ def test_mlflow_models_serve_answers_like_the_in_process_scorer(tmp_path: Path, 
     loaded = mlflow.pyfunc.load_model(uri).predict(batch)
     pd.testing.assert_frame_equal(loaded.reset_index(drop=True), rest_answer(in_process))
 
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        # the server starts `uvicorn` by name: the interpreter's own bin/ first on the PATH
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    }
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri]
-    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    with log.open("wb") as sink:
-        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-        try:
-            _wait_for_ping(f"http://127.0.0.1:{port}/ping", server, log)
-            split = json.loads(batch.to_json(orient="split", date_format="iso", index=False))
-            answer = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": split})
-            # Text booleans are read as written, and one bad cell costs its row only.
-            subset = batch.iloc[6:12].reset_index(drop=True)
-            records = json.loads(subset.to_json(orient="records", date_format="iso"))
-            for record in records:
-                record["aeo"] = "false"
-            records[2]["lodged_at"] = "yesterday"
-            hostile = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_records": records})
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=20)
+    with models_serve(uri, tracking, tmp_path / "serve.log") as url:
+        split = json.loads(batch.to_json(orient="split", date_format="iso", index=False))
+        answer = _post(f"{url}/invocations", {"dataframe_split": split})
+        # Text booleans are read as written, and one bad cell costs its row only.
+        subset = batch.iloc[6:12].reset_index(drop=True)
+        records = json.loads(subset.to_json(orient="records", date_format="iso"))
+        for record in records:
+            record["aeo"] = "false"
+        records[2]["lodged_at"] = "yesterday"
+        hostile = _post(f"{url}/invocations", {"dataframe_records": records})
     served = pd.DataFrame(answer["predictions"])
     assert len(served) == len(batch)
     expected = pd.DataFrame(_comparable(in_process))

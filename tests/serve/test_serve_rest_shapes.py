@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,27 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.serve import (
-    declarations,
-    labelled_training,
-    make_snapshot,
-    outcomes,
-    serve_config,
-    thresholds_document,
-    train_model,
-)
-from test_serve_rest import _free_port, _wait_for_ping
+from helpers.serve import declarations, logged_scorer, trained
+from helpers.servers import mlflow_store, models_serve
 
 from pipeline.config import FeaturesConfig
-from pipeline.features import build
-from pipeline.serve.ranking import rank
 from pipeline.serve.scorer import Scorer
-from pipeline.serve.thresholds import Thresholds
-from pipeline.tracking import log_scorer
 
 pytestmark = pytest.mark.slow
 KCS_COLUMN = "kcs_process_type"
@@ -71,32 +55,11 @@ def _log(folder: Path, kcs: bool) -> tuple[str, Scorer, pd.DataFrame]:
     config = FeaturesConfig(raw_categories=[*FeaturesConfig().raw_categories, *extra])
     history = declarations(3_000, seed=21, start=dt.date(2024, 1, 1), days=90)
     history = _with_kcs(history) if kcs else history
-    inspected = outcomes(history, seed=21)
-    feature_set = build.build_feature_set(history, inspected, config)
-    X, y = labelled_training(feature_set)
-    model = train_model(X, y, rounds=10)
-    reference = pd.concat(
-        [
-            history.set_index("declaration_id")
-            .loc[feature_set.declaration_id.astype(str)]
-            .reset_index(),
-            rank(model, feature_set.X, "probability").frame(feature_set.X.index),
-        ],
-        axis=1,
-    )
-    document = thresholds_document(model, reference, serve_config(), {})
-    document["features"]["config"] = config.model_dump(mode="json")
-    thresholds = Thresholds(document)
-    snapshot = make_snapshot(history, inspected, config)
-    model.save(folder / "model")
-    snapshot.save(folder / "snapshot")
-    thresholds.save(folder / "selectivity.json")
-    with mlflow.start_run() as run:
-        run_id = run.info.run_id
-    uri = log_scorer(run_id, folder / "model", folder / "snapshot", folder / "selectivity.json")
+    world = trained(history, seed=21, rounds=10, config=config)
+    logged = logged_scorer(world, folder)
     batch = declarations(20, seed=22, start=dt.date(2024, 4, 1), days=3)
     batch = _with_kcs(batch) if kcs else batch
-    return uri, Scorer(model, snapshot, thresholds, config), batch
+    return logged.uri, Scorer(world.model, logged.snapshot, logged.thresholds, config), batch
 
 
 @pytest.fixture(scope="module", params=["canonical", "kcs"])
@@ -104,38 +67,10 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp(f"rest-{request.param}")
-    previous = mlflow.get_tracking_uri()
-    store = f"sqlite:///{folder / 'mlflow.db'}"
-    mlflow.set_tracking_uri(store)
-    mlflow.set_experiment(
-        experiment_id=mlflow.create_experiment("rest", artifact_location=str(folder / "art"))
-    )
-    try:
+    with mlflow_store(folder, "rest") as store:
         uri, scorer, batch = _log(folder, kcs=request.param == "kcs")
-    finally:
-        mlflow.set_tracking_uri(previous)
-    port = _free_port()
-    log = folder / "serve.log"
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": store,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    }
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri]
-    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-        try:
-            _wait_for_ping(f"http://127.0.0.1:{port}/ping", process, log)
-            yield Server(f"http://127.0.0.1:{port}", scorer, batch)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=20)
+    with models_serve(uri, store, folder / "serve.log") as url:
+        yield Server(url, scorer, batch)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from helpers.serve import (
     labelled_training,
     make_snapshot,
     outcomes,
+    scored_reference,
     serve_config,
     thresholds_document,
     train_model,
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 from pipeline.config import FeaturesConfig
 from pipeline.features import build
 from pipeline.serve.model import TargetingModel
-from pipeline.serve.ranking import prepare, rank
+from pipeline.serve.ranking import prepare
 from pipeline.serve.scorer import (
     OUTPUT_COLUMNS,
     Scorer,
@@ -66,9 +67,7 @@ def world() -> World:
     X, y = labelled_training(feature_set.subset(early))
     model = train_model(X, y)
     late = feature_set.subset(~early)
-    by_id = history.set_index("declaration_id").loc[late.declaration_id.astype(str)]
-    scores = rank(model, late.X, "probability").frame(late.X.index)
-    reference = pd.concat([by_id.reset_index(), scores], axis=1)
+    reference = scored_reference(history, late, model)
     descriptions = dict(
         zip(feature_set.manifest["name"], feature_set.manifest["description"], strict=True)
     )
