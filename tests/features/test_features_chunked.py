@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,12 @@ from helpers.features import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import config as config_module
-from pipeline.config import FeaturesConfig
+from pipeline.config import Config, FeaturesConfig
 from pipeline.features.build import Snapshot, attach, build_feature_set, build_snapshot, known_at
 from pipeline.features.chunked import build_chunked, build_feature_set_chunked, chunk_starts
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.readers import load_inputs
 from pipeline.jobs.features import features
-from pipeline.jobs.simulate import simulate
 
 # Features that count (declarations, controls, hits, pairs, support, flags): exactly equal.
 COUNT_SUFFIXES = ("_declarations", "_controls", "_hits", "_new", "_level")
@@ -145,20 +144,12 @@ def test_any_month_borders_give_the_in_memory_features(
     assert_same(chunked, base)
 
 
-def test_features_job_builds_over_chunks_when_configured(tmp_path: Path) -> None:
-    config = config_module.load(
-        None,
-        [
-            f"output_dir={tmp_path}",
-            "simulate.rows=2000",
-            "simulate.days=100",
-            "simulate.importers=200",
-            "simulate.sellers=150",
-            "simulate.declarants=20",
-            "features.chunk_months=2",
-        ],
+def test_features_job_builds_over_chunks_when_configured(
+    simulated_project: Callable[..., Config],
+) -> None:
+    config = simulated_project(
+        "features.chunk_months=2", rows=2000, days=100, importers=200, sellers=150, declarants=20
     )
-    simulate(config)
     result = features(config)
     assert result.figures["chunk_months"] == 2 and "2-month chunks" in result.lines[0]
     written = FeatureSet.read_parquet(config.paths.features, config.paths.manifest)

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers.features import KCS_FILES, kcs_sample, same_values, small_config
 
-from pipeline import config as config_module
-from pipeline.config import PROJECT_ROOT, load
+from pipeline.config import PROJECT_ROOT, Config, load
 from pipeline.features.build import Snapshot, attach, build_feature_set, build_snapshot
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs.features import features
-from pipeline.jobs.simulate import simulate
 
 
-def test_features_job_writes_the_feature_set_and_a_snapshot_that_serves(tmp_path: Path) -> None:
-    config = config_module.load(
-        None,
-        [
-            f"output_dir={tmp_path}",
-            "simulate.rows=3000",
-            "simulate.days=120",
-            "simulate.importers=300",
-            "simulate.sellers=200",
-            "simulate.declarants=30",
-        ],
-    )
-    simulate(config)
+def test_features_job_writes_the_feature_set_and_a_snapshot_that_serves(
+    simulated_project: Callable[..., Config],
+) -> None:
+    config = simulated_project(rows=3000, days=120, importers=300, sellers=200, declarants=30)
     result = features(config)
     assert result.figures["rows"] == 3000 and result.figures["labelled_rows"] > 0
     assert any(line.startswith("time taken") for line in result.lines)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from helpers.train import feature_set, train_config
 from mlflow.tracking import MlflowClient
 
-from pipeline import config as config_module
 from pipeline import tracking
+from pipeline.config import Config
 from pipeline.features.featureset import (
     FeatureSet,
     fingerprint_path,
@@ -18,23 +19,13 @@ from pipeline.features.featureset import (
     recorded_fingerprint,
 )
 from pipeline.jobs.features import features
-from pipeline.jobs.simulate import simulate
 from pipeline.jobs.train import train
 
 
-def test_the_features_job_records_the_fingerprint_train_would_take(tmp_path: Path) -> None:
-    config = config_module.load(
-        None,
-        [
-            f"output_dir={tmp_path}",
-            "simulate.rows=2000",
-            "simulate.days=90",
-            "simulate.importers=200",
-            "simulate.sellers=150",
-            "simulate.declarants=20",
-        ],
-    )
-    simulate(config)
+def test_the_features_job_records_the_fingerprint_train_would_take(
+    simulated_project: Callable[..., Config],
+) -> None:
+    config = simulated_project(rows=2000, days=90, importers=200, sellers=150, declarants=20)
     features(config)
     paths = config.paths
     written = FeatureSet.read_parquet(paths.features, paths.manifest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,3 +59,23 @@ def outcomes(decls: pd.DataFrame, every: int = 2) -> pd.DataFrame:
             "result_at": (lodged + pd.Timedelta(days=10)).dt.strftime("%Y-%m-%d").to_numpy(),
         }
     )
+
+
+def write_simulated_tables(
+    paths: Any, decls: pd.DataFrame, fraud: Any = False, revenue_recoverable: float = 0.0
+) -> None:
+    """`decls`, their `outcomes` and a ground truth (`fraud`: one flag or one per declaration)
+    written where a simulated run keeps them (`config.paths`)."""
+    truth = pd.DataFrame(
+        {
+            "declaration_id": decls["declaration_id"],
+            "fraud": fraud,
+            "fraud_type": "none",
+            "revenue_recoverable": revenue_recoverable,
+            "critical": False,
+        }
+    )
+    paths.data.mkdir(parents=True)
+    decls.to_parquet(paths.declarations, index=False)
+    outcomes(decls).to_parquet(paths.outcomes, index=False)
+    truth.to_parquet(paths.ground_truth, index=False)

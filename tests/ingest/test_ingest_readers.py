@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.ingest import declarations, outcomes
+from helpers.ingest import declarations, outcomes, write_simulated_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -203,19 +203,7 @@ def test_load_inputs_of_simulated_tables(tmp_path: Path) -> None:
         load_inputs(config)
     assert "declarations.parquet" in str(caught.value)
     decls = declarations()
-    truth = pd.DataFrame(
-        {
-            "declaration_id": decls["declaration_id"],
-            "fraud": False,
-            "fraud_type": "none",
-            "revenue_recoverable": 0.0,
-            "critical": False,
-        }
-    )
-    config.paths.data.mkdir(parents=True)
-    decls.to_parquet(config.paths.declarations, index=False)
-    outcomes(decls).to_parquet(config.paths.outcomes, index=False)
-    truth.to_parquet(config.paths.ground_truth, index=False)
+    write_simulated_tables(config.paths, decls)
     inputs = load_inputs(config)
     assert len(inputs.declarations) == len(decls)
     assert inputs.ground_truth is not None and len(inputs.ground_truth) == len(decls)

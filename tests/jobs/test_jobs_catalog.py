@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.ingest import declarations, outcomes
+from helpers.ingest import declarations, outcomes, write_simulated_tables
 
 from pipeline import tracking
 from pipeline.config import Config, DataConfig
@@ -120,19 +120,7 @@ def test_a_removed_raw_file_gives_the_readers_error(tmp_path: Path) -> None:
 def test_simulated_tables_round_trip_with_their_ground_truth(tmp_path: Path) -> None:
     config = Config(output_dir=tmp_path / "sim")
     decls = declarations()
-    truth = pd.DataFrame(
-        {
-            "declaration_id": decls["declaration_id"],
-            "fraud": decls.index % 3 == 0,
-            "fraud_type": "none",
-            "revenue_recoverable": 0.5,
-            "critical": False,
-        }
-    )
-    config.paths.data.mkdir(parents=True)
-    decls.to_parquet(config.paths.declarations, index=False)
-    outcomes(decls).to_parquet(config.paths.outcomes, index=False)
-    truth.to_parquet(config.paths.ground_truth, index=False)
+    write_simulated_tables(config.paths, decls, decls.index % 3 == 0, 0.5)
     first = catalog.validated_inputs(config)
     assert first.ground_truth is not None
     _assert_same(first, catalog.validated_inputs(config))
