@@ -4,7 +4,6 @@ approve command, and the page as headless Chromium renders it at the top of the 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import pandas as pd
 import pytest
 
 from pipeline.config import AcceptanceConfig
-from pipeline.evaluate.assess import Review, assess
 from pipeline.evaluate.decision import (
     Against,
     Decision,
@@ -208,39 +206,13 @@ def test_without_ground_truth_the_policy_criterion_is_not_judged() -> None:
 
 
 def test_the_decision_page_opens_the_report_in_headless_chromium(tmp_path: Path) -> None:
-    world = h.world(rows=4000, seed=5)
-    model = h.train_model(world["features"])
-    champion = h.train_model(world["features"], seed=1, rounds=5)
     config = h.config(tmp_path)
-    report = assess(
-        model,
-        world["features"],
-        config,
-        Review(
-            declarations=world["declarations"],
-            ground_truth=world["ground_truth"],
-            champion=("champion v1", champion),
-            run_id="run-under-review",
-        ),
-    ).report
+    _, assessment = h.assessed_against_champion(h.world(rows=4000, seed=5), config)
+    report = assessment.report
     page = tmp_path / "report.html"
     html = render_report(report, config.evaluate.rates)
     page.write_text(html.replace("</body>", CLICK_PROBE + "</body>"), encoding="utf-8")
-    result = subprocess.run(
-        [
-            h.chromium(),
-            *h.CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--window-size=1280,900",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = h.headless_dom(page, tmp_path / "profile", 5000, "--window-size=1280,900")
     dom = result.stdout
     assert "<main>" in dom, result.stderr[-2000:]
     main = dom.split("<main>", 1)[1]

@@ -23,21 +23,9 @@ from pipeline.evaluate.report import render_report
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     world = h.world(rows=5000, seed=2)
-    model = h.train_model(world["features"])
-    champion = h.train_model(world["features"], seed=1, rounds=5)
     cfg = h.config(tmp_path_factory.mktemp("review"))
-    assessment = assess(
-        model,
-        world["features"],
-        cfg,
-        Review(
-            declarations=world["declarations"],
-            ground_truth=world["ground_truth"],
-            champion=("champion v1", champion),
-            run_id="run-under-review",
-            local_ids=[str(world["features"].declaration_id.iloc[-1])],
-        ),
-    )
+    local = (str(world["features"].declaration_id.iloc[-1]),)
+    model, assessment = h.assessed_against_champion(world, cfg, local)
     return {"world": world, "model": model, "config": cfg, "assessment": assessment}
 
 

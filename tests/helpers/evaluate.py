@@ -225,19 +225,18 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-def rendered_images(html: str, folder: Path) -> dict[str, int]:
-    """Open a copy of the report in headless Chromium; count images and decoded images."""
-    import re
-
-    page = folder / "probe.html"
-    page.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    profile = folder / "chromium-profile"
-    result = subprocess.run(
+def headless_dom(
+    page: Path, profile: Path, budget_ms: int, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """`page` opened in headless Chromium (its own `profile`, `budget_ms` of virtual time, any
+    further `flags`): the finished DOM on stdout."""
+    return subprocess.run(
         [
             chromium(),
             *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
-            "--virtual-time-budget=10000",
+            f"--virtual-time-budget={budget_ms}",
+            *flags,
             "--dump-dom",
             page.as_uri(),
         ],
@@ -246,6 +245,15 @@ def rendered_images(html: str, folder: Path) -> dict[str, int]:
         timeout=180,
         check=False,
     )
+
+
+def rendered_images(html: str, folder: Path) -> dict[str, int]:
+    """Open a copy of the report in headless Chromium; count images and decoded images."""
+    import re
+
+    page = folder / "probe.html"
+    page.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    result = headless_dom(page, folder / "chromium-profile", 10_000)
     match = re.search(
         r'id="probe" data-images="(\d+)" data-decoded="(\d+)" data-sections="(\d+)"', result.stdout
     )
@@ -253,6 +261,25 @@ def rendered_images(html: str, folder: Path) -> dict[str, int]:
         raise AssertionError(f"no probe in Chromium's DOM; stderr: {result.stderr[-2000:]}")
     images, decoded, sections = (int(g) for g in match.groups())
     return {"images": images, "decoded": decoded, "sections": sections}
+
+
+def assessed_against_champion(
+    made: dict[str, Any], config: Config, local_ids: tuple[str, ...] = ()
+) -> tuple[Any, Any]:
+    """A model trained on `made` (a `world`) and its review against a 5-round champion, with
+    the world's declarations and truth, as run `run-under-review`: (model, assessment)."""
+    from pipeline.evaluate.assess import Review, assess
+
+    model = train_model(made["features"])
+    champion = train_model(made["features"], seed=1, rounds=5)
+    review = Review(
+        declarations=made["declarations"],
+        ground_truth=made["ground_truth"],
+        champion=("champion v1", champion),
+        run_id="run-under-review",
+        local_ids=local_ids,
+    )
+    return model, assess(model, made["features"], config, review)
 
 
 # --- an experiment on simulated data, trained and tracked for the job tests ---------------------
