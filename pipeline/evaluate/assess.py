@@ -40,7 +40,7 @@ from pipeline.evaluate.keys import (
 from pipeline.evaluate.reference import ReferenceCache, ReferenceScores
 from pipeline.evaluate.walkforward import WalkForward, detection_rate
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import RunPlan
+from pipeline.plan import RankingPolicy, RunPlan
 from pipeline.serve.model import ModelInfo, TargetingModel, plan_of
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.timeaxis import Window
@@ -134,6 +134,7 @@ class TestWindow:
     score: np.ndarray
     probability: np.ndarray
     ranking: Ranking
+    policy: RankingPolicy  # the run plan's ranking policy, which `ranking` followed
     notes: tuple[str, ...] = ()
 
     @property
@@ -203,6 +204,7 @@ def build_window(
         score=ranked.priority,
         probability=ranked.probability,
         ranking=ranked,
+        policy=plan.ranking,
         notes=tuple(notes),
     )
 
@@ -647,7 +649,8 @@ def explanation_summary(
 ) -> ExplanationSummary:
     """SHAP on a seeded sample, waterfalls of a red-channel sample and of `local_ids`."""
     ev, seed, test = config.evaluate, int(config.seed), window.test
-    explanations = ex.window_explanations(model, test, config)
+    views = ex.GlobalViews.of(ev, seed)
+    explanations = ex.window_explanations(model, test, window.policy, views, config.serve.channels)
     red_share = config.serve.channels.get("red", 0.02)
     chosen_rows = list(ex.red_sample(window.score, red_share, ev.red_waterfalls, seed))
     if local_ids:

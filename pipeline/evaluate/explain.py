@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipeline.config import Config
+from pipeline.config import EvaluateConfig
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import RankingPolicy
 from pipeline.serve.model import TargetingModel
 
 MAX_DISPLAY = 15
@@ -199,10 +200,9 @@ class GlobalViews:
     seed: int
 
     @classmethod
-    def of(cls, config: Config) -> GlobalViews:
+    def of(cls, evaluate: EvaluateConfig, seed: int) -> GlobalViews:
         """The `evaluate` section's sample and views, with the run's seed."""
-        ev = config.evaluate
-        return cls(ev.shap_sample, ev.top_dependence, int(config.seed))
+        return cls(evaluate.shap_sample, evaluate.top_dependence, int(seed))
 
 
 def global_explanations(
@@ -336,20 +336,21 @@ def red_versus_green(explanation: Any, cohort: pd.Series) -> tuple[pd.DataFrame,
     return table, _png(None)
 
 
-def window_explanations(model: TargetingModel, window: FeatureSet, config: Config) -> Explanations:
-    """`global_explanations` of a window's declarations with the `evaluate` section's sample,
-    views and the run's seed, its red and green channels as the export's shares and ranking put
-    them: the one call the report and `targeting explain` share."""
+def window_explanations(
+    model: TargetingModel,
+    window: FeatureSet,
+    ranking: RankingPolicy,
+    views: GlobalViews,
+    channels: Mapping[str, float],
+) -> Explanations:
+    """`global_explanations` of a window's declarations with the `views` (`GlobalViews.of` the
+    `evaluate` section and the run's seed), its red and green channels as the export's shares
+    (`serve.channels`) and the run plan's `ranking` put them: the one call the report and
+    `targeting explain` share."""
     from pipeline.serve.ranking import rank
 
-    serve = config.serve
-    score = rank(model, window.X, serve.rank_by, serve.revenue_weight).priority
-    return global_explanations(
-        model,
-        window,
-        GlobalViews.of(config),
-        channel=channel_cohorts(score, dict(serve.channels)),
-    )
+    score = rank(model, window.X, ranking.rank_by, ranking.revenue_weight).priority
+    return global_explanations(model, window, views, channel=channel_cohorts(score, dict(channels)))
 
 
 # The last global explanation of this process, keyed by everything it was computed from:

@@ -32,7 +32,7 @@ from pipeline.evaluate.keys import Population
 from pipeline.features.build import attach, build_snapshot
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import RANDOM, random_stratum
-from pipeline.plan import RefitRule, RunPlan, lay_refit
+from pipeline.plan import RankingPolicy, RefitRule, RunPlan, lay_refit
 from pipeline.serve.channels import assign_channels
 from pipeline.serve.cutoffs import reference_cutoffs
 from pipeline.serve.model import TargetingModel
@@ -127,9 +127,9 @@ def deploy_at(
     deployed = refit(features, spans, basis, config)
     model = deployed.model
     reference = plan.reference_at(cutoff)
-    placed = reference_cutoffs(
-        model, features, declarations, reference, config.serve, config.serve.rank_by
-    )
+    # the config's setting (auto: each refit's own revenue part decides), as one policy
+    setting = RankingPolicy(config.serve.rank_by, config.serve.revenue_weight)
+    placed = reference_cutoffs(model, features, declarations, reference, config.serve, setting)
     log = deployed.log
     facts = {
         "refit train end": str(spans.train.end.date()),

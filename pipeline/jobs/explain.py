@@ -44,7 +44,8 @@ def explain(
     plan = plan_of(model, config, features.lodged_at)
     test = test_window(features, plan)
     step("SHAP values and global views")
-    found = ex.window_explanations(model, test, config)
+    views = ex.GlobalViews.of(config.evaluate, config.seed)
+    found = ex.window_explanations(model, test, plan.ranking, views, config.serve.channels)
 
     wanted = [str(d) for d in declarations or []]
     ids = features.declaration_id.astype(str)

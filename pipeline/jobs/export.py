@@ -98,17 +98,19 @@ def _lines(document: dict[str, Any], kpis: dict[str, Any], path: Path) -> list[s
 
 
 def reference_scores(
-    config: Config, model: TargetingModel, feature_set: FeatureSet, rank_by: str
+    config: Config, model: TargetingModel, feature_set: FeatureSet
 ) -> tuple[pd.DataFrame, Window]:
     """The reference window's declarations scored as `export` scores them (canonical columns,
     score, margin, probability, expected revenue) and the window: what capacity scenarios
     (`serve.cutoffs.capacity_scenarios`) are computed on, as in notebook 04."""
     from pipeline.jobs.catalog import validated_inputs
 
-    window = plan_of(model, config, feature_set.lodged_at).reference
+    plan = plan_of(model, config, feature_set.lodged_at)
     declarations = validated_inputs(config).declarations
-    placed = reference_cutoffs(model, feature_set, declarations, window, config.serve, rank_by)
-    return placed.scored, window
+    placed = reference_cutoffs(
+        model, feature_set, declarations, plan.reference, config.serve, plan.ranking
+    )
+    return placed.scored, plan.reference
 
 
 def export(config: Config, run_id: str | None = None, out: Path | None = None) -> JobResult:
@@ -124,7 +126,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
     declarations = validated_inputs(config).declarations
 
     step("cut-offs on the reference window")
-    placed = reference_cutoffs(model, feature_set, declarations, window, config.serve, rank_by)
+    placed = reference_cutoffs(model, feature_set, declarations, window, config.serve, plan.ranking)
     tracking.log_artifacts(run_id, config.paths.snapshot, SNAPSHOT_ARTIFACT)
     document = _document(config, exported, feature_set.manifest, placed, rank_by)
     document["kpis"] = placed.kpis

@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 
 from pipeline.config import ServeConfig
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import RankingPolicy
 from pipeline.serve.channels import (
     CUTOFF_PARTS,
     DEFAULT_CHANNEL,
@@ -528,11 +529,11 @@ def reference_cutoffs(
     declarations: pd.DataFrame,
     window: Window,
     serve: ServeConfig,
-    rank_by: str,
+    ranking: RankingPolicy,
 ) -> ReferenceCutoffs:
     """The one way cut-offs are set, for `targeting export` and the walk-forward replay alike:
     the feature rows of the reference `window`, joined to their canonical `declarations` and
-    ranked by `model` (`rank_by`: the config's or an already resolved one), give the cut-offs
+    ranked by `model` (`ranking`: the run plan's, or the config's setting), give the cut-offs
     (`compute_cutoffs`), the channels they assign there and the expected KPIs, with the level's
     uncertainty when the model's level is anchored on a random stratum."""
     rows = window.contains(features.lodged_at)
@@ -540,7 +541,7 @@ def reference_cutoffs(
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
     X = features.X.loc[rows].reset_index(drop=True)
     canonical = declarations_of(features.declaration_id[rows], declarations)
-    ranked = rank(model, X, rank_by, serve.revenue_weight)
+    ranked = rank(model, X, ranking.rank_by, ranking.revenue_weight)
     scored = pd.concat([canonical, ranked.frame(X.index)], axis=1)
     policy = compute_cutoffs(scored, serve, window.days)
     thresholds = Thresholds(policy, serve_random_key(serve))
