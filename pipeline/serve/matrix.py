@@ -48,6 +48,28 @@ def same_levels(booster: xgb.Booster, categories: dict[str, list[str]]) -> bool:
     )
 
 
+# Booster -> the categories it was given and their dtypes (each keeps its hash table).
+_DTYPES: weakref.WeakKeyDictionary[
+    xgb.Booster, tuple[dict[str, list[str]], dict[str, pd.CategoricalDtype]]
+] = weakref.WeakKeyDictionary()
+
+
+def training_dtypes(
+    booster: xgb.Booster, categories: dict[str, list[str]]
+) -> dict[str, pd.CategoricalDtype]:
+    """The category dtype of each column's training levels, built once per booster: a dtype
+    built per request re-hashed every level (thousands of ids) of every column."""
+    found = _DTYPES.get(booster)
+    if found is None or found[0] is not categories:
+        dtypes = {
+            column: pd.CategoricalDtype(pd.Index(levels, dtype=object), ordered=False)
+            for column, levels in categories.items()
+        }
+        found = (categories, dtypes)
+        _DTYPES[booster] = found
+    return found[1]
+
+
 def codes_matrix(prepared: pd.DataFrame) -> np.ndarray:
     """`prepared`'s columns as float32: numbers as they are, categories as their codes (NaN for
     a missing or unseen level)."""

@@ -36,7 +36,7 @@ import xgboost as xgb
 from numpy.typing import ArrayLike
 
 from pipeline.plan import RANK_BY, resolve_rank_by
-from pipeline.serve.matrix import codes_matrix, same_levels
+from pipeline.serve.matrix import codes_matrix, same_levels, training_dtypes
 from pipeline.serve.model import TargetingModel
 
 
@@ -103,18 +103,20 @@ def prepare(model: TargetingModel, X: pd.DataFrame) -> pd.DataFrame:
     """
     frame = X[model.feature_names]
     cast: dict[str, pd.Categorical] = {}
+    dtypes = training_dtypes(model.booster, model.categories)  # built once per model
     for column, levels in model.categories.items():
         values = frame[column]
         if not isinstance(values.dtype, pd.CategoricalDtype):
             cast[column] = pd.Categorical(values.astype("string").astype(object), categories=levels)
             continue
+        dtype = dtypes[column]
         names = values.cat.categories.astype(str)
-        if names.equals(pd.Index(levels)) and values.cat.categories.dtype == object:
+        if names.equals(dtype.categories) and values.cat.categories.dtype == object:
             continue  # already on the training levels
-        recode = pd.Index(levels).get_indexer(names)
+        recode = dtype.categories.get_indexer(names)
         codes = values.cat.codes.to_numpy()
         mapped = np.where(codes >= 0, recode[codes], -1)
-        cast[column] = pd.Categorical.from_codes(mapped, categories=pd.Index(levels, dtype=object))
+        cast[column] = pd.Categorical.from_codes(mapped, dtype=dtype)
     return frame.assign(**cast) if cast else frame
 
 

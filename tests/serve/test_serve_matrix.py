@@ -10,7 +10,13 @@ import xgboost as xgb
 from helpers.serve import declarations, trained
 
 from pipeline.serve import ranking
-from pipeline.serve.matrix import booster_dmatrix, booster_input, codes_matrix, same_levels
+from pipeline.serve.matrix import (
+    booster_dmatrix,
+    booster_input,
+    codes_matrix,
+    same_levels,
+    training_dtypes,
+)
 from pipeline.serve.model import TargetingModel
 
 
@@ -96,3 +102,17 @@ def test_the_ranking_reads_the_codes_and_ranks_as_the_frame_would(
     margin = model.booster.inplace_predict(prepared, predict_type="margin")
     np.testing.assert_array_equal(ranked.margin, np.asarray(margin, dtype=float))
     np.testing.assert_array_equal(ranked.probability, model.calibration.apply(ranked.margin))
+
+
+def test_the_training_levels_dtypes_are_built_once_per_model(
+    world: tuple[TargetingModel, pd.DataFrame],
+) -> None:
+    model, prepared = world
+    dtypes = training_dtypes(model.booster, model.categories)
+    again = ranking.prepare(model, prepared.astype({c: "object" for c in model.categories}))
+    for column, levels in model.categories.items():
+        assert list(dtypes[column].categories) == list(levels)
+        assert prepared[column].dtype == dtypes[column]
+        assert again[column].astype(object).equals(prepared[column].astype(object))
+    assert training_dtypes(model.booster, model.categories) is dtypes
+    assert training_dtypes(model.booster, dict(model.categories)) is not dtypes  # others: rebuilt
