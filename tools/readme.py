@@ -52,8 +52,10 @@ COMMANDS = {
     "features.json": f"{PY} bench/features.py --rows 1000000 --repeats 2",
     "score.json": f"{PY} bench/score.py --rows 100000 --repeat 2 --treeshap-repeat 1 "
     "--full-rows 40000 --threads 2",
-    "train.json": f"{PY} bench/train.py --rows 60000 --trials 5 --repeat 2 --threads 1 "
-    "--learning-rates 0.1",
+    "train.json": f"{PY} bench/train.py --rows 60000 --trials 5 --repeat 3 --threads 1 "
+    "--learning-rates 0.1 --clock cpu",
+    "tune_kcs.json": f"{PY} bench/tune.py --config configs/kcs.yaml --trials 8 --sides default "
+    "--baseline-root <worktree of c3721b2^ drawing with tune.TrialSeededTPE, for the same trials>",
     "backtest.json": f"{PY} bench/backtest.py",
     "scale.json": f"{PY} bench/scale.py --rows 1000000 4000000` (in memory) and `{PY} "
     "bench/scale.py --rows 1000000 4000000 10000000 --chunk-months 1 --score-batch 1000000 "
@@ -850,6 +852,7 @@ def _speed_train(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     rows: list[list[str]] = []
     train = results.get("train.json")
     if train:
+        unit = "CPU s" if train.get("clock") == "cpu" else "s"
         for cost in train["overhead"]:
             bare = cost.get("bare_every_booster_s", cost["bare_xgboost_train_s"])
             rows.append(
@@ -861,7 +864,8 @@ def _speed_train(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                         if cost.get("revenue_trees")
                         else ""
                     ),
-                    f"{cost['job_s']:.1f} s vs {bare:.1f} s for xgboost.train of every booster",
+                    f"{cost['job_s']:.1f} {unit} vs {bare:.1f} {unit} for xgboost.train of every "
+                    "booster",
                     f"{cost['overhead_x']:.1f}x (MLflow logging, calibration, metrics)",
                     _command("train.json"),
                 ]
@@ -890,6 +894,35 @@ def _speed_train(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                     _command("train.json"),
                 ]
             )
+    return rows + _speed_tune(results)
+
+
+def _speed_tune(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """The speed table's rows of the KCS study: one process against the default workers."""
+    tune = results.get("tune_kcs.json")
+    if not tune:
+        return []
+    rows: list[list[str]] = []
+    for side in tune["sides"]:
+        load = " -> ".join(f"{value:.1f}" for value in side["load_1min"])
+        rate = f"{side['trials_per_minute']:.2f} trials/min, best {side['best_value']:.4f}"
+        if side["side"] == "default":
+            rate += "".join(
+                f"; {tune[f'speedup_over_{other}_x']:.2f}x {words} (same best: "
+                f"{tune[f'same_best_value_as_{other}']})"
+                for other, words in (("sequential", "one process"), ("baseline", "before"))
+                if f"speedup_over_{other}_x" in tune
+            )
+        names = {"baseline": "before issue 27", "sequential": "one process", "default": "default"}
+        rows.append(
+            [
+                f"tune KCS folds, {side['workers']} worker(s), {names[side['side']]}",
+                f"{side['trials']} trials ({len(side['pruned'])} pruned)",
+                f"{side['wall_s']:.0f} s (load {load})",
+                rate,
+                _command("tune_kcs.json"),
+            ]
+        )
     return rows
 
 
@@ -926,7 +959,9 @@ def speed(results: dict[str, dict[str, Any]]) -> list[str]:
         "than that floor); score, the throughput over a bare `inplace_predict` of the targeting "
         "booster on the prepared matrix; train job, its wall time over bare `xgboost.train` of "
         "every booster it trains (targeting and revenue models); tune, trials per minute on "
-        "matrices quantised once per window over plain matrices per fold (same trials).",
+        "matrices quantised once per window over plain matrices per fold (same trials), and on "
+        "the KCS folds, the default parallel workers over one process (same seed and trials; "
+        "the load average when each side started and ended).",
         "",
         *_table(["stage", "size", "time", "rate", "command"], rows),
     ]
