@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from helpers.servers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = PROJECT_ROOT / "tools" / "ci_postgres.sh"
@@ -40,13 +41,6 @@ def server_binaries() -> Path:
             f"{done.stderr.strip()[-2000:]}"
         )
     return Path(done.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _as_server_user(command: list[str]) -> list[str]:

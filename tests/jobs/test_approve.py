@@ -7,10 +7,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,8 +19,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.chain import run_chain
+from helpers.servers import free_port, stop, wait_until_up
 from mlflow import MlflowClient
-from test_run import run_chain
 from typer.testing import CliRunner
 
 from pipeline import tracking
@@ -220,26 +218,6 @@ def test_approval_refuses_a_version_whose_report_is_missing(chain: Config, tmp_p
         shutil.move(kept, report)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_ping(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"make serve exited: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    raise AssertionError(f"no /ping answer within {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
-
-
 def test_make_serve_answers_with_the_approved_champion(chain: Config, tmp_path: Path) -> None:
     name = chain.tracking.registered_model
     approve(chain, reason="served by the REST test", reviewer="a.reviewer", override="a test")
@@ -249,7 +227,7 @@ def test_make_serve_answers_with_the_approved_champion(chain: Config, tmp_path: 
     batch = incoming[[c.name for c in DECLARATION_COLUMNS]]
     batch = batch.astype({c: object for c in batch.columns if batch[c].dtype == "category"})
     expected = mlflow.pyfunc.load_model(champion).predict(batch)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     # The README's command as written, from the project root; the shell's PATH as it is (the
     # Makefile puts .venv/bin first for the `uvicorn` that MLflow starts by name). `-o STAMP`:
@@ -267,7 +245,7 @@ def test_make_serve_answers_with_the_approved_champion(chain: Config, tmp_path: 
             start_new_session=True,
         )
         try:
-            _wait_for_ping(f"http://127.0.0.1:{port}/ping", server, log)
+            wait_until_up(f"http://127.0.0.1:{port}/ping", server, log)
             split = json.loads(batch.to_json(orient="split", date_format="iso", index=False))
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/invocations",
@@ -277,12 +255,7 @@ def test_make_serve_answers_with_the_approved_champion(chain: Config, tmp_path: 
             with urllib.request.urlopen(request, timeout=60) as answer:
                 served = pd.DataFrame(json.loads(answer.read())["predictions"])
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=20)
+            stop(server, group=True)
     assert served["declaration_id"].tolist() == expected["declaration_id"].tolist()
     assert served["channel"].tolist() == expected["channel"].tolist()
     np.testing.assert_allclose(

@@ -7,30 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.chain import SMALL_CHAIN
-from typer.testing import CliRunner
+from helpers.chain import run_chain
 
-from pipeline.cli import app
-from pipeline.config import Config, load
+from pipeline.config import Config
 
 pytestmark = pytest.mark.slow
-
-SETTINGS = [*SMALL_CHAIN, "evaluate.bootstrap=50", "evaluate.shap_sample=300"]
-
-
-def run_chain(folder: Path) -> tuple[Config, str]:
-    """`targeting run` from the CLI with everything under `folder`: its config and output."""
-    overrides = [
-        f"output_dir={folder / 'out'}",
-        f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
-        *SETTINGS,
-    ]
-    arguments = ["run", "--config", "configs/default.yaml"]
-    for override in overrides:
-        arguments += ["--set", override]
-    result = CliRunner().invoke(app, arguments)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return load("configs/default.yaml", overrides), result.output
 
 
 @pytest.fixture(scope="module")

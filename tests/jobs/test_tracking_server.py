@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
-from helpers.postgres import free_port
+from helpers.servers import free_port, stop, wait_until_up
 from helpers.train import feature_set, train_config
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -31,25 +27,6 @@ from pipeline.cli import app
 from pipeline.config import to_yaml
 
 pytestmark = pytest.mark.slow
-
-START_TIMEOUT_S = 90.0
-
-
-def _wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(
-                f"mlflow server exited with {server.returncode}: {log.read_text()[-3000:]}"
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"mlflow server not healthy after {START_TIMEOUT_S} s: {log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +57,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process, log)
+        wait_until_up(f"{url}/health", process, log)
         yield url, artifacts
     finally:
         # The server forks workers: stop its whole session (it was started in a new one).
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+        stop(process, group=True)
 
 
 def test_train_logs_run_trials_and_model_through_the_server(

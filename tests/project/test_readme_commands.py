@@ -19,8 +19,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.servers import free_port, stop
 
 from pipeline.config import PROJECT_ROOT, load
 
@@ -288,12 +287,6 @@ def test_every_make_line_names_a_target_that_expands(workspace: Workspace) -> No
             assert ".venv/bin/targeting run --config configs/default.yaml" in dry.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def started(workspace: Workspace) -> Iterator[Any]:
     """Starts a `make` line in its own process group and stops the whole group after."""
@@ -316,12 +309,7 @@ def started(workspace: Workspace) -> Iterator[Any]:
 
     yield start
     for server in servers:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=20)
+        stop(server, group=True)
 
 
 def _answer(url: str, server: subprocess.Popen[bytes]) -> bytes:
@@ -372,7 +360,7 @@ def test_make_serve_answers_the_readme_curl_in_strict_json(
     """After the README's approvals, `make serve` serves the champion of the default config."""
     serve = next(c for c in COMMANDS if c.words[:2] == ("make", "serve") and len(c.words) == 2)
     curl = next(c for c in COMMANDS if c.kind == "curl")
-    port = _free_port()
+    port = free_port()
     server = started(*serve.words[1:], f"PORT={port}")
     _answer(f"http://127.0.0.1:{port}/ping", server)
     predictions = _curl(curl.words, port)["predictions"]
@@ -393,7 +381,7 @@ def test_make_ui_serves_the_store_and_its_registry(
 ) -> None:
     """`make ui` is the tracking server the README points `.venv-serve` at: it serves the runs
     and the registry of the store `run` wrote."""
-    port = _free_port()
+    port = free_port()
     server = started("ui", f"UI_PORT={port}")
     base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
     _answer(f"http://127.0.0.1:{port}/health", server)
