@@ -140,9 +140,7 @@ def overhead(
     fitted, extra = rebalance(train, imbalance, config.seed)
     dtrain, dvalid = dmatrix(fitted), dmatrix(valid, weighted=False)
     revenue = revenue_boosting(train, valid, config) if has_revenue(fs) else None
-    # CPU seconds of this process (--clock cpu) barely move with other people's load on a shared
-    # machine, where wall seconds of both sides swing by 2x between runs; with one thread and
-    # OpenMP's passive waits they count no spinning
+    # --clock cpu: this process's CPU seconds, far steadier than wall seconds under others' load
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     bare, bare_revenue, job = [], [], []
     best, revenue_trees = -1, 0
@@ -197,9 +195,7 @@ def overhead(
         "job_s": min(job),
         "overhead_x": min(job) / bare_total,
         "target_x": 1.3,
-        "clock": "CPU seconds of the process (job_timings: wall)"
-        if args.clock == "cpu"
-        else "wall seconds",
+        "clock": "CPU seconds (job_timings: wall)" if args.clock == "cpu" else "wall seconds",
     }
 
 
