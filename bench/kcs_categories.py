@@ -1,0 +1,199 @@
+"""Where does LightGBM's edge on KCS come from? Category handling, measured learner by learner.
+
+On KCS the model trails a LightGBM at its conventional settings (issue 24). Both boost trees on
+the same raw declaration columns, most of them categories with many levels (hs6: some 2,400).
+LightGBM sorts a category's levels by their gradient at each node with smoothing (``cat_smooth``
+added to the hessian, levels met fewer than ``cat_smooth`` times left out of the sort, at least
+``min_data_per_group`` rows per side, ``cat_l2``); XGBoost sorts them without smoothing. Five fits
+on the same windows and columns tell the mechanism apart:
+
+- ``XGBoost, native categories``: the plain reference's parameters;
+- ``XGBoost, levels ordered by hit rate``: each category replaced by its level's rank by hit rate
+  in the training window, shrunk towards the window's rate with LightGBM's ``cat_smooth`` (10)
+  and levels met fewer than 10 times missing: LightGBM's smoothed sort done once, globally;
+- ``XGBoost, both``: the native categories and the ranks;
+- ``LightGBM``: the reference's parameters (its library's category defaults);
+- ``LightGBM, no category smoothing``: ``cat_smooth`` 0, ``cat_l2`` 0, ``min_data_per_group`` 1.
+
+Windows as `configs/kcs.yaml`: train January-July 2020, early stopping (on log-loss, patience 50)
+on 2020-08-31..09-30, measured on 2020 Q4 (``development``: no choice of the pipeline was made on
+it) and on 2021 Q1 (the test window). Average precision with a 95 % bootstrap interval. Prints
+the table and writes bench/results/kcs_categories.json.
+
+    .venv/bin/python bench/kcs_categories.py
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from pipeline.config import Config, load
+from pipeline.evaluate.metrics import metrics_table
+from pipeline.evaluate.reference import raw_columns
+from pipeline.features.build import build_feature_set
+from pipeline.ingest.readers import load_inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ("2020-01-01", "2020-08-01")
+VALID = ("2020-08-31", "2020-10-01")
+MEASURED = {
+    "development (2020 Q4)": ("2020-10-01", "2021-01-01"),
+    "test (2021 Q1)": ("2021-01-01", "2021-04-01"),
+}
+SMOOTHING = 10.0  # LightGBM's cat_smooth default, as prior strength and as minimum count
+ROUNDS, PATIENCE, LEARNING_RATE = 3000, 50, 0.05
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The KCS rows of each window, their labels and the raw columns."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    train: np.ndarray
+    valid: np.ndarray
+    measured: dict[str, np.ndarray]
+
+
+def kcs_windows(config: Config) -> Windows:
+    """The KCS feature set's raw columns and labelled rows of each window."""
+    inputs = load_inputs(config)
+    fs = build_feature_set(inputs.declarations, inputs.outcomes, config.features)
+    lodged = pd.to_datetime(fs.lodged_at).reset_index(drop=True)
+    y = fs.y.to_numpy(dtype=float)
+
+    def inside(bounds: tuple[str, str]) -> np.ndarray:
+        return ((lodged >= bounds[0]) & (lodged < bounds[1])).to_numpy() & np.isfinite(y)
+
+    X = fs.X[raw_columns(fs, config)].reset_index(drop=True)
+    measured = {name: inside(bounds) for name, bounds in MEASURED.items()}
+    return Windows(X, y, inside(TRAIN), inside(VALID), measured)
+
+
+def hit_rate_ranks(w: Windows) -> pd.DataFrame:
+    """Each category column as its level's rank by smoothed training hit rate (NaN: a level met
+    fewer than SMOOTHING times in the training window, or never)."""
+    base = float(w.y[w.train].mean())
+    ranks = {}
+    for column in w.X.columns:
+        values = w.X[column]
+        if not isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        labels = pd.Series(w.y[w.train]).groupby(values[w.train].astype(str).to_numpy())
+        sums = labels.agg(["sum", "count"])
+        sums = sums[sums["count"] >= SMOOTHING]
+        rate = (sums["sum"] + SMOOTHING * base) / (sums["count"] + SMOOTHING)
+        order = rate.sort_index().rank(method="first")  # ties by level name: reproducible
+        ranks[f"{column}_rank"] = values.astype(str).map(order).astype(float)
+    return pd.DataFrame(ranks)
+
+
+def _xgboost(X: pd.DataFrame, w: Windows, seed: int) -> tuple[np.ndarray, int]:
+    params = {
+        "objective": "binary:logistic",
+        "eval_metric": "logloss",
+        "learning_rate": LEARNING_RATE,
+        "max_depth": 6,
+        "max_cat_to_onehot": 1,
+        "tree_method": "hist",
+        "seed": seed,
+    }
+    booster = xgb.train(
+        params,
+        xgb.DMatrix(X[w.train], w.y[w.train], enable_categorical=True),
+        ROUNDS,
+        evals=[(xgb.DMatrix(X[w.valid], w.y[w.valid], enable_categorical=True), "valid")],
+        early_stopping_rounds=PATIENCE,
+        verbose_eval=False,
+    )
+    trees = booster.best_iteration + 1
+    return np.asarray(booster.inplace_predict(X, iteration_range=(0, trees))), trees
+
+
+def _lightgbm(
+    X: pd.DataFrame, w: Windows, seed: int, extra: dict[str, float]
+) -> tuple[np.ndarray, int]:
+    import lightgbm as lgb
+
+    params = {"objective": "binary", "learning_rate": LEARNING_RATE, "num_leaves": 63}
+    params |= {"seed": seed, "deterministic": True, "verbose": -1, **extra}
+    train = lgb.Dataset(X[w.train], w.y[w.train])
+    booster = lgb.train(
+        params,
+        train,
+        ROUNDS,
+        valid_sets=[lgb.Dataset(X[w.valid], w.y[w.valid], reference=train)],
+        callbacks=[lgb.early_stopping(PATIENCE, verbose=False)],
+    )
+    return np.asarray(
+        booster.predict(X, num_iteration=booster.best_iteration)
+    ), booster.best_iteration
+
+
+def learners(w: Windows, seed: int) -> dict[str, Callable[[], tuple[np.ndarray, int]]]:
+    """Each learner of the comparison, ready to fit."""
+    ranks = hit_rate_ranks(w)
+    numbers = w.X.drop(columns=[c[: -len("_rank")] for c in ranks.columns])
+    no_smoothing = {"cat_smooth": 0.0, "cat_l2": 0.0, "min_data_per_group": 1}
+    return {
+        "XGBoost, native categories": lambda: _xgboost(w.X, w, seed),
+        "XGBoost, levels ordered by hit rate": lambda: _xgboost(numbers.join(ranks), w, seed),
+        "XGBoost, both": lambda: _xgboost(w.X.join(ranks), w, seed),
+        "LightGBM": lambda: _lightgbm(w.X, w, seed, {}),
+        "LightGBM, no category smoothing": lambda: _lightgbm(w.X, w, seed, no_smoothing),
+    }
+
+
+def measured_rows(w: Windows, scores: dict[str, np.ndarray]) -> list[dict[str, object]]:
+    """Average precision of every learner on each measured window, with its interval."""
+    rows: list[dict[str, object]] = []
+    for window, inside in w.measured.items():
+        table = metrics_table(w.y[inside], {k: v[inside] for k, v in scores.items()}, [0.1])
+        ap = table[table["metric"] == "average_precision"]
+        rows += [
+            {
+                "window": window,
+                "learner": r.model,
+                "average precision": round(r.value, 3),
+                "low": round(r.low, 3),
+                "high": round(r.high, 3),
+            }
+            for r in ap.itertuples()
+        ]
+    return rows
+
+
+def main() -> None:
+    config = load(ROOT / "configs" / "kcs.yaml")
+    w = kcs_windows(config)
+    scores, fitted = {}, []
+    for name, fit in learners(w, config.seed).items():
+        started = time.perf_counter()
+        scores[name], trees = fit()
+        fitted.append(
+            {"learner": name, "trees": trees, "seconds": round(time.perf_counter() - started, 1)}
+        )
+        print(f"{name}: {trees} trees, {fitted[-1]['seconds']} s", flush=True)
+    rows = measured_rows(w, scores)
+    print(pd.DataFrame(rows).to_string(index=False))
+    out = ROOT / "bench" / "results" / "kcs_categories.json"
+    payload = {
+        "command": "bench/kcs_categories.py",
+        "columns": list(w.X.columns),
+        "fitted": fitted,
+        "average_precision": rows,
+    }
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
