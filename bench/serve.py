@@ -11,8 +11,9 @@ an MLflow SQLite store in a temporary folder), starts `mlflow models serve` on t
 - `targeting score` (the CLI, a new process: start-up, loading, validation, features, scores,
   channels, reason codes, the CSV written) on the same 20,000 rows: rows/s.
 Targets on an idle 2-core machine (issue 27): one row p50 <= 50 ms and p99 <= 80 ms; 20,000
-rows in <= 1 s. The machine may be shared: the 1-minute load average before and after the
-requests is recorded with the figures, and each target is printed as met or missed.
+rows in <= 1 s. The machine may be shared: the 1-minute load average at the start (other
+people's work) and before and after the requests is recorded with the figures, the run counts as
+idle when the first is below 1, and each target is printed as met or missed.
 Prints the figures and writes bench/results/serve.json.
 """
 
@@ -45,7 +46,7 @@ HOST = "127.0.0.1"  # loopback only: the benchmark never listens on another inte
 START_TIMEOUT_S = 240.0
 LARGE_ROWS = 20_000
 TARGETS = {"one_row_p50_ms": 50.0, "one_row_p99_ms": 80.0, "large_seconds": 1.0}
-IDLE_LOAD = 1.0  # 1-minute load average below which the machine counts as idle
+IDLE_LOAD = 1.0  # 1-minute load average at the start below which the machine counts as idle
 
 
 def _config(folder: Path, rows: int) -> Config:
@@ -214,6 +215,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    load_start = os.getloadavg()[0]  # other people's work: nothing of this bench runs yet
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
         folder = Path(scratch)
         started = time.perf_counter()
@@ -237,10 +239,11 @@ def main() -> int:
         "build_s": round(build_s, 1),
         "rest": served,
         "cli": command_line,
+        "load_1min_at_start": round(load_start, 2),
         "load_1min": [round(load_before, 2), round(load_after, 2)],
         "targets": TARGETS,
         "met": verdicts(served),
-        "idle": max(load_before, load_after) < IDLE_LOAD,  # the targets are for an idle machine
+        "idle": load_start < IDLE_LOAD,  # the targets are for an idle machine
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -259,11 +262,14 @@ def main() -> int:
         f"targeting score (CLI, new process, CSV in and out): {command_line['rows']:,} rows in "
         f"{command_line['seconds']} s, {command_line['rows_per_s']:,} rows/s"
     )
-    print(f"1-minute load average {load_before:.2f} before the requests, {load_after:.2f} after")
+    print(
+        f"1-minute load average {load_start:.2f} at the start, {load_before:.2f} before the "
+        f"requests (the build and the server count in it), {load_after:.2f} after"
+    )
     for name, met in result["met"].items():
         print(f"  target {name} <= {TARGETS[name]:g}: {'met' if met else 'missed'}")
     if not result["idle"]:
-        print(f"  (not idle: a load of {IDLE_LOAD:g} or more; the targets are for an idle machine)")
+        print(f"  (not idle: a load of {IDLE_LOAD:g} or more at the start; targets are for idle)")
     print(f"written to {args.out}")
     return 0
 
