@@ -21,7 +21,6 @@ from pipeline.backtest.selection import (
     EXPLORE,
     HISTORICAL,
     MODEL,
-    RANDOM,
     RULE,
     Candidates,
     Selection,
@@ -30,6 +29,7 @@ from pipeline.backtest.selection import (
     weighted_keys,
 )
 from pipeline.config import Config, PolicyConfig, RuleConfig
+from pipeline.ingest.columns import RANDOM
 from pipeline.serve.channels import rule_matches
 from pipeline.serve.draw import random_draw
 

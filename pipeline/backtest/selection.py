@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-RANDOM, RULE, MODEL, EXPLORE, HISTORICAL = "random", "rule", "model", "explore", "historical"
+RULE, MODEL, EXPLORE, HISTORICAL = "rule", "model", "explore", "historical"
 
 
 def rank_within(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:

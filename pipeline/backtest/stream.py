@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.backtest.selection import EXPLORE, MODEL, RANDOM, RULE, Selection
+from pipeline.backtest.selection import EXPLORE, MODEL, RULE, Selection
 from pipeline.config import Config
-from pipeline.ingest.columns import SELECTION_REASONS
+from pipeline.ingest.columns import RANDOM, SELECTION_REASONS
 from pipeline.serve.draw import random_hash
 
 EMERGING_PREFIX = "emerging"

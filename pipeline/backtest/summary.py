@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.backtest.selection import EXPLORE, HISTORICAL, MODEL, RANDOM, RULE, Selection
+from pipeline.backtest.selection import EXPLORE, HISTORICAL, MODEL, RULE, Selection
 from pipeline.backtest.stream import EMERGING_PREFIX, NO_FRAUD, Plan, Stream
 from pipeline.config import Config
 from pipeline.evaluate.monitor import proportion_interval
+from pipeline.ingest.columns import RANDOM
 
 
 def step_kpis(

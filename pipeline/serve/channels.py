@@ -36,7 +36,6 @@ from pipeline.serve.selectivity import ChannelPolicy, Cutoff, ThresholdsError
 from pipeline.serve.thresholds import Thresholds
 
 DEFAULT_CHANNEL = "green"
-RANDOM_REASON = RANDOM  # a declaration the random draw selects serves with this reason
 MODEL_REASON = "model"
 CUTOFF_PARTS = ("score", "margin", "tiebreak")
 
@@ -158,7 +157,7 @@ def assign_channels(
     reason[ruled] = rule.to_numpy(dtype=object)[ruled]
     probability[ruled] = 1.0
     channel[drawn] = policy.random.channel
-    reason[drawn] = RANDOM_REASON
+    reason[drawn] = RANDOM
     probability[drawn] = policy.random.rate
     return pd.DataFrame(
         {"channel": channel, "selection_reason": reason, "selection_probability": probability},

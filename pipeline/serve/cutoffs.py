@@ -30,11 +30,11 @@ from numpy.typing import ArrayLike
 
 from pipeline.config import ServeConfig
 from pipeline.features.featureset import FeatureSet
+from pipeline.ingest.columns import RANDOM
 from pipeline.plan import RankingPolicy
 from pipeline.serve.channels import (
     CUTOFF_PARTS,
     DEFAULT_CHANNEL,
-    RANDOM_REASON,
     aeo_flags,
     assign_channels,
     forced_selection,
@@ -180,7 +180,7 @@ def compute_cutoffs(reference: pd.DataFrame, serve: ServeConfig, days: float) ->
             "key_env": serve.random_key_env,
             "algorithm": RANDOM_ALGORITHM,
             "channel": serve.random_channel,
-            "reason": RANDOM_REASON,
+            "reason": RANDOM,
         },
         "rules": [rule.model_dump(mode="json") for rule in serve.rules],
         "serving": {
@@ -293,7 +293,7 @@ def channel_kpis(
         }
     )
     has_revenue = bool(np.isfinite(expected_revenue).any())
-    drawn = frame["reason"].astype("string").eq(RANDOM_REASON).fillna(False).to_numpy(dtype=bool)
+    drawn = frame["reason"].astype("string").eq(RANDOM).fillna(False).to_numpy(dtype=bool)
     grouped = frame.loc[~drawn].groupby("channel", sort=False)
     out: dict[str, Any] = {}
     for name in [*targets, DEFAULT_CHANNEL]:
@@ -494,7 +494,7 @@ def capacity_scenarios(
             rows.append({"red_rate": float(rate), "channel": name, **figures})
         if kpis["random"]["declarations"]:  # the draw on its own row (it sits in the red share)
             figures = {k: v for k, v in kpis["random"].items() if k not in SCENARIO_DROPS}
-            rows.append({"red_rate": float(rate), **figures, "channel": RANDOM_REASON})
+            rows.append({"red_rate": float(rate), **figures, "channel": RANDOM})
     return pd.DataFrame(rows)
 
 

@@ -20,7 +20,6 @@ from pipeline.backtest.replay import BacktestResult, run_backtest
 from pipeline.backtest.selection import (
     EXPLORE,
     MODEL,
-    RANDOM,
     RULE,
     Candidates,
     PastControls,
@@ -32,6 +31,7 @@ from pipeline.backtest.selection import (
 from pipeline.backtest.stream import BacktestError, Draws, daily_capacity, make_stream, reveal
 from pipeline.cli import app
 from pipeline.config import Config, PolicyConfig, RuleConfig, to_yaml
+from pipeline.ingest.columns import RANDOM
 from pipeline.jobs.simulate import simulate as simulate_job
 from pipeline.serve.draw import random_draw
 from pipeline.simulate import SimulatedData, simulate

@@ -19,7 +19,8 @@ from helpers.serve import (
 )
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.serve.channels import RANDOM_REASON, assign_channels
+from pipeline.ingest.columns import RANDOM
+from pipeline.serve.channels import assign_channels
 from pipeline.serve.cutoffs import (
     NO_LEVEL_BASIS,
     Level,
@@ -81,7 +82,7 @@ def test_realised_shares_meet_targets_on_the_reference_window(ties: bool, aeo_fa
     assert abs(shares.get("yellow", 0.0) - 0.06) <= 0.005
     assert channels.index.equals(reference.index)
     # random and rule selections are red and count towards the red share
-    forced = channels["selection_reason"].isin([RANDOM_REASON, "watch-listed importer"])
+    forced = channels["selection_reason"].isin([RANDOM, "watch-listed importer"])
     assert forced.any()
     assert (channels.loc[forced, "channel"] == "red").all()
 
@@ -308,12 +309,12 @@ def test_the_random_draw_is_its_own_share_not_part_of_the_red_kpis():
         {"red": 0.02, "yellow": 0.06},
         days=60.0,
     )
-    drawn = (channels["selection_reason"] == RANDOM_REASON).to_numpy()
+    drawn = (channels["selection_reason"] == RANDOM).to_numpy()
     random, red = kpis["random"], kpis["channels"]["red"]
     assert random["channel"] == "red" and random["declarations"] == drawn.sum() > 100
     assert random["share"] == pytest.approx(drawn.mean())
     assert random["expected_hit_rate"] == pytest.approx(reference["probability"][drawn].mean())
-    assert RANDOM_REASON not in red["by_reason"]
+    assert RANDOM not in red["by_reason"]
     targeted = (channels["channel"] == "red").to_numpy() & ~drawn
     assert red["expected_hit_rate"] == pytest.approx(reference["probability"][targeted].mean())
     # the draw is a uniform sample: far below the targeted red controls' rate
