@@ -1328,6 +1328,21 @@ def figures_section() -> list[str]:
     return lines[:-1] if lines else ["No bench/results/ files yet: run `make bench`."]
 
 
+def _serving_load(doc: dict[str, Any]) -> str:
+    """The machine's load while serving was measured, and each target met or missed."""
+    if "load_1min_at_start" not in doc:
+        return "load not recorded"
+    names = {"one_row_p50_ms": "1 row p50", "one_row_p99_ms": "1 row p99"}
+    names["large_seconds"] = "20,000 rows"
+    targets = ", ".join(
+        f"{names.get(k, k)} <= {v:g}{' ms' if k.endswith('_ms') else ' s'}: "
+        f"{'met' if doc['met'][k] else 'missed'}"
+        for k, v in doc["targets"].items()
+    )
+    idle = "idle" if doc.get("idle") else "not idle"
+    return f"1-minute load {doc['load_1min_at_start']:.2f} at the start ({idle}); targets {targets}"
+
+
 def serving(doc: dict[str, Any]) -> list[str]:
     """REST latency and throughput against `mlflow models serve`, and the CLI scorer's rate."""
     rest = doc["rest"]
@@ -1354,7 +1369,8 @@ def serving(doc: dict[str, Any]) -> list[str]:
     cli = doc["cli"]
     return [
         f"**Serving** (`mlflow models serve` of the registered scorer on 127.0.0.1, one worker, "
-        f"{doc['machine']['cpus']} cores; the server started in {rest['start_s']:.1f} s):",
+        f"{doc['machine']['cpus']} cores; the server started in {rest['start_s']:.1f} s; "
+        f"{_serving_load(doc)}):",
         "",
         *_table(["request", "p50", "p99", "requests"], rows),
         "",
