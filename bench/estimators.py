@@ -32,6 +32,7 @@ from pipeline.config import load  # noqa: E402
 from pipeline.evaluate.estimators import Stratum, estimate_at_rates  # noqa: E402
 from pipeline.features.build import build_feature_set  # noqa: E402
 from pipeline.jobs.train import windows_of  # noqa: E402
+from pipeline.plan import RankingPolicy  # noqa: E402
 from pipeline.serve.ranking import rank, top_mask  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 from pipeline.train.fit import fit  # noqa: E402
@@ -50,7 +51,7 @@ def one_seed(seed: int, rows: int, overrides: list[str]) -> pd.DataFrame:
     windows = windows_of(config, fs)
     model = fit(fs, windows, dict(config.train.params), config).model
     test = fs.subset(windows.test.contains(fs.lodged_at))
-    ranked = rank(model, test.X, config.serve.rank_by, config.serve.revenue_weight)
+    ranked = rank(model, test.X, RankingPolicy(config.serve.rank_by, config.serve.revenue_weight))
     priority, probability = ranked.priority, ranked.probability
     propensity = recorded_propensity(test)
     stratum = test.labelled.to_numpy() & np.isfinite(propensity)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import FeaturesConfig, ServeConfig  # noqa: E402
-from pipeline.plan import resolve_rank_by  # noqa: E402
+from pipeline.plan import RankingPolicy, resolve_rank_by  # noqa: E402
 from pipeline.serve.cutoffs import Provenance, compute_cutoffs, new_document  # noqa: E402
 from pipeline.serve.model import Calibration, TargetingModel  # noqa: E402
 from pipeline.serve.ranking import prepare, rank  # noqa: E402
@@ -153,7 +153,7 @@ def thresholds_for(
 ) -> Thresholds:
     """Cut-offs set on the benchmark matrix itself (red 2 %, yellow 6 %, random 0.5 %)."""
     serve = ServeConfig(reasons=reasons, reason_method=method)
-    scores = rank(model, X, rank_by).frame(X.index)
+    scores = rank(model, X, RankingPolicy(rank_by)).frame(X.index)
     policy = compute_cutoffs(pd.concat([declarations, scores], axis=1), serve, days=30.0)
     document = new_document(
         policy,

@@ -330,6 +330,10 @@ class RankingPolicy:
         return replace(self, rank_by=resolve_rank_by(has_revenue, self.rank_by))
 
 
+AUTO = RankingPolicy("auto")  # by expected revenue where the model has a revenue part
+BY_PROBABILITY = RankingPolicy("probability")
+
+
 # --- the plan -------------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from pipeline.backtest.stream import (
 from pipeline.backtest.summary import first_detections, step_kpis, summarise
 from pipeline.config import Config, PolicyConfig
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import RankingPolicy
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import rank
 
@@ -144,7 +145,8 @@ def model_scores(
         X = state.features.X.iloc[fs_rows[present]]
         # a retraining on few revenue hits has no revenue part: it ranks by probability, and
         # the replay records it in the fit log
-        ranked = rank(state.model, X, rank_by, revenue_weight, fallback_to_probability=True)
+        ranking = RankingPolicy(rank_by, revenue_weight)
+        ranked = rank(state.model, X, ranking, fallback_to_probability=True)
         score[present], proba[present] = ranked.priority, ranked.probability
         fell_back = ranked.fell_back
     return score, proba, fell_back

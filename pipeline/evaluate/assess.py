@@ -186,7 +186,7 @@ def build_window(
     stratum = test.stratum & labelled
     # Every selection is ranked by the same target (serve.rank_by) under its plain name, and by
     # probability and by expected revenue under "<name> by ...": the comparison is like for like.
-    ranked = rank(model, test.X, plan.ranking.rank_by, plan.ranking.revenue_weight)
+    ranked = rank(model, test.X, plan.ranking)
     return TestWindow(
         windows=windows,
         rows=rows,

@@ -349,7 +349,7 @@ def window_explanations(
     `targeting explain` share."""
     from pipeline.serve.ranking import rank
 
-    score = rank(model, window.X, ranking.rank_by, ranking.revenue_weight).priority
+    score = rank(model, window.X, ranking).priority
     return global_explanations(model, window, views, channel=channel_cohorts(score, dict(channels)))
 
 

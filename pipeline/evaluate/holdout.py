@@ -51,7 +51,7 @@ def scored_test_window(
     recorded hit and revenue, NaN for declarations nobody controlled.
     """
     test = test_window(features, plan)
-    ranked = rank(model, test.X, plan.ranking.rank_by, plan.ranking.revenue_weight)
+    ranked = rank(model, test.X, plan.ranking)
     frame = pd.DataFrame(
         {
             "declaration_id": test.declaration_id.astype(str).to_numpy(),

@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.evaluate.metrics import align_categories
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import BY_PROBABILITY
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.ranking import Ranking, control_priority, rank, ranking_score, top_count
 from pipeline.timeaxis import Window
@@ -93,7 +94,7 @@ def ranked_scores(ranking: Ranking) -> LearnerScores:
 def learner_scores(model: TargetingModel, X: pd.DataFrame) -> LearnerScores:
     """The model's margin, calibrated probability and E[revenue | hit] on `X` (the one ranking
     path, `serve.ranking.rank`)."""
-    return ranked_scores(rank(model, X, "probability"))
+    return ranked_scores(rank(model, X, BY_PROBABILITY))
 
 
 def tradeoff_table(

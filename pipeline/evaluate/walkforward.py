@@ -179,9 +179,9 @@ def serve_stretch(
         served.declaration_id.astype(str).to_numpy()
     )
     arriving = given.iloc[order].reset_index(drop=True)
-    weight = config.serve.revenue_weight
-    mine = rank(deployment.model, served.X, config.serve.rank_by, weight)
-    theirs = rank(basis.model, served.X, config.serve.rank_by, weight)
+    setting = RankingPolicy(config.serve.rank_by, config.serve.revenue_weight)
+    mine = rank(deployment.model, served.X, setting)
+    theirs = rank(basis.model, served.X, setting)
     channels = assign_channels(deployment.thresholds, arriving, mine.score, mine.margin)
     truth = _aligned_truth(inputs.ground_truth, arriving["declaration_id"])
     if truth is not None:

@@ -55,7 +55,7 @@ def explain(
             f"{config.paths.features}: column declaration_id has no row for {missing[:10]}"
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         )
-    score = rank(model, test.X, plan.ranking.rank_by, plan.ranking.revenue_weight).priority
+    score = rank(model, test.X, plan.ranking).priority
     step("local explanations (waterfalls)")
     local_values, local_figures = local_explanations(model, features, test, score, wanted, config)
     folder: Path = config.paths.explanations

@@ -541,7 +541,7 @@ def reference_cutoffs(
         raise ValueError(f"no declaration in the reference window {window.start}..{window.end}")
     X = features.X.loc[rows].reset_index(drop=True)
     canonical = declarations_of(features.declaration_id[rows], declarations)
-    ranked = rank(model, X, ranking.rank_by, ranking.revenue_weight)
+    ranked = rank(model, X, ranking)
     scored = pd.concat([canonical, ranked.frame(X.index)], axis=1)
     policy = compute_cutoffs(scored, serve, window.days)
     thresholds = Thresholds(policy, serve_random_key(serve))

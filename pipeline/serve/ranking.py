@@ -35,7 +35,7 @@ import pandas as pd
 import xgboost as xgb
 from numpy.typing import ArrayLike
 
-from pipeline.plan import RANK_BY, resolve_rank_by
+from pipeline.plan import AUTO, RANK_BY, RankingPolicy, resolve_rank_by
 from pipeline.serve.matrix import codes_matrix, same_levels, training_dtypes
 from pipeline.serve.model import TargetingModel
 
@@ -165,20 +165,20 @@ class Ranking:
 def rank(
     model: TargetingModel,
     X: pd.DataFrame,
-    rank_by: str = "auto",
-    revenue_weight: float = 1.0,
+    ranking: RankingPolicy = AUTO,
     *,
     fallback_to_probability: bool = False,
 ) -> Ranking:
     """Rank the declarations of `X` as the selectivity system would.
 
-    `rank_by`: the config's `serve.rank_by` (``auto`` resolved here, see `resolve_rank_by`);
-    `revenue_weight`: the blend's weight. The matrix is prepared once and both boosters predict
-    on it in place. Without a revenue part, a ranking by revenue raises, unless
+    `ranking`: the run plan's ranking policy (`serve.rank_by`, ``auto`` resolved here, see
+    `resolve_rank_by`, with the blend's weight). The matrix is prepared once and both boosters
+    predict on it in place. Without a revenue part, a ranking by revenue raises, unless
     `fallback_to_probability` (the backtest's retrainings), which ranks by probability instead
     and sets `Ranking.fell_back`.
     """
     has_revenue = model.revenue_booster is not None
+    rank_by = ranking.rank_by
     fell_back = (
         fallback_to_probability and not has_revenue and rank_by in ("expected_revenue", "blend")
     )
@@ -202,5 +202,5 @@ def rank(
             model.revenue_booster.inplace_predict(given(model.revenue_booster)), dtype=float
         )
         revenue = np.clip(revenue.reshape(-1), 0.0, None)
-    score = ranking_score(probability, revenue, resolved, revenue_weight)
+    score = ranking_score(probability, revenue, resolved, ranking.revenue_weight)
     return Ranking(margin, probability, revenue, score, resolved, fell_back)

@@ -474,9 +474,7 @@ class Scorer:
 
     def score_features(self, declarations: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
         """Scores, channels and reason codes from the feature matrix of `declarations`."""
-        ranked = ranking.rank(
-            self.model, X, self.thresholds.rank_by, self.thresholds.revenue_weight
-        )
+        ranked = ranking.rank(self.model, X, self.thresholds.ranking)
         score, margin = ranked.score, ranked.margin
         channels = assign_channels(self.thresholds, declarations, score, margin)
         controlled = channels["channel"].isin(list(self.thresholds.channels)).to_numpy()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import RuleConfig
+from pipeline.plan import RankingPolicy
 from pipeline.serve.draw import KEY_ENV, key_fingerprint, random_key
 from pipeline.serve.selectivity import (
     DIGEST_KEY,
@@ -86,6 +87,11 @@ class Thresholds:
     def revenue_weight(self) -> float:
         """The blend's weight on E[revenue | hit] (`serve.revenue_weight`; 1 when absent)."""
         return float(self.document.get("revenue_weight", 1.0))
+
+    @property
+    def ranking(self) -> RankingPolicy:
+        """The ranking policy the cut-offs were set on (`rank_by` with the blend's weight)."""
+        return RankingPolicy(self.rank_by, self.revenue_weight)
 
     @property
     def random_rate(self) -> float:

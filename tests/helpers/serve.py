@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import FeaturesConfig, RuleConfig, ServeConfig
+from pipeline.plan import BY_PROBABILITY
 
 OFFICES = ("ICN01", "PUS02", "SEL03", "GMP04")
 PRICES = {"850440": 40.0, "610910": 12.0, "940360": 8.0, "300490": 90.0, "870323": 30.0}
@@ -256,7 +257,7 @@ def scored_reference(history: pd.DataFrame, feature_set: Any, model: Any) -> pd.
     from pipeline.serve.ranking import rank
 
     by_id = history.set_index("declaration_id").loc[feature_set.declaration_id.astype(str)]
-    scores = rank(model, feature_set.X, "probability").frame(feature_set.X.index)
+    scores = rank(model, feature_set.X, BY_PROBABILITY).frame(feature_set.X.index)
     return pd.concat([by_id.reset_index(), scores], axis=1)
 
 

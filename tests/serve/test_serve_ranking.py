@@ -12,7 +12,7 @@ import pytest
 from helpers.train import feature_set, train_config
 
 from pipeline.evaluate import metrics as mx
-from pipeline.plan import make_windows
+from pipeline.plan import BY_PROBABILITY, RankingPolicy, make_windows
 from pipeline.serve.ranking import (
     Ranking,
     control_priority,
@@ -45,7 +45,7 @@ def test_isotonic_calibration_makes_ties_that_the_ranking_never_sees(isotonic_fi
     probability = model.predict_proba(test.X)
     # the calibration has plateaus: far fewer distinct probabilities than margins
     assert len(np.unique(probability)) < len(np.unique(margin)) / 5
-    ranked = rank(model, test.X, "probability")
+    ranked = rank(model, test.X, BY_PROBABILITY)
     priority = ranked.priority
     assert ranked.rank_by == "probability" and not ranked.fell_back
     np.testing.assert_array_equal(ranked.probability, probability)
@@ -62,7 +62,7 @@ def test_ranking_metrics_of_the_calibrated_model_equal_those_of_the_margin(
     test = fs.subset(windows.test.contains(fs.lodged_at))
     labelled = test.labelled.to_numpy()
     y = test.y.to_numpy(dtype=float)[labelled]
-    priority = rank(model, test.X, "probability").priority
+    priority = rank(model, test.X, BY_PROBABILITY).priority
     margin = model.margin(test.X)
     rates = [0.01, 0.02, 0.05, 0.1]
     calibrated = mx.metrics_table(
@@ -90,7 +90,7 @@ def test_rank_computes_what_the_model_computes_bit_for_bit(isotonic_fit: tuple) 
     test = fs.subset(windows.test.contains(fs.lodged_at))
     assert model.revenue_booster is not None
     for rank_by in ("probability", "expected_revenue", "blend"):
-        ranked = rank(model, test.X, rank_by, 0.5)
+        ranked = rank(model, test.X, RankingPolicy(rank_by, 0.5))
         assert ranked.rank_by == rank_by
         np.testing.assert_array_equal(ranked.margin, model.margin(test.X))
         np.testing.assert_array_equal(ranked.probability, model.predict_proba(test.X))
@@ -114,17 +114,17 @@ def test_without_a_revenue_part_a_revenue_ranking_raises_unless_the_fallback_is_
     X = fs.subset(windows.test.contains(fs.lodged_at)).X
     for rank_by in ("expected_revenue", "blend"):
         with pytest.raises(ValueError, match="no revenue part"):
-            rank(bare, X, rank_by)
-        ranked = rank(bare, X, rank_by, fallback_to_probability=True)
+            rank(bare, X, RankingPolicy(rank_by))
+        ranked = rank(bare, X, RankingPolicy(rank_by), fallback_to_probability=True)
         assert ranked.fell_back and ranked.rank_by == "probability"
         assert ranked.revenue_if_hit is None and np.isnan(ranked.expected_revenue).all()
         np.testing.assert_array_equal(ranked.score, ranked.probability)
     # nothing to fall back from: auto and probability rank by probability, no fallback recorded
     for rank_by in ("auto", "probability"):
-        ranked = rank(bare, X, rank_by, fallback_to_probability=True)
+        ranked = rank(bare, X, RankingPolicy(rank_by), fallback_to_probability=True)
         assert ranked.rank_by == "probability" and not ranked.fell_back
     # a model with its revenue part never falls back
-    assert not rank(result.model, X, "blend", fallback_to_probability=True).fell_back
+    assert not rank(result.model, X, RankingPolicy("blend"), fallback_to_probability=True).fell_back
 
 
 def test_blend_runs_from_probability_to_expected_revenue() -> None:
