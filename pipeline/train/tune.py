@@ -14,12 +14,14 @@ and re-running the same config continues it, `tune.n_trials` counting every fini
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +57,7 @@ logger = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN = (*FINISHED, TrialState.RUNNING)  # what a worker counts before it starts another trial
 HEARTBEAT_S = 60  # RDB servers: a RUNNING trial without a heartbeat for 5 of these is stale
+START_TIMEOUT_S = 300.0  # longest wait of a parallel worker for the others to be ready
 
 
 # Bump when `search_space` changes: a study of another space must not be continued.
@@ -578,14 +581,29 @@ def _optimize(
     )
 
 
-def _worker(fs: FeatureSet, windows: Windows, config: Config, index: int) -> None:
+def _worker(
+    fs: FeatureSet, windows: Windows, config: Config, index: int, start: Any = None
+) -> None:
     """A spawned worker process of a parallel study: trials until the study holds n_trials.
-    It starts when its matrices are built: which worker runs which trial changes no trial
-    (`TrialSeededTPE`)."""
+
+    ``start`` (a multiprocessing barrier) holds every worker, this process's first one included,
+    until all have built their matrices: otherwise, on a loaded machine, the first worker runs
+    a short study alone while the others still import. Which worker runs which trial changes no
+    trial (`TrialSeededTPE`); a worker that died first costs the others the barrier's timeout.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cap_threads(config)  # this process's share of compute.threads
     study = load_study(config, study_key(config, list(fs.X.columns), windows), 1000 * index)
-    _optimize(study, Objective(fs, windows, config), config)
+    objective = Objective(fs, windows, config)
+    _wait(start)
+    _optimize(study, objective, config)
+
+
+def _wait(start: Any) -> None:
+    """Wait at the workers' start barrier, if any (a broken or timed-out one lets all go)."""
+    if start is not None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            start.wait(timeout=START_TIMEOUT_S)
 
 
 def run_study(
@@ -619,11 +637,12 @@ def run_study(
         return study
     share = config.model_copy(deep=True)
     share.compute.threads = max(1, config.compute.threads // workers)
-    # This process is the first worker (its modules and rows are loaded: it starts trials while
-    # the spawned ones import theirs), on its share of the threads for the study's time only.
+    # This process is the first worker, on its share of the threads for the study's time only;
+    # it builds its matrices while the spawned ones import, then all start together.
     context = multiprocessing.get_context("spawn")
+    start = context.Barrier(workers)
     processes = [
-        context.Process(target=_worker, args=(fs, windows, share, index), daemon=False)
+        context.Process(target=_worker, args=(fs, windows, share, index, start), daemon=False)
         for index in range(1, workers)
     ]
     for process in processes:
@@ -631,7 +650,9 @@ def run_study(
     try:
         threads = share.compute.threads
         with xgb.config_context(nthread=threads), threadpool_limits(limits=threads):
-            _optimize(study, Objective(fs, windows, share), share, callbacks, progress)
+            objective = Objective(fs, windows, share)
+            _wait(start)
+            _optimize(study, objective, share, callbacks, progress)
     finally:
         for process in processes:
             process.join()
