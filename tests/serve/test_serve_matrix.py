@@ -9,6 +9,7 @@ import pytest
 import xgboost as xgb
 from helpers.serve import declarations, trained
 
+from pipeline.plan import BY_PROBABILITY
 from pipeline.serve import ranking
 from pipeline.serve.matrix import (
     booster_dmatrix,
@@ -98,7 +99,7 @@ def test_the_ranking_reads_the_codes_and_ranks_as_the_frame_would(
     world: tuple[TargetingModel, pd.DataFrame],
 ) -> None:
     model, prepared = world
-    ranked = ranking.rank(model, prepared, "probability")
+    ranked = ranking.rank(model, prepared, BY_PROBABILITY)
     margin = model.booster.inplace_predict(prepared, predict_type="margin")
     np.testing.assert_array_equal(ranked.margin, np.asarray(margin, dtype=float))
     np.testing.assert_array_equal(ranked.probability, model.calibration.apply(ranked.margin))
