@@ -28,7 +28,8 @@ from pipeline.backtest.selection import (
     take_top,
     weighted_keys,
 )
-from pipeline.config import Config, PolicyConfig, RuleConfig
+from pipeline.backtest.settings import ReplaySettings
+from pipeline.config import PolicyConfig, RuleConfig
 from pipeline.ingest.columns import RANDOM
 from pipeline.serve.channels import rule_matches
 from pipeline.serve.draw import random_draw
@@ -132,25 +133,21 @@ class Uncertainty:
         return ranked.plus(Selection.of(explored, EXPLORE, np.nan))
 
 
-def random_rate(policy: PolicyConfig, config: Config) -> float:
+def random_rate(policy: PolicyConfig, capacity_rate: float) -> float:
     """The policy's random draw per declaration: its share of the capacity rate."""
-    return policy.random_share * (config.backtest.capacity_rate or config.simulate.capacity_rate)
+    return policy.random_share * capacity_rate
 
 
-def policy_rules(config: Config) -> list[RuleConfig]:
-    """The risk criteria the backtest applies: its own, else the evaluation's."""
-    rules = config.backtest.rules
-    return list(config.evaluate.rules if rules is None else rules)
-
-
-def policy_shares(policy: PolicyConfig, config: Config) -> list[Share]:
+def policy_shares(policy: PolicyConfig, settings: ReplaySettings) -> list[Share]:
     """The shares that fill each office-day's capacity for `policy`, in order."""
     if policy.kind == "historical":
-        return [Historical(config.simulate.random_rate)]
-    rules = policy_rules(config)
-    applied = rules if policy.rules or policy.kind == "rules" else []
+        return [Historical(settings.recorded_random_rate)]
+    applied = settings.rules if policy.rules or policy.kind == "rules" else ()
     shares: list[Share] = [
-        RandomShare(random_rate(policy, config), f"{config.backtest.random_key}:random"),
+        RandomShare(
+            random_rate(policy, settings.capacity_rate),
+            f"{settings.backtest.random_key}:random",
+        ),
         Rules(applied),
     ]
     if policy.kind == "model":

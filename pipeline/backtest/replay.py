@@ -7,15 +7,16 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.backtest.policies import policy_rules, policy_shares
+from pipeline.backtest.policies import policy_shares
 from pipeline.backtest.retrain import Fitter, features_at
 from pipeline.backtest.selection import Candidates, PastControls, candidates, select
+from pipeline.backtest.settings import ReplaySettings
 from pipeline.backtest.stream import (
     BacktestError,
     Draws,
@@ -27,7 +28,7 @@ from pipeline.backtest.stream import (
     reveal,
 )
 from pipeline.backtest.summary import first_detections, step_kpis, summarise
-from pipeline.config import Config, PolicyConfig
+from pipeline.config import BacktestConfig, Config, PolicyConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.plan import RankingPolicy
 from pipeline.serve.model import TargetingModel
@@ -42,6 +43,15 @@ class InitialModel:
     features: FeatureSet
     positions: np.ndarray
     labels: int
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """What every policy starts from: the warm-up's recorded outcomes and the model trained on
+    them (None when no policy ranks with a model)."""
+
+    outcomes: pd.DataFrame
+    initial: InitialModel | None
 
 
 @dataclass
@@ -90,10 +100,9 @@ class Schedule:
         return plan.starts[step] + plan.step * ((following[0] if following else plan.steps) - step)
 
 
-def schedule(policy: PolicyConfig, config: Config) -> Schedule:
+def schedule(policy: PolicyConfig, bt: BacktestConfig) -> Schedule:
     """The policy's retraining frequency (its own or the backtest's) and the feature refresh."""
     every = policy.retrain_every_steps
-    bt = config.backtest
     return Schedule(
         refresh=bt.refresh_every_steps or bt.retrain_every_steps,
         every=bt.retrain_every_steps if every is None else every,
@@ -128,10 +137,10 @@ def refresh(
 
 
 def model_scores(
-    stream: Stream, rows: np.ndarray, state: PolicyState, rank_by: str, revenue_weight: float
+    stream: Stream, rows: np.ndarray, state: PolicyState, ranking: RankingPolicy
 ) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
     """Control priority and probability of the step's rows (NaN outside the feature set), and
-    whether the model, having no revenue part, ranked by probability instead of `rank_by`."""
+    whether the model, having no revenue part, ranked by probability instead of `ranking`'s."""
     if state.model is None or state.features is None:
         return None, None, False
     where = np.full(len(stream.declarations), -1, dtype=np.int64)
@@ -145,7 +154,6 @@ def model_scores(
         X = state.features.X.iloc[fs_rows[present]]
         # a retraining on few revenue hits has no revenue part: it ranks by probability, and
         # the replay records it in the fit log
-        ranking = RankingPolicy(rank_by, revenue_weight)
         ranked = rank(state.model, X, ranking, fallback_to_probability=True)
         score[present], proba[present] = ranked.priority, ranked.probability
         fell_back = ranked.fell_back
@@ -153,16 +161,12 @@ def model_scores(
 
 
 def step_candidates(
-    stream: Stream, plan: Plan, rows: np.ndarray, state: PolicyState, policy: PolicyConfig,
-    config: Config,
-) -> tuple[Candidates, bool]:  # fmt: skip
-    """The step's declarations with their office-day, its capacity, and the model's scores (and
-    whether the model fell back to ranking by probability)."""
+    stream: Stream, plan: Plan, rows: np.ndarray, state: PolicyState, ranking: RankingPolicy
+) -> tuple[Candidates, bool]:
+    """The step's declarations with their office-day, its capacity, and the model's scores under
+    the policy's `ranking` (and whether the model fell back to ranking by probability)."""
     groups, local = pd.factorize(plan.groups[rows])
-    rank_by = ranked_by(policy, config)
-    score, proba, fell_back = model_scores(
-        stream, rows, state, rank_by, config.serve.revenue_weight
-    )
+    score, proba, fell_back = model_scores(stream, rows, state, ranking)
     step = candidates(
         stream.declarations.iloc[rows],
         groups,
@@ -174,17 +178,21 @@ def step_candidates(
     return step, fell_back
 
 
-def ranked_by(policy: PolicyConfig, config: Config) -> str:
-    """What the policy's model ranks by: its own `rank_by`, else `serve.rank_by`."""
-    return policy.rank_by if policy.rank_by is not None else config.serve.rank_by
+def policy_ranking(policy: PolicyConfig, serving: RankingPolicy) -> RankingPolicy:
+    """How the policy's model ranks: its own `rank_by`, else serving's, with serving's weight."""
+    return serving if policy.rank_by is None else replace(serving, rank_by=policy.rank_by)
 
 
 def record_fallback(
-    fits: list[dict[str, Any]], policy: PolicyConfig, config: Config, k: int, retrained: bool
+    fits: list[dict[str, Any]],
+    policy: PolicyConfig,
+    ranking: RankingPolicy,
+    k: int,
+    retrained: bool,
 ) -> None:
     """Note, once per model, that it ranked by probability for want of a revenue part: in the
     log of the retraining that made it, or as an entry of its own for the initial model."""
-    note = f"ranked by probability: rank_by={ranked_by(policy, config)}, no revenue part"
+    note = f"ranked by probability: rank_by={ranking.rank_by}, no revenue part"
     if retrained:
         fits[-1]["fallback"] = note
     elif k == 0:
@@ -213,18 +221,21 @@ def replay_policy(
     stream: Stream,
     plan: Plan,
     policy: PolicyConfig,
-    config: Config,
-    initial: InitialModel | None,
-    warm_outcomes: pd.DataFrame,
+    fitter: Fitter,
+    settings: ReplaySettings,
+    warm: WarmUp,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], list[dict[str, Any]]]:
-    """Replay one policy over every step: its KPI rows, revealed outcomes, timings, fit logs."""
-    if policy.kind == "rules" and not policy_rules(config):
+    """Replay one policy over every step, refitting with the policy's own `fitter`: its KPI
+    rows, revealed outcomes, timings, fit logs."""
+    if policy.kind == "rules" and not settings.rules:
         raise BacktestError(
             f"policy {policy.name!r} applies rules, but backtest.rules and evaluate.rules are empty"
         )
-    fitter, when, shares = Fitter(config), schedule(policy, config), policy_shares(policy, config)
-    rng = np.random.default_rng([config.seed, sum(map(ord, policy.name))])
-    state = PolicyState(model=None, revealed=[warm_outcomes])
+    when, shares = schedule(policy, settings.backtest), policy_shares(policy, settings)
+    ranking = policy_ranking(policy, settings.ranking)
+    rng = np.random.default_rng([settings.seed, sum(map(ord, policy.name))])
+    state = PolicyState(model=None, revealed=[warm.outcomes])
+    initial = warm.initial
     if policy.kind == "model":
         if initial is None:
             raise BacktestError("a model policy needs the initial model")
@@ -243,9 +254,9 @@ def replay_policy(
             fits.append({"policy": policy.name, **log})
         tick = time.perf_counter()
         rows = plan.rows(k)
-        step, fell_back = step_candidates(stream, plan, rows, state, policy, config)
+        step, fell_back = step_candidates(stream, plan, rows, state, ranking)
         if fell_back:
-            record_fallback(fits, policy, config, k, retrained)
+            record_fallback(fits, policy, ranking, k, retrained)
         fitter.seconds["scoring_s"] += time.perf_counter() - tick
         tick = time.perf_counter()
         selection = select(step, shares, rng)
@@ -277,11 +288,10 @@ def warm_up_outcomes(stream: Stream, plan: Plan) -> pd.DataFrame:
 
 
 def initial_model(
-    stream: Stream, plan: Plan, warm_outcomes: pd.DataFrame, config: Config
+    stream: Stream, plan: Plan, warm_outcomes: pd.DataFrame, fitter: Fitter, bt: BacktestConfig
 ) -> tuple[InitialModel, dict[str, float]]:
-    """The model every model policy starts from, trained on the warm-up, and its timings."""
-    bt = config.backtest
-    fitter = Fitter(config)
+    """The model every model policy starts from, trained on the warm-up by `fitter` (the refresh
+    schedule of `bt` sets how far its features reach), and its timings."""
     horizon = plan.warm_end + plan.step * min(
         bt.refresh_every_steps or bt.retrain_every_steps, plan.steps
     )
@@ -298,17 +308,13 @@ def backtest_stream(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
     ground_truth: pd.DataFrame | None,
-    config: Config,
+    settings: ReplaySettings,
 ) -> Stream:
     """The stream with the backtest's detection rate and delay (else the simulator's)."""
-    bt = config.backtest
-    sim = config.simulate
     draws = Draws(
-        detection_rate=sim.detection_rate if bt.detection_rate is None else bt.detection_rate,
-        result_delay_days=sim.result_delay_days
-        if bt.result_delay_days is None
-        else bt.result_delay_days,
-        key=f"{bt.random_key}:{config.seed}",
+        detection_rate=settings.detection_rate,
+        result_delay_days=settings.result_delay_days,
+        key=f"{settings.backtest.random_key}:{settings.seed}",
     )
     return make_stream(declarations, outcomes, ground_truth, draws)
 
@@ -321,28 +327,30 @@ def run_backtest(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> BacktestResult:
-    """Replay every policy of `config.backtest.policies` over the stream (see the package doc)."""
-    bt = config.backtest
+    """Replay every policy of `config.backtest.policies` over the stream (see the package doc):
+    the config is read here once (`ReplaySettings`); only the refits keep it (`Fitter`)."""
+    settings = ReplaySettings.of(config)
+    bt = settings.backtest
     if not bt.policies:
         raise BacktestError("backtest.policies is empty")
     names = [p.name for p in bt.policies]
     if len(set(names)) != len(names):
         raise BacktestError(f"backtest.policies: duplicate names in {names}")
     say = progress or (lambda _: None)
-    stream = backtest_stream(declarations, outcomes, ground_truth, config)
-    plan = make_plan(stream, config)
+    stream = backtest_stream(declarations, outcomes, ground_truth, settings)
+    plan = make_plan(stream, bt, settings.capacity_rate, settings.seed)
     warm_outcomes = warm_up_outcomes(stream, plan)
     timings: dict[str, dict[str, float]] = {}
     initial = None
     if any(p.kind == "model" for p in bt.policies):
         say(f"initial model on the warm-up (to {plan.warm_end:%Y-%m-%d})")
-        initial, timings["initial"] = initial_model(stream, plan, warm_outcomes, config)
+        initial, timings["initial"] = initial_model(stream, plan, warm_outcomes, Fitter(config), bt)
     kpis, schemes, fits = [], [], []
     for policy in bt.policies:
         say(f"policy {policy.name}")
         tick = time.perf_counter()
         table, revealed, seconds, logs = replay_policy(
-            stream, plan, policy, config, initial, warm_outcomes
+            stream, plan, policy, Fitter(config), settings, WarmUp(warm_outcomes, initial)
         )
         seconds["total_s"] = time.perf_counter() - tick
         timings[policy.name] = seconds
@@ -350,7 +358,7 @@ def run_backtest(
         fits.extend(logs)
         schemes.append(
             first_detections(
-                revealed, stream, plan, policy.name, config.features.missing_result_delay_days
+                revealed, stream, plan, policy.name, settings.missing_result_delay_days
             )
         )
     with warnings.catch_warnings():  # a policy without a model has all-NaT model columns
@@ -359,5 +367,5 @@ def run_backtest(
         scheme_table = pd.concat(schemes, ignore_index=True)
     emerging_rows = stream.emerging
     drift = stream.lodged_at[emerging_rows].min() if emerging_rows.any() else None
-    summary = summarise(kpi_table, scheme_table, config, drift)
+    summary = summarise(kpi_table, scheme_table, settings.monitor, drift)
     return BacktestResult(kpi_table, scheme_table, summary, timings, fits, plan.warm_end, drift)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.backtest.stream import Stream, canonical_outcomes
-from pipeline.config import Config, SplitConfig
+from pipeline.config import BacktestConfig, Config, SplitConfig
 from pipeline.features.build import build_feature_set
 from pipeline.features.featureset import FeatureSet
 from pipeline.plan import make_windows
@@ -22,10 +22,9 @@ PHASES = ("features_s", "training_s", "scoring_s", "selection_s")
 
 
 def retrain_windows(
-    fs: FeatureSet, at: pd.Timestamp, horizon: pd.Timestamp, config: Config
+    fs: FeatureSet, at: pd.Timestamp, horizon: pd.Timestamp, bt: BacktestConfig
 ) -> Windows:
     """Train | valid | calibration windows ending at `at`; test: the following step."""
-    bt = config.backtest
     split = SplitConfig(
         valid_days=bt.valid_days,
         calibration_days=bt.calibration_days,
@@ -61,7 +60,7 @@ class Fitter:
         """The same fit as `targeting train`, on labels known before `at`."""
         tick = time.perf_counter()
         try:
-            windows = retrain_windows(fs, at, horizon, self.config)
+            windows = retrain_windows(fs, at, horizon, self.config.backtest)
             result = fit(fs, windows, self.params, self.config)
         finally:
             self.seconds["training_s"] += time.perf_counter() - tick

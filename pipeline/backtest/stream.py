@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.backtest.selection import EXPLORE, MODEL, RULE, Selection
-from pipeline.config import Config
+from pipeline.config import BacktestConfig
 from pipeline.ingest.columns import RANDOM, SELECTION_REASONS
 from pipeline.serve.draw import random_hash
 
@@ -258,9 +258,9 @@ class Plan:
         return np.arange(self.bounds[step], self.bounds[step + 1])
 
 
-def make_plan(stream: Stream, config: Config) -> Plan:
-    """Steps of `step_days` after the warm-up, as many as `weeks` allow and the data holds."""
-    bt = config.backtest
+def make_plan(stream: Stream, bt: BacktestConfig, capacity_rate: float, seed: int) -> Plan:
+    """Steps of `step_days` after the warm-up, as many as `weeks` allow and the data holds, and
+    each office-day's capacity at `capacity_rate` (drawn with `seed`)."""
     lodged = stream.lodged_at
     if lodged.empty:
         raise BacktestError("the stream holds no declarations")
@@ -280,8 +280,7 @@ def make_plan(stream: Stream, config: Config) -> Plan:
         lodged.to_numpy(dtype="datetime64[ns]"), np.array(edges, dtype="datetime64[ns]")
     )
     groups = office_days(stream.declarations)
-    rate = bt.capacity_rate or config.simulate.capacity_rate
-    capacity = daily_capacity(groups, rate, config.seed)
+    capacity = daily_capacity(groups, capacity_rate, seed)
     return Plan(warm_end, starts, step, groups, capacity, bounds)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipeline.backtest.selection import EXPLORE, HISTORICAL, MODEL, RULE, Selection
 from pipeline.backtest.stream import EMERGING_PREFIX, NO_FRAUD, Plan, Stream
-from pipeline.config import Config
+from pipeline.config import MonitorConfig
 from pipeline.evaluate.monitor import proportion_interval
 from pipeline.ingest.columns import RANDOM
 
@@ -105,16 +105,17 @@ def first_detections(
 
 
 def summarise(
-    kpis: pd.DataFrame, schemes: pd.DataFrame, config: Config, drift: pd.Timestamp | None
+    kpis: pd.DataFrame, schemes: pd.DataFrame, monitor: MonitorConfig, drift: pd.Timestamp | None
 ) -> pd.DataFrame:
-    """One row per policy: totals over the period, the emerging scheme, the random stratum."""
+    """One row per policy: totals over the period, the emerging scheme, the random stratum (its
+    interval as `monitor` sets it)."""
     rows = []
     for policy, part in kpis.groupby("policy", sort=False):
         after = part if drift is None else part.loc[part["end"] > drift]
         random_controls = int(part["controls_random"].sum())
         random_hits = int(part["random_hits"].sum())
         low, high = proportion_interval(
-            random_hits, random_controls, config.monitor.confidence, config.monitor.interval
+            random_hits, random_controls, monitor.confidence, monitor.interval
         )
         truth = float(
             (part["truth_hit_rate"] * part["declarations"]).sum() / part["declarations"].sum()

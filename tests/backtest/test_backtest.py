@@ -28,6 +28,7 @@ from pipeline.backtest.selection import (
     select,
     take_top,
 )
+from pipeline.backtest.settings import ReplaySettings
 from pipeline.backtest.stream import BacktestError, Draws, daily_capacity, make_stream, reveal
 from pipeline.cli import app
 from pipeline.config import Config, PolicyConfig, RuleConfig, to_yaml
@@ -194,7 +195,8 @@ def test_policy_shares_follow_the_config() -> None:
         "uncertainty": PolicyConfig(name="u", explore_share=0.1, random_share=0.05),
         "rules": PolicyConfig(name="r", kind="rules"),
     }
-    shares = {k: policies.policy_shares(p, config) for k, p in kinds.items()}
+    settings = ReplaySettings.of(config)
+    shares = {k: policies.policy_shares(p, settings) for k, p in kinds.items()}
     assert [type(s).__name__ for s in shares["historical"]] == ["Historical"]
     assert [type(s).__name__ for s in shares["exploit"]] == ["RandomShare", "Rules", "Exploit"]
     assert [type(s).__name__ for s in shares["uncertainty"]] == [
