@@ -3,7 +3,8 @@
 Modules: `stream` (the replayed stream, the calendar of steps, office-day capacities, what a
 control reveals), `selection` (a step's candidates, the top-k primitives, the Selection),
 `policies` (each policy kind as a small strategy), `retrain` (feature rebuilds and refits),
-`replay` (the loop that only schedules; `run_backtest`), `summary` (KPIs, first detections).
+`replay` (the loop that only schedules; `run_backtest`), `summary` (KPIs, first detections),
+`settings` (what the replay reads of the config, resolved once).
 
 `replay.run_backtest` replays a declaration stream in steps (weekly by default) after a warm-up:
 
