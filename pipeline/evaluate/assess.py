@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import AcceptanceConfig, Config, EvaluateConfig, MonitorConfig, ServeConfig
 from pipeline.evaluate import explain as ex
 from pipeline.evaluate import families as fam
 from pipeline.evaluate import metrics as mx
@@ -40,7 +40,7 @@ from pipeline.evaluate.keys import (
 from pipeline.evaluate.reference import ReferenceCache, ReferenceScores
 from pipeline.evaluate.walkforward import WalkForward, detection_rate
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import RankingPolicy, RunPlan
+from pipeline.plan import RankingPolicy, Role, RunPlan
 from pipeline.serve.model import ModelInfo, TargetingModel, plan_of
 from pipeline.serve.ranking import Ranking, rank
 from pipeline.timeaxis import Window
@@ -101,6 +101,37 @@ class Assessment:
     explanations: Explanations | None
 
 
+@dataclass(frozen=True)
+class ReviewSettings:
+    """What the review reads of the config, unpacked once (`of`): its own section, the seed its
+    resamples and samples draw from, the serving settings the ranking is judged under (channels,
+    office capacity, rank_by for the waterfalls), the drift limits (`monitor`), the chance a
+    control of a fraud finds it (`walkforward.detection_rate`), the training's cap on boosting
+    rounds and the experiment's name. The reference learners and the family ablation run the
+    training's own code and keep the config."""
+
+    evaluate: EvaluateConfig
+    seed: int
+    serve: ServeConfig
+    monitor: MonitorConfig
+    detection_rate: float
+    num_boost_round: int
+    name: str
+
+    @classmethod
+    def of(cls, config: Config) -> ReviewSettings:
+        """The settings of `config`."""
+        return cls(
+            evaluate=config.evaluate,
+            seed=int(config.seed),
+            serve=config.serve,
+            monitor=config.monitor,
+            detection_rate=detection_rate(config.data, config.simulate),
+            num_boost_round=config.train.num_boost_round,
+            name=config.name,
+        )
+
+
 # --- windows and the model's ranking ------------------------------------------------------------
 
 
@@ -113,12 +144,14 @@ class TestWindow:
     recorded selection probability), `score` / `probability` (the model's tie-free control
     priority under `rank_by` and its calibrated probability, from `ranking`). `declarations` and
     `truth` are the canonical declarations and the simulator's ground truth lined up with the
-    rows, when given.
+    rows, when given. `plan` and `role`: the run plan the window was cut by and the role of the
+    model under review (its windows and ranking policy are read from them).
     """
 
     __test__ = False  # a customs window, not a pytest class
 
-    windows: NamedWindows
+    plan: RunPlan
+    role: Role
     rows: np.ndarray  # mask of the test window over the whole feature set
     test: FeatureSet
     train: FeatureSet | None
@@ -134,8 +167,17 @@ class TestWindow:
     score: np.ndarray
     probability: np.ndarray
     ranking: Ranking
-    policy: RankingPolicy  # the run plan's ranking policy, which `ranking` followed
     notes: tuple[str, ...] = ()
+
+    @property
+    def windows(self) -> NamedWindows:
+        """The model's own windows by name, the test window last (`RunPlan.named_windows`)."""
+        return self.plan.named_windows(self.role)
+
+    @property
+    def policy(self) -> RankingPolicy:
+        """The run plan's ranking policy, which `ranking` followed."""
+        return self.plan.ranking
 
     @property
     def has_truth(self) -> bool:
@@ -163,8 +205,8 @@ def build_window(
     declarations: pd.DataFrame | None = None,
     ground_truth: pd.DataFrame | None = None,
 ) -> TestWindow:
-    """The run plan's test window of `features`, ranked by the model under the plan's ranking;
-    `windows`: the model's own windows by name (`RunPlan.named_windows`)."""
+    """The run plan's test window of `features` (among the model's own windows by name,
+    `RunPlan.named_windows`), ranked by the model under the plan's ranking."""
     windows = plan.named_windows(model.info.role)
     notes = [IN_SAMPLE] if model.info.role == "deployed" else []
     rows = windows["test"].contains(features.lodged_at)
@@ -188,7 +230,8 @@ def build_window(
     # probability and by expected revenue under "<name> by ...": the comparison is like for like.
     ranked = rank(model, test.X, plan.ranking)
     return TestWindow(
-        windows=windows,
+        plan=plan,
+        role=model.info.role,
         rows=rows,
         test=test,
         train=train,
@@ -204,7 +247,6 @@ def build_window(
         score=ranked.priority,
         probability=ranked.probability,
         ranking=ranked,
-        policy=plan.ranking,
         notes=tuple(notes),
     )
 
@@ -298,7 +340,9 @@ def comparators(
             learners[name] = sel.learner_scores(champ, X)
             probabilities[name] = learners[name].probability
             compare.append(("model", name))
-    references = reference.for_model(window.windows, features, window.rows, config, reference_cache)
+    references = reference.for_model(
+        window.plan, window.role, features, window.rows, config, reference_cache
+    )
     notes += references.notes
     learners |= _reference_learners(window, features, config, references)
     probabilities |= references.scores
@@ -342,13 +386,14 @@ def _selection_rows(frame: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 def inspected_metrics(
-    window: TestWindow, compared: Comparators, config: Config
+    window: TestWindow, compared: Comparators, evaluate: EvaluateConfig, seed: int
 ) -> list[pd.DataFrame]:
-    """Every ranking and the random baseline on the declarations with a recorded outcome."""
+    """Every ranking and the random baseline on the declarations with a recorded outcome, at
+    `evaluate.rates` with `evaluate.bootstrap` replicates drawn with `seed`."""
     labelled = window.labelled
     if labelled.sum() == 0:
         return []
-    rates = [float(r) for r in config.evaluate.rates]
+    rates = [float(r) for r in evaluate.rates]
     y = window.y[labelled]
     rev = window.revenue[labelled] if window.has_revenue else None
     table = mx.metrics_table(
@@ -358,7 +403,7 @@ def inspected_metrics(
         revenue=rev,
         probabilities={k: v[labelled] for k, v in compared.probabilities.items()},
         resampling=mx.Resampling(
-            replicates=config.evaluate.bootstrap, seed=int(config.seed), compare=compared.compare
+            replicates=evaluate.bootstrap, seed=seed, compare=compared.compare
         ),
     )
     return [
@@ -377,13 +422,15 @@ def truth_notes(window: TestWindow) -> list[str]:
     ]
 
 
-def truth_metrics(window: TestWindow, compared: Comparators, config: Config) -> list[pd.DataFrame]:
+def truth_metrics(
+    window: TestWindow, compared: Comparators, settings: ReviewSettings
+) -> list[pd.DataFrame]:
     """Every ranking, the random baseline and the historical policy on all declarations,
     labelled with the simulator's ground truth; the model at the policy's office capacity and at
     the configured one."""
     if window.truth is None or not window.has_truth:
         return []
-    ev, seed = config.evaluate, int(config.seed)
+    ev, seed = settings.evaluate, settings.seed
     known = window.truth["fraud"].notna().to_numpy()
     y_true = window.truth["fraud"].to_numpy()[known].astype(float)
     money = window.truth["revenue_recoverable"].to_numpy(dtype=float)[known]
@@ -413,10 +460,10 @@ def truth_metrics(window: TestWindow, compared: Comparators, config: Config) -> 
         capacity = pd.Series(controlled).groupby(offices).sum().astype(float)
         quota = mx.quota_mask(score, offices, capacity.to_dict())
         parts.append(selected(quota, AT_OFFICE_CAPACITY))
-    if config.serve.office_capacity:
+    if settings.serve.office_capacity:
         # serve.office_capacity is red controls per office and day: over the test window
         days = window.windows["test"].days
-        per_window = {o: max(c * days, 1.0) for o, c in config.serve.office_capacity.items()}
+        per_window = {o: max(c * days, 1.0) for o, c in settings.serve.office_capacity.items()}
         quota = mx.quota_mask(score, offices, per_window)
         parts.append(selected(quota, AT_CONFIGURED_CAPACITY))
     return [_with_population(part, Population.TRUTH, compared.compare) for part in parts]
@@ -464,19 +511,21 @@ class PopulationMetrics:
 
 
 def population_metrics(
-    window: TestWindow, compared: Comparators, config: Config
+    window: TestWindow, compared: Comparators, settings: ReviewSettings
 ) -> PopulationMetrics:
     """Inspected declarations, ground truth (when known) and the random stratum's estimates."""
     notes = truth_notes(window)
-    parts = inspected_metrics(window, compared, config) + truth_metrics(window, compared, config)
+    ev = settings.evaluate
+    parts = inspected_metrics(window, compared, ev, settings.seed)
+    parts += truth_metrics(window, compared, settings)
     if window.stratum.sum() > 0:
         weight = window.test.sample_weight.to_numpy(dtype=float)
         parts += stratum_estimates(
             window.score,
             Stratum(window.stratum, window.y, 1.0 / weight),
             window.probability,
-            [float(r) for r in config.evaluate.rates],
-            config.evaluate.min_stratum_rows,
+            [float(r) for r in ev.rates],
+            ev.min_stratum_rows,
             notes,
         )
     metrics = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -520,12 +569,12 @@ class Curves:
     calibration_inspected: pd.DataFrame = field(default_factory=pd.DataFrame)  # a diagnostic
 
 
-def claimed_calibration(window: TestWindow, config: Config) -> tuple[pd.DataFrame, str]:
+def claimed_calibration(window: TestWindow, settings: ReviewSettings) -> tuple[pd.DataFrame, str]:
     """The reliability table on the population the probability speaks of, every declaration:
     the simulator's truth (fraud x detection rate: the chance a control finds something), every
     recorded outcome where every declaration was inspected (KCS), else the random stratum with
     its weights (too few to judge below `evaluate.min_stratum_rows` rows a bin)."""
-    detection = detection_rate(config)
+    detection = settings.detection_rate
     if window.truth is not None and window.has_truth:
         keep = window.truth["fraud"].notna().to_numpy()
         target = window.truth["fraud"].to_numpy(dtype=float)[keep] * detection
@@ -538,17 +587,20 @@ def claimed_calibration(window: TestWindow, config: Config) -> tuple[pd.DataFram
     stratum = window.stratum
     weight = window.test.sample_weight.to_numpy(dtype=float)[stratum]
     table = mx.weighted_calibration_table(
-        window.y[stratum], window.probability[stratum], weight, config.evaluate.min_stratum_rows
+        window.y[stratum],
+        window.probability[stratum],
+        weight,
+        settings.evaluate.min_stratum_rows,
     )
     return table, Population.IPW.label
 
 
-def curves(window: TestWindow, compared: Comparators, config: Config) -> Curves:
+def curves(window: TestWindow, compared: Comparators, settings: ReviewSettings) -> Curves:
     """The reliability table on the claimed population (`claimed_calibration`; the inspected
     rows' table kept as a diagnostic), gain and the two rankings' trade-off."""
     main = main_rows(window)
     keep, labelled = main.keep, window.labelled
-    calibration, claimed = claimed_calibration(window, config)
+    calibration, claimed = claimed_calibration(window, settings)
     inspected = (
         mx.calibration_table(window.y[labelled], window.probability[labelled])
         if labelled.sum() > 1
@@ -563,7 +615,7 @@ def curves(window: TestWindow, compared: Comparators, config: Config) -> Curves:
             mine.probability[keep],
             None if mine.revenue_if_hit is None else mine.revenue_if_hit[keep],
         )
-        rates = [float(r) for r in config.evaluate.rates]
+        rates = [float(r) for r in settings.evaluate.rates]
         tradeoff = sel.tradeoff_table(main.y, main.money, kept, rates)
     return Curves(calibration, gain, tradeoff, main.population, claimed, inspected)
 
@@ -644,14 +696,14 @@ def _entity_frame(window: TestWindow, sample_ids: pd.Series) -> pd.DataFrame:
 def explanation_summary(
     window: TestWindow,
     model: TargetingModel,
-    config: Config,
+    settings: ReviewSettings,
     local_ids: Sequence[str] = (),
 ) -> ExplanationSummary:
     """SHAP on a seeded sample, waterfalls of a red-channel sample and of `local_ids`."""
-    ev, seed, test = config.evaluate, int(config.seed), window.test
+    ev, seed, test, serve = settings.evaluate, settings.seed, window.test, settings.serve
     views = ex.GlobalViews.of(ev, seed)
-    explanations = ex.window_explanations(model, test, window.policy, views, config.serve.channels)
-    red_share = config.serve.channels.get("red", 0.02)
+    explanations = ex.window_explanations(model, test, window.policy, views, serve.channels)
+    red_share = serve.channels.get("red", 0.02)
     chosen_rows = list(ex.red_sample(window.score, red_share, ev.red_waterfalls, seed))
     if local_ids:
         ids = test.declaration_id.astype(str)
@@ -660,7 +712,7 @@ def explanation_summary(
         model,
         test.X.iloc[chosen_rows],
         test.declaration_id.iloc[chosen_rows],
-        config.serve.rank_by,
+        serve.rank_by,
     )
     entities = _entity_frame(window, explanations.values["declaration_id"])
     dominance = ex.dominance(explanations.values, entities, model.feature_names)
@@ -676,9 +728,10 @@ class DriftAndLeakage:
 
 
 def drift_and_leakage(
-    window: TestWindow, model: TargetingModel, importance: pd.DataFrame, config: Config
+    window: TestWindow, model: TargetingModel, importance: pd.DataFrame, monitor: MonitorConfig
 ) -> DriftAndLeakage:
-    """Drift judged where it matters and single-feature AUC, against the training window."""
+    """Drift judged where it matters (at `monitor`'s PSI limits) and single-feature AUC, against
+    the training window."""
     feature_auc = pd.DataFrame(columns=["feature", "auc"])
     drift = pd.DataFrame(columns=["feature", "psi"])
     train, test, labelled = window.train, window.test, window.labelled
@@ -694,7 +747,7 @@ def drift_and_leakage(
         train.lodged_at,
         test.X[names],
         importance,
-        DriftLimits(psi_warn=config.monitor.psi_warn, psi_alarm=config.monitor.psi_alarm),
+        DriftLimits(psi_warn=monitor.psi_warn, psi_alarm=monitor.psi_alarm),
     )
     tl = train.labelled.to_numpy()
     if tl.sum() and labelled.sum():
@@ -767,18 +820,20 @@ def review_warnings(
 
 
 def assessment_warnings(
-    model: TargetingModel, explained: ExplanationSummary, found: DriftAndLeakage, config: Config
+    model: TargetingModel,
+    explained: ExplanationSummary,
+    found: DriftAndLeakage,
+    num_boost_round: int,
 ) -> list[str]:
-    """Leakage and dominance, drift of features that carry the model, a capped boosting."""
+    """Leakage and dominance, drift of features that carry the model, a boosting capped at
+    `num_boost_round` (the training's cap)."""
     importance = explained.explanations.importance
     warnings = review_warnings(importance, explained.dominance, found.feature_auc)
     if "verdict" in found.drift:
         from pipeline.evaluate.drift import drift_warnings
 
         warnings += drift_warnings(found.drift)
-    capped = cap_warning(
-        model.info.best_iteration or 0, config.train.num_boost_round, "Evaluated model"
-    )
+    capped = cap_warning(model.info.best_iteration or 0, num_boost_round, "Evaluated model")
     return warnings + ([capped] if capped else [])
 
 
@@ -806,11 +861,11 @@ def decision(
     metrics: pd.DataFrame,
     drawn: Curves,
     drift: pd.DataFrame,
-    config: Config,
+    acceptance: AcceptanceConfig,
     run_id: str,
     judged: Judged,
 ) -> Decision:
-    """The acceptance criteria judged on the most honest population (`evaluate.decision`)."""
+    """The `acceptance` criteria judged on the most honest population (`evaluate.decision`)."""
     champion = judged.champion
     evidence = Evidence(
         metrics,
@@ -823,7 +878,7 @@ def decision(
     against = Against(
         champion[0] if champion is not None else None, judged.references, judged.walk_forward
     )
-    return decide(evidence, config.evaluate.acceptance, run_id, against)
+    return decide(evidence, acceptance, run_id, against)
 
 
 # --- the model's description --------------------------------------------------------------------
@@ -935,21 +990,21 @@ def probability_meaning(info: ModelInfo, anchored: bool) -> str:
 
 
 def model_card(
-    config: Config,
+    name: str,
     test: FeatureSet,
     labelled: np.ndarray,
     has_revenue: bool,
     has_truth: bool,
     windows: NamedWindows,
 ) -> dict[str, str]:
-    """Intended use, data and limitations, in a reviewer's words."""
+    """Intended use, data and limitations of experiment `name`, in a reviewer's words."""
     span = ", ".join(f"{k} {v.start.date()}..{v.end.date()}" for k, v in windows.items())
     return {
         "Intended use": "Rank import declarations by risk so that a customs selectivity system "
         "sends the top of the ranking to documentary or physical control within each office's "
         "capacity. A decision aid for risk analysts, not an automatic sanction: every control "
         "is carried out and judged by an officer.",
-        "Data": f"Experiment {config.name!r}; windows {span}. Labels are inspection outcomes "
+        "Data": f"Experiment {name!r}; windows {span}. Labels are inspection outcomes "
         f"({int(labelled.sum()):,} known in the test window)"
         + ("; revenue recovered is recorded" if has_revenue else "; no revenue in the data")
         + ("; the simulator's ground truth gives true figures." if has_truth else "."),
@@ -967,7 +1022,9 @@ def model_card(
     }
 
 
-def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> dict[str, str]:
+def model_summary(
+    window: TestWindow, model: TargetingModel, evaluate: EvaluateConfig, seed: int
+) -> dict[str, str]:
     """The summary box: the model, its ranking, the test window and what labels it."""
     start, end = window.windows["test"].start, window.windows["test"].end
     return {
@@ -978,7 +1035,7 @@ def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> 
         f"({len(window.test):,} declarations, {int(window.labelled.sum()):,} with an outcome)",
         "ground truth": "yes (simulator)" if window.truth is not None else "no",
         "random stratum": f"{int(window.stratum.sum())} declarations",
-        "bootstrap": f"{config.evaluate.bootstrap} replicates, seed {int(config.seed)}",
+        "bootstrap": f"{evaluate.bootstrap} replicates, seed {seed}",
         "deployed model": deployed_summary(model.info),
     }
 
@@ -986,10 +1043,11 @@ def model_summary(window: TestWindow, model: TargetingModel, config: Config) -> 
 # --- the combination ------------------------------------------------------------------------------
 
 
-def window_card(window: TestWindow, model: TargetingModel, config: Config) -> dict[str, str]:
-    """The model card of the test window, with what the model's probability means."""
+def window_card(window: TestWindow, model: TargetingModel, name: str) -> dict[str, str]:
+    """The model card of the test window (experiment `name`), with what the model's probability
+    means."""
     card = model_card(
-        config,
+        name,
         window.test,
         window.labelled,
         window.has_revenue,
@@ -1036,22 +1094,23 @@ def assess(
     declarations, ground_truth = review.declarations, review.ground_truth
     champion, run_id, local_ids = review.champion, review.run_id, review.local_ids
     walk_forward, reference_cache = review.walk_forward, review.reference_cache
+    settings = ReviewSettings.of(config)
     plan = plan_of(model, config, features.lodged_at)
     window = build_window(model, features, plan, declarations, ground_truth)
     compared = comparators(window, model, features, config, champion, reference_cache)
-    population = population_metrics(window, compared, config)
+    population = population_metrics(window, compared, settings)
     metrics = population.metrics
-    drawn = curves(window, compared, config)
+    drawn = curves(window, compared, settings)
     rate = plan.headline_rate
     groups = breakdowns(window, rate)
-    explained = explanation_summary(window, model, config, local_ids)
-    found = drift_and_leakage(window, model, explained.explanations.importance, config)
-    card = window_card(window, model, config)
+    explained = explanation_summary(window, model, settings, local_ids)
+    found = drift_and_leakage(window, model, explained.explanations.importance, settings.monitor)
+    card = window_card(window, model, settings.name)
     ablation = family_ablation(window, model, features, config)
     report = ReportData(
-        title=f"Targeting model review: {config.name}",
+        title=f"Targeting model review: {settings.name}",
         run_id=run_id,
-        model_summary=model_summary(window, model, config),
+        model_summary=model_summary(window, model, settings.evaluate, settings.seed),
         windows=windows_table(features, window.windows),
         metrics=metrics,
         calibration=drawn.calibration,
@@ -1061,7 +1120,7 @@ def assess(
         explanations=explained.explanations,
         local_figures=explained.local_figures,
         manifest=features.manifest,
-        warnings=assessment_warnings(model, explained, found, config),
+        warnings=assessment_warnings(model, explained, found, settings.num_boost_round),
         notes=[*window.notes, *compared.notes, *population.notes, *ablation.notes],
         drift=found.drift,
         feature_auc=found.feature_auc,
@@ -1074,7 +1133,7 @@ def assess(
             metrics,
             drawn,
             found.drift,
-            config,
+            settings.evaluate.acceptance,
             run_id,
             Judged(champion, compared.references.healthy, walk_forward, rate),
         ),

@@ -48,7 +48,8 @@ import xgboost as xgb
 from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
-from pipeline.timeaxis import Window, Windows
+from pipeline.plan import Role, RunPlan
+from pipeline.timeaxis import Windows
 from pipeline.train.objectives import objective_value
 from pipeline.train.rows import WindowRows
 from pipeline.train.split import rolling_folds, rows_in
@@ -633,16 +634,17 @@ def best_reference(references: ReferenceScores, y: np.ndarray) -> str | None:
 
 
 def for_model(
-    windows: Mapping[str, Window],
+    plan: RunPlan,
+    role: Role,
     fs: FeatureSet,
     test_rows: np.ndarray,
     config: Config,
     cache: ReferenceCache | None = None,
 ) -> ReferenceScores:
-    """`reference_scores` on the model's windows by name (`RunPlan.named_windows`): the
-    evaluated model's four, or a note why not (a deployed refit has no validation window)."""
-    if not all(name in windows for name in ("train", "valid", "calibration", "test")):
+    """`reference_scores` on the windows of the model in `role`: the plan's evaluated windows,
+    or a note why not (a deployed refit has no validation window)."""
+    if role == "deployed" and plan.refit is not None:
         return ReferenceScores(
             notes=["Reference learners skipped: the model records no train/valid/test windows."]
         )
-    return reference_scores(fs, Windows(**windows), test_rows, config, cache)
+    return reference_scores(fs, plan.evaluated, test_rows, config, cache)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config, EvaluateConfig
+from pipeline.config import Config, DataConfig, EvaluateConfig, FeaturesConfig, SimulateConfig
 from pipeline.evaluate import metrics as mx
 from pipeline.evaluate.keys import Population
 from pipeline.features.build import attach, build_snapshot
@@ -48,10 +48,10 @@ EVERY_ROW = "all declarations (every one inspected)"
 INSPECTED = "inspected declarations (diagnostic)"
 
 
-def detection_rate(config: Config) -> float:
+def detection_rate(data: DataConfig, simulate: SimulateConfig) -> float:
     """The chance a control of a fraud finds it: the simulator's, 1 for any other data (a
     recorded outcome is what a control found)."""
-    return config.simulate.detection_rate if config.data.source == "simulate" else 1.0
+    return simulate.detection_rate if data.source == "simulate" else 1.0
 
 
 @dataclass(frozen=True)
@@ -104,12 +104,15 @@ def _aligned_truth(truth: pd.DataFrame | None, ids: pd.Series) -> pd.DataFrame |
 
 @dataclass(frozen=True)
 class Deployment:
-    """What the procedure deployed at a cut-off: the refit, its thresholds and expected KPIs."""
+    """What the procedure deployed at a cut-off: the refit, its thresholds and expected KPIs,
+    and the ranking policy it was placed and serves under (the config's setting: with ``auto``,
+    each refit's own revenue part decides)."""
 
     model: TargetingModel
     thresholds: Thresholds
     kpis: dict
     facts: dict
+    ranking: RankingPolicy
 
 
 def deploy_at(
@@ -139,7 +142,7 @@ def deploy_at(
         "calibration method": log.calibration,
         "anchored": model.calibration.anchored,
     }
-    return Deployment(model, placed.thresholds, placed.kpis, facts)
+    return Deployment(model, placed.thresholds, placed.kpis, facts, setting)
 
 
 @dataclass(frozen=True)
@@ -158,16 +161,21 @@ class Served:
 
 
 def serve_stretch(
-    stretch: Window, deployment: Deployment, basis: RefitBasis, inputs: WalkInputs, config: Config
+    stretch: Window,
+    deployment: Deployment,
+    basis: RefitBasis,
+    inputs: WalkInputs,
+    features: FeaturesConfig,
 ) -> Served:
-    """The stretch's declarations attached to a snapshot built as of its start, ranked by the
-    deployed refit and by the evaluated model, given the deployment's channels."""
+    """The stretch's declarations attached to a snapshot built as of its start (by the
+    `features` settings), ranked by the deployed refit and by the evaluated model under the
+    deployment's ranking policy, given the deployment's channels."""
     decl = inputs.declarations
     lodged = decl["lodged_at"]
     past = decl.loc[lodged < stretch.end]  # the snapshot reads only what precedes stretch.start
-    snapshot = build_snapshot(past, inputs.outcomes, config.features, stretch.start)
+    snapshot = build_snapshot(past, inputs.outcomes, features, stretch.start)
     given = decl.loc[stretch.contains(lodged)]
-    served = attach(given, snapshot, config.features)  # rows in (lodged_at, id) order
+    served = attach(given, snapshot, features)  # rows in (lodged_at, id) order
     missing = sorted(set(basis.model.feature_names) - set(served.X.columns))
     if missing:
         raise ValueError(
@@ -179,9 +187,8 @@ def serve_stretch(
         served.declaration_id.astype(str).to_numpy()
     )
     arriving = given.iloc[order].reset_index(drop=True)
-    setting = RankingPolicy(config.serve.rank_by, config.serve.revenue_weight)
-    mine = rank(deployment.model, served.X, setting)
-    theirs = rank(basis.model, served.X, setting)
+    mine = rank(deployment.model, served.X, deployment.ranking)
+    theirs = rank(basis.model, served.X, deployment.ranking)
     channels = assign_channels(deployment.thresholds, arriving, mine.score, mine.margin)
     truth = _aligned_truth(inputs.ground_truth, arriving["declaration_id"])
     if truth is not None:
@@ -276,9 +283,10 @@ def _stretch_ranks(priority: np.ndarray, stretch: np.ndarray) -> np.ndarray:
     return frame.groupby("s")["p"].rank(method="first", pct=True).to_numpy()
 
 
-def pooled_metrics(served: list[Served], config: Config) -> pd.DataFrame:
-    """Precision, recall and revenue at the configured rates of the deployed procedure and the
-    evaluated model over every stretch (ranks within each), with their paired difference."""
+def pooled_metrics(served: list[Served], evaluate: EvaluateConfig, seed: int) -> pd.DataFrame:
+    """Precision, recall and revenue at the `evaluate.rates` of the deployed procedure and the
+    evaluated model over every stretch (ranks within each), with their paired difference
+    (`evaluate.bootstrap` replicates drawn with `seed`)."""
     keep = [np.isfinite(s.y) for s in served]
     y = np.concatenate([s.y[k] for s, k in zip(served, keep, strict=True)])
     if len(y) == 0 or y.sum() == 0:
@@ -303,12 +311,12 @@ def pooled_metrics(served: list[Served], config: Config) -> pd.DataFrame:
     return mx.metrics_table(
         y,
         scores,
-        [float(r) for r in config.evaluate.rates],
+        [float(r) for r in evaluate.rates],
         revenue=revenue if np.isfinite(revenue).any() else None,
         probabilities=probabilities,
         resampling=mx.Resampling(
-            replicates=config.evaluate.bootstrap,
-            seed=int(config.seed),
+            replicates=evaluate.bootstrap,
+            seed=seed,
             compare=[(DEPLOYED, EVALUATED)],
         ),
     )
@@ -341,7 +349,7 @@ def walk_forward(
     for cutoff in found:
         deployment = deploy_at(cutoff, basis, features, inputs.declarations, config, plan)
         window = Window("stretch", cutoff, cutoff + step)
-        part = serve_stretch(window, deployment, basis, inputs, config)
+        part = serve_stretch(window, deployment, basis, inputs, config.features)
         stretches.append(
             {
                 "cutoff": str(cutoff.date()),
@@ -362,7 +370,9 @@ def walk_forward(
     return WalkForward(
         stretches=pd.DataFrame(stretches),
         channels=pd.DataFrame(channels),
-        metrics=pooled_metrics(served, config) if served else pd.DataFrame(),
+        metrics=pooled_metrics(served, config.evaluate, int(config.seed))
+        if served
+        else pd.DataFrame(),
         population=population,
         notes=notes,
     )

@@ -107,7 +107,10 @@ def replay_deployment(
     from pipeline.serve.model import plan_of
 
     walk_inputs = WalkInputs(
-        inputs.declarations, inputs.outcomes, inputs.ground_truth, detection_rate(config)
+        inputs.declarations,
+        inputs.outcomes,
+        inputs.ground_truth,
+        detection_rate(config.data, config.simulate),
     )
     return walk_forward(
         model, features, walk_inputs, config, plan_of(model, config, features.lodged_at)

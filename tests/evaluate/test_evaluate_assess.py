@@ -42,7 +42,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "config": config,
         "window": window,
         "compared": compared,
-        "population": a.population_metrics(window, compared, config),
+        "population": a.population_metrics(window, compared, a.ReviewSettings.of(config)),
     }
 
 
@@ -197,7 +197,7 @@ def test_a_declaration_without_ground_truth_is_noted(case: dict) -> None:
 def test_curves_agree_with_the_metrics_on_the_same_ranking(case: dict) -> None:
     window: a.TestWindow = case["window"]
     config: Config = case["config"]
-    drawn = a.curves(window, case["compared"], config)
+    drawn = a.curves(window, case["compared"], a.ReviewSettings.of(config))
     labelled = window.labelled
     expected = mx.calibration_table(window.y[labelled], window.probability[labelled])
     pd.testing.assert_frame_equal(drawn.calibration_inspected, expected)  # a diagnostic only
@@ -246,13 +246,13 @@ def test_explanations_drift_and_warnings_of_the_window(case: dict) -> None:
     model: TargetingModel = case["model"]
     config: Config = case["config"]
     local = [str(window.test.declaration_id.iloc[-1])]
-    explained = a.explanation_summary(window, model, config, local)
+    explained = a.explanation_summary(window, model, a.ReviewSettings.of(config), local)
     assert len(explained.local_figures) == config.evaluate.red_waterfalls + 1
     assert explained.explanations.importance["share"].sum() == pytest.approx(1.0)
-    found = a.drift_and_leakage(window, model, explained.explanations.importance, config)
+    found = a.drift_and_leakage(window, model, explained.explanations.importance, config.monitor)
     assert set(found.drift["feature"]) == set(model.feature_names)
     assert found.feature_auc["auc"].between(0.5, 1.0).all()
-    warnings = a.assessment_warnings(model, explained, found, config)
+    warnings = a.assessment_warnings(model, explained, found, config.train.num_boost_round)
     fired = found.drift.loc[found.drift["level"] != ""]
     assert len([w for w in warnings if w.startswith("Drift")]) == len(fired)
     assert not any(w.startswith("Possible leakage") for w in warnings)
@@ -260,13 +260,13 @@ def test_explanations_drift_and_warnings_of_the_window(case: dict) -> None:
 
 def test_the_decision_is_judged_on_the_most_honest_population(case: dict) -> None:
     metrics = case["population"].metrics
-    drawn = a.curves(case["window"], case["compared"], case["config"])
+    drawn = a.curves(case["window"], case["compared"], a.ReviewSettings.of(case["config"]))
     compared: a.Comparators = case["compared"]
     judged = a.decision(
         metrics,
         drawn,
         pd.DataFrame(columns=["feature", "psi"]),
-        case["config"],
+        case["config"].evaluate.acceptance,
         "run-1",
         a.Judged((CHAMPION, case["model"]), compared.references.healthy, None, 0.05),
     )
@@ -281,7 +281,8 @@ def test_the_decision_is_judged_on_the_most_honest_population(case: dict) -> Non
 
 def test_the_summary_and_card_describe_the_window(case: dict) -> None:
     window: a.TestWindow = case["window"]
-    summary = a.model_summary(window, case["model"], case["config"])
+    config: Config = case["config"]
+    summary = a.model_summary(window, case["model"], config.evaluate, config.seed)
     assert summary["ranked by"] == "probability of a hit"
     assert f"{len(window.test):,} declarations" in summary["test window"]
     assert summary["random stratum"] == f"{int(window.stratum.sum())} declarations"
