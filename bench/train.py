@@ -48,8 +48,8 @@ from pipeline.config import Config  # noqa: E402
 from pipeline.features.featureset import FeatureSet, record_fingerprint  # noqa: E402
 from pipeline.jobs.train import train_feature_set, windows_of  # noqa: E402
 from pipeline.train import tune  # noqa: E402
-from pipeline.train.engine import dmatrix, split_params  # noqa: E402
-from pipeline.train.fit import fit_rows  # noqa: E402
+from pipeline.train.engine import category_order, dmatrix, split_params  # noqa: E402
+from pipeline.train.fit import fit_rows, level_rule  # noqa: E402
 from pipeline.train.rebalance import rebalance  # noqa: E402
 from pipeline.train.revenue import has_revenue, revenue_params  # noqa: E402
 from pipeline.train.split import rows_in  # noqa: E402
@@ -135,7 +135,9 @@ def overhead(
         w.name: rows_in(fs, w, windows.labels_known_by(w))
         for w in (windows.train, windows.valid, windows.calibration, windows.test)
     }
-    rows = fit_rows(fs, masks, config.train.min_category_count, imbalance, windows.valid, config)
+    order = category_order(dict(config.train.params), config)
+    rule = level_rule(config.train.min_category_count, order, config)
+    rows = fit_rows(fs, masks, rule, imbalance, windows.valid, config)
     train, valid = rows.rows["train"], rows.rows["valid"]
     fitted, extra = rebalance(train, imbalance, config.seed)
     dtrain, dvalid = dmatrix(fitted), dmatrix(valid, weighted=False)
@@ -202,14 +204,16 @@ def overhead(
 class PlainMatrices(tune.Objective):
     """The tuner's objective as before issue 16: a plain DMatrix per training fold too."""
 
-    plain: dict[tuple[int, str], tuple[xgb.DMatrix, dict[str, Any]]]
+    plain: dict[tuple[int, str, str], tuple[xgb.DMatrix, dict[str, Any]]]
 
-    def _train_matrix(self, fold: int, imbalance: str) -> tuple[Any, dict[str, Any]]:
+    def _train_matrix(
+        self, fold: int, imbalance: str, order: str = "native"
+    ) -> tuple[Any, dict[str, Any]]:
         self.plain = getattr(self, "plain", {})
-        if (fold, imbalance) not in self.plain:
-            rows, extra = rebalance(self.folds[fold][1], imbalance, self.config.seed)
-            self.plain[(fold, imbalance)] = (dmatrix(rows), extra)
-        return self.plain[(fold, imbalance)]
+        if (fold, imbalance, order) not in self.plain:
+            rows, extra = rebalance(self.fold(fold, order)[0], imbalance, self.config.seed)
+            self.plain[(fold, imbalance, order)] = (dmatrix(rows), extra)
+        return self.plain[(fold, imbalance, order)]
 
 
 def study_figures(

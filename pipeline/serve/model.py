@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -255,6 +255,20 @@ def _text(info: Mapping[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def level_positions(frame: pd.DataFrame, ordered: Collection[str]) -> pd.DataFrame:
+    """`frame` with each `ordered` category column replaced by its level's position among its
+    categories (NaN for a missing level, and for a rare or unseen one cast to missing): the
+    number a model fitted with train.category_order hit_rate splits on, at training and at
+    serving alike."""
+    positions = {
+        c: pd.Series(np.where(codes >= 0, codes, np.nan), index=frame.index)
+        for c in ordered
+        if c in frame.columns
+        for codes in [frame[c].cat.codes.to_numpy()]
+    }
+    return frame.assign(**positions) if positions else frame
+
+
 @dataclass
 class TargetingModel:
     """What is served: P(hit), and expected revenue when a revenue model exists."""
@@ -263,6 +277,9 @@ class TargetingModel:
     calibration: Calibration
     feature_names: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)  # training levels per column
+    # Category columns whose levels are in hit-rate order and reach the trees as their position
+    # (train.category_order hit_rate); the others are XGBoost categories.
+    ordered: list[str] = field(default_factory=list)
     revenue_booster: xgb.Booster | None = None
     info: ModelInfo = field(default_factory=ModelInfo)
 
@@ -287,7 +304,7 @@ class TargetingModel:
             c: pd.Categorical(frame[c].astype("string").astype(object), categories=levels)
             for c, levels in self.categories.items()
         }
-        return frame.assign(**cast) if cast else frame
+        return level_positions(frame.assign(**cast) if cast else frame, self.ordered)
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         """Raw log-odds of the booster (already sliced at its best iteration)."""
@@ -333,6 +350,7 @@ class TargetingModel:
             "calibration": self.calibration.__dict__,
             "feature_names": self.feature_names,
             "categories": self.categories,
+            "ordered": self.ordered,
             "info": self.info.to_dict(),
             "has_revenue": self.revenue_booster is not None,
         }
@@ -357,6 +375,7 @@ class TargetingModel:
             calibration=Calibration(**meta["calibration"]),
             feature_names=list(meta["feature_names"]),
             categories={k: list(v) for k, v in meta.get("categories", {}).items()},
+            ordered=[str(c) for c in meta.get("ordered", [])],
             revenue_booster=revenue,
             info=ModelInfo.from_dict(meta.get("info", {})),
         )

@@ -162,7 +162,7 @@ def anchor_calibration(
     # sides of the match come from the same stretch of time (fraud drifts).
     inside = span.contains(fs.lodged_at)
     X = fs.X.loc[inside, booster.feature_names] if booster.feature_names else fs.X.loc[inside]
-    p = calibration.apply(margin(booster, cast_levels(X, trees.levels)))
+    p = calibration.apply(margin(booster, cast_levels(X, trees.levels, trees.ordered)))
     shift = anchor_shift(p, stratum.rate)
     bounds = level_shifts(shift_log_odds(p, shift), stratum)
     anchored = Calibration(

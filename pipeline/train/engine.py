@@ -37,10 +37,22 @@ class Rounds:
 
 @dataclass(frozen=True)
 class Trees:
-    """A booster and the category levels its rows were cast to (`rows.frequent_levels`)."""
+    """A booster, the category levels its rows were cast to (`rows.frequent_levels`) and the
+    columns among them it took as their level's position (train.category_order hit_rate)."""
 
     booster: xgb.Booster
     levels: dict[str, list[str]]
+    ordered: tuple[str, ...] = ()
+
+
+CATEGORY_ORDER = "category_order"  # a tuned choice travels with the parameters, as imbalance
+CATEGORY_ORDERS = ("native", "hit_rate")  # train.category_order's values
+
+
+def category_order(params: dict[str, Any], config: Config) -> str:
+    """How the category levels reach the trees: `params`' tuned ``category_order`` where the
+    study chose one, else train.category_order."""
+    return str(params.get(CATEGORY_ORDER, config.train.category_order))
 
 
 def split_params(params: dict[str, Any], config: Config) -> tuple[dict[str, Any], str]:
@@ -53,7 +65,7 @@ def split_params(params: dict[str, Any], config: Config) -> tuple[dict[str, Any]
         raise ValueError(
             f"unknown imbalance method {imbalance!r}; choose one of {IMBALANCE_METHODS}"
         )
-    booster = {k: v for k, v in params.items() if k != "imbalance"}
+    booster = {k: v for k, v in params.items() if k not in ("imbalance", CATEGORY_ORDER)}
     booster.update(
         objective="binary:logistic",
         eval_metric=EVAL_METRIC,

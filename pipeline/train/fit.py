@@ -35,6 +35,7 @@ from pipeline.train.engine import (
     Engine,
     Trees,
     cap_warning,
+    category_order,
     dmatrix,
     engine_for,
     margin,
@@ -45,7 +46,7 @@ from pipeline.train.objectives import precision_at, revenue_at
 from pipeline.train.propensity import effective_hits, effective_rows, weigh_by_selection
 from pipeline.train.rebalance import Rebalanced, rebalance_step
 from pipeline.train.revenue import RevenuePart, revenue_step
-from pipeline.train.rows import WindowRows, frequent_levels, window_rows, with_levels
+from pipeline.train.rows import LevelRule, WindowRows, window_rows, with_levels
 from pipeline.train.split import rows_in
 
 REPORT_RATES = (0.01, 0.02, 0.05, 0.10)
@@ -168,25 +169,33 @@ class FitRows:
     rows: dict[str, WindowRows]
     levels: dict[str, list[str]]
     selection_correction: str
+    ordered: tuple[str, ...] = ()  # category columns taken as their level's position
+
+
+def level_rule(min_count: int, order: str, config: Config) -> LevelRule:
+    """The vocabulary rule of a fit: levels met `min_count` times, in hit-rate order (shrunk
+    by train.category_prior) when `order` is hit_rate."""
+    return LevelRule(min_count, order == "hit_rate", config.train.category_prior)
 
 
 def fit_rows(
     fs: FeatureSet,
     masks: dict[str, np.ndarray],
-    min_count: int,
+    rule: LevelRule,
     imbalance: str,
     selection_window: Window,
     config: Config,
 ) -> FitRows:
-    """The rows of each window (`masks`), the vocabulary: levels seen `min_count` times in the
-    training window, and each row's weight; the selection model learns on `selection_window`."""
+    """The rows of each window (`masks`), the vocabulary (`rule`, on the training window), and
+    each row's weight; the selection model learns on `selection_window`. The hit-rate order is
+    taken on the weighted training rows, so it follows the weights the trees are fitted with."""
     rows = {name: window_rows(fs, mask) for name, mask in masks.items()}
-    levels = frequent_levels(rows["train"].X, min_count)
-    rows = {name: with_levels(part, levels) for name, part in rows.items()}
     note = "none"
     if config.train.selection_correction != "none" or imbalance == "inverse_propensity":
         rows, note = weigh_by_selection(fs, masks, rows, selection_window, config)
-    return FitRows(rows=rows, levels=levels, selection_correction=note)
+    levels, ordered = rule.vocabulary(rows["train"])
+    rows = {name: with_levels(part, levels, ordered) for name, part in rows.items()}
+    return FitRows(rows=rows, levels=levels, selection_correction=note, ordered=ordered)
 
 
 @dataclass(frozen=True)
@@ -387,7 +396,8 @@ def fit(
     # The selection model learns on the validation window: every engine holds it whole in
     # memory, and it precedes the calibration window.
     min_count = engine.category_min_count(config.train.min_category_count)
-    data = fit_rows(fs, masks, min_count, imbalance, windows.valid, config)
+    rule = level_rule(min_count, category_order(params, config), config)
+    data = fit_rows(fs, masks, rule, imbalance, windows.valid, config)
     rows = data.rows
     labels = {
         "train": engine.training_labels(rows["train"], windows.train),
@@ -403,7 +413,7 @@ def fit(
     weigh_valid = config.train.selection_correction == "ipw"
     boosted = boost_step(engine, balanced.rows, rows["valid"], balanced.params, config, weigh_valid)
     calibrated = calibrate_step(
-        Trees(boosted.booster, data.levels),
+        Trees(boosted.booster, data.levels, data.ordered),
         rows["calibration"],
         Lodged(fs, engine.memory_from(windows)),
         windows,
@@ -423,6 +433,7 @@ def fit(
         calibration=calibrated.calibration,
         feature_names=[str(c) for c in fs.X.columns],
         categories=data.levels,
+        ordered=list(data.ordered),
         revenue_booster=revenue.booster,
         info=info,
     )
@@ -430,6 +441,7 @@ def fit(
     log = FitLog(
         params=balanced.params,
         imbalance=imbalance,
+        category_order="hit_rate" if data.ordered else "native",
         best_iteration=boosted.best_iteration,
         windows=windows,
         rows=_window_counts(fs, windows, rows, engine, labels["train"], balanced.fitted),
@@ -509,6 +521,7 @@ def deployed_model(
         calibration=calibrated.calibration,
         feature_names=list(basis.model.feature_names),
         categories=data.levels,
+        ordered=list(data.ordered),
         revenue_booster=revenue.booster,
         info=info,
     )
@@ -538,9 +551,10 @@ def refit(
     # The selection model learns on the training window's last stretch, not on the calibration
     # rows it weighs (fitted and applied on the same rows, it would explain their selection away).
     selection_window = refit_windows.selection or refit_windows.calibration
-    data = fit_rows(
-        fs, masks, config.train.min_category_count, basis.imbalance, selection_window, config
-    )
+    # The refit sorts its own training window's levels when the evaluated model sorted its own.
+    order = "hit_rate" if basis.model.ordered else "native"
+    rule = level_rule(config.train.min_category_count, order, config)
+    data = fit_rows(fs, masks, rule, basis.imbalance, selection_window, config)
     rows = data.rows
     if rows["train"].y.sum() == 0:
         raise ValueError(f"{refit_windows.train} has no labelled hit: cannot refit")
@@ -556,7 +570,7 @@ def refit(
         )
     correct = config.train.selection_correction != "none"
     calibrated = calibrate_step(
-        Trees(booster, data.levels),
+        Trees(booster, data.levels, data.ordered),
         rows["calibration"],
         Lodged(fs),
         refit_windows.as_windows(),

@@ -77,12 +77,14 @@ class FitLog:
     # the validation metric of every boosted round (`validation_curve`); MLflow metrics with
     # a step each (`tracked_curves`), not in fit_log.json
     curve: dict[str, list[float]] = field(default_factory=dict)
+    category_order: str = "native"  # train.category_order as fitted (tuned or configured)
 
     def to_dict(self) -> dict[str, Any]:
         """The log as ``fit_log.json`` holds it."""
         out: dict[str, Any] = {
             "params": self.params,
             "imbalance": self.imbalance,
+            "category_order": self.category_order,
             "best_iteration": self.best_iteration,
             "windows": self.windows.as_dict(),
             "rows": {name: counts.to_dict() for name, counts in self.rows.items()},
@@ -102,6 +104,7 @@ class FitLog:
         """MLflow params: the boosted parameters as ``fit.<name>`` and the imbalance treatment."""
         params: dict[str, object] = {f"fit.{k}": v for k, v in self.params.items()}
         params["fit.imbalance"] = self.imbalance
+        params["fit.category_order"] = self.category_order
         return params
 
     def tracked_metrics(self) -> dict[str, float]:

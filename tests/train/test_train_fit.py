@@ -117,7 +117,8 @@ def test_the_fit_log_names_what_tracking_logs(tmp_path: Path) -> None:
     result = fit(fs, make_windows(fs.lodged_at, config.split), config.train.params, config)
     written = result.log.to_dict()
     assert list(written) == [
-        "params", "imbalance", "best_iteration", "windows", "rows", "metrics", "revenue_model",
+        "params", "imbalance", "category_order", "best_iteration", "windows", "rows", "metrics",
+        "revenue_model",
         "selection_correction", "anchoring", "boosted_from", "timings", "warnings",
     ]  # fmt: skip
     assert written["rows"]["train"] == {
@@ -134,6 +135,7 @@ def test_the_fit_log_names_what_tracking_logs(tmp_path: Path) -> None:
     assert {"rows.train.fitted", "seconds.boost", "seconds.total"} <= set(metrics)
     params = result.log.tracked_params()
     assert params["fit.imbalance"] == result.log.imbalance == result.model.info.imbalance
+    assert params["fit.category_order"] == "native"
     assert params["fit.seed"] == config.seed
 
 

@@ -20,12 +20,14 @@ from pipeline.train.rebalance import rebalance
 class PlainObjective(tune.Objective):
     """The objective as it was before issue 16: a plain DMatrix per fold, no shared cuts."""
 
-    def _train_matrix(self, fold: int, imbalance: str) -> tuple[Any, dict[str, Any]]:
-        rows, extra = rebalance(self.folds[fold][1], imbalance, self.config.seed)
+    def _train_matrix(
+        self, fold: int, imbalance: str, order: str = "native"
+    ) -> tuple[Any, dict[str, Any]]:
+        rows, extra = rebalance(self.fold(fold, order)[0], imbalance, self.config.seed)
         return dmatrix(rows), extra
 
-    def _valid_matrix(self, fold: int) -> xgb.DMatrix:
-        return dmatrix(self.folds[fold][2], weighted=False)
+    def _valid_matrix(self, fold: int, order: str = "native") -> xgb.DMatrix:
+        return dmatrix(self.fold(fold, order)[1], weighted=False)
 
 
 def _trials(config: Config, objective: type[tune.Objective]) -> list[tuple[Any, ...]]:
