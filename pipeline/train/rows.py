@@ -71,7 +71,8 @@ def hit_rate_order(
         size = len(kept)
         hits = np.bincount(codes[seen], weights=(weight * rows.y)[seen], minlength=size)
         count = np.bincount(codes[seen], weights=weight[seen], minlength=size)
-        rate = (hits + prior * base) / np.maximum(count + prior, 1e-12)
+        # rounded: rates equal but for the last bits of a sum tie, and go by name
+        rate = np.round((hits + prior * base) / np.maximum(count + prior, 1e-12), 12)
         names = np.asarray(kept, dtype=str)
         out[column] = [str(v) for v in names[np.lexsort((names, rate))]]
     return out
