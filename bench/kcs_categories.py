@@ -8,10 +8,14 @@ added to the hessian, levels met fewer than ``cat_smooth`` times left out of the
 on the same windows and columns tell the mechanism apart:
 
 - ``XGBoost, native categories``: the plain reference's parameters;
-- ``XGBoost, levels ordered by hit rate``: each category replaced by its level's rank by hit rate
-  in the training window, shrunk towards the window's rate with LightGBM's ``cat_smooth`` (10)
-  and levels met fewer than 10 times missing: LightGBM's smoothed sort done once, globally;
-- ``XGBoost, both``: the native categories and the ranks;
+- ``XGBoost, levels ordered by hit rate``: what ``train.category_order: hit_rate`` does
+  (`pipeline.train.rows.hit_rate_order`): each category replaced by its level's position when
+  the training window's levels (those met ``train.min_category_count`` times) are sorted by hit
+  rate shrunk towards the window's rate by ``train.category_prior`` declarations: LightGBM's
+  smoothed sort done once, globally;
+- ``XGBoost, levels ordered by hit rate, loss-guided``: the same with LightGBM's tree shape
+  (63 leaves grown best-first, as the LightGBM here);
+- ``XGBoost, both``: the native categories and the positions;
 - ``LightGBM``: the reference's parameters (its library's category defaults);
 - ``LightGBM, no category smoothing``: ``cat_smooth`` 0, ``cat_l2`` 0, ``min_data_per_group`` 1.
 
@@ -40,6 +44,7 @@ from pipeline.evaluate.metrics import metrics_table
 from pipeline.evaluate.reference import raw_columns
 from pipeline.features.build import build_feature_set
 from pipeline.ingest.readers import load_inputs
+from pipeline.train.rows import WindowRows, cast_levels, frequent_levels, hit_rate_order
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ("2020-01-01", "2020-08-01")
@@ -48,7 +53,6 @@ MEASURED = {
     "development (2020 Q4)": ("2020-10-01", "2021-01-01"),
     "test (2021 Q1)": ("2021-01-01", "2021-04-01"),
 }
-SMOOTHING = 10.0  # LightGBM's cat_smooth default, as prior strength and as minimum count
 ROUNDS, PATIENCE, LEARNING_RATE = 3000, 50, 0.05
 
 
@@ -73,30 +77,29 @@ def kcs_windows(config: Config) -> Windows:
     def inside(bounds: tuple[str, str]) -> np.ndarray:
         return ((lodged >= bounds[0]) & (lodged < bounds[1])).to_numpy() & np.isfinite(y)
 
-    X = fs.X[raw_columns(fs, config)].reset_index(drop=True)
+    X = fs.X[raw_columns(fs, config.features)].reset_index(drop=True)
     measured = {name: inside(bounds) for name, bounds in MEASURED.items()}
     return Windows(X, y, inside(TRAIN), inside(VALID), measured)
 
 
-def hit_rate_ranks(w: Windows) -> pd.DataFrame:
-    """Each category column as its level's rank by smoothed training hit rate (NaN: a level met
-    fewer than SMOOTHING times in the training window, or never)."""
-    base = float(w.y[w.train].mean())
-    ranks = {}
-    for column in w.X.columns:
-        values = w.X[column]
-        if not isinstance(values.dtype, pd.CategoricalDtype):
-            continue
-        labels = pd.Series(w.y[w.train]).groupby(values[w.train].astype(str).to_numpy())
-        sums = labels.agg(["sum", "count"])
-        sums = sums[sums["count"] >= SMOOTHING]
-        rate = (sums["sum"] + SMOOTHING * base) / (sums["count"] + SMOOTHING)
-        order = rate.sort_index().rank(method="first")  # ties by level name: reproducible
-        ranks[f"{column}_rank"] = values.astype(str).map(order).astype(float)
-    return pd.DataFrame(ranks)
+def hit_rate_positions(w: Windows, config: Config) -> pd.DataFrame:
+    """Each category column as the pipeline's hit-rate order gives it to the trees
+    (`rows.hit_rate_order` on the training window, `serve.model.level_positions`)."""
+    train = WindowRows(
+        w.X[w.train], w.y[w.train], np.ones(int(w.train.sum())), np.zeros(int(w.train.sum()))
+    )
+    levels = frequent_levels(train.X, config.train.min_category_count)
+    ordered = hit_rate_order(train, levels, config.train.category_prior)
+    positions = cast_levels(w.X[list(ordered)], ordered, tuple(ordered))
+    return positions.rename(columns=lambda c: f"{c}_position")
 
 
-def _xgboost(X: pd.DataFrame, w: Windows, seed: int) -> tuple[np.ndarray, int]:
+LOSS_GUIDED = {"grow_policy": "lossguide", "max_leaves": 63, "max_depth": 0}
+
+
+def _xgboost(
+    X: pd.DataFrame, w: Windows, seed: int, shape: dict[str, object] | None = None
+) -> tuple[np.ndarray, int]:
     params = {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
@@ -105,6 +108,7 @@ def _xgboost(X: pd.DataFrame, w: Windows, seed: int) -> tuple[np.ndarray, int]:
         "max_cat_to_onehot": 1,
         "tree_method": "hist",
         "seed": seed,
+        **(shape or {}),
     }
     booster = xgb.train(
         params,
@@ -138,14 +142,19 @@ def _lightgbm(
     ), booster.best_iteration
 
 
-def learners(w: Windows, seed: int) -> dict[str, Callable[[], tuple[np.ndarray, int]]]:
+def learners(w: Windows, config: Config) -> dict[str, Callable[[], tuple[np.ndarray, int]]]:
     """Each learner of the comparison, ready to fit."""
-    ranks = hit_rate_ranks(w)
-    numbers = w.X.drop(columns=[c[: -len("_rank")] for c in ranks.columns])
+    seed = config.seed
+    ranks = hit_rate_positions(w, config)
+    numbers = w.X.drop(columns=[c[: -len("_position")] for c in ranks.columns])
+    ordered = numbers.join(ranks)
     no_smoothing = {"cat_smooth": 0.0, "cat_l2": 0.0, "min_data_per_group": 1}
     return {
         "XGBoost, native categories": lambda: _xgboost(w.X, w, seed),
-        "XGBoost, levels ordered by hit rate": lambda: _xgboost(numbers.join(ranks), w, seed),
+        "XGBoost, levels ordered by hit rate": lambda: _xgboost(ordered, w, seed),
+        "XGBoost, levels ordered by hit rate, loss-guided": lambda: _xgboost(
+            ordered, w, seed, LOSS_GUIDED
+        ),
         "XGBoost, both": lambda: _xgboost(w.X.join(ranks), w, seed),
         "LightGBM": lambda: _lightgbm(w.X, w, seed, {}),
         "LightGBM, no category smoothing": lambda: _lightgbm(w.X, w, seed, no_smoothing),
@@ -175,7 +184,7 @@ def main() -> None:
     config = load(ROOT / "configs" / "kcs.yaml")
     w = kcs_windows(config)
     scores, fitted = {}, []
-    for name, fit in learners(w, config.seed).items():
+    for name, fit in learners(w, config).items():
         started = time.perf_counter()
         scores[name], trees = fit()
         fitted.append(
