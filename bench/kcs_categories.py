@@ -73,7 +73,7 @@ def kcs_windows(config: Config) -> Windows:
     def inside(bounds: tuple[str, str]) -> np.ndarray:
         return ((lodged >= bounds[0]) & (lodged < bounds[1])).to_numpy() & np.isfinite(y)
 
-    X = fs.X[raw_columns(fs, config)].reset_index(drop=True)
+    X = fs.X[raw_columns(fs, config.features)].reset_index(drop=True)
     measured = {name: inside(bounds) for name, bounds in MEASURED.items()}
     return Windows(X, y, inside(TRAIN), inside(VALID), measured)
 
