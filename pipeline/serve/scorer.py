@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 
-from pipeline.config import FeaturesConfig
+from pipeline.compute import cap_thread_count
+from pipeline.config import FeaturesConfig, available_cores
 from pipeline.features import profiles
 from pipeline.features.build import (
     RAW_NAMES,
@@ -571,18 +574,30 @@ class ScorerModel(PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
-        """Load the model, the snapshot and the thresholds from the logged artefacts."""
+        """Load the model, the snapshot and the thresholds from the logged artefacts, and the
+        thread count recorded with them (`served_threads`)."""
         artifacts = context.artifacts
         model = TargetingModel.load(Path(artifacts["model"]))
         thresholds = Thresholds.load(Path(artifacts["thresholds"]), model.booster_sha256())
         features_config = FeaturesConfig.model_validate(thresholds.document["features"]["config"])
         snapshot = Snapshot.load(Path(artifacts["snapshot"]))
         self.scorer = Scorer(model, snapshot, thresholds, features_config)
+        self.threads = served_threads(context.model_config)
+        self.capped = threading.local()  # which threads run capped already
+
+    def _cap_threads(self) -> None:
+        """Cap the calling thread at `threads` (`compute.cap_thread_count`), once per thread:
+        the scoring server predicts on worker threads (asyncio.to_thread), and XGBoost's and
+        OpenMP's thread counts are per thread."""
+        if getattr(self.capped, "threads", None) != self.threads:
+            cap_thread_count(self.threads)
+            self.capped.threads = self.threads
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         """Score a batch of declarations; the answer as strict JSON carries it (`rest_answer`)."""
+        self._cap_threads()
         return rest_answer(
             self.scorer.score(
                 request_frame(
@@ -591,6 +606,20 @@ class ScorerModel(PythonModel):
                 )
             )
         )
+
+
+def served_threads(model_config: Mapping[str, object] | None) -> int:
+    """The threads a served scorer runs on: the ``threads`` recorded when it was logged (the
+    export's `compute.threads`; ``SERVING_MODEL_CONFIG='{"threads": N}'`` overrides it at
+    `mlflow models serve`), at most the cores this process may use; those cores when none is
+    recorded (a scorer logged before threads were)."""
+    cores = available_cores()
+    recorded = (model_config or {}).get("threads")
+    if recorded is None:
+        return cores
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1:
+        raise ValueError(f"the scorer's threads must be a whole number >= 1, got {recorded!r}")
+    return min(recorded, cores)
 
 
 def pyfunc_signature() -> ModelSignature:
