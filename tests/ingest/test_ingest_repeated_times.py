@@ -4,6 +4,8 @@ whole (day-first next to month-first) is refused with the same message."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,12 +48,14 @@ STAMPS = st.sampled_from(
 )
 
 
-def _read(read: object, values: list[object]) -> tuple[np.ndarray, np.ndarray] | str:
+def _read(
+    read: Callable[..., pd.Series], values: list[object]
+) -> tuple[np.ndarray, np.ndarray] | str:
     """Dates and reasons of `values` read by `read`, or the message of the refusal."""
     series = pd.Series(values, dtype=object)
     verdicts = _Verdicts(len(series))
     try:
-        parsed = read(series, LODGED_AT, verdicts, DEFAULT_CONTRACT, "test")  # type: ignore[operator]
+        parsed = read(series, LODGED_AT, verdicts, DEFAULT_CONTRACT, "test")
     except DataError as exc:
         return str(exc)
     return parsed.to_numpy(dtype="datetime64[ns]"), verdicts.reason
