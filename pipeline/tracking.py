@@ -621,9 +621,11 @@ def log_scorer(
     snapshot_folder: Path,
     thresholds_path: Path,
     name: str = SCORER_ARTIFACT,
+    threads: int | None = None,
 ) -> str:
     """Log the scorer pyfunc (`serve.scorer.ScorerModel`) to a run; returns its URI
-    (``runs:/<run id>/scorer``).
+    (``runs:/<run id>/scorer``). `threads` (the export's `compute.threads`) is recorded in its
+    model config: the served scorer caps XGBoost and OpenMP at it (`serve.scorer.served_threads`).
 
     Self-contained: the `pipeline` package is bundled as its code and its requirements are the
     pinned core and `serve` extra (`pipeline.serve.bundle`), so any environment MLflow builds
@@ -657,6 +659,7 @@ def log_scorer(
                     signature=pyfunc_signature(),
                     pip_requirements=requirements,
                     code_paths=[str(package_folder())],
+                    model_config=None if threads is None else {"threads": threads},
                 )
             finally:
                 pyfunc_log.setLevel(level)

@@ -283,7 +283,7 @@ def _reference_learners(
     own = sel.training_labels(features, window.windows)
     revenue_if_hit = None
     if references.scores and own is not None and own.y.sum() > 0:
-        raw = reference.raw_columns(features, config)
+        raw = reference.raw_columns(features, config.features)
         own_raw = sel.WindowRows(own.X[raw], own.y, own.weight, own.revenue)
         revenue_if_hit = sel.raw_revenue_if_hit(own_raw, window.test.X, config)
     return sel.reference_learners(references.scores, revenue_if_hit)

@@ -45,7 +45,7 @@ import optuna
 import pandas as pd
 import xgboost as xgb
 
-from pipeline.config import Config
+from pipeline.config import Config, EvaluateConfig, FeaturesConfig, SplitConfig, TuneConfig
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
 from pipeline.plan import Role, RunPlan
@@ -146,10 +146,29 @@ class _Data:
     categories: list[str]
 
 
-def raw_columns(fs: FeatureSet, config: Config) -> list[str]:
-    """The raw declaration columns (no trader ids, no engineered feature)."""
-    family = feature_families(fs.manifest, config.features)
+def raw_columns(fs: FeatureSet, features: FeaturesConfig) -> list[str]:
+    """The raw declaration columns (no trader ids, no engineered feature), by the families the
+    `features` settings give the feature set's manifest."""
+    family = feature_families(fs.manifest, features)
     return [c for c in fs.X.columns if family.get(str(c)) == "raw"]
+
+
+@dataclass(frozen=True)
+class Boosting:
+    """How every reference learner boosts: at most `rounds` trees (`evaluate.reference_rounds`),
+    never fewer than `min_trees` (`evaluate.reference_min_trees`), seeded with `seed`, on
+    `threads` threads (`compute.threads`)."""
+
+    rounds: int
+    min_trees: int
+    seed: int
+    threads: int
+
+    @classmethod
+    def of(cls, config: Config) -> Boosting:
+        """The boosting settings of `config`."""
+        ev = config.evaluate
+        return cls(ev.reference_rounds, ev.reference_min_trees, config.seed, config.compute.threads)
 
 
 class _XGBoostStopper(xgb.callback.TrainingCallback):
@@ -184,7 +203,7 @@ XGBOOST_CONVENTIONAL = XGBOOST_DEFAULTS | {
 }
 
 
-def _xgboost(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+def _xgboost(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     """Conventional parameters, with ``tuned`` laid over them."""
     params = {
         "objective": "binary:logistic",
@@ -193,20 +212,20 @@ def _xgboost(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np.
         "max_depth": 6,
         "max_cat_to_onehot": 1,
         "tree_method": "hist",
-        "seed": config.seed,
-        "nthread": config.compute.threads,
+        "seed": boosting.seed,
+        "nthread": boosting.threads,
         **tuned,
     }
-    stopper = _XGBoostStopper(config.evaluate.reference_min_trees)
+    stopper = _XGBoostStopper(boosting.min_trees)
     booster = xgb.train(
         params,
         xgb.DMatrix(data.X_train, data.y_train, enable_categorical=True),
-        num_boost_round=config.evaluate.reference_rounds,
+        num_boost_round=boosting.rounds,
         evals=[(xgb.DMatrix(data.X_valid, data.y_valid, enable_categorical=True), "valid")],
         callbacks=[stopper],
         verbose_eval=False,
     )
-    trees = kept_trees(stopper.losses, config.evaluate.reference_min_trees)
+    trees = kept_trees(stopper.losses, boosting.min_trees)
     score = booster.inplace_predict(data.X_test, iteration_range=(0, trees))
     return np.asarray(score, dtype=float), trees
 
@@ -245,7 +264,7 @@ LIGHTGBM_CONVENTIONAL: dict[str, Any] = {
 }
 
 
-def _lightgbm(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+def _lightgbm(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     """Conventional parameters, with ``tuned`` laid over them."""
     import lightgbm as lgb
 
@@ -254,13 +273,13 @@ def _lightgbm(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np
         "metric": "binary_logloss",
         "learning_rate": LEARNING_RATE,
         "num_leaves": 63,
-        "seed": config.seed,
+        "seed": boosting.seed,
         "deterministic": True,
-        "num_threads": config.compute.threads,
+        "num_threads": boosting.threads,
         "verbose": -1,
         **tuned,
     }
-    min_trees = config.evaluate.reference_min_trees
+    min_trees = boosting.min_trees
     losses: list[float] = []
 
     def stopping(env: lgb.callback.CallbackEnv) -> None:
@@ -274,7 +293,7 @@ def _lightgbm(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np
     booster = lgb.train(
         params,
         train,
-        num_boost_round=config.evaluate.reference_rounds,
+        num_boost_round=boosting.rounds,
         valid_sets=[valid],
         callbacks=[stopping],
     )
@@ -330,22 +349,22 @@ CATBOOST_CONVENTIONAL: dict[str, Any] = {
 }
 
 
-def _catboost(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+def _catboost(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     """Conventional parameters, with ``tuned`` laid over them."""
     from catboost import CatBoostClassifier, Pool
 
     model = CatBoostClassifier(
-        iterations=config.evaluate.reference_rounds,
+        iterations=boosting.rounds,
         **({"learning_rate": LEARNING_RATE, "depth": 6} | dict(tuned)),
         loss_function="Logloss",
         eval_metric="Logloss",
         use_best_model=False,
-        random_seed=config.seed,
-        thread_count=config.compute.threads,
+        random_seed=boosting.seed,
+        thread_count=boosting.threads,
         allow_writing_files=False,
         verbose=False,
     )
-    stopper = _CatBoostStopper(config.evaluate.reference_min_trees)
+    stopper = _CatBoostStopper(boosting.min_trees)
     model.fit(
         Pool(_text(data.X_train, data.categories), data.y_train, cat_features=data.categories),
         eval_set=Pool(
@@ -353,15 +372,15 @@ def _catboost(data: _Data, config: Config, tuned: Mapping[str, Any]) -> tuple[np
         ),
         callbacks=[stopper],
     )
-    trees = kept_trees(stopper.losses, config.evaluate.reference_min_trees)
+    trees = kept_trees(stopper.losses, boosting.min_trees)
     model.shrink(ntree_end=trees)
     test = Pool(_text(data.X_test, data.categories), cat_features=data.categories)
     return np.asarray(model.predict_proba(test)[:, 1], dtype=float), int(model.tree_count_)
 
 
-# A learner's fit: its data, the config and the parameters laid over its conventional ones ({}:
-# none); its scores on the data's test rows and the trees it kept.
-Fit = Callable[[_Data, Config, Mapping[str, Any]], tuple[np.ndarray, int]]
+# A learner's fit: its data, how it boosts and the parameters laid over its conventional ones
+# ({}: none); its scores on the data's test rows and the trees it kept.
+Fit = Callable[[_Data, Boosting, Mapping[str, Any]], tuple[np.ndarray, int]]
 Space = Callable[[optuna.Trial, Config], dict[str, Any]]
 LEARNERS: dict[str, Fit] = {"xgboost": _xgboost, "lightgbm": _lightgbm, "catboost": _catboost}
 # Each learner's search space and its conventional parameters there (trial 0).
@@ -453,7 +472,7 @@ def reference_scores(
     ``test_rows`` of ``fs`` (with `evaluate.tune_references`, tuned too: `tuning_folds`); with a
     ``cache``, fitted once per `cache_key`."""
     out = ReferenceScores()
-    columns = raw_columns(fs, config)
+    columns = raw_columns(fs, config.features)
     if not columns:
         out.notes.append("Reference learners skipped: the feature set has no raw column.")
         return out
@@ -468,7 +487,7 @@ def reference_scores(
         out.notes.append("Reference learners skipped: no hit in the training or validation window.")
         return out
     tuned = config.evaluate.tune_references and config.tune.n_trials > 0
-    folds = tuning_folds(fs, windows, columns, config) if tuned else None
+    folds = tuning_folds(fs, windows, columns, config.split) if tuned else None
     if cache is not None:
         key = cache_key(data, config, folds)
         return cache(key, lambda: _fit_all(data, len(columns), config, folds))
@@ -482,7 +501,7 @@ def _fit_all(
     and fitted again: `_fit_tuned`), or a note why it is left out."""
     out = ReferenceScores()
     if config.evaluate.tune_references:
-        out.notes += _tuning_notes(config, folds)
+        out.notes += _tuning_notes(config.tune, folds)
     shape = {"train_rows": len(data.y_train), "valid_rows": len(data.y_valid), "columns": columns}
     for learner in config.evaluate.reference_learners:
         name = NAMES[learner]
@@ -493,8 +512,8 @@ def _fit_all(
             )
             continue
         started = time.perf_counter()
-        score, trees = LEARNERS[learner](data, config, {})
-        _record(out, name, score, trees, config)
+        score, trees = LEARNERS[learner](data, Boosting.of(config), {})
+        _record(out, name, score, trees, config.evaluate)
         out.fitted[-1] |= {"seconds": round(time.perf_counter() - started, 2), **shape}
         if folds:
             started = time.perf_counter()
@@ -503,9 +522,9 @@ def _fit_all(
     return out
 
 
-def _tuning_notes(config: Config, folds: list[_Fold] | None) -> list[str]:
+def _tuning_notes(tune: TuneConfig, folds: list[_Fold] | None) -> list[str]:
     """Why the tuned reference learners are left out, when they are."""
-    if config.tune.n_trials == 0:
+    if tune.n_trials == 0:
         return ["Tuned reference learners skipped: tune.n_trials is 0 (the model is not tuned)."]
     if not folds:
         return ["Tuned reference learners skipped: a tuning fold holds no hit."]
@@ -528,7 +547,7 @@ class _Fold:
 
 
 def tuning_folds(
-    fs: FeatureSet, windows: Windows, columns: list[str], config: Config
+    fs: FeatureSet, windows: Windows, columns: list[str], split: SplitConfig
 ) -> list[_Fold]:
     """The model's rolling tuning folds (`rolling_folds` on the same windows, hits and
     `split` settings; the rows `train.tune.fold_rows` takes) on the raw ``columns`` with their
@@ -538,7 +557,7 @@ def tuning_folds(
     revenue = fs.revenue_recovered.to_numpy(dtype=float)
     valid_known_by = windows.labels_known_by(windows.valid)
     folds = []
-    for train_window, valid_window in rolling_folds(fs.lodged_at, config.split, windows, y == 1.0):
+    for train_window, valid_window in rolling_folds(fs.lodged_at, split, windows, y == 1.0):
         train = rows_in(fs, train_window, valid_window.start)
         valid = rows_in(fs, valid_window, valid_known_by)
         data = _rows(X, y, train, valid)
@@ -555,13 +574,13 @@ def _objective(learner: str, folds: list[_Fold], config: Config) -> Callable[[op
     `CONVENTIONAL`) runs the untuned reference's parameters exactly and records its bootstrap
     noise (`train.tune.objective_noise`), which `chosen_trial` reads."""
     space = SPACES[learner][0]
-    tune = config.tune
+    tune, boosting = config.tune, Boosting.of(config)
 
     def objective(trial: optuna.Trial) -> float:
         first = bool(trial.user_attrs.get(CONVENTIONAL))
         suggested = space(trial, config)  # trial 0: the enqueued point, recorded as its params
         params = {} if first else suggested
-        fits = [LEARNERS[learner](fold.data, config, params) for fold in folds]
+        fits = [LEARNERS[learner](fold.data, boosting, params) for fold in folds]
         scored = [(fold.valid, score) for fold, (score, _) in zip(folds, fits, strict=True)]
         values = [
             objective_value(tune.objective, rows.y, score, rows.revenue, tune.at_rate)
@@ -591,8 +610,8 @@ def _fit_tuned(
     if chosen.user_attrs.get(CONVENTIONAL) and untuned in out.scores:
         score, trees = out.scores[untuned], out.health[untuned].trees
     else:
-        score, trees = LEARNERS[learner](data, config, chosen.user_attrs[FITTED])
-    _record(out, TUNED[learner], score, trees, config)
+        score, trees = LEARNERS[learner](data, Boosting.of(config), chosen.user_attrs[FITTED])
+    _record(out, TUNED[learner], score, trees, config.evaluate)
     out.fitted[-1] |= {
         "trials": finished_trials(study),
         "chosen trial": chosen.number,
@@ -601,9 +620,11 @@ def _fit_tuned(
     }
 
 
-def _record(out: ReferenceScores, name: str, score: np.ndarray, trees: int, config: Config) -> None:
-    """A fitted reference's score, health and table row; a note when it is not a real fit."""
-    evaluate = config.evaluate
+def _record(
+    out: ReferenceScores, name: str, score: np.ndarray, trees: int, evaluate: EvaluateConfig
+) -> None:
+    """A fitted reference's score, health and table row (healthy by `evaluate`'s limits); a
+    note when it is not a real fit."""
     health = reference_health(
         name, trees, score, evaluate.reference_min_trees, evaluate.reference_min_distinct_scores
     )

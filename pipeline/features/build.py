@@ -194,10 +194,12 @@ def sorted_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
     tied[:-1] |= same
     if tied.any():
         block = order[tied]
-        key = pd.DataFrame(
-            {"t": sorted_times[tied], "id": ids.to_numpy()[block].astype(str)}
-        ).sort_values(["t", "id"], kind="stable")
-        order[tied] = block[key.index.to_numpy()]
+        texts = ids.to_numpy()[block].astype(str)
+        if not _ids_ascending(sorted_times[tied], texts):  # validation has ordered them
+            key = pd.DataFrame({"t": sorted_times[tied], "id": texts}).sort_values(
+                ["t", "id"], kind="stable"
+            )
+            order[tied] = block[key.index.to_numpy()]
     columns = list(declarations.columns)
     if all(level in columns for level in HS_DIGITS):
         columns.remove("hs_code")  # the HS levels carry it; no copy of millions of strings
@@ -209,6 +211,15 @@ def sorted_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
     if not pd.api.types.is_string_dtype(out["declaration_id"]):
         out["declaration_id"] = out["declaration_id"].astype(str)
     return _with_hs_levels(out)
+
+
+def _ids_ascending(times: np.ndarray, ids: np.ndarray) -> bool:
+    """Whether the ids of each run of equal times are in ascending order already (then the
+    stable sort by time and id keeps every row where it is): a served batch of 20,000 rows
+    lodged within 1,646 seconds spent 15 ms sorting ids that validation had sorted."""
+    texts = np.asarray(ids, dtype=object)  # compared as Python strings, as the sort does
+    same = times[1:] == times[:-1]
+    return bool(np.all(~same | (texts[:-1] <= texts[1:])))
 
 
 def _rows_of(declarations: pd.DataFrame, ids: pd.Series) -> np.ndarray:

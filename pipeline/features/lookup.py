@@ -53,6 +53,9 @@ class Vocabulary:
         """Each column's codes for the rows of `frame`; -1 for a value no table holds."""
         out: Codes = {}
         for column in columns:
+            if isinstance(frame[column].dtype, pd.CategoricalDtype) and len(frame) > FEW_ROWS:
+                out[column] = self._category_codes(column, frame[column])
+                continue
             values = _objects(frame[column])
             missing = pd.isna(values)
             null = len(self.index[column])
@@ -71,6 +74,15 @@ class Vocabulary:
                 codes[~missing] = self.index[column].get_indexer(values[~missing])
             out[column] = codes
         return out
+
+    def _category_codes(self, column: str, values: pd.Series) -> np.ndarray:
+        """`codes` of a category column through its levels: each level is looked up once, not
+        once per row (a served batch's importer column: 20,000 rows, a few thousand levels)."""
+        index = self.index[column]
+        levels = index.get_indexer(values.cat.categories.to_numpy(dtype=object))
+        # a level the tables lack is -1; a missing value (code -1) takes the null code, last
+        by_level = np.append(levels, len(index)).astype(np.int64)
+        return by_level[values.cat.codes.to_numpy()]
 
 
 def _objects(values: pd.Series) -> np.ndarray:

@@ -306,7 +306,9 @@ def _log_and_register(
         model_folder = Path(scratch) / MODEL_ARTIFACT
         model.save(model_folder)
         step("logging the scorer and registering it")
-        scorer_uri = tracking.log_scorer(run_id, model_folder, config.paths.snapshot, staged)
+        scorer_uri = tracking.log_scorer(
+            run_id, model_folder, config.paths.snapshot, staged, threads=config.compute.threads
+        )
     written = json.loads(staged.read_text(encoding="utf-8"))
     digests = tracking.ScorerDigests(
         thresholds_sha256=file_sha256(staged),

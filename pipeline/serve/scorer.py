@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,8 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 
-from pipeline.config import FeaturesConfig
+from pipeline.compute import cap_thread_count
+from pipeline.config import FeaturesConfig, available_cores
 from pipeline.features import profiles
 from pipeline.features.build import (
     RAW_NAMES,
@@ -52,7 +56,6 @@ from pipeline.serve.matrix import booster_dmatrix
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.requests import nested_cells, request_frame
 from pipeline.serve.selectivity import ThresholdsError
-from pipeline.serve.strict_json import finite
 from pipeline.serve.thresholds import Thresholds
 
 logger = logging.getLogger(__name__)
@@ -571,18 +574,30 @@ class ScorerModel(PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
-        """Load the model, the snapshot and the thresholds from the logged artefacts."""
+        """Load the model, the snapshot and the thresholds from the logged artefacts, and the
+        thread count recorded with them (`served_threads`)."""
         artifacts = context.artifacts
         model = TargetingModel.load(Path(artifacts["model"]))
         thresholds = Thresholds.load(Path(artifacts["thresholds"]), model.booster_sha256())
         features_config = FeaturesConfig.model_validate(thresholds.document["features"]["config"])
         snapshot = Snapshot.load(Path(artifacts["snapshot"]))
         self.scorer = Scorer(model, snapshot, thresholds, features_config)
+        self.threads = served_threads(context.model_config)
+        self.capped = threading.local()  # which threads run capped already
+
+    def _cap_threads(self) -> None:
+        """Cap the calling thread at `threads` (`compute.cap_thread_count`), once per thread:
+        the scoring server predicts on worker threads (asyncio.to_thread), and XGBoost's and
+        OpenMP's thread counts are per thread."""
+        if getattr(self.capped, "threads", None) != self.threads:
+            cap_thread_count(self.threads)
+            self.capped.threads = self.threads
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         """Score a batch of declarations; the answer as strict JSON carries it (`rest_answer`)."""
+        self._cap_threads()
         return rest_answer(
             self.scorer.score(
                 request_frame(
@@ -591,6 +606,20 @@ class ScorerModel(PythonModel):
                 )
             )
         )
+
+
+def served_threads(model_config: Mapping[str, object] | None) -> int:
+    """The threads a served scorer runs on: the ``threads`` recorded when it was logged (the
+    export's `compute.threads`; ``SERVING_MODEL_CONFIG='{"threads": N}'`` overrides it at
+    `mlflow models serve`), at most the cores this process may use; those cores when none is
+    recorded (a scorer logged before threads were)."""
+    cores = available_cores()
+    recorded = (model_config or {}).get("threads")
+    if recorded is None:
+        return cores
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1:
+        raise ValueError(f"the scorer's threads must be a whole number >= 1, got {recorded!r}")
+    return min(recorded, cores)
 
 
 def pyfunc_signature() -> ModelSignature:
@@ -630,18 +659,40 @@ def rest_answer(scored: pd.DataFrame) -> pd.DataFrame:
     """`Scorer.score`'s frame as the REST answer carries it, strict JSON whatever a parser:
     every cell that is missing or not a finite number is None (null, never a bare NaN), and
     ``reasons`` is a list of objects (feature, value, contribution, phrase), not JSON text."""
-    cells = scored.replace([np.inf, -np.inf], np.nan).astype(object)
-    answer = cells.where(cells.notna(), None)
-    texts = answer["reasons"].tolist()
-    # one JSON document for every row's reasons; cell by cell into the object column (numpy
-    # would read equal-length lists as a second dimension)
-    lists = iter(json.loads("[" + ",".join(t for t in texts if t is not None) + "]"))
-    answer["reasons"] = pd.Series(
-        [None if t is None else finite(next(lists)) for t in texts],
-        index=answer.index,
-        dtype=object,
+    cells: dict[str, np.ndarray] = {}
+    for name, column in scored.items():  # column by column: no copy of the whole frame
+        values = column.to_numpy(dtype=object, copy=True)
+        if pd.api.types.is_float_dtype(column.dtype):
+            values[~np.isfinite(column.to_numpy(dtype=float))] = None
+        else:
+            values[pd.isna(values) | column.isin([np.inf, -np.inf]).to_numpy(dtype=bool)] = None
+        cells[str(name)] = values
+    texts = cells["reasons"]
+    # One JSON document for every row's reasons, its NaN and infinities read as None as they are
+    # parsed (`strict_json.finite` walked the 27,000 values of 20,000 rows afterwards); cell by
+    # cell into the object column (numpy would read equal-length lists as a second dimension).
+    lists = iter(
+        json.loads(
+            "[" + ",".join(t for t in texts if t is not None) + "]",
+            parse_constant=_not_finite,
+            parse_float=_finite_float,
+        )
     )
+    reasons = [None if t is None else next(lists) for t in texts]
+    answer = pd.DataFrame(cells, index=scored.index)
+    answer["reasons"] = pd.Series(reasons, index=scored.index, dtype=object)
     return answer
+
+
+def _not_finite(_: str) -> None:
+    """What a parsed NaN, Infinity or -Infinity becomes in the REST answer: null."""
+    return None
+
+
+def _finite_float(text: str) -> float | None:
+    """A parsed number as a float, or None when it overflows to infinity (``1e400``)."""
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def document_json(frame: pd.DataFrame) -> list[dict[str, Any]]:

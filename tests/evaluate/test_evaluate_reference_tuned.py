@@ -91,7 +91,7 @@ def test_trial_0_is_the_conventional_point_run_as_the_untuned_reference_runs(
 ) -> None:
     fs, windows, _test_rows = world
     config = _config(tmp_path)
-    folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, config), config)
+    folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, config.features), config.split)
     # the model's own folds: the same validation blocks
     assert [len(fold.valid) for fold in folds] == [
         len(valid) for _, _, valid in tune.fold_rows(fs, windows, config)
@@ -104,7 +104,8 @@ def test_trial_0_is_the_conventional_point_run_as_the_untuned_reference_runs(
         assert first.params == ref.SPACES[learner][1]
         assert first.user_attrs[tune.CONVENTIONAL] and first.user_attrs[tune.NOISE] > 0
         assert first.user_attrs[ref.FITTED] == {}  # nothing laid over the untuned parameters
-        untuned = [ref.LEARNERS[learner](fold.data, config, {})[1] for fold in folds]
+        boosting = ref.Boosting.of(config)
+        untuned = [ref.LEARNERS[learner](fold.data, boosting, {})[1] for fold in folds]
         assert first.user_attrs["trees"] == untuned
         assert len(study.trials) == TRIALS and study.trials[1].user_attrs[ref.FITTED]
 
@@ -121,7 +122,7 @@ def test_the_same_seed_gives_the_same_tuned_references_and_another_seed_other_tr
         r.get("parameters") for r in tuned.fitted
     ]
     other = _config(tmp_path, seed=4)
-    folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, other), other)
+    folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, other.features), other.split)
     drawn = [
         tune.memory_study(ref._objective("xgboost", folds, c), ref.XGBOOST_CONVENTIONAL, c, "x")
         .trials[1]
@@ -141,7 +142,7 @@ def test_a_trial_that_beats_the_first_by_more_than_its_noise_is_fitted(
     monkeypatch.setattr(ref, "objective_noise", lambda scored, config: 0.0)
     config = _config(tmp_path)
     references = ref.reference_scores(fs, windows, test_rows, config)
-    folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, config), config)
+    folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, config.features), config.split)
     rows = {str(row["name"]): row for row in references.fitted}
     moved = 0
     for learner in LEARNERS:

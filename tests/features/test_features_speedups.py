@@ -28,3 +28,12 @@ def test_declarations_already_in_order_are_copied_not_shared() -> None:
     assert not np.shares_memory(values, ordered["net_mass_kg"].to_numpy())
     shuffled = sorted_declarations(ordered.sample(frac=1.0, random_state=1))
     assert shuffled["declaration_id"].tolist() == out["declaration_id"].tolist()
+
+
+def test_ties_in_time_are_ordered_by_id_whether_or_not_they_come_ordered() -> None:
+    declarations, _ = tiny_tables(300, seed=5, hours=20)  # 300 rows in 20 instants
+    expected = declarations.sort_values(["lodged_at", "declaration_id"], kind="stable")
+    by_time = declarations.sort_values("lodged_at", kind="stable")  # ids out of order in ties
+    for given in (expected, by_time, declarations):
+        out = sorted_declarations(given.reset_index(drop=True))
+        assert out["declaration_id"].tolist() == expected["declaration_id"].tolist()

@@ -296,9 +296,10 @@ class Logged:
     thresholds: Any
 
 
-def logged_scorer(world: Trained, folder: Path) -> Logged:
+def logged_scorer(world: Trained, folder: Path, threads: int | None = None) -> Logged:
     """`world`'s model exported to `folder` (cut-offs set on its whole feature window, its
-    features config recorded) and logged as the scorer of a new run of the current experiment."""
+    features config recorded) and logged as the scorer of a new run of the current experiment
+    (with `threads` recorded, as an export records `compute.threads`)."""
     import mlflow
 
     from pipeline.serve.thresholds import Thresholds
@@ -314,5 +315,7 @@ def logged_scorer(world: Trained, folder: Path) -> Logged:
     thresholds.save(folder / "selectivity.json")
     with mlflow.start_run() as run:
         run_id = run.info.run_id
-    uri = log_scorer(run_id, folder / "model", folder / "snapshot", folder / "selectivity.json")
+    uri = log_scorer(
+        run_id, folder / "model", folder / "snapshot", folder / "selectivity.json", threads=threads
+    )
     return Logged(run_id, uri, snapshot, thresholds)

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulate": {"config", "timeaxis", "ingest"},
     "features": {"config", "timeaxis", "ingest"},
     "plan": {"config", "timeaxis", "ingest", "features"},
-    "serve": {"config", "timeaxis", "ingest", "features", "plan", "__init__"},
+    "serve": {"config", "compute", "timeaxis", "ingest", "features", "plan", "__init__"},
     "compute": {"config"},
     "train": {"config", "compute", "timeaxis", "ingest", "features", "plan", "serve"},
     "tracking": {"config", "timeaxis", "ingest", "features", "plan", "serve", "train"},
