@@ -335,14 +335,17 @@ def memory_study(
     objective: Callable[[optuna.Trial], float], first: dict[str, Any], config: Config, name: str
 ) -> optuna.Study:
     """A study of another learner on the model's budget and rule: `tune.n_trials` trials (within
-    `tune.timeout_s`) of ``objective`` in memory, TPE seeded by the config's seed, ``first`` (that
-    learner's conventional parameters) enqueued as trial 0 and marked `CONVENTIONAL`, so that
-    `chosen_trial` applies as it does to the model's study. No pruner: the objective is not the
-    model's XGBoost curve. The evaluation's tuned reference learners are tuned here."""
+    `tune.timeout_s`) of ``objective`` in memory, with the model's sampler (`TrialSeededTPE`,
+    seeded by the config's seed), ``first`` (that learner's conventional parameters) enqueued as
+    trial 0 and marked `CONVENTIONAL`, so that `chosen_trial` applies as it does to the model's
+    study. No pruner: the objective is not the model's XGBoost curve. The evaluation's tuned
+    reference learners are tuned here."""
     study = optuna.create_study(
         study_name=name,
         storage=optuna.storages.InMemoryStorage(),
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        # the model's own sampler (`TrialSeededTPE`), so neither side's search is luckier by
+        # its sampler's settings
+        sampler=TrialSeededTPE(seed=config.seed, draws_from=config.seed),
         pruner=optuna.pruners.NopPruner(),
         direction="maximize",
     )
