@@ -1,22 +1,29 @@
-"""A timestamp column that repeats values is read once per distinct value: each row gets the
-date and the first reason that reading every row on its own gives it, and a column refused as a
-whole (day-first next to month-first) is refused with the same message."""
+"""The shortcuts of timestamp validation read as the general code they bypass. A timestamp
+column that repeats values is read once per distinct value: each row gets the date and the first
+reason that reading every row on its own gives it, and a column refused as a whole (day-first
+next to month-first) is refused with the same message. The offset and zone-word searches are
+skipped only where no value can match them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.ingest.columns import DECLARATION_COLUMNS
 from pipeline.ingest.schema import (
     DEFAULT_CONTRACT,
+    OFFSET_AT_END,
+    ZONE_WORD,
     DataError,
     _coerce_timestamp,
+    _ends_like_offset,
+    _ends_like_word,
     _read_timestamps,
     _Verdicts,
     validate_declarations,
@@ -95,3 +102,22 @@ def test_columns_that_are_not_only_text_are_read_row_by_row(values: list[object]
     assert not isinstance(distinct, str) and not isinstance(each, str)
     np.testing.assert_array_equal(distinct[0], each[0])
     assert distinct[1].tolist() == each[1].tolist()
+
+
+# The ends of timestamps: digits (ASCII and Arabic-Indic), signs, colons, zone letters, blanks
+# of every kind (a newline, a no-break space, an em space).
+ENDS = st.text(alphabet="0123456789\u0661+-:.zZ TtCcEeSsPpMmUuGg\n\u00a0\u2003", max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(head=st.sampled_from(["2024-03-01 10:00", "2024-03-01T10:00:00", "", "x"]), end=ENDS)
+@example(head="2024-03-01 10:00", end="+09:00\u2003")
+@example(head="2024-03-01 10:00", end=" -0500\n")
+@example(head="2024-03-01 10:00", end=" z ")
+@example(head="2024-03-01 10:00", end=" PST\u00a0")
+def test_a_search_is_skipped_only_where_it_cannot_match(head: str, end: str) -> None:
+    text = pd.Series([head + end], dtype="string")
+    if re.search(OFFSET_AT_END, head + end):
+        assert _ends_like_offset(text).all()
+    if re.search(ZONE_WORD, head + end):
+        assert _ends_like_word(text).all()
