@@ -49,10 +49,9 @@ from pipeline.features.featureset import FeatureSet, record_fingerprint  # noqa:
 from pipeline.jobs.train import train_feature_set, windows_of  # noqa: E402
 from pipeline.train import tune  # noqa: E402
 from pipeline.train.engine import category_order, dmatrix, split_params  # noqa: E402
-from pipeline.train.fit import fit_rows, level_rule  # noqa: E402
+from pipeline.train.fit import fit_rows, level_rule, window_masks  # noqa: E402
 from pipeline.train.rebalance import rebalance  # noqa: E402
 from pipeline.train.revenue import has_revenue, revenue_params  # noqa: E402
-from pipeline.train.split import rows_in  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "train.json"
 
@@ -131,10 +130,7 @@ def overhead(
     windows = windows_of(config, fs)
     params, imbalance = split_params(dict(config.train.params), config)
     # the job's rows: rare category levels pooled, rows weighed by the selection correction
-    masks = {
-        w.name: rows_in(fs, w, windows.labels_known_by(w))
-        for w in (windows.train, windows.valid, windows.calibration, windows.test)
-    }
+    masks = window_masks(fs, windows)
     order = category_order(dict(config.train.params), config)
     rule = level_rule(config.train.min_category_count, order, config)
     rows = fit_rows(fs, masks, rule, imbalance, windows.valid, config)

@@ -373,6 +373,14 @@ def _window_counts(
     return counts
 
 
+def window_masks(fs: FeatureSet, windows: Windows) -> dict[str, np.ndarray]:
+    """The labelled rows of each of the four windows whose labels were known by its end."""
+    return {
+        w.name: rows_in(fs, w, windows.labels_known_by(w))
+        for w in (windows.train, windows.valid, windows.calibration, windows.test)
+    }
+
+
 def fit(
     fs: FeatureSet,
     windows: Windows,
@@ -389,10 +397,7 @@ def fit(
     started = time.perf_counter()
     booster_params, imbalance = split_params(params, config)
     engine = engine_for(config, imbalance, windows, fs.X.dtypes, feature_file)
-    masks = {
-        w.name: rows_in(fs, w, windows.labels_known_by(w))
-        for w in (windows.train, windows.valid, windows.calibration, windows.test)
-    }
+    masks = window_masks(fs, windows)
     # The selection model learns on the validation window: every engine holds it whole in
     # memory, and it precedes the calibration window.
     min_count = engine.category_min_count(config.train.min_category_count)
