@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -131,7 +132,9 @@ def train_feature_set(
         if deployed is None and config.train.refit:
             notes.append("no refit: the workers read the training window (train.engine=dask)")
         recorded(result, deployed, plan)
-        sample = fs.X.loc[windows.train.contains(fs.lodged_at)].head(SIGNATURE_ROWS)
+        # the first rows of the training window, without copying the whole window first
+        first = np.flatnonzero(windows.train.contains(fs.lodged_at))[:SIGNATURE_ROWS]
+        sample = fs.X.iloc[first]
         fingerprint = _fingerprint(config, fs, source, around_training is not None)
         step("logging the run to MLflow")
         optional = list(model_fs.X.columns[model_fs.X.isna().any().to_numpy()])

@@ -20,18 +20,12 @@ def recorded_propensity(fs: FeatureSet) -> np.ndarray:
     return np.where((p > 0) & (p <= 1), p, np.nan)
 
 
-def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.Booster:
-    """P(controlled | features): a small XGBoost fitted on every declaration lodged in `window`
-    (the validation window in `fit`), controlled or not, for rows whose selection probability
-    is unknown."""
-    inside = window.contains(fs.lodged_at)
-    controlled = fs.y.notna().to_numpy()[inside].astype(float)
-    if controlled.sum() == 0 or controlled.sum() == len(controlled):
-        raise ValueError(
-            f"{window}: {int(controlled.sum())} of {len(controlled)} declarations controlled; "
-            "a selection model needs controlled and uncontrolled ones (train.selection_correction)"
-        )
-    params = {
+SELECTION_ROUNDS = 40
+
+
+def selection_params(config: Config) -> dict[str, object]:
+    """The selection model's XGBoost parameters: a small classifier of P(controlled)."""
+    return {
         "objective": "binary:logistic",
         "max_depth": 3,
         "learning_rate": 0.2,
@@ -42,8 +36,43 @@ def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.B
         "nthread": config.compute.threads,
         "device": config.train.device,
     }
-    matrix = xgb.DMatrix(fs.X.loc[inside], label=controlled, enable_categorical=True)
-    return xgb.train(params, matrix, num_boost_round=40)
+
+
+def selection_matrix(fs: FeatureSet, window: Window) -> xgb.DMatrix:
+    """Every declaration lodged in `window`, controlled or not, labelled by whether it was."""
+    inside = window.contains(fs.lodged_at)
+    controlled = fs.y.notna().to_numpy()[inside].astype(float)
+    if controlled.sum() == 0 or controlled.sum() == len(controlled):
+        raise ValueError(
+            f"{window}: {int(controlled.sum())} of {len(controlled)} declarations controlled; "
+            "a selection model needs controlled and uncontrolled ones (train.selection_correction)"
+        )
+    return xgb.DMatrix(fs.X.loc[inside], label=controlled, enable_categorical=True)
+
+
+def fit_selection_model(fs: FeatureSet, window: Window, config: Config) -> xgb.Booster:
+    """P(controlled | features): a small XGBoost fitted on every declaration lodged in `window`
+    (the validation window in `fit`), controlled or not, for rows whose selection probability
+    is unknown."""
+    return xgb.train(
+        selection_params(config), selection_matrix(fs, window), num_boost_round=SELECTION_ROUNDS
+    )
+
+
+def needs_selection_model(
+    fs: FeatureSet, masks: dict[str, np.ndarray], selection_window: Window
+) -> bool:
+    """Whether `weigh_by_selection` fits a selection model: some row of `masks` has no recorded
+    probability and `selection_window` has uncontrolled declarations (where every declaration
+    was controlled, as in KCS, nothing was selected: p = 1)."""
+    recorded = recorded_propensity(fs)
+    unknown = any(bool(np.isnan(recorded[np.asarray(m, dtype=bool)]).any()) for m in masks.values())
+    return unknown and not everyone_controlled(fs, selection_window)
+
+
+def everyone_controlled(fs: FeatureSet, window: Window) -> bool:
+    """Whether every declaration lodged in `window` was controlled."""
+    return bool(fs.y.notna().to_numpy()[window.contains(fs.lodged_at)].all())
 
 
 def selection_propensity(
@@ -51,14 +80,28 @@ def selection_propensity(
 ) -> np.ndarray:
     """Selection probability of the rows in `mask`: the recorded one where known, else the
     selection model's (1 without a model), clipped at `floor`."""
-    keep = np.asarray(mask, dtype=bool)
-    recorded = recorded_propensity(fs)[keep]
-    estimated = np.ones(int(keep.sum()))
-    unknown = np.isnan(recorded)
-    if selection is not None and unknown.any():
-        X = fs.X.iloc[np.flatnonzero(keep)[unknown]]  # one copy of the rows, not two
-        estimated[unknown] = np.asarray(selection.inplace_predict(X), dtype=float)
-    return np.clip(np.where(unknown, estimated, recorded), floor, 1.0)
+    return selection_propensities(fs, {"rows": mask}, selection, floor)["rows"]
+
+
+def selection_propensities(
+    fs: FeatureSet, masks: dict[str, np.ndarray], selection: xgb.Booster | None, floor: float
+) -> dict[str, np.ndarray]:
+    """`selection_propensity` of the rows of each mask. The selection model predicts once, over
+    every row of any mask whose probability was not recorded: XGBoost converts every column of
+    a frame and matches its category levels per call, so one call instead of one per window
+    (each row's prediction is its own, whatever rows it is predicted with)."""
+    recorded = recorded_propensity(fs)
+    estimated = np.ones(len(recorded))
+    if selection is not None:
+        wanted = np.zeros(len(recorded), dtype=bool)
+        for mask in masks.values():
+            wanted |= np.asarray(mask, dtype=bool)
+        unknown = np.flatnonzero(wanted & np.isnan(recorded))
+        if len(unknown):
+            X = fs.X.iloc[unknown]  # one copy of the rows, not two
+            estimated[unknown] = np.asarray(selection.inplace_predict(X), dtype=float)
+    propensity = np.clip(np.where(np.isnan(recorded), estimated, recorded), floor, 1.0)
+    return {name: propensity[np.asarray(mask, dtype=bool)] for name, mask in masks.items()}
 
 
 def ipw_weights(propensity: np.ndarray) -> np.ndarray:
@@ -92,20 +135,18 @@ def weigh_by_selection(
     """Each window's rows weighted by self-normalised inverse selection probability: the recorded
     probability where known, else a selection model fitted on every declaration of
     `selection_window` (a refit calls this with its own windows). Returns the rows and a note."""
-    recorded = recorded_propensity(fs)
-    needs_model = any(
-        bool(np.isnan(recorded[np.asarray(m, dtype=bool)]).any()) for m in masks.values()
-    )
     # Every declaration of the training window controlled (KCS): nothing was selected, p = 1.
-    everyone = bool(fs.y.notna().to_numpy()[selection_window.contains(fs.lodged_at)].all())
+    everyone = everyone_controlled(fs, selection_window)
     selection = (
-        fit_selection_model(fs, selection_window, config) if needs_model and not everyone else None
+        fit_selection_model(fs, selection_window, config)
+        if needs_selection_model(fs, masks, selection_window)
+        else None
     )
+    propensities = selection_propensities(fs, masks, selection, config.train.propensity_floor)
     out: dict[str, WindowRows] = {}
     effective: dict[str, float] = {}
     for name, part in rows.items():
-        propensity = selection_propensity(fs, masks[name], selection, config.train.propensity_floor)
-        weight = ipw_weights(propensity)
+        weight = ipw_weights(propensities[name])
         out[name] = WindowRows(part.X, part.y, weight, part.revenue)
         effective[name] = effective_rows(weight)
     source = (

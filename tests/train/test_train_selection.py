@@ -18,7 +18,13 @@ from pipeline.serve.model import shift_log_odds
 from pipeline.timeaxis import Window
 from pipeline.train.anchor import LEVEL_QUANTILES, RandomStratum, anchor_span, level_shifts
 from pipeline.train.fit import fit
-from pipeline.train.propensity import ipw_weights, recorded_propensity, selection_propensity
+from pipeline.train.propensity import (
+    fit_selection_model,
+    ipw_weights,
+    recorded_propensity,
+    selection_propensities,
+    selection_propensity,
+)
 
 RANDOM_RATE = 0.08
 
@@ -60,6 +66,36 @@ def test_weights_are_self_normalised_and_use_the_recorded_probability_first() ->
     assert propensity.min() == pytest.approx(0.1)  # the floor clips the recorded 0.08
     weight = ipw_weights(propensity)
     assert weight.mean() == pytest.approx(1.0)
+
+
+def test_one_prediction_over_every_window_gives_each_window_its_own(tmp_path: Path) -> None:
+    """The selection model predicts once over the windows' unrecorded rows: each window gets,
+    bit for bit, what predicting its own rows alone gave it (as it did before)."""
+    fs, _ = selected_by_policy(4)
+    config = train_config(tmp_path)
+    windows = make_windows(fs.lodged_at, config.split)
+    selection = fit_selection_model(fs, windows.valid, config)
+    labelled = fs.labelled.to_numpy()
+    masks = {
+        w.name: labelled & w.contains(fs.lodged_at)
+        for w in (windows.train, windows.valid, windows.test)
+    }
+    masks["overlapping"] = masks["valid"] | masks["test"]
+    floor = config.train.propensity_floor
+    together = selection_propensities(fs, masks, selection, floor)
+    recorded = recorded_propensity(fs)
+    for name, mask in masks.items():
+        unknown = np.isnan(recorded[mask])
+        assert unknown.any() and not unknown.all()
+        alone = np.asarray(
+            selection.inplace_predict(fs.X.iloc[np.flatnonzero(mask)[unknown]]), dtype=float
+        )
+        expected = np.clip(np.where(unknown, 1.0, recorded[mask]), floor, 1.0)
+        expected[unknown] = np.clip(alone, floor, 1.0)
+        np.testing.assert_array_equal(together[name], expected)
+        np.testing.assert_array_equal(
+            selection_propensity(fs, mask, selection, floor), together[name]
+        )
 
 
 @pytest.mark.parametrize("seed", [2, 3])
