@@ -7,7 +7,10 @@ added to the hessian, levels met fewer than ``cat_smooth`` times left out of the
 ``min_data_per_group`` rows per side, ``cat_l2``); XGBoost sorts them without smoothing. Five fits
 on the same windows and columns tell the mechanism apart:
 
-- ``XGBoost, native categories``: the plain reference's parameters;
+- ``XGBoost, native categories``: the plain reference's parameters, every level kept;
+- ``XGBoost, native categories, rare levels missing``: the model's vocabulary (levels met fewer
+  than ``train.min_category_count`` times in the training window reach the trees as missing),
+  depth-wise and loss-guided: what `targeting train` does with ``train.category_order: native``;
 - ``XGBoost, levels ordered by hit rate``: what ``train.category_order: hit_rate`` does
   (`pipeline.train.rows.hit_rate_order`): each category replaced by its level's position when
   the training window's levels (those met ``train.min_category_count`` times) are sorted by hit
@@ -148,9 +151,15 @@ def learners(w: Windows, config: Config) -> dict[str, Callable[[], tuple[np.ndar
     ranks = hit_rate_positions(w, config)
     numbers = w.X.drop(columns=[c[: -len("_position")] for c in ranks.columns])
     ordered = numbers.join(ranks)
+    train = w.X[w.train]
+    pooled = cast_levels(w.X, frequent_levels(train, config.train.min_category_count))
     no_smoothing = {"cat_smooth": 0.0, "cat_l2": 0.0, "min_data_per_group": 1}
     return {
         "XGBoost, native categories": lambda: _xgboost(w.X, w, seed),
+        "XGBoost, native categories, rare levels missing": lambda: _xgboost(pooled, w, seed),
+        "XGBoost, native categories, rare levels missing, loss-guided": lambda: _xgboost(
+            pooled, w, seed, LOSS_GUIDED
+        ),
         "XGBoost, levels ordered by hit rate": lambda: _xgboost(ordered, w, seed),
         "XGBoost, levels ordered by hit rate, loss-guided": lambda: _xgboost(
             ordered, w, seed, LOSS_GUIDED
