@@ -866,10 +866,17 @@ def _speed_train(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                         f" + {cost['revenue_trees']} revenue trees"
                         if cost.get("revenue_trees")
                         else ""
+                    )
+                    + (
+                        f" + {cost['selection_trees']} selection-model trees"
+                        if cost.get("selection_trees")
+                        else ""
                     ),
                     f"{cost['job_s']:.1f} {unit} vs {bare:.1f} {unit} for xgboost.train of every "
                     "booster",
-                    f"{cost['overhead_x']:.1f}x (MLflow logging, calibration, metrics)",
+                    f"{cost['overhead_x']:.2f}x (target 1.3x: "
+                    + ("met" if cost["overhead_x"] <= cost.get("target_x", 1.3) else "missed")
+                    + "; matrices, selection-model sketch, calibration, metrics, MLflow logging)",
                     _command("train.json"),
                 ]
             )
