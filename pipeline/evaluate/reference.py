@@ -189,8 +189,9 @@ class _XGBoostStopper(xgb.callback.TrainingCallback):
 
 def _xgboost_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
     """The model's own search space (`train.tune.search_space`), without the imbalance method
-    (a reference learner does not rebalance)."""
-    plain = config.tune.model_copy(update={"tune_imbalance": False})
+    (a reference learner does not rebalance) or the category order (a plain XGBoost takes
+    XGBoost's own categories)."""
+    plain = config.tune.model_copy(update={"tune_imbalance": False, "tune_category_order": False})
     return search_space(trial, config.model_copy(update={"tune": plain}))
 
 

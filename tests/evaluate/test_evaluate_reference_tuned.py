@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from helpers.train import feature_set, train_config
@@ -202,3 +203,14 @@ def test_no_tuning_budget_no_tuned_reference(
     assert references.notes == [
         "Tuned reference learners skipped: tune.n_trials is 0 (the model is not tuned)."
     ]
+
+
+def test_the_plain_xgboost_space_keeps_xgboosts_own_categories(tmp_path: Path) -> None:
+    """The model's study may try the hit-rate category order; the plain XGBoost's does not (it
+    takes XGBoost's own categories, so an order drawn there would be fitted as native)."""
+    config = _config(tmp_path)
+    tune_section = config.tune.model_copy(update={"tune_category_order": True})
+    config = config.model_copy(update={"tune": tune_section})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    assert "category_order" in tune.search_space(study.ask(), config)
+    assert "category_order" not in ref._xgboost_space(study.ask(), config)
