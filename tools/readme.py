@@ -41,7 +41,7 @@ COMMANDS = {
     "estimators.json": f"{PY} bench/estimators.py --rows 150000 --seeds 42 43 44 "
     "--set simulate.random_rate=0.05",
     "quality_kcs.json": f"{PY} bench/quality.py --config configs/kcs.yaml",
-    "serve.json": f"{PY} bench/serve.py --rows 20000 --one 50 --thousand 10 --large 2 "
+    "serve.json": f"{PY} bench/serve.py --rows 20000 --one 50 --thousand 10 --large 5 "
     "--cli-repeat 1",
     "kcs_features.json": f"{PY} bench/kcs_features.py",
     "kcs_categories.json": f"{PY} bench/kcs_categories.py",
