@@ -19,12 +19,19 @@ from pipeline.timeaxis import Window, Windows, datetimes
 
 
 def _block_start(
-    day_hits: pd.Series, end: pd.Timestamp, length: pd.Timedelta, hits: int, earliest: pd.Timestamp
+    day_hits: pd.Series,
+    end: pd.Timestamp,
+    length: pd.Timedelta,
+    hits: int,
+    earliest: pd.Timestamp,
+    in_block: float,
 ) -> pd.Timestamp:
     """The start of a validation block ending at `end`: `length` before it, or earlier, a whole
-    day at a time, until the block holds `hits` labelled hits (never before `earliest`)."""
+    day at a time, until the block holds `hits` labelled hits (never before `earliest`). `in_block`:
+    the hits of the block of `length` itself; one that holds enough is kept as it is, not moved
+    back to the midnight before its first, partial day."""
     start = end - length
-    if hits <= 0 or start <= earliest:
+    if hits <= 0 or start <= earliest or in_block >= hits:
         return start
     before = day_hits[(day_hits.index < end) & (day_hits.index >= earliest)]
     # Hits in [day, end) for each day, latest day first: the latest start that holds enough.
@@ -59,8 +66,11 @@ def rolling_folds(
     earliest = windows.train.start + (windows.valid.start - windows.train.start) / 2
     blocks: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     end = windows.valid.end
+    flags = np.zeros(len(lodged_at)) if hits is None else np.asarray(hits, dtype=float)
     for _ in range(config.folds):
-        start = _block_start(day_hits, end, length, config.min_fold_hits, earliest.ceil("D"))
+        in_block = float(flags[Window("block", end - length, end).contains(lodged_at)].sum())
+        floor = earliest.ceil("D")
+        start = _block_start(day_hits, end, length, config.min_fold_hits, floor, in_block)
         blocks.append((start, end))
         end = start
     folds: list[tuple[Window, Window]] = []

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers.train import feature_set
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pipeline.config import SplitConfig
@@ -95,6 +95,7 @@ def test_rolling_folds_expand_and_never_pass_the_validation_window(
     assert ends == sorted(ends)
 
 
+@example(folds=2, min_hits=1, rate=0.25, seed=10)  # a block holding enough, mid-day start
 @given(
     folds=st.integers(1, 3),
     min_hits=st.integers(1, 400),
