@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import pandas as pd
 import xgboost as xgb
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -54,9 +53,9 @@ from pipeline.train.objectives import objective_value
 from pipeline.train.rebalance import IMBALANCE_METHODS, rebalance
 from pipeline.train.revenue import has_revenue
 from pipeline.train.rows import (
+    LevelRule,
     WindowRows,
     frequent_levels,
-    hit_rate_order,
     window_rows,
     with_levels,
 )
@@ -477,21 +476,17 @@ class Objective:
     def fold(self, fold: int, order: str = "native") -> tuple[WindowRows, WindowRows]:
         """(training rows, validation rows) of a fold, its categories as `order` has them:
         XGBoost categories, or positions in the fold's training levels sorted by hit rate
-        (`rows.hit_rate_order`, shrunk by train.category_prior), built once."""
+        (the fit's own `rows.LevelRule`, shrunk by train.category_prior), built once."""
         _, train, valid = self.folds[fold]
         if order != "hit_rate":
             return train, valid
         if fold not in self._sorted:
-            levels = {
-                str(c): [str(v) for v in train.X[c].cat.categories]
-                for c in train.X.columns
-                if isinstance(train.X[c].dtype, pd.CategoricalDtype)
-            }
-            ordered = hit_rate_order(train, levels, self.config.train.category_prior)
-            columns = tuple(ordered)
+            train_config = self.config.train
+            rule = LevelRule(train_config.min_category_count, True, train_config.category_prior)
+            levels, columns = rule.vocabulary(train)
             self._sorted[fold] = (
-                with_levels(train, ordered, columns),
-                with_levels(valid, ordered, columns),
+                with_levels(train, levels, columns),
+                with_levels(valid, levels, columns),
             )
         return self._sorted[fold]
 
