@@ -66,9 +66,11 @@ def rolling_folds(
     earliest = windows.train.start + (windows.valid.start - windows.train.start) / 2
     blocks: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     end = windows.valid.end
-    flags = np.zeros(len(lodged_at)) if hits is None else np.asarray(hits, dtype=float)
+    flags = np.asarray(hits, dtype=float) if len(day_hits) else None
     for _ in range(config.folds):
-        in_block = float(flags[Window("block", end - length, end).contains(lodged_at)].sum())
+        # the block's own hits, needed only where blocks are sized by hits
+        block = Window("block", end - length, end)
+        in_block = 0.0 if flags is None else float(flags[block.contains(lodged_at)].sum())
         floor = earliest.ceil("D")
         start = _block_start(day_hits, end, length, config.min_fold_hits, floor, in_block)
         blocks.append((start, end))
