@@ -44,7 +44,7 @@ import xgboost as xgb
 
 from pipeline.config import Config, load
 from pipeline.evaluate.metrics import metrics_table
-from pipeline.evaluate.reference import raw_columns
+from pipeline.evaluate.reference import plain_xgboost_params, raw_columns
 from pipeline.features.build import build_feature_set
 from pipeline.ingest.readers import load_inputs
 from pipeline.train.rows import WindowRows, cast_levels, frequent_levels, hit_rate_order
@@ -101,18 +101,9 @@ LOSS_GUIDED = {"grow_policy": "lossguide", "max_leaves": 63, "max_depth": 0}
 
 
 def _xgboost(
-    X: pd.DataFrame, w: Windows, seed: int, shape: dict[str, object] | None = None
+    X: pd.DataFrame, w: Windows, config: Config, shape: dict[str, object] | None = None
 ) -> tuple[np.ndarray, int]:
-    params = {
-        "objective": "binary:logistic",
-        "eval_metric": "logloss",
-        "learning_rate": LEARNING_RATE,
-        "max_depth": 6,
-        "max_cat_to_onehot": 1,
-        "tree_method": "hist",
-        "seed": seed,
-        **(shape or {}),
-    }
+    params = plain_xgboost_params(config.seed, config.compute.threads, shape or {})
     booster = xgb.train(
         params,
         xgb.DMatrix(X[w.train], w.y[w.train], enable_categorical=True),
@@ -155,16 +146,16 @@ def learners(w: Windows, config: Config) -> dict[str, Callable[[], tuple[np.ndar
     pooled = cast_levels(w.X, frequent_levels(train, config.train.min_category_count))
     no_smoothing = {"cat_smooth": 0.0, "cat_l2": 0.0, "min_data_per_group": 1}
     return {
-        "XGBoost, native categories": lambda: _xgboost(w.X, w, seed),
-        "XGBoost, native categories, rare levels missing": lambda: _xgboost(pooled, w, seed),
+        "XGBoost, native categories": lambda: _xgboost(w.X, w, config),
+        "XGBoost, native categories, rare levels missing": lambda: _xgboost(pooled, w, config),
         "XGBoost, native categories, rare levels missing, loss-guided": lambda: _xgboost(
-            pooled, w, seed, LOSS_GUIDED
+            pooled, w, config, LOSS_GUIDED
         ),
-        "XGBoost, levels ordered by hit rate": lambda: _xgboost(ordered, w, seed),
+        "XGBoost, levels ordered by hit rate": lambda: _xgboost(ordered, w, config),
         "XGBoost, levels ordered by hit rate, loss-guided": lambda: _xgboost(
-            ordered, w, seed, LOSS_GUIDED
+            ordered, w, config, LOSS_GUIDED
         ),
-        "XGBoost, both": lambda: _xgboost(w.X.join(ranks), w, seed),
+        "XGBoost, both": lambda: _xgboost(w.X.join(ranks), w, config),
         "LightGBM": lambda: _lightgbm(w.X, w, seed, {}),
         "LightGBM, no category smoothing": lambda: _lightgbm(w.X, w, seed, no_smoothing),
     }

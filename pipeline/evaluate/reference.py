@@ -204,19 +204,25 @@ XGBOOST_CONVENTIONAL = XGBOOST_DEFAULTS | {
 }
 
 
-def _xgboost(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
-    """Conventional parameters, with ``tuned`` laid over them."""
-    params = {
+def plain_xgboost_params(seed: int, threads: int, tuned: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain XGBoost's parameters: conventional ones (log-loss, learning rate 0.05, depth 6,
+    partition splits for every category), with ``tuned`` laid over them."""
+    return {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
         "learning_rate": LEARNING_RATE,
         "max_depth": 6,
         "max_cat_to_onehot": 1,
         "tree_method": "hist",
-        "seed": boosting.seed,
-        "nthread": boosting.threads,
+        "seed": seed,
+        "nthread": threads,
         **tuned,
     }
+
+
+def _xgboost(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    """Conventional parameters, with ``tuned`` laid over them."""
+    params = plain_xgboost_params(boosting.seed, boosting.threads, tuned)
     stopper = _XGBoostStopper(boosting.min_trees)
     booster = xgb.train(
         params,
