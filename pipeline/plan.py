@@ -190,19 +190,6 @@ class RefitPlan:
             _window("refit-selection", found) if found else None,
         )
 
-    def as_windows(self) -> Windows:
-        """As `Windows` (no validation window; the deployment opens when the labels had to be
-        known), so that the calibration's labels count only if known by then."""
-        start = self.calibration.start
-        return Windows(
-            train=self.train,
-            valid=Window("refit-valid", start, start),
-            calibration=self.calibration,
-            test=Window(
-                "deployment", self.labels_known_by, self.labels_known_by + pd.Timedelta(days=1)
-            ),
-        )
-
 
 def _calibration_start(
     lodged: np.ndarray, hit: np.ndarray, labelled_end: pd.Timestamp, days: int, min_hits: int

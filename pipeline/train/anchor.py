@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import TrainConfig
 from pipeline.features.featureset import FeatureSet
+from pipeline.plan import RefitPlan
 from pipeline.serve.model import Calibration
 from pipeline.timeaxis import Window, Windows, datetimes
 from pipeline.train.engine import Trees, margin
@@ -25,6 +26,27 @@ class Lodged:
 
     fs: FeatureSet
     whole_from: pd.Timestamp | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationWindow:
+    """The window a calibration was fitted on and the moment its labels had to be known by: the
+    anchor's span ends where the window ends and counts only labels known by then (None: any)."""
+
+    window: Window
+    known_by: pd.Timestamp | None
+
+    @classmethod
+    def of_evaluated(cls, windows: Windows) -> CalibrationWindow:
+        """The evaluated model's calibration window (its validation window when calibration
+        has no days), its labels known by the start of the window after it."""
+        window = windows.calibration if windows.calibration.days > 0 else windows.valid
+        return cls(window, windows.labels_known_by(window))
+
+    @classmethod
+    def of_refit(cls, refit: RefitPlan) -> CalibrationWindow:
+        """The deployed refit's calibration window, its labels known when it is deployed."""
+        return cls(refit.calibration, refit.labels_known_by)
 
 
 @dataclass(frozen=True)
@@ -116,16 +138,16 @@ def level_shifts(anchored: np.ndarray, stratum: RandomStratum) -> list[float]:
 
 
 def anchor_span(
-    fs: FeatureSet, available: Window, known_by: pd.Timestamp | None, config: Config
+    fs: FeatureSet, available: Window, known_by: pd.Timestamp | None, train: TrainConfig
 ) -> Window:
     """The last `train.anchor_days` of `available`, reaching further back (day by day, to the
     start of `available` at most) when they hold fewer than `train.min_random_hits` random-stratum
     hits: a short span follows the fraud rate's drift, but a level needs hits to rest on."""
-    days = pd.Timedelta(days=config.train.anchor_days)
+    days = pd.Timedelta(days=train.anchor_days)
     start = max(available.start, available.end - days)
     hit = random_stratum_rows(fs, available, known_by) & (fs.y.to_numpy(dtype=float) == 1.0)
     times = np.sort(datetimes(fs.lodged_at[hit]).to_numpy())
-    needed = config.train.min_random_hits
+    needed = train.min_random_hits
     if len(times) >= needed and times[-needed] < start:
         start = max(available.start, pd.Timestamp(times[-needed]).floor("D"))
     return Window("anchor", start, available.end)
@@ -135,28 +157,27 @@ def anchor_calibration(
     calibration: Calibration,
     trees: Trees,
     lodged: Lodged,
-    windows: Windows,
-    config: Config,
+    held: CalibrationWindow,
+    train: TrainConfig,
 ) -> tuple[Calibration, str]:
     """Shift the calibrated log-odds so the mean probability over every declaration (controlled
     or not) of the last `train.anchor_days` before the calibration window's end is the random
-    stratum's hit rate over the same days, labels known by the test window
-    (`random_stratum_rate`), and keep the level's uncertainty (`level_shifts`). A refit calls
-    it with its own windows."""
+    stratum's hit rate over the same days, labels known by `held.known_by`
+    (`random_stratum_rate`), and keep the level's uncertainty (`level_shifts`). The evaluated
+    model and the deployed refit each pass their own calibration window."""
     from pipeline.serve.model import shift_log_odds
 
     fs, earliest, booster = lodged.fs, lodged.whole_from, trees.booster
-    window = windows.calibration if windows.calibration.days > 0 else windows.valid
     first = pd.Timestamp(datetimes(fs.lodged_at).min())
     if earliest is not None:  # `fs` holds every declaration only from `earliest` on
         first = max(first, earliest)
-    known_by = windows.labels_known_by(window)
-    span = anchor_span(fs, Window("data", first, window.end), known_by, config)
+    known_by = held.known_by
+    span = anchor_span(fs, Window("data", first, held.window.end), known_by, train)
     stratum = random_stratum_rate(fs, span, known_by)
-    if stratum.hits < config.train.min_random_hits:
+    if stratum.hits < train.min_random_hits:
         return calibration, (
             f"not anchored: {stratum.hits} random-stratum hits ({stratum.rows} rows) in {span}, "
-            f"need {config.train.min_random_hits}"
+            f"need {train.min_random_hits}"
         )
     # The mean probability over every declaration of the same span as the random rows: the two
     # sides of the match come from the same stretch of time (fraud drifts).

@@ -173,10 +173,10 @@ class DaskEngine:
         # Read from the file, weights and labels are the file's: nothing is resampled.
         return self.reads is None
 
-    def memory_from(self, windows: Windows) -> pd.Timestamp | None:
+    def memory_from(self) -> pd.Timestamp | None:
         # Boosted from the file, `fs` may hold only the training window's hits: the anchor then
         # looks no further back than the validation window.
-        return None if self.reads is None else windows.valid.start
+        return None if self.reads is None else self.reads.windows.valid.start
 
     def boost(
         self,

@@ -166,7 +166,7 @@ class Engine(Protocol):
         """Whether the imbalance treatment may resample the training rows."""
         ...
 
-    def memory_from(self, windows: Windows) -> pd.Timestamp | None:
+    def memory_from(self) -> pd.Timestamp | None:
         """From when `fs` holds every declaration (None: all along)."""
         ...
 
@@ -204,7 +204,7 @@ class MemoryEngine:
     def resamples(self) -> bool:
         return True
 
-    def memory_from(self, windows: Windows) -> pd.Timestamp | None:
+    def memory_from(self) -> pd.Timestamp | None:
         return None
 
     def boost(

@@ -23,13 +23,13 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss
 
-from pipeline.config import Config
+from pipeline.config import Config, TrainConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.plan import RefitPlan
 from pipeline.serve.model import Calibration, ModelInfo, TargetingModel
 from pipeline.serve.ranking import control_priority
 from pipeline.timeaxis import Window, Windows
-from pipeline.train.anchor import Lodged, anchor_calibration
+from pipeline.train.anchor import CalibrationWindow, Lodged, anchor_calibration
 from pipeline.train.dask_engine import WindowFile
 from pipeline.train.engine import (
     Engine,
@@ -237,18 +237,17 @@ def calibrate_step(
     trees: Trees,
     held: WindowRows,
     lodged: Lodged,
-    windows: Windows,
-    config: Config,
+    window: CalibrationWindow,
+    train: TrainConfig,
     weighted: bool,
 ) -> Calibrated:
-    """Calibration on the held-out window's margins (weighted by inverse selection probability
-    when ``weighted``), then the anchor on the random stratum (`anchor_calibration`) over the
-    `lodged` declarations (dask workers read the training window: `fs` may hold only part)."""
+    """Calibration on the held-out `window`'s margins (its rows `held`, weighted by inverse
+    selection probability when ``weighted``), then the anchor on the random stratum
+    (`anchor_calibration`) over the `lodged` declarations (dask workers read the training window:
+    `fs` may hold only part)."""
     tick = time.perf_counter()
     weight = held.weight if weighted else None
-    method, note = calibration_method(
-        config.train.calibration, held.y, weight, config.train.isotonic_min_hits
-    )
+    method, note = calibration_method(train.calibration, held.y, weight, train.isotonic_min_hits)
     margins = margin(trees.booster, held.X) if method != "none" else None
     calibration = (
         calibrate(margins, held.y, method, weight)
@@ -256,8 +255,8 @@ def calibrate_step(
         else Calibration(method="none")
     )
     anchoring = "not anchored (train.anchor_to_random is false)"
-    if config.train.anchor_to_random and calibration.method != "none":
-        calibration, anchoring = anchor_calibration(calibration, trees, lodged, windows, config)
+    if train.anchor_to_random and calibration.method != "none":
+        calibration, anchoring = anchor_calibration(calibration, trees, lodged, window, train)
     return Calibrated(calibration, anchoring, time.perf_counter() - tick, note, margins)
 
 
@@ -420,9 +419,9 @@ def fit(
     calibrated = calibrate_step(
         Trees(boosted.booster, data.levels, data.ordered),
         rows["calibration"],
-        Lodged(fs, engine.memory_from(windows)),
-        windows,
-        config,
+        Lodged(fs, engine.memory_from()),
+        CalibrationWindow.of_evaluated(windows),
+        config.train,
         correct,
     )
     revenue = revenue_step(fs, rows["train"], rows["valid"], config)
@@ -578,8 +577,8 @@ def refit(
         Trees(booster, data.levels, data.ordered),
         rows["calibration"],
         Lodged(fs),
-        refit_windows.as_windows(),
-        config,
+        CalibrationWindow.of_refit(refit_windows),
+        config.train,
         correct,
     )
     evaluated_revenue = basis.model.revenue_booster

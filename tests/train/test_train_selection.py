@@ -179,10 +179,10 @@ def test_a_short_anchor_reaches_back_until_it_holds_enough_random_hits(tmp_path:
     config = train_config(tmp_path, train={"anchor_days": 1, "min_random_hits": 12})
     lodged = pd.to_datetime(fs.lodged_at)
     available = Window("data", lodged.min(), lodged.max())
-    span = anchor_span(fs, available, None, config)
+    span = anchor_span(fs, available, None, config.train)
     random_hits = (recorded_propensity(fs) > 0) & (fs.y.to_numpy() == 1.0)
     inside = span.contains(fs.lodged_at)
     assert (random_hits & inside).sum() >= 12  # one day would hold almost none
     assert (random_hits & inside & (lodged >= span.start + pd.Timedelta(days=1))).sum() < 12
     roomy = train_config(tmp_path, train={"anchor_days": 90, "min_random_hits": 1})
-    assert anchor_span(fs, available, None, roomy).days == pytest.approx(90)
+    assert anchor_span(fs, available, None, roomy.train).days == pytest.approx(90)
