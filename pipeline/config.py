@@ -460,6 +460,11 @@ class ComputeConfig(Section):
         description="threads of XGBoost, LightGBM, CatBoost and OpenMP at any one time, split "
         "between tuning workers; default: the cores this process may use (os.sched_getaffinity)",
     )
+    yield_to_load: bool = Field(
+        True,
+        description="each XGBoost fit takes fewer threads while other processes keep the machine "
+        "busy (the cores they leave idle plus one): the same trees, sooner on a shared server",
+    )
 
 
 class TrackingConfig(Section):
