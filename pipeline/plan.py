@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline.config import Config, SplitConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import RANDOM
-from pipeline.timeaxis import Window, Windows, after_last, data_end, datetimes, instants
+from pipeline.timeaxis import Window, after_last, data_end, datetimes, instants
 
 Role = Literal["evaluated", "deployed"]
 
@@ -62,6 +62,44 @@ def data_span(lodged_at: pd.Series, holdout_days: int = 0) -> tuple[pd.Timestamp
 
 
 # --- the evaluated model's windows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The evaluated model's four windows, in time order."""
+
+    train: Window
+    valid: Window
+    calibration: Window
+    test: Window
+
+    def ordered(self) -> tuple[Window, ...]:
+        """The windows in time order (an empty calibration window is left out)."""
+        every = (self.train, self.valid, self.calibration, self.test)
+        return tuple(w for w in every if w.end > w.start)
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        """Window name -> {start, end}."""
+        return {w.name: w.as_dict() for w in (self.train, self.valid, self.calibration, self.test)}
+
+    @classmethod
+    def from_dict(cls, windows: dict[str, dict[str, str]]) -> Windows:
+        """The windows written by `as_dict` (a model's info)."""
+        made = {
+            name: Window(
+                name, pd.Timestamp(windows[name]["start"]), pd.Timestamp(windows[name]["end"])
+            )
+            for name in ("train", "valid", "calibration", "test")
+        }
+        return cls(**made)
+
+    def labels_known_by(self, window: Window) -> pd.Timestamp | None:
+        """The moment a window's labels must be known by: the next window's start (test: none)."""
+        following = self.ordered()
+        names = [w.name for w in following]
+        if window.name not in names or window.name == following[-1].name:
+            return None
+        return following[names.index(window.name) + 1].start
 
 
 def check_windows(

@@ -1,7 +1,7 @@
 """The one time axis: stretches of lodging time, start-inclusive and end-exclusive.
 
 `Window` is every stretch the project names (a training window, a reference window, a monitor's
-recent days); `Windows` the four of a final fit. Where the data ends has two rules, each written
+recent days; `pipeline.plan` lays them by role). Where the data ends has two rules, each written
 once: `after_last` (the first instant after the last declaration: a snapshot's as-of, the end of
 an open-ended window) and `data_end` (the day boundary that ends the usable data, before the
 held-out days). Pure pandas: `serve` may import it.
@@ -77,41 +77,3 @@ class Window:
 
     def __str__(self) -> str:
         return f"{self.name} [{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M})"
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The four windows of a final fit, in time order."""
-
-    train: Window
-    valid: Window
-    calibration: Window
-    test: Window
-
-    def ordered(self) -> tuple[Window, ...]:
-        """The windows in time order (an empty calibration window is left out)."""
-        every = (self.train, self.valid, self.calibration, self.test)
-        return tuple(w for w in every if w.end > w.start)
-
-    def as_dict(self) -> dict[str, dict[str, str]]:
-        """Window name -> {start, end}."""
-        return {w.name: w.as_dict() for w in (self.train, self.valid, self.calibration, self.test)}
-
-    @classmethod
-    def from_dict(cls, windows: dict[str, dict[str, str]]) -> Windows:
-        """The windows written by `as_dict` (a model's info)."""
-        made = {
-            name: Window(
-                name, pd.Timestamp(windows[name]["start"]), pd.Timestamp(windows[name]["end"])
-            )
-            for name in ("train", "valid", "calibration", "test")
-        }
-        return cls(**made)
-
-    def labels_known_by(self, window: Window) -> pd.Timestamp | None:
-        """The moment a window's labels must be known by: the next window's start (test: none)."""
-        following = self.ordered()
-        names = [w.name for w in following]
-        if window.name not in names or window.name == following[-1].name:
-            return None
-        return following[names.index(window.name) + 1].start

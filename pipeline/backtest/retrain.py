@@ -13,9 +13,8 @@ from pipeline.backtest.stream import Stream, canonical_outcomes
 from pipeline.config import BacktestConfig, Config, SplitConfig
 from pipeline.features.build import build_feature_set
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import make_windows
+from pipeline.plan import Windows, make_windows
 from pipeline.serve.model import TargetingModel
-from pipeline.timeaxis import Windows
 from pipeline.train.fit import fit
 
 PHASES = ("features_s", "training_s", "scoring_s", "selection_s")

@@ -48,8 +48,7 @@ import xgboost as xgb
 from pipeline.config import Config, EvaluateConfig, FeaturesConfig, SplitConfig, TuneConfig
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import Role, RunPlan
-from pipeline.timeaxis import Windows
+from pipeline.plan import Role, RunPlan, Windows
 from pipeline.train.objectives import objective_value
 from pipeline.train.rows import WindowRows
 from pipeline.train.split import rolling_folds, rows_in

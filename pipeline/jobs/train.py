@@ -28,9 +28,8 @@ from pipeline.features import featureset
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, recorded_fingerprint
 from pipeline.jobs import JobResult, catalog, step
 from pipeline.jobs.feature_file import FeatureFile
-from pipeline.plan import RunPlan, build_plan, held_out_days, make_windows, plan_around
+from pipeline.plan import RunPlan, Windows, build_plan, held_out_days, make_windows, plan_around
 from pipeline.serve.model import FamiliesKept
-from pipeline.timeaxis import Windows
 from pipeline.train.engine import FILE_IMBALANCE
 from pipeline.train.fit import FitResult, RefitResult, fit, refit
 from pipeline.train.select import FamilySelection, select_families

@@ -20,8 +20,7 @@ import xgboost as xgb
 from scipy.special import expit
 
 from pipeline.config import Config
-from pipeline.plan import RefitPlan, RunPlan, plan_around
-from pipeline.timeaxis import Windows
+from pipeline.plan import RefitPlan, RunPlan, Windows, plan_around
 
 BOOSTER_FILE = "booster.ubj"
 REVENUE_FILE = "revenue.ubj"

@@ -11,9 +11,9 @@ import pandas as pd
 
 from pipeline.config import TrainConfig
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import RefitPlan
+from pipeline.plan import RefitPlan, Windows
 from pipeline.serve.model import Calibration
-from pipeline.timeaxis import Window, Windows, datetimes
+from pipeline.timeaxis import Window, datetimes
 from pipeline.train.engine import Trees, margin
 from pipeline.train.propensity import effective_rows, recorded_propensity
 from pipeline.train.rows import cast_levels

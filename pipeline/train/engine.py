@@ -12,7 +12,8 @@ import pandas as pd
 import xgboost as xgb
 
 from pipeline.config import Config
-from pipeline.timeaxis import Window, Windows
+from pipeline.plan import Windows
+from pipeline.timeaxis import Window
 from pipeline.train.dask_engine import DaskEngine, FileReads, WindowFile
 from pipeline.train.fitlog import validation_curve
 from pipeline.train.rebalance import IMBALANCE_METHODS

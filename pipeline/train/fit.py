@@ -25,10 +25,10 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 
 from pipeline.config import Config, TrainConfig
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import RefitPlan
+from pipeline.plan import RefitPlan, Windows
 from pipeline.serve.model import Calibration, ModelInfo, TargetingModel
 from pipeline.serve.ranking import control_priority
-from pipeline.timeaxis import Window, Windows
+from pipeline.timeaxis import Window
 from pipeline.train.anchor import CalibrationWindow, Lodged, anchor_calibration
 from pipeline.train.dask_engine import WindowFile
 from pipeline.train.engine import (

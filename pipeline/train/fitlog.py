@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.plan import RefitPlan
+from pipeline.plan import RefitPlan, Windows
 from pipeline.serve.model import FamiliesKept
-from pipeline.timeaxis import Windows
 
 
 def validation_curve(history: dict[str, Any]) -> dict[str, list[float]]:

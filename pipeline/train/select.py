@@ -29,7 +29,8 @@ import xgboost as xgb
 from pipeline.config import Config
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
-from pipeline.timeaxis import Window, Windows
+from pipeline.plan import Windows
+from pipeline.timeaxis import Window
 from pipeline.train.engine import Rounds, dmatrix, margin, split_params, train_booster
 from pipeline.train.objectives import average_precision_replicates
 from pipeline.train.rebalance import rebalance

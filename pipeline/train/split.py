@@ -14,8 +14,8 @@ import pandas as pd
 
 from pipeline.config import SplitConfig
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import check_windows
-from pipeline.timeaxis import Window, Windows, datetimes
+from pipeline.plan import Windows, check_windows
+from pipeline.timeaxis import Window, datetimes
 
 
 def _block_start(

@@ -37,7 +37,8 @@ from threadpoolctl import threadpool_limits
 from pipeline.compute import cap_threads
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
-from pipeline.timeaxis import Window, Windows
+from pipeline.plan import Windows
+from pipeline.timeaxis import Window
 from pipeline.train.engine import (
     CATEGORY_ORDER,
     CATEGORY_ORDERS,

@@ -18,7 +18,8 @@ from helpers.train import feature_set, train_config
 from pipeline.config import Config
 from pipeline.evaluate import reference as ref
 from pipeline.features.featureset import FeatureSet
-from pipeline.timeaxis import Window, Windows
+from pipeline.plan import Windows
+from pipeline.timeaxis import Window
 from pipeline.train import tune
 
 pytestmark = pytest.mark.slow

@@ -129,8 +129,8 @@ def train_model(features: FeatureSet, seed: int = 0, rounds: int = 25) -> Any:
     import xgboost as xgb
     from sklearn.isotonic import IsotonicRegression
 
+    from pipeline.plan import Windows
     from pipeline.serve.model import Calibration, ModelInfo, TargetingModel
-    from pipeline.timeaxis import Windows
 
     lodged = features.lodged_at
     train = (

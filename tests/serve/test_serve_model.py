@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 
 from pipeline.config import Config
-from pipeline.plan import RankingPolicy, RefitPlan, RunPlan
+from pipeline.plan import RankingPolicy, RefitPlan, RunPlan, Windows
 from pipeline.serve.model import (
     META_FILE,
     Calibration,
@@ -20,7 +20,7 @@ from pipeline.serve.model import (
     TargetingModel,
     plan_of,
 )
-from pipeline.timeaxis import Window, Windows
+from pipeline.timeaxis import Window
 
 WINDOWS = Windows(
     train=Window("train", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-05-01")),

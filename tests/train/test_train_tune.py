@@ -10,8 +10,7 @@ from helpers.train import feature_set, train_config
 
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import make_windows
-from pipeline.timeaxis import Windows
+from pipeline.plan import Windows, make_windows
 from pipeline.train.fit import fit
 from pipeline.train.tune import best_params, finished_trials, run_study
 

@@ -14,7 +14,7 @@ from helpers.train import feature_set, train_config
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.jobs.train import windows_of
-from pipeline.timeaxis import Windows
+from pipeline.plan import Windows
 from pipeline.train.tune import (
     PRUNE_EVERY,
     ThinnedPruning,
