@@ -1,7 +1,7 @@
 """Load benchmark: `targeting run` on its own, then beside CPU-bound neighbour processes.
 
     .venv/bin/python bench/load.py [--config configs/default.yaml] [--set simulate.rows=60000]
-        [--neighbours 2] [--wait-policies PASSIVE ACTIVE] [--limit-ratio 4]
+        [--neighbours 2] [--wait-policies PASSIVE ACTIVE] [--limit-ratio 4] [--compare-yield]
 
 Runs the whole chain (`targeting run`, a fresh output folder and tracking store each time, so
 nothing is reused) once with no neighbour of ours, then once per OpenMP wait policy in
@@ -9,8 +9,11 @@ nothing is reused) once with no neighbour of ours, then once per OpenMP wait pol
 core busy, as another engineer's job would). Prints and writes the ratio "run under load / run
 idle" (target: at most 2.5x with two neighbours on 2 cores) to bench/results/load_<config>.json.
 PASSIVE is what the package sets (pipeline/__init__.py); ACTIVE is OpenMP's spinning wait, to
-show what that setting is worth. A run under load is stopped after `--limit-ratio` times the idle
-run and recorded as unfinished (seconds null); the file is written after each run.
+show what that setting is worth. With `--compare-yield`, one more run under load (PASSIVE) with
+`compute.yield_to_load=false`: every XGBoost fit keeps `compute.threads` whatever the load, to
+show what yielding threads to the neighbours is worth. A run under load is stopped after
+`--limit-ratio` times the idle run and recorded as unfinished (seconds null); the file is written
+after each run.
 
 "Idle" means without our neighbours: on a shared machine other people's jobs run too, so the
 load average (1 minute) is recorded when each run starts and ends.
@@ -115,6 +118,11 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=2)
     parser.add_argument("--wait-policies", nargs="+", default=["PASSIVE"])
     parser.add_argument(
+        "--compare-yield",
+        action="store_true",
+        help="also a run under load with compute.yield_to_load=false",
+    )
+    parser.add_argument(
         "--limit-ratio",
         type=float,
         default=4.0,
@@ -142,15 +150,18 @@ def main() -> None:
         print(f"idle: {idle['seconds']:.1f} s (load average {idle['load_average_1min_start']})")
         results |= {"idle": idle, "under_load": []}
         limit = args.limit_ratio * float(idle["seconds"])
-        for policy in args.wait_policies:
+        sides = [(policy, True) for policy in args.wait_policies]
+        sides += [("PASSIVE", False)] if args.compare_yield else []
+        for policy, yielding in sides:
             run = under_load(
                 config_file,
-                args.overrides,
-                Path(tmp) / f"load-{policy}",
+                [*args.overrides, f"compute.yield_to_load={str(yielding).lower()}"],
+                Path(tmp) / f"load-{policy}-{'yield' if yielding else 'fixed'}",
                 policy,
                 args.neighbours,
                 limit,
             )
+            run["yield_to_load"] = yielding
             run["ratio"] = (
                 None if run["seconds"] is None else round(run["seconds"] / idle["seconds"], 2)
             )
@@ -163,7 +174,8 @@ def main() -> None:
                 else f"{run['seconds']:.1f} s, {run['ratio']:.2f}x idle"
             )
             print(
-                f"{args.neighbours} neighbours, OMP_WAIT_POLICY={policy}: {took} (target <= "
+                f"{args.neighbours} neighbours, OMP_WAIT_POLICY={policy}, yield_to_load="
+                f"{yielding}: {took} (target <= "
                 f"{TARGET}x; load average {run['load_average_1min_start']})"
             )
     print(f"written {out.relative_to(ROOT)}")

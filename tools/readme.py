@@ -46,7 +46,8 @@ COMMANDS = {
     "kcs_features.json": f"{PY} bench/kcs_features.py",
     "kcs_categories.json": f"{PY} bench/kcs_categories.py",
     "load_default.json": f"{PY} bench/load.py --config configs/default.yaml "
-    "--set simulate.rows=40000 --set tune.n_trials=4",
+    "--set simulate.rows=40000 --set tune.n_trials=4 --compare-yield",
+    "load_kcs.json": f"{PY} bench/load.py --config configs/kcs.yaml",
     "backtest_policies.json": f"{PY} bench/backtest.py --rows 200000 --weeks 52 --policies "
     "historical rules_only exploit random_5 random_10 uncertainty_10 --seeds 42 43 44 "
     "--out bench/results/backtest_policies.json",
@@ -955,31 +956,41 @@ def _speed_backtest(results: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 
 def _speed_load(results: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """The speed table's row of the whole run beside CPU-bound neighbours (bench/load.py)."""
-    doc = results.get("load_default.json")
-    if not doc:
-        return []
-    idle = doc["idle"]
+    """The speed table's rows of the whole run beside CPU-bound neighbours (bench/load.py), for
+    each config measured."""
     rows: list[list[str]] = []
-    for run in doc["under_load"]:
-        ratio = (
-            f"{run['ratio']:.2f}x the run without neighbours (target {doc['target_ratio']}x)"
-            if run["seconds"] is not None
-            else f"stopped unfinished after {run['limit_s']:.0f} s"
-        )
-        load = f"load {run['load_average_1min_start']:.1f} -> {run['load_average_1min_end']:.1f}"
-        rows.append(
-            [
-                f"`targeting run`, {run['neighbours']} busy neighbours, OpenMP "
-                f"{run['omp_wait_policy']}",
-                ", ".join(doc["overrides"]),
-                f"{run['seconds']:.0f} s ({load})" if run["seconds"] is not None else "-",
-                f"{ratio}; without neighbours {idle['seconds']:.0f} s (load "
-                f"{idle['load_average_1min_start']:.1f} -> {idle['load_average_1min_end']:.1f})",
-                _command("load_default.json"),
-            ]
-        )
+    for name in ("load_default.json", "load_kcs.json"):
+        doc = results.get(name)
+        if doc:
+            rows += [_load_row(doc, run, name) for run in doc["under_load"]]
     return rows
+
+
+def _load_row(doc: dict[str, Any], run: dict[str, Any], name: str) -> list[str]:
+    """One run under load against the same config's run without neighbours."""
+    idle = doc["idle"]
+    ratio = (
+        f"{run['ratio']:.2f}x the run without neighbours (target {doc['target_ratio']}x)"
+        if run["seconds"] is not None
+        else f"stopped unfinished after {run['limit_s']:.0f} s"
+    )
+    load = f"load {run['load_average_1min_start']:.1f} -> {run['load_average_1min_end']:.1f}"
+    yielded = run.get("yield_to_load")
+    threads = (
+        ""
+        if yielded is None
+        else (", threads yielded to the load" if yielded else ", threads fixed")
+    )
+    config = Path(doc["config"]).stem
+    return [
+        f"`targeting run` ({config}), {run['neighbours']} busy neighbours, OpenMP "
+        f"{run['omp_wait_policy']}{threads}",
+        ", ".join(doc["overrides"]) or "-",
+        f"{run['seconds']:.0f} s ({load})" if run["seconds"] is not None else "-",
+        f"{ratio}; without neighbours {idle['seconds']:.0f} s (load "
+        f"{idle['load_average_1min_start']:.1f} -> {idle['load_average_1min_end']:.1f})",
+        _command(name),
+    ]
 
 
 def kcs_categories(doc: dict[str, Any]) -> list[str]:
