@@ -82,7 +82,7 @@ def busy_elsewhere(sample_s: float = _SAMPLE_S) -> float | None:
     return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / ticks)
 
 
-def fit_threads(compute: ComputeConfig) -> int:
+def fit_threads(compute: ComputeConfig | int) -> int:
     """The XGBoost threads of one fit: `compute.threads`, or fewer where other processes keep the
     machine busy (`compute.yield_to_load`): the cores they leave idle plus one, at least one.
 
@@ -90,8 +90,10 @@ def fit_threads(compute: ComputeConfig) -> int:
     thread the scheduler set aside and ran slower than a 1-thread fit (bench/load.py). XGBoost's
     trees are the same whatever its thread count (tests/jobs/test_compute.py), so this changes
     the time a fit takes, never the model. LightGBM's sums depend on its thread count: its
-    reference fits keep `compute.threads`."""
+    reference fits keep `compute.threads`. A bare count yields (the plain XGBoost reference's)."""
     global _last_reading
+    if isinstance(compute, int):  # a thread count of its own (a reference learner's)
+        compute = ComputeConfig(threads=compute)
     if not compute.yield_to_load or compute.threads == 1:
         return compute.threads
     now = time.monotonic()

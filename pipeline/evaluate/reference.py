@@ -45,6 +45,7 @@ import optuna
 import pandas as pd
 import xgboost as xgb
 
+from pipeline.compute import fit_threads
 from pipeline.config import Config, EvaluateConfig, FeaturesConfig, SplitConfig, TuneConfig
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
@@ -221,7 +222,7 @@ def plain_xgboost_params(seed: int, threads: int, tuned: Mapping[str, Any]) -> d
 
 def _xgboost(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     """Conventional parameters, with ``tuned`` laid over them."""
-    params = plain_xgboost_params(boosting.seed, boosting.threads, tuned)
+    params = plain_xgboost_params(boosting.seed, fit_threads(boosting.threads), tuned)
     stopper = _XGBoostStopper(boosting.min_trees)
     booster = xgb.train(
         params,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from pipeline.compute import fit_threads
 from pipeline.config import Config
 from pipeline.plan import Windows
 from pipeline.timeaxis import Window
@@ -72,7 +73,7 @@ def split_params(params: dict[str, Any], config: Config) -> tuple[dict[str, Any]
         eval_metric=EVAL_METRIC,
         tree_method="hist",
         seed=config.seed,
-        nthread=config.compute.threads,
+        nthread=fit_threads(config.compute),  # fewer on a busy machine: the same trees
         device=config.train.device,
     )
     return booster, imbalance

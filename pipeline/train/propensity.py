@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import xgboost as xgb
 
+from pipeline.compute import fit_threads
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.timeaxis import Window
@@ -33,7 +34,7 @@ def selection_params(config: Config) -> dict[str, object]:
         "tree_method": "hist",
         "max_bin": 64,
         "seed": config.seed,
-        "nthread": config.compute.threads,
+        "nthread": fit_threads(config.compute),
         "device": config.train.device,
     }
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from pipeline.compute import fit_threads
 from pipeline.config import Config
 from pipeline.features.featureset import FeatureSet
 from pipeline.train.engine import Rounds, train_booster
@@ -34,7 +35,7 @@ def revenue_params(config: Config) -> dict[str, Any]:
         "min_child_weight": 5.0,
         "tree_method": "hist",
         "seed": config.seed,
-        "nthread": config.compute.threads,
+        "nthread": fit_threads(config.compute),
         "device": config.train.device,
     }
 
