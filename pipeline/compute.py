@@ -22,8 +22,11 @@ from pipeline.config import ComputeConfig, Config
 
 def cap_threads(config: Config) -> None:
     """Cap XGBoost's global thread count and every loaded OpenMP and BLAS pool at
-    `compute.threads` in the calling thread (a job's main thread: see `cap_thread_count`)."""
+    `compute.threads` in the calling thread (a job's main thread: see `cap_thread_count`);
+    XGBoost's at fewer while other processes keep the machine busy (`fit_threads`: the matrices
+    and predictions are the same whatever its thread count)."""
     cap_thread_count(config.compute.threads)
+    xgb.set_config(nthread=fit_threads(config.compute))
 
 
 def cap_thread_count(threads: int) -> None:
