@@ -171,6 +171,23 @@ class Boosting:
         return cls(ev.reference_rounds, ev.reference_min_trees, config.seed, config.compute.threads)
 
 
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """What fitting and tuning the reference learners reads of a config: the `evaluate` section
+    (which learners, their limits), the tuning budget and objective (`tune`), the folds' `split`
+    settings, and how every learner boosts."""
+
+    evaluate: EvaluateConfig
+    tune: TuneConfig
+    split: SplitConfig
+    boosting: Boosting
+
+    @classmethod
+    def of(cls, config: Config) -> ReferenceSettings:
+        """The reference settings of `config`."""
+        return cls(config.evaluate, config.tune, config.split, Boosting.of(config))
+
+
 class _XGBoostStopper(xgb.callback.TrainingCallback):
     """XGBoost callback: `stop_now` on the validation log-loss."""
 
@@ -187,12 +204,12 @@ class _XGBoostStopper(xgb.callback.TrainingCallback):
         return stop_now(self.losses, self.min_trees)
 
 
-def _xgboost_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
+def _xgboost_space(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
     """The model's own search space (`train.tune.search_space`), without the imbalance method
     (a reference learner does not rebalance) or the category order (a plain XGBoost takes
     XGBoost's own categories)."""
-    plain = config.tune.model_copy(update={"tune_imbalance": False, "tune_category_order": False})
-    return search_space(trial, config.model_copy(update={"tune": plain}))
+    plain = tune.model_copy(update={"tune_imbalance": False, "tune_category_order": False})
+    return search_space(trial, plain)
 
 
 # `_xgboost`'s parameters in `_xgboost_space`'s terms (XGBoost's defaults, L1 and split loss at
@@ -237,7 +254,7 @@ def _xgboost(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tuple
     return np.asarray(score, dtype=float), trees
 
 
-def _lightgbm_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
+def _lightgbm_space(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
     """LightGBM's usual search space: leaves, leaf size, learning rate, feature and row
     subsampling, L2, and its category settings (smoothing and L2 of the gradient-sorted levels,
     rows per level group, levels considered per split)."""
@@ -327,7 +344,7 @@ class _CatBoostStopper:
         return not stop_now(self.losses, self.min_trees)
 
 
-def _catboost_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
+def _catboost_space(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
     """CatBoost's usual search space: depth, learning rate, L2 of the leaves, split-score noise,
     the bootstrap (its temperature only with the Bayesian one: CatBoost ignores it with its
     default MVS) and the levels below which a category is one-hot coded instead of its ordered
@@ -388,7 +405,7 @@ def _catboost(data: _Data, boosting: Boosting, tuned: Mapping[str, Any]) -> tupl
 # A learner's fit: its data, how it boosts and the parameters laid over its conventional ones
 # ({}: none); its scores on the data's test rows and the trees it kept.
 Fit = Callable[[_Data, Boosting, Mapping[str, Any]], tuple[np.ndarray, int]]
-Space = Callable[[optuna.Trial, Config], dict[str, Any]]
+Space = Callable[[optuna.Trial, TuneConfig], dict[str, Any]]
 LEARNERS: dict[str, Fit] = {"xgboost": _xgboost, "lightgbm": _lightgbm, "catboost": _catboost}
 # Each learner's search space and its conventional parameters there (trial 0).
 SPACES: dict[str, tuple[Space, dict[str, Any]]] = {
@@ -404,37 +421,39 @@ ReferenceCache = Callable[[str, Callable[[], ReferenceScores]], ReferenceScores]
 LIBRARIES = ("xgboost", "lightgbm", "catboost")
 
 
-def cache_key(data: _Data, config: Config, folds: Sequence[_Fold] | None = None) -> str:
+def cache_key(
+    data: _Data, settings: ReferenceSettings, folds: Sequence[_Fold] | None = None
+) -> str:
     """SHA-256 of everything that decides the references' scores: the rows they are fitted,
     stopped and scored on (values, labels, column order and dtypes), the settings they read,
     the libraries' versions and this module's source; with `evaluate.tune_references`, also the
     tuning folds' rows and the tuning settings."""
     digest = hashlib.sha256()
     _digest_rows(digest, data)
-    evaluate = config.evaluate
-    settings: dict[str, object] = {
+    evaluate = settings.evaluate
+    read: dict[str, object] = {
         "learners": evaluate.reference_learners,
         "rounds": evaluate.reference_rounds,
         "min_trees": evaluate.reference_min_trees,
         "min_distinct": evaluate.reference_min_distinct_scores,
-        "seed": config.seed,
-        "threads": config.compute.threads,  # LightGBM's sums depend on its thread count
+        "seed": settings.boosting.seed,
+        "threads": settings.boosting.threads,  # LightGBM's sums depend on its thread count
         "categories": data.categories,
         "versions": {name: _version(name) for name in LIBRARIES},
     }
     if evaluate.tune_references:
-        settings["tuned"] = {
-            "tune": config.tune.model_dump(
+        read["tuned"] = {
+            "tune": settings.tune.model_dump(
                 mode="json", include={"n_trials", "timeout_s", "objective", "at_rate"}
             ),
-            "split": config.split.model_dump(mode="json"),
+            "split": settings.split.model_dump(mode="json"),
             "xgboost_space": SEARCH_SPACE_VERSION,
             "folds": len(folds) if folds is not None else None,
         }
         for fold in folds or ():
             _digest_rows(digest, fold.data)
             digest.update(np.ascontiguousarray(fold.valid.revenue, dtype=float).tobytes())
-    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(json.dumps(read, sort_keys=True).encode())
     digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()
 
@@ -495,22 +514,23 @@ def reference_scores(
         return out
     tuned = config.evaluate.tune_references and config.tune.n_trials > 0
     folds = tuning_folds(fs, windows, columns, config.split) if tuned else None
+    settings = ReferenceSettings.of(config)
     if cache is not None:
-        key = cache_key(data, config, folds)
-        return cache(key, lambda: _fit_all(data, len(columns), config, folds))
-    return _fit_all(data, len(columns), config, folds)
+        key = cache_key(data, settings, folds)
+        return cache(key, lambda: _fit_all(data, len(columns), settings, folds))
+    return _fit_all(data, len(columns), settings, folds)
 
 
 def _fit_all(
-    data: _Data, columns: int, config: Config, folds: list[_Fold] | None = None
+    data: _Data, columns: int, settings: ReferenceSettings, folds: list[_Fold] | None = None
 ) -> ReferenceScores:
     """Each configured reference learner fitted on `data` (and, with ``folds``, tuned on them
     and fitted again: `_fit_tuned`), or a note why it is left out."""
     out = ReferenceScores()
-    if config.evaluate.tune_references:
-        out.notes += _tuning_notes(config.tune, folds)
+    if settings.evaluate.tune_references:
+        out.notes += _tuning_notes(settings.tune, folds)
     shape = {"train_rows": len(data.y_train), "valid_rows": len(data.y_valid), "columns": columns}
-    for learner in config.evaluate.reference_learners:
+    for learner in settings.evaluate.reference_learners:
         name = NAMES[learner]
         if importlib.util.find_spec(learner) is None:
             out.notes.append(
@@ -519,12 +539,12 @@ def _fit_all(
             )
             continue
         started = time.perf_counter()
-        score, trees = LEARNERS[learner](data, Boosting.of(config), {})
-        _record(out, name, score, trees, config.evaluate)
+        score, trees = LEARNERS[learner](data, settings.boosting, {})
+        _record(out, name, score, trees, settings.evaluate)
         out.fitted[-1] |= {"seconds": round(time.perf_counter() - started, 2), **shape}
         if folds:
             started = time.perf_counter()
-            _fit_tuned(out, learner, data, folds, config)
+            _fit_tuned(out, learner, data, folds, settings)
             out.fitted[-1] |= {"seconds": round(time.perf_counter() - started, 2), **shape}
     return out
 
@@ -575,17 +595,19 @@ def tuning_folds(
     return folds
 
 
-def _objective(learner: str, folds: list[_Fold], config: Config) -> Callable[[optuna.Trial], float]:
+def _objective(
+    learner: str, folds: list[_Fold], settings: ReferenceSettings
+) -> Callable[[optuna.Trial], float]:
     """The tuning objective (`tune.objective`) of ``learner``'s trial, averaged over the folds,
     each fold fitted and early-stopped as the reference is. Trial 0 (the conventional point,
     `CONVENTIONAL`) runs the untuned reference's parameters exactly and records its bootstrap
     noise (`train.tune.objective_noise`), which `chosen_trial` reads."""
     space = SPACES[learner][0]
-    tune, boosting = config.tune, Boosting.of(config)
+    tune, boosting = settings.tune, settings.boosting
 
     def objective(trial: optuna.Trial) -> float:
         first = bool(trial.user_attrs.get(CONVENTIONAL))
-        suggested = space(trial, config)  # trial 0: the enqueued point, recorded as its params
+        suggested = space(trial, tune)  # trial 0: the enqueued point, recorded as its params
         params = {} if first else suggested
         fits = [LEARNERS[learner](fold.data, boosting, params) for fold in folds]
         scored = [(fold.valid, score) for fold, (score, _) in zip(folds, fits, strict=True)]
@@ -594,7 +616,7 @@ def _objective(learner: str, folds: list[_Fold], config: Config) -> Callable[[op
             for rows, score in scored
         ]
         if first:
-            trial.set_user_attr(NOISE, objective_noise(scored, config))
+            trial.set_user_attr(NOISE, objective_noise(scored, tune, boosting.seed))
         trial.set_user_attr(FITTED, params)
         trial.set_user_attr("trees", [trees for _, trees in fits])
         trial.set_user_attr("fold_values", values)
@@ -604,25 +626,25 @@ def _objective(learner: str, folds: list[_Fold], config: Config) -> Callable[[op
 
 
 def _fit_tuned(
-    out: ReferenceScores, learner: str, data: _Data, folds: list[_Fold], config: Config
+    out: ReferenceScores, learner: str, data: _Data, folds: list[_Fold], settings: ReferenceSettings
 ) -> None:
     """``learner`` tuned on the folds with the model's budget (`train.tune.memory_study`), then
     fitted on ``data`` as the untuned one is, with the chosen trial's parameters; when the
     chosen trial is trial 0 (the untuned parameters), the untuned fit is that fit."""
-    study = memory_study(
-        _objective(learner, folds, config), SPACES[learner][1], config, TUNED[learner]
-    )
+    objective = _objective(learner, folds, settings)
+    seed = settings.boosting.seed
+    study = memory_study(objective, SPACES[learner][1], settings.tune, seed, TUNED[learner])
     chosen = chosen_trial(study)
     untuned = NAMES[learner]
     if chosen.user_attrs.get(CONVENTIONAL) and untuned in out.scores:
         score, trees = out.scores[untuned], out.health[untuned].trees
     else:
-        score, trees = LEARNERS[learner](data, Boosting.of(config), chosen.user_attrs[FITTED])
-    _record(out, TUNED[learner], score, trees, config.evaluate)
+        score, trees = LEARNERS[learner](data, settings.boosting, chosen.user_attrs[FITTED])
+    _record(out, TUNED[learner], score, trees, settings.evaluate)
     out.fitted[-1] |= {
         "trials": finished_trials(study),
         "chosen trial": chosen.number,
-        "tuning": choice_line(study, config.tune.objective),
+        "tuning": choice_line(study, settings.tune.objective),
         "parameters": json.dumps(chosen.params, sort_keys=True),
     }
 

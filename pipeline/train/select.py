@@ -105,7 +105,8 @@ def select_families(
     family = family.loc[[str(c) for c in fs.X.columns]]
     present = [str(f) for f in dict.fromkeys(family.to_numpy()) if f]
     cache: dict[frozenset[str], float] = {}
-    folds = fold_rows(fs, windows, config)  # built once, sliced by column for each candidate
+    # built once, sliced by column for each candidate
+    folds = fold_rows(fs, windows, config.split, config.train.min_category_count)
 
     def score(families: frozenset[str]) -> float:
         if families not in cache:

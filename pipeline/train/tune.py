@@ -35,7 +35,7 @@ from optuna_integration import XGBoostPruningCallback
 from threadpoolctl import threadpool_limits
 
 from pipeline.compute import cap_threads
-from pipeline.config import Config
+from pipeline.config import Config, SplitConfig, TrainConfig, TuneConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.plan import Windows
 from pipeline.timeaxis import Window
@@ -196,7 +196,7 @@ def check_parallel(config: Config, workers: int) -> None:
         )
 
 
-def search_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
+def search_space(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
     """XGBoost parameters of one trial (and the imbalance method with tune.tune_imbalance).
 
     Depth-wise or loss-guided growth (`max_leaves`), child weight, split loss, L1/L2, row and
@@ -222,9 +222,9 @@ def search_space(trial: optuna.Trial, config: Config) -> dict[str, Any]:
         "max_cat_to_onehot": trial.suggest_int("max_cat_to_onehot", 1, 16),
         "max_cat_threshold": trial.suggest_int("max_cat_threshold", 8, 128, log=True),
     }
-    if config.tune.tune_imbalance:
+    if tune.tune_imbalance:
         params["imbalance"] = trial.suggest_categorical("imbalance", list(IMBALANCE_METHODS))
-    if config.tune.tune_category_order:
+    if tune.tune_category_order:
         params[CATEGORY_ORDER] = trial.suggest_categorical(CATEGORY_ORDER, list(CATEGORY_ORDERS))
     return params
 
@@ -261,12 +261,12 @@ CONVENTIONAL = "conventional"  # the user attribute that marks the first, enqueu
 NOISE = "noise"  # its user attribute: the bootstrap spread of its validation value
 
 
-def conventional_point(config: Config) -> dict[str, Any]:
+def conventional_point(train: TrainConfig, tune: TuneConfig) -> dict[str, Any]:
     """The study's first trial: train.params (the conventional parameters a data scientist would
     start from) over XGBoost's defaults, each moved into the search space, so the chosen trial
     is never worse on validation than what tuning was meant to improve on."""
     point = dict(XGBOOST_DEFAULTS)
-    for name, value in config.train.params.items():
+    for name, value in train.params.items():
         if name in point or name == "max_leaves":
             point[name] = value
     if point.get("grow_policy") == "lossguide":
@@ -278,21 +278,21 @@ def conventional_point(config: Config) -> dict[str, Any]:
         if name in point:
             kind = int if isinstance(high, int) and isinstance(low, int) else float
             point[name] = kind(min(max(point[name], low), high))
-    if config.tune.tune_imbalance:
-        point["imbalance"] = config.train.imbalance
-    if config.tune.tune_category_order:
-        point[CATEGORY_ORDER] = config.train.category_order
+    if tune.tune_imbalance:
+        point["imbalance"] = train.imbalance
+    if tune.tune_category_order:
+        point[CATEGORY_ORDER] = train.category_order
     return point
 
 
-def other_order_point(config: Config) -> dict[str, Any] | None:
+def other_order_point(train: TrainConfig, tune: TuneConfig) -> dict[str, Any] | None:
     """The conventional parameters with the other category order (trial 1 when
     tune.tune_category_order): the order is measured against the configured one on the same
     parameters before the search moves both; None when the order is not tuned."""
-    if not config.tune.tune_category_order:
+    if not tune.tune_category_order:
         return None
-    point = conventional_point(config)
-    point[CATEGORY_ORDER] = next(o for o in CATEGORY_ORDERS if o != config.train.category_order)
+    point = conventional_point(train, tune)
+    point[CATEGORY_ORDER] = next(o for o in CATEGORY_ORDERS if o != train.category_order)
     return point
 
 
@@ -332,11 +332,15 @@ def choice_line(study: optuna.Study, objective: str) -> str:
 
 
 def memory_study(
-    objective: Callable[[optuna.Trial], float], first: dict[str, Any], config: Config, name: str
+    objective: Callable[[optuna.Trial], float],
+    first: dict[str, Any],
+    tune: TuneConfig,
+    seed: int,
+    name: str,
 ) -> optuna.Study:
     """A study of another learner on the model's budget and rule: `tune.n_trials` trials (within
     `tune.timeout_s`) of ``objective`` in memory, with the model's sampler (`TrialSeededTPE`,
-    seeded by the config's seed), ``first`` (that learner's conventional parameters) enqueued as
+    seeded by ``seed``), ``first`` (that learner's conventional parameters) enqueued as
     trial 0 and marked `CONVENTIONAL`, so that `chosen_trial` applies as it does to the model's
     study. No pruner: the objective is not the model's XGBoost curve. The evaluation's tuned
     reference learners are tuned here."""
@@ -345,17 +349,18 @@ def memory_study(
         storage=optuna.storages.InMemoryStorage(),
         # the model's own sampler (`TrialSeededTPE`), so neither side's search is luckier by
         # its sampler's settings
-        sampler=TrialSeededTPE(seed=config.seed, draws_from=config.seed),
+        sampler=TrialSeededTPE(seed=seed, draws_from=seed),
         pruner=optuna.pruners.NopPruner(),
         direction="maximize",
     )
     study.enqueue_trial(first, user_attrs={CONVENTIONAL: True})
-    study.optimize(objective, n_trials=config.tune.n_trials, timeout=config.tune.timeout_s)
+    study.optimize(objective, n_trials=tune.n_trials, timeout=tune.timeout_s)
     return study
 
 
-def quantile_matrix(rows: WindowRows, config: Config) -> xgb.QuantileDMatrix:
-    """A training window's rows quantised once for every trial that boosts on them.
+def quantile_matrix(rows: WindowRows, max_bin: int, threads: int) -> xgb.QuantileDMatrix:
+    """A training window's rows quantised once (into ``max_bin`` bins, on ``threads`` threads)
+    for every trial that boosts on them.
 
     A plain DMatrix keeps the raw values and each trial's booster cuts them into histogram bins
     again; a QuantileDMatrix holds the bins (and a quarter of the memory). The trials' values are
@@ -366,23 +371,24 @@ def quantile_matrix(rows: WindowRows, config: Config) -> xgb.QuantileDMatrix:
         label=rows.y,
         weight=rows.weight,
         enable_categorical=True,
-        max_bin=int(config.train.params.get("max_bin", 256)),
-        nthread=config.compute.threads,
+        max_bin=max_bin,
+        nthread=threads,
     )
 
 
 def fold_rows(
-    fs: FeatureSet, windows: Windows, config: Config
+    fs: FeatureSet, windows: Windows, split: SplitConfig, min_category_count: int
 ) -> list[tuple[Window, WindowRows, WindowRows]]:
-    """(validation window, training rows, validation rows) of each rolling fold, oldest first,
-    category levels pooled as the training rows of the fold have them (`frequent_levels`)."""
+    """(validation window, training rows, validation rows) of each rolling fold (`split.folds`),
+    oldest first, category levels met `min_category_count` times in the fold's training rows
+    kept, the others pooled (`frequent_levels`)."""
     valid_known_by = windows.labels_known_by(windows.valid)
     out = []
     hits = fs.y.to_numpy(dtype=float) == 1.0
-    for train_window, valid_window in rolling_folds(fs.lodged_at, config.split, windows, hits):
+    for train_window, valid_window in rolling_folds(fs.lodged_at, split, windows, hits):
         train = window_rows(fs, rows_in(fs, train_window, valid_window.start))
         valid = window_rows(fs, rows_in(fs, valid_window, valid_known_by))
-        levels = frequent_levels(train.X, config.train.min_category_count)
+        levels = frequent_levels(train.X, min_category_count)
         train, valid = with_levels(train, levels), with_levels(valid, levels)
         if train.y.sum() == 0 or valid.y.sum() == 0:
             raise ValueError(
@@ -468,7 +474,7 @@ class Objective:
             )
         self.config = config
         # Latest fold first: the pruner watches the fold nearest to the final fit.
-        self.folds = fold_rows(fs, windows, config)[::-1]
+        self.folds = fold_rows(fs, windows, config.split, config.train.min_category_count)[::-1]
         self._sorted: dict[int, tuple[WindowRows, WindowRows]] = {}
         self._matrices: dict[tuple[int, str, str], tuple[xgb.QuantileDMatrix, dict[str, Any]]]
         self._matrices = {}
@@ -497,7 +503,9 @@ class Objective:
         key = (fold, imbalance, order)
         if key not in self._matrices:
             rows, extra = rebalance(self.fold(fold, order)[0], imbalance, self.config.seed)
-            self._matrices[key] = (quantile_matrix(rows, self.config), extra)
+            max_bin = int(self.config.train.params.get("max_bin", 256))
+            matrix = quantile_matrix(rows, max_bin, self.config.compute.threads)
+            self._matrices[key] = (matrix, extra)
         return self._matrices[key]
 
     def _valid_matrix(self, fold: int, order: str = "native") -> xgb.DMatrix:
@@ -511,7 +519,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         tune = self.config.tune
-        drawn = search_space(trial, self.config)
+        drawn = search_space(trial, tune)
         params, imbalance = split_params(drawn, self.config)
         order = category_order(drawn, self.config)
         values, rounds = [], []
@@ -536,7 +544,7 @@ class Objective:
             )
             rounds.append(best + 1)
         if trial.user_attrs.get(CONVENTIONAL):
-            trial.set_user_attr(NOISE, objective_noise(scored, self.config))
+            trial.set_user_attr(NOISE, objective_noise(scored, tune, self.config.seed))
         trial.set_user_attr("trees", rounds)
         # Which process ran it: with several workers (or machines) on one storage, the study
         # shows how the trials were shared.
@@ -549,13 +557,15 @@ NOISE_REPLICATES = 50  # bootstrap replicates of the conventional trial's valida
 
 
 def objective_noise(
-    scored: list[tuple[WindowRows, np.ndarray]], config: Config, replicates: int = NOISE_REPLICATES
+    scored: list[tuple[WindowRows, np.ndarray]],
+    tune: TuneConfig,
+    seed: int,
+    replicates: int = NOISE_REPLICATES,
 ) -> float:
     """The standard deviation of the mean validation value over bootstrap resamples of each
     fold's validation rows (seeded): how far the objective moves for one parameter set by the
     luck of which declarations the folds hold."""
-    tune = config.tune
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     draws = []
     for _ in range(replicates):
         values = []
@@ -620,21 +630,20 @@ def finished_trials(study: optuna.Study) -> int:
 def _optimize(
     study: optuna.Study,
     objective: Objective,
-    config: Config,
+    tune: TuneConfig,
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
     progress: bool = False,
 ) -> None:
     """Trials until the study's finished and running trials make n_trials: a worker that
     counted only the finished ones would start a trial too many while another's last one runs."""
-    missing = config.tune.n_trials - finished_trials(study)
+    missing = tune.n_trials - finished_trials(study)
     if missing <= 0:
         return
     study.optimize(
         objective,
         n_trials=missing,
-        timeout=config.tune.timeout_s,
-        callbacks=[optuna.study.MaxTrialsCallback(config.tune.n_trials, states=TAKEN)]
-        + (callbacks or []),
+        timeout=tune.timeout_s,
+        callbacks=[optuna.study.MaxTrialsCallback(tune.n_trials, states=TAKEN)] + (callbacks or []),
         show_progress_bar=progress,
     )
 
@@ -654,7 +663,7 @@ def _worker(
     study = load_study(config, study_key(config, list(fs.X.columns), windows), 1000 * index)
     objective = Objective(fs, windows, config)
     _wait(start)
-    _optimize(study, objective, config)
+    _optimize(study, objective, config.tune)
 
 
 def _wait(start: Any) -> None:
@@ -684,8 +693,9 @@ def run_study(
     study = load_study(config, key)
     fail_abandoned_trials(config, study)
     if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(conventional_point(config), user_attrs={CONVENTIONAL: True})
-        other = other_order_point(config)
+        first = conventional_point(config.train, config.tune)
+        study.enqueue_trial(first, user_attrs={CONVENTIONAL: True})
+        other = other_order_point(config.train, config.tune)
         if other is not None:
             study.enqueue_trial(other)
     missing = config.tune.n_trials - finished_trials(study)
@@ -694,7 +704,7 @@ def run_study(
     workers = tuning_workers(config, missing, workers)
     check_parallel(config, workers)
     if workers <= 1:
-        _optimize(study, Objective(fs, windows, config), config, callbacks, progress)
+        _optimize(study, Objective(fs, windows, config), config.tune, callbacks, progress)
         return study
     share = config.model_copy(deep=True)
     share.compute.threads = max(1, config.compute.threads // workers)
@@ -713,7 +723,7 @@ def run_study(
         with xgb.config_context(nthread=threads), threadpool_limits(limits=threads):
             objective = Objective(fs, windows, share)
             _wait(start)
-            _optimize(study, objective, share, callbacks, progress)
+            _optimize(study, objective, share.tune, callbacks, progress)
     finally:
         for process in processes:
             process.join()

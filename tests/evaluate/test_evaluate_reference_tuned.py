@@ -96,11 +96,19 @@ def test_trial_0_is_the_conventional_point_run_as_the_untuned_reference_runs(
     folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, config.features), config.split)
     # the model's own folds: the same validation blocks
     assert [len(fold.valid) for fold in folds] == [
-        len(valid) for _, _, valid in tune.fold_rows(fs, windows, config)
+        len(valid)
+        for _, _, valid in tune.fold_rows(
+            fs, windows, config.split, config.train.min_category_count
+        )
     ]
+    settings = ref.ReferenceSettings.of(config)
     for learner in LEARNERS:
         study = tune.memory_study(
-            ref._objective(learner, folds, config), ref.SPACES[learner][1], config, learner
+            ref._objective(learner, folds, settings),
+            ref.SPACES[learner][1],
+            config.tune,
+            config.seed,
+            learner,
         )
         first = study.trials[0]
         assert first.params == ref.SPACES[learner][1]
@@ -126,7 +134,13 @@ def test_the_same_seed_gives_the_same_tuned_references_and_another_seed_other_tr
     other = _config(tmp_path, seed=4)
     folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, other.features), other.split)
     drawn = [
-        tune.memory_study(ref._objective("xgboost", folds, c), ref.XGBOOST_CONVENTIONAL, c, "x")
+        tune.memory_study(
+            ref._objective("xgboost", folds, ref.ReferenceSettings.of(c)),
+            ref.XGBOOST_CONVENTIONAL,
+            c.tune,
+            c.seed,
+            "x",
+        )
         .trials[1]
         .params
         for c in (_config(tmp_path), other)
@@ -141,15 +155,20 @@ def test_a_trial_that_beats_the_first_by_more_than_its_noise_is_fitted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fs, windows, test_rows = world
-    monkeypatch.setattr(ref, "objective_noise", lambda scored, config: 0.0)
+    monkeypatch.setattr(ref, "objective_noise", lambda scored, tune, seed: 0.0)
     config = _config(tmp_path)
     references = ref.reference_scores(fs, windows, test_rows, config)
     folds = ref.tuning_folds(fs, windows, ref.raw_columns(fs, config.features), config.split)
     rows = {str(row["name"]): row for row in references.fitted}
     moved = 0
+    settings = ref.ReferenceSettings.of(config)
     for learner in LEARNERS:
         study = tune.memory_study(
-            ref._objective(learner, folds, config), ref.SPACES[learner][1], config, learner
+            ref._objective(learner, folds, settings),
+            ref.SPACES[learner][1],
+            config.tune,
+            config.seed,
+            learner,
         )
         best = study.best_trial  # no noise: any gain over trial 0 is kept
         row = rows[ref.TUNED[learner]]
@@ -209,9 +228,7 @@ def test_no_tuning_budget_no_tuned_reference(
 def test_the_plain_xgboost_space_keeps_xgboosts_own_categories(tmp_path: Path) -> None:
     """The model's study may try the hit-rate category order; the plain XGBoost's does not (it
     takes XGBoost's own categories, so an order drawn there would be fitted as native)."""
-    config = _config(tmp_path)
-    tune_section = config.tune.model_copy(update={"tune_category_order": True})
-    config = config.model_copy(update={"tune": tune_section})
+    tune_section = _config(tmp_path).tune.model_copy(update={"tune_category_order": True})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    assert "category_order" in tune.search_space(study.ask(), config)
-    assert "category_order" not in ref._xgboost_space(study.ask(), config)
+    assert "category_order" in tune.search_space(study.ask(), tune_section)
+    assert "category_order" not in ref._xgboost_space(study.ask(), tune_section)

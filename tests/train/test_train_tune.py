@@ -111,7 +111,7 @@ def test_the_conventional_parameters_are_the_first_trial_and_the_floor(tmp_path:
     study = run_study(fs, windows, config)
     first = study.trials[0]
     assert first.user_attrs[CONVENTIONAL] and first.user_attrs[NOISE] > 0
-    point = conventional_point(config)
+    point = conventional_point(config.train, config.tune)
     assert first.params == point
     assert point["learning_rate"] == config.train.params["learning_rate"]
     assert point["max_depth"] == config.train.params["max_depth"]
