@@ -49,7 +49,7 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
-from pipeline.config import PROJECT_ROOT, Config, flatten, to_yaml
+from pipeline.config import PROJECT_ROOT, Config, TrackingConfig, flatten, to_yaml
 from pipeline.serve.model import TargetingModel
 from pipeline.serve.scorer import ScorerModel, pyfunc_signature
 from pipeline.train.fit import FitResult, RefitResult
@@ -72,10 +72,10 @@ class RunInfo:
     experiment_id: str
 
 
-def tracking_uri(config: Config) -> str:
+def tracking_uri(tracking: TrackingConfig) -> str:
     """The tracking URI this config resolves to (nothing is applied)."""
     return (
-        config.tracking.uri
+        tracking.uri
         or os.environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
     )
@@ -140,7 +140,7 @@ def configure(config: Config) -> str:
     # retries (MLflow's defaults: 7 retries with backoff, 120 s per request).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    uri = tracking_uri(config)
+    uri = tracking_uri(config.tracking)
     folder = _sqlite_folder(uri)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,8 @@ def ui_command(config: Config) -> str:
             program = str(local.relative_to(Path.cwd()))
         except ValueError:
             program = str(local)
-    return f"{shlex.quote(program)} ui --backend-store-uri {shlex.quote(tracking_uri(config))}"
+    store = tracking_uri(config.tracking)
+    return f"{shlex.quote(program)} ui --backend-store-uri {shlex.quote(store)}"
 
 
 RUN_NAME_LENGTH = 120
@@ -582,7 +583,7 @@ def write_last_run(config: Config, info: RunInfo) -> Path:
     """Record the last training run for the jobs that follow (export, evaluate...)."""
     path = config.paths.last_run
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**asdict(info), "tracking_uri": tracking_uri(config)}
+    payload = {**asdict(info), "tracking_uri": tracking_uri(config.tracking)}
     path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     return path
 
@@ -740,11 +741,11 @@ def register_scorer(
     return number
 
 
-def next_version(config: Config) -> str:
+def next_version(tracking: TrackingConfig) -> str:
     """The number the registry gives the next version of `tracking.registered_model`: one
     above the highest it holds ("1" for a new model). `export` writes it into the document it
     registers, and `register_scorer` checks the registry gave that number."""
-    name = config.tracking.registered_model
+    name = tracking.registered_model
     try:
         latest = list(
             MlflowClient().search_model_versions(
@@ -756,14 +757,14 @@ def next_version(config: Config) -> str:
     return str(int(latest[0].version) + 1) if latest else "1"
 
 
-def move_challenger(config: Config, version: str) -> None:
+def move_challenger(tracking: TrackingConfig, version: str) -> None:
     """Point `challenger` of `tracking.registered_model` at `version`."""
-    MlflowClient().set_registered_model_alias(config.tracking.registered_model, CHALLENGER, version)
+    MlflowClient().set_registered_model_alias(tracking.registered_model, CHALLENGER, version)
 
 
-def scorer_versions(config: Config, run_id: str) -> list[int]:
+def scorer_versions(tracking: TrackingConfig, run_id: str) -> list[int]:
     """The versions of `tracking.registered_model` that `export` registered from `run_id`."""
-    name = config.tracking.registered_model
+    name = tracking.registered_model
     return [
         int(v.version)
         for v in MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
@@ -771,19 +772,19 @@ def scorer_versions(config: Config, run_id: str) -> list[int]:
     ]
 
 
-def model_version(config: Config, version: str) -> ModelVersion | None:
+def model_version(tracking: TrackingConfig, version: str) -> ModelVersion | None:
     """A version of `tracking.registered_model`; None when the registry does not hold it."""
     try:
-        return MlflowClient().get_model_version(config.tracking.registered_model, version)
+        return MlflowClient().get_model_version(tracking.registered_model, version)
     except MlflowException:
         return None
 
 
-def alias_version(config: Config, alias: str) -> ModelVersion | None:
+def alias_version(tracking: TrackingConfig, alias: str) -> ModelVersion | None:
     """The version of `tracking.registered_model` an alias (`champion`, `challenger`) points
     at; None when the model or the alias does not exist."""
     try:
-        return MlflowClient().get_model_version_by_alias(config.tracking.registered_model, alias)
+        return MlflowClient().get_model_version_by_alias(tracking.registered_model, alias)
     except MlflowException:
         return None
 
@@ -802,7 +803,7 @@ class Approval:
 
 
 def approve_version(
-    config: Config,
+    tracking: TrackingConfig,
     version: str,
     reviewer: str,
     reason: str,
@@ -812,10 +813,10 @@ def approve_version(
     """Move `champion` to `version` and record who, when and why on the version (tags and
     description) and on the registered model (its last approval); `verdict` holds the report's
     verdict, its criteria and any override, recorded as tags beside them."""
-    name = config.tracking.registered_model
+    name = tracking.registered_model
     client = MlflowClient()
     entry = client.get_model_version(name, version)
-    champion = alias_version(config, CHAMPION)
+    champion = alias_version(tracking, CHAMPION)
     previous = str(champion.version) if champion is not None else None
     record = {
         "approved_by": reviewer,

@@ -77,7 +77,7 @@ def approve(
     verdict = verdict_tags(_decision_of(run_id), override, f"{name} v{number}")
     approved_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     approval = tracking.approve_version(
-        config, number, who, reason.strip(), approved_at, verdict=verdict
+        config.tracking, number, who, reason.strip(), approved_at, verdict=verdict
     )
     replaced = f" (was v{approval.previous})" if approval.previous else ""
     uri = f"models:/{name}@{tracking.CHAMPION}"
@@ -114,7 +114,7 @@ def _last_scorer_of(config: Config, run_id: str) -> str:
     """The last scorer version `export` registered from `run_id` (the run a report reviewed)."""
     from pipeline import tracking
 
-    scorers = tracking.scorer_versions(config, run_id)
+    scorers = tracking.scorer_versions(config.tracking, run_id)
     if not scorers:
         raise ApprovalError(
             f"run {run_id} has no scorer registered in {config.tracking.registered_model!r}: "
@@ -130,9 +130,9 @@ def _scorer_version(config: Config, version: str | None) -> ModelVersion:
 
     name = config.tracking.registered_model
     entry = (
-        tracking.model_version(config, str(version))
+        tracking.model_version(config.tracking, str(version))
         if version is not None
-        else tracking.alias_version(config, tracking.CHALLENGER)
+        else tracking.alias_version(config.tracking, tracking.CHALLENGER)
     )
     if entry is None:
         wanted = f"version {version}" if version is not None else f"a @{tracking.CHALLENGER}"

@@ -205,7 +205,7 @@ def load_run(config: Config, run_id: str | None, role: Role) -> LoadedRun:
     from pipeline import tracking
 
     resolved = resolve_run_id(config, run_id)
-    uri = tracking.tracking_uri(config)
+    uri = tracking.tracking_uri(config.tracking)
     try:
         MlflowClient().get_run(resolved)
     except MlflowException:
@@ -227,7 +227,7 @@ def last_run_id(config: Config) -> str | None:
     if not config.paths.last_run.is_file():
         return None
     last = tracking.read_last_run(config)
-    if last.get("tracking_uri") != tracking.tracking_uri(config):
+    if last.get("tracking_uri") != tracking.tracking_uri(config.tracking):
         return None
     tracking.configure(config)
     return str(last["run_id"]) if tracking.run_is_live(str(last["run_id"])) else None

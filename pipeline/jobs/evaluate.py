@@ -38,7 +38,7 @@ def champion_model(config: Config, run_id: str) -> tuple[str, TargetingModel] | 
     (`evaluate.assess.champion_overlap`)."""
     from pipeline import tracking
 
-    version = tracking.alias_version(config, tracking.CHAMPION)
+    version = tracking.alias_version(config.tracking, tracking.CHAMPION)
     if version is None or not version.run_id or version.run_id == run_id:
         return None
     return f"champion v{version.version}", tracking.load_model(version.run_id, "deployed")

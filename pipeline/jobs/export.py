@@ -157,7 +157,7 @@ def export(config: Config, run_id: str | None = None, out: Path | None = None) -
             vectors: partial(_write_vectors, channel_vectors(document)),
         },
         register,
-        partial(tracking.move_challenger, config),
+        partial(tracking.move_challenger, config.tracking),
     )
 
     lines = _lines(document, kpis, target)
@@ -243,7 +243,7 @@ def _document(
                 # the version the registry gives the scorer that carries this export (checked when
                 # it registers); the version's tags name the document back (thresholds_sha256 of
                 # its bytes, content_sha256 of its content)
-                "version": tracking.next_version(config),
+                "version": tracking.next_version(config.tracking),
                 "uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
                 "run_id": run_id,
                 "booster_sha256": model.booster_sha256(),

@@ -144,7 +144,7 @@ def test_a_run_absent_from_the_store_is_named_with_the_store(tmp_path: Path) -> 
     with pytest.raises(FileNotFoundError, match="run `targeting train` first") as caught:
         catalog.load_run(config, None, "evaluated")
     assert "0" * 32 in str(caught.value)
-    assert tracking.tracking_uri(config) in str(caught.value)
+    assert tracking.tracking_uri(config.tracking) in str(caught.value)
     assert catalog.last_run_id(config) is None
 
 

@@ -45,7 +45,10 @@ def recorded_run(config: Config, uri: str | None = None) -> str:
     config.paths.last_run.parent.mkdir(parents=True, exist_ok=True)
     config.paths.last_run.write_text(
         json.dumps(
-            {"run_id": run.info.run_id, "tracking_uri": uri or tracking.tracking_uri(config)}
+            {
+                "run_id": run.info.run_id,
+                "tracking_uri": uri or tracking.tracking_uri(config.tracking),
+            }
         )
     )
     return str(run.info.run_id)
@@ -86,7 +89,7 @@ def test_a_run_from_another_store_or_absent_from_this_one_does_not_count(tmp_pat
     assert last_run_id(config) is None
     assert missing_stages(config, "model") == ["model"]
     config.paths.last_run.write_text(
-        json.dumps({"run_id": "0" * 32, "tracking_uri": tracking.tracking_uri(config)})
+        json.dumps({"run_id": "0" * 32, "tracking_uri": tracking.tracking_uri(config.tracking)})
     )
     assert last_run_id(config) is None
 

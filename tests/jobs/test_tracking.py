@@ -183,7 +183,7 @@ def test_a_second_training_is_a_new_run_and_the_last_run(
     assert second.figures["run_id"] != first.figures["run_id"]
     # artefacts live beside the SQLite file, never in the working directory
     experiment = MlflowClient().get_experiment_by_name(config.tracking.experiment)
-    store = Path(tracking.tracking_uri(config).removeprefix("sqlite:///")).parent
+    store = Path(tracking.tracking_uri(config.tracking).removeprefix("sqlite:///")).parent
     assert experiment.artifact_location.startswith((store / "mlartifacts").as_uri())
 
 
@@ -217,12 +217,12 @@ def test_fingerprint_follows_the_data() -> None:
 
 def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = train_config(tmp_path)
-    assert tracking.tracking_uri(config) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert tracking.tracking_uri(config.tracking) == f"sqlite:///{tmp_path}/mlflow.db"
     config.tracking.uri = None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    assert tracking.tracking_uri(config) == "http://tracking.example:5000"
+    assert tracking.tracking_uri(config.tracking) == "http://tracking.example:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.tracking_uri(config) == f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    assert tracking.tracking_uri(config.tracking) == f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
 
 
 def test_train_without_features_says_what_to_run(tmp_path: Path) -> None:
@@ -284,6 +284,6 @@ def test_jobs_read_the_store_through_the_adapter(trained: dict[str, Any], tmp_pa
     with pytest.raises(FileNotFoundError, match="no artefact readback/absent"):
         tracking.download_artifact(run_id, "readback/absent.json", tmp_path / "none")
     # training registers nothing: no version, no alias, no scorer of the run
-    assert tracking.alias_version(config, tracking.CHAMPION) is None
-    assert tracking.model_version(config, "1") is None
-    assert tracking.scorer_versions(config, run_id) == []
+    assert tracking.alias_version(config.tracking, tracking.CHAMPION) is None
+    assert tracking.model_version(config.tracking, "1") is None
+    assert tracking.scorer_versions(config.tracking, run_id) == []

@@ -192,7 +192,7 @@ def test_an_export_stopped_at_any_step_moves_the_alias_only_with_its_files(
         assert out.read_bytes() == old_json
         assert out.with_name("selectivity_offices.csv").read_bytes() == old_offices
         return
-    publish.finish_pending(out.parent, partial(tracking.move_challenger, trained))
+    publish.finish_pending(out.parent, partial(tracking.move_challenger, trained.tracking))
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert int(challenger.version) == before + 1
     assert challenger.tags["thresholds_sha256"] == file_sha256(out)
