@@ -80,10 +80,10 @@ def project_stages(
     def profile_stage() -> dict[str, np.ndarray]:
         decl = state["decl"]
         events = profiles.outcome_events(decl["lodged_at"], state["out"], state["row"], config)
-        stream = build.stream_sums(decl, len(decl), events, config)
+        stream = build.stream_totals(decl, len(decl), events, config)
         day = decl["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         return build._profile_block(
-            lambda key: build.totals_frame(*stream(key), config),
+            stream,
             day / profiles.NS_PER_DAY,
             config,
         )

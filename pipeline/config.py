@@ -214,6 +214,24 @@ class FeaturesConfig(Section):
     prior_strength: float = Field(
         10.0, gt=0, description="pseudo-controls of the parent rate in the smoothed hit rate"
     )
+    shrinkage: Literal["flat", "hierarchical"] = Field(
+        "flat",
+        description="flat: a key's hit rate is shrunk towards its HS parent (single HS keys) or "
+        "the global rate; hierarchical: towards its nearest computed ancestor (importer x hs6 -> "
+        "importer x hs4 -> importer x hs2 -> importer -> global; hs6 -> hs4 -> hs2 -> global)",
+    )
+    history_depth: bool = Field(
+        False,
+        description="family `depth`: days since the first declaration of the data known at "
+        "lodging (`history_depth_days`) and since the first declaration of each single profile "
+        "key (`<key>_days_known`): how much history lies behind the profiles (cold start)",
+    )
+    profile_half_lives: list[int] = Field(
+        default_factory=list,
+        description="half-lives in days of exponentially decayed profiles (decayed controls, hits "
+        "and smoothed hit rate of every single and cross key); each half-life is a family "
+        "`decayed_<days>` of its own, so that the family selection searches among them",
+    )
     random_stratum_only: bool = Field(
         False, description="profile rates from the random stratum only, inverse-propensity weighted"
     )
@@ -245,6 +263,13 @@ class FeaturesConfig(Section):
         description="0: build the features in memory; n: over chunks of n calendar months "
         "carrying the state from one to the next (the same features, less memory)",
     )
+
+    @field_validator("profile_half_lives")
+    @classmethod
+    def _half_lives_positive_and_distinct(cls, days: list[int]) -> list[int]:
+        if any(d <= 0 for d in days) or len(set(days)) != len(days):
+            raise ValueError(f"half-lives must be distinct positive days, got {days}")
+        return days
 
 
 class SplitConfig(Section):

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
-from pipeline.features import history, profiles, valuation
+from pipeline.features import decay, history, profiles, valuation
 from pipeline.features.featureset import FeatureSet
 from pipeline.features.lookup import EntityLookup, KeyIndex, RequestKeys, Vocabulary
 
@@ -282,40 +282,88 @@ def aligned_outcomes(
 
 
 def _ordered_keys(config: FeaturesConfig) -> list[tuple[str, ...]]:
-    """Profile keys with every HS parent before its child (parents' rates feed children's)."""
+    """Profile keys with every HS parent before its child (parents' rates feed children's):
+    the order of the profile features in X, whatever the shrinkage."""
     keys = profiles.profile_keys(config)
     rank: dict[tuple[str, ...], int] = {("hs2",): 0, ("hs4",): 1, ("hs6",): 2}
     return sorted(keys, key=lambda k: rank.get(k, 3))
 
 
-def _parent(key: tuple[str, ...], done: dict[str, np.ndarray]) -> str:
-    """Name of the level whose rate a key's rate is shrunk towards."""
-    if len(key) == 1:
-        parent = profiles.HS_PARENT.get(key[0])
+def _computing_order(config: FeaturesConfig) -> list[tuple[str, ...]]:
+    """The order the keys' rates are computed in: `_ordered_keys`, or with hierarchical
+    shrinkage every ancestor (`profiles.coarser`) before the keys below it."""
+    keys = _ordered_keys(config)
+    if config.shrinkage == "hierarchical":
+        keys = sorted(keys, key=profiles.hierarchy_rank)
+    return keys
+
+
+GLOBAL = "__global__"
+
+
+def _parent(key: tuple[str, ...], done: Mapping[str, np.ndarray], config: FeaturesConfig) -> str:
+    """Name of the computed level whose rate a key's rate is shrunk towards: flat, a single HS
+    key's nearest HS parent; hierarchical, any key's nearest ancestor (`profiles.coarser`);
+    otherwise the global rate."""
+    if config.shrinkage == "hierarchical":
+        parent = profiles.coarser(key)
         while parent is not None:
-            if parent in done:
-                return parent
-            parent = profiles.HS_PARENT.get(parent)
-    return "__global__"
+            if profiles.key_name(parent) in done:
+                return profiles.key_name(parent)
+            parent = profiles.coarser(parent)
+        return GLOBAL
+    if len(key) == 1:
+        level = profiles.HS_PARENT.get(key[0])
+        while level is not None:
+            if level in done:
+                return level
+            level = profiles.HS_PARENT.get(level)
+    return GLOBAL
 
 
 ProfileTotals = dict[str, np.ndarray]
 Totals = Callable[[tuple[str, ...]], ProfileTotals]
 
 
+def _decayed_keys(config: FeaturesConfig) -> set[tuple[str, ...]]:
+    """The keys with decayed profiles: the single and cross keys (the target-statistic keys keep
+    their cumulative statistics only)."""
+    return {(k,) for k in config.profile_keys} | {tuple(k) for k in config.cross_keys}
+
+
 def _profile_block(
     totals_of: Totals, lodged_day: np.ndarray, config: FeaturesConfig
 ) -> dict[str, np.ndarray]:
-    """Profile features of every key from a function giving its as-of totals."""
-    rates: dict[str, np.ndarray] = {"__global__": profiles.global_rate(totals_of(()), config)}
+    """Profile features of every key from a function giving its as-of totals: the cumulative
+    ones, the decayed ones at each half-life and the depth of history, as the config asks."""
+    overall = totals_of(())
+    rates: dict[str, np.ndarray] = {GLOBAL: profiles.global_rate(overall, config)}
+    decayed_rates = {
+        h: {GLOBAL: decay.decayed_rate(overall, h, config)} for h in config.profile_half_lives
+    }
     out: dict[str, np.ndarray] = {}
-    for key in _ordered_keys(config):
+    if config.history_depth:
+        out[profiles.DEPTH] = profiles.days_known(lodged_day, overall[profiles.FIRST_DAY])
+    by_key: dict[str, dict[str, np.ndarray]] = {}
+    decayed_keys = _decayed_keys(config)
+    for key in _computing_order(config):
         name = profiles.key_name(key)
-        features, rate = profiles.profile_features(
-            name, totals_of(key), lodged_day, rates[_parent(key, rates)], config
+        totals = totals_of(key)
+        features, rates[name] = profiles.profile_features(
+            name, totals, lodged_day, rates[_parent(key, rates, config)], config
         )
-        rates[name] = rate
-        out.update(features)
+        for half_life, known in (decayed_rates if key in decayed_keys else {}).items():
+            more, known[name] = decay.decayed_features(
+                name, totals, known[_parent(key, known, config)], half_life, config
+            )
+            features.update(more)
+        if config.history_depth and len(key) == 1 and key[0] in config.profile_keys:
+            features[f"{name}_days_known"] = profiles.days_known(
+                lodged_day, totals[profiles.FIRST_DAY]
+            )
+        by_key[name] = features
+    for key in _ordered_keys(config):
+        out.update(by_key[profiles.key_name(key)])
     return out
 
 
@@ -357,8 +405,18 @@ def raw_levels(declarations: pd.DataFrame, config: FeaturesConfig) -> dict[str, 
 
 
 # The families of the feature ablation; every trader id column (`features.raw_ids`) is a family
-# of its own, named `ID_FAMILY + column`, so that each id enters only where it helps.
-FAMILIES = ("raw", "profiles", "crosses", "target_stats", "valuation", "history", "calendar")
+# of its own, named `ID_FAMILY + column`, so that each id enters only where it helps, and so is
+# each half-life of the decayed profiles (`decay.family`: decayed_30...).
+FAMILIES = (
+    "raw",
+    "profiles",
+    "crosses",
+    "target_stats",
+    "depth",
+    "valuation",
+    "history",
+    "calendar",
+)
 ID_FAMILY = "id_"
 
 
@@ -366,9 +424,12 @@ def feature_families(manifest: pd.DataFrame, config: FeaturesConfig) -> pd.Serie
     """Each feature's family (the unit of the feature selection and ablation), indexed by feature
     name: the manifest's stage, with each trader id (`features.raw_ids`) a family of its own
     (`id_importer`...), the profiles of cross keys (`features.cross_keys`) and of the
-    target-statistic keys (`features.target_stat_keys`) apart from single-key profiles."""
+    target-statistic keys (`features.target_stat_keys`) apart from single-key profiles, the depth
+    of history (`depth`) and each half-life's decayed profiles (`decayed_<days>`) apart too."""
     names = manifest["name"].astype(str)
     family = manifest["stage"].astype(str).to_numpy(dtype=object)
+    of_derived = _derived_families(config)
+    derived = (family == "profiles") & names.isin(list(of_derived)).to_numpy()
     raw = family == "raw"
     for column in config.raw_ids:
         family[raw & (names == RAW_NAMES.get(column, column)).to_numpy()] = ID_FAMILY + column
@@ -381,7 +442,22 @@ def feature_families(manifest: pd.DataFrame, config: FeaturesConfig) -> pd.Serie
         )
         if prefixes:
             family[(family == "profiles") & names.str.startswith(prefixes).to_numpy()] = label
+    family[derived] = names[derived].map(of_derived).to_numpy()
     return pd.Series(family, index=names.to_numpy(), name="family")
+
+
+def _derived_families(config: FeaturesConfig) -> dict[str, str]:
+    """The family of each depth (`depth`) and decayed (`decayed_<days>`) profile feature."""
+    names = [profiles.key_name(key) for key in _decayed_keys(config)]
+    out = {
+        name: decay.family(half_life)
+        for half_life in config.profile_half_lives
+        for key_name in names
+        for name in decay.describe(key_name, half_life)
+    }
+    if config.history_depth:
+        out.update(dict.fromkeys(profiles.describe_depth(config.profile_keys), "depth"))
+    return out
 
 
 Levels = Mapping[str, Sequence[Any] | pd.CategoricalDtype]
@@ -439,6 +515,10 @@ def _descriptions(config: FeaturesConfig) -> dict[str, str]:
     }
     for key in _ordered_keys(config):
         out.update(profiles.describe(profiles.key_name(key)))
+    for key in _decayed_keys(config):
+        for half_life in config.profile_half_lives:
+            out.update(decay.describe(profiles.key_name(key), half_life))
+    out.update(profiles.describe_depth(config.profile_keys))
     out.update(valuation.describe())
     out.update(history.describe(config))
     return out
@@ -505,21 +585,32 @@ def run_stages(
     return _assemble(features, categories, config)
 
 
-Sums = Callable[[tuple[str, ...]], tuple[np.ndarray, np.ndarray | None]]
+def _lodged_day(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's lodging time in days since the epoch (float64)."""
+    return (
+        frame["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / profiles.NS_PER_DAY
+    )
 
 
-def stream_sums(
+def stream_totals(
     frame: pd.DataFrame, n_query: int, events: profiles.OutcomeEvents, config: FeaturesConfig
-) -> Sums:
-    """Profile sums (and last hits) of the first ``n_query`` rows of ``frame`` as of their
-    lodging: the earlier of those rows and the outcome ``events``, whose declarations are the
-    rows ``events.row`` of ``frame``. One as-of join prepared for every key; a call overwrites
-    the sums the previous call returned."""
+) -> Totals:
+    """Profile totals (`totals_frame`, with the decayed counts and first declarations the config
+    asks for) of the first ``n_query`` rows of ``frame`` as of their lodging: the earlier of
+    those rows and the outcome ``events``, whose declarations are the rows ``events.row`` of
+    ``frame``. One as-of join prepared for every key; a call overwrites the totals the previous
+    call returned. Decayed counts are joined scaled to a reference day (`decay.scaled_events`)."""
     times = frame["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[:n_query]
     width = len(profiles.event_columns(config))
+    decayed = decay.decayed_columns(config)
+    day = _lodged_day(frame) if decayed or config.history_depth else np.zeros(0)
     own = np.ones((n_query, 1))  # a declaration counts in the activity of its keys
-    event_values = np.zeros((len(events.row), width))
-    event_values[:, 1:] = events.values
+    event_values = np.zeros((len(events.row), width + len(decayed)))
+    event_values[:, 1:width] = events.values
+    ref = 0.0
+    if decayed:
+        ref = decay.reference_day([day[:n_query], day[events.row]], config)
+        event_values[:, width:] = decay.scaled_events(events.values, day[events.row], ref, config)
     join = profiles.AsOfJoin(
         times,
         profiles.EventSums(events.known_at, event_values, events.last_hit_day),
@@ -527,11 +618,68 @@ def stream_sums(
         reuse_output=True,  # each key's totals become its features before the next key's
     )
 
-    def sums(key: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    def totals(key: tuple[str, ...]) -> ProfileTotals:
         (codes,) = profiles.column_codes([frame], key)
-        return join.by(codes[:n_query], codes[events.row])
+        sums, maxes = join.by(codes[:n_query], codes[events.row])
+        out = totals_frame(sums, maxes, config)
+        if decayed:
+            out.update(decay.rescaled(sums[:, width:], day[:n_query], ref, config))
+        if config.history_depth:
+            out[profiles.FIRST_DAY] = profiles.first_before(codes[:n_query], day[:n_query])
+        return out
 
-    return sums
+    return totals
+
+
+def table_extras(config: FeaturesConfig) -> list[str]:
+    """The profile table's columns beyond the summed ones and the last hit, as the config asks:
+    each key's first declaration day and its decayed sums' logarithms (`decay`)."""
+    first = [profiles.FIRST_DAY] if config.history_depth else []
+    return first + [d.log_column for d in decay.decayed_columns(config)]
+
+
+def _table_maxes(table: pd.DataFrame, config: FeaturesConfig) -> np.ndarray:
+    """What the as-of join takes as maxima of a profile table (one row per key, so a maximum
+    reads the row): the last hit day, or with `table_extras` a matrix of it, the negated first
+    declaration day and the decayed logarithms."""
+    last_hit = table[profiles.LAST_HIT].to_numpy(np.float64)
+    extras = table_extras(config)
+    if not extras:
+        return last_hit
+    values = table[extras].to_numpy(np.float64)
+    if config.history_depth:
+        values[:, 0] = -values[:, 0]
+    return np.column_stack([last_hit, values])
+
+
+def joined_totals(
+    sums: np.ndarray, maxes: np.ndarray | None, query_day: np.ndarray, config: FeaturesConfig
+) -> ProfileTotals:
+    """A key's totals from its profile table's row joined to each query (`table_sums`, or the
+    snapshot's lookups): `totals_frame`, and the `table_extras` read back at ``query_day``."""
+    if maxes is None or maxes.ndim == 1:
+        return totals_frame(sums, maxes, config)
+    out = totals_frame(sums, maxes[:, 0], config)
+    logs = maxes[:, 1:]
+    if config.history_depth:
+        out[profiles.FIRST_DAY] = -maxes[:, 1]
+        logs = maxes[:, 2:]
+    out.update(decay.from_logs(logs, query_day, config))
+    return out
+
+
+def combine_totals(now: ProfileTotals, before: ProfileTotals) -> ProfileTotals:
+    """Totals of two disjoint stretches of history added: sums add, the last hit is the latest,
+    the first declaration the earliest."""
+    out = {}
+    for name, values in now.items():
+        if name == profiles.LAST_HIT:
+            out[name] = np.maximum(values, before[name])
+        elif name == profiles.FIRST_DAY:
+            out[name] = np.minimum(values, before[name])
+        else:
+            out[name] = values + before[name]
+    return out
 
 
 def table_sums(
@@ -541,9 +689,9 @@ def table_sums(
     as_of: pd.Timestamp,
     config: FeaturesConfig,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Profile sums (and last hits) of each declaration's key in a profile table valid from
-    ``as_of`` on (a declaration lodged before it is counted from it; the chunked build's
-    carried tables). Serving reads the same sums from `SnapshotLookups`."""
+    """Profile sums (and last hits, or `_table_maxes`) of each declaration's key in a profile
+    table valid from ``as_of`` on (a declaration lodged before it is counted from it; the chunked
+    build's carried tables). Serving reads the same sums from `SnapshotLookups`."""
     times = declarations["lodged_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     codes, table_codes = profiles.column_codes([declarations, table], key)
     return profiles.as_of_sum(
@@ -553,9 +701,22 @@ def table_sums(
         profiles.EventSums(
             np.full(len(table), as_of.value - 1, np.int64),
             table[profiles.event_columns(config)].to_numpy(np.float64),
-            table[profiles.LAST_HIT].to_numpy(np.float64),
+            _table_maxes(table, config),
         ),
     )
+
+
+def table_totals(
+    declarations: pd.DataFrame,
+    table: pd.DataFrame,
+    key: tuple[str, ...],
+    as_of: pd.Timestamp,
+    config: FeaturesConfig,
+) -> ProfileTotals:
+    """`table_sums` as a key's totals (`joined_totals`), decayed to each lodging (counted from
+    ``as_of`` when lodged before it)."""
+    query_day = np.maximum(_lodged_day(declarations), as_of.value / profiles.NS_PER_DAY)
+    return joined_totals(*table_sums(declarations, table, key, as_of, config), query_day, config)
 
 
 def _grouped(
@@ -570,6 +731,37 @@ def _grouped(
     grouped = frame.groupby(group, sort=True)
     sums = grouped[list(range(width))].sum().to_numpy(np.float64)
     return sums, grouped["max"].max().to_numpy(), grouped["row"].min().to_numpy()
+
+
+def _extra_rows(
+    frame: pd.DataFrame, n_declarations: int, events: profiles.OutcomeEvents, config: FeaturesConfig
+) -> np.ndarray | None:
+    """The `table_extras` of each input row of `profile_tables` (the first ``n_declarations``
+    rows of ``frame``, then the outcome ``events``): a declaration's lodging day (inf for an
+    event), an event's decayed logarithms (`decay.log_events`; -inf for a declaration). None
+    when the config asks for no extra column."""
+    if not table_extras(config):
+        return None
+    day = _lodged_day(frame)
+    n_events = len(events.row)
+    parts = []
+    if config.history_depth:
+        parts.append(np.concatenate([day[:n_declarations], np.full(n_events, np.inf)])[:, None])
+    decayed = decay.decayed_columns(config)
+    if decayed:
+        logs = np.full((n_declarations + n_events, len(decayed)), -np.inf)
+        logs[n_declarations:] = decay.log_events(events.values, day[events.row], config)
+        parts.append(logs)
+    return np.hstack(parts)
+
+
+def _grouped_extras(group: np.ndarray, values: np.ndarray, config: FeaturesConfig) -> np.ndarray:
+    """`table_extras` per group (in group order, as `_grouped`): the earliest first declaration
+    day, the decayed logarithms added by log-sum-exp."""
+    if not config.history_depth:
+        return decay.group_logsumexp(group, values)
+    first = pd.Series(values[:, 0], copy=False).groupby(group, sort=True).min().to_numpy()
+    return np.column_stack([first, decay.group_logsumexp(group, values[:, 1:])])
 
 
 def profile_tables(
@@ -591,6 +783,7 @@ def profile_tables(
     values[n_declarations:, 1:] = events.values
     maxes = np.concatenate([np.full(n_declarations, -np.inf), events.last_hit_day])
     rows = np.concatenate([np.arange(n_declarations), events.row])
+    extras, extra_rows = table_extras(config), _extra_rows(frame, n_declarations, events, config)
     tables: dict[str, pd.DataFrame] = {}
     for key in [(), *profiles.profile_keys(config)]:
         name = profiles.key_name(key) or "__global__"
@@ -607,6 +800,9 @@ def profile_tables(
         sums, last_hit, first = _grouped(group, stacked_values, stacked_maxes)
         table = pd.DataFrame(sums, columns=columns)
         table[profiles.LAST_HIT] = last_hit
+        if extra_rows is not None:  # the prior table's values first, as the groups stack them
+            before = [] if prior is None else [prior[name][extras].to_numpy(np.float64)]
+            table[extras] = _grouped_extras(group, np.vstack([*before, extra_rows]), config)
         if prior is None:
             picked = keys.iloc[rows[first]]
         else:  # the first row of a group is in the prior table whenever the group was there
@@ -642,15 +838,10 @@ def build_feature_set(
     decl = sorted_declarations(declarations)
     out, row = aligned_outcomes(outcomes, decl, config)
     events = profiles.outcome_events(decl["lodged_at"], out, row, config)
-    stream = stream_sums(decl, len(decl), events, config)
-
-    def totals(key: tuple[str, ...]) -> ProfileTotals:
-        return totals_frame(*stream(key), config)
-
     X, manifest = run_stages(
         decl,
         config,
-        totals,
+        stream_totals(decl, len(decl), events, config),
         lambda: valuation.valuation_features(decl, config),
         lambda: history.history_features(decl, config),
         raw_levels(decl, config),
@@ -729,10 +920,12 @@ def other_settings(snapshot: Snapshot, config: FeaturesConfig) -> list[str]:
     """The feature settings the snapshot was built with that differ from `config`'s."""
     stored = snapshot.config
     given = config.model_dump(mode="json")
+    # A setting the snapshot predates counts as its default (a snapshot saved before it existed).
+    defaults = FeaturesConfig().model_dump(mode="json")
     return sorted(
         k
         for k in given.keys() | stored.keys()
-        if given.get(k) != stored.get(k) and k not in HOW_BUILT
+        if given.get(k) != stored.get(k, defaults.get(k)) and k not in HOW_BUILT
     )
 
 
@@ -767,7 +960,7 @@ def snapshot_lookups(snapshot: Snapshot, config: FeaturesConfig) -> SnapshotLook
             name: EntityLookup(
                 KeyIndex(table, key, vocabulary),
                 table[columns].to_numpy(np.float64),
-                maxes=table[profiles.LAST_HIT].to_numpy(np.float64),
+                maxes=_table_maxes(table, config),
             )
             for name, (table, key) in zip(names, keyed, strict=True)
         },
@@ -794,10 +987,12 @@ def attach(declarations: pd.DataFrame, snapshot: Snapshot, config: FeaturesConfi
     decl = sorted_declarations(declarations)
     lookups = snapshot.lookups(config)
     keys = RequestKeys(decl, lookups.vocabulary)
+    # Decayed counts at each lodging, counted from the cut-off when lodged before it (`table_sums`)
+    query_day = np.maximum(_lodged_day(decl), snapshot.as_of.value / profiles.NS_PER_DAY)
 
     def totals(key: tuple[str, ...]) -> ProfileTotals:
-        sums, maxes = lookups.profiles[profiles.key_name(key) or "__global__"].take(keys)
-        return totals_frame(sums, maxes, config)
+        sums, maxes = lookups.profiles[profiles.key_name(key) or GLOBAL].take(keys)
+        return joined_totals(sums, maxes, query_day, config)
 
     X, manifest = run_stages(
         decl,

@@ -40,14 +40,14 @@ from pipeline.features.build import (
     Snapshot,
     aligned_outcomes,
     build_feature_set,
+    combine_totals,
     label_columns,
     profile_tables,
     raw_levels,
     run_stages,
     sorted_declarations,
-    stream_sums,
-    table_sums,
-    totals_frame,
+    stream_totals,
+    table_totals,
 )
 from pipeline.features.featureset import META_COLUMNS, FeatureSet, FeatureSetWriter
 
@@ -287,18 +287,15 @@ def _chunk_features(
     config: FeaturesConfig,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """X and manifest of one chunk: the carried state plus the chunk's own events."""
-    stream = stream_sums(frame, len(chunk), due, config)
+    stream = stream_totals(frame, len(chunk), due, config)
     tables, start = carried.tables, carried.start
 
     def totals(key: tuple[str, ...]) -> ProfileTotals:
-        sums, maxes = stream(key)
-        if tables is not None:
-            table = tables[profiles.key_name(key) or "__global__"]
-            before, before_maxes = table_sums(chunk, table, key, start, config)
-            sums = sums + before
-            assert maxes is not None and before_maxes is not None  # last hits are joined
-            maxes = np.maximum(maxes, before_maxes)
-        return totals_frame(sums, maxes, config)
+        now = stream(key)
+        if tables is None:
+            return now
+        table = tables[profiles.key_name(key) or "__global__"]
+        return combine_totals(now, table_totals(chunk, table, key, start, config))
 
     return run_stages(
         chunk,

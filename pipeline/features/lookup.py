@@ -143,9 +143,9 @@ class RequestKeys:
 
 class EntityLookup:
     """Per entity of a table valid from before the cut-off, the sums of ``sums`` and the maximum
-    of ``maxes`` (rows aligned with the table), as the as-of join gives them to every query at
-    or after the cut-off: `as_of_sum(codes, at, table_codes, EventSums(cut_off - 1, sums,
-    maxes))`."""
+    of ``maxes`` (rows aligned with the table; a vector, or a matrix of several columns), as the
+    as-of join gives them to every query at or after the cut-off: `as_of_sum(codes, at,
+    table_codes, EventSums(cut_off - 1, sums, maxes))`."""
 
     def __init__(
         self,
@@ -164,9 +164,12 @@ class EntityLookup:
         totals[:, ~np.any(values != 0, axis=0)] = 0.0  # the join's zero for columns no row fills
         self.sums = np.vstack([totals, np.zeros((1, values.shape[1]))])  # row -1: no entity
         self.maxes: np.ndarray | None = None
-        if maxes is not None:
-            running = _running("max", np.asarray(maxes, np.float64)[:, None], groups, n_groups)
-            self.maxes = np.append(running[last, 0], -np.inf)
+        if maxes is not None:  # one column (a vector) or several (a matrix), kept as given
+            given = np.asarray(maxes, np.float64)
+            flat = given.reshape(len(given), int(np.prod(given.shape[1:])))
+            running = _running("max", flat, groups, n_groups)[last]
+            running = np.vstack([running, np.full((1, flat.shape[1]), -np.inf)])
+            self.maxes = running.reshape((len(running), *given.shape[1:]))
 
     def take(self, keys: RequestKeys) -> tuple[np.ndarray, np.ndarray | None]:
         """The sums (rows x columns) and maxima (or None) of each request row's entity; zeros

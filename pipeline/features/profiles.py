@@ -31,6 +31,11 @@ SUM_COLUMNS = ("declarations", "controls", "hits", "revenue", "revenue_known")
 RATE_COLUMNS = ("rate_controls", "rate_weight", "rate_hits")
 LAST_HIT = "last_hit_day"
 HS_PARENT = {"hs6": "hs4", "hs4": "hs2"}
+HS_DIGITS = {"hs2": 2, "hs4": 4, "hs6": 6}
+# The depth of history (`features.history_depth`): the day of the first declaration of a key
+# lodged before (a profile table's column; inf when none), and the data's own depth feature.
+FIRST_DAY = "first_declared_day"
+DEPTH = "history_depth_days"
 
 
 def key_name(columns: Sequence[str]) -> str:
@@ -180,7 +185,9 @@ class AsOfJoin:
         """Sums (queries x columns) and maxima (or None) per query, for one key's codes."""
         both, groups = _dense(np.concatenate([query_codes, event_codes[self.event_order]]))
         event_codes = both[self.n_query :]
-        maxes = None if self.event_maxes is None else np.full(self.n_query, -np.inf)
+        maxes = None
+        if self.event_maxes is not None:
+            maxes = np.full((self.n_query, *self.event_maxes.shape[1:]), -np.inf)
         codes = both[self.order]
         if len(event_codes):
             # Index of the last event of the key before each query; -1 reads the zero row.
@@ -193,8 +200,7 @@ class AsOfJoin:
             # mode="wrap" reads -1 as the zero row, and lets `take` write into `out` unbuffered.
             sums = np.take(table, last, axis=0, out=self.output, mode="wrap")
             if self.event_maxes is not None:
-                running = _running("max", self.event_maxes[:, None], event_codes, groups)[:, 0]
-                maxes = np.append(running, -np.inf)[last]
+                maxes = _last_maxima(self.event_maxes, event_codes, groups, last)
         elif self.output is not None:
             sums = self.output
             sums[:] = 0.0
@@ -220,6 +226,17 @@ class AsOfJoin:
         group, count = _dense(instant * (int(codes.max(initial=0)) + 1) + codes[rows])
         out[rows] = _running("sum", out[rows], group, count)
         return out
+
+
+def _last_maxima(
+    maxes: np.ndarray, labels: np.ndarray, groups: int, last: np.ndarray
+) -> np.ndarray:
+    """The running maxima of ``maxes`` (events, or events x columns) within each label, read at
+    the rows ``last`` (-1: none, read as -inf); the result keeps the columns of ``maxes``."""
+    flat = maxes.reshape(len(maxes), int(np.prod(maxes.shape[1:])))
+    running = _running("max", flat, labels, groups)
+    running = np.vstack([running, np.full((1, flat.shape[1]), -np.inf)])[last]
+    return running.reshape((len(last), *maxes.shape[1:]))
 
 
 def _dense(codes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -348,20 +365,8 @@ def profile_features(
     f32 = np.float32
     controls = np.asarray(totals["controls"])
     hits = np.asarray(totals["hits"])
-    k = config.prior_strength
+    smoothed = smoothed_rate(totals, parent_rate, config)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if config.random_stratum_only:
-            evidence = np.asarray(totals["rate_controls"])
-            raw = np.asarray(totals["rate_hits"]) / np.asarray(totals["rate_weight"])
-            raw[~(evidence > 0)] = 0.0
-            smoothed = (evidence * raw + k * parent_rate) / (evidence + k)
-        else:
-            evidence = controls
-            smoothed = (hits + k * parent_rate) / (controls + k)
-            raw = hits / controls
-        orphan = np.isnan(parent_rate)
-        if orphan.any():  # no parent rate yet: the entity's own rate, if it has controls
-            smoothed[orphan] = np.where(evidence > 0, raw, np.nan)[orphan]
         # 0 / 0 is NaN: no control with a known revenue yet.
         per_control = np.asarray(totals["revenue"]) / np.asarray(totals["revenue_known"])
         since = (lodged_day - np.asarray(totals[LAST_HIT])).astype(f32)
@@ -375,6 +380,30 @@ def profile_features(
         f"{name}_days_since_hit": since,
     }
     return features, smoothed
+
+
+def smoothed_rate(
+    totals: Mapping[str, np.ndarray], parent_rate: np.ndarray, config: FeaturesConfig
+) -> np.ndarray:
+    """A key's hit rate from its totals (controls and hits, or the random stratum's rate
+    columns), shrunk towards ``parent_rate`` with ``prior_strength`` pseudo-controls; where the
+    parent has no rate yet, the key's own rate if it has controls (NaN otherwise)."""
+    k = config.prior_strength
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if config.random_stratum_only:
+            evidence = np.asarray(totals["rate_controls"])
+            raw = np.asarray(totals["rate_hits"]) / np.asarray(totals["rate_weight"])
+            raw[~(evidence > 0)] = 0.0
+            smoothed = (evidence * raw + k * parent_rate) / (evidence + k)
+        else:
+            controls, hits = np.asarray(totals["controls"]), np.asarray(totals["hits"])
+            evidence = controls
+            smoothed = (hits + k * parent_rate) / (controls + k)
+            raw = hits / controls
+        orphan = np.isnan(parent_rate)
+        if orphan.any():  # no parent rate yet: the entity's own rate, if it has controls
+            smoothed[orphan] = np.where(evidence > 0, raw, np.nan)[orphan]
+    return np.asarray(smoothed)
 
 
 def global_rate(totals: Mapping[str, np.ndarray], config: FeaturesConfig) -> np.ndarray:
@@ -398,3 +427,49 @@ def describe(name: str) -> dict[str, str]:
         f"{name}_revenue_per_control": f"revenue recovered per control of this {who}",
         f"{name}_days_since_hit": f"days since the last known hit of this {who} was lodged",
     }
+
+
+def coarser(key: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The next level above ``key`` in the hierarchy of hierarchical shrinkage (None: the
+    global rate): its HS column one level coarser (hs6 -> hs4 -> hs2), else a cross key without
+    its HS column (or its last column), else nothing. importer x hs6 -> importer x hs4 ->
+    importer x hs2 -> importer -> global; departure x origin x mode -> departure x origin."""
+    for i, column in enumerate(key):
+        if column in HS_PARENT:
+            return (*key[:i], HS_PARENT[column], *key[i + 1 :])
+    if len(key) <= 1:
+        return None
+    hs = [i for i, column in enumerate(key) if column in HS_DIGITS]
+    drop = hs[-1] if hs else len(key) - 1
+    return (*key[:drop], *key[drop + 1 :])
+
+
+def hierarchy_rank(key: tuple[str, ...]) -> tuple[int, int]:
+    """A sort key putting every level of `coarser`'s chain before the keys below it: fewer
+    columns first, then coarser HS levels (each step of the chain lowers one or the other)."""
+    return len(key), sum(HS_DIGITS.get(column, 0) for column in key)
+
+
+def first_before(codes: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The lodging day of the first declaration of each row's key lodged strictly before it
+    (inf when none): the earliest day of the key among the rows, where it is before the row's."""
+    dense, groups = _dense(codes)
+    first = np.full(groups, np.inf)
+    np.minimum.at(first, dense, day)
+    found = first[dense]
+    return np.where(found < day, found, np.inf)
+
+
+def days_known(lodged_day: np.ndarray, first_day: np.ndarray) -> np.ndarray:
+    """Days between the first declaration known and the lodging (NaN when none is known)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(first_day), lodged_day - first_day, np.nan).astype(np.float32)
+
+
+def describe_depth(names: Sequence[str]) -> dict[str, str]:
+    """Manifest descriptions of the depth features of the keys ``names``."""
+    out = {DEPTH: "days between the first declaration of the data and this lodging"}
+    for name in names:
+        who = name.replace("_x_", " x ")
+        out[f"{name}_days_known"] = f"days since the first declaration of this {who}"
+    return out
