@@ -77,7 +77,7 @@ def arm_margins(
     trees = model.info.trees or model.booster.num_boosted_rounds()
     if own is None or own.y.sum() == 0:
         return {}, [], ["Family ablation skipped: the model records no training window with hits."]
-    chosen, arms = ablation_arms(features, model.feature_names, config)
+    chosen, arms = ablation_arms(features, model.feature_names, config.features)
     if not arms:
         return {}, [], ["Family ablation skipped: the feature set has a single family."]
     levels = frequent_levels(own.X, config.train.min_category_count)

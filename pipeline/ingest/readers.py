@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Config, DataConfig
+from pipeline.config import Config, DataConfig, Paths
 from pipeline.ingest.columns import (
     DECLARATION_COLUMNS,
     GROUND_TRUTH_COLUMNS,
@@ -262,8 +262,7 @@ class Inputs:
         return "\n".join(lines)
 
 
-def _simulated(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    paths = config.paths
+def _simulated(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     missing = [p for p in (paths.declarations, paths.outcomes) if not p.is_file()]
     if missing:
         raise DataError(
@@ -290,7 +289,7 @@ def load_inputs(config: Config) -> Inputs:
     data = config.data
     ground_truth: pd.DataFrame | None = None
     if data.source == "simulate":
-        declarations, outcomes, ground_truth = _simulated(config)
+        declarations, outcomes, ground_truth = _simulated(config.paths)
         sources = (str(config.paths.declarations), str(config.paths.outcomes))
     elif data.format == "kcs":
         from pipeline.ingest.kcs import read_kcs
@@ -335,9 +334,9 @@ def warn_quarantined(reports: list[ValidationReport]) -> None:
             logger.warning(report.summary())
 
 
-def raw_input_files(config: Config) -> list[Path]:
-    """The files `load_inputs` reads for this config (what the run catalog's digest covers)."""
-    data, paths = config.data, config.paths
+def raw_input_files(data: DataConfig, paths: Paths) -> list[Path]:
+    """The files `load_inputs` reads for a config's `data` and `paths` (what the run catalog's
+    digest covers)."""
     if data.source == "simulate":
         return [paths.declarations, paths.outcomes, paths.ground_truth]
     if data.format == "kcs":

@@ -79,7 +79,7 @@ def inputs_digest(config: Config) -> str:
     """SHA-256 of what validation depends on: each raw file's path and bytes (or its absence),
     the config's `data` section and the source of the validating modules."""
     digest = hashlib.sha256(config.data.model_dump_json().encode())
-    for path in raw_input_files(config):
+    for path in raw_input_files(config.data, config.paths):
         digest.update(f"{path}\0{_file_state(path)}\0".encode())
     for module in VALIDATING_MODULES:
         digest.update(Path(str(module.__file__)).read_bytes())

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipeline.config import Config
+from pipeline.config import TrainConfig
 from pipeline.plan import Windows
 from pipeline.timeaxis import Window
 from pipeline.train.fitlog import validation_curve
@@ -78,7 +78,7 @@ class FileReads:
 
 
 @contextmanager
-def dask_client(config: Config) -> Iterator[Any]:
+def dask_client(train: TrainConfig) -> Iterator[Any]:
     """A dask.distributed client: on `train.dask_scheduler`, else on a LocalCluster of
     `train.dask_workers` single-threaded worker processes that lives for the fit."""
     try:
@@ -87,13 +87,13 @@ def dask_client(config: Config) -> Iterator[Any]:
         raise ValueError(
             "train.engine=dask needs dask.distributed: install the `scale` extra"
         ) from exc
-    if config.train.dask_scheduler:
-        with Client(config.train.dask_scheduler) as client:
+    if train.dask_scheduler:
+        with Client(train.dask_scheduler) as client:
             yield client
         return
     with (
         LocalCluster(
-            n_workers=config.train.dask_workers,
+            n_workers=train.dask_workers,
             threads_per_worker=1,
             processes=True,
             # Any free port: with None, distributed still tries 8787 and warns when it is taken.
@@ -184,13 +184,13 @@ class DaskEngine:
         train: WindowRows,
         valid: WindowRows,
         params: dict[str, Any],
-        config: Config,
+        settings: TrainConfig,
         weighted_valid: bool,
     ) -> tuple[xgb.Booster, int, dict[str, list[float]]]:
         """Early stopping on the validation window, always unweighted on the cluster."""
-        with dask_client(config) as client:
+        with dask_client(settings) as client:
             workers = len(client.scheduler_info()["workers"])
-            partitions = workers * config.train.dask_partitions_per_worker
+            partitions = workers * settings.dask_partitions_per_worker
             if self.reads is None:
                 dtrain = _dask_matrix(client, train, partitions, weighted=True)
                 dvalid = _dask_matrix(client, valid, partitions, weighted=False)
@@ -203,6 +203,6 @@ class DaskEngine:
                 dtrain,
                 dvalid,
                 params,
-                config.train.num_boost_round,
-                config.train.early_stopping_rounds,
+                settings.num_boost_round,
+                settings.early_stopping_rounds,
             )

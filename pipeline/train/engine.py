@@ -12,7 +12,7 @@ import pandas as pd
 import xgboost as xgb
 
 from pipeline.compute import fit_threads
-from pipeline.config import Config
+from pipeline.config import Config, TrainConfig
 from pipeline.plan import Windows
 from pipeline.timeaxis import Window
 from pipeline.train.dask_engine import DaskEngine, FileReads, WindowFile
@@ -32,9 +32,9 @@ class Rounds:
     patience: int
 
     @classmethod
-    def of(cls, config: Config) -> Rounds:
+    def of(cls, train: TrainConfig) -> Rounds:
         """train.num_boost_round and train.early_stopping_rounds."""
-        return cls(config.train.num_boost_round, config.train.early_stopping_rounds)
+        return cls(train.num_boost_round, train.early_stopping_rounds)
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class Engine(Protocol):
         train: WindowRows,
         valid: WindowRows,
         params: dict[str, Any],
-        config: Config,
+        settings: TrainConfig,
         weighted_valid: bool,
     ) -> tuple[xgb.Booster, int, dict[str, list[float]]]:
         """Boost with early stopping on the validation window; the booster sliced at its best,
@@ -214,7 +214,7 @@ class MemoryEngine:
         train: WindowRows,
         valid: WindowRows,
         params: dict[str, Any],
-        config: Config,
+        settings: TrainConfig,
         weighted_valid: bool,
     ) -> tuple[xgb.Booster, int, dict[str, list[float]]]:
         curve: dict[str, list[float]] = {}
@@ -222,14 +222,14 @@ class MemoryEngine:
             dmatrix(train),
             dmatrix(valid, weighted=weighted_valid),
             params,
-            Rounds.of(config),
+            Rounds.of(settings),
             curve=curve,
         )
         return booster, best, curve
 
 
 def engine_for(
-    config: Config,
+    train: TrainConfig,
     imbalance: str,
     windows: Windows,
     dtypes: pd.Series,
@@ -237,7 +237,7 @@ def engine_for(
 ) -> Engine:
     """The configured engine (train.engine); on dask with a ``feature_file`` the workers read the
     training and validation windows from it, unless the imbalance treatment resamples rows."""
-    if config.train.engine != "dask":
+    if train.engine != "dask":
         return MemoryEngine()
     reads = (
         FileReads(feature_file, windows, dtypes, weighted=imbalance == "inverse_propensity")

@@ -213,12 +213,12 @@ def boost_step(
     train: WindowRows,
     valid: WindowRows,
     params: dict[str, Any],
-    config: Config,
+    settings: TrainConfig,
     weighted_valid: bool,
 ) -> Boosted:
     """Boosting with early stopping on the validation window, on the engine."""
     tick = time.perf_counter()
-    booster, best, curve = engine.boost(train, valid, params, config, weighted_valid)
+    booster, best, curve = engine.boost(train, valid, params, settings, weighted_valid)
     return Boosted(booster, best, time.perf_counter() - tick, curve)
 
 
@@ -334,7 +334,7 @@ def evaluated_info(
 
 
 def _check_windows(
-    windows: Windows, labels: dict[str, np.ndarray], calibration: WindowRows, config: Config
+    windows: Windows, labels: dict[str, np.ndarray], calibration: WindowRows, train: TrainConfig
 ) -> None:
     """Clear errors when a window cannot fit, early-stop or calibrate."""
     for name, y in labels.items():
@@ -344,7 +344,7 @@ def _check_windows(
                 f"{window} has {len(y)} labelled declarations and no hit: "
                 "cannot fit or early-stop; widen the window (split.*)"
             )
-    if config.train.calibration != "none" and len(calibration) == 0:
+    if train.calibration != "none" and len(calibration) == 0:
         raise ValueError(
             f"{windows.calibration} has no labelled declaration: set split.calibration_days > 0 "
             "or train.calibration: none"
@@ -395,7 +395,7 @@ def fit(
     """
     started = time.perf_counter()
     booster_params, imbalance = split_params(params, config)
-    engine = engine_for(config, imbalance, windows, fs.X.dtypes, feature_file)
+    engine = engine_for(config.train, imbalance, windows, fs.X.dtypes, feature_file)
     masks = window_masks(fs, windows)
     # The selection model learns on the validation window: every engine holds it whole in
     # memory, and it precedes the calibration window.
@@ -407,7 +407,7 @@ def fit(
         "train": engine.training_labels(rows["train"], windows.train),
         "valid": rows["valid"].y,
     }
-    _check_windows(windows, labels, rows["calibration"], config)
+    _check_windows(windows, labels, rows["calibration"], config.train)
     balanced = rebalance_step(
         rows["train"], labels["train"], imbalance, booster_params, config.seed, engine.resamples()
     )
@@ -415,7 +415,9 @@ def fit(
 
     correct = config.train.selection_correction != "none"
     weigh_valid = config.train.selection_correction == "ipw"
-    boosted = boost_step(engine, balanced.rows, rows["valid"], balanced.params, config, weigh_valid)
+    boosted = boost_step(
+        engine, balanced.rows, rows["valid"], balanced.params, config.train, weigh_valid
+    )
     calibrated = calibrate_step(
         Trees(boosted.booster, data.levels, data.ordered),
         rows["calibration"],

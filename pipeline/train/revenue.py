@@ -70,7 +70,7 @@ def fit_revenue_model(
             label=np.clip(valid.revenue[on_valid], 0, None),
             enable_categorical=True,
         )
-        booster, best = train_booster(dtrain, dvalid, params, Rounds.of(config))
+        booster, best = train_booster(dtrain, dvalid, params, Rounds.of(config.train))
         return booster, f"tweedie regressor on {int(on_train.sum())} hits, {best + 1} trees"
     booster = xgb.train(params, dtrain, num_boost_round=fallback_rounds)
     return booster, (

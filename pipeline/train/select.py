@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipeline.config import Config
+from pipeline.config import Config, FeaturesConfig
 from pipeline.features.build import feature_families
 from pipeline.features.featureset import FeatureSet
 from pipeline.plan import Windows
@@ -168,11 +168,12 @@ class AblationArm:
 
 
 def ablation_arms(
-    fs: FeatureSet, chosen: list[str], config: Config
+    fs: FeatureSet, chosen: list[str], features: FeaturesConfig
 ) -> tuple[list[str], list[AblationArm]]:
     """The chosen columns (in `fs`'s order) and one arm per family present in `fs`: the chosen
-    set without each kept family (unless it is the only one) and with each family left out."""
-    family = feature_families(fs.manifest, config.features)
+    set without each kept family (unless it is the only one) and with each family left out
+    (families by the `features` settings)."""
+    family = feature_families(fs.manifest, features)
     family = family.loc[[str(c) for c in fs.X.columns]]
     kept = {family[c] for c in chosen if c in family.index}
     present = [str(f) for f in dict.fromkeys(family.to_numpy()) if f]

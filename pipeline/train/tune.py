@@ -534,7 +534,7 @@ class Objective:
                 dtrain,
                 self._valid_matrix(fold, order),
                 {**params, **extra},
-                Rounds.of(self.config),
+                Rounds.of(self.config.train),
                 callbacks,
             )
             score = 1.0 / (1.0 + np.exp(-margin(booster, valid.X)))

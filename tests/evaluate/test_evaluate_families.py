@@ -81,7 +81,7 @@ def test_every_family_gets_an_effect_on_the_test_window_with_an_interval(chosen:
 
 def test_the_ablation_refits_the_frozen_choice_and_not_the_selection_folds(chosen: dict) -> None:
     fs, config, model = chosen["fs"], chosen["config"], chosen["model"]
-    columns, arms = ablation_arms(fs, model.feature_names, config)
+    columns, arms = ablation_arms(fs, model.feature_names, config.features)
     assert columns == model.feature_names
     for arm in arms:
         changed = set(arm.columns) ^ set(columns)
