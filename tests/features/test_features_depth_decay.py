@@ -238,3 +238,26 @@ def test_a_snapshot_saved_before_the_new_settings_serves_with_their_defaults() -
     attach(DECLARATIONS.iloc[:5], snapshot, config)
     with pytest.raises(ValueError, match="other feature settings"):
         attach(DECLARATIONS.iloc[:5], snapshot, CONFIG)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n_events=st.integers(0, 30), n_queries=st.integers(1, 20))
+def test_the_join_takes_several_maxima_columns_as_it_takes_one(
+    seed: int, n_events: int, n_queries: int
+) -> None:
+    """A profile table's extra columns ride the join as maxima: a matrix of them gives, column
+    by column, what each column gives alone."""
+    rng = np.random.default_rng(seed)
+    event_codes, query_codes = rng.integers(0, 4, n_events), rng.integers(0, 5, n_queries)
+    events_at, queries_at = rng.integers(0, 50, n_events), rng.integers(0, 50, n_queries)
+    sums = rng.random((n_events, 2))
+    maxima = np.where(rng.random((n_events, 3)) < 0.2, -np.inf, rng.normal(size=(n_events, 3)))
+    joined = profiles.as_of_sum(
+        query_codes, queries_at, event_codes, profiles.EventSums(events_at, sums, maxima)
+    )[1]
+    assert joined is not None and joined.shape == (n_queries, 3)
+    for j in range(3):
+        alone = profiles.as_of_sum(
+            query_codes, queries_at, event_codes, profiles.EventSums(events_at, sums, maxima[:, j])
+        )[1]
+        np.testing.assert_array_equal(joined[:, j], alone)
