@@ -102,11 +102,11 @@ def study_key(config: Config, features: list[str], windows: Windows) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def study_name(config: Config, key: str | None = None) -> str:
+def study_name(tune: TuneConfig, experiment: str, key: str | None = None) -> str:
     """The study's name: `tune.study_name`, else `<experiment name>-<objective>-<study_key>`."""
-    if config.tune.study_name:
-        return config.tune.study_name
-    return "-".join(part for part in (config.name, config.tune.objective, key) if part)
+    if tune.study_name:
+        return tune.study_name
+    return "-".join(part for part in (experiment, tune.objective, key) if part)
 
 
 # Threads each default worker boosts on. On 2 loaded cores (bench/tune.py, KCS folds, the same 8
@@ -124,9 +124,9 @@ def storage_url(config: Config) -> str:
     return str(config.paths.study)
 
 
-def make_storage(config: Config) -> BaseStorage:
-    """The Optuna storage object (the folder of a file storage is created here)."""
-    url = storage_url(config)
+def make_storage(url: str) -> BaseStorage:
+    """The Optuna storage object at ``url`` (`storage_url`; the folder of a file storage is
+    created here)."""
     if url.endswith(".journal"):
         path = url.removeprefix("file://")
         from pathlib import Path
@@ -142,15 +142,15 @@ def make_storage(config: Config) -> BaseStorage:
     return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=5 * HEARTBEAT_S)
 
 
-def fail_abandoned_trials(config: Config, study: optuna.Study) -> list[int]:
+def fail_abandoned_trials(url: str, study: optuna.Study) -> list[int]:
     """Mark FAIL the trials a stopped process left RUNNING, say so, and return their numbers.
 
     A file study (SQLite, journal) is tuned from one machine, and this runs before the
     command's own workers start: every RUNNING trial is abandoned (do not start two `tune`
     commands on one file study at once). An RDB server's trials carry heartbeats: only those
-    silent for the grace period are failed (Optuna's `fail_stale_trials`).
+    silent for the grace period are failed (Optuna's `fail_stale_trials`). ``url``: the study's
+    storage (`storage_url`).
     """
-    url = storage_url(config)
     if not (url.startswith("sqlite") or url.endswith(".journal")):
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         optuna.storages.fail_stale_trials(study)
@@ -186,12 +186,13 @@ def tuning_workers(config: Config, trials: int, workers: int | None = None) -> i
     return max(1, min(chosen, trials))
 
 
-def check_parallel(config: Config, workers: int) -> None:
-    """Refuse parallel workers on a SQLite study (concurrent writers lock each other out)."""
-    if workers > 1 and storage_url(config).startswith("sqlite"):
+def check_parallel(url: str, workers: int) -> None:
+    """Refuse parallel workers on a SQLite study at ``url`` (concurrent writers lock each other
+    out)."""
+    if workers > 1 and url.startswith("sqlite"):
         raise ValueError(
             f"tune.workers={workers} needs a storage that parallel processes can share: SQLite "
-            f"({storage_url(config)}) fails with 'database is locked'. Set tune.storage to a path "
+            f"({url}) fails with 'database is locked'. Set tune.storage to a path "
             "ending in .journal (one machine) or a PostgreSQL/MySQL URL (several machines)"
         )
 
@@ -581,7 +582,7 @@ def objective_noise(
 
 
 def load_study(config: Config, key: str | None = None, seed_offset: int = 0) -> optuna.Study:
-    """Create or load the study named by `study_name(config, key)` (seeded TPE; median pruner
+    """Create or load the study named by `study_name` (seeded TPE; median pruner
     when pruning is on)."""
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=10)
@@ -589,8 +590,8 @@ def load_study(config: Config, key: str | None = None, seed_offset: int = 0) -> 
         else optuna.pruners.NopPruner()
     )
     study = optuna.create_study(
-        study_name=study_name(config, key),
-        storage=make_storage(config),
+        study_name=study_name(config.tune, config.name, key),
+        storage=make_storage(storage_url(config)),
         pruner=pruner,
         direction="maximize",
         load_if_exists=True,
@@ -606,8 +607,8 @@ def load_study(config: Config, key: str | None = None, seed_offset: int = 0) -> 
 def latest_study(config: Config) -> optuna.Study:
     """The most recently started study of this config in its storage (the one `targeting tune`
     or `train` last ran), whatever its key."""
-    storage = make_storage(config)
-    prefix = study_name(config)
+    storage = make_storage(storage_url(config))
+    prefix = study_name(config.tune, config.name)
     studies = [
         summary
         for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -691,7 +692,7 @@ def run_study(
     """
     key = study_key(config, list(fs.X.columns), windows)
     study = load_study(config, key)
-    fail_abandoned_trials(config, study)
+    fail_abandoned_trials(storage_url(config), study)
     if not study.get_trials(deepcopy=False):
         first = conventional_point(config.train, config.tune)
         study.enqueue_trial(first, user_attrs={CONVENTIONAL: True})
@@ -702,7 +703,7 @@ def run_study(
     if missing <= 0:
         return study
     workers = tuning_workers(config, missing, workers)
-    check_parallel(config, workers)
+    check_parallel(storage_url(config), workers)
     if workers <= 1:
         _optimize(study, Objective(fs, windows, config), config.tune, callbacks, progress)
         return study

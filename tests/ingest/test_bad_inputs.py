@@ -1883,19 +1883,26 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_on_rerun(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     from pipeline.config import load
-    from pipeline.train.tune import fail_abandoned_trials, finished_trials, load_study
+    from pipeline.train.tune import (
+        fail_abandoned_trials,
+        finished_trials,
+        load_study,
+        storage_url,
+    )
 
     config = load(None, [f"output_dir={tmp_path}"])
     killed = load_study(config)
     killed.ask()  # the process dies here: the trial stays RUNNING in the SQLite study
     rerun = load_study(config)
     with caplog.at_level("WARNING"):
-        assert fail_abandoned_trials(config, rerun) == [0]
+        assert fail_abandoned_trials(storage_url(config), rerun) == [0]
     assert "left RUNNING by a process that stopped; marked FAIL" in caplog.text
     trial = load_study(config).trials[0]
     assert trial.state.name == "FAIL" and "fail_reason" in trial.system_attrs
     assert finished_trials(rerun) == 0
-    assert fail_abandoned_trials(config, load_study(config)) == []  # nothing left to fail
+    assert (
+        fail_abandoned_trials(storage_url(config), load_study(config)) == []
+    )  # nothing left to fail
 
 
 def test_each_config_registers_its_own_model_name():
