@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config, SplitConfig
+from pipeline.config import Config, DataConfig, ServeConfig, SplitConfig
 from pipeline.features.featureset import FeatureSet
 from pipeline.ingest.columns import RANDOM
 from pipeline.timeaxis import Window, after_last, data_end, datetimes, instants
@@ -40,10 +40,10 @@ class SplitError(ValueError):
 # --- the end of the data --------------------------------------------------------------------------
 
 
-def held_out_days(config: Config) -> int:
+def held_out_days(data: DataConfig, serve: ServeConfig) -> int:
     """Days at the end of the data kept away from training (the declarations `run` scores): the
     last `serve.score_last_days` of a simulated stream, none of data read from files."""
-    return config.serve.score_last_days if config.data.source == "simulate" else 0
+    return serve.score_last_days if data.source == "simulate" else 0
 
 
 def data_span(lodged_at: pd.Series, holdout_days: int = 0) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -459,7 +459,7 @@ def plan_around(
 ) -> RunPlan:
     """The plan around the evaluated model's windows and the refit's: the reference window after
     the test window, the incoming stretch, the ranking policy and the headline rate."""
-    held = held_out_days(config)
+    held = held_out_days(config.data, config.serve)
     serve = config.serve
     return RunPlan(
         evaluated=evaluated,
@@ -476,7 +476,7 @@ def build_plan(config: Config, fs: FeatureSet) -> RunPlan:
     """The run's plan, laid once by `targeting train` from the config and the feature set's time
     axis and labels (the refit's windows, when `train.refit`); the ranking stays the config's
     setting until resolved against a model (`RunPlan.for_model`)."""
-    held = held_out_days(config)
+    held = held_out_days(config.data, config.serve)
     evaluated = make_windows(fs.lodged_at, config.split, held)
     refit = None
     if config.train.refit:

@@ -73,7 +73,7 @@ def link_study(study: optuna.Study, run_id: str, config: Config) -> None:
 
 def windows_of(config: Config, fs: FeatureSet) -> Windows:
     """The final fit's windows for this config and feature set (the run plan's `evaluated`)."""
-    return make_windows(fs.lodged_at, config.split, held_out_days(config))
+    return make_windows(fs.lodged_at, config.split, held_out_days(config.data, config.serve))
 
 
 def train_feature_set(
@@ -271,7 +271,7 @@ def read_around_training(config: Config) -> tuple[FeatureSet, RunPlan]:
     catalog.require_features(config)
     path = config.paths.features
     lodged = pd.read_parquet(path, columns=["lodged_at"])["lodged_at"]
-    windows = make_windows(lodged, config.split, held_out_days(config))
+    windows = make_windows(lodged, config.split, held_out_days(config.data, config.serve))
     plan = plan_around(config, lodged, windows, None)
     del lodged
     frame = pd.read_parquet(

@@ -125,7 +125,7 @@ def test_the_windows_by_role_are_ordered_and_disjoint_where_they_must_be(s: dict
     # The incoming stretch ends after the last declaration; on a simulated stream it is the
     # held-out stretch, which no window of the fit reaches.
     assert plan.incoming.end == after_last(fs.lodged_at)
-    if held_out_days(config):
+    if held_out_days(config.data, config.serve):
         assert plan.incoming.start == plan.usable_end
         assert not _overlap(plan.incoming, plan.reference)
     refit = plan.refit
