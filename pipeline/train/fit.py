@@ -403,10 +403,8 @@ def fit(
     rule = level_rule(min_count, category_order(params, config), config)
     data = fit_rows(fs, masks, rule, imbalance, windows.valid, config)
     rows = data.rows
-    labels = {
-        "train": engine.training_labels(rows["train"], windows.train),
-        "valid": rows["valid"].y,
-    }
+    train_labels = engine.training_labels(rows["train"], windows.train)
+    labels = {"train": train_labels, "valid": rows["valid"].y}
     _check_windows(windows, labels, rows["calibration"], config.train)
     balanced = rebalance_step(
         rows["train"], labels["train"], imbalance, booster_params, config.seed, engine.resamples()
