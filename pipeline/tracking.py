@@ -416,7 +416,7 @@ def log_training(
         "git_commit": git_commit(),
         "revenue_model": log.revenue_model,
         **{f"version.{k}": v for k, v in package_versions().items()},
-        "mlflow.note.content": _run_note(config, fit_result, data_fingerprint),
+        "mlflow.note.content": _run_note(config.name, fit_result, data_fingerprint),
     }
     if study is not None:
         tags.update(
@@ -436,7 +436,7 @@ def log_training(
         curves=log.tracked_curves(),
         model_id=flavour.model_id,
     )
-    log_training_data(config, data_fingerprint, sample)
+    log_training_data(config.name, config.paths.features, data_fingerprint, sample)
     return RunInfo(
         run_id=run_id,
         model_uri=f"runs:/{run_id}/{MODEL_ARTIFACT}",
@@ -445,11 +445,11 @@ def log_training(
     )
 
 
-def _run_note(config: Config, fit_result: FitResult, data_fingerprint: str) -> str:
-    """The run's description in the MLflow UI."""
+def _run_note(name: str, fit_result: FitResult, data_fingerprint: str) -> str:
+    """The run's description in the MLflow UI (`name`: the config's)."""
     log, info = fit_result.log, fit_result.model.info
     return (
-        f"Training run of config {config.name!r}: XGBoost "
+        f"Training run of config {name!r}: XGBoost "
         f"({log.imbalance} imbalance, calibration {info.calibration}) on the feature set with "
         f"fingerprint {data_fingerprint[:12]}; windows "
         + ", ".join(f"{k} {v}" for k, v in log.windows.as_dict().items())
@@ -514,15 +514,17 @@ def typed_signature(
     return ModelSignature(inputs=inputs, outputs=inferred.outputs)
 
 
-def log_training_data(config: Config, data_fingerprint: str, sample: pd.DataFrame | None) -> None:
-    """The training feature set as an MLflow dataset input of the active run: its path relative
-    to the project, the data fingerprint as digest, and the schema of its columns."""
+def log_training_data(
+    name: str, features: Path, data_fingerprint: str, sample: pd.DataFrame | None
+) -> None:
+    """The training feature set (the file at `features`, of the config named `name`) as an
+    MLflow dataset input of the active run: its path relative to the project, the data
+    fingerprint as digest, and the schema of its columns."""
     from mlflow.data.meta_dataset import MetaDataset
 
     # made at import by MLflow's artefact-source registry, so invisible to type checkers
     from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 
-    features = config.paths.features
     try:
         where = str(features.relative_to(PROJECT_ROOT))
     except ValueError:
@@ -530,7 +532,7 @@ def log_training_data(config: Config, data_fingerprint: str, sample: pd.DataFram
     schema = infer_signature(_signature_frame(sample)).inputs if sample is not None else None
     dataset = MetaDataset(  # type: ignore[abstract]  # MLflow's dataset without a frame
         LocalArtifactDatasetSource(where),
-        name=f"{config.name}-feature-set",
+        name=f"{name}-feature-set",
         digest=data_fingerprint[:32],
         schema=schema,
     )
