@@ -712,7 +712,7 @@ def explanation_summary(
         model,
         test.X.iloc[chosen_rows],
         test.declaration_id.iloc[chosen_rows],
-        serve.rank_by,
+        window.policy,
     )
     entities = _entity_frame(window, explanations.values["declaration_id"])
     dominance = ex.dominance(explanations.values, entities, model.feature_names)

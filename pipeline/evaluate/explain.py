@@ -32,7 +32,7 @@ import xgboost as xgb
 
 from pipeline.config import EvaluateConfig
 from pipeline.features.featureset import FeatureSet
-from pipeline.plan import RankingPolicy
+from pipeline.plan import BY_PROBABILITY, RankingPolicy
 from pipeline.serve.model import TargetingModel
 
 MAX_DISPLAY = 15
@@ -391,13 +391,14 @@ def values_frame(
 
 
 def waterfalls(
-    model: TargetingModel, X: pd.DataFrame, declaration_id: pd.Series, rank_by: str = "probability"
+    model: TargetingModel,
+    X: pd.DataFrame,
+    declaration_id: pd.Series,
+    ranking: RankingPolicy = BY_PROBABILITY,
 ) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """Local explanations: SHAP values (margin, log-odds) and one waterfall per declaration of its
-    served probability of a hit; where `rank_by` (the config's `serve.rank_by`) uses expected
-    revenue and the model has a revenue part, a second waterfall of its revenue if hit."""
-    from pipeline.plan import resolve_rank_by
-
+    served probability of a hit; where `ranking` (the run plan's) uses expected revenue and the
+    model has a revenue part, a second waterfall of its revenue if hit."""
     Xs = X[model.feature_names].reset_index(drop=True)
     ids = declaration_id.astype("string").reset_index(drop=True)
     if len(Xs) == 0:
@@ -405,7 +406,7 @@ def waterfalls(
     values, base, _ = shap_values(model, Xs)
     on_probability, p0, probability = probability_scale(model, values, base)
     revenue = None
-    if model.revenue_booster is not None and resolve_rank_by(True, rank_by) != "probability":
+    if model.revenue_booster is not None and ranking.resolved(True).rank_by != "probability":
         revenue = revenue_explanation(model, Xs)
     figures: dict[str, bytes] = {}
     for i, identifier in enumerate(ids):  # one figure per requested declaration (a handful)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pipeline.evaluate.explain import Explanations
     from pipeline.features.featureset import FeatureSet
     from pipeline.serve.model import TargetingModel
+    from pipeline.serve.ranking import Ranking
 
 EXPLAIN_ARTIFACT = "explain"
 
@@ -55,9 +56,9 @@ def explain(
             f"{config.paths.features}: column declaration_id has no row for {missing[:10]}"
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         )
-    score = rank(model, test.X, plan.ranking).priority
+    ranked = rank(model, test.X, plan.ranking)
     step("local explanations (waterfalls)")
-    local_values, local_figures = local_explanations(model, features, test, score, wanted, config)
+    local_values, local_figures = local_explanations(model, features, test, ranked, wanted, config)
     folder: Path = config.paths.explanations
     write_explanations(folder, found, local_values, local_figures)
     tracking.log_artifacts(run_id, folder, EXPLAIN_ARTIFACT)
@@ -85,18 +86,20 @@ def local_explanations(
     model: TargetingModel,
     features: FeatureSet,
     test: FeatureSet,
-    score: np.ndarray,
+    ranked: Ranking,
     wanted: list[str],
     config: Config,
 ) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """Waterfalls of the declarations asked for by id and of a seeded red-channel sample of the
-    test window; the values say why each declaration is there."""
+    test window (`ranked`: as the run plan ranks it); the values say why each declaration is
+    there."""
     from pipeline.evaluate import explain as ex
+    from pipeline.plan import RankingPolicy
 
     ev = config.evaluate
     ids = features.declaration_id.astype(str)
     red = ex.red_sample(
-        score, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
+        ranked.priority, config.serve.channels.get("red", 0.02), ev.red_waterfalls, config.seed
     )
     chosen = pd.concat(
         [
@@ -107,7 +110,8 @@ def local_explanations(
     chosen_ids = pd.concat(
         [features.declaration_id[ids.isin(wanted).to_numpy()], test.declaration_id.iloc[red]]
     )
-    local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids, config.serve.rank_by)
+    policy = RankingPolicy(ranked.rank_by)  # resolved by the plan's ranking, not the config
+    local_values, local_figures = ex.waterfalls(model, chosen, chosen_ids, policy)
     local_values.insert(
         1, "why", ["requested"] * int(ids.isin(wanted).sum()) + ["red channel sample"] * len(red)
     )

@@ -9,6 +9,7 @@ import pytest
 import xgboost as xgb
 
 from pipeline.evaluate import explain as ex
+from pipeline.plan import RankingPolicy
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -164,10 +165,14 @@ def test_a_ranking_by_expected_revenue_also_explains_the_revenue_part(world: dic
     features = world["features"]
     rows = [5, 17]
     ids = features.declaration_id.iloc[rows]
-    _, by_revenue = ex.waterfalls(model, features.X.iloc[rows], ids, "expected_revenue")
+    _, by_revenue = ex.waterfalls(
+        model, features.X.iloc[rows], ids, RankingPolicy("expected_revenue")
+    )
     expected = {f"waterfall_{i}" for i in ids} | {f"waterfall_{i}_revenue" for i in ids}
     assert set(by_revenue) == expected
-    _, by_probability = ex.waterfalls(model, features.X.iloc[rows], ids, "probability")
+    _, by_probability = ex.waterfalls(
+        model, features.X.iloc[rows], ids, RankingPolicy("probability")
+    )
     assert set(by_probability) == {f"waterfall_{i}" for i in ids}
 
 
