@@ -9,9 +9,9 @@ declaration lodged just after the cut-off gets the same features either way.
 The chunked build (`features/chunked.py`) composes the same steps chunk by chunk, through this
 module's public building blocks: `sorted_declarations`, `aligned_outcomes` and `label_columns`
 (declarations in feature order, their outcomes, the labels), `raw_levels` (the raw columns'
-vocabulary), `stream_sums` / `table_sums` / `totals_frame` / `profile_tables` (profile totals as
-of each declaration, from the event stream or from profile tables), and `run_stages` (the
-configured stages over those totals, shared by training and serving).
+vocabulary), `stream_totals` / `table_totals` / `combine_totals` / `profile_tables` (profile
+totals as of each declaration, from the event stream or from profile tables, and the tables),
+and `run_stages` (the configured stages over those totals, shared by training and serving).
 """
 
 from __future__ import annotations
