@@ -261,3 +261,17 @@ def test_the_join_takes_several_maxima_columns_as_it_takes_one(
             query_codes, queries_at, event_codes, profiles.EventSums(events_at, sums, maxima[:, j])
         )[1]
         np.testing.assert_array_equal(joined[:, j], alone)
+
+
+def test_random_stratum_decayed_rates_serve_and_chunk_as_they_train() -> None:
+    """With rates from the random stratum only, the decayed rate columns (random controls,
+    weights, weighted hits) go the same three ways."""
+    config = CONFIG.model_copy(update={"random_stratum_only": True})
+    base = build_feature_set(DECLARATIONS, OUTCOMES, config)
+    assert base.X["hs6_hit_rate_hl30"].notna().any()
+    _close(base.X, build_feature_set_chunked(DECLARATIONS, OUTCOMES, config, 1).X)
+    as_of = base.lodged_at.iloc[200]
+    snapshot = build_snapshot(DECLARATIONS, OUTCOMES, config, as_of)
+    served = attach(DECLARATIONS.loc[DECLARATIONS["lodged_at"] >= as_of], snapshot, config)
+    at_cut, first = (base.lodged_at == as_of).to_numpy(), (served.lodged_at == as_of).to_numpy()
+    _close(base.X[at_cut], served.X[first])
