@@ -47,7 +47,7 @@ COMMANDS = {
     "kcs_categories.json": f"{PY} bench/kcs_categories.py",
     "load_default.json": f"{PY} bench/load.py --config configs/default.yaml "
     "--set simulate.rows=40000 --set tune.n_trials=4 --compare-yield",
-    "load_kcs.json": f"{PY} bench/load.py --config configs/kcs.yaml",
+    "load_kcs.json": f"{PY} bench/load.py --config configs/kcs.yaml --limit-ratio 2.5",
     "backtest_policies.json": f"{PY} bench/backtest.py --rows 200000 --weeks 52 --policies "
     "historical rules_only exploit random_5 random_10 uncertainty_10 --seeds 42 43 44 "
     "--out bench/results/backtest_policies.json",
