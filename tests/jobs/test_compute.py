@@ -39,7 +39,7 @@ def _spin(stop: Any) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="/proc tells the machine's load")
-def test_busy_elsewhere_counts_other_processes_not_this_one() -> None:
+def test_busy_elsewhere_counts_a_neighbour_process() -> None:
     stop = multiprocessing.get_context("spawn").Event()
     neighbour = multiprocessing.get_context("spawn").Process(target=_spin, args=(stop,))
     neighbour.start()
